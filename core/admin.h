@@ -1,0 +1,23 @@
+/* admin.h - the platform's own HTTP endpoints, under the reserved /_/ prefix.
+ *
+ *   GET /_/health         -> 200 {"status":"ok"}
+ *   GET /_/api/functions  -> every function: version, hash, routes, load
+ *                            error, and its counters from shared memory
+ * Anything else under /_/ is 404. */
+#ifndef CR_ADMIN_H
+#define CR_ADMIN_H
+
+#include "http.h"
+#include "registry.h"
+#include "shm.h"
+
+typedef struct {
+  cr_registry_t *registry;
+  cr_shm_t *shm;
+} cr_admin_t;
+
+/* Is this path the platform's? */
+int cr_admin_owns(const char *path, size_t len);
+void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req);
+
+#endif

@@ -1,0 +1,46 @@
+/* buf.h - a growable byte buffer.
+ *
+ * The one way crescent builds bytes: HTTP responses, JSON, log lines. A buffer
+ * owns its memory; cr_buf_free() releases it. Appends never fail silently:
+ * they return CR_ENOMEM and leave the buffer as it was. */
+#ifndef CR_BUF_H
+#define CR_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+typedef struct cr_buf_s {
+  char *data;
+  size_t len;
+  size_t cap;
+} cr_buf_t;
+
+#define CR_BUF_INIT {NULL, 0, 0}
+
+void cr_buf_init(cr_buf_t *b);
+void cr_buf_free(cr_buf_t *b);
+/* Makes room for `extra` more bytes. */
+int cr_buf_reserve(cr_buf_t *b, size_t extra);
+int cr_buf_append(cr_buf_t *b, const void *p, size_t n);
+int cr_buf_printf(cr_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cr_buf_vprintf(cr_buf_t *b, const char *fmt, va_list ap);
+/* Appends the decimal form of v. */
+int cr_buf_append_u64(cr_buf_t *b, unsigned long long v);
+int cr_buf_append_i64(cr_buf_t *b, long long v);
+/* Drops the first n bytes. */
+void cr_buf_consume(cr_buf_t *b, size_t n);
+/* Empties the buffer, releasing its memory if it grew past keep bytes. */
+void cr_buf_reset(cr_buf_t *b, size_t keep);
+/* Returns a NUL-terminated view (the NUL is not counted in len). */
+const char *cr_buf_cstr(cr_buf_t *b);
+
+static inline int cr_buf_append_str(cr_buf_t *b, const char *s) { return cr_buf_append(b, s, strlen(s)); }
+
+static inline int cr_buf_putc(cr_buf_t *b, char c) {
+  if (b->len + 1 > b->cap && cr_buf_reserve(b, 1)) return -1;
+  b->data[b->len++] = c;
+  return 0;
+}
+
+#endif

@@ -1,0 +1,294 @@
+/* config.c - server settings from defaults, crescent.conf, environment and flags. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+
+typedef enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_SECONDS, OPT_FLAG } opt_type_t;
+
+typedef struct {
+  const char *name;
+  opt_type_t type;
+  size_t offset;
+  const char *help;
+} opt_t;
+
+#define OFF(f) offsetof(cr_config_t, f)
+static const opt_t options[] = {
+    {"functions", OPT_STR, OFF(functions_dir), "folder of functions (default ./functions)"},
+    {"listen", OPT_STR, OFF(listen), "HOST:PORT to serve HTTP on (default 127.0.0.1:8080)"},
+    {"workers", OPT_INT, OFF(workers), "worker processes (default: online CPUs)"},
+    {"redis", OPT_STR, OFF(redis), "auto (a private redis-server) or redis://host:port/db"},
+    {"data", OPT_STR, OFF(data_dir), "state folder, for the managed Redis (default ./.crescent)"},
+    {"admin-token", OPT_STR, OFF(admin_token), "bearer token for /_/ admin APIs"},
+    {"log-level", OPT_STR, OFF(log_level), "debug, info, warn or error (default info)"},
+    {"max-body", OPT_SIZE, OFF(max_body), "largest request body (default 6m)"},
+    {"max-header", OPT_SIZE, OFF(max_header), "largest request line + headers (default 16k)"},
+    {"request-timeout", OPT_SECONDS, OFF(request_timeout), "time to receive a request (default 30s)"},
+    {"keepalive-timeout", OPT_SECONDS, OFF(keepalive_timeout), "idle keep-alive time (default 30s)"},
+    {"drain-timeout", OPT_SECONDS, OFF(drain_timeout), "time for in-flight work on stop (default 30s)"},
+    {"kill-grace", OPT_SECONDS, OFF(kill_grace), "past a deadline before a stuck worker is killed (default 1s)"},
+    {"max-connections", OPT_INT, OFF(max_connections), "connections per worker (default 4096)"},
+    {"no-watch", OPT_FLAG, OFF(no_watch), "do not watch the functions folder for changes"},
+};
+#define NOPTIONS (sizeof options / sizeof options[0])
+
+void cr_config_defaults(cr_config_t *c) {
+  memset(c, 0, sizeof *c);
+  c->functions_dir = strdup("./functions");
+  c->listen = strdup("127.0.0.1:8080");
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  c->workers = n > 0 ? (int)n : 1;
+  c->redis = strdup("auto");
+  c->data_dir = strdup("./.crescent");
+  c->log_level = strdup("info");
+  c->max_body = 6u * 1024 * 1024;
+  c->max_header = 16u * 1024;
+  c->request_timeout = 30;
+  c->keepalive_timeout = 30;
+  c->drain_timeout = 30;
+  c->kill_grace = 1;
+  c->max_connections = 4096;
+  snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
+  c->listen_port = 8080;
+}
+
+void cr_config_free(cr_config_t *c) {
+  for (size_t i = 0; i < NOPTIONS; i++) {
+    if (options[i].type == OPT_STR) {
+      char **p = (char **)((char *)c + options[i].offset);
+      free(*p);
+      *p = NULL;
+    }
+  }
+}
+
+int cr_parse_size(const char *s, size_t *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || errno || v < 0) return CR_EINVAL;
+  while (*end == ' ') end++;
+  double mult = 1;
+  switch (tolower((unsigned char)*end)) {
+  case '\0': break;
+  case 'k': mult = 1024; end++; break;
+  case 'm': mult = 1024.0 * 1024; end++; break;
+  case 'g': mult = 1024.0 * 1024 * 1024; end++; break;
+  case 'b': break;
+  default: return CR_EINVAL;
+  }
+  if (tolower((unsigned char)*end) == 'b') end++;
+  if (*end) return CR_EINVAL;
+  v *= mult;
+  if (v > 1e15) return CR_EINVAL;
+  *out = (size_t)v;
+  return 0;
+}
+
+int cr_parse_seconds(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || errno || v < 0 || v != v) return CR_EINVAL;
+  if (strcmp(end, "ms") == 0) v /= 1000;
+  else if (strcmp(end, "s") == 0 || *end == '\0') ;
+  else if (strcmp(end, "m") == 0) v *= 60;
+  else return CR_EINVAL;
+  if (v > 86400 * 365) return CR_EINVAL;
+  *out = v;
+  return 0;
+}
+
+static int parse_listen(cr_config_t *c, const char *v, char *err, size_t errlen) {
+  const char *colon = strrchr(v, ':');
+  if (!colon) {
+    snprintf(err, errlen, "--listen: expected HOST:PORT, got '%s'", v);
+    return CR_EINVAL;
+  }
+  size_t hl = (size_t)(colon - v);
+  const char *host = v;
+  if (hl >= 2 && v[0] == '[' && v[hl - 1] == ']') {
+    host++;
+    hl -= 2;
+  }
+  if (hl == 0) {
+    host = "0.0.0.0";
+    hl = 7;
+  }
+  if (hl >= sizeof c->listen_host) {
+    snprintf(err, errlen, "--listen: host too long");
+    return CR_EINVAL;
+  }
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end || end == colon + 1 || port < 0 || port > 65535) {
+    snprintf(err, errlen, "--listen: bad port in '%s'", v);
+    return CR_EINVAL;
+  }
+  memcpy(c->listen_host, host, hl);
+  c->listen_host[hl] = '\0';
+  c->listen_port = (int)port;
+  return 0;
+}
+
+int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err, size_t errlen) {
+  for (size_t i = 0; i < NOPTIONS; i++) {
+    const opt_t *o = &options[i];
+    if (strcmp(o->name, name) != 0) continue;
+    void *field = (char *)c + o->offset;
+    switch (o->type) {
+    case OPT_STR: {
+      if (strcmp(name, "listen") == 0 && parse_listen(c, value, err, errlen)) return CR_EINVAL;
+      char *dup = strdup(value);
+      if (!dup) return CR_ENOMEM;
+      free(*(char **)field);
+      *(char **)field = dup;
+      return 0;
+    }
+    case OPT_INT: {
+      char *end;
+      long v = strtol(value, &end, 10);
+      if (*end || end == value || v < 1 || v > 1000000) {
+        snprintf(err, errlen, "--%s: expected a positive integer, got '%s'", name, value);
+        return CR_EINVAL;
+      }
+      if (strcmp(name, "workers") == 0 && v > 256) {
+        snprintf(err, errlen, "--workers: at most 256");
+        return CR_EINVAL;
+      }
+      *(int *)field = (int)v;
+      return 0;
+    }
+    case OPT_SIZE:
+      if (cr_parse_size(value, (size_t *)field) || *(size_t *)field == 0) {
+        snprintf(err, errlen, "--%s: expected a size like 6m, 16k or 1048576, got '%s'", name, value);
+        return CR_EINVAL;
+      }
+      return 0;
+    case OPT_SECONDS:
+      if (cr_parse_seconds(value, (double *)field) || *(double *)field <= 0) {
+        snprintf(err, errlen, "--%s: expected seconds like 30, 0.5 or 500ms, got '%s'", name, value);
+        return CR_EINVAL;
+      }
+      return 0;
+    case OPT_FLAG:
+      if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0) {
+        *(int *)field = 1;
+      } else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0 || strcmp(value, "no") == 0) {
+        *(int *)field = 0;
+      } else {
+        snprintf(err, errlen, "--%s: expected true or false, got '%s'", name, value);
+        return CR_EINVAL;
+      }
+      return 0;
+    }
+  }
+  snprintf(err, errlen, "unknown option '%s' (see crescent --help)", name);
+  return CR_EINVAL;
+}
+
+static char *trim(char *s) {
+  while (isspace((unsigned char)*s)) s++;
+  char *e = s + strlen(s);
+  while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+  return s;
+}
+
+static int load_conf_file(cr_config_t *c, const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  char line[1024];
+  int lineno = 0;
+  while (fgets(line, sizeof line, f)) {
+    lineno++;
+    char *s = trim(line);
+    if (*s == '\0' || *s == '#') continue;
+    char *eq = strchr(s, '=');
+    if (!eq) {
+      snprintf(err, errlen, "%s:%d: expected 'name = value'", path, lineno);
+      fclose(f);
+      return CR_EINVAL;
+    }
+    *eq = '\0';
+    char *name = trim(s), *value = trim(eq + 1);
+    size_t vl = strlen(value);
+    if (vl >= 2 && value[0] == '"' && value[vl - 1] == '"') {
+      value[vl - 1] = '\0';
+      value++;
+    }
+    char sub[512];
+    if (cr_config_set(c, name, value, sub, sizeof sub)) {
+      snprintf(err, errlen, "%s:%d: %s", path, lineno, sub);
+      fclose(f);
+      return CR_EINVAL;
+    }
+  }
+  fclose(f);
+  return 0;
+}
+
+static int load_env(cr_config_t *c, char *err, size_t errlen) {
+  for (size_t i = 0; i < NOPTIONS; i++) {
+    char env[64] = "CRESCENT_";
+    size_t n = strlen(env);
+    for (const char *p = options[i].name; *p && n < sizeof env - 1; p++)
+      env[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    env[n] = '\0';
+    const char *v = getenv(env);
+    if (!v || !*v) continue;
+    char sub[512];
+    if (cr_config_set(c, options[i].name, v, sub, sizeof sub)) {
+      snprintf(err, errlen, "%s: %s", env, sub);
+      return CR_EINVAL;
+    }
+  }
+  return 0;
+}
+
+int cr_config_load(cr_config_t *c, const char *conf_path, int argc, char **argv, int first,
+                   char **rest, int *nrest, char *err, size_t errlen) {
+  if (load_conf_file(c, conf_path ? conf_path : "crescent.conf", err, errlen)) return CR_EINVAL;
+  if (load_env(c, err, errlen)) return CR_EINVAL;
+  *nrest = 0;
+  for (int i = first; i < argc; i++) {
+    const char *a = argv[i];
+    if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+      rest[(*nrest)++] = argv[i];
+      continue;
+    }
+    char name[64];
+    const char *eq = strchr(a + 2, '=');
+    size_t nl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+    if (nl >= sizeof name) nl = sizeof name - 1;
+    memcpy(name, a + 2, nl);
+    name[nl] = '\0';
+    const char *value = eq ? eq + 1 : NULL;
+    int is_flag = 0;
+    for (size_t k = 0; k < NOPTIONS; k++)
+      if (strcmp(options[k].name, name) == 0 && options[k].type == OPT_FLAG) is_flag = 1;
+    if (!value) {
+      if (is_flag) value = "true";
+      else if (i + 1 < argc) value = argv[++i];
+      else {
+        snprintf(err, errlen, "--%s needs a value", name);
+        return CR_EINVAL;
+      }
+    }
+    if (cr_config_set(c, name, value, err, errlen)) return CR_EINVAL;
+  }
+  return 0;
+}
+
+void cr_config_usage(FILE *out) {
+  for (size_t i = 0; i < NOPTIONS; i++) {
+    char flag[48];
+    snprintf(flag, sizeof flag, "--%s%s", options[i].name, options[i].type == OPT_FLAG ? "" : " V");
+    fprintf(out, "  %-24s %s\n", flag, options[i].help);
+  }
+}

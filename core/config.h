@@ -1,0 +1,54 @@
+/* config.h - the server's settings: defaults, crescent.conf, CRESCENT_* environment
+ * variables and command-line flags, in that order of precedence (later wins).
+ *
+ * Every flag `--some-name` has an environment variable `CRESCENT_SOME_NAME` and a
+ * crescent.conf key `some-name = value`. This module only parses and validates;
+ * it owns the strings it stores and cr_config_free() releases them. */
+#ifndef CR_CONFIG_H
+#define CR_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct cr_config_s {
+  char *functions_dir;
+  char *listen;          /* HOST:PORT as given */
+  char listen_host[64];  /* parsed from listen */
+  int listen_port;
+  int workers;
+  char *redis;           /* "auto" or a URL */
+  char *data_dir;
+  char *admin_token;
+  char *log_level;
+  size_t max_body;       /* bytes */
+  size_t max_header;     /* bytes, request line + headers */
+  double request_timeout;   /* s: to receive a whole request */
+  double keepalive_timeout; /* s: idle between requests */
+  double drain_timeout;     /* s: in-flight work on SIGTERM */
+  double kill_grace;        /* s: past a deadline before a stuck worker is killed */
+  int max_connections;      /* per worker */
+  int no_watch;
+} cr_config_t;
+
+void cr_config_defaults(cr_config_t *c);
+void cr_config_free(cr_config_t *c);
+
+/* Applies crescent.conf (if conf_path exists; NULL means ./crescent.conf),
+ * then the environment, then argv[first..argc). Unknown flags and bad values
+ * are errors described in err. Returns 0 or CR_EINVAL. Positional arguments
+ * are left in *rest (count in *nrest), pointing into argv. */
+int cr_config_load(cr_config_t *c, const char *conf_path, int argc, char **argv, int first,
+                   char **rest, int *nrest, char *err, size_t errlen);
+
+/* Sets one option by its flag name (without dashes). */
+int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err, size_t errlen);
+
+/* Parses "6m", "16KB", "1048576" into bytes; "0.5", "500ms", "2s" into seconds. */
+int cr_parse_size(const char *s, size_t *out);
+int cr_parse_seconds(const char *s, double *out);
+
+/* Prints the flags with their defaults. */
+void cr_config_usage(FILE *out);
+
+#endif

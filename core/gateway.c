@@ -1,0 +1,690 @@
+/* gateway.c - HTTP requests to invocations, results to HTTP responses. */
+#include "gateway.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "error.h"
+#include "invoke.h"
+#include "json.h"
+#include "log.h"
+#include "vm.h"
+
+struct cr_gateway_s {
+  cr_pool_t *pool;
+  cr_shm_t *shm;
+  cr_buf_t body;   /* scratch for encoding response bodies */
+  cr_buf_t scratch;
+};
+
+/* One HTTP invocation. The invocation comes first: event fields find the
+ * request from it (see event_index). */
+typedef struct {
+  cr_invocation_t inv;
+  cr_http_req_t *req;
+  const cr_route_match_t *match;
+} gw_call_t;
+
+/* Registry keys (their addresses). */
+static char event_mt_key, serial_key, json_cache_key, http_error_mt_key;
+
+cr_gateway_t *cr_gateway_new(cr_pool_t *pool, cr_shm_t *shm) {
+  cr_gateway_t *g = calloc(1, sizeof *g);
+  if (!g) return NULL;
+  g->pool = pool;
+  g->shm = shm;
+  return g;
+}
+
+void cr_gateway_free(cr_gateway_t *g) {
+  if (!g) return;
+  cr_buf_free(&g->body);
+  cr_buf_free(&g->scratch);
+  free(g);
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+int cr_url_decode(const char *s, size_t len, int plus, cr_buf_t *out) {
+  out->len = 0;
+  if (cr_buf_reserve(out, len + 1)) return CR_ENOMEM;
+  char *o = out->data;
+  for (size_t i = 0; i < len; i++) {
+    char c = s[i];
+    if (c == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+      c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+      i += 2;
+    } else if (c == '+' && plus) {
+      c = ' ';
+    }
+    *o++ = c;
+  }
+  out->len = (size_t)(o - out->data);
+  return 0;
+}
+
+/* --- the event -------------------------------------------------------------------------------- */
+
+/* The call an event belongs to, if that invocation is still running. */
+static gw_call_t *event_call(lua_State *L, int event) {
+  cr_instance_t *inst = cr_vm_of(L)->owner;
+  lua_pushlightuserdata(L, &serial_key);
+  lua_rawget(L, event);
+  uint64_t serial = (uint64_t)lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (!inst || !inst->current || inst->serial != serial) return NULL;
+  return (gw_call_t *)inst->current;
+}
+
+static void push_decoded(lua_State *L, const char *s, size_t len, int plus, cr_buf_t *tmp) {
+  if (!memchr(s, '%', len) && (!plus || !memchr(s, '+', len))) {
+    lua_pushlstring(L, s, len);
+    return;
+  }
+  cr_url_decode(s, len, plus, tmp);
+  lua_pushlstring(L, tmp->data, tmp->len);
+}
+
+/* headers: name -> value; repeated headers joined with ", " ("; " for cookie).
+ * multiHeaders: name -> { values } */
+static void push_headers(lua_State *L, cr_http_req_t *req, int multi) {
+  lua_createtable(L, 0, req->nheaders);
+  int t = lua_gettop(L);
+  for (int i = 0; i < req->nheaders; i++) {
+    const cr_http_header_t *h = &req->headers[i];
+    lua_pushlstring(L, h->name, h->name_len);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, t);
+    if (multi) {
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_createtable(L, 1, 0);
+        lua_pushvalue(L, -2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, t);
+      }
+      lua_pushlstring(L, h->value, h->value_len);
+      lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+      lua_pop(L, 2);
+      continue;
+    }
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushlstring(L, h->value, h->value_len);
+    } else {
+      const char *sep = (h->name_len == 6 && memcmp(h->name, "cookie", 6) == 0) ? "; " : ", ";
+      lua_pushstring(L, sep);
+      lua_pushlstring(L, h->value, h->value_len);
+      lua_concat(L, 3);
+    }
+    lua_rawset(L, t);
+  }
+}
+
+/* query: name -> first value; multiQuery: name -> { values } */
+static void push_query(lua_State *L, cr_http_req_t *req, int multi, cr_buf_t *tmp) {
+  lua_newtable(L);
+  int t = lua_gettop(L);
+  const char *p = req->query, *end = req->query + req->query_len;
+  while (p < end) {
+    const char *amp = memchr(p, '&', (size_t)(end - p));
+    const char *pe = amp ? amp : end;
+    if (pe > p) {
+      const char *eq = memchr(p, '=', (size_t)(pe - p));
+      const char *ke = eq ? eq : pe;
+      push_decoded(L, p, (size_t)(ke - p), 1, tmp);
+      if (eq) push_decoded(L, eq + 1, (size_t)(pe - eq - 1), 1, tmp);
+      else lua_pushliteral(L, "");
+      /* stack: key, value */
+      lua_pushvalue(L, -2);
+      lua_rawget(L, t);
+      if (multi) {
+        if (lua_isnil(L, -1)) {
+          lua_pop(L, 1);
+          lua_newtable(L);
+          lua_pushvalue(L, -3);
+          lua_pushvalue(L, -2);
+          lua_rawset(L, t);
+        }
+        lua_insert(L, -2);
+        lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+        lua_pop(L, 2);
+      } else if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_rawset(L, t);
+      } else {
+        lua_pop(L, 3);
+      }
+    }
+    p = pe + 1;
+  }
+}
+
+static void push_params(lua_State *L, const cr_route_match_t *m, cr_buf_t *tmp) {
+  lua_createtable(L, 0, m->nparams);
+  for (int i = 0; i < m->nparams; i++) {
+    lua_pushlstring(L, m->params[i].name, m->params[i].name_len);
+    push_decoded(L, m->params[i].value, m->params[i].value_len, 0, tmp);
+    lua_rawset(L, -3);
+  }
+}
+
+/* Raises the platform's "bad request" error: the gateway answers it with its
+ * status instead of 500. */
+static int raise_http_error(lua_State *L, int status, const char *msg) {
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, status);
+  lua_setfield(L, -2, "status");
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  lua_pushlightuserdata(L, &http_error_mt_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  lua_setmetatable(L, -2);
+  return lua_error(L);
+}
+
+/* event.json(): the body decoded as JSON (cached); nil for an empty body; a
+ * body that is not JSON raises an error answered with 400. */
+static int event_json(lua_State *L) {
+  int ev = lua_upvalueindex(1);
+  lua_pushlightuserdata(L, &json_cache_key);
+  lua_rawget(L, ev);
+  if (!lua_isnil(L, -1)) return 1;
+  lua_pop(L, 1);
+  lua_getfield(L, ev, "body");
+  size_t len;
+  const char *body = lua_tolstring(L, -1, &len);
+  if (!body || len == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  cr_vm_push_sandbox(L, "modules");
+  lua_getfield(L, -1, "json");
+  lua_getfield(L, -1, "safe");
+  lua_getfield(L, -1, "decode");
+  lua_pushvalue(L, -5);
+  lua_call(L, 1, 2);
+  if (lua_isnil(L, -2)) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "invalid JSON in request body: %s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+    return raise_http_error(L, 400, msg);
+  }
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, &json_cache_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, ev);
+  return 1;
+}
+
+static int event_index(lua_State *L) {
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  size_t kl;
+  const char *k = lua_tolstring(L, 2, &kl);
+  if (kl == 4 && memcmp(k, "json", 4) == 0) {
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, event_json, 1);
+    goto cache;
+  }
+  if (kl == 6 && memcmp(k, "source", 6) == 0) {
+    lua_pushliteral(L, "http");
+    goto cache;
+  }
+  gw_call_t *call = event_call(L, 1);
+  if (!call) return 0; /* the invocation is over: its request is gone */
+  cr_http_req_t *req = call->req;
+  cr_buf_t tmp = CR_BUF_INIT;
+  if (kl == 4 && memcmp(k, "body", 4) == 0) lua_pushlstring(L, req->body, req->body_len);
+  else if (kl == 2 && memcmp(k, "ip", 2) == 0) lua_pushstring(L, req->ip);
+  else if (kl == 7 && memcmp(k, "headers", 7) == 0) push_headers(L, req, 0);
+  else if (kl == 12 && memcmp(k, "multiHeaders", 12) == 0) push_headers(L, req, 1);
+  else if (kl == 5 && memcmp(k, "query", 5) == 0) push_query(L, req, 0, &tmp);
+  else if (kl == 10 && memcmp(k, "multiQuery", 10) == 0) push_query(L, req, 1, &tmp);
+  else if (kl == 8 && memcmp(k, "rawQuery", 8) == 0) lua_pushlstring(L, req->query, req->query_len);
+  else if (kl == 6 && memcmp(k, "params", 6) == 0) push_params(L, call->match, &tmp);
+  else {
+    cr_buf_free(&tmp);
+    return 0;
+  }
+  cr_buf_free(&tmp);
+cache:
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  return 1;
+}
+
+static void push_event(lua_State *L, gw_call_t *call) {
+  cr_http_req_t *req = call->req;
+  lua_createtable(L, 0, 8);
+  lua_pushstring(L, req->method_name);
+  lua_setfield(L, -2, "method");
+  lua_pushlstring(L, req->path, req->path_len);
+  lua_setfield(L, -2, "path");
+  lua_pushstring(L, req->id);
+  lua_setfield(L, -2, "requestId");
+  lua_pushlightuserdata(L, &serial_key);
+  lua_pushnumber(L, (double)call->inv.serial);
+  lua_rawset(L, -3);
+  lua_pushlightuserdata(L, &event_mt_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, event_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, "event");
+    lua_setfield(L, -2, "__metatable");
+    lua_pushlightuserdata(L, &event_mt_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    /* The metatable of the platform's HTTP errors, made with it. */
+    lua_pushlightuserdata(L, &http_error_mt_key);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "crescent.http_error");
+    lua_setfield(L, -2, "__metatable");
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  lua_setmetatable(L, -2);
+}
+
+/* --- the response ----------------------------------------------------------------------------- */
+
+static int valid_header_name(const char *s, size_t n) {
+  if (n == 0 || n > 256) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c)))
+      return 0;
+  }
+  return 1;
+}
+
+static int valid_header_value(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 0;
+  return 1;
+}
+
+static int ieq(const char *a, size_t an, const char *b) {
+  size_t bn = strlen(b);
+  if (an != bn) return 0;
+  for (size_t i = 0; i < an; i++) {
+    char c = a[i];
+    if (c >= 'A' && c <= 'Z') c = (char)(c + 32);
+    if (c != b[i]) return 0;
+  }
+  return 1;
+}
+
+/* A number as header text (integers without ".0"). */
+static const char *number_text(double v, char *buf, size_t n) {
+  if (v == floor(v) && fabs(v) < 1e15) snprintf(buf, n, "%.0f", v);
+  else snprintf(buf, n, "%.14g", v);
+  return buf;
+}
+
+/* Is the table at idx a response object: only status/headers/body keys, at
+ * least one of them, and status (if present) a number? */
+static int is_response(lua_State *L, int idx) {
+  int found = 0, ok = 1;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    size_t kl;
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &kl) : NULL;
+    if (k && ((kl == 6 && memcmp(k, "status", 6) == 0) || (kl == 7 && memcmp(k, "headers", 7) == 0) ||
+              (kl == 4 && memcmp(k, "body", 4) == 0))) {
+      found = 1;
+      continue;
+    }
+    ok = 0;
+    lua_pop(L, 1);
+    break;
+  }
+  if (!ok || !found) return 0;
+  lua_getfield(L, idx, "status");
+  int st = lua_type(L, -1);
+  lua_pop(L, 1);
+  return st == LUA_TNIL || st == LUA_TNUMBER;
+}
+
+typedef struct {
+  int status;
+  const char *ctype;
+  const char *body;
+  size_t body_len;
+  char err[300];
+} resp_t;
+
+/* Encodes the body value at idx into r (strings as they are, tables as JSON). */
+static int take_body(cr_gateway_t *g, lua_State *L, int idx, resp_t *r, const char *default_ctype) {
+  char num[64];
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+  case LUA_TNONE:
+    r->body = "";
+    r->body_len = 0;
+    return 0;
+  case LUA_TSTRING:
+    r->body = lua_tolstring(L, idx, &r->body_len);
+    if (!r->ctype) r->ctype = default_ctype;
+    return 0;
+  case LUA_TNUMBER:
+    number_text(lua_tonumber(L, idx), num, sizeof num);
+    g->body.len = 0;
+    cr_buf_append_str(&g->body, num);
+    r->body = g->body.data;
+    r->body_len = g->body.len;
+    if (!r->ctype) r->ctype = default_ctype;
+    return 0;
+  case LUA_TTABLE:
+  case LUA_TBOOLEAN:
+  case LUA_TLIGHTUSERDATA: {
+    g->body.len = 0;
+    char jerr[200];
+    if (cr_json_encode(L, idx, &g->body, jerr, sizeof jerr)) {
+      snprintf(r->err, sizeof r->err, "the response body could not be encoded as JSON: %s", jerr);
+      return CR_EINVAL;
+    }
+    r->body = g->body.data ? g->body.data : "";
+    r->body_len = g->body.len;
+    if (!r->ctype) r->ctype = "application/json";
+    return 0;
+  }
+  default:
+    snprintf(r->err, sizeof r->err, "the handler returned a %s as the body; return a string or a table",
+             lua_typename(L, lua_type(L, idx)));
+    return CR_EINVAL;
+  }
+}
+
+/* Emits the user's headers from the table at idx (validated first). */
+static int take_headers(lua_State *L, int idx, cr_http_req_t *req, resp_t *r, int emit) {
+  if (lua_isnil(L, idx)) return 0;
+  if (!lua_istable(L, idx)) {
+    snprintf(r->err, sizeof r->err, "response 'headers' must be a table, got a %s", lua_typename(L, lua_type(L, idx)));
+    return CR_EINVAL;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    size_t nl;
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 2);
+      snprintf(r->err, sizeof r->err, "response header names must be strings");
+      return CR_EINVAL;
+    }
+    const char *name = lua_tolstring(L, -2, &nl);
+    if (!valid_header_name(name, nl)) {
+      snprintf(r->err, sizeof r->err, "invalid response header name '%.100s'", name);
+      lua_pop(L, 2);
+      return CR_EINVAL;
+    }
+    /* The platform owns framing and these. */
+    int managed = ieq(name, nl, "content-length") || ieq(name, nl, "transfer-encoding") ||
+                  ieq(name, nl, "connection") || ieq(name, nl, "date") || ieq(name, nl, "x-request-id") ||
+                  ieq(name, nl, "keep-alive") || ieq(name, nl, "upgrade");
+    int is_ctype = ieq(name, nl, "content-type");
+    int vt = lua_type(L, -1);
+    int count = vt == LUA_TTABLE ? (int)lua_objlen(L, -1) : 1;
+    for (int i = 1; i <= count; i++) {
+      if (vt == LUA_TTABLE) lua_rawgeti(L, -1, i);
+      else lua_pushvalue(L, -1);
+      char num[64];
+      size_t vl = 0;
+      const char *v = NULL;
+      if (lua_type(L, -1) == LUA_TSTRING) v = lua_tolstring(L, -1, &vl);
+      else if (lua_type(L, -1) == LUA_TNUMBER) {
+        v = number_text(lua_tonumber(L, -1), num, sizeof num);
+        vl = strlen(v);
+      } else if (lua_type(L, -1) == LUA_TBOOLEAN) {
+        v = lua_toboolean(L, -1) ? "true" : "false";
+        vl = strlen(v);
+      }
+      if (!v || !valid_header_value(v, vl)) {
+        snprintf(r->err, sizeof r->err, "response header '%.100s' must be a string without CR or LF (or a list of them)", name);
+        lua_pop(L, 3);
+        return CR_EINVAL;
+      }
+      if (is_ctype) r->ctype = v; /* stays valid: the result is on the stack until we are done */
+      else if (emit && !managed) cr_http_respond_header(req, name, nl, v, vl);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* Reads the handler's result (at idx, or none) into r: status, content type
+ * and body, with the headers validated, so a bad result never leaves half a
+ * response. emit_headers() then writes the headers. */
+static int build_response(cr_gateway_t *g, lua_State *L, int idx, resp_t *r, cr_http_req_t *req) {
+  r->status = 200;
+  r->ctype = NULL;
+  int t = idx ? lua_type(L, idx) : LUA_TNONE;
+  if (t == LUA_TNONE || t == LUA_TNIL) {
+    r->status = 204;
+    r->body = "";
+    r->body_len = 0;
+    return 0;
+  }
+  if (t == LUA_TTABLE && is_response(L, idx)) {
+    lua_getfield(L, idx, "status");
+    if (!lua_isnil(L, -1)) {
+      double s = lua_tonumber(L, -1);
+      if (s != floor(s) || s < 200 || s > 599) {
+        snprintf(r->err, sizeof r->err, "response status must be an integer from 200 to 599, got %g", s);
+        lua_pop(L, 1);
+        return CR_EINVAL;
+      }
+      r->status = (int)s;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "headers");
+    int rc = take_headers(L, lua_gettop(L), req, r, 0);
+    if (rc) {
+      lua_pop(L, 1);
+      return rc;
+    }
+    lua_getfield(L, idx, "body");
+    rc = take_body(g, L, lua_gettop(L), r, "text/plain; charset=utf-8");
+    /* r may point into the body string: the result table keeps it alive. */
+    return rc;
+  }
+  if (t == LUA_TTABLE || t == LUA_TBOOLEAN) return take_body(g, L, idx, r, "application/json");
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) return take_body(g, L, idx, r, "text/plain; charset=utf-8");
+  snprintf(r->err, sizeof r->err, "the handler returned a %s; return a string, a table or nothing",
+           lua_typename(L, t));
+  return CR_EINVAL;
+}
+
+static void emit_headers(lua_State *L, int idx, cr_http_req_t *req, resp_t *r) {
+  if (!idx || !lua_istable(L, idx) || !is_response(L, idx)) return;
+  lua_getfield(L, idx, "headers");
+  take_headers(L, lua_gettop(L), req, r, 1);
+  lua_pop(L, 1);
+}
+
+/* --- the invocation --------------------------------------------------------------------------- */
+
+static void report(cr_gateway_t *g, cr_http_req_t *req, cr_fnver_t *ver, gw_call_t *call, int status,
+                   double init_ms) {
+  cr_invocation_t *inv = &call->inv;
+  double dur_ms = (double)(inv->end_ns - inv->start_ns) / 1e6;
+  uint64_t billed = (uint64_t)ceil(dur_ms);
+  if (billed == 0) billed = 1;
+  cr_shm_fn_t *f = &g->shm->fns[ver->fn->slot];
+  atomic_fetch_add_explicit(&f->invocations, 1, memory_order_relaxed);
+  if (inv->outcome != CR_OUTCOME_OK || status >= 500) atomic_fetch_add_explicit(&f->errors, 1, memory_order_relaxed);
+  if (inv->outcome == CR_OUTCOME_TIMEOUT) atomic_fetch_add_explicit(&f->timeouts, 1, memory_order_relaxed);
+  if (inv->cold) atomic_fetch_add_explicit(&f->cold_starts, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&f->duration_us, (uint64_t)(dur_ms * 1000), memory_order_relaxed);
+  atomic_fetch_add_explicit(&f->billed_ms, billed, memory_order_relaxed);
+  atomic_fetch_add_explicit(&f->mb_ms, billed * (uint64_t)ver->settings.memory, memory_order_relaxed);
+  cr_shm_observe(f, dur_ms);
+
+  cr_buf_t *b = cr_log_begin(CR_LOG_INFO, "report", 6, ver->fn->name, req->id);
+  if (!b) return;
+  cr_log_int(b, "version", ver->number);
+  cr_log_str(b, "trigger", "http", 4);
+  cr_log_str(b, "start", inv->cold ? "cold" : "warm", 4);
+  if (inv->cold) cr_log_num(b, "initDuration", round(init_ms * 1000) / 1000);
+  cr_log_num(b, "duration", round(dur_ms * 1000) / 1000);
+  cr_log_int(b, "billedDuration", (long long)billed);
+  cr_log_num(b, "cpuTime", round((double)inv->cpu_ns / 1e3) / 1000);
+  cr_log_int(b, "maxMemoryUsed", (long long)inv->mem_peak);
+  cr_log_int(b, "memorySize", ver->settings.memory);
+  cr_log_int(b, "status", status);
+  if (inv->outcome == CR_OUTCOME_TIMEOUT) cr_log_str(b, "outcome", "timeout", 7);
+  else if (inv->outcome == CR_OUTCOME_MEMORY) cr_log_str(b, "outcome", "memory", 6);
+  else if (inv->outcome == CR_OUTCOME_ERROR) cr_log_str(b, "outcome", "error", 5);
+  cr_log_end(b);
+}
+
+static void server_timing(cr_http_req_t *req, int cold, double init_ms, double fn_ms) {
+  char st[96];
+  int n = cold ? snprintf(st, sizeof st, "init;dur=%.3f, fn;dur=%.3f", init_ms, fn_ms)
+               : snprintf(st, sizeof st, "fn;dur=%.3f", fn_ms);
+  cr_http_respond_header(req, "Server-Timing", 13, st, (size_t)n);
+}
+
+static void version_header(cr_http_req_t *req, const cr_fnver_t *ver) {
+  char v[40];
+  int n = snprintf(v, sizeof v, "%u-%s", ver->number, ver->hash);
+  cr_http_respond_header(req, "X-Crescent-Version", 18, v, (size_t)n);
+}
+
+static void respond_internal(cr_http_req_t *req, int status, const char *msg, const cr_fnver_t *ver,
+                             int cold, double init_ms, double fn_ms) {
+  cr_buf_t b = CR_BUF_INIT;
+  cr_buf_append_str(&b, "{\"error\":");
+  cr_json_escape(&b, msg, strlen(msg));
+  cr_buf_append_str(&b, ",\"requestId\":");
+  cr_json_escape(&b, req->id, strlen(req->id));
+  cr_buf_putc(&b, '}');
+  cr_http_respond_start(req, status);
+  if (ver) {
+    server_timing(req, cold, init_ms, fn_ms);
+    version_header(req, ver);
+  }
+  cr_http_respond_finish(req, "application/json", b.data, b.len);
+  cr_buf_free(&b);
+}
+
+void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m) {
+  cr_fnver_t *ver = fn->current;
+  if (!ver) {
+    cr_buf_t b = CR_BUF_INIT;
+    cr_buf_append_str(&b, "{\"error\":\"function failed to load\",\"function\":");
+    cr_json_escape(&b, fn->name, strlen(fn->name));
+    cr_buf_append_str(&b, ",\"requestId\":");
+    cr_json_escape(&b, req->id, strlen(req->id));
+    cr_buf_putc(&b, '}');
+    cr_http_respond_start(req, 503);
+    cr_http_respond_finish(req, "application/json", b.data, b.len);
+    cr_buf_free(&b);
+    return;
+  }
+  cr_instance_t *inst;
+  int cold;
+  char err[2048];
+  uint64_t t0 = cr_clock_ns();
+  int rc = cr_pool_acquire(g->pool, ver, &inst, &cold, err, sizeof err);
+  if (rc) {
+    cr_log(CR_LOG_ERROR, fn->name, req->id, "function init failed: %s", err);
+    cr_shm_fn_t *f = &g->shm->fns[fn->slot];
+    atomic_fetch_add_explicit(&f->invocations, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&f->errors, 1, memory_order_relaxed);
+    respond_internal(req, 500, rc == CR_ETIMEDOUT ? "function init timed out" : "function initialization failed",
+                     ver, 1, (double)(cr_clock_ns() - t0) / 1e6, 0);
+    return;
+  }
+  double init_ms = cold ? inst->init_ms : 0;
+  gw_call_t call;
+  call.req = req;
+  call.match = m;
+  lua_State *co = cr_invoke_begin(&call.inv, inst, req->id, cold);
+  push_event(co, &call);
+  cr_invoke_run(&call.inv);
+
+  double fn_ms = (double)(call.inv.end_ns - call.inv.start_ns) / 1e6;
+  int status;
+  cr_invocation_t *inv = &call.inv;
+  if (inv->outcome == CR_OUTCOME_OK) {
+    resp_t r;
+    int top = lua_gettop(co);
+    int idx = inv->nresults > 0 ? 1 : 0;
+    rc = build_response(g, co, idx, &r, req);
+    lua_settop(co, top);
+    if (rc == 0) {
+      cr_http_respond_start(req, r.status);
+      server_timing(req, cold, init_ms, fn_ms);
+      version_header(req, ver);
+      emit_headers(co, idx, req, &r);
+      cr_http_respond_finish(req, r.ctype, r.body, r.body_len);
+      lua_settop(co, top);
+      status = r.status;
+    } else {
+      cr_log(CR_LOG_ERROR, fn->name, req->id, "bad result from the handler: %s", r.err);
+      status = 500;
+      respond_internal(req, status, "internal error", ver, cold, init_ms, fn_ms);
+    }
+  } else if (inv->outcome == CR_OUTCOME_TIMEOUT) {
+    status = 504;
+    cr_log(CR_LOG_ERROR, fn->name, req->id, "%s", inv->error);
+    respond_internal(req, status, inv->error, ver, cold, init_ms, fn_ms);
+  } else if (inv->outcome == CR_OUTCOME_MEMORY) {
+    status = 500;
+    cr_log(CR_LOG_ERROR, fn->name, req->id, "%s", inv->error);
+    respond_internal(req, status, "memory limit exceeded", ver, cold, init_ms, fn_ms);
+  } else {
+    /* A platform HTTP error (event.json() on a bad body) answers with its status. */
+    int http_status = 0;
+    if (lua_istable(co, -1) && lua_getmetatable(co, -1)) {
+      lua_pushlightuserdata(co, &http_error_mt_key);
+      lua_rawget(co, LUA_REGISTRYINDEX);
+      int is = lua_rawequal(co, -1, -2);
+      lua_pop(co, 2);
+      if (is) {
+        lua_getfield(co, -1, "status");
+        http_status = (int)lua_tointeger(co, -1);
+        lua_pop(co, 1);
+      }
+    }
+    if (http_status) {
+      lua_getfield(co, -1, "message");
+      const char *msg = lua_tostring(co, -1);
+      status = http_status;
+      cr_http_respond_start(req, status);
+      server_timing(req, cold, init_ms, fn_ms);
+      version_header(req, ver);
+      cr_buf_t b = CR_BUF_INIT;
+      cr_buf_append_str(&b, "{\"error\":");
+      cr_json_escape(&b, msg ? msg : "bad request", msg ? strlen(msg) : 11);
+      cr_buf_putc(&b, '}');
+      cr_http_respond_finish(req, "application/json", b.data, b.len);
+      cr_buf_free(&b);
+      lua_pop(co, 1);
+    } else {
+      status = 500;
+      cr_buf_t *lb = cr_log_begin(CR_LOG_ERROR, inv->error, strlen(inv->error), fn->name, req->id);
+      if (lb) {
+        cr_log_str(lb, "source", "handler", 7);
+        cr_log_end(lb);
+      }
+      respond_internal(req, status, "internal error", ver, cold, init_ms, fn_ms);
+    }
+  }
+  report(g, req, ver, &call, status, init_ms);
+  cr_invoke_end(inv);
+  cr_pool_release(g->pool, inst);
+}

@@ -1,0 +1,32 @@
+/* gateway.h - HTTP requests in, function invocations out (the API gateway).
+ *
+ * Turns a routed HTTP request into the event a handler receives and the
+ * handler's result into the HTTP response (DESIGN.md §1):
+ *   event: method, path, requestId (built at once); body, ip, headers, query,
+ *          params, multiHeaders, multiQuery, rawQuery, source, json() (built
+ *          on first access, then cached in the event);
+ *   result: string -> 200 text/plain; table -> 200 JSON; {status=, headers=,
+ *          body=} -> as given; nil -> 204; an error -> 500 with the request id
+ *          (details in the log only).
+ * It also writes the invocation's report line and the function's counters. */
+#ifndef CR_GATEWAY_H
+#define CR_GATEWAY_H
+
+#include "http.h"
+#include "pool.h"
+#include "registry.h"
+#include "router.h"
+#include "shm.h"
+
+typedef struct cr_gateway_s cr_gateway_t;
+
+cr_gateway_t *cr_gateway_new(cr_pool_t *pool, cr_shm_t *shm);
+void cr_gateway_free(cr_gateway_t *g);
+
+/* Runs fn for req (route match m) and answers req. */
+void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m);
+
+/* Percent-decodes s into out ('+' as space when plus is set). */
+int cr_url_decode(const char *s, size_t len, int plus, cr_buf_t *out);
+
+#endif

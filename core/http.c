@@ -1,0 +1,742 @@
+/* http.c - HTTP/1.1 connections: llhttp parsing, limits, responses. */
+#include "http.h"
+
+#include <errno.h>
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "clock.h"
+#include "error.h"
+#include "json.h"
+#include "log.h"
+#include "router.h"
+
+#define MAX_HEADERS 100
+#define MAX_URL 8192
+#define READ_BUF_SIZE 65536
+/* Keep per-connection buffers up to this size between requests. */
+#define KEEP_BUF 16384
+/* After an error answer, read and drop what the client still sends for this
+ * long, so it sees the answer instead of a reset (nginx's lingering close). */
+#define LINGER_MS 2000
+#define WRITE_TIMEOUT_MS 60000
+
+typedef struct {
+  size_t name_off, name_len, value_off, value_len;
+} hdr_off_t;
+
+struct cr_http_server_s {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  cr_http_opts_t opts;
+  llhttp_settings_t settings;
+  cr_http_conn_t *conns; /* intrusive list */
+  int nconns;
+  int draining;
+  int listener_closed;
+  cr_http_drained_cb drained;
+  void *drained_data;
+  char read_buf[READ_BUF_SIZE];
+  char id_prefix[32];
+  uint64_t id_counter;
+};
+
+enum { PHASE_IDLE, PHASE_RECEIVING, PHASE_BUSY };
+
+struct cr_http_conn_s {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_write_t write_req;
+  uv_shutdown_t shutdown_req;
+  cr_http_server_t *server;
+  cr_http_conn_t *next, *prev;
+  llhttp_t parser;
+  int phase;
+  int writing;       /* a uv_write of out is in flight */
+  int close_after;   /* close once out is written */
+  int closing;       /* uv_close called */
+  int closes_pending;
+  int lingering;
+  int in_feed;       /* inside feed(): responses are written at its end */
+  int peer_eof;
+  int error_status;  /* set by a parser callback that refused the request */
+  int last_was_value;
+  int expect_continue;
+  size_t header_bytes;
+  cr_buf_t head;     /* request target and header bytes */
+  cr_buf_t body;
+  cr_buf_t out;      /* response bytes not yet written */
+  cr_buf_t wout;     /* bytes of an in-flight uv_write (out keeps growing meanwhile) */
+  cr_buf_t pending;  /* received bytes not parsed yet (while busy) */
+  size_t target_len;
+  int nhdrs;
+  hdr_off_t hdrs[MAX_HEADERS];
+  cr_http_header_t headers[MAX_HEADERS];
+  cr_http_req_t req;
+  int resp_status;
+  char ip[48];
+};
+
+static void conn_close(cr_http_conn_t *c);
+static void feed(cr_http_conn_t *c, const char *data, size_t len);
+static void flush(cr_http_conn_t *c);
+static void after_response(cr_http_conn_t *c);
+
+/* --- status texts ----------------------------------------------------------------------------- */
+
+const char *cr_http_reason(int status) {
+  switch (status) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 206: return "Partial Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 303: return "See Other";
+  case 304: return "Not Modified";
+  case 307: return "Temporary Redirect";
+  case 308: return "Permanent Redirect";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 410: return "Gone";
+  case 411: return "Length Required";
+  case 412: return "Precondition Failed";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 417: return "Expectation Failed";
+  case 422: return "Unprocessable Content";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  case 505: return "HTTP Version Not Supported";
+  default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+  }
+}
+
+/* --- timers ----------------------------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t);
+
+static void conn_timer(cr_http_conn_t *c, uint64_t ms) {
+  if (c->closing) return;
+  uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+static uint64_t secs_ms(double s) { return (uint64_t)(s * 1000.0 + 0.5); }
+
+/* --- request ids ------------------------------------------------------------------------------ */
+
+static void make_id(cr_http_server_t *s, char *out) {
+  static const char hex[] = "0123456789abcdef";
+  uint64_t n = ++s->id_counter;
+  size_t pl = strlen(s->id_prefix);
+  memcpy(out, s->id_prefix, pl);
+  for (int i = 11; i >= 0; i--) {
+    out[pl + (size_t)i] = hex[n & 15];
+    n >>= 4;
+  }
+  out[pl + 12] = '\0';
+}
+
+/* --- parser callbacks ------------------------------------------------------------------------- */
+
+static int refuse(cr_http_conn_t *c, int status) {
+  c->error_status = status;
+  return HPE_USER;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  cr_http_conn_t *c = p->data;
+  c->phase = PHASE_RECEIVING;
+  c->header_bytes = 0;
+  c->nhdrs = 0;
+  c->target_len = 0;
+  c->last_was_value = 0;
+  c->expect_continue = 0;
+  c->head.len = 0;
+  c->body.len = 0;
+  conn_timer(c, secs_ms(c->server->opts.request_timeout));
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  cr_http_conn_t *c = p->data;
+  c->header_bytes += len;
+  if (c->target_len + len > MAX_URL) return refuse(c, 414);
+  if (c->header_bytes > c->server->opts.max_header) return refuse(c, 431);
+  if (cr_buf_append(&c->head, at, len)) return refuse(c, 503);
+  c->target_len += len;
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  cr_http_conn_t *c = p->data;
+  c->header_bytes += len;
+  if (c->header_bytes > c->server->opts.max_header) return refuse(c, 431);
+  if (c->nhdrs == 0 || c->last_was_value) {
+    if (c->nhdrs == MAX_HEADERS) return refuse(c, 431);
+    hdr_off_t *h = &c->hdrs[c->nhdrs++];
+    h->name_off = c->head.len;
+    h->name_len = 0;
+    h->value_off = 0;
+    h->value_len = 0;
+    c->last_was_value = 0;
+  }
+  if (cr_buf_reserve(&c->head, len)) return refuse(c, 503);
+  char *o = c->head.data + c->head.len;
+  for (size_t i = 0; i < len; i++) {
+    char ch = at[i];
+    o[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+  }
+  c->head.len += len;
+  c->hdrs[c->nhdrs - 1].name_len += len;
+  return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  cr_http_conn_t *c = p->data;
+  c->header_bytes += len;
+  if (c->header_bytes > c->server->opts.max_header) return refuse(c, 431);
+  hdr_off_t *h = &c->hdrs[c->nhdrs - 1];
+  if (!c->last_was_value) {
+    h->value_off = c->head.len;
+    c->last_was_value = 1;
+  }
+  if (cr_buf_append(&c->head, at, len)) return refuse(c, 503);
+  h->value_len += len;
+  return 0;
+}
+
+static int iequals(const char *a, size_t alen, const char *lit) {
+  size_t n = strlen(lit);
+  if (alen != n) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = a[i];
+    if (ch >= 'A' && ch <= 'Z') ch = (char)(ch + 32);
+    if (ch != lit[i]) return 0;
+  }
+  return 1;
+}
+
+static unsigned method_bit(uint8_t m) {
+  switch (m) {
+  case HTTP_GET: return CR_M_GET;
+  case HTTP_HEAD: return CR_M_HEAD;
+  case HTTP_POST: return CR_M_POST;
+  case HTTP_PUT: return CR_M_PUT;
+  case HTTP_PATCH: return CR_M_PATCH;
+  case HTTP_DELETE: return CR_M_DELETE;
+  case HTTP_OPTIONS: return CR_M_OPTIONS;
+  default: return CR_M_OTHER;
+  }
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  cr_http_conn_t *c = p->data;
+  cr_http_server_t *s = c->server;
+  /* The head buffer no longer grows: offsets can become pointers. */
+  for (int i = 0; i < c->nhdrs; i++) {
+    hdr_off_t *h = &c->hdrs[i];
+    c->headers[i].name = c->head.data + h->name_off;
+    c->headers[i].name_len = h->name_len;
+    c->headers[i].value = h->value_len ? c->head.data + h->value_off : "";
+    c->headers[i].value_len = h->value_len;
+  }
+  if (p->method == HTTP_CONNECT) return refuse(c, 405);
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s->opts.max_body) return refuse(c, 413);
+  for (int i = 0; i < c->nhdrs; i++) {
+    cr_http_header_t *h = &c->headers[i];
+    if (iequals(h->name, h->name_len, "expect")) {
+      if (!iequals(h->value, h->value_len, "100-continue")) return refuse(c, 417);
+      c->expect_continue = p->http_minor >= 1;
+    }
+  }
+  if (c->expect_continue && ((p->flags & F_CHUNKED) || p->content_length > 0)) {
+    cr_buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+    flush(c);
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  cr_http_conn_t *c = p->data;
+  if (c->body.len + len > c->server->opts.max_body) return refuse(c, 413);
+  if (cr_buf_append(&c->body, at, len)) return refuse(c, 503);
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  cr_http_conn_t *c = p->data;
+  cr_http_req_t *r = &c->req;
+  memset(r, 0, sizeof *r);
+  r->conn = c;
+  r->method = method_bit(p->method);
+  r->method_name = llhttp_method_name((llhttp_method_t)p->method);
+  r->head = p->method == HTTP_HEAD;
+  r->target = c->head.data ? c->head.data : "";
+  r->target_len = c->target_len;
+  const char *q = memchr(r->target, '?', r->target_len);
+  r->path = r->target;
+  r->path_len = q ? (size_t)(q - r->target) : r->target_len;
+  r->query = q ? q + 1 : "";
+  r->query_len = q ? r->target_len - r->path_len - 1 : 0;
+  r->http_minor = p->http_minor;
+  r->nheaders = c->nhdrs;
+  r->headers = c->headers;
+  r->body = c->body.data ? c->body.data : "";
+  r->body_len = c->body.len;
+  r->ip = c->ip;
+  if (!llhttp_should_keep_alive(p) || p->upgrade) c->close_after = 1;
+  c->phase = PHASE_BUSY;
+  uv_timer_stop(&c->timer);
+  return HPE_PAUSED;
+}
+
+/* --- responses -------------------------------------------------------------------------------- */
+
+void cr_http_respond_start(cr_http_req_t *req, int status) {
+  cr_http_conn_t *c = req->conn;
+  cr_buf_t *o = &c->out;
+  c->resp_status = status;
+  cr_buf_reserve(o, 256);
+  cr_buf_append_str(o, "HTTP/1.1 ");
+  cr_buf_append_u64(o, (unsigned)status);
+  cr_buf_putc(o, ' ');
+  cr_buf_append_str(o, cr_http_reason(status));
+  cr_buf_append_str(o, "\r\nDate: ");
+  cr_buf_append(o, cr_clock_http_date(), CR_HTTP_DATE_LEN);
+  cr_buf_append(o, "\r\n", 2);
+}
+
+void cr_http_respond_header(cr_http_req_t *req, const char *name, size_t nlen, const char *value,
+                            size_t vlen) {
+  cr_buf_t *o = &req->conn->out;
+  cr_buf_reserve(o, nlen + vlen + 4);
+  cr_buf_append(o, name, nlen);
+  cr_buf_append(o, ": ", 2);
+  cr_buf_append(o, value, vlen);
+  cr_buf_append(o, "\r\n", 2);
+}
+
+void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const char *body, size_t len) {
+  cr_http_conn_t *c = req->conn;
+  cr_buf_t *o = &c->out;
+  int status = c->resp_status;
+  int bodyless = status == 204 || status == 304 || (status >= 100 && status < 200);
+  if (c->server->draining) c->close_after = 1;
+  if (content_type && !bodyless) {
+    cr_buf_append_str(o, "Content-Type: ");
+    cr_buf_append_str(o, content_type);
+    cr_buf_append(o, "\r\n", 2);
+  }
+  if (!bodyless) {
+    cr_buf_append_str(o, "Content-Length: ");
+    cr_buf_append_u64(o, len);
+    cr_buf_append(o, "\r\n", 2);
+  }
+  cr_buf_append_str(o, "X-Request-Id: ");
+  cr_buf_append_str(o, req->id);
+  if (c->close_after) cr_buf_append_str(o, "\r\nConnection: close\r\n\r\n");
+  else if (req->http_minor == 0) cr_buf_append_str(o, "\r\nConnection: keep-alive\r\n\r\n");
+  else cr_buf_append(o, "\r\n\r\n", 4);
+  if (!bodyless && !req->head) cr_buf_append(o, body, len);
+  after_response(c);
+}
+
+void cr_http_respond_error(cr_http_req_t *req, int status, const char *msg) {
+  cr_buf_t b = CR_BUF_INIT;
+  cr_buf_append_str(&b, "{\"error\":");
+  cr_json_escape(&b, msg, strlen(msg));
+  if (status >= 500) {
+    cr_buf_append_str(&b, ",\"requestId\":");
+    cr_json_escape(&b, req->id, strlen(req->id));
+  }
+  cr_buf_putc(&b, '}');
+  cr_http_respond_start(req, status);
+  cr_http_respond_finish(req, "application/json", b.data, b.len);
+  cr_buf_free(&b);
+}
+
+const cr_http_header_t *cr_http_req_header(const cr_http_req_t *req, const char *name, size_t len) {
+  for (int i = 0; i < req->nheaders; i++)
+    if (req->headers[i].name_len == len && memcmp(req->headers[i].name, name, len) == 0)
+      return &req->headers[i];
+  return NULL;
+}
+
+/* --- writing ---------------------------------------------------------------------------------- */
+
+static void on_write(uv_write_t *w, int status) {
+  cr_http_conn_t *c = w->data;
+  c->writing = 0;
+  if (c->closing) return;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  cr_buf_reset(&c->wout, KEEP_BUF);
+  uv_timer_stop(&c->timer);
+  after_response(c);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)req;
+  (void)status;
+}
+
+/* Writes out: at once when the socket takes it (no allocation, no callback),
+ * else through uv_write of the rest moved to wout, with reading paused until
+ * it completes. */
+static void flush(cr_http_conn_t *c) {
+  if (c->writing || c->closing || c->out.len == 0) return;
+  uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  if (n == (int)c->out.len) {
+    c->out.len = 0;
+    return;
+  }
+  if (n < 0 && n != UV_EAGAIN) {
+    conn_close(c);
+    return;
+  }
+  if (n > 0) cr_buf_consume(&c->out, (size_t)n);
+  cr_buf_t t = c->wout;
+  c->wout = c->out;
+  c->out = t;
+  c->out.len = 0;
+  b = uv_buf_init(c->wout.data, (unsigned)c->wout.len);
+  c->write_req.data = c;
+  if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_write)) {
+    conn_close(c);
+    return;
+  }
+  c->writing = 1;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  conn_timer(c, WRITE_TIMEOUT_MS);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void start_lingering(cr_http_conn_t *c) {
+  c->lingering = 1;
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  c->shutdown_req.data = c;
+  if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown)) {
+    conn_close(c);
+    return;
+  }
+  conn_timer(c, LINGER_MS);
+}
+
+/* The request has been answered (its bytes are in out), or a write finished:
+ * decide what the connection does next. */
+static void after_response(cr_http_conn_t *c) {
+  if (c->closing) return;
+  if (c->phase == PHASE_BUSY) {
+    c->phase = PHASE_IDLE;
+    c->head.len = 0;
+    c->body.len = 0;
+    cr_buf_reset(&c->head, KEEP_BUF);
+    cr_buf_reset(&c->body, KEEP_BUF);
+  }
+  if (c->in_feed) return; /* feed() goes on with the next pipelined request, then flushes */
+  flush(c);
+  if (c->writing || c->closing) return;
+  if (c->close_after) {
+    if (c->error_status && !c->peer_eof) start_lingering(c);
+    else conn_close(c);
+    return;
+  }
+  /* Parse what arrived while we were busy, then read on. */
+  if (c->pending.len) {
+    cr_buf_t p = c->pending;
+    cr_buf_init(&c->pending);
+    feed(c, p.data, p.len);
+    cr_buf_free(&p);
+    if (c->closing || c->phase == PHASE_BUSY || c->writing) return;
+  }
+  if (c->peer_eof) {
+    conn_close(c);
+    return;
+  }
+  if (c->server->draining && c->phase == PHASE_IDLE) {
+    conn_close(c);
+    return;
+  }
+  if (c->phase == PHASE_IDLE) conn_timer(c, secs_ms(c->server->opts.keepalive_timeout));
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* Answers a request the parser refused (or that timed out) and closes. */
+static void respond_refusal(cr_http_conn_t *c, int status, const char *msg) {
+  cr_http_req_t *r = &c->req;
+  memset(r, 0, sizeof *r);
+  r->conn = c;
+  r->ip = c->ip;
+  r->http_minor = 1;
+  make_id(c->server, r->id);
+  c->close_after = 1;
+  c->error_status = status;
+  c->phase = PHASE_BUSY;
+  cr_log(CR_LOG_INFO, NULL, r->id, "refused a request from %s: %d %s", c->ip, status, msg);
+  cr_http_respond_error(r, status, msg);
+}
+
+static const char *refusal_text(int status) {
+  switch (status) {
+  case 408: return "request timeout: the request was not received in time";
+  case 413: return "request body too large";
+  case 414: return "request URI too long";
+  case 417: return "expectation failed: only 100-continue is supported";
+  case 431: return "request header fields too large";
+  case 405: return "method not allowed";
+  case 503: return "server out of memory";
+  default: return "bad request";
+  }
+}
+
+/* --- reading ---------------------------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  cr_http_conn_t *c = h->data;
+  buf->base = c->server->read_buf;
+  buf->len = sizeof c->server->read_buf;
+}
+
+static void feed(cr_http_conn_t *c, const char *data, size_t len) {
+  c->in_feed = 1;
+  while (len > 0 && !c->closing) {
+    if (c->phase == PHASE_BUSY || c->writing) {
+      /* The current request is not answered yet: keep the rest for later. */
+      cr_buf_append(&c->pending, data, len);
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      break;
+    }
+    if (c->close_after && c->phase == PHASE_IDLE) break; /* nothing after a closing request */
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    if (err == HPE_OK) break;
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+      const char *pos = llhttp_get_error_pos(&c->parser);
+      size_t used = pos ? (size_t)(pos - data) : len;
+      data += used;
+      len -= used;
+      if (err == HPE_PAUSED) llhttp_resume(&c->parser);
+      else c->close_after = 1;
+      cr_http_server_t *s = c->server;
+      make_id(s, c->req.id);
+      c->req.start_ns = cr_clock_ns();
+      s->opts.on_request(&c->req, s->opts.data);
+      continue;
+    }
+    int status = c->error_status ? c->error_status : 400;
+    char msg[200];
+    if (status == 400)
+      snprintf(msg, sizeof msg, "bad request: %s", llhttp_get_error_reason(&c->parser));
+    else
+      snprintf(msg, sizeof msg, "%s", refusal_text(status));
+    respond_refusal(c, status, msg);
+    break;
+  }
+  c->in_feed = 0;
+  if (!c->closing) after_response(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  cr_http_conn_t *c = s->data;
+  if (c->lingering) {
+    if (nread < 0) conn_close(c);
+    return;
+  }
+  if (nread > 0) {
+    feed(c, buf->base, (size_t)nread);
+    return;
+  }
+  if (nread == 0) return;
+  /* EOF or error. A request being answered still gets its answer written. */
+  c->peer_eof = 1;
+  if (nread != UV_EOF || c->phase == PHASE_RECEIVING) {
+    if (nread == UV_EOF && c->phase == PHASE_RECEIVING) {
+      /* llhttp may complete a body that runs to EOF; anything else was cut short. */
+      if (llhttp_finish(&c->parser) == HPE_OK && c->phase == PHASE_BUSY) return;
+    }
+    conn_close(c);
+    return;
+  }
+  uv_read_stop(s);
+  if (c->phase == PHASE_IDLE && !c->writing && c->out.len == 0) conn_close(c);
+}
+
+/* --- connection lifecycle --------------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t) {
+  cr_http_conn_t *c = t->data;
+  if (c->closing) return;
+  if (c->lingering || c->writing) {
+    conn_close(c);
+    return;
+  }
+  if (c->phase == PHASE_RECEIVING) {
+    respond_refusal(c, 408, refusal_text(408));
+    return;
+  }
+  if (c->phase == PHASE_IDLE) conn_close(c);
+}
+
+static void on_closed(uv_handle_t *h) {
+  cr_http_conn_t *c = h->data;
+  if (--c->closes_pending > 0) return;
+  cr_buf_free(&c->head);
+  cr_buf_free(&c->body);
+  cr_buf_free(&c->out);
+  cr_buf_free(&c->wout);
+  cr_buf_free(&c->pending);
+  free(c);
+}
+
+static void maybe_drained(cr_http_server_t *s) {
+  if (s->draining && s->nconns == 0 && s->listener_closed && s->drained) {
+    cr_http_drained_cb cb = s->drained;
+    s->drained = NULL;
+    cb(s->drained_data);
+  }
+}
+
+static void conn_close(cr_http_conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  cr_http_server_t *s = c->server;
+  if (c->prev) c->prev->next = c->next;
+  else s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  s->nconns--;
+  c->closes_pending = 2;
+  uv_close((uv_handle_t *)&c->tcp, on_closed);
+  uv_close((uv_handle_t *)&c->timer, on_closed);
+  maybe_drained(s);
+}
+
+static void on_connection(uv_stream_t *ls, int status) {
+  cr_http_server_t *s = ls->data;
+  if (status < 0 || s->draining) return;
+  cr_http_conn_t *c = calloc(1, sizeof *c);
+  if (!c) return;
+  c->server = s;
+  uv_tcp_init(s->loop, &c->tcp);
+  uv_timer_init(s->loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp)) {
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  struct sockaddr_storage ss;
+  int sl = sizeof ss;
+  snprintf(c->ip, sizeof c->ip, "unknown");
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+    if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, c->ip, sizeof c->ip);
+    else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof c->ip);
+  }
+  llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
+  c->parser.data = c;
+  if (s->nconns > s->opts.max_connections) {
+    cr_log(CR_LOG_WARN, NULL, NULL, "connection limit (%d per worker) reached: answering 503",
+           s->opts.max_connections);
+    c->phase = PHASE_BUSY;
+    c->close_after = 1;
+    cr_http_req_t *r = &c->req;
+    r->conn = c;
+    r->ip = c->ip;
+    r->http_minor = 1;
+    make_id(s, r->id);
+    cr_http_respond_error(r, 503, "server busy: too many connections");
+    return;
+  }
+  conn_timer(c, secs_ms(s->opts.request_timeout));
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+int cr_http_server_start(cr_http_server_t **out, uv_loop_t *loop, int fd, const cr_http_opts_t *opts) {
+  cr_http_server_t *s = calloc(1, sizeof *s);
+  if (!s) return CR_ENOMEM;
+  s->loop = loop;
+  s->opts = *opts;
+  llhttp_settings_init(&s->settings);
+  s->settings.on_message_begin = on_message_begin;
+  s->settings.on_url = on_url;
+  s->settings.on_header_field = on_header_field;
+  s->settings.on_header_value = on_header_value;
+  s->settings.on_headers_complete = on_headers_complete;
+  s->settings.on_body = on_body;
+  s->settings.on_message_complete = on_message_complete;
+  /* Request ids look like UUIDs: random per process, then a counter. */
+  unsigned char rnd[8];
+  if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
+    uint64_t t = cr_clock_ns() ^ (uint64_t)getpid() << 32;
+    memcpy(rnd, &t, sizeof rnd);
+  }
+  snprintf(s->id_prefix, sizeof s->id_prefix, "%02x%02x%02x%02x-%02x%02x-4%x%02x-%x%x%02x-", rnd[0], rnd[1],
+           rnd[2], rnd[3], rnd[4], rnd[5], rnd[6] & 15, rnd[7], 8 | (rnd[6] >> 6), (rnd[6] >> 4) & 3,
+           rnd[0] ^ rnd[7]);
+  int rc = uv_tcp_init(loop, &s->listener);
+  if (rc == 0) rc = uv_tcp_open(&s->listener, fd);
+  if (rc == 0) {
+    s->listener.data = s;
+    rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+  }
+  if (rc) {
+    free(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+static void on_listener_closed(uv_handle_t *h) {
+  cr_http_server_t *s = h->data;
+  s->listener_closed = 1;
+  maybe_drained(s);
+}
+
+void cr_http_server_drain(cr_http_server_t *s, cr_http_drained_cb done, void *data) {
+  if (s->draining) return;
+  s->draining = 1;
+  s->drained = done;
+  s->drained_data = data;
+  uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+  cr_http_conn_t *c = s->conns;
+  while (c) {
+    cr_http_conn_t *next = c->next;
+    if (c->phase == PHASE_IDLE && !c->writing) conn_close(c);
+    else c->close_after = 1;
+    c = next;
+  }
+}
+
+void cr_http_server_free(cr_http_server_t *s) { free(s); }
+
+int cr_http_server_connections(const cr_http_server_t *s) { return s->nconns; }

@@ -1,0 +1,214 @@
+/* invoke.c - handler(event, ctx) in an instance's coroutine. */
+#include "invoke.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "clock.h"
+#include "error.h"
+#include "json.h"
+#include "log.h"
+
+static cr_shm_worker_t *busy_slot;
+
+void cr_invoke_set_busy_slot(cr_shm_worker_t *slot) { busy_slot = slot; }
+
+/* ctx.log.<level>(msg, fields): a structured line with the request id. */
+static int ctx_log(lua_State *L) {
+  cr_log_level_t level = (cr_log_level_t)lua_tointeger(L, lua_upvalueindex(1));
+  cr_vm_t *vm = cr_vm_of(L);
+  int t = lua_type(L, 1);
+  if (t != LUA_TSTRING && t != LUA_TNUMBER)
+    return luaL_argerror(L, 1, lua_pushfstring(L, "string expected, got %s", luaL_typename(L, 1)));
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  size_t len;
+  const char *msg = lua_tolstring(L, 1, &len);
+  cr_buf_t *b = cr_log_begin(level, msg, len, vm->fn_name, vm->reqid);
+  if (!b) return 0;
+  if (lua_istable(L, 2)) {
+    static const char *const reserved[] = {"time", "level", "msg", "requestId", "function", "worker"};
+    char err[64];
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      if (lua_type(L, -2) == LUA_TSTRING) {
+        size_t kl;
+        const char *k = lua_tolstring(L, -2, &kl);
+        int skip = 0;
+        for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+          if (strcmp(k, reserved[i]) == 0) skip = 1;
+        if (!skip) {
+          size_t mark = b->len;
+          cr_buf_putc(b, ',');
+          cr_json_escape(b, k, kl);
+          cr_buf_putc(b, ':');
+          if (cr_json_encode(L, -1, b, err, sizeof err)) b->len = mark;
+        }
+      }
+      lua_pop(L, 1);
+    }
+  }
+  cr_log_end(b);
+  return 0;
+}
+
+/* ctx.remaining() -> milliseconds left before the timeout. */
+static int ctx_remaining(lua_State *L) {
+  cr_vm_t *vm = cr_vm_of(L);
+  uint64_t now = cr_clock_ns();
+  double ms = vm->deadline_ns > now ? (double)(vm->deadline_ns - now) / 1e6 : 0;
+  lua_pushnumber(L, ms);
+  return 1;
+}
+
+static int new_coroutine(cr_instance_t *inst) {
+  lua_State *L = inst->vm->L;
+  if (inst->co_ref) luaL_unref(L, LUA_REGISTRYINDEX, inst->co_ref);
+  lua_State *co = lua_newthread(L);
+  cr_vm_push_sandbox(L, "adopt");
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 0);
+  inst->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  inst->co = co;
+  return 0;
+}
+
+static int prepare(lua_State *L) {
+  cr_instance_t *inst = lua_touserdata(L, 1);
+  cr_fnver_t *ver = inst->ver;
+  /* Stack: instance, the file's result. */
+  if (lua_istable(L, 2)) lua_getfield(L, 2, "handler");
+  else lua_pushvalue(L, 2);
+  if (!lua_isfunction(L, -1))
+    return luaL_error(L, "%s: the file must return a handler function or a table with a 'handler'",
+                      ver->fn->relpath);
+  inst->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  lua_createtable(L, 0, 10);
+  lua_pushstring(L, ver->fn->name);
+  lua_setfield(L, -2, "functionName");
+  lua_pushinteger(L, (lua_Integer)ver->number);
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, ver->hash);
+  lua_setfield(L, -2, "versionHash");
+  lua_pushinteger(L, ver->settings.memory);
+  lua_setfield(L, -2, "memoryLimitInMB");
+  lua_createtable(L, 0, ver->settings.nenv);
+  for (int i = 0; i < ver->settings.nenv; i++) {
+    lua_pushstring(L, ver->settings.env[2 * i + 1]);
+    lua_setfield(L, -2, ver->settings.env[2 * i]);
+  }
+  lua_setfield(L, -2, "env");
+  lua_createtable(L, 0, 4);
+  static const char *const levels[] = {"debug", "info", "warn", "error"};
+  for (int i = 0; i < 4; i++) {
+    lua_pushinteger(L, i);
+    lua_pushcclosure(L, ctx_log, 1);
+    lua_setfield(L, -2, levels[i]);
+  }
+  lua_setfield(L, -2, "log");
+  lua_pushcfunction(L, ctx_remaining);
+  lua_setfield(L, -2, "remaining");
+  inst->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  new_coroutine(inst);
+  return 0;
+}
+
+int cr_invoke_prepare(cr_instance_t *inst, char *err, size_t errlen) {
+  lua_State *L = inst->vm->L;
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, prepare);
+  lua_pushlightuserdata(L, inst);
+  lua_pushvalue(L, top);
+  int rc = lua_pcall(L, 2, 0, 0);
+  if (rc) snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "preparing the instance failed");
+  lua_settop(L, top - 1);
+  return rc ? CR_ELUA : 0;
+}
+
+lua_State *cr_invoke_begin(cr_invocation_t *inv, cr_instance_t *inst, const char *reqid, int cold) {
+  static uint64_t serial;
+  memset(inv, 0, offsetof(cr_invocation_t, error));
+  inv->error[0] = '\0';
+  inv->inst = inst;
+  inv->reqid = reqid;
+  inv->cold = cold;
+  inv->serial = ++serial;
+  inst->current = inv;
+  inst->serial = inv->serial;
+  inst->vm->reqid = reqid;
+  /* A coroutine that ended in an error or is stuck in a yield is not reused. */
+  if (lua_status(inst->co) != 0 || lua_gettop(inst->co) != 0) new_coroutine(inst);
+  inv->co = inst->co;
+  lua_rawgeti(inv->co, LUA_REGISTRYINDEX, inst->handler_ref);
+  return inv->co;
+}
+
+static void busy(uint64_t since, uint64_t deadline, int fn) {
+  if (!busy_slot) return;
+  atomic_store_explicit(&busy_slot->deadline_ns, deadline, memory_order_relaxed);
+  atomic_store_explicit(&busy_slot->busy_fn, fn, memory_order_relaxed);
+  atomic_store_explicit(&busy_slot->busy_since_ns, since, memory_order_release);
+}
+
+int cr_invoke_run(cr_invocation_t *inv) {
+  cr_instance_t *inst = inv->inst;
+  cr_vm_t *vm = inst->vm;
+  lua_State *co = inv->co;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, inst->ctx_ref);
+  lua_pushstring(co, inv->reqid);
+  lua_setfield(co, -2, "requestId");
+  lua_pushboolean(co, inv->cold);
+  lua_setfield(co, -2, "cold");
+
+  inv->start_ns = cr_clock_ns();
+  inv->deadline_ns = inv->start_ns + (uint64_t)(inst->ver->settings.timeout * 1e9);
+  vm->mem_peak = vm->mem_used;
+  vm->mem_exceeded = 0;
+  vm->timeout_s = inst->ver->settings.timeout;
+  vm->timed_out = 0;
+  uint64_t cpu0 = cr_thread_cpu_ns();
+  busy(inv->start_ns, inv->deadline_ns, inst->ver->fn->slot);
+  cr_vm_arm_until(vm, inv->deadline_ns);
+  vm->mem_strict = 1;
+  int rc = lua_resume(co, 2);
+  vm->mem_strict = 0;
+  cr_vm_disarm(vm);
+  busy(0, 0, -1);
+  inv->cpu_ns += cr_thread_cpu_ns() - cpu0;
+  inv->end_ns = cr_clock_ns();
+  inv->mem_peak = vm->mem_peak;
+
+  if (rc == LUA_YIELD) {
+    /* Only the platform's own yields (stdlib I/O) reach here, and none exist
+     * yet; anything else is refused by the sandbox's coroutine.yield. */
+    snprintf(inv->error, sizeof inv->error, "the handler yielded to the platform unexpectedly");
+    inv->outcome = CR_OUTCOME_ERROR;
+    inst->broken = 1;
+    return 0;
+  }
+  if (vm->timed_out) {
+    snprintf(inv->error, sizeof inv->error, "Task timed out after %.2f seconds", inst->ver->settings.timeout);
+    inv->outcome = CR_OUTCOME_TIMEOUT;
+  } else if (rc == LUA_ERRMEM || vm->mem_exceeded) {
+    snprintf(inv->error, sizeof inv->error, "memory limit exceeded (%d MB)", inst->ver->settings.memory);
+    inv->outcome = CR_OUTCOME_MEMORY;
+  } else if (rc != 0) {
+    cr_vm_describe_error(co, -1, inv->error, sizeof inv->error, 1);
+    inv->outcome = CR_OUTCOME_ERROR;
+  } else {
+    inv->outcome = CR_OUTCOME_OK;
+    inv->nresults = lua_gettop(co);
+  }
+  return 0;
+}
+
+void cr_invoke_end(cr_invocation_t *inv) {
+  cr_instance_t *inst = inv->inst;
+  if (inv->outcome == CR_OUTCOME_TIMEOUT || inv->outcome == CR_OUTCOME_MEMORY) inst->broken = 1;
+  if (lua_status(inv->co) == 0) lua_settop(inv->co, 0);
+  inst->cold = 0;
+  inst->invocations++;
+  inst->vm->reqid = NULL;
+}

@@ -1,0 +1,33 @@
+/* json.h - JSON output for crescent: string escaping for the C side, and an
+ * encoder from Lua values for responses and the `json.encode` functions see.
+ *
+ * Why not lua-cjson's encoder: it prints numbers with at most 14 significant
+ * digits, so integers past 10^14 (ids, timestamps in µs, 2^53) and most
+ * doubles do not round-trip. This encoder prints integers exactly and other
+ * numbers with the shortest form that reads back to the same double. Output
+ * otherwise follows lua-cjson: empty tables are objects, sparse arrays become
+ * objects, NaN/inf and functions are errors. Decoding is left to lua-cjson. */
+#ifndef CR_JSON_H
+#define CR_JSON_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+typedef struct lua_State lua_State;
+
+/* Appends s as a quoted JSON string. */
+int cr_json_escape(cr_buf_t *b, const char *s, size_t len);
+/* Appends a number: integers exactly, others in their shortest round-trip form.
+ * Returns CR_EINVAL for NaN and infinities. */
+int cr_json_number(cr_buf_t *b, double v);
+
+/* Encodes the Lua value at idx into b. On failure returns a negative code,
+ * restores b->len, and writes a message to err. Uses a little Lua stack. */
+int cr_json_encode(lua_State *L, int idx, cr_buf_t *b, char *err, size_t errlen);
+
+/* Opens the `json` module (lua-cjson's decode, crescent's encode, null,
+ * empty_array, array_mt) and leaves it on the stack. */
+int cr_json_open(lua_State *L);
+
+#endif

@@ -1,0 +1,136 @@
+/* log.c - JSON lines on stdout, buffered in workers. */
+#include "log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "json.h"
+
+static struct {
+  int worker;
+  int buffered;
+  cr_log_level_t level;
+  cr_buf_t out;
+} g_log = {-1, 0, CR_LOG_INFO, CR_BUF_INIT};
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void cr_log_setup(int worker, int buffered) {
+  cr_log_flush();
+  g_log.worker = worker;
+  g_log.buffered = buffered;
+}
+
+void cr_log_set_level(cr_log_level_t level) { g_log.level = level; }
+
+int cr_log_level_parse(const char *name, cr_log_level_t *out) {
+  for (int i = 0; i < 4; i++) {
+    if (strcmp(name, level_names[i]) == 0) {
+      *out = (cr_log_level_t)i;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+int cr_log_enabled(cr_log_level_t level) { return level >= g_log.level; }
+
+cr_buf_t *cr_log_begin(cr_log_level_t level, const char *msg, size_t msglen, const char *fn,
+                       const char *reqid) {
+  if (level < g_log.level) return NULL;
+  cr_buf_t *b = &g_log.out;
+  char ts[32];
+  cr_clock_iso8601(cr_wall_ms(), ts);
+  cr_buf_append_str(b, "{\"time\":\"");
+  cr_buf_append_str(b, ts);
+  cr_buf_append_str(b, "\",\"level\":\"");
+  cr_buf_append_str(b, level_names[level]);
+  cr_buf_append_str(b, "\",\"msg\":");
+  cr_json_escape(b, msg, msglen);
+  if (reqid) cr_log_str(b, "requestId", reqid, strlen(reqid));
+  if (fn) cr_log_str(b, "function", fn, strlen(fn));
+  if (g_log.worker >= 0) cr_log_int(b, "worker", g_log.worker);
+  return b;
+}
+
+void cr_log_str(cr_buf_t *b, const char *key, const char *val, size_t len) {
+  cr_buf_putc(b, ',');
+  cr_json_escape(b, key, strlen(key));
+  cr_buf_putc(b, ':');
+  cr_json_escape(b, val, len);
+}
+
+void cr_log_num(cr_buf_t *b, const char *key, double val) {
+  cr_buf_putc(b, ',');
+  cr_json_escape(b, key, strlen(key));
+  cr_buf_putc(b, ':');
+  if (cr_json_number(b, val)) cr_buf_append(b, "null", 4);
+}
+
+void cr_log_int(cr_buf_t *b, const char *key, long long val) {
+  cr_buf_putc(b, ',');
+  cr_json_escape(b, key, strlen(key));
+  cr_buf_putc(b, ':');
+  cr_buf_append_i64(b, val);
+}
+
+void cr_log_end(cr_buf_t *b) {
+  cr_buf_append(b, "}\n", 2);
+  if (!g_log.buffered || b->len >= 64 * 1024) cr_log_flush();
+}
+
+void cr_log(cr_log_level_t level, const char *fn, const char *reqid, const char *fmt, ...) {
+  if (level < g_log.level) return;
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (n < 0) n = 0;
+  if ((size_t)n >= sizeof msg) n = sizeof msg - 1;
+  cr_buf_t *b = cr_log_begin(level, msg, (size_t)n, fn, reqid);
+  if (b) cr_log_end(b);
+}
+
+static void write_all(const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(STDOUT_FILENO, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return; /* stdout is gone: nothing sensible left to do with logs */
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+void cr_log_flush(void) {
+  cr_buf_t *b = &g_log.out;
+  size_t off = 0;
+  while (off < b->len) {
+    size_t n = b->len - off;
+    if (n > PIPE_BUF) {
+      /* Cut after the last full line that fits; a single longer line goes whole. */
+      size_t cut = 0;
+      for (size_t i = PIPE_BUF; i > 0; i--) {
+        if (b->data[off + i - 1] == '\n') {
+          cut = i;
+          break;
+        }
+      }
+      if (cut == 0) {
+        const char *nl = memchr(b->data + off, '\n', n);
+        cut = nl ? (size_t)(nl - (b->data + off)) + 1 : n;
+      }
+      n = cut;
+    }
+    write_all(b->data + off, n);
+    off += n;
+  }
+  cr_buf_reset(b, 256 * 1024);
+}

@@ -1,0 +1,40 @@
+/* log.h - structured logs: one JSON object per line on stdout.
+ *
+ * Every line has time, level, msg, and, when known, requestId, function and
+ * worker. Workers buffer lines and flush once per loop iteration (never a
+ * syscall per request); the master and command-line tools write at once.
+ * Flushes split at line boundaries in pieces of at most PIPE_BUF bytes, so
+ * lines from the master and its workers never interleave on a shared pipe. */
+#ifndef CR_LOG_H
+#define CR_LOG_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+typedef enum { CR_LOG_DEBUG = 0, CR_LOG_INFO, CR_LOG_WARN, CR_LOG_ERROR } cr_log_level_t;
+
+/* worker: the worker id in every line, or -1 for the master. buffered: keep
+ * lines until cr_log_flush(). */
+void cr_log_setup(int worker, int buffered);
+void cr_log_set_level(cr_log_level_t level);
+int cr_log_level_parse(const char *name, cr_log_level_t *out);
+int cr_log_enabled(cr_log_level_t level);
+
+/* A plain line: msg formatted with printf. fn and reqid may be NULL. */
+void cr_log(cr_log_level_t level, const char *fn, const char *reqid, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* A line with fields: cr_log_begin() writes the common fields and returns the
+ * buffer to add more with the cr_log_* helpers; cr_log_end() closes the line.
+ * Returns NULL when the level is filtered out. */
+cr_buf_t *cr_log_begin(cr_log_level_t level, const char *msg, size_t msglen, const char *fn,
+                       const char *reqid);
+void cr_log_str(cr_buf_t *b, const char *key, const char *val, size_t len);
+void cr_log_num(cr_buf_t *b, const char *key, double val);
+void cr_log_int(cr_buf_t *b, const char *key, long long val);
+void cr_log_end(cr_buf_t *b);
+
+void cr_log_flush(void);
+
+#endif

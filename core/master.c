@@ -1,0 +1,376 @@
+/* master.c - loading, forking, supervising, draining. */
+#include "master.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "error.h"
+#include "loader.h"
+#include "log.h"
+#include "registry.h"
+#include "shm.h"
+#include "vm.h"
+#include "worker.h"
+
+/* A worker that dies sooner than this after starting counts as crashing. */
+#define FAST_EXIT_NS 1000000000ULL
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 10000
+#define TICK_MS 100
+/* The validator gets a little longer than the init limit it enforces itself. */
+#define VALIDATOR_TIMEOUT (CR_INIT_TIMEOUT + 5.0)
+
+typedef struct {
+  pid_t pid;
+  uint64_t started_ns;
+  int fast_exits;
+  uint64_t restart_at_ns; /* 0: not waiting to restart */
+  int killed_stuck;
+} wslot_t;
+
+typedef struct {
+  cr_config_t *cfg;
+  cr_registry_t *registry;
+  cr_shm_t *shm;
+  wslot_t *workers;
+  int nworkers;
+  int sfd;
+  int hold_fd;
+  int draining;
+  uint64_t drain_deadline_ns;
+} master_t;
+
+/* Loads every function file: the master reads the bytes, a validator
+ * process runs them, and each result becomes a version or an error. */
+static void load_functions(master_t *m) {
+  cr_registry_t *r = m->registry;
+  char **paths = NULL;
+  int n = 0;
+  int rc = cr_registry_list(r->root, &paths, &n);
+  if (rc) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "cannot read the functions folder %s: %s", r->root, cr_strerror(rc));
+    return;
+  }
+  cr_load_t *loads = calloc((size_t)(n ? n : 1), sizeof *loads);
+  char **sources = calloc((size_t)(n ? n : 1), sizeof *sources);
+  for (int i = 0; i < n; i++) {
+    char err[512];
+    size_t len = 0;
+    loads[i].relpath = paths[i];
+    if (cr_loader_read(r->root, paths[i], &sources[i], &len, err, sizeof err) == 0) {
+      loads[i].source = sources[i];
+      loads[i].len = len;
+    } else {
+      loads[i].source = "";
+    }
+  }
+  cr_loader_run(r->root, loads, n, VALIDATOR_TIMEOUT);
+  for (int i = 0; i < n; i++) {
+    cr_fn_t *fn = cr_registry_add(r, paths[i]);
+    if (!fn) continue;
+    if (loads[i].ok && sources[i]) {
+      cr_fnver_t *v = cr_registry_publish(r, fn, sources[i], loads[i].len, &loads[i].settings);
+      sources[i] = NULL;
+      cr_log(CR_LOG_INFO, fn->name, NULL, "loaded %s (version %u, %s)", fn->relpath, v->number, v->hash);
+    } else {
+      const char *msg = loads[i].error ? loads[i].error : "could not be read";
+      cr_registry_fail(fn, msg);
+      cr_log(CR_LOG_ERROR, fn->name, NULL, "%s", msg);
+    }
+    cr_load_clear(&loads[i]);
+    free(sources[i]);
+    free(paths[i]);
+  }
+  free(loads);
+  free(sources);
+  free(paths);
+  cr_registry_route(r);
+  if (r->nfns == 0) cr_log(CR_LOG_WARN, NULL, NULL, "no functions in %s yet: add a .lua file", r->root);
+}
+
+static void spawn(master_t *m, int id) {
+  wslot_t *w = &m->workers[id];
+  cr_log_flush();
+  pid_t pid = fork();
+  if (pid < 0) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "cannot fork worker %d: %s", id, strerror(errno));
+    w->restart_at_ns = cr_clock_ns() + 1000000000ULL;
+    return;
+  }
+  if (pid == 0) {
+    close(m->sfd);
+    close(m->hold_fd);
+    cr_worker_args_t args = {id, m->cfg, m->registry, m->shm};
+    int code = cr_worker_main(&args);
+    cr_registry_free(m->registry);
+    free(m->workers);
+    cr_config_free(m->cfg);
+    exit(code);
+  }
+  w->pid = pid;
+  w->started_ns = cr_clock_ns();
+  w->restart_at_ns = 0;
+  w->killed_stuck = 0;
+  atomic_store(&m->shm->workers[id].pid, pid);
+}
+
+static void reap(master_t *m) {
+  for (int i = 0; i < m->nworkers; i++) {
+    wslot_t *w = &m->workers[i];
+    if (w->pid <= 0) continue;
+    int status;
+    pid_t r = waitpid(w->pid, &status, WNOHANG);
+    if (r != w->pid) continue;
+    atomic_store(&m->shm->workers[i].pid, 0);
+    atomic_store(&m->shm->workers[i].busy_since_ns, 0);
+    uint64_t now = cr_clock_ns();
+    pid_t old = w->pid;
+    w->pid = 0;
+    if (m->draining) {
+      if (WIFSIGNALED(status))
+        cr_log(CR_LOG_WARN, NULL, NULL, "worker %d (pid %d) ended by signal %d while stopping", i, (int)old,
+               WTERMSIG(status));
+      continue;
+    }
+    char how[64];
+    if (WIFSIGNALED(status)) snprintf(how, sizeof how, "was killed by signal %d", WTERMSIG(status));
+    else snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+    uint64_t delay_ms = 0;
+    if (w->killed_stuck) {
+      w->fast_exits = 0;
+    } else if (now - w->started_ns < FAST_EXIT_NS) {
+      w->fast_exits++;
+      delay_ms = BACKOFF_FIRST_MS;
+      for (int k = 1; k < w->fast_exits && delay_ms < BACKOFF_MAX_MS; k++) delay_ms *= 2;
+      if (delay_ms > BACKOFF_MAX_MS) delay_ms = BACKOFF_MAX_MS;
+    } else {
+      w->fast_exits = 0;
+    }
+    atomic_fetch_add(&m->shm->workers[i].restarts, 1);
+    cr_log(w->killed_stuck ? CR_LOG_WARN : CR_LOG_ERROR, NULL, NULL,
+           "worker %d (pid %d) %s; starting a new one%s%llu ms", i, (int)old, how, delay_ms ? " in " : "",
+           delay_ms ? (unsigned long long)delay_ms : 0ULL);
+    w->restart_at_ns = now + delay_ms * 1000000ULL;
+    if (w->restart_at_ns == 0) w->restart_at_ns = 1;
+  }
+}
+
+/* Kills workers stuck in an invocation past its deadline plus the grace: a
+ * function inside a C call (a pathological string.find) cannot be stopped by
+ * hooks, so the only way out is to replace the process. */
+static void supervise(master_t *m) {
+  uint64_t now = cr_clock_ns();
+  uint64_t grace = (uint64_t)(m->cfg->kill_grace * 1e9);
+  for (int i = 0; i < m->nworkers; i++) {
+    wslot_t *w = &m->workers[i];
+    if (w->pid <= 0 || w->killed_stuck) continue;
+    cr_shm_worker_t *s = &m->shm->workers[i];
+    uint64_t since = atomic_load_explicit(&s->busy_since_ns, memory_order_acquire);
+    uint64_t deadline = atomic_load_explicit(&s->deadline_ns, memory_order_relaxed);
+    if (!since || !deadline || now < deadline + grace) continue;
+    int fn = atomic_load_explicit(&s->busy_fn, memory_order_relaxed);
+    const char *name = "?";
+    for (int k = 0; k < m->registry->nfns; k++)
+      if (m->registry->fns[k]->slot == fn) name = m->registry->fns[k]->name;
+    cr_log(CR_LOG_ERROR, name, NULL,
+           "worker %d (pid %d) is stuck in %s %.1f s past its deadline (inside a C call?): killing it", i,
+           (int)w->pid, name, (double)(now - deadline) / 1e9);
+    w->killed_stuck = 1;
+    atomic_fetch_add(&m->shm->fns[fn >= 0 && fn < CR_SHM_MAX_FUNCTIONS ? fn : 0].timeouts, 1);
+    kill(w->pid, SIGKILL);
+  }
+}
+
+static void start_drain(master_t *m) {
+  m->draining = 1;
+  m->drain_deadline_ns = cr_clock_ns() + (uint64_t)(m->cfg->drain_timeout * 1e9);
+  int alive = 0;
+  for (int i = 0; i < m->nworkers; i++) {
+    if (m->workers[i].pid > 0) {
+      kill(m->workers[i].pid, SIGTERM);
+      alive++;
+    }
+  }
+  cr_log(CR_LOG_INFO, NULL, NULL, "stopping: %d workers finish in-flight requests (at most %.0f s)", alive,
+         m->cfg->drain_timeout);
+}
+
+static int live_workers(master_t *m) {
+  int n = 0;
+  for (int i = 0; i < m->nworkers; i++)
+    if (m->workers[i].pid > 0) n++;
+  return n;
+}
+
+static void kill_all(master_t *m) {
+  for (int i = 0; i < m->nworkers; i++)
+    if (m->workers[i].pid > 0) kill(m->workers[i].pid, SIGKILL);
+}
+
+/* Reserves the port: refuse to share it with another server (a bind without
+ * SO_REUSEPORT fails if anyone holds it), resolve port 0, then keep a bound,
+ * non-listening SO_REUSEPORT socket so the workers' sockets join it. */
+static int reserve_port(master_t *m) {
+  cr_config_t *cfg = m->cfg;
+  int probe = cr_listen_socket(cfg->listen_host, cfg->listen_port, 0, 0);
+  if (probe < 0) {
+    if (probe == -EADDRINUSE)
+      cr_log(CR_LOG_ERROR, NULL, NULL, "cannot listen on %s:%d: the address is in use (another server?)",
+             cfg->listen_host, cfg->listen_port);
+    else
+      cr_log(CR_LOG_ERROR, NULL, NULL, "cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port,
+             cr_strerror(probe));
+    return -1;
+  }
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getsockname(probe, (struct sockaddr *)&ss, &sl) == 0) {
+    if (ss.ss_family == AF_INET) cfg->listen_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    else if (ss.ss_family == AF_INET6) cfg->listen_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  }
+  close(probe);
+  m->hold_fd = cr_listen_socket(cfg->listen_host, cfg->listen_port, 1, 0);
+  if (m->hold_fd < 0) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port,
+           cr_strerror(m->hold_fd));
+    return -1;
+  }
+  return 0;
+}
+
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int cr_master_run(cr_config_t *cfg) {
+  master_t m;
+  memset(&m, 0, sizeof m);
+  m.cfg = cfg;
+  m.hold_fd = -1;
+  cr_log_setup(-1, 0);
+  cr_log_level_t lvl;
+  if (cr_log_level_parse(cfg->log_level, &lvl) == 0) cr_log_set_level(lvl);
+  signal(SIGPIPE, SIG_IGN);
+  raise_fd_limit();
+
+  struct stat st;
+  if (stat(cfg->functions_dir, &st) || !S_ISDIR(st.st_mode)) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "the functions folder '%s' does not exist: create it or pass --functions DIR",
+           cfg->functions_dir);
+    return 1;
+  }
+  /* Block the signals the master handles before any child exists, so none
+   * is lost between fork and the loop. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGQUIT);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  m.sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+
+  m.registry = cr_registry_new(cfg->functions_dir);
+  load_functions(&m);
+
+  m.nworkers = cfg->workers;
+  m.shm = cr_shm_create(m.nworkers);
+  m.workers = calloc((size_t)m.nworkers, sizeof *m.workers);
+  if (!m.shm || !m.workers || m.sfd < 0 || reserve_port(&m)) {
+    if (!m.shm || !m.workers) cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory starting the master");
+    cr_registry_free(m.registry);
+    free(m.workers);
+    cr_shm_destroy(m.shm);
+    if (m.sfd >= 0) close(m.sfd);
+    return 1;
+  }
+  for (int i = 0; i < m.nworkers; i++) spawn(&m, i);
+  {
+    cr_buf_t *b = cr_log_begin(CR_LOG_INFO, "listening", 9, NULL, NULL);
+    char url[128];
+    int v6 = strchr(cfg->listen_host, ':') != NULL;
+    snprintf(url, sizeof url, "http://%s%s%s:%d", v6 ? "[" : "", cfg->listen_host, v6 ? "]" : "", cfg->listen_port);
+    cr_log_str(b, "url", url, strlen(url));
+    cr_log_int(b, "port", cfg->listen_port);
+    cr_log_int(b, "workers", m.nworkers);
+    cr_log_int(b, "functions", m.registry->nfns);
+    cr_log_int(b, "pid", getpid());
+    cr_log_end(b);
+  }
+
+  int forced = 0;
+  for (;;) {
+    uint64_t now = cr_clock_ns();
+    int timeout = TICK_MS;
+    for (int i = 0; i < m.nworkers; i++) {
+      uint64_t at = m.workers[i].restart_at_ns;
+      if (at && !m.draining) {
+        int ms = at > now ? (int)((at - now) / 1000000) : 0;
+        if (ms < timeout) timeout = ms;
+      }
+    }
+    struct pollfd pfd = {m.sfd, POLLIN, 0};
+    poll(&pfd, 1, timeout);
+    struct signalfd_siginfo si;
+    while (read(m.sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+      switch (si.ssi_signo) {
+      case SIGCHLD:
+        break;
+      case SIGTERM:
+      case SIGINT:
+      case SIGQUIT:
+        if (!m.draining) {
+          cr_log(CR_LOG_INFO, NULL, NULL, "received %s", strsignal((int)si.ssi_signo));
+          start_drain(&m);
+        } else if (si.ssi_signo == SIGINT && !forced) {
+          cr_log(CR_LOG_WARN, NULL, NULL, "second interrupt: stopping now");
+          forced = 1;
+          kill_all(&m);
+        }
+        break;
+      case SIGHUP:
+        cr_log(CR_LOG_INFO, NULL, NULL, "SIGHUP: reloading is not available yet; restart to pick up changes");
+        break;
+      }
+    }
+    reap(&m);
+    now = cr_clock_ns();
+    if (m.draining) {
+      if (live_workers(&m) == 0) break;
+      if (now >= m.drain_deadline_ns && !forced) {
+        cr_log(CR_LOG_WARN, NULL, NULL, "drain timeout: killing %d workers still busy", live_workers(&m));
+        forced = 1;
+        kill_all(&m);
+      }
+      continue;
+    }
+    for (int i = 0; i < m.nworkers; i++)
+      if (m.workers[i].restart_at_ns && now >= m.workers[i].restart_at_ns) spawn(&m, i);
+    supervise(&m);
+  }
+  cr_log(CR_LOG_INFO, NULL, NULL, "stopped");
+  close(m.hold_fd);
+  close(m.sfd);
+  cr_registry_free(m.registry);
+  free(m.workers);
+  cr_shm_destroy(m.shm);
+  return 0;
+}

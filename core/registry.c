@@ -1,0 +1,304 @@
+/* registry.c - functions, versions and the routes built from them. */
+#include "registry.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "clock.h"
+#include "error.h"
+#include "log.h"
+
+#define MAX_DEPTH 16
+
+cr_registry_t *cr_registry_new(const char *root) {
+  cr_registry_t *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->root = strdup(root);
+  r->router = cr_router_new();
+  return r;
+}
+
+static void fn_free(cr_fn_t *fn) {
+  if (fn->current) cr_fnver_unref(fn->current);
+  free(fn->name);
+  free(fn->relpath);
+  free(fn->chunkname);
+  free(fn->error);
+  free(fn);
+}
+
+void cr_registry_free(cr_registry_t *r) {
+  if (!r) return;
+  for (int i = 0; i < r->nfns; i++) fn_free(r->fns[i]);
+  free(r->fns);
+  cr_router_free(r->router);
+  free(r->root);
+  free(r);
+}
+
+int cr_registry_is_function_path(const char *relpath) {
+  size_t n = strlen(relpath);
+  if (n < 5 || strcmp(relpath + n - 4, ".lua") != 0) return 0;
+  if (strncmp(relpath, "lib/", 4) == 0) return 0;
+  const char *seg = relpath;
+  while (seg) {
+    if (seg[0] == '_' || seg[0] == '.' || seg[0] == '/') return 0;
+    const char *slash = strchr(seg, '/');
+    seg = slash ? slash + 1 : NULL;
+  }
+  return 1;
+}
+
+typedef struct {
+  char **paths;
+  int n, cap;
+} list_t;
+
+static int list_push(list_t *l, const char *path) {
+  if (l->n == l->cap) {
+    int cap = l->cap ? l->cap * 2 : 32;
+    char **p = realloc(l->paths, sizeof(char *) * (size_t)cap);
+    if (!p) return CR_ENOMEM;
+    l->paths = p;
+    l->cap = cap;
+  }
+  if (!(l->paths[l->n] = strdup(path))) return CR_ENOMEM;
+  l->n++;
+  return 0;
+}
+
+static int walk_dir(const char *root, const char *rel, int depth, list_t *l) {
+  char dirpath[4096];
+  snprintf(dirpath, sizeof dirpath, "%s%s%s", root, *rel ? "/" : "", rel);
+  DIR *d = opendir(dirpath);
+  if (!d) return depth == 0 ? CR_ENOENT : 0;
+  struct dirent *e;
+  int rc = 0;
+  while (rc == 0 && (e = readdir(d))) {
+    if (e->d_name[0] == '.' || e->d_name[0] == '_') continue;
+    char child[1024];
+    int w = snprintf(child, sizeof child, "%s%s%s", rel, *rel ? "/" : "", e->d_name);
+    if (w < 0 || (size_t)w >= sizeof child) continue;
+    char full[4096 + 1024];
+    snprintf(full, sizeof full, "%s/%s", root, child);
+    struct stat st;
+    if (stat(full, &st)) continue;
+    if (S_ISDIR(st.st_mode)) {
+      if (depth == 0 && strcmp(e->d_name, "lib") == 0) continue;
+      if (depth + 1 < MAX_DEPTH) rc = walk_dir(root, child, depth + 1, l);
+    } else if (S_ISREG(st.st_mode) && cr_registry_is_function_path(child)) {
+      rc = list_push(l, child);
+    }
+  }
+  closedir(d);
+  return rc;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int cr_registry_list(const char *root, char ***paths, int *n) {
+  list_t l = {0};
+  int rc = walk_dir(root, "", 0, &l);
+  if (rc) {
+    for (int i = 0; i < l.n; i++) free(l.paths[i]);
+    free(l.paths);
+    return rc;
+  }
+  if (l.n) qsort(l.paths, (size_t)l.n, sizeof(char *), cmp_str);
+  *paths = l.paths;
+  *n = l.n;
+  return 0;
+}
+
+cr_fn_t *cr_registry_find(const cr_registry_t *r, const char *name) {
+  for (int i = 0; i < r->nfns; i++)
+    if (strcmp(r->fns[i]->name, name) == 0) return r->fns[i];
+  return NULL;
+}
+
+cr_fn_t *cr_registry_add(cr_registry_t *r, const char *relpath) {
+  size_t n = strlen(relpath);
+  if (n < 5) return NULL;
+  char *name = strndup(relpath, n - 4);
+  if (!name) return NULL;
+  cr_fn_t *fn = cr_registry_find(r, name);
+  if (fn) {
+    free(name);
+    return fn;
+  }
+  if (r->nfns == r->cap) {
+    int cap = r->cap ? r->cap * 2 : 16;
+    cr_fn_t **p = realloc(r->fns, sizeof(cr_fn_t *) * (size_t)cap);
+    if (!p) {
+      free(name);
+      return NULL;
+    }
+    r->fns = p;
+    r->cap = cap;
+  }
+  fn = calloc(1, sizeof *fn);
+  if (!fn) {
+    free(name);
+    return NULL;
+  }
+  fn->name = name;
+  fn->relpath = strdup(relpath);
+  fn->chunkname = malloc(n + 2);
+  if (fn->chunkname) snprintf(fn->chunkname, n + 2, "@%s", relpath);
+  fn->slot = r->next_slot++;
+  r->fns[r->nfns++] = fn;
+  return fn;
+}
+
+void cr_registry_hash(const char *data, size_t len, char out[13]) {
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < len; i++) {
+    h ^= (unsigned char)data[i];
+    h *= 1099511628211ULL;
+  }
+  snprintf(out, 13, "%012llx", (unsigned long long)(h >> 16));
+}
+
+cr_fnver_t *cr_registry_publish(cr_registry_t *r, cr_fn_t *fn, char *source, size_t len,
+                                cr_settings_t *settings) {
+  (void)r;
+  cr_fnver_t *v = calloc(1, sizeof *v);
+  if (!v) return NULL;
+  v->fn = fn;
+  v->number = ++fn->versions;
+  cr_registry_hash(source, len, v->hash);
+  v->source = source;
+  v->source_len = len;
+  v->settings = *settings;
+  cr_settings_defaults(settings); /* moved */
+  v->loaded_ms = cr_wall_ms();
+  v->refs = 1;
+  if (fn->current) cr_fnver_unref(fn->current);
+  fn->current = v;
+  free(fn->error);
+  fn->error = NULL;
+  return v;
+}
+
+void cr_registry_fail(cr_fn_t *fn, const char *msg) {
+  free(fn->error);
+  fn->error = strdup(msg);
+  fn->error_ms = cr_wall_ms();
+}
+
+void cr_fnver_ref(cr_fnver_t *v) { v->refs++; }
+
+void cr_fnver_unref(cr_fnver_t *v) {
+  if (--v->refs > 0) return;
+  free(v->source);
+  cr_settings_free(&v->settings);
+  free(v);
+}
+
+int cr_registry_default_route(const char *name, char *out, size_t outlen) {
+  size_t o = 0;
+  const char *seg = name;
+  while (seg && *seg) {
+    const char *slash = strchr(seg, '/');
+    size_t len = slash ? (size_t)(slash - seg) : strlen(seg);
+    int last = slash == NULL;
+    char piece[256];
+    if (len >= sizeof piece) return CR_EINVAL;
+    memcpy(piece, seg, len);
+    piece[len] = '\0';
+    const char *text = piece;
+    char conv[260];
+    if (last && strcmp(piece, "index") == 0) {
+      text = NULL;
+    } else if (len > 5 && strncmp(piece, "[...", 4) == 0 && piece[len - 1] == ']') {
+      snprintf(conv, sizeof conv, "*%.*s", (int)(len - 5), piece + 4);
+      text = conv;
+    } else if (len > 2 && piece[0] == '[' && piece[len - 1] == ']') {
+      snprintf(conv, sizeof conv, ":%.*s", (int)(len - 2), piece + 1);
+      text = conv;
+    }
+    if (text) {
+      int w = snprintf(out + o, outlen - o, "/%s", text);
+      if (w < 0 || (size_t)w >= outlen - o) return CR_EINVAL;
+      o += (size_t)w;
+    }
+    seg = slash ? slash + 1 : NULL;
+  }
+  if (o == 0) {
+    if (outlen < 2) return CR_EINVAL;
+    out[0] = '/';
+    out[1] = '\0';
+  }
+  return 0;
+}
+
+static int cmp_routed(const void *a, const void *b) {
+  const cr_fn_t *x = *(cr_fn_t *const *)a, *y = *(cr_fn_t *const *)b;
+  /* Functions routed before keep priority; new ones follow in path order. */
+  uint64_t sx = x->routed_seq ? x->routed_seq : UINT64_MAX;
+  uint64_t sy = y->routed_seq ? y->routed_seq : UINT64_MAX;
+  if (sx != sy) return sx < sy ? -1 : 1;
+  return strcmp(x->relpath, y->relpath);
+}
+
+int cr_registry_route(cr_registry_t *r) {
+  cr_router_t *router = cr_router_new();
+  if (!router) return CR_ENOMEM;
+  cr_fn_t **order = malloc(sizeof(cr_fn_t *) * (size_t)(r->nfns ? r->nfns : 1));
+  if (!order) {
+    cr_router_free(router);
+    return CR_ENOMEM;
+  }
+  memcpy(order, r->fns, sizeof(cr_fn_t *) * (size_t)r->nfns);
+  qsort(order, (size_t)r->nfns, sizeof(cr_fn_t *), cmp_routed);
+  int conflicts = 0;
+  for (int i = 0; i < r->nfns; i++) {
+    cr_fn_t *fn = order[i];
+    fn->routed = 0;
+    cr_route_spec_t def;
+    char defpath[1024];
+    const cr_route_spec_t *routes = &def;
+    int nroutes = 1;
+    if (fn->current && fn->current->settings.has_routes) {
+      routes = fn->current->settings.routes;
+      nroutes = fn->current->settings.nroutes;
+    } else {
+      if (cr_registry_default_route(fn->name, defpath, sizeof defpath) ||
+          cr_router_check_pattern(defpath, (char[8]){0}, 8)) {
+        if (!fn->error) cr_registry_fail(fn, "the file's name does not make a valid route path; give it a 'routes' setting");
+        continue;
+      }
+      def.methods = CR_M_ANY;
+      def.path = defpath;
+    }
+    int clash = 0;
+    for (int k = 0; k < nroutes && !clash; k++) {
+      void *other = NULL;
+      if (cr_router_probe(router, routes[k].methods, routes[k].path, &other) == CR_ECONFLICT) {
+        char methods[80], msg[1024];
+        cr_method_list(routes[k].methods, methods, sizeof methods);
+        snprintf(msg, sizeof msg, "route conflict: %s %s is already served by %s (first come, first served)",
+                 routes[k].methods == CR_M_ANY ? "ANY" : methods, routes[k].path, ((cr_fn_t *)other)->relpath);
+        cr_registry_fail(fn, msg);
+        cr_log(CR_LOG_ERROR, fn->name, NULL, "%s: %s", fn->relpath, msg);
+        clash = 1;
+        conflicts++;
+      }
+    }
+    if (clash) continue;
+    for (int k = 0; k < nroutes; k++) {
+      char err[256];
+      void *other;
+      cr_router_add(router, routes[k].methods, routes[k].path, fn, &other, err, sizeof err);
+    }
+    fn->routed = 1;
+    if (!fn->routed_seq) fn->routed_seq = ++r->route_seq;
+  }
+  free(order);
+  cr_router_free(r->router);
+  r->router = router;
+  return conflicts;
+}

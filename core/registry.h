@@ -1,0 +1,97 @@
+/* registry.h - the functions crescent serves, each with versioned code.
+ *
+ * A function is a .lua file under the functions folder; its name is its path
+ * without ".lua" ("users/[id]"). Each successful load of a file becomes a new
+ * version (number, content hash, source, settings). A function points at its
+ * current version, or at none if it never loaded; the last load error is kept
+ * either way. Versions are reference counted: instances and invocations hold
+ * the version they run, so replacing a version never pulls code from under a
+ * running invocation (DESIGN.md §6).
+ *
+ * Files and folders whose names start with '_' or '.', and the top-level lib/
+ * folder, are modules for require(), not functions.
+ *
+ * The registry also builds the router from the current versions' routes,
+ * refusing conflicting routes with an error that names both files. */
+#ifndef CR_REGISTRY_H
+#define CR_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "router.h"
+#include "settings.h"
+
+typedef struct cr_fn_s cr_fn_t;
+
+typedef struct cr_fnver_s {
+  cr_fn_t *fn;
+  unsigned number;
+  char hash[13];      /* 12 hex digits of the content hash */
+  char *source;       /* owned */
+  size_t source_len;
+  cr_settings_t settings;
+  uint64_t loaded_ms; /* wall clock */
+  int refs;           /* the registry's own reference counts as one */
+} cr_fnver_t;
+
+struct cr_fn_s {
+  char *name;        /* "users/[id]" */
+  char *relpath;     /* "users/[id].lua" */
+  char *chunkname;   /* "@users/[id].lua", for Lua error messages */
+  int slot;          /* index of this function's counters in shared memory */
+  cr_fnver_t *current;
+  char *error;       /* last load or routing error, or NULL */
+  uint64_t error_ms;
+  unsigned versions; /* versions made so far */
+  uint64_t routed_seq; /* when it first got its routes: earlier wins conflicts */
+  int routed;
+};
+
+typedef struct cr_registry_s {
+  char *root;
+  cr_fn_t **fns;
+  int nfns;
+  int cap;
+  int next_slot;
+  uint64_t route_seq;
+  cr_router_t *router;
+} cr_registry_t;
+
+cr_registry_t *cr_registry_new(const char *root);
+void cr_registry_free(cr_registry_t *r);
+
+/* Is relpath (relative to the functions folder) a function file? */
+int cr_registry_is_function_path(const char *relpath);
+/* Lists the function files under root, sorted. Caller frees each and the array. */
+int cr_registry_list(const char *root, char ***paths, int *n);
+
+cr_fn_t *cr_registry_find(const cr_registry_t *r, const char *name);
+/* Returns the function for relpath, creating it (without a version) if new. */
+cr_fn_t *cr_registry_add(cr_registry_t *r, const char *relpath);
+
+/* Makes a new current version of fn. Takes ownership of source (malloc'd)
+ * and of the settings' contents. Clears fn's error. */
+cr_fnver_t *cr_registry_publish(cr_registry_t *r, cr_fn_t *fn, char *source, size_t len,
+                                cr_settings_t *settings);
+/* Records a load error for fn; its current version (if any) keeps serving. */
+void cr_registry_fail(cr_fn_t *fn, const char *msg);
+
+void cr_fnver_ref(cr_fnver_t *v);
+void cr_fnver_unref(cr_fnver_t *v);
+
+/* Rebuilds the router. Functions whose routes conflict with a function
+ * routed earlier get an error naming both files and no routes. Functions
+ * without a version are routed on their default path (they answer 503).
+ * Returns the number of conflicts. */
+int cr_registry_route(cr_registry_t *r);
+
+/* The default route pattern for a function name. "users/[id]" gives
+ * "/users/:id", "index" gives "/", and "docs/[...path]" gives a final
+ * wildcard segment named path. Writes into out. */
+int cr_registry_default_route(const char *name, char *out, size_t outlen);
+
+/* 12 hex digits of a 64-bit FNV-1a hash of data. */
+void cr_registry_hash(const char *data, size_t len, char out[13]);
+
+#endif

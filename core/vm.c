@@ -1,0 +1,326 @@
+/* vm.c - sandboxed LuaJIT states with a metering allocator. */
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "error.h"
+#include "json.h"
+#include "log.h"
+#include "watchdog.h"
+
+extern const char cr_lua_sandbox[];
+extern const size_t cr_lua_sandbox_len;
+
+/* Registry key of the table sandbox.lua returns. */
+static char sandbox_key;
+
+/* The allocator every state uses. It counts bytes and refuses growth past
+ * mem_limit; LuaJIT then raises a memory error in the state. */
+static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  cr_vm_t *vm = ud;
+  if (nsize == 0) {
+    free(ptr);
+    vm->mem_used -= osize;
+    return NULL;
+  }
+  if (nsize > osize) {
+    size_t limit = vm->mem_strict ? vm->mem_limit : vm->mem_limit + CR_VM_SLACK;
+    if (vm->mem_used + (nsize - osize) > limit) {
+      vm->mem_exceeded = 1;
+      return NULL;
+    }
+  }
+  void *p = realloc(ptr, nsize);
+  if (!p) return NULL;
+  vm->mem_used = vm->mem_used - osize + nsize;
+  if (vm->mem_used > vm->mem_peak) vm->mem_peak = vm->mem_used;
+  return p;
+}
+
+void cr_vm_push_sandbox(lua_State *L, const char *field) {
+  lua_pushlightuserdata(L, &sandbox_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, -1, field);
+  lua_remove(L, -2);
+}
+
+cr_vm_t *cr_vm_of(lua_State *L) {
+  void *ud = NULL;
+  lua_getallocf(L, &ud);
+  return ud;
+}
+
+/* print(...) from a function: a log line with its request id. */
+static int host_print(lua_State *L) {
+  cr_vm_t *vm = cr_vm_of(L);
+  size_t len;
+  const char *msg = luaL_checklstring(L, 1, &len);
+  cr_buf_t *b = cr_log_begin(CR_LOG_INFO, msg, len, vm->fn_name, vm->reqid);
+  if (b) {
+    cr_log_str(b, "source", "print", 5);
+    cr_log_end(b);
+  }
+  return 0;
+}
+
+static int valid_module_name(const char *s, size_t n) {
+  if (n == 0 || n > 200 || s[0] == '.' || s[n - 1] == '.') return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (c == '.' && s[i + 1] == '.') return 0;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-' || c == '.'))
+      return 0;
+  }
+  return 1;
+}
+
+static char *read_file(const char *path, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  struct stat st;
+  if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > 16 * 1024 * 1024) {
+    close(fd);
+    return NULL;
+  }
+  char *buf = malloc((size_t)st.st_size + 1);
+  size_t got = 0;
+  while (buf && got < (size_t)st.st_size) {
+    ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  close(fd);
+  if (buf) {
+    buf[got] = '\0';
+    *len = got;
+  }
+  return buf;
+}
+
+/* host.loadmodule(name) -> chunk | nil, err. Finds name (dots are folders) as
+ * ROOT/name.lua or ROOT/name/init.lua and compiles it as text only. */
+static int host_loadmodule(lua_State *L) {
+  cr_vm_t *vm = cr_vm_of(L);
+  size_t n;
+  const char *name = luaL_checklstring(L, 1, &n);
+  if (!valid_module_name(name, n)) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "module '%s' not found: not a valid module name", name);
+    return 2;
+  }
+  if (!vm->root) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "module '%s' not found", name);
+    return 2;
+  }
+  char rel[256];
+  memcpy(rel, name, n);
+  rel[n] = '\0';
+  for (char *p = rel; *p; p++)
+    if (*p == '.') *p = '/';
+  static const char *const patterns[] = {"%s.lua", "%s/init.lua"};
+  for (int i = 0; i < 2; i++) {
+    char relpath[300], path[4096], chunkname[320];
+    snprintf(relpath, sizeof relpath, patterns[i], rel);
+    snprintf(path, sizeof path, "%s/%s", vm->root, relpath);
+    size_t len;
+    char *src = read_file(path, &len);
+    if (!src) continue;
+    snprintf(chunkname, sizeof chunkname, "@%s", relpath);
+    int rc = luaL_loadbufferx(L, src, len, chunkname, "t");
+    free(src);
+    if (rc != 0) {
+      lua_pushnil(L);
+      lua_insert(L, -2);
+      return 2;
+    }
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushfstring(L, "module '%s' not found (looked for %s.lua and %s/init.lua in the functions folder)",
+                  name, rel, rel);
+  return 2;
+}
+
+static int open_lib(lua_State *L, lua_CFunction f) {
+  lua_pushcfunction(L, f);
+  return lua_pcall(L, 0, 0, 0);
+}
+
+static int boot(lua_State *L) {
+  /* The jit library must be opened for the JIT to be on; sandbox.lua hides it. */
+  static const lua_CFunction libs[] = {luaopen_base, luaopen_string, luaopen_table, luaopen_math,
+                                       luaopen_os,   luaopen_bit,    luaopen_jit};
+  for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
+    lua_pushcfunction(L, libs[i]);
+    lua_call(L, 0, 0);
+  }
+  if (luaL_loadbufferx(L, cr_lua_sandbox, cr_lua_sandbox_len, "=sandbox", "t"))
+    return lua_error(L);
+  lua_createtable(L, 0, 4);
+  lua_pushcfunction(L, host_print);
+  lua_setfield(L, -2, "print");
+  lua_pushcfunction(L, host_loadmodule);
+  lua_setfield(L, -2, "loadmodule");
+  cr_json_open(L);
+  lua_setfield(L, -2, "json");
+  unsigned int seed = 0;
+  if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != sizeof seed) seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+  lua_pushnumber(L, (double)(seed & 0x7fffffff));
+  lua_setfield(L, -2, "seed");
+  lua_call(L, 1, 1);
+  lua_pushlightuserdata(L, &sandbox_key);
+  lua_insert(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+/* An error outside any protected call: a platform bug or the system out of
+ * memory. The process cannot continue safely; its master starts a new one. */
+static int vm_panic(lua_State *L) {
+  cr_log(CR_LOG_ERROR, NULL, NULL, "unprotected Lua error, exiting: %s",
+         lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)");
+  cr_log_flush();
+  _exit(70);
+  return 0;
+}
+
+cr_vm_t *cr_vm_new(void) {
+  cr_vm_t *vm = calloc(1, sizeof *vm);
+  if (!vm) return NULL;
+  /* Booting needs room; the function's own limit applies from cr_vm_bind(). */
+  vm->mem_limit = 64u * 1024 * 1024;
+  vm->L = lua_newstate(vm_alloc, vm);
+  if (!vm->L) {
+    free(vm);
+    return NULL;
+  }
+  lua_atpanic(vm->L, vm_panic);
+  if (open_lib(vm->L, boot)) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "booting a Lua state failed: %s", lua_tostring(vm->L, -1));
+    cr_vm_free(vm);
+    return NULL;
+  }
+  lua_settop(vm->L, 0);
+  return vm;
+}
+
+void cr_vm_free(cr_vm_t *vm) {
+  if (!vm) return;
+  if (vm->L) lua_close(vm->L);
+  free(vm);
+}
+
+void cr_vm_bind(cr_vm_t *vm, const char *fn_name, const char *root, size_t mem_limit) {
+  vm->fn_name = fn_name;
+  vm->root = root;
+  vm->mem_limit = mem_limit;
+}
+
+void cr_vm_describe_error(lua_State *co, int idx, char *out, size_t outlen, int traceback) {
+  const char *msg = NULL;
+  if (lua_type(co, idx) == LUA_TSTRING || lua_type(co, idx) == LUA_TNUMBER) msg = lua_tostring(co, idx);
+  else if (lua_isnoneornil(co, idx)) msg = "nil";
+  else msg = lua_typename(co, lua_type(co, idx));
+  if (!traceback) {
+    snprintf(out, outlen, "%s", msg);
+    return;
+  }
+  luaL_traceback(co, co, msg, 0);
+  snprintf(out, outlen, "%s", lua_tostring(co, -1));
+  lua_pop(co, 1);
+}
+
+static int traceback_handler(lua_State *L) {
+  char msg[4096];
+  cr_vm_describe_error(L, 1, msg, sizeof msg, 1);
+  lua_pushstring(L, msg);
+  return 1;
+}
+
+/* The timeout hook: set by the watchdog thread once the deadline passed.
+ * A hook left over from an earlier deadline (the watchdog raced with the end
+ * of that run) finds the current deadline in the future and removes itself. */
+static void deadline_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  cr_vm_t *vm = cr_vm_of(L);
+  if (!vm->timed_out && (vm->deadline_ns == 0 || cr_clock_ns() < vm->deadline_ns)) {
+    lua_sethook(L, NULL, 0, 0);
+    return;
+  }
+  /* Keep raising at every instruction until the platform disarms us, so a
+   * pcall in the function cannot swallow the timeout. */
+  vm->timed_out = 1;
+  lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1);
+  luaL_error(L, "timed out after %.2f seconds", vm->timeout_s);
+}
+
+static void watchdog_fire(lua_State *L) { lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1); }
+
+int cr_vm_watchdog_start(void) { return cr_watchdog_start(watchdog_fire); }
+
+void cr_vm_arm(cr_vm_t *vm, double timeout_s) {
+  vm->timeout_s = timeout_s;
+  vm->timed_out = 0;
+  vm->deadline_ns = cr_clock_ns() + (uint64_t)(timeout_s * 1e9);
+  cr_watchdog_arm(vm->L, vm->deadline_ns);
+}
+
+void cr_vm_arm_until(cr_vm_t *vm, uint64_t deadline_ns) {
+  vm->deadline_ns = deadline_ns;
+  cr_watchdog_arm(vm->L, deadline_ns);
+}
+
+void cr_vm_disarm(cr_vm_t *vm) {
+  cr_watchdog_disarm();
+  /* The watchdog can no longer touch this state: clear any hook it set. */
+  if (lua_gethook(vm->L)) lua_sethook(vm->L, NULL, 0, 0);
+}
+
+int cr_vm_load(cr_vm_t *vm, const char *chunkname, const char *src, size_t len, double timeout_s,
+               char *err, size_t errlen) {
+  lua_State *L = vm->L;
+  int base = lua_gettop(L);
+  lua_pushcfunction(L, traceback_handler);
+  int rc = luaL_loadbufferx(L, src, len, chunkname, "t");
+  if (rc == 0) {
+    vm->mem_exceeded = 0;
+    vm->mem_strict = 1;
+    cr_vm_arm(vm, timeout_s);
+    rc = lua_pcall(L, 0, 1, base + 1);
+    cr_vm_disarm(vm);
+    vm->mem_strict = 0;
+    if (rc == 0 && vm->mem_exceeded) {
+      /* The init caught its memory error itself; the instance is not sound. */
+      lua_pop(L, 1);
+      lua_pushliteral(L, "not enough memory");
+      rc = LUA_ERRMEM;
+    }
+  }
+  if (rc != 0) {
+    if (vm->timed_out)
+      snprintf(err, errlen, "%s: init timed out after %.2f seconds", chunkname + (chunkname[0] == '@'), timeout_s);
+    else if (rc == LUA_ERRMEM)
+      snprintf(err, errlen, "%s: init exceeded the memory limit", chunkname + (chunkname[0] == '@'));
+    else
+      snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "error object is not a string");
+    lua_settop(L, base);
+    return vm->timed_out ? CR_ETIMEDOUT : rc == LUA_ERRMEM ? CR_ENOMEM : CR_ELUA;
+  }
+  lua_remove(L, base + 1);
+  return 0;
+}

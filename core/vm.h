@@ -1,0 +1,84 @@
+/* vm.h - one sandboxed LuaJIT state with a metering allocator.
+ *
+ * A vm is the Lua half of an instance: lua_newstate() with crescent's
+ * allocator (which counts bytes, keeps the peak, and refuses past the limit),
+ * the allowlisted libraries, and lua/sandbox.lua applied. A vm is first
+ * booted blank (no function yet; blank vms can be kept ready), then bound to
+ * one function (its name, its folder for require, its memory limit) and
+ * loaded with the function's source. It never changes function afterwards.
+ *
+ * The vm knows nothing about HTTP or pools: instances (pool.c) own vms,
+ * invocations (invoke.c) run code in them. */
+#ifndef CR_VM_H
+#define CR_VM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct lua_State lua_State;
+
+typedef struct cr_vm_s {
+  lua_State *L;
+  /* Allocator meter, in bytes. */
+  size_t mem_used;
+  size_t mem_peak;
+  size_t mem_limit;
+  /* While user code runs the limit is strict; platform code outside it may go
+   * a little over (CR_VM_SLACK), so it never hits a memory error where no
+   * protected call would catch it. */
+  int mem_strict;
+  int mem_exceeded;   /* an allocation was refused since the last reset */
+  /* Identity, set by cr_vm_bind(); the vm does not own these strings. */
+  const char *fn_name;
+  const char *root;
+  /* The request id of the running invocation, for print() and logs. */
+  const char *reqid;
+  void *owner;
+  /* Set while code runs under a deadline (monotonic ns); see cr_vm_arm(). */
+  uint64_t deadline_ns;
+  double timeout_s;
+  int timed_out;
+} cr_vm_t;
+
+/* Platform limit on a function's init (its file's top-level code), as Lambda's. */
+#define CR_INIT_TIMEOUT 10.0
+#define CR_VM_SLACK (8u * 1024 * 1024)
+
+/* Boots a blank sandboxed state. Returns NULL if memory ran out. */
+cr_vm_t *cr_vm_new(void);
+/* Closes the state and frees the vm (lua_close costs ~0.1-0.4 ms: keep it off the
+ * request path). */
+void cr_vm_free(cr_vm_t *vm);
+
+/* Binds the vm to a function: name for logs, root folder for require(), and the
+ * memory limit (bytes) from now on. The strings must outlive the vm. */
+void cr_vm_bind(cr_vm_t *vm, const char *fn_name, const char *root, size_t mem_limit);
+
+/* Compiles src as text (bytecode is refused) under chunkname ("@path" for
+ * file:line messages) and runs it: the function's init, limited to timeout_s
+ * seconds. On success pushes the chunk's first result and returns 0; otherwise
+ * writes the message to err and returns CR_ELUA, CR_ETIMEDOUT or CR_ENOMEM. */
+int cr_vm_load(cr_vm_t *vm, const char *chunkname, const char *src, size_t len, double timeout_s,
+               char *err, size_t errlen);
+
+/* Deadlines: cr_vm_arm() starts timeout_s from now for the code about to run
+ * in this vm; cr_vm_arm_until() re-arms an absolute deadline (a resumed
+ * invocation); cr_vm_disarm() ends it. Past the deadline the watchdog thread
+ * sets a hook that raises "timed out after N seconds" at every instruction,
+ * so pcall cannot swallow it; vm->timed_out tells it happened. The watchdog
+ * must have been started in this process (cr_vm_watchdog_start). */
+int cr_vm_watchdog_start(void);
+void cr_vm_arm(cr_vm_t *vm, double timeout_s);
+void cr_vm_arm_until(cr_vm_t *vm, uint64_t deadline_ns);
+void cr_vm_disarm(cr_vm_t *vm);
+
+/* Pushes a field of the sandbox's private table (lua/sandbox.lua's result). */
+void cr_vm_push_sandbox(lua_State *L, const char *field);
+
+/* The vm whose state L (or one of its coroutines) is. */
+cr_vm_t *cr_vm_of(lua_State *L);
+
+/* Formats a Lua error value with the traceback of co into out. */
+void cr_vm_describe_error(lua_State *co, int idx, char *out, size_t outlen, int traceback);
+
+#endif

@@ -1,0 +1,217 @@
+/* worker.c - a worker process's loop, routing, and shutdown. */
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "admin.h"
+#include "clock.h"
+#include "error.h"
+#include "gateway.h"
+#include "http.h"
+#include "invoke.h"
+#include "log.h"
+#include "pool.h"
+#include "router.h"
+#include "vm.h"
+
+typedef struct {
+  cr_worker_args_t *args;
+  uv_loop_t *loop;
+  cr_http_server_t *http;
+  cr_pool_t *pool;
+  cr_gateway_t *gateway;
+  cr_admin_t admin;
+  cr_shm_worker_t *slot;
+  uv_signal_t sigterm;
+  uv_signal_t sigint;
+  uv_prepare_t flusher;
+  int stopping;
+} worker_t;
+
+int cr_listen_socket(const char *host, int port, int reuseport, int listen_backlog) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  memset(&ss, 0, sizeof ss);
+  struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+  if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons((uint16_t)port);
+    sl = sizeof *in4;
+  } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)port);
+    sl = sizeof *in6;
+  } else if (strcmp(host, "localhost") == 0) {
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons((uint16_t)port);
+    in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sl = sizeof *in4;
+  } else {
+    return -EINVAL;
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one)) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  if (bind(fd, (struct sockaddr *)&ss, sl) || (listen_backlog > 0 && listen(fd, listen_backlog))) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+static void route(worker_t *w, cr_http_req_t *req) {
+  if (cr_admin_owns(req->path, req->path_len)) {
+    cr_admin_handle(&w->admin, req);
+    return;
+  }
+  cr_route_match_t m;
+  int rc = cr_router_match(w->args->registry->router, req->method, req->path, req->path_len, &m);
+  if (rc == 0) {
+    cr_gateway_invoke(w->gateway, req, m.target, &m);
+    return;
+  }
+  if (rc == CR_EINVAL) {
+    char allow[120];
+    cr_method_list(m.allowed, allow, sizeof allow);
+    if (req->method == CR_M_OPTIONS) {
+      /* No OPTIONS route: say what the path answers. */
+      cr_http_respond_start(req, 204);
+      cr_http_respond_header(req, "Allow", 5, allow, strlen(allow));
+      cr_http_respond_finish(req, NULL, "", 0);
+      return;
+    }
+    static const char body[] = "{\"error\":\"method not allowed\"}";
+    cr_http_respond_start(req, 405);
+    cr_http_respond_header(req, "Allow", 5, allow, strlen(allow));
+    cr_http_respond_finish(req, "application/json", body, sizeof body - 1);
+    return;
+  }
+  cr_http_respond_error(req, 404, "not found");
+}
+
+static void on_request(cr_http_req_t *req, void *data) {
+  worker_t *w = data;
+  atomic_fetch_add_explicit(&w->slot->requests, 1, memory_order_relaxed);
+  route(w, req);
+}
+
+static void on_flush(uv_prepare_t *h) {
+  (void)h;
+  cr_log_flush();
+}
+
+static void on_drained(void *data) {
+  worker_t *w = data;
+  uv_close((uv_handle_t *)&w->sigterm, NULL);
+  uv_close((uv_handle_t *)&w->sigint, NULL);
+  uv_close((uv_handle_t *)&w->flusher, NULL);
+}
+
+static void on_sigterm(uv_signal_t *h, int sig) {
+  (void)sig;
+  worker_t *w = h->data;
+  if (w->stopping) return;
+  w->stopping = 1;
+  cr_log(CR_LOG_INFO, NULL, NULL, "stopping: finishing %d open connections", cr_http_server_connections(w->http));
+  cr_http_server_drain(w->http, on_drained, w);
+}
+
+static void on_sigint(uv_signal_t *h, int sig) {
+  (void)h;
+  (void)sig;
+  /* A terminal's Ctrl-C reaches every process of the group: the master decides. */
+}
+
+int cr_worker_main(cr_worker_args_t *args) {
+  worker_t w;
+  memset(&w, 0, sizeof w);
+  w.args = args;
+  const cr_config_t *cfg = args->config;
+
+  /* Die with the master: a worker must never outlive it. */
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() == 1) return 1;
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  cr_log_setup(args->id, 1);
+  w.slot = &args->shm->workers[args->id];
+  atomic_store(&w.slot->pid, getpid());
+  atomic_store(&w.slot->started_ms, cr_wall_ms());
+  atomic_store(&w.slot->busy_since_ns, 0);
+  cr_invoke_set_busy_slot(w.slot);
+
+  int fd = cr_listen_socket(cfg->listen_host, cfg->listen_port, 1, 511);
+  if (fd < 0) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port,
+           cr_strerror(fd));
+    cr_log_flush();
+    return 1;
+  }
+  if (cr_vm_watchdog_start()) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "cannot start the watchdog thread");
+    cr_log_flush();
+    return 1;
+  }
+
+  w.loop = uv_default_loop();
+  w.pool = cr_pool_new(w.loop, args->registry->root);
+  w.gateway = cr_gateway_new(w.pool, args->shm);
+  w.admin.registry = args->registry;
+  w.admin.shm = args->shm;
+  cr_http_opts_t opts = {
+      .max_body = cfg->max_body,
+      .max_header = cfg->max_header,
+      .request_timeout = cfg->request_timeout,
+      .keepalive_timeout = cfg->keepalive_timeout,
+      .max_connections = cfg->max_connections,
+      .on_request = on_request,
+      .data = &w,
+  };
+  int rc = cr_http_server_start(&w.http, w.loop, fd, &opts);
+  if (rc) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "cannot serve HTTP: %s", cr_strerror(rc));
+    cr_log_flush();
+    return 1;
+  }
+  uv_signal_init(w.loop, &w.sigterm);
+  w.sigterm.data = &w;
+  uv_signal_start(&w.sigterm, on_sigterm, SIGTERM);
+  uv_signal_init(w.loop, &w.sigint);
+  uv_signal_start(&w.sigint, on_sigint, SIGINT);
+  uv_prepare_init(w.loop, &w.flusher);
+  uv_prepare_start(&w.flusher, on_flush);
+  cr_log(CR_LOG_DEBUG, NULL, NULL, "worker started (pid %d)", (int)getpid());
+
+  uv_run(w.loop, UV_RUN_DEFAULT);
+
+  cr_pool_free(w.pool);
+  uv_run(w.loop, UV_RUN_DEFAULT); /* let the pool's handle close */
+  cr_gateway_free(w.gateway);
+  cr_http_server_free(w.http);
+  uv_loop_close(w.loop);
+  atomic_store(&w.slot->pid, 0);
+  cr_log(CR_LOG_DEBUG, NULL, NULL, "worker stopped");
+  cr_log_flush();
+  return 0;
+}

@@ -1,0 +1,3 @@
+return function(event, ctx)
+  return "hello " .. (event.query.name or "world")
+end

@@ -1,0 +1,154 @@
+-- sandbox.lua - turns a fresh LuaJIT state into crescent's function sandbox.
+--
+-- Runs once per state, at boot, with every opened library still visible. It
+-- captures what the platform itself needs as upvalues, then leaves in the
+-- global table only the allowlist of DESIGN.md §4. User code runs with these
+-- globals; nothing removed here can be reached again from Lua:
+--   * no ffi, jit, debug, io, package, load/loadstring/loadfile/dofile,
+--     getfenv/setfenv, newproxy, module, gcinfo, string.dump;
+--   * os only time/clock/date/difftime; collectgarbage only "count";
+--   * the string metatable is locked (getmetatable("") answers false);
+--   * require() knows the platform's modules and text .lua files under the
+--     function's folder; bytecode is refused by the loader.
+--
+-- host (from vm.c): print, log, loadmodule(name) -> chunk|nil,err, json, seed.
+-- Returns the platform's private interface (used from C through the registry).
+local host = ...
+
+local error, type, select, tostring, pairs = error, type, select, tostring, pairs
+local setmetatable, rawget = setmetatable, rawget
+local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
+local co_running, co_status, co_wrap_raw = coroutine.running, coroutine.status, coroutine.wrap
+local concat = table.concat
+local collect = collectgarbage
+local G = _G
+
+-- The JIT is on because vm.c opened the jit library; keep it on, then hide it.
+math.randomseed(host.seed)
+
+----------------------------------------------------------------------------
+-- coroutines: invocations run in a coroutine the platform resumes. A user
+-- coroutine.yield() at the handler's own level would silently return to the
+-- platform, so it is refused there; inside coroutines the user created it
+-- works as usual. Platform yields (stdlib calls waiting on I/O) carry the
+-- HOST marker and are passed through user coroutines to the platform.
+----------------------------------------------------------------------------
+local HOST = setmetatable({}, { __tostring = function() return "crescent.yield" end })
+local platform_threads = setmetatable({}, { __mode = "k" })
+
+local function pass_through(co, ok, first, ...)
+  -- A platform yield from inside a user coroutine: hand it up to the platform,
+  -- then resume the user coroutine with the platform's answer.
+  if ok and first == HOST and co_status(co) == "suspended" then
+    return pass_through(co, co_resume(co, co_yield(HOST, ...)))
+  end
+  return ok, first, ...
+end
+
+local function resume(co, ...)
+  if type(co) ~= "thread" then
+    error("bad argument #1 to 'resume' (coroutine expected)", 2)
+  end
+  return pass_through(co, co_resume(co, ...))
+end
+
+local function yield(...)
+  local co = co_running()
+  if co == nil or platform_threads[co] then
+    error("attempt to yield from outside a coroutine", 2)
+  end
+  return co_yield(...)
+end
+
+local function wrap(f)
+  local co = co_create(f)
+  return function(...)
+    local function finish(ok, ...)
+      if not ok then error((...), 0) end
+      return ...
+    end
+    return finish(resume(co, ...))
+  end
+end
+
+local function isyieldable()
+  local co = co_running()
+  return co ~= nil and not platform_threads[co]
+end
+
+local user_coroutine = {
+  create = co_create, resume = resume, yield = yield, wrap = wrap,
+  status = co_status, running = co_running, isyieldable = isyieldable,
+}
+
+----------------------------------------------------------------------------
+-- require: platform modules, then text files under the function's folder.
+----------------------------------------------------------------------------
+local platform_modules = { json = host.json, cjson = host.json, ["cjson.safe"] = host.json.safe }
+local loaded = {}
+local loading = {}
+
+local function require(name)
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'require' (string expected, got " .. type(name) .. ")", 2)
+  end
+  local m = loaded[name]
+  if m ~= nil then return m end
+  m = platform_modules[name]
+  if m ~= nil then return m end
+  if loading[name] then error("require: loop while loading module '" .. name .. "'", 2) end
+  local chunk, err = host.loadmodule(name)
+  if not chunk then error(err, 2) end
+  loading[name] = true
+  local ok, res = G.pcall(chunk, name)
+  loading[name] = nil
+  if not ok then error(res, 0) end
+  if res == nil then res = true end
+  loaded[name] = res
+  return res
+end
+
+----------------------------------------------------------------------------
+-- the rest of the allowlist
+----------------------------------------------------------------------------
+local function print(...)
+  local n = select("#", ...)
+  local parts = {}
+  for i = 1, n do parts[i] = tostring((select(i, ...))) end
+  host.print(concat(parts, "\t"))
+end
+
+local function collectgarbage(opt, ...)
+  if opt == "count" then return collect("count") end
+  error("collectgarbage: only \"count\" is allowed in crescent functions", 2)
+end
+
+local os_safe = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }
+
+string.dump = nil
+getmetatable("").__metatable = false
+
+local allowed = {
+  "assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall", "rawequal",
+  "rawget", "rawset", "select", "setmetatable", "getmetatable", "tonumber",
+  "tostring", "type", "unpack", "_VERSION",
+  "string", "table", "math", "bit",
+}
+local keep = {}
+for _, k in pairs(allowed) do keep[k] = rawget(G, k) end
+for k in pairs(G) do G[k] = nil end
+for k, v in pairs(keep) do G[k] = v end
+G._G = G
+G.print = print
+G.require = require
+G.collectgarbage = collectgarbage
+G.coroutine = user_coroutine
+G.os = os_safe
+G.json = host.json
+
+return {
+  HOST = HOST,
+  -- Marks a coroutine as the platform's own (an invocation's main coroutine).
+  adopt = function(co) platform_threads[co] = true end,
+  modules = platform_modules,
+}
