@@ -1,0 +1,562 @@
+/* harness.c - starting crescent, HTTP over loopback, reading the log. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static void mkdirs(const char *path) {
+  char tmp[512];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p == '/') {
+      *p = '\0';
+      mkdir(tmp, 0755);
+      *p = '/';
+    }
+  }
+  mkdir(tmp, 0755);
+}
+
+void srv_init(srv_t *s) {
+  memset(s, 0, sizeof *s);
+  s->pid = -1;
+  snprintf(s->root, sizeof s->root, "/tmp/crescent-test-XXXXXX");
+  assert_non_null(mkdtemp(s->root));
+  snprintf(s->fndir, sizeof s->fndir, "%s/functions", s->root);
+  snprintf(s->logpath, sizeof s->logpath, "%s/server.log", s->root);
+  mkdirs(s->fndir);
+}
+
+void srv_write(srv_t *s, const char *relpath, const char *content) {
+  char path[700], dir[700];
+  snprintf(path, sizeof path, "%s/%s", s->fndir, relpath);
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  *slash = '\0';
+  mkdirs(dir);
+  /* Write then rename, as an editor would, so a running server never sees half a file. */
+  char tmp[720];
+  snprintf(tmp, sizeof tmp, "%s/.tmp-%d", dir, (int)getpid());
+  FILE *f = fopen(tmp, "w");
+  assert_non_null(f);
+  fputs(content, f);
+  fclose(f);
+  assert_int_equal(rename(tmp, path), 0);
+}
+
+void srv_remove(srv_t *s, const char *relpath) {
+  char path[700];
+  snprintf(path, sizeof path, "%s/%s", s->fndir, relpath);
+  unlink(path);
+}
+
+static int read_port(srv_t *s) {
+  char *log = srv_log(s);
+  int port = 0;
+  char *p = strstr(log, "\"msg\":\"listening\"");
+  if (p) {
+    char *q = strstr(p, "\"port\":");
+    if (q) port = atoi(q + 7);
+  }
+  free(log);
+  return port;
+}
+
+/* Servers still running when the test program ends (a failed assertion
+ * skips srv_stop) are killed with their workers: each runs in its own
+ * process group. */
+static pid_t started[64];
+static int nstarted;
+
+static void kill_leftovers(void) {
+  for (int i = 0; i < nstarted; i++) {
+    if (started[i] > 0 && kill(started[i], 0) == 0) {
+      kill(-started[i], SIGKILL);
+      waitpid(started[i], NULL, 0);
+    }
+  }
+}
+
+static void track(pid_t pid) {
+  if (nstarted == 0) atexit(kill_leftovers);
+  for (int i = 0; i < nstarted; i++) {
+    if (started[i] <= 0 || waitpid(started[i], NULL, WNOHANG) == started[i]) {
+      started[i] = pid;
+      return;
+    }
+  }
+  if (nstarted < 64) started[nstarted++] = pid;
+}
+
+int srv_try_start(srv_t *s, const char *args, int timeout_ms) {
+  const char *bin = getenv("CRESCENT_BIN");
+  if (!bin) bin = "./crescent";
+  char *argv[64];
+  int argc = 0;
+  char listen[] = "127.0.0.1:0";
+  argv[argc++] = (char *)bin;
+  argv[argc++] = "serve";
+  argv[argc++] = "--functions";
+  argv[argc++] = s->fndir;
+  argv[argc++] = "--listen";
+  argv[argc++] = listen;
+  char *copy = args ? strdup(args) : NULL;
+  if (copy) {
+    for (char *tok = strtok(copy, " "); tok && argc < 60; tok = strtok(NULL, " ")) argv[argc++] = tok;
+  }
+  argv[argc] = NULL;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int fd = open(s->logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0) _exit(127);
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+    if (chdir(s->root)) _exit(127);
+    setpgid(0, 0);
+    execv(bin, argv);
+    _exit(127);
+  }
+  free(copy);
+  s->pid = pid;
+  s->stopped = 0;
+  track(pid);
+  long long deadline = now_ms() + timeout_ms;
+  while (now_ms() < deadline) {
+    int st;
+    if (waitpid(pid, &st, WNOHANG) == pid) {
+      s->stopped = 1;
+      s->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      s->pid = -1;
+      return -1;
+    }
+    int port = read_port(s);
+    if (port > 0) {
+      s->port = port;
+      /* The port is reserved by the master; wait until a worker accepts. */
+      while (now_ms() < deadline) {
+        int fd = http_connect(port);
+        if (fd >= 0) {
+          close(fd);
+          return 0;
+        }
+        sleep_ms(10);
+      }
+      return -1;
+    }
+    sleep_ms(10);
+  }
+  return -1;
+}
+
+void srv_start(srv_t *s, const char *args) {
+  if (srv_try_start(s, args, 15000) != 0) {
+    char *log = srv_log(s);
+    fprintf(stderr, "server did not start; its log:\n%s\n", log);
+    free(log);
+    fail_msg("crescent serve did not start");
+  }
+}
+
+void srv_signal(srv_t *s, int sig) {
+  if (s->pid > 0) kill(s->pid, sig);
+}
+
+int srv_wait_exit(srv_t *s, int timeout_ms) {
+  if (s->pid <= 0) return s->stopped ? s->exit_status : -1;
+  long long deadline = now_ms() + timeout_ms;
+  while (now_ms() < deadline) {
+    int st;
+    if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+      s->pid = -1;
+      s->stopped = 1;
+      s->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      return s->exit_status;
+    }
+    sleep_ms(10);
+  }
+  return -1;
+}
+
+void srv_expect_errors(srv_t *s, int n) { s->expected_errors += n; }
+
+static void rm_rf(const char *path) {
+  struct stat st;
+  if (lstat(path, &st)) return;
+  if (S_ISDIR(st.st_mode)) {
+    DIR *d = opendir(path);
+    if (d) {
+      struct dirent *e;
+      while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char child[1024];
+        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+        rm_rf(child);
+      }
+      closedir(d);
+    }
+    rmdir(path);
+  } else {
+    unlink(path);
+  }
+}
+
+int srv_stop(srv_t *s) {
+  int status = s->exit_status;
+  if (s->pid > 0) {
+    kill(s->pid, SIGTERM);
+    status = srv_wait_exit(s, 20000);
+    if (status < 0) {
+      kill(-s->pid, SIGKILL);
+      kill(s->pid, SIGKILL);
+      waitpid(s->pid, NULL, 0);
+      s->pid = -1;
+      fail_msg("crescent did not stop within 20 s of SIGTERM");
+    }
+  }
+  /* The log must hold no error line the test did not provoke on purpose. */
+  int errors = srv_log_count(s, "\"level\":\"error\"", NULL);
+  if (errors != s->expected_errors) {
+    char *log = srv_log(s);
+    fprintf(stderr, "expected %d error lines in the log, found %d; the log:\n%s\n", s->expected_errors, errors,
+            log);
+    free(log);
+    rm_rf(s->root);
+    fail_msg("unexpected error lines in the server log");
+  }
+  /* Sanitizer reports go to the same file. */
+  if (srv_log_count(s, "ERROR: AddressSanitizer", NULL) || srv_log_count(s, "runtime error:", NULL) ||
+      srv_log_count(s, "ERROR: LeakSanitizer", NULL)) {
+    char *log = srv_log(s);
+    fprintf(stderr, "sanitizer report in the server log:\n%s\n", log);
+    free(log);
+    rm_rf(s->root);
+    fail_msg("sanitizer report");
+  }
+  rm_rf(s->root);
+  return status;
+}
+
+char *srv_log(srv_t *s) {
+  FILE *f = fopen(s->logpath, "r");
+  if (!f) return strdup("");
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = malloc((size_t)n + 1);
+  size_t got = fread(buf, 1, (size_t)n, f);
+  buf[got] = '\0';
+  fclose(f);
+  return buf;
+}
+
+static int count_lines(srv_t *s, const char *first, va_list ap) {
+  const char *needles[16];
+  int nn = 0;
+  needles[nn++] = first;
+  const char *n;
+  while (nn < 16 && (n = va_arg(ap, const char *))) needles[nn++] = n;
+  char *log = srv_log(s);
+  int count = 0;
+  char *line = log;
+  while (line && *line) {
+    char *nl = strchr(line, '\n');
+    if (nl) *nl = '\0';
+    int all = 1;
+    for (int i = 0; i < nn && all; i++)
+      if (!strstr(line, needles[i])) all = 0;
+    count += all;
+    line = nl ? nl + 1 : NULL;
+  }
+  free(log);
+  return count;
+}
+
+int srv_log_count(srv_t *s, const char *needle, ...) {
+  va_list ap;
+  va_start(ap, needle);
+  int c = count_lines(s, needle, ap);
+  va_end(ap);
+  return c;
+}
+
+int srv_log_wait(srv_t *s, int n, int timeout_ms, const char *needle, ...) {
+  long long deadline = now_ms() + timeout_ms;
+  int c = 0;
+  for (;;) {
+    va_list ap;
+    va_start(ap, needle);
+    c = count_lines(s, needle, ap);
+    va_end(ap);
+    if (c >= n || now_ms() >= deadline) return c;
+    sleep_ms(10);
+  }
+}
+
+int srv_worker_pids(srv_t *s, pid_t *out, int max) {
+  int n = 0;
+  DIR *d = opendir("/proc");
+  if (!d) return 0;
+  struct dirent *e;
+  while ((e = readdir(d)) && n < max) {
+    int pid = atoi(e->d_name);
+    if (pid <= 0) continue;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    size_t got = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[got] = '\0';
+    char *rp = strrchr(buf, ')');
+    if (!rp) continue;
+    char state;
+    int ppid;
+    if (sscanf(rp + 2, "%c %d", &state, &ppid) != 2) continue;
+    if (ppid == s->pid && state != 'Z') {
+      /* Only workers: the validator is short-lived and also a child. */
+      char cmd[128];
+      snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+      f = fopen(path, "r");
+      if (!f) continue;
+      got = fread(cmd, 1, sizeof cmd - 1, f);
+      fclose(f);
+      out[n++] = pid;
+    }
+  }
+  closedir(d);
+  return n;
+}
+
+/* --- HTTP --------------------------------------------------------------------------------------- */
+
+int http_connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
+    close(fd);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+void http_send(int fd, const void *data, size_t len) {
+  const char *p = data;
+  while (len > 0) {
+    ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return; /* the server may close early on purpose (413, 431) */
+    p += w;
+    len -= (size_t)w;
+  }
+}
+
+void http_sends(int fd, const char *data) { http_send(fd, data, strlen(data)); }
+
+/* Per-fd read buffers, so bytes of a following pipelined response are kept. */
+typedef struct {
+  int fd;
+  char *data;
+  size_t len, cap;
+} rbuf_t;
+static rbuf_t rbufs[64];
+
+static rbuf_t *rbuf_for(int fd) {
+  for (int i = 0; i < 64; i++)
+    if (rbufs[i].fd == fd && rbufs[i].data) return &rbufs[i];
+  for (int i = 0; i < 64; i++) {
+    if (!rbufs[i].data) {
+      rbufs[i].fd = fd;
+      rbufs[i].cap = 65536;
+      rbufs[i].data = malloc(rbufs[i].cap);
+      rbufs[i].len = 0;
+      return &rbufs[i];
+    }
+  }
+  fail_msg("too many open test connections");
+  return NULL;
+}
+
+static void rbuf_drop(int fd) {
+  for (int i = 0; i < 64; i++) {
+    if (rbufs[i].fd == fd && rbufs[i].data) {
+      free(rbufs[i].data);
+      memset(&rbufs[i], 0, sizeof rbufs[i]);
+    }
+  }
+}
+
+/* Reads more into b; returns bytes read, 0 on EOF, -1 on timeout/error. */
+static int fill(int fd, rbuf_t *b, long long deadline) {
+  long long left = deadline - now_ms();
+  if (left <= 0) return -1;
+  struct pollfd p = {fd, POLLIN, 0};
+  int pr = poll(&p, 1, (int)left);
+  if (pr <= 0) return -1;
+  if (b->len == b->cap) {
+    b->cap *= 2;
+    b->data = realloc(b->data, b->cap);
+  }
+  ssize_t r = recv(fd, b->data + b->len, b->cap - b->len, 0);
+  if (r < 0) return errno == ECONNRESET ? 0 : -1;
+  b->len += (size_t)r;
+  return (int)r;
+}
+
+const char *http_header(const http_resp_t *r, const char *name) {
+  static char val[4096];
+  if (!r->head) return NULL;
+  size_t nl = strlen(name);
+  const char *line = strstr(r->head, "\r\n");
+  while (line) {
+    line += 2;
+    if (strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+      const char *v = line + nl + 1;
+      while (*v == ' ') v++;
+      const char *e = strstr(v, "\r\n");
+      size_t len = e ? (size_t)(e - v) : strlen(v);
+      if (len >= sizeof val) len = sizeof val - 1;
+      memcpy(val, v, len);
+      val[len] = '\0';
+      return val;
+    }
+    line = strstr(line, "\r\n");
+  }
+  return NULL;
+}
+
+int http_read(int fd, http_resp_t *r, int head_only, int timeout_ms) {
+  memset(r, 0, sizeof *r);
+  rbuf_t *b = rbuf_for(fd);
+  long long deadline = now_ms() + timeout_ms;
+  char *end;
+  for (;;) {
+    end = b->len ? memmem(b->data, b->len, "\r\n\r\n", 4) : NULL;
+    if (end) break;
+    int n = fill(fd, b, deadline);
+    if (n <= 0) {
+      r->closed = n == 0;
+      return -1;
+    }
+  }
+  size_t head_len = (size_t)(end - b->data) + 4;
+  r->head = malloc(head_len + 1);
+  memcpy(r->head, b->data, head_len);
+  r->head[head_len] = '\0';
+  r->status = atoi(r->head + 9);
+  /* Interim 100 Continue: hand it back as its own response. */
+  size_t body_len = 0;
+  int until_close = 0;
+  const char *cl = http_header(r, "content-length");
+  if (head_only || r->status == 204 || r->status == 304 || r->status / 100 == 1) body_len = 0;
+  else if (cl) body_len = (size_t)strtoull(cl, NULL, 10);
+  else until_close = 1;
+  while (until_close || b->len < head_len + body_len) {
+    int n = fill(fd, b, deadline);
+    if (n == 0 && until_close) break;
+    if (n <= 0) {
+      r->closed = n == 0;
+      free(r->head);
+      r->head = NULL;
+      return -1;
+    }
+  }
+  if (until_close) body_len = b->len - head_len;
+  r->body = malloc(body_len + 1);
+  memcpy(r->body, b->data + head_len, body_len);
+  r->body[body_len] = '\0';
+  r->body_len = body_len;
+  memmove(b->data, b->data + head_len + body_len, b->len - head_len - body_len);
+  b->len -= head_len + body_len;
+  const char *conn = http_header(r, "connection");
+  r->closed = conn && strcasecmp(conn, "close") == 0;
+  return 0;
+}
+
+int http_request(int port, const char *method, const char *path, const char *headers, const char *body,
+                 size_t body_len, http_resp_t *r) {
+  int fd = http_connect(port);
+  if (fd < 0) return -1;
+  char head[8192];
+  int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s", method, path,
+                   headers ? headers : "");
+  if (body) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", body_len);
+  n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
+  http_send(fd, head, (size_t)n);
+  if (body && body_len) http_send(fd, body, body_len);
+  int rc = http_read(fd, r, strcmp(method, "HEAD") == 0, 15000);
+  rbuf_drop(fd);
+  close(fd);
+  return rc;
+}
+
+void http_get(int port, const char *path, http_resp_t *r) {
+  if (http_request(port, "GET", path, NULL, NULL, 0, r) != 0) fail_msg("GET %s: no response", path);
+}
+
+void http_free(http_resp_t *r) {
+  free(r->head);
+  free(r->body);
+  memset(r, 0, sizeof *r);
+}
+
+int http_wait_closed(int fd, int timeout_ms) {
+  long long deadline = now_ms() + timeout_ms;
+  char buf[4096];
+  while (now_ms() < deadline) {
+    struct pollfd p = {fd, POLLIN, 0};
+    int pr = poll(&p, 1, (int)(deadline - now_ms()));
+    if (pr <= 0) return 0;
+    ssize_t r = recv(fd, buf, sizeof buf, 0);
+    if (r <= 0) {
+      rbuf_drop(fd);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+void http_close(int fd) {
+  rbuf_drop(fd);
+  close(fd);
+}
