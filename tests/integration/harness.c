@@ -102,7 +102,7 @@ static int nstarted;
 
 static void kill_leftovers(void) {
   for (int i = 0; i < nstarted; i++) {
-    if (started[i] > 0 && kill(started[i], 0) == 0) {
+    if (started[i] > 0 && waitpid(started[i], NULL, WNOHANG) == 0) {
       kill(-started[i], SIGKILL);
       waitpid(started[i], NULL, 0);
     }
@@ -111,12 +111,6 @@ static void kill_leftovers(void) {
 
 static void track(pid_t pid) {
   if (nstarted == 0) atexit(kill_leftovers);
-  for (int i = 0; i < nstarted; i++) {
-    if (started[i] <= 0 || waitpid(started[i], NULL, WNOHANG) == started[i]) {
-      started[i] = pid;
-      return;
-    }
-  }
   if (nstarted < 64) started[nstarted++] = pid;
 }
 
