@@ -1,0 +1,22 @@
+-- echo: shows what a function receives. Any method on /echo answers with the
+-- request as JSON; a JSON body comes back decoded under "json".
+return {
+  timeout = 5,
+  memory = 64,
+  handler = function(event, ctx)
+    local json
+    if event.headers["content-type"] == "application/json" then
+      json = event.json()          -- an invalid body answers 400 by itself
+    end
+    return {
+      method = event.method,
+      path = event.path,
+      query = event.query,
+      headers = event.headers,
+      body = json == nil and event.body or nil,
+      json = json,
+      requestId = ctx.requestId,
+      cold = ctx.cold,
+    }
+  end,
+}
