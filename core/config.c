@@ -9,7 +9,7 @@
 
 #include "error.h"
 
-typedef enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_SECONDS, OPT_FLAG } opt_type_t;
+typedef enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_SECONDS, OPT_FLAG, OPT_NUMBER } opt_type_t;
 
 typedef struct {
   const char *name;
@@ -35,6 +35,13 @@ static const opt_t options[] = {
     {"kill-grace", OPT_SECONDS, OFF(kill_grace), "past a deadline before a stuck worker is killed (default 1s)"},
     {"max-connections", OPT_INT, OFF(max_connections), "connections per worker (default 4096)"},
     {"no-watch", OPT_FLAG, OFF(no_watch), "do not watch the functions folder for changes"},
+    {"init-timeout", OPT_SECONDS, OFF(init_timeout), "time for a function's init (default 10s)"},
+    {"queue-wait", OPT_SECONDS, OFF(queue_wait), "wait past a function's concurrency before 429 (default 1s)"},
+    {"queue-max", OPT_INT, OFF(queue_max), "requests waiting per worker (default 1024)"},
+    {"max-response", OPT_SIZE, OFF(max_response), "largest function response body (default 6m)"},
+    {"blank-states", OPT_INT, OFF(blank_states), "pre-booted blank Lua states per worker (default 2)"},
+    {"price-request", OPT_NUMBER, OFF(price_request), "$ per million requests, for cost (default 0.20)"},
+    {"price-gb-second", OPT_NUMBER, OFF(price_gb_second), "$ per GB-second, for cost (default 0.0000166667)"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -54,6 +61,13 @@ void cr_config_defaults(cr_config_t *c) {
   c->drain_timeout = 30;
   c->kill_grace = 1;
   c->max_connections = 4096;
+  c->init_timeout = 10;
+  c->queue_wait = 1;
+  c->queue_max = 1024;
+  c->max_response = 6u * 1024 * 1024;
+  c->blank_states = 2;
+  c->price_request = 0.20;
+  c->price_gb_second = 0.0000166667;
   snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
   c->listen_port = 8080;
 }
@@ -154,8 +168,13 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
     case OPT_INT: {
       char *end;
       long v = strtol(value, &end, 10);
-      if (*end || end == value || v < 1 || v > 1000000) {
-        snprintf(err, errlen, "--%s: expected a positive integer, got '%s'", name, value);
+      long min = strcmp(name, "blank-states") == 0 ? 0 : 1;
+      if (*end || end == value || v < min || v > 1000000) {
+        snprintf(err, errlen, "--%s: expected a%s integer, got '%s'", name, min ? " positive" : "n", value);
+        return CR_EINVAL;
+      }
+      if (strcmp(name, "blank-states") == 0 && v > 16) {
+        snprintf(err, errlen, "--blank-states: at most 16");
         return CR_EINVAL;
       }
       if (strcmp(name, "workers") == 0 && v > 256) {
@@ -177,6 +196,16 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
         return CR_EINVAL;
       }
       return 0;
+    case OPT_NUMBER: {
+      char *end;
+      double v = strtod(value, &end);
+      if (*end || end == value || v < 0 || v != v) {
+        snprintf(err, errlen, "--%s: expected a number, got '%s'", name, value);
+        return CR_EINVAL;
+      }
+      *(double *)field = v;
+      return 0;
+    }
     case OPT_FLAG:
       if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0) {
         *(int *)field = 1;

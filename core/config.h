@@ -29,6 +29,13 @@ typedef struct cr_config_s {
   double kill_grace;        /* s: past a deadline before a stuck worker is killed */
   int max_connections;      /* per worker */
   int no_watch;
+  double init_timeout;      /* s: a function's init (its file's top-level code) */
+  double queue_wait;        /* s: a request over a function's concurrency waits this long, then 429 */
+  int queue_max;            /* requests waiting per worker */
+  size_t max_response;      /* bytes of a function's response body */
+  int blank_states;         /* pre-booted blank Lua states per worker */
+  double price_request;     /* $ per million requests */
+  double price_gb_second;   /* $ per GB-second */
 } cr_config_t;
 
 void cr_config_defaults(cr_config_t *c);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "clock.h"
 #include "error.h"
@@ -15,12 +16,29 @@
 #include "log.h"
 #include "vm.h"
 
+/* A request waiting for a place under its function's concurrency. */
+typedef struct waiter_s {
+  cr_http_req_t *req;
+  cr_fn_t *fn;
+  cr_route_match_t match;
+  uint64_t deadline_ns;
+  struct waiter_s *next;
+} waiter_t;
+
 struct cr_gateway_s {
+  uv_loop_t *loop;
   cr_pool_t *pool;
   cr_shm_t *shm;
+  cr_gateway_opts_t opts;
   cr_buf_t body;   /* scratch for encoding response bodies */
-  cr_buf_t scratch;
+  waiter_t *waiting, **waiting_tail;
+  int nwaiting;
+  int in_queue;    /* inside run_waiting(): no re-entry */
+  uv_timer_t retry;
 };
+
+/* How often waiting requests retry for a place (another worker may free one). */
+#define RETRY_MS 2
 
 /* One HTTP invocation. The invocation comes first: event fields find the
  * request from it (see event_index). */
@@ -33,19 +51,37 @@ typedef struct {
 /* Registry keys (their addresses). */
 static char event_mt_key, serial_key, json_cache_key, http_error_mt_key;
 
-cr_gateway_t *cr_gateway_new(cr_pool_t *pool, cr_shm_t *shm) {
+cr_gateway_t *cr_gateway_new(uv_loop_t *loop, cr_pool_t *pool, cr_shm_t *shm, const cr_gateway_opts_t *opts) {
   cr_gateway_t *g = calloc(1, sizeof *g);
   if (!g) return NULL;
+  g->loop = loop;
   g->pool = pool;
   g->shm = shm;
+  g->opts.queue_wait = 1;
+  g->opts.queue_max = 1024;
+  g->opts.max_response = 6u * 1024 * 1024;
+  if (opts) g->opts = *opts;
+  g->waiting_tail = &g->waiting;
+  if (loop) {
+    uv_timer_init(loop, &g->retry);
+    g->retry.data = g;
+  }
   return g;
 }
 
+static void on_retry_closed(uv_handle_t *h) { free(h->data); }
+
 void cr_gateway_free(cr_gateway_t *g) {
   if (!g) return;
+  while (g->waiting) {
+    waiter_t *w = g->waiting;
+    g->waiting = w->next;
+    cr_http_respond_error(w->req, 503, "server stopping");
+    free(w);
+  }
   cr_buf_free(&g->body);
-  cr_buf_free(&g->scratch);
-  free(g);
+  if (g->loop) uv_close((uv_handle_t *)&g->retry, on_retry_closed);
+  else free(g);
 }
 
 static int hexval(char c) {
@@ -580,20 +616,9 @@ static void respond_internal(cr_http_req_t *req, int status, const char *msg, co
   cr_buf_free(&b);
 }
 
-void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m) {
-  cr_fnver_t *ver = fn->current;
-  if (!ver) {
-    cr_buf_t b = CR_BUF_INIT;
-    cr_buf_append_str(&b, "{\"error\":\"function failed to load\",\"function\":");
-    cr_json_escape(&b, fn->name, strlen(fn->name));
-    cr_buf_append_str(&b, ",\"requestId\":");
-    cr_json_escape(&b, req->id, strlen(req->id));
-    cr_buf_putc(&b, '}');
-    cr_http_respond_start(req, 503);
-    cr_http_respond_finish(req, "application/json", b.data, b.len);
-    cr_buf_free(&b);
-    return;
-  }
+/* Runs ver for req; the caller holds a place under its concurrency. */
+static void run(cr_gateway_t *g, cr_http_req_t *req, cr_fnver_t *ver, const cr_route_match_t *m) {
+  cr_fn_t *fn = ver->fn;
   cr_instance_t *inst;
   int cold;
   char err[2048];
@@ -606,6 +631,7 @@ void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const c
     atomic_fetch_add_explicit(&f->errors, 1, memory_order_relaxed);
     respond_internal(req, 500, rc == CR_ETIMEDOUT ? "function init timed out" : "function initialization failed",
                      ver, 1, (double)(cr_clock_ns() - t0) / 1e6, 0);
+    cr_pool_leave(g->pool, ver);
     return;
   }
   double init_ms = cold ? inst->init_ms : 0;
@@ -625,6 +651,11 @@ void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const c
     int idx = inv->nresults > 0 ? 1 : 0;
     rc = build_response(g, co, idx, &r, req);
     lua_settop(co, top);
+    if (rc == 0 && r.body_len > g->opts.max_response) {
+      snprintf(r.err, sizeof r.err, "the response body (%zu bytes) is over the limit of %zu bytes", r.body_len,
+               g->opts.max_response);
+      rc = CR_ETOOBIG;
+    }
     if (rc == 0) {
       cr_http_respond_start(req, r.status);
       server_timing(req, cold, init_ms, fn_ms);
@@ -687,4 +718,93 @@ void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const c
   report(g, req, ver, &call, status, init_ms);
   cr_invoke_end(inv);
   cr_pool_release(g->pool, inst);
+  cr_pool_leave(g->pool, ver);
+}
+
+static void respond_unloaded(cr_http_req_t *req, const cr_fn_t *fn) {
+  cr_buf_t b = CR_BUF_INIT;
+  cr_buf_append_str(&b, "{\"error\":\"function failed to load\",\"function\":");
+  cr_json_escape(&b, fn->name, strlen(fn->name));
+  cr_buf_append_str(&b, ",\"requestId\":");
+  cr_json_escape(&b, req->id, strlen(req->id));
+  cr_buf_putc(&b, '}');
+  cr_http_respond_start(req, 503);
+  cr_http_respond_finish(req, "application/json", b.data, b.len);
+  cr_buf_free(&b);
+}
+
+static void respond_throttled(cr_gateway_t *g, cr_http_req_t *req, const cr_fn_t *fn) {
+  if (g->shm && fn->slot < CR_SHM_MAX_FUNCTIONS)
+    atomic_fetch_add_explicit(&g->shm->fns[fn->slot].throttles, 1, memory_order_relaxed);
+  cr_log(CR_LOG_WARN, fn->name, req->id, "throttled: the function is at its concurrency limit");
+  static const char body[] = "{\"error\":\"too many requests\"}";
+  cr_http_respond_start(req, 429);
+  cr_http_respond_header(req, "Retry-After", 11, "1", 1);
+  cr_http_respond_finish(req, "application/json", body, sizeof body - 1);
+}
+
+static void on_retry(uv_timer_t *t);
+
+/* Runs waiting requests that got a place, answers 429 to those past their
+ * wait, in arrival order. */
+static void run_waiting(cr_gateway_t *g) {
+  if (g->in_queue) return;
+  g->in_queue = 1;
+  uint64_t now = cr_clock_ns();
+  waiter_t **link = &g->waiting;
+  while (*link) {
+    waiter_t *w = *link;
+    cr_fnver_t *ver = w->fn->current;
+    int admitted = ver && cr_pool_admit(g->pool, ver) == 0;
+    if (!admitted && ver && now < w->deadline_ns) {
+      link = &w->next;
+      continue;
+    }
+    *link = w->next;
+    if (g->waiting_tail == &w->next) g->waiting_tail = link;
+    g->nwaiting--;
+    if (!ver) respond_unloaded(w->req, w->fn);
+    else if (admitted) run(g, w->req, ver, &w->match);
+    else respond_throttled(g, w->req, w->fn);
+    free(w);
+    now = cr_clock_ns();
+  }
+  g->in_queue = 0;
+  if (!g->waiting && g->loop) uv_timer_stop(&g->retry);
+}
+
+static void on_retry(uv_timer_t *t) { run_waiting(t->data); }
+
+void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m) {
+  cr_fnver_t *ver = fn->current;
+  if (!ver) {
+    respond_unloaded(req, fn);
+    return;
+  }
+  /* Requests already waiting for this function go first. */
+  int queued_before = 0;
+  for (waiter_t *w = g->waiting; w && !queued_before; w = w->next) queued_before = w->fn == fn;
+  if (!queued_before && cr_pool_admit(g->pool, ver) == 0) {
+    run(g, req, ver, m);
+    if (g->waiting) run_waiting(g);
+    return;
+  }
+  if (!g->loop || g->nwaiting >= g->opts.queue_max || g->opts.queue_wait <= 0) {
+    respond_throttled(g, req, fn);
+    return;
+  }
+  waiter_t *w = malloc(sizeof *w);
+  if (!w) {
+    respond_throttled(g, req, fn);
+    return;
+  }
+  w->req = req;
+  w->fn = fn;
+  w->match = *m;
+  w->deadline_ns = cr_clock_ns() + (uint64_t)(g->opts.queue_wait * 1e9);
+  w->next = NULL;
+  *g->waiting_tail = w;
+  g->waiting_tail = &w->next;
+  g->nwaiting++;
+  if (!uv_is_active((uv_handle_t *)&g->retry)) uv_timer_start(&g->retry, on_retry, RETRY_MS, RETRY_MS);
 }

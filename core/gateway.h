@@ -20,10 +20,18 @@
 
 typedef struct cr_gateway_s cr_gateway_t;
 
-cr_gateway_t *cr_gateway_new(cr_pool_t *pool, cr_shm_t *shm);
+typedef struct {
+  double queue_wait;   /* s a request may wait for a place under concurrency */
+  int queue_max;       /* requests waiting in this worker */
+  size_t max_response; /* bytes of a response body */
+} cr_gateway_opts_t;
+
+cr_gateway_t *cr_gateway_new(uv_loop_t *loop, cr_pool_t *pool, cr_shm_t *shm, const cr_gateway_opts_t *opts);
+/* Answers waiting requests with 503 and frees. The loop must run once more. */
 void cr_gateway_free(cr_gateway_t *g);
 
-/* Runs fn for req (route match m) and answers req. */
+/* Runs fn for req (route match m) and answers req, now or once a place
+ * under the function's concurrency frees up; past the wait, 429. */
 void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m);
 
 /* Percent-decodes s into out ('+' as space when plus is set). */

@@ -53,7 +53,7 @@ int cr_loader_read(const char *root, const char *relpath, char **src, size_t *le
 }
 
 int cr_loader_validate(const char *root, const char *relpath, const char *src, size_t len,
-                       cr_settings_t *settings, char *err, size_t errlen) {
+                       double init_timeout, cr_settings_t *settings, char *err, size_t errlen) {
   char chunkname[1100], name[1024];
   snprintf(chunkname, sizeof chunkname, "@%s", relpath);
   snprintf(name, sizeof name, "%.*s", (int)(strlen(relpath) > 4 ? strlen(relpath) - 4 : 0), relpath);
@@ -63,7 +63,7 @@ int cr_loader_validate(const char *root, const char *relpath, const char *src, s
     return CR_ENOMEM;
   }
   cr_vm_bind(vm, name, root, (size_t)CR_DEFAULT_MEMORY * 1024 * 1024);
-  int rc = cr_vm_load(vm, chunkname, src, len, CR_INIT_TIMEOUT, err, errlen);
+  int rc = cr_vm_load(vm, chunkname, src, len, init_timeout, err, errlen);
   if (rc == 0) {
     char serr[900];
     rc = cr_settings_read(vm->L, -1, settings, serr, sizeof serr);
@@ -86,7 +86,7 @@ static int write_all(int fd, const void *p, size_t n) {
 }
 
 /* The validator process: one record per file, then exit. */
-static void validator_main(int fd, const char *root, cr_load_t *loads, int from, int n) {
+static void validator_main(int fd, const char *root, cr_load_t *loads, int from, int n, double init_timeout) {
   cr_log_setup(-1, 0);
   if (cr_vm_watchdog_start()) _exit(2);
   for (int i = from; i < n; i++) {
@@ -94,7 +94,8 @@ static void validator_main(int fd, const char *root, cr_load_t *loads, int from,
     char err[4096];
     cr_buf_t b = CR_BUF_INIT;
     uint32_t hdr[3];
-    int rc = cr_loader_validate(root, loads[i].relpath, loads[i].source, loads[i].len, &s, err, sizeof err);
+    int rc = cr_loader_validate(root, loads[i].relpath, loads[i].source, loads[i].len, init_timeout, &s, err,
+                                sizeof err);
     if (rc == 0) {
       cr_settings_pack(&s, &b);
       cr_settings_free(&s);
@@ -113,8 +114,9 @@ static void validator_main(int fd, const char *root, cr_load_t *loads, int from,
 /* Runs one validator process over loads[from..n). Returns the index of the
  * first file it did not report on (n when all were reported); that file is
  * then marked failed by the caller's loop below. */
-static int run_batch(const char *root, cr_load_t *loads, int from, int n, double timeout_s,
+static int run_batch(const char *root, cr_load_t *loads, int from, int n, double init_timeout,
                      int *timed_out, int *status) {
+  double timeout_s = init_timeout + 5.0;
   int fds[2];
   *timed_out = 0;
   *status = 0;
@@ -131,7 +133,7 @@ static int run_batch(const char *root, cr_load_t *loads, int from, int n, double
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    validator_main(fds[1], root, loads, from, n);
+    validator_main(fds[1], root, loads, from, n, init_timeout);
   }
   close(fds[1]);
   cr_buf_t in = CR_BUF_INIT;
@@ -179,7 +181,7 @@ static int run_batch(const char *root, cr_load_t *loads, int from, int n, double
   return next;
 }
 
-int cr_loader_run(const char *root, cr_load_t *loads, int n, double timeout_s) {
+int cr_loader_run(const char *root, cr_load_t *loads, int n, double init_timeout) {
   for (int i = 0; i < n; i++) {
     loads[i].ok = 0;
     loads[i].error = NULL;
@@ -188,13 +190,13 @@ int cr_loader_run(const char *root, cr_load_t *loads, int n, double timeout_s) {
   int from = 0;
   while (from < n) {
     int timed_out, status;
-    int next = run_batch(root, loads, from, n, timeout_s, &timed_out, &status);
+    int next = run_batch(root, loads, from, n, init_timeout, &timed_out, &status);
     if (next >= n) break;
     /* loads[next] stopped the validator: fail it, then go on after it. */
     char msg[600];
     if (timed_out)
       snprintf(msg, sizeof msg, "%s: loading did not finish within %.0f seconds (stuck inside a C call?)",
-               loads[next].relpath, timeout_s);
+               loads[next].relpath, init_timeout + 5.0);
     else
       snprintf(msg, sizeof msg, "%s: the validator process died while loading it (%s %d)", loads[next].relpath,
                WIFSIGNALED(status) ? "signal" : "status",

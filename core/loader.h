@@ -28,12 +28,16 @@ typedef struct {
 /* Reads ROOT/relpath into a malloc'd buffer. */
 int cr_loader_read(const char *root, const char *relpath, char **src, size_t *len, char *err, size_t errlen);
 
-/* Validates one file in this process. Returns 0 or an error with err set. */
+/* Validates one file in this process, its init limited to init_timeout
+ * seconds. Returns 0 or an error with err set. */
 int cr_loader_validate(const char *root, const char *relpath, const char *src, size_t len,
-                       cr_settings_t *settings, char *err, size_t errlen);
+                       double init_timeout, cr_settings_t *settings, char *err, size_t errlen);
 
-/* Validates n files in a forked validator process. Always fills every entry. */
-int cr_loader_run(const char *root, cr_load_t *loads, int n, double timeout_s);
+/* Validates n files in a forked validator process. A file whose init is
+ * stuck where hooks cannot stop it (inside a C call) costs the validator:
+ * after init_timeout + 5 s it is killed and a new one goes on with the next
+ * file. Always fills every entry. */
+int cr_loader_run(const char *root, cr_load_t *loads, int n, double init_timeout);
 
 void cr_load_clear(cr_load_t *l);
 

@@ -93,7 +93,7 @@ static int cmd_check(int argc, char **argv) {
       loads[i].len = len;
     }
   }
-  cr_loader_run(dir, loads, n, CR_INIT_TIMEOUT + 5.0);
+  cr_loader_run(dir, loads, n, cfg.init_timeout);
   cr_registry_t *reg = cr_registry_new(dir);
   for (int i = 0; i < n; i++) {
     cr_fn_t *fn = cr_registry_add(reg, paths[i]);

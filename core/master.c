@@ -30,8 +30,6 @@
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 10000
 #define TICK_MS 100
-/* The validator gets a little longer than the init limit it enforces itself. */
-#define VALIDATOR_TIMEOUT (CR_INIT_TIMEOUT + 5.0)
 
 typedef struct {
   pid_t pid;
@@ -77,7 +75,7 @@ static void load_functions(master_t *m) {
       loads[i].source = "";
     }
   }
-  cr_loader_run(r->root, loads, n, VALIDATOR_TIMEOUT);
+  cr_loader_run(r->root, loads, n, m->cfg->init_timeout);
   for (int i = 0; i < n; i++) {
     cr_fn_t *fn = cr_registry_add(r, paths[i]);
     if (!fn) continue;

@@ -10,47 +10,86 @@
 
 #include "clock.h"
 #include "error.h"
-#include "log.h"
 #include "invoke.h"
+#include "log.h"
+
+#define MAX_BLANK 16
+#define SWEEP_MS 1000
 
 typedef struct {
   cr_fnver_t *ver;       /* the version these idle instances run */
   cr_instance_t *idle;   /* most recently used first */
   int nidle;
-  int nbusy;
+  int nbusy;             /* busy instances of any version of this function */
 } slot_t;
 
 struct cr_pool_s {
   uv_loop_t *loop;
-  char *root;
-  slot_t *slots;         /* indexed by function slot */
+  cr_registry_t *registry;
+  cr_shm_t *shm;
+  cr_pool_opts_t opts;
+  slot_t *slots;         /* indexed by the function's shared-memory slot */
   int nslots;
+  cr_vm_t *blank[MAX_BLANK];
+  int nblank;
   cr_instance_t *doomed; /* to close off the request path */
-  uv_idle_t reaper;
-  int reaper_active;
+  int provision;         /* warm instances may be missing */
+  uv_idle_t chores;
+  uv_timer_t sweeper;
+  int chores_active;
+  int closing;
 };
 
-static void on_reap(uv_idle_t *h);
+static void on_chores(uv_idle_t *h);
+static void on_sweep(uv_timer_t *t);
 
-cr_pool_t *cr_pool_new(uv_loop_t *loop, const char *root) {
+static void want_chores(cr_pool_t *p) {
+  if (p->loop && !p->chores_active && !p->closing) {
+    uv_idle_start(&p->chores, on_chores);
+    p->chores_active = 1;
+  }
+}
+
+cr_pool_t *cr_pool_new(uv_loop_t *loop, cr_registry_t *registry, cr_shm_t *shm, const cr_pool_opts_t *opts) {
   cr_pool_t *p = calloc(1, sizeof *p);
   if (!p) return NULL;
   p->loop = loop;
-  p->root = strdup(root);
+  p->registry = registry;
+  p->shm = shm;
+  p->opts.blank = 2;
+  p->opts.init_timeout = CR_INIT_TIMEOUT;
+  if (opts) p->opts = *opts;
+  if (p->opts.blank > MAX_BLANK) p->opts.blank = MAX_BLANK;
   if (loop) {
-    uv_idle_init(loop, &p->reaper);
-    p->reaper.data = p;
+    uv_idle_init(loop, &p->chores);
+    p->chores.data = p;
+    uv_timer_init(loop, &p->sweeper);
+    p->sweeper.data = p;
+    uv_timer_start(&p->sweeper, on_sweep, SWEEP_MS, SWEEP_MS);
+    uv_unref((uv_handle_t *)&p->sweeper);
+    p->provision = 1;
+    want_chores(p);
   }
   return p;
 }
 
-static void instance_close(cr_instance_t *inst) {
+static cr_shm_fn_t *shm_fn(cr_pool_t *p, const cr_fn_t *fn) {
+  if (!p->shm || fn->slot < 0 || fn->slot >= CR_SHM_MAX_FUNCTIONS) return NULL;
+  return &p->shm->fns[fn->slot];
+}
+
+static void instance_close(cr_pool_t *p, cr_instance_t *inst) {
+  cr_shm_fn_t *f = shm_fn(p, inst->ver->fn);
+  if (f) atomic_fetch_sub_explicit(&f->instances, 1, memory_order_relaxed);
   cr_vm_free(inst->vm);
   cr_fnver_unref(inst->ver);
   free(inst);
 }
 
-static void on_reaper_closed(uv_handle_t *h) { free(h->data); }
+static void on_handle_closed(uv_handle_t *h) {
+  cr_pool_t *p = h->data;
+  if (--p->closing == 0) free(p);
+}
 
 void cr_pool_free(cr_pool_t *p) {
   if (!p) return;
@@ -58,51 +97,35 @@ void cr_pool_free(cr_pool_t *p) {
     cr_instance_t *inst = p->slots[i].idle;
     while (inst) {
       cr_instance_t *next = inst->next;
-      instance_close(inst);
+      instance_close(p, inst);
       inst = next;
     }
   }
   while (p->doomed) {
     cr_instance_t *next = p->doomed->next;
-    instance_close(p->doomed);
+    instance_close(p, p->doomed);
     p->doomed = next;
   }
+  for (int i = 0; i < p->nblank; i++) cr_vm_free(p->blank[i]);
   free(p->slots);
-  free(p->root);
   if (p->loop) {
-    uv_close((uv_handle_t *)&p->reaper, on_reaper_closed);
+    p->closing = 2;
+    uv_close((uv_handle_t *)&p->chores, on_handle_closed);
+    uv_close((uv_handle_t *)&p->sweeper, on_handle_closed);
   } else {
     free(p);
   }
 }
 
-/* Queues an instance to be closed from the idle callback: lua_close costs
- * 0.1-0.4 ms, which a request should not wait for. */
+/* Queues an instance to be closed between requests. */
 static void doom(cr_pool_t *p, cr_instance_t *inst) {
   if (!p->loop) {
-    instance_close(inst);
+    instance_close(p, inst);
     return;
   }
   inst->next = p->doomed;
   p->doomed = inst;
-  if (!p->reaper_active) {
-    uv_idle_start(&p->reaper, on_reap);
-    p->reaper_active = 1;
-  }
-}
-
-/* Closes one state per loop iteration, between requests. */
-static void on_reap(uv_idle_t *h) {
-  cr_pool_t *p = h->data;
-  cr_instance_t *inst = p->doomed;
-  if (inst) {
-    p->doomed = inst->next;
-    instance_close(inst);
-  }
-  if (!p->doomed) {
-    uv_idle_stop(h);
-    p->reaper_active = 0;
-  }
+  want_chores(p);
 }
 
 /* The slot of a function (by its shared-memory slot number), grown on demand. */
@@ -131,14 +154,24 @@ static slot_t *slot_for(cr_pool_t *p, cr_fnver_t *ver) {
     }
     s->nidle = 0;
     s->ver = ver;
+    p->provision = 1;
+    want_chores(p);
   }
   return s;
+}
+
+static cr_vm_t *take_vm(cr_pool_t *p) {
+  if (p->nblank > 0) {
+    want_chores(p); /* boot a replacement between requests */
+    return p->blank[--p->nblank];
+  }
+  return cr_vm_new();
 }
 
 static cr_instance_t *instance_new(cr_pool_t *p, cr_fnver_t *ver, char *err, size_t errlen, int *rc) {
   uint64_t t0 = cr_clock_ns();
   cr_instance_t *inst = calloc(1, sizeof *inst);
-  cr_vm_t *vm = inst ? cr_vm_new() : NULL;
+  cr_vm_t *vm = inst ? take_vm(p) : NULL;
   if (!vm) {
     free(inst);
     snprintf(err, errlen, "out of memory making an instance");
@@ -150,15 +183,19 @@ static cr_instance_t *instance_new(cr_pool_t *p, cr_fnver_t *ver, char *err, siz
   cr_fnver_ref(ver);
   vm->owner = inst;
   cr_fn_t *fn = ver->fn;
-  cr_vm_bind(vm, fn->name, p->root, (size_t)ver->settings.memory * 1024 * 1024);
-  *rc = cr_vm_load(vm, fn->chunkname, ver->source, ver->source_len, CR_INIT_TIMEOUT, err, errlen);
+  cr_shm_fn_t *f = shm_fn(p, fn);
+  if (f) atomic_fetch_add_explicit(&f->instances, 1, memory_order_relaxed);
+  cr_vm_bind(vm, fn->name, p->registry ? p->registry->root : NULL, (size_t)ver->settings.memory * 1024 * 1024);
+  *rc = cr_vm_load(vm, fn->chunkname, ver->source, ver->source_len, p->opts.init_timeout, err, errlen);
   if (*rc == 0) *rc = cr_invoke_prepare(inst, err, errlen);
   if (*rc) {
-    instance_close(inst);
+    /* An init that failed leaves a state no one may reuse. */
+    doom(p, inst);
     return NULL;
   }
   inst->cold = 1;
   inst->init_ms = (double)(cr_clock_ns() - t0) / 1e6;
+  inst->last_used_ns = cr_clock_ns();
   return inst;
 }
 
@@ -173,13 +210,15 @@ int cr_pool_acquire(cr_pool_t *p, cr_fnver_t *ver, cr_instance_t **out, int *col
     s->idle = inst->next;
     s->nidle--;
     inst->next = NULL;
-    *cold = 0;
   } else {
     int rc;
     inst = instance_new(p, ver, err, errlen, &rc);
-    if (!inst) return rc;
-    *cold = 1;
+    if (!inst) {
+      p->provision = 1;
+      return rc;
+    }
   }
+  *cold = inst->cold;
   s->nbusy++;
   *out = inst;
   return 0;
@@ -189,9 +228,11 @@ void cr_pool_release(cr_pool_t *p, cr_instance_t *inst) {
   slot_t *s = slot_get(p, inst->ver->fn->slot);
   inst->last_used_ns = cr_clock_ns();
   inst->current = NULL;
+  inst->cold = 0;
   if (s) s->nbusy--;
   if (inst->broken || !s || s->ver != inst->ver || inst->ver->fn->current != inst->ver) {
     doom(p, inst);
+    p->provision = 1;
     return;
   }
   inst->next = s->idle;
@@ -199,10 +240,113 @@ void cr_pool_release(cr_pool_t *p, cr_instance_t *inst) {
   s->nidle++;
 }
 
-void cr_pool_counts(const cr_pool_t *p, int *idle, int *busy) {
-  *idle = *busy = 0;
-  for (int i = 0; i < p->nslots; i++) {
-    *idle += p->slots[i].nidle;
-    *busy += p->slots[i].nbusy;
+int cr_pool_admit(cr_pool_t *p, const cr_fnver_t *ver) {
+  cr_shm_fn_t *f = shm_fn(p, ver->fn);
+  if (!f) return 0;
+  int64_t before = atomic_fetch_add_explicit(&f->active, 1, memory_order_acq_rel);
+  if (before >= ver->settings.concurrency) {
+    atomic_fetch_sub_explicit(&f->active, 1, memory_order_acq_rel);
+    return CR_ELIMIT;
   }
+  return 0;
+}
+
+void cr_pool_leave(cr_pool_t *p, const cr_fnver_t *ver) {
+  cr_shm_fn_t *f = shm_fn(p, ver->fn);
+  if (f) atomic_fetch_sub_explicit(&f->active, 1, memory_order_acq_rel);
+}
+
+void cr_pool_provision(cr_pool_t *p) {
+  p->provision = 1;
+  want_chores(p);
+}
+
+void cr_pool_counts(const cr_pool_t *p, const cr_fn_t *fn, int *idle, int *busy) {
+  *idle = *busy = 0;
+  if (fn->slot < p->nslots) {
+    *idle = p->slots[fn->slot].nidle;
+    *busy = p->slots[fn->slot].nbusy;
+  }
+}
+
+/* Makes one missing warm instance; returns 1 if it did some work. */
+static int provision_one(cr_pool_t *p) {
+  if (!p->registry) return 0;
+  for (int i = 0; i < p->registry->nfns; i++) {
+    cr_fn_t *fn = p->registry->fns[i];
+    cr_fnver_t *ver = fn->current;
+    if (!ver || ver->settings.warm == 0) continue;
+    slot_t *s = slot_for(p, ver);
+    if (!s || s->nidle + s->nbusy >= ver->settings.warm) continue;
+    char err[1024];
+    int rc;
+    cr_instance_t *inst = instance_new(p, ver, err, sizeof err, &rc);
+    if (!inst) {
+      cr_log(CR_LOG_ERROR, fn->name, NULL, "provisioning a warm instance failed: %s", err);
+      continue;
+    }
+    /* Its init was paid ahead of time: the first request is a warm start. */
+    inst->cold = 0;
+    inst->next = s->idle;
+    s->idle = inst;
+    s->nidle++;
+    return 1;
+  }
+  return 0;
+}
+
+/* One chore per loop iteration, so requests never wait behind a batch. */
+static void on_chores(uv_idle_t *h) {
+  cr_pool_t *p = h->data;
+  if (p->doomed) {
+    cr_instance_t *inst = p->doomed;
+    p->doomed = inst->next;
+    instance_close(p, inst);
+    return;
+  }
+  if (p->nblank < p->opts.blank) {
+    cr_vm_t *vm = cr_vm_new();
+    if (vm) {
+      p->blank[p->nblank++] = vm;
+      return;
+    }
+  }
+  if (p->provision) {
+    if (provision_one(p)) return;
+    p->provision = 0;
+  }
+  uv_idle_stop(h);
+  p->chores_active = 0;
+}
+
+/* Closes instances idle for longer than their function's `idle`, keeping
+ * `warm` of them. */
+static void on_sweep(uv_timer_t *t) {
+  cr_pool_t *p = t->data;
+  uint64_t now = cr_clock_ns();
+  for (int i = 0; i < p->nslots; i++) {
+    slot_t *s = &p->slots[i];
+    if (!s->ver || !s->idle) continue;
+    const cr_settings_t *set = &s->ver->settings;
+    uint64_t idle_ns = (uint64_t)(set->idle * 1e9);
+    int keep = set->warm - s->nbusy;
+    cr_instance_t **link = &s->idle;
+    while (*link) {
+      cr_instance_t *inst = *link;
+      if (keep > 0) {
+        keep--;
+        link = &inst->next;
+        continue;
+      }
+      if (now - inst->last_used_ns >= idle_ns) {
+        *link = inst->next;
+        s->nidle--;
+        doom(p, inst);
+      } else {
+        link = &inst->next;
+      }
+    }
+  }
+  p->provision = 1;
+  want_chores(p);
 }

@@ -1,14 +1,26 @@
-/* pool.h - a worker's function instances: cold starts, warm reuse, discards.
+/* pool.h - a worker's function instances: cold and warm starts, provisioned
+ * (warm) instances, scale to zero, and the concurrency limit.
  *
  * An instance is one vm bound to one version of one function, with its
  * handler, a reusable ctx table and a reusable coroutine. It runs one
- * invocation at a time. cr_pool_acquire() hands out an idle instance of the
- * version (warm start) or makes one (cold start: boot a vm, run the init);
- * cr_pool_release() takes it back, or discards it when it is broken (timed
- * out, out of memory) or its version is no longer current. Discarded states
- * are closed off the request path, from an idle callback.
+ * invocation at a time (DESIGN.md §3).
+ *   - cr_pool_acquire() hands out an idle instance of the version (a warm
+ *     start) or makes one (a cold start: take a pre-booted blank vm if one is
+ *     ready, bind it, run the function's init).
+ *   - cr_pool_release() takes it back; broken instances (timed out, out of
+ *     memory) and instances of a replaced version are discarded.
+ *   - Between requests the pool does its chores, one per loop iteration:
+ *     close discarded states (lua_close costs 0.1-0.4 ms), keep a few blank
+ *     vms booted, and keep `warm` instances of every function booted
+ *     (provisioned concurrency: their init is not paid by a request). Every
+ *     second it closes instances idle for longer than their function's
+ *     `idle` (beyond `warm`): with warm = 0 a function scales to zero.
+ *   - Concurrency: cr_pool_admit() counts an invocation against the
+ *     function's `concurrency` in shared memory, across all workers, and
+ *     refuses past it; cr_pool_leave() gives the place back.
  *
- * The pool owns its instances; an instance holds a reference on its version. */
+ * The pool owns its instances and vms; an instance holds a reference on its
+ * version. */
 #ifndef CR_POOL_H
 #define CR_POOL_H
 
@@ -16,6 +28,7 @@
 #include <stdint.h>
 
 #include "registry.h"
+#include "shm.h"
 #include "vm.h"
 
 typedef struct cr_pool_s cr_pool_t;
@@ -28,7 +41,7 @@ typedef struct cr_instance_s {
   int ctx_ref;
   int co_ref;
   lua_State *co;            /* the invocation coroutine, reused while healthy */
-  int cold;                 /* the next invocation is this instance's first */
+  int cold;                 /* the next invocation pays for this instance's init */
   double init_ms;           /* how long its init took */
   uint64_t invocations;
   uint64_t last_used_ns;
@@ -38,15 +51,31 @@ typedef struct cr_instance_s {
   struct cr_instance_s *next;
 } cr_instance_t;
 
-cr_pool_t *cr_pool_new(uv_loop_t *loop, const char *root);
+typedef struct {
+  int blank;          /* pre-booted blank vms kept ready (default 2) */
+  double init_timeout;/* seconds for a function's init */
+} cr_pool_opts_t;
+
+/* loop may be NULL (no chores: discarded states close at once). shm may be
+ * NULL (no concurrency limit, no instance counters). */
+cr_pool_t *cr_pool_new(uv_loop_t *loop, cr_registry_t *registry, cr_shm_t *shm, const cr_pool_opts_t *opts);
+/* Closes every instance. The loop must run once more to close the pool's handles. */
 void cr_pool_free(cr_pool_t *p);
 
-/* Gets an instance of ver. *cold says whether it was just made. On an init
- * failure returns CR_ELUA/CR_ETIMEDOUT/CR_ENOMEM with the message in err. */
+/* Gets an instance of ver. *cold says whether this request paid for its
+ * init. On an init failure returns CR_ELUA/CR_ETIMEDOUT/CR_ENOMEM with err. */
 int cr_pool_acquire(cr_pool_t *p, cr_fnver_t *ver, cr_instance_t **out, int *cold, char *err, size_t errlen);
 void cr_pool_release(cr_pool_t *p, cr_instance_t *inst);
 
-/* Counts for metrics: idle and busy instances in this worker. */
-void cr_pool_counts(const cr_pool_t *p, int *idle, int *busy);
+/* Takes a place under fn's concurrency limit: 0, or CR_ELIMIT when the
+ * function already runs `concurrency` invocations across all workers. */
+int cr_pool_admit(cr_pool_t *p, const cr_fnver_t *ver);
+void cr_pool_leave(cr_pool_t *p, const cr_fnver_t *ver);
+
+/* Asks for the warm instances to be checked soon (after a new version). */
+void cr_pool_provision(cr_pool_t *p);
+
+/* This worker's instances of fn: idle and busy. */
+void cr_pool_counts(const cr_pool_t *p, const cr_fn_t *fn, int *idle, int *busy);
 
 #endif

@@ -26,6 +26,8 @@ extern const size_t cr_lua_sandbox_len;
 /* Registry key of the table sandbox.lua returns. */
 static char sandbox_key;
 
+static void vm_hook(lua_State *L, lua_Debug *ar);
+
 /* The allocator every state uses. It counts bytes and refuses growth past
  * mem_limit; LuaJIT then raises a memory error in the state. */
 static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -40,6 +42,11 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (vm->mem_used + (nsize - osize) > limit) {
       vm->mem_exceeded = 1;
       return NULL;
+    }
+    if (vm->mem_strict && !vm->gc_pending && vm->mem_used + (nsize - osize) > vm->gc_trigger) {
+      /* Collect at the next instruction (lua_sethook is safe anywhere). */
+      vm->gc_pending = 1;
+      lua_sethook(vm->L, vm_hook, LUA_MASKCOUNT, 1);
     }
   }
   void *p = realloc(ptr, nsize);
@@ -182,6 +189,10 @@ static int boot(lua_State *L) {
   if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != sizeof seed) seed = (unsigned)getpid() ^ (unsigned)time(NULL);
   lua_pushnumber(L, (double)(seed & 0x7fffffff));
   lua_setfield(L, -2, "seed");
+  lua_pushinteger(L, CR_VM_MAXMCODE_KB);
+  lua_setfield(L, -2, "maxmcode");
+  lua_pushinteger(L, 32);
+  lua_setfield(L, -2, "sizemcode");
   lua_call(L, 1, 1);
   lua_pushlightuserdata(L, &sandbox_key);
   lua_insert(L, -2);
@@ -204,6 +215,7 @@ cr_vm_t *cr_vm_new(void) {
   if (!vm) return NULL;
   /* Booting needs room; the function's own limit applies from cr_vm_bind(). */
   vm->mem_limit = 64u * 1024 * 1024;
+  vm->gc_trigger = vm->mem_limit;
   vm->L = lua_newstate(vm_alloc, vm);
   if (!vm->L) {
     free(vm);
@@ -229,6 +241,7 @@ void cr_vm_bind(cr_vm_t *vm, const char *fn_name, const char *root, size_t mem_l
   vm->fn_name = fn_name;
   vm->root = root;
   vm->mem_limit = mem_limit;
+  vm->gc_trigger = mem_limit / 100 * 85;
 }
 
 void cr_vm_describe_error(lua_State *co, int idx, char *out, size_t outlen, int traceback) {
@@ -252,24 +265,29 @@ static int traceback_handler(lua_State *L) {
   return 1;
 }
 
-/* The timeout hook: set by the watchdog thread once the deadline passed.
- * A hook left over from an earlier deadline (the watchdog raced with the end
- * of that run) finds the current deadline in the future and removes itself. */
-static void deadline_hook(lua_State *L, lua_Debug *ar) {
+/* The one hook of a state, set by the watchdog thread once the deadline
+ * passed, or by the allocator to collect garbage at a safe point. Past the
+ * deadline it raises at every instruction until the platform disarms it, so
+ * a pcall in the function cannot swallow the timeout. */
+static void vm_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   cr_vm_t *vm = cr_vm_of(L);
-  if (!vm->timed_out && (vm->deadline_ns == 0 || cr_clock_ns() < vm->deadline_ns)) {
-    lua_sethook(L, NULL, 0, 0);
-    return;
+  if (vm->timed_out || (vm->deadline_ns && cr_clock_ns() >= vm->deadline_ns)) {
+    vm->timed_out = 1;
+    lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, "timed out after %.2f seconds", vm->timeout_s);
   }
-  /* Keep raising at every instruction until the platform disarms us, so a
-   * pcall in the function cannot swallow the timeout. */
-  vm->timed_out = 1;
-  lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1);
-  luaL_error(L, "timed out after %.2f seconds", vm->timeout_s);
+  lua_sethook(L, NULL, 0, 0);
+  if (vm->gc_pending) {
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    size_t soft = vm->mem_limit / 100 * 85;
+    size_t half = vm->mem_used + (vm->mem_limit > vm->mem_used ? (vm->mem_limit - vm->mem_used) / 2 : 0);
+    vm->gc_trigger = half > soft ? half : soft;
+    vm->gc_pending = 0;
+  }
 }
 
-static void watchdog_fire(lua_State *L) { lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1); }
+static void watchdog_fire(lua_State *L) { lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1); }
 
 int cr_vm_watchdog_start(void) { return cr_watchdog_start(watchdog_fire); }
 
@@ -287,8 +305,11 @@ void cr_vm_arm_until(cr_vm_t *vm, uint64_t deadline_ns) {
 
 void cr_vm_disarm(cr_vm_t *vm) {
   cr_watchdog_disarm();
-  /* The watchdog can no longer touch this state: clear any hook it set. */
+  /* The watchdog can no longer touch this state: clear any hook it set (a
+   * pending collection waits for the next run). */
+  vm->deadline_ns = 0;
   if (lua_gethook(vm->L)) lua_sethook(vm->L, NULL, 0, 0);
+  vm->gc_pending = 0;
 }
 
 int cr_vm_load(cr_vm_t *vm, const char *chunkname, const char *src, size_t len, double timeout_s,

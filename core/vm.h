@@ -28,6 +28,12 @@ typedef struct cr_vm_s {
    * protected call would catch it. */
   int mem_strict;
   int mem_exceeded;   /* an allocation was refused since the last reset */
+  /* Before refusing, a full collection runs: crossing gc_trigger (85 % of the
+   * limit at first) asks the hook for one at the next instruction, a safe
+   * point. If the live data stays high, the next trigger is halfway to the
+   * limit, so at most a little garbage can be left when the limit is hit. */
+  size_t gc_trigger;
+  int gc_pending;
   /* Identity, set by cr_vm_bind(); the vm does not own these strings. */
   const char *fn_name;
   const char *root;
@@ -43,6 +49,8 @@ typedef struct cr_vm_s {
 /* Platform limit on a function's init (its file's top-level code), as Lambda's. */
 #define CR_INIT_TIMEOUT 10.0
 #define CR_VM_SLACK (8u * 1024 * 1024)
+/* JIT machine code per state, in KB (outside the memory meter). */
+#define CR_VM_MAXMCODE_KB 512
 
 /* Boots a blank sandboxed state. Returns NULL if memory ran out. */
 cr_vm_t *cr_vm_new(void);

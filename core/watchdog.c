@@ -11,6 +11,10 @@
 /* How often the thread looks at the slot when nothing close is due. A
  * deadline nearer than this is slept to exactly. */
 #define TICK_NS 10000000ULL
+/* Past the deadline the hook is set again this often until the slot is
+ * disarmed: the running code may have cleared it a moment before (a hook
+ * that ran a garbage collection removes itself). */
+#define REFIRE_NS 2000000ULL
 
 static struct {
   pthread_mutex_t lock;
@@ -33,10 +37,11 @@ static void *watchdog_main(void *arg) {
     uint64_t now = cr_clock_ns();
     uint64_t wake = now + TICK_NS;
     pthread_mutex_lock(&wd.lock);
-    if (wd.L && !wd.fired) {
+    if (wd.L) {
       if (now >= wd.deadline_ns) {
         wd.fire(wd.L);
-        wd.fired = 1;
+        wd.fired++;
+        wake = now + REFIRE_NS;
       } else if (wd.deadline_ns < wake) {
         wake = wd.deadline_ns;
       }

@@ -175,8 +175,11 @@ int cr_worker_main(cr_worker_args_t *args) {
   }
 
   w.loop = uv_default_loop();
-  w.pool = cr_pool_new(w.loop, args->registry->root);
-  w.gateway = cr_gateway_new(w.pool, args->shm);
+  cr_pool_opts_t popts = {.blank = cfg->blank_states, .init_timeout = cfg->init_timeout};
+  w.pool = cr_pool_new(w.loop, args->registry, args->shm, &popts);
+  cr_gateway_opts_t gopts = {.queue_wait = cfg->queue_wait, .queue_max = cfg->queue_max,
+                             .max_response = cfg->max_response};
+  w.gateway = cr_gateway_new(w.loop, w.pool, args->shm, &gopts);
   w.admin.registry = args->registry;
   w.admin.shm = args->shm;
   cr_http_opts_t opts = {
@@ -205,9 +208,9 @@ int cr_worker_main(cr_worker_args_t *args) {
 
   uv_run(w.loop, UV_RUN_DEFAULT);
 
-  cr_pool_free(w.pool);
-  uv_run(w.loop, UV_RUN_DEFAULT); /* let the pool's handle close */
   cr_gateway_free(w.gateway);
+  cr_pool_free(w.pool);
+  uv_run(w.loop, UV_RUN_DEFAULT); /* let the pool's and gateway's handles close */
   cr_http_server_free(w.http);
   uv_loop_close(w.loop);
   atomic_store(&w.slot->pid, 0);

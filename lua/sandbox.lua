@@ -11,7 +11,8 @@
 --   * require() knows the platform's modules and text .lua files under the
 --     function's folder; bytecode is refused by the loader.
 --
--- host (from vm.c): print, log, loadmodule(name) -> chunk|nil,err, json, seed.
+-- host (from vm.c): print, loadmodule(name) -> chunk|nil,err, json, seed,
+-- maxmcode and sizemcode (KB).
 -- Returns the platform's private interface (used from C through the registry).
 local host = ...
 
@@ -23,7 +24,11 @@ local concat = table.concat
 local collect = collectgarbage
 local G = _G
 
--- The JIT is on because vm.c opened the jit library; keep it on, then hide it.
+-- The JIT is on because vm.c opened the jit library; keep it on, then hide
+-- it. Machine code lives outside the allocator's meter, so bound it per state
+-- (OpenResty's LuaJIT allows 40 MB by default); past the bound LuaJIT flushes
+-- its traces and compiles again, it does not fail.
+jit.opt.start("maxmcode=" .. host.maxmcode, "sizemcode=" .. host.sizemcode)
 math.randomseed(host.seed)
 
 ----------------------------------------------------------------------------
