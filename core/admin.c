@@ -2,6 +2,7 @@
 #include "admin.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -79,17 +80,120 @@ static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
     }
     if (a->shm && fn->slot < CR_SHM_MAX_FUNCTIONS) {
       cr_shm_fn_t *f = &a->shm->fns[fn->slot];
-      uint64_t inv = atomic_load(&f->invocations);
+      unsigned long long inv = atomic_load(&f->invocations);
+      double gbs = (double)atomic_load(&f->mb_ms) / 1024.0 / 1000.0;
+      long long busy = atomic_load(&f->active), alive = atomic_load(&f->instances);
+      double req_cost = (double)inv * a->price_request / 1e6, compute_cost = gbs * a->price_gb_second;
       cr_buf_printf(b, ",\"metrics\":{\"invocations\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"throttles\":%llu,"
-                       "\"coldStarts\":%llu,\"durationMsSum\":%.3f,\"billedMsSum\":%llu,\"gbSeconds\":%.6f}",
-                    (unsigned long long)inv, (unsigned long long)atomic_load(&f->errors),
-                    (unsigned long long)atomic_load(&f->timeouts), (unsigned long long)atomic_load(&f->throttles),
-                    (unsigned long long)atomic_load(&f->cold_starts), (double)atomic_load(&f->duration_us) / 1000.0,
-                    (unsigned long long)atomic_load(&f->billed_ms), (double)atomic_load(&f->mb_ms) / 1024.0 / 1000.0);
+                       "\"coldStarts\":%llu,\"durationMsSum\":%.3f,\"billedMsSum\":%llu,\"gbSeconds\":%.6f,",
+                    inv, (unsigned long long)atomic_load(&f->errors), (unsigned long long)atomic_load(&f->timeouts),
+                    (unsigned long long)atomic_load(&f->throttles), (unsigned long long)atomic_load(&f->cold_starts),
+                    (double)atomic_load(&f->duration_us) / 1000.0, (unsigned long long)atomic_load(&f->billed_ms), gbs);
+      cr_buf_printf(b, "\"instances\":{\"busy\":%lld,\"idle\":%lld},", busy < 0 ? 0 : busy,
+                    alive - busy < 0 ? 0 : alive - busy);
+      cr_buf_append_str(b, "\"latencyMs\":{");
+      for (int k = 0; k < CR_SHM_HIST_BUCKETS; k++) {
+        if (k) cr_buf_putc(b, ',');
+        if (k == CR_SHM_HIST_BUCKETS - 1) cr_buf_append_str(b, "\"+Inf\":");
+        else cr_buf_printf(b, "\"%g\":", cr_shm_hist_bounds_ms[k]);
+        cr_buf_append_u64(b, atomic_load(&f->hist[k]));
+      }
+      cr_buf_printf(b, "},\"cost\":{\"requests\":%.8f,\"compute\":%.8f,\"total\":%.8f,\"currency\":\"USD\"}}",
+                    req_cost, compute_cost, req_cost + compute_cost);
     }
     cr_buf_putc(b, '}');
   }
   cr_buf_append_str(b, "]}");
+}
+
+static void prom_counter(cr_buf_t *b, const char *name, const char *help) {
+  cr_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+}
+
+/* Prometheus label values escape backslash, quote and newline. */
+static void prom_label(cr_buf_t *b, const char *v) {
+  for (; *v; v++) {
+    if (*v == '\\' || *v == '"') cr_buf_putc(b, '\\');
+    if (*v == '\n') {
+      cr_buf_append_str(b, "\\n");
+      continue;
+    }
+    cr_buf_putc(b, *v);
+  }
+}
+
+static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
+  const cr_registry_t *r = a->registry;
+  static const struct {
+    const char *name, *help;
+    size_t off;
+  } counters[] = {
+      {"crescent_invocations_total", "Invocations of the function.", offsetof(cr_shm_fn_t, invocations)},
+      {"crescent_errors_total", "Invocations that ended in an error (5xx).", offsetof(cr_shm_fn_t, errors)},
+      {"crescent_timeouts_total", "Invocations stopped at their timeout.", offsetof(cr_shm_fn_t, timeouts)},
+      {"crescent_throttles_total", "Requests refused with 429 at the concurrency limit.", offsetof(cr_shm_fn_t, throttles)},
+      {"crescent_cold_starts_total", "Invocations that paid for an instance's init.", offsetof(cr_shm_fn_t, cold_starts)},
+  };
+  for (size_t c = 0; c < sizeof counters / sizeof counters[0]; c++) {
+    prom_counter(b, counters[c].name, counters[c].help);
+    for (int i = 0; i < r->nfns; i++) {
+      const cr_fn_t *fn = r->fns[i];
+      if (fn->slot >= CR_SHM_MAX_FUNCTIONS) continue;
+      _Atomic uint64_t *v = (_Atomic uint64_t *)((char *)&a->shm->fns[fn->slot] + counters[c].off);
+      cr_buf_printf(b, "%s{function=\"", counters[c].name);
+      prom_label(b, fn->name);
+      cr_buf_printf(b, "\"} %llu\n", (unsigned long long)atomic_load(v));
+    }
+  }
+  cr_buf_append_str(b, "# HELP crescent_duration_seconds Invocation duration.\n# TYPE crescent_duration_seconds histogram\n");
+  for (int i = 0; i < r->nfns; i++) {
+    const cr_fn_t *fn = r->fns[i];
+    if (fn->slot >= CR_SHM_MAX_FUNCTIONS) continue;
+    cr_shm_fn_t *f = &a->shm->fns[fn->slot];
+    unsigned long long cum = 0;
+    for (int k = 0; k < CR_SHM_HIST_BUCKETS; k++) {
+      cum += atomic_load(&f->hist[k]);
+      cr_buf_append_str(b, "crescent_duration_seconds_bucket{function=\"");
+      prom_label(b, fn->name);
+      if (k == CR_SHM_HIST_BUCKETS - 1) cr_buf_printf(b, "\",le=\"+Inf\"} %llu\n", cum);
+      else cr_buf_printf(b, "\",le=\"%g\"} %llu\n", cr_shm_hist_bounds_ms[k] / 1000.0, cum);
+    }
+    cr_buf_append_str(b, "crescent_duration_seconds_sum{function=\"");
+    prom_label(b, fn->name);
+    cr_buf_printf(b, "\"} %.6f\n", (double)atomic_load(&f->duration_us) / 1e6);
+    cr_buf_append_str(b, "crescent_duration_seconds_count{function=\"");
+    prom_label(b, fn->name);
+    cr_buf_printf(b, "\"} %llu\n", cum);
+  }
+  prom_counter(b, "crescent_gb_seconds_total", "Billed GB-seconds (memory size x billed duration).");
+  for (int i = 0; i < r->nfns; i++) {
+    const cr_fn_t *fn = r->fns[i];
+    if (fn->slot >= CR_SHM_MAX_FUNCTIONS) continue;
+    cr_buf_append_str(b, "crescent_gb_seconds_total{function=\"");
+    prom_label(b, fn->name);
+    cr_buf_printf(b, "\"} %.6f\n", (double)atomic_load(&a->shm->fns[fn->slot].mb_ms) / 1024.0 / 1000.0);
+  }
+  cr_buf_append_str(b, "# HELP crescent_instances Function instances across workers.\n# TYPE crescent_instances gauge\n");
+  for (int i = 0; i < r->nfns; i++) {
+    const cr_fn_t *fn = r->fns[i];
+    if (fn->slot >= CR_SHM_MAX_FUNCTIONS) continue;
+    long long busy = atomic_load(&a->shm->fns[fn->slot].active);
+    long long alive = atomic_load(&a->shm->fns[fn->slot].instances);
+    cr_buf_append_str(b, "crescent_instances{function=\"");
+    prom_label(b, fn->name);
+    cr_buf_printf(b, "\",state=\"busy\"} %lld\n", busy < 0 ? 0 : busy);
+    cr_buf_append_str(b, "crescent_instances{function=\"");
+    prom_label(b, fn->name);
+    cr_buf_printf(b, "\",state=\"idle\"} %lld\n", alive - busy < 0 ? 0 : alive - busy);
+  }
+  prom_counter(b, "crescent_http_requests_total", "HTTP requests received, per worker.");
+  for (int i = 0; i < a->shm->nworkers; i++)
+    cr_buf_printf(b, "crescent_http_requests_total{worker=\"%d\"} %llu\n", i,
+                  (unsigned long long)atomic_load(&a->shm->workers[i].requests));
+  prom_counter(b, "crescent_worker_restarts_total", "Workers replaced after they exited or were killed.");
+  for (int i = 0; i < a->shm->nworkers; i++)
+    cr_buf_printf(b, "crescent_worker_restarts_total{worker=\"%d\"} %llu\n", i,
+                  (unsigned long long)atomic_load(&a->shm->workers[i].restarts));
 }
 
 void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
@@ -107,6 +211,12 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
     if (!get) goto not_allowed;
     functions_json(a, &b);
     respond_json(req, 200, &b);
+  } else if (IS("/_/metrics") && a->shm) {
+    if (!get) goto not_allowed;
+    metrics_text(a, &b);
+    cr_http_respond_start(req, 200);
+    cr_http_respond_header(req, "Cache-Control", 13, "no-store", 8);
+    cr_http_respond_finish(req, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
   } else {
     cr_http_respond_error(req, 404, "not found");
   }

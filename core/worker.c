@@ -182,6 +182,8 @@ int cr_worker_main(cr_worker_args_t *args) {
   w.gateway = cr_gateway_new(w.loop, w.pool, args->shm, &gopts);
   w.admin.registry = args->registry;
   w.admin.shm = args->shm;
+  w.admin.price_request = cfg->price_request;
+  w.admin.price_gb_second = cfg->price_gb_second;
   cr_http_opts_t opts = {
       .max_body = cfg->max_body,
       .max_header = cfg->max_header,
