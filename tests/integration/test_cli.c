@@ -1,0 +1,338 @@
+/* test_cli.c - the command line of DESIGN.md §1: check, new, version, and
+ * the argument errors of serve, run as the real binary. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+/* --- helpers ------------------------------------------------------------------------------------ */
+
+typedef struct {
+  int code;  /* exit status, 128+signal, or -1 on timeout */
+  char *out; /* stdout, malloc'd */
+  char *err; /* stderr, malloc'd */
+} run_t;
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return strdup("");
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = malloc((size_t)n + 1);
+  size_t got = fread(buf, 1, (size_t)n, f);
+  buf[got] = '\0';
+  fclose(f);
+  return buf;
+}
+
+/* Runs $CRESCENT_BIN with the NULL-terminated arguments in folder cwd; waits at most 30 s. */
+static void run(run_t *r, const char *cwd, ...) {
+  const char *bin = getenv("CRESCENT_BIN");
+  if (!bin) bin = "./crescent";
+  char *argv[32];
+  int argc = 0;
+  argv[argc++] = (char *)bin;
+  va_list ap;
+  va_start(ap, cwd);
+  const char *a;
+  while (argc < 31 && (a = va_arg(ap, const char *))) argv[argc++] = (char *)a;
+  va_end(ap);
+  argv[argc] = NULL;
+  char outp[300], errp[300];
+  snprintf(outp, sizeof outp, "%s/.cli-out-%d", cwd, (int)getpid());
+  snprintf(errp, sizeof errp, "%s/.cli-err-%d", cwd, (int)getpid());
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int e = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (o < 0 || e < 0 || chdir(cwd)) _exit(127);
+    dup2(o, STDOUT_FILENO);
+    dup2(e, STDERR_FILENO);
+    close(o);
+    close(e);
+    setpgid(0, 0);
+    execv(bin, argv);
+    _exit(127);
+  }
+  long long deadline = now_ms() + 30000;
+  int st = 0;
+  r->code = -1;
+  for (;;) {
+    pid_t w = waitpid(pid, &st, WNOHANG);
+    if (w == pid) {
+      r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      break;
+    }
+    if (now_ms() > deadline) {
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      break;
+    }
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+  }
+  r->out = slurp(outp);
+  r->err = slurp(errp);
+  unlink(outp);
+  unlink(errp);
+  if (r->code < 0) fail_msg("crescent %s did not finish within 30 s", argc > 1 ? argv[1] : "");
+}
+
+static void run_free(run_t *r) {
+  free(r->out);
+  free(r->err);
+  memset(r, 0, sizeof *r);
+}
+
+/* Does some line of text contain every one of the (NULL-terminated) needles? */
+static int has_line(const char *text, const char *first, ...) {
+  const char *needles[8];
+  int nn = 0;
+  needles[nn++] = first;
+  va_list ap;
+  va_start(ap, first);
+  const char *n;
+  while (nn < 8 && (n = va_arg(ap, const char *))) needles[nn++] = n;
+  va_end(ap);
+  const char *line = text;
+  while (line && *line) {
+    const char *nl = strchr(line, '\n');
+    size_t len = nl ? (size_t)(nl - line) : strlen(line);
+    int all = 1;
+    for (int i = 0; i < nn && all; i++) {
+      size_t l = strlen(needles[i]);
+      int found = 0;
+      for (size_t k = 0; k + l <= len && !found; k++)
+        if (memcmp(line + k, needles[i], l) == 0) found = 1;
+      all = found;
+    }
+    if (all) return 1;
+    line = nl ? nl + 1 : NULL;
+  }
+  return 0;
+}
+
+static void write_file(const char *dir, const char *rel, const char *content) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/%s", dir, rel);
+  for (char *p = path + strlen(dir) + 1; *p; p++) {
+    if (*p == '/') {
+      *p = '\0';
+      mkdir(path, 0755);
+      *p = '/';
+    }
+  }
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(content, f);
+  fclose(f);
+}
+
+static int file_exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+/* A scratch folder for commands that need no server (removed with rm -rf by the caller's srv_t
+ * or by cleanup()). Uses srv_init so the folder layout matches the server tests. */
+static void scratch(srv_t *s) { srv_init(s); }
+
+static void cleanup(srv_t *s) {
+  /* No server was started: srv_stop only checks the (absent) log and removes the folder. */
+  assert_int_equal(srv_stop(s), 0);
+}
+
+/* --- check -------------------------------------------------------------------------------------- */
+
+static void check_good_folder(void **state) {
+  (void)state;
+  srv_t s;
+  scratch(&s);
+  write_file(s.fndir, "hello.lua", "return function() return 'hi' end\n");
+  write_file(s.fndir, "users/[id].lua",
+             "return { routes = { 'GET /users/:id' }, timeout = 3, handler = function(e) return e.params.id end }\n");
+  write_file(s.fndir, "_shared.lua", "return {}\n");
+  write_file(s.fndir, "lib/util.lua", "this is not lua, but a module is only compiled when required\n");
+  run_t r;
+  run(&r, s.root, "check", s.fndir, NULL);
+  if (r.code != 0) fail_msg("check exited %d; stderr: %s", r.code, r.err);
+  assert_non_null(strstr(r.out, "ok"));
+  assert_non_null(strstr(r.out, "2 functions"));
+  run_free(&r);
+  /* Without DIR it checks ./functions. */
+  run(&r, s.root, "check", NULL);
+  assert_int_equal(r.code, 0);
+  assert_non_null(strstr(r.out, "ok"));
+  run_free(&r);
+  cleanup(&s);
+}
+
+static void check_bad_folder(void **state) {
+  (void)state;
+  srv_t s;
+  scratch(&s);
+  write_file(s.fndir, "good.lua", "return function() return 'hi' end\n");
+  write_file(s.fndir, "syntax.lua", "return function()\n  return 1\n  local = 2\nend\n");
+  write_file(s.fndir, "settings.lua", "return { timout = 5, handler = function() end }\n");
+  write_file(s.fndir, "dup_a.lua", "return { routes = { 'GET /same' }, handler = function() end }\n");
+  write_file(s.fndir, "dup_b.lua", "return { routes = { 'POST /other', 'GET /same' }, handler = function() end }\n");
+  run_t r;
+  run(&r, s.root, "check", s.fndir, NULL);
+  assert_int_equal(r.code, 1);
+  if (!has_line(r.err, "syntax.lua:3:", NULL)) fail_msg("no syntax.lua:3: in: %s", r.err);
+  if (!has_line(r.err, "settings.lua", "'timout'", NULL)) fail_msg("no settings error in: %s", r.err);
+  if (!has_line(r.err, "dup_a.lua", "dup_b.lua", NULL)) fail_msg("no conflict naming both files in: %s", r.err);
+  assert_false(has_line(r.err, "good.lua", NULL));
+  assert_false(has_line(r.out, "ok", NULL));
+  run_free(&r);
+
+  /* A folder that does not exist is an error too. */
+  char missing[400];
+  snprintf(missing, sizeof missing, "%s/nope", s.root);
+  run(&r, s.root, "check", missing, NULL);
+  assert_int_equal(r.code, 1);
+  assert_non_null(strstr(r.err, "nope"));
+  run_free(&r);
+  cleanup(&s);
+}
+
+/* --- new ---------------------------------------------------------------------------------------- */
+
+static void new_makes_a_function(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  run_t r;
+  run(&r, s.root, "new", "greet", "--functions", s.fndir, NULL);
+  if (r.code != 0) fail_msg("new exited %d; stderr: %s", r.code, r.err);
+  run_free(&r);
+  char path[600];
+  snprintf(path, sizeof path, "%s/greet.lua", s.fndir);
+  assert_true(file_exists(path));
+  char *orig = slurp(path);
+  assert_true(strlen(orig) > 0);
+
+  /* Nested names make their folders. */
+  run(&r, s.root, "new", "api/items", "--functions", s.fndir, NULL);
+  assert_int_equal(r.code, 0);
+  run_free(&r);
+  char nested[600];
+  snprintf(nested, sizeof nested, "%s/api/items.lua", s.fndir);
+  assert_true(file_exists(nested));
+
+  run(&r, s.root, "check", s.fndir, NULL);
+  if (r.code != 0) fail_msg("check of new functions exited %d; stderr: %s", r.code, r.err);
+  assert_non_null(strstr(r.out, "ok"));
+  run_free(&r);
+
+  /* It refuses to overwrite, and leaves the file as it was. */
+  write_file(s.fndir, "greet.lua", "return function() return 'mine' end\n");
+  run(&r, s.root, "new", "greet", "--functions", s.fndir, NULL);
+  assert_int_not_equal(r.code, 0);
+  assert_true(strlen(r.err) > 0);
+  run_free(&r);
+  char *now = slurp(path);
+  assert_string_equal(now, "return function() return 'mine' end\n");
+  free(now);
+  /* Put the template back, to serve it below. */
+  write_file(s.fndir, "greet.lua", orig);
+  free(orig);
+
+  /* It refuses names that escape the folder or are not functions. */
+  const char *bad[] = {"../x", "a/../../x", "/abs", "_private", ".hidden"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    run(&r, s.root, "new", bad[i], "--functions", s.fndir, NULL);
+    if (r.code == 0) fail_msg("new '%s' succeeded", bad[i]);
+    assert_true(strlen(r.err) > 0);
+    run_free(&r);
+  }
+  char escaped[600];
+  snprintf(escaped, sizeof escaped, "%s/x.lua", s.root);
+  assert_false(file_exists(escaped));
+  snprintf(path, sizeof path, "%s/_private.lua", s.fndir);
+  assert_false(file_exists(path));
+
+  /* What new made serves. */
+  srv_start(&s, "--workers 1");
+  http_resp_t h;
+  http_get(s.port, "/greet?name=moon", &h);
+  assert_int_equal(h.status, 200);
+  assert_non_null(strstr(h.body, "hello moon"));
+  http_free(&h);
+  http_get(s.port, "/api/items", &h);
+  assert_int_equal(h.status, 200);
+  assert_non_null(strstr(h.body, "hello world"));
+  http_free(&h);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
+/* --- version, unknown commands, serve's argument errors ------------------------------------------ */
+
+static void version_and_usage_errors(void **state) {
+  (void)state;
+  srv_t s;
+  scratch(&s);
+  run_t r;
+  run(&r, s.root, "version", NULL);
+  assert_int_equal(r.code, 0);
+  assert_memory_equal(r.out, "crescent ", 9);
+  assert_non_null(strstr(r.out, "LuaJIT"));
+  run_free(&r);
+
+  run(&r, s.root, "frobnicate", NULL);
+  assert_int_equal(r.code, 2);
+  assert_non_null(strstr(r.err, "frobnicate"));
+  run_free(&r);
+
+  run(&r, s.root, NULL);
+  assert_int_equal(r.code, 2);
+  assert_true(strlen(r.err) > 0);
+  run_free(&r);
+
+  run(&r, s.root, "serve", "--functions", s.fndir, "--listen", "127.0.0.1:0", "--workers", "0", NULL);
+  assert_int_equal(r.code, 2);
+  if (!strstr(r.err, "--workers")) fail_msg("no mention of --workers in: %s", r.err);
+  run_free(&r);
+
+  run(&r, s.root, "serve", "--functions", s.fndir, "--listen", "127.0.0.1:0", "--no-such-flag", "1", NULL);
+  assert_int_equal(r.code, 2);
+  assert_non_null(strstr(r.err, "no-such-flag"));
+  run_free(&r);
+
+  char missing[400];
+  snprintf(missing, sizeof missing, "%s/absent", s.root);
+  run(&r, s.root, "serve", "--functions", missing, "--listen", "127.0.0.1:0", "--workers", "1", NULL);
+  assert_int_not_equal(r.code, 0);
+  if (!strstr(r.out, "does not exist") && !strstr(r.err, "does not exist"))
+    fail_msg("no 'does not exist' in: %s%s", r.out, r.err);
+  assert_true(strstr(r.out, "absent") || strstr(r.err, "absent"));
+  run_free(&r);
+  cleanup(&s);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(check_good_folder),
+      cmocka_unit_test(check_bad_folder),
+      cmocka_unit_test(new_makes_a_function),
+      cmocka_unit_test(version_and_usage_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
