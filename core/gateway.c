@@ -33,6 +33,8 @@ struct cr_gateway_s {
   cr_buf_t body;   /* scratch for encoding response bodies */
   waiter_t *waiting, **waiting_tail;
   int nwaiting;
+  struct gw_call_s *free_calls; /* reused, so a request allocates nothing */
+  int nfree;
   int in_queue;    /* inside run_waiting(): no re-entry */
   uv_timer_t retry;
 };
@@ -42,10 +44,15 @@ struct cr_gateway_s {
 
 /* One HTTP invocation. The invocation comes first: event fields find the
  * request from it (see event_index). */
-typedef struct {
+typedef struct gw_call_s {
   cr_invocation_t inv;
+  cr_gateway_t *g;
   cr_http_req_t *req;
-  const cr_route_match_t *match;
+  cr_fnver_t *ver;
+  cr_route_match_t match;
+  double init_ms;
+  char reqid[40];  /* the request's id, kept: req is not ours once answered */
+  struct gw_call_s *next_free;
 } gw_call_t;
 
 /* Registry keys (their addresses). */
@@ -80,6 +87,11 @@ void cr_gateway_free(cr_gateway_t *g) {
     free(w);
   }
   cr_buf_free(&g->body);
+  while (g->free_calls) {
+    gw_call_t *c = g->free_calls;
+    g->free_calls = c->next_free;
+    free(c);
+  }
   if (g->loop) uv_close((uv_handle_t *)&g->retry, on_retry_closed);
   else free(g);
 }
@@ -286,7 +298,7 @@ static int event_index(lua_State *L) {
   else if (kl == 5 && memcmp(k, "query", 5) == 0) push_query(L, req, 0, &tmp);
   else if (kl == 10 && memcmp(k, "multiQuery", 10) == 0) push_query(L, req, 1, &tmp);
   else if (kl == 8 && memcmp(k, "rawQuery", 8) == 0) lua_pushlstring(L, req->query, req->query_len);
-  else if (kl == 6 && memcmp(k, "params", 6) == 0) push_params(L, call->match, &tmp);
+  else if (kl == 6 && memcmp(k, "params", 6) == 0) push_params(L, &call->match, &tmp);
   else {
     cr_buf_free(&tmp);
     return 0;
@@ -552,8 +564,7 @@ static void emit_headers(lua_State *L, int idx, cr_http_req_t *req, resp_t *r) {
 
 /* --- the invocation --------------------------------------------------------------------------- */
 
-static void report(cr_gateway_t *g, cr_http_req_t *req, cr_fnver_t *ver, gw_call_t *call, int status,
-                   double init_ms) {
+static void report(cr_gateway_t *g, cr_fnver_t *ver, gw_call_t *call, int status, double init_ms) {
   cr_invocation_t *inv = &call->inv;
   double dur_ms = (double)(inv->end_ns - inv->start_ns) / 1e6;
   uint64_t billed = (uint64_t)ceil(dur_ms);
@@ -568,7 +579,7 @@ static void report(cr_gateway_t *g, cr_http_req_t *req, cr_fnver_t *ver, gw_call
   atomic_fetch_add_explicit(&f->mb_ms, billed * (uint64_t)ver->settings.memory, memory_order_relaxed);
   cr_shm_observe(f, dur_ms);
 
-  cr_buf_t *b = cr_log_begin(CR_LOG_INFO, "report", 6, ver->fn->name, req->id);
+  cr_buf_t *b = cr_log_begin(CR_LOG_INFO, "report", 6, ver->fn->name, call->reqid);
   if (!b) return;
   cr_log_int(b, "version", ver->number);
   cr_log_str(b, "trigger", "http", 4);
@@ -616,35 +627,42 @@ static void respond_internal(cr_http_req_t *req, int status, const char *msg, co
   cr_buf_free(&b);
 }
 
-/* Runs ver for req; the caller holds a place under its concurrency. */
-static void run(cr_gateway_t *g, cr_http_req_t *req, cr_fnver_t *ver, const cr_route_match_t *m) {
-  cr_fn_t *fn = ver->fn;
-  cr_instance_t *inst;
-  int cold;
-  char err[2048];
-  uint64_t t0 = cr_clock_ns();
-  int rc = cr_pool_acquire(g->pool, ver, &inst, &cold, err, sizeof err);
-  if (rc) {
-    cr_log(CR_LOG_ERROR, fn->name, req->id, "function init failed: %s", err);
-    cr_shm_fn_t *f = &g->shm->fns[fn->slot];
-    atomic_fetch_add_explicit(&f->invocations, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&f->errors, 1, memory_order_relaxed);
-    respond_internal(req, 500, rc == CR_ETIMEDOUT ? "function init timed out" : "function initialization failed",
-                     ver, 1, (double)(cr_clock_ns() - t0) / 1e6, 0);
-    cr_pool_leave(g->pool, ver);
+static gw_call_t *call_new(cr_gateway_t *g) {
+  gw_call_t *c = g->free_calls;
+  if (c) {
+    g->free_calls = c->next_free;
+    g->nfree--;
+    return c;
+  }
+  return malloc(sizeof *c);
+}
+
+static void call_free(cr_gateway_t *g, gw_call_t *c) {
+  if (g->nfree >= 64) {
+    free(c);
     return;
   }
-  double init_ms = cold ? inst->init_ms : 0;
-  gw_call_t call;
-  call.req = req;
-  call.match = m;
-  lua_State *co = cr_invoke_begin(&call.inv, inst, req->id, cold);
-  push_event(co, &call);
-  cr_invoke_run(&call.inv);
+  c->next_free = g->free_calls;
+  g->free_calls = c;
+  g->nfree++;
+}
 
-  double fn_ms = (double)(call.inv.end_ns - call.inv.start_ns) / 1e6;
-  int status;
-  cr_invocation_t *inv = &call.inv;
+static void run_waiting(cr_gateway_t *g);
+
+/* The invocation ended: answer, report, give the instance and the
+ * concurrency place back. */
+static void finish(gw_call_t *call) {
+  cr_gateway_t *g = call->g;
+  cr_http_req_t *req = call->req;
+  cr_fnver_t *ver = call->ver;
+  cr_fn_t *fn = ver->fn;
+  cr_invocation_t *inv = &call->inv;
+  cr_instance_t *inst = inv->inst;
+  lua_State *co = inv->co;
+  int cold = inv->cold;
+  double init_ms = call->init_ms;
+  double fn_ms = (double)(inv->end_ns - inv->start_ns) / 1e6;
+  int status, rc;
   if (inv->outcome == CR_OUTCOME_OK) {
     resp_t r;
     int top = lua_gettop(co);
@@ -657,25 +675,25 @@ static void run(cr_gateway_t *g, cr_http_req_t *req, cr_fnver_t *ver, const cr_r
       rc = CR_ETOOBIG;
     }
     if (rc == 0) {
+      status = r.status;
       cr_http_respond_start(req, r.status);
       server_timing(req, cold, init_ms, fn_ms);
       version_header(req, ver);
       emit_headers(co, idx, req, &r);
       cr_http_respond_finish(req, r.ctype, r.body, r.body_len);
       lua_settop(co, top);
-      status = r.status;
     } else {
-      cr_log(CR_LOG_ERROR, fn->name, req->id, "bad result from the handler: %s", r.err);
+      cr_log(CR_LOG_ERROR, fn->name, call->reqid, "bad result from the handler: %s", r.err);
       status = 500;
       respond_internal(req, status, "internal error", ver, cold, init_ms, fn_ms);
     }
   } else if (inv->outcome == CR_OUTCOME_TIMEOUT) {
     status = 504;
-    cr_log(CR_LOG_ERROR, fn->name, req->id, "%s", inv->error);
+    cr_log(CR_LOG_ERROR, fn->name, call->reqid, "%s", inv->error);
     respond_internal(req, status, inv->error, ver, cold, init_ms, fn_ms);
   } else if (inv->outcome == CR_OUTCOME_MEMORY) {
     status = 500;
-    cr_log(CR_LOG_ERROR, fn->name, req->id, "%s", inv->error);
+    cr_log(CR_LOG_ERROR, fn->name, call->reqid, "%s", inv->error);
     respond_internal(req, status, "memory limit exceeded", ver, cold, init_ms, fn_ms);
   } else {
     /* A platform HTTP error (event.json() on a bad body) answers with its status. */
@@ -707,7 +725,7 @@ static void run(cr_gateway_t *g, cr_http_req_t *req, cr_fnver_t *ver, const cr_r
       lua_pop(co, 1);
     } else {
       status = 500;
-      cr_buf_t *lb = cr_log_begin(CR_LOG_ERROR, inv->error, strlen(inv->error), fn->name, req->id);
+      cr_buf_t *lb = cr_log_begin(CR_LOG_ERROR, inv->error, strlen(inv->error), fn->name, call->reqid);
       if (lb) {
         cr_log_str(lb, "source", "handler", 7);
         cr_log_end(lb);
@@ -715,10 +733,57 @@ static void run(cr_gateway_t *g, cr_http_req_t *req, cr_fnver_t *ver, const cr_r
       respond_internal(req, status, "internal error", ver, cold, init_ms, fn_ms);
     }
   }
-  report(g, req, ver, &call, status, init_ms);
+  /* req is not ours any more: the connection may already parse the next one. */
+  report(g, ver, call, status, init_ms);
   cr_invoke_end(inv);
   cr_pool_release(g->pool, inst);
   cr_pool_leave(g->pool, ver);
+  call_free(g, call);
+}
+
+static void on_call_done(cr_invocation_t *inv) {
+  gw_call_t *call = (gw_call_t *)inv;
+  cr_gateway_t *g = call->g;
+  finish(call);
+  if (g->waiting) run_waiting(g);
+}
+
+/* Runs ver for req; the caller holds a place under its concurrency. */
+static void run(cr_gateway_t *g, cr_http_req_t *req, cr_fnver_t *ver, const cr_route_match_t *m) {
+  cr_fn_t *fn = ver->fn;
+  cr_instance_t *inst;
+  int cold;
+  char err[2048];
+  uint64_t t0 = cr_clock_ns();
+  int rc = cr_pool_acquire(g->pool, ver, &inst, &cold, err, sizeof err);
+  if (rc) {
+    cr_log(CR_LOG_ERROR, fn->name, req->id, "function init failed: %s", err);
+    cr_shm_fn_t *f = &g->shm->fns[fn->slot];
+    atomic_fetch_add_explicit(&f->invocations, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&f->errors, 1, memory_order_relaxed);
+    respond_internal(req, 500, rc == CR_ETIMEDOUT ? "function init timed out" : "function initialization failed",
+                     ver, 1, (double)(cr_clock_ns() - t0) / 1e6, 0);
+    cr_pool_leave(g->pool, ver);
+    return;
+  }
+  gw_call_t *call = call_new(g);
+  if (!call) {
+    cr_pool_release(g->pool, inst);
+    cr_pool_leave(g->pool, ver);
+    cr_http_respond_error(req, 503, "server out of memory");
+    return;
+  }
+  call->g = g;
+  call->req = req;
+  call->ver = ver;
+  call->match = *m;
+  call->init_ms = cold ? inst->init_ms : 0;
+  memcpy(call->reqid, req->id, sizeof call->reqid);
+  lua_State *co = cr_invoke_begin(&call->inv, inst, call->reqid, cold);
+  call->inv.done = on_call_done;
+  push_event(co, call);
+  if (cr_invoke_run(&call->inv) == CR_EAGAIN) return; /* on_call_done follows */
+  finish(call);
 }
 
 static void respond_unloaded(cr_http_req_t *req, const cr_fn_t *fn) {

@@ -5,6 +5,7 @@
 #include <lua.h>
 #include <stdio.h>
 #include <string.h>
+#include <uv.h>
 
 #include "clock.h"
 #include "error.h"
@@ -152,6 +153,149 @@ static void busy(uint64_t since, uint64_t deadline, int fn) {
   atomic_store_explicit(&busy_slot->busy_since_ns, since, memory_order_release);
 }
 
+/* --- the waiting set: invocations suspended on I/O, and their deadlines ---------------------- */
+
+static struct {
+  uv_loop_t *loop;
+  uv_timer_t timer;
+  cr_invocation_t *head;
+  int n;
+  int ready;
+} waitset;
+
+static void finish_timeout(cr_invocation_t *inv);
+
+static void on_deadline(uv_timer_t *t);
+
+static void rearm(void) {
+  if (!waitset.ready) return;
+  uint64_t first = UINT64_MAX;
+  for (cr_invocation_t *i = waitset.head; i; i = i->wnext)
+    if (i->deadline_ns < first) first = i->deadline_ns;
+  if (first == UINT64_MAX) {
+    uv_timer_stop(&waitset.timer);
+    return;
+  }
+  uint64_t now = cr_clock_ns();
+  uint64_t ms = first > now ? (first - now + 999999) / 1000000 : 0;
+  uv_timer_start(&waitset.timer, on_deadline, ms, 0);
+}
+
+static void wait_add(cr_invocation_t *inv) {
+  inv->waiting = 1;
+  inv->wprev = NULL;
+  inv->wnext = waitset.head;
+  if (waitset.head) waitset.head->wprev = inv;
+  waitset.head = inv;
+  waitset.n++;
+  rearm();
+}
+
+static void wait_remove(cr_invocation_t *inv) {
+  if (!inv->waiting) return;
+  inv->waiting = 0;
+  if (inv->wprev) inv->wprev->wnext = inv->wnext;
+  else waitset.head = inv->wnext;
+  if (inv->wnext) inv->wnext->wprev = inv->wprev;
+  waitset.n--;
+}
+
+static void on_deadline(uv_timer_t *t) {
+  (void)t;
+  uint64_t now = cr_clock_ns();
+  cr_invocation_t *i = waitset.head;
+  while (i) {
+    cr_invocation_t *next = i->wnext;
+    if (i->deadline_ns <= now) finish_timeout(i);
+    i = next;
+  }
+  rearm();
+}
+
+void cr_invoke_init(uv_loop_t *loop) {
+  waitset.loop = loop;
+  uv_timer_init(loop, &waitset.timer);
+  waitset.ready = 1;
+}
+
+void cr_invoke_shutdown(void) {
+  while (waitset.head) finish_timeout(waitset.head);
+  if (waitset.ready) {
+    uv_close((uv_handle_t *)&waitset.timer, NULL);
+    waitset.ready = 0;
+  }
+}
+
+int cr_invoke_waiting(void) { return waitset.n; }
+
+static void detach(cr_invocation_t *inv) {
+  if (inv->pending && inv->detach) inv->detach(inv->pending);
+  inv->pending = NULL;
+  inv->detach = NULL;
+}
+
+/* Ends a waiting invocation at its deadline: the coroutine stays suspended
+ * forever in an instance that is discarded, its I/O's reply is dropped. */
+static void finish_timeout(cr_invocation_t *inv) {
+  wait_remove(inv);
+  detach(inv);
+  inv->inst->broken = 1;
+  inv->end_ns = cr_clock_ns();
+  snprintf(inv->error, sizeof inv->error, "Task timed out after %.2f seconds", inv->inst->ver->settings.timeout);
+  inv->outcome = CR_OUTCOME_TIMEOUT;
+  if (inv->done) inv->done(inv);
+}
+
+/* --- running ---------------------------------------------------------------------------------- */
+
+/* One resume of the coroutine, with everything that must surround it.
+ * Returns 0 when the invocation ended, CR_EAGAIN when it waits. */
+static int step(cr_invocation_t *inv, int nargs) {
+  cr_instance_t *inst = inv->inst;
+  cr_vm_t *vm = inst->vm;
+  lua_State *co = inv->co;
+  uint64_t t0 = cr_clock_ns();
+  uint64_t cpu0 = cr_thread_cpu_ns();
+  busy(t0, inv->deadline_ns, inst->ver->fn->slot);
+  vm->reqid = inv->reqid;
+  cr_vm_arm_until(vm, inv->deadline_ns);
+  vm->mem_strict = 1;
+  int rc = lua_resume(co, nargs);
+  vm->mem_strict = 0;
+  cr_vm_disarm(vm);
+  busy(0, 0, -1);
+  inv->cpu_ns += cr_thread_cpu_ns() - cpu0;
+  inv->end_ns = cr_clock_ns();
+  if (vm->mem_peak > inv->mem_peak) inv->mem_peak = vm->mem_peak;
+
+  if (rc == LUA_YIELD && !vm->timed_out && inv->pending) {
+    /* A platform yield: the stdlib started I/O and will resume us. */
+    lua_settop(co, 0);
+    wait_add(inv);
+    return CR_EAGAIN;
+  }
+  detach(inv);
+  if (vm->timed_out) {
+    snprintf(inv->error, sizeof inv->error, "Task timed out after %.2f seconds", inst->ver->settings.timeout);
+    inv->outcome = CR_OUTCOME_TIMEOUT;
+  } else if (rc == LUA_ERRMEM || vm->mem_exceeded) {
+    snprintf(inv->error, sizeof inv->error, "memory limit exceeded (%d MB)", inst->ver->settings.memory);
+    inv->outcome = CR_OUTCOME_MEMORY;
+  } else if (rc == LUA_YIELD) {
+    /* The sandbox refuses user yields at this level; this is a platform bug. */
+    snprintf(inv->error, sizeof inv->error, "the handler yielded to the platform unexpectedly");
+    inv->outcome = CR_OUTCOME_ERROR;
+    inst->broken = 1;
+  } else if (rc != 0) {
+    cr_vm_describe_error(co, -1, inv->error, sizeof inv->error, 1);
+    inv->outcome = CR_OUTCOME_ERROR;
+  } else {
+    inv->outcome = CR_OUTCOME_OK;
+    inv->nresults = lua_gettop(co);
+  }
+  return 0;
+}
+
 int cr_invoke_run(cr_invocation_t *inv) {
   cr_instance_t *inst = inv->inst;
   cr_vm_t *vm = inst->vm;
@@ -168,44 +312,37 @@ int cr_invoke_run(cr_invocation_t *inv) {
   vm->mem_exceeded = 0;
   vm->timeout_s = inst->ver->settings.timeout;
   vm->timed_out = 0;
-  uint64_t cpu0 = cr_thread_cpu_ns();
-  busy(inv->start_ns, inv->deadline_ns, inst->ver->fn->slot);
-  cr_vm_arm_until(vm, inv->deadline_ns);
-  vm->mem_strict = 1;
-  int rc = lua_resume(co, 2);
-  vm->mem_strict = 0;
-  cr_vm_disarm(vm);
-  busy(0, 0, -1);
-  inv->cpu_ns += cr_thread_cpu_ns() - cpu0;
-  inv->end_ns = cr_clock_ns();
-  inv->mem_peak = vm->mem_peak;
+  return step(inv, 2);
+}
 
-  if (rc == LUA_YIELD) {
-    /* Only the platform's own yields (stdlib I/O) reach here, and none exist
-     * yet; anything else is refused by the sandbox's coroutine.yield. */
-    snprintf(inv->error, sizeof inv->error, "the handler yielded to the platform unexpectedly");
-    inv->outcome = CR_OUTCOME_ERROR;
-    inst->broken = 1;
-    return 0;
-  }
-  if (vm->timed_out) {
-    snprintf(inv->error, sizeof inv->error, "Task timed out after %.2f seconds", inst->ver->settings.timeout);
-    inv->outcome = CR_OUTCOME_TIMEOUT;
-  } else if (rc == LUA_ERRMEM || vm->mem_exceeded) {
-    snprintf(inv->error, sizeof inv->error, "memory limit exceeded (%d MB)", inst->ver->settings.memory);
-    inv->outcome = CR_OUTCOME_MEMORY;
-  } else if (rc != 0) {
-    cr_vm_describe_error(co, -1, inv->error, sizeof inv->error, 1);
-    inv->outcome = CR_OUTCOME_ERROR;
-  } else {
-    inv->outcome = CR_OUTCOME_OK;
-    inv->nresults = lua_gettop(co);
-  }
-  return 0;
+void cr_invoke_resume(cr_invocation_t *inv, int nargs) {
+  wait_remove(inv);
+  inv->pending = NULL;
+  inv->detach = NULL;
+  if (step(inv, nargs) == CR_EAGAIN) return;
+  if (inv->done) inv->done(inv);
+}
+
+cr_invocation_t *cr_invoke_current(lua_State *L) {
+  cr_vm_t *vm = cr_vm_of(L);
+  cr_instance_t *inst = vm ? vm->owner : NULL;
+  return inst ? inst->current : NULL;
+}
+
+int cr_invoke_yield(lua_State *L, cr_invocation_t *inv, void *pending, cr_invoke_detach_cb detach_cb) {
+  /* A yield that failed before (inside a metamethod called from C, where
+   * LuaJIT cannot yield) may have left I/O behind: drop its reply. */
+  detach(inv);
+  inv->pending = pending;
+  inv->detach = detach_cb;
+  cr_vm_push_sandbox(L, "HOST");
+  return lua_yield(L, 1);
 }
 
 void cr_invoke_end(cr_invocation_t *inv) {
   cr_instance_t *inst = inv->inst;
+  wait_remove(inv);
+  detach(inv);
   if (inv->outcome == CR_OUTCOME_TIMEOUT || inv->outcome == CR_OUTCOME_MEMORY) inst->broken = 1;
   if (lua_status(inv->co) == 0) lua_settop(inv->co, 0);
   inst->cold = 0;

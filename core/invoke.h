@@ -1,12 +1,23 @@
 /* invoke.h - running a function's handler in an instance: the handler
  * protocol on the C side.
  *
- * Each invocation runs in the instance's coroutine, so the handler can yield
- * (stdlib calls) while the worker serves others; the coroutine is reused
- * while it ends cleanly. Around every resume the deadline is armed with the
- * watchdog (vm.h) and the CPU time, memory peak and shared-memory "busy"
- * slot are kept. The trigger (gateway.c for HTTP) builds the event; this
- * module calls handler(event, ctx) and reports how it ended.
+ * Each invocation runs in the instance's coroutine, so the handler can wait
+ * on I/O (stdlib calls) while the worker serves others; the coroutine is
+ * reused while it ends cleanly. Around every resume the deadline is armed
+ * with the watchdog (vm.h) and the CPU time, memory peak and shared-memory
+ * "busy" slot are kept. The trigger (gateway.c for HTTP) builds the event;
+ * this module calls handler(event, ctx) and reports how it ended.
+ *
+ * Waiting: a stdlib C function starts its I/O and returns cr_invoke_yield(),
+ * which yields the platform's marker (through user coroutines, see
+ * lua/sandbox.lua). The invocation is then suspended: cr_invoke_run()
+ * returns CR_EAGAIN, the invocation joins the worker's waiting set, and the
+ * I/O's callback later calls cr_invoke_resume() with the results pushed on
+ * inv->co. One resume path only: an invocation that reaches its deadline
+ * while waiting ends as a timeout, its pending I/O is detached (its reply is
+ * dropped when it comes: the id + generation check of STYLE.md §10), and its
+ * instance is discarded. When an invocation that waited ends, inv->done is
+ * called.
  *
  * ctx is one table per instance: functionName, version, versionHash, env,
  * memoryLimitInMB, log.{debug,info,warn,error}(msg, fields), remaining() (ms
@@ -20,6 +31,8 @@
 #include "pool.h"
 #include "shm.h"
 
+typedef struct uv_loop_s uv_loop_t;
+
 typedef enum {
   CR_OUTCOME_OK = 0,
   CR_OUTCOME_ERROR,   /* the handler raised an error */
@@ -27,7 +40,12 @@ typedef enum {
   CR_OUTCOME_MEMORY,  /* past its memory limit */
 } cr_outcome_t;
 
-typedef struct cr_invocation_s {
+typedef struct cr_invocation_s cr_invocation_t;
+typedef void (*cr_invoke_done_cb)(cr_invocation_t *inv);
+/* Detaches pending I/O from an invocation that ended without it. */
+typedef void (*cr_invoke_detach_cb)(void *pending);
+
+struct cr_invocation_s {
   cr_instance_t *inst;
   lua_State *co;
   const char *reqid;
@@ -40,8 +58,21 @@ typedef struct cr_invocation_s {
   size_t mem_peak;
   cr_outcome_t outcome;
   int nresults;          /* results on co's stack, when OK */
+  cr_invoke_done_cb done;/* called when an invocation that waited ends */
+  void *data;            /* the caller's */
+  void *pending;         /* the I/O it waits on */
+  cr_invoke_detach_cb detach;
+  int waiting;
+  struct cr_invocation_s *wnext, *wprev;
   char error[4096];      /* message and traceback, when not OK */
-} cr_invocation_t;
+};
+
+/* Sets up this process's waiting set on loop (its deadline timer). */
+void cr_invoke_init(uv_loop_t *loop);
+/* Ends every waiting invocation (as timeouts) and closes the timer. */
+void cr_invoke_shutdown(void);
+/* Invocations waiting on I/O now. */
+int cr_invoke_waiting(void);
 
 /* Completes a new instance: its init left the file's result (a handler or a
  * settings table) on the stack. Makes the ctx table and the coroutine. */
@@ -51,8 +82,18 @@ int cr_invoke_prepare(cr_instance_t *inst, char *err, size_t errlen);
  * returns it, for the caller to push the event. */
 lua_State *cr_invoke_begin(cr_invocation_t *inv, cr_instance_t *inst, const char *reqid, int cold);
 /* Calls handler(event, ctx). Returns 0 when it ended (see inv->outcome), or
- * CR_EAGAIN when it waits on I/O. */
+ * CR_EAGAIN when it waits on I/O (inv->done is called when it ends; inv
+ * must stay valid until then). */
 int cr_invoke_run(cr_invocation_t *inv);
+/* Resumes a waiting invocation with nargs results pushed on inv->co. */
+void cr_invoke_resume(cr_invocation_t *inv, int nargs);
+
+/* For stdlib C functions: the invocation running in L's state, or NULL
+ * (during an init, or outside the server). */
+cr_invocation_t *cr_invoke_current(lua_State *L);
+/* Suspends the running invocation on pending I/O: use as
+ * `return cr_invoke_yield(L, inv, pending, detach);` from a C function. */
+int cr_invoke_yield(lua_State *L, cr_invocation_t *inv, void *pending, cr_invoke_detach_cb detach);
 /* Clears the coroutine after the caller read the results. Marks the instance
  * broken after a timeout or memory error. */
 void cr_invoke_end(cr_invocation_t *inv);

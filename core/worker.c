@@ -175,6 +175,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   }
 
   w.loop = uv_default_loop();
+  cr_invoke_init(w.loop);
   cr_pool_opts_t popts = {.blank = cfg->blank_states, .init_timeout = cfg->init_timeout};
   w.pool = cr_pool_new(w.loop, args->registry, args->shm, &popts);
   cr_gateway_opts_t gopts = {.queue_wait = cfg->queue_wait, .queue_max = cfg->queue_max,
@@ -210,6 +211,7 @@ int cr_worker_main(cr_worker_args_t *args) {
 
   uv_run(w.loop, UV_RUN_DEFAULT);
 
+  cr_invoke_shutdown();
   cr_gateway_free(w.gateway);
   cr_pool_free(w.pool);
   uv_run(w.loop, UV_RUN_DEFAULT); /* let the pool's and gateway's handles close */
