@@ -23,7 +23,7 @@ static const opt_t options[] = {
     {"functions", OPT_STR, OFF(functions_dir), "folder of functions (default ./functions)"},
     {"listen", OPT_STR, OFF(listen), "HOST:PORT to serve HTTP on (default 127.0.0.1:8080)"},
     {"workers", OPT_INT, OFF(workers), "worker processes (default: online CPUs)"},
-    {"redis", OPT_STR, OFF(redis), "auto (a private redis-server) or redis://host:port/db"},
+    {"redis", OPT_STR, OFF(redis), "auto (a private redis-server), redis://[:pw@]host:port[/db], unix:///path, or none"},
     {"data", OPT_STR, OFF(data_dir), "state folder, for the managed Redis (default ./.crescent)"},
     {"admin-token", OPT_STR, OFF(admin_token), "bearer token for /_/ admin APIs"},
     {"log-level", OPT_STR, OFF(log_level), "debug, info, warn or error (default info)"},
@@ -42,6 +42,10 @@ static const opt_t options[] = {
     {"blank-states", OPT_INT, OFF(blank_states), "pre-booted blank Lua states per worker (default 2)"},
     {"price-request", OPT_NUMBER, OFF(price_request), "$ per million requests, for cost (default 0.20)"},
     {"price-gb-second", OPT_NUMBER, OFF(price_gb_second), "$ per GB-second, for cost (default 0.0000166667)"},
+    {"redis-timeout", OPT_SECONDS, OFF(redis_timeout), "wait for a Redis reply before \"timeout\" (default 2s)"},
+    {"redis-prefix", OPT_STR, OFF(redis_prefix), "prefix of every Redis key (default cr:)"},
+    {"kv-max-value", OPT_SIZE, OFF(kv_max_value), "largest KV value (default 1m)"},
+    {"max-object", OPT_SIZE, OFF(max_object), "largest storage object (default 16m)"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -68,6 +72,10 @@ void cr_config_defaults(cr_config_t *c) {
   c->blank_states = 2;
   c->price_request = 0.20;
   c->price_gb_second = 0.0000166667;
+  c->redis_timeout = 2;
+  c->redis_prefix = strdup("cr:");
+  c->kv_max_value = 1024 * 1024;
+  c->max_object = 16u * 1024 * 1024;
   snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
   c->listen_port = 8080;
 }

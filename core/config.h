@@ -36,6 +36,10 @@ typedef struct cr_config_s {
   int blank_states;         /* pre-booted blank Lua states per worker */
   double price_request;     /* $ per million requests */
   double price_gb_second;   /* $ per GB-second */
+  double redis_timeout;     /* s: a stdlib call's reply */
+  char *redis_prefix;       /* every key starts with it */
+  size_t kv_max_value;      /* bytes of one KV value */
+  size_t max_object;        /* bytes of one storage object */
 } cr_config_t;
 
 void cr_config_defaults(cr_config_t *c);

@@ -63,6 +63,16 @@ static int ctx_remaining(lua_State *L) {
   return 1;
 }
 
+void cr_invoke_push_log(lua_State *L) {
+  static const char *const levels[] = {"debug", "info", "warn", "error"};
+  lua_createtable(L, 0, 4);
+  for (int i = 0; i < 4; i++) {
+    lua_pushinteger(L, i);
+    lua_pushcclosure(L, ctx_log, 1);
+    lua_setfield(L, -2, levels[i]);
+  }
+}
+
 static int new_coroutine(cr_instance_t *inst) {
   lua_State *L = inst->vm->L;
   if (inst->co_ref) luaL_unref(L, LUA_REGISTRYINDEX, inst->co_ref);
@@ -101,13 +111,7 @@ static int prepare(lua_State *L) {
     lua_setfield(L, -2, ver->settings.env[2 * i]);
   }
   lua_setfield(L, -2, "env");
-  lua_createtable(L, 0, 4);
-  static const char *const levels[] = {"debug", "info", "warn", "error"};
-  for (int i = 0; i < 4; i++) {
-    lua_pushinteger(L, i);
-    lua_pushcclosure(L, ctx_log, 1);
-    lua_setfield(L, -2, levels[i]);
-  }
+  cr_invoke_push_log(L);
   lua_setfield(L, -2, "log");
   lua_pushcfunction(L, ctx_remaining);
   lua_setfield(L, -2, "remaining");
@@ -198,6 +202,8 @@ static void wait_remove(cr_invocation_t *inv) {
   else waitset.head = inv->wnext;
   if (inv->wnext) inv->wnext->wprev = inv->wprev;
   waitset.n--;
+  /* The timer must not keep an idle loop (and a stopping worker) alive. */
+  if (waitset.n == 0 && waitset.ready) uv_timer_stop(&waitset.timer);
 }
 
 static void on_deadline(uv_timer_t *t) {

@@ -98,6 +98,10 @@ int cr_invoke_yield(lua_State *L, cr_invocation_t *inv, void *pending, cr_invoke
  * broken after a timeout or memory error. */
 void cr_invoke_end(cr_invocation_t *inv);
 
+/* Pushes a table of log functions {debug, info, warn, error}(msg, fields):
+ * ctx.log and require "crescent.log". */
+void cr_invoke_push_log(lua_State *L);
+
 /* Where this worker publishes "busy since / deadline" for the master's
  * supervisor (shared memory), or NULL. */
 void cr_invoke_set_busy_slot(cr_shm_worker_t *slot);

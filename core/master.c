@@ -20,6 +20,8 @@
 #include "error.h"
 #include "loader.h"
 #include "log.h"
+#include "redis.h"
+#include "redisd.h"
 #include "registry.h"
 #include "shm.h"
 #include "vm.h"
@@ -49,6 +51,8 @@ typedef struct {
   int hold_fd;
   int draining;
   uint64_t drain_deadline_ns;
+  cr_redisd_t redisd; /* with --redis auto */
+  uint64_t redis_restart_at_ns;
 } master_t;
 
 /* Loads every function file: the master reads the bytes, a validator
@@ -111,6 +115,7 @@ static void spawn(master_t *m, int id) {
   if (pid == 0) {
     close(m->sfd);
     close(m->hold_fd);
+    if (m->redisd.lock_fd >= 0) close(m->redisd.lock_fd);
     cr_worker_args_t args = {id, m->cfg, m->registry, m->shm};
     int code = cr_worker_main(&args);
     cr_registry_free(m->registry);
@@ -123,6 +128,61 @@ static void spawn(master_t *m, int id) {
   w->restart_at_ns = 0;
   w->killed_stuck = 0;
   atomic_store(&m->shm->workers[id].pid, pid);
+}
+
+/* Sets up Redis: starts the managed one (auto), or checks the given URL
+ * answers. Workers get the URL to use in cfg->redis. */
+static int setup_redis(master_t *m) {
+  cr_config_t *cfg = m->cfg;
+  char err[1200];
+  if (strcmp(cfg->redis, "none") == 0) {
+    cr_log(CR_LOG_INFO, NULL, NULL, "no Redis (--redis none): crescent.kv, storage and queue calls will fail");
+    return 0;
+  }
+  if (strcmp(cfg->redis, "auto") == 0) {
+    if (cr_redisd_start(&m->redisd, cfg->data_dir, err, sizeof err)) {
+      cr_log(CR_LOG_ERROR, NULL, NULL, "%s", err);
+      return -1;
+    }
+    cr_log(CR_LOG_INFO, NULL, NULL, "started redis-server (pid %d) on %s, data in %s", (int)m->redisd.pid,
+           m->redisd.url, m->redisd.dir);
+    char sub[64];
+    return cr_config_set(cfg, "redis", m->redisd.url, sub, sizeof sub) ? -1 : 0;
+  }
+  cr_redis_url_t u;
+  if (cr_redis_url_parse(cfg->redis, &u, err, sizeof err)) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "%s", err);
+    return -1;
+  }
+  char desc[700], perr[600];
+  cr_redis_url_describe(&u, desc, sizeof desc);
+  if (cr_redis_ping(&u, 3000, perr, sizeof perr)) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "cannot reach Redis at %s: %s (check --redis, or use --redis auto)", desc, perr);
+    return -1;
+  }
+  cr_log(CR_LOG_INFO, NULL, NULL, "using Redis at %s", desc);
+  return 0;
+}
+
+/* The managed redis-server died: start it again (workers reconnect). */
+static void watch_redis(master_t *m) {
+  if (m->redisd.pid <= 0 && !m->redis_restart_at_ns) return;
+  if (m->redisd.pid > 0) {
+    int status;
+    if (waitpid(m->redisd.pid, &status, WNOHANG) != m->redisd.pid) return;
+    cr_log(CR_LOG_ERROR, NULL, NULL, "redis-server (pid %d) %s %d; starting it again", (int)m->redisd.pid,
+           WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
+           WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    m->redisd.pid = 0;
+    m->redis_restart_at_ns = cr_clock_ns() + (m->redisd.restarts ? 1000000000ULL : 0) + 1;
+  }
+  if (m->draining || cr_clock_ns() < m->redis_restart_at_ns) return;
+  m->redis_restart_at_ns = 0;
+  char err[1200];
+  if (cr_redisd_restart(&m->redisd, err, sizeof err)) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "%s", err);
+    m->redis_restart_at_ns = cr_clock_ns() + 2000000000ULL;
+  }
 }
 
 static void reap(master_t *m) {
@@ -289,6 +349,12 @@ int cr_master_run(cr_config_t *cfg) {
   m.registry = cr_registry_new(cfg->functions_dir);
   load_functions(&m);
 
+  if (setup_redis(&m)) {
+    cr_registry_free(m.registry);
+    close(m.sfd);
+    return 1;
+  }
+
   m.nworkers = cfg->workers;
   m.shm = cr_shm_create(m.nworkers);
   m.workers = calloc((size_t)m.nworkers, sizeof *m.workers);
@@ -298,6 +364,7 @@ int cr_master_run(cr_config_t *cfg) {
     free(m.workers);
     cr_shm_destroy(m.shm);
     if (m.sfd >= 0) close(m.sfd);
+    cr_redisd_stop(&m.redisd);
     return 1;
   }
   for (int i = 0; i < m.nworkers; i++) spawn(&m, i);
@@ -350,6 +417,7 @@ int cr_master_run(cr_config_t *cfg) {
       }
     }
     reap(&m);
+    watch_redis(&m);
     now = cr_clock_ns();
     if (m.draining) {
       if (live_workers(&m) == 0) break;
@@ -364,6 +432,8 @@ int cr_master_run(cr_config_t *cfg) {
       if (m.workers[i].restart_at_ns && now >= m.workers[i].restart_at_ns) spawn(&m, i);
     supervise(&m);
   }
+  if (m.redisd.pid > 0) cr_log(CR_LOG_INFO, NULL, NULL, "stopping redis-server (pid %d)", (int)m.redisd.pid);
+  cr_redisd_stop(&m.redisd);
   cr_log(CR_LOG_INFO, NULL, NULL, "stopped");
   close(m.hold_fd);
   close(m.sfd);

@@ -18,6 +18,7 @@
 #include "error.h"
 #include "json.h"
 #include "log.h"
+#include "modules.h"
 #include "watchdog.h"
 
 extern const char cr_lua_sandbox[];
@@ -185,6 +186,9 @@ static int boot(lua_State *L) {
   lua_setfield(L, -2, "loadmodule");
   cr_json_open(L);
   lua_setfield(L, -2, "json");
+  lua_newtable(L);
+  cr_stdlib_preload(L);
+  lua_setfield(L, -2, "preload");
   unsigned int seed = 0;
   if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != sizeof seed) seed = (unsigned)getpid() ^ (unsigned)time(NULL);
   lua_pushnumber(L, (double)(seed & 0x7fffffff));

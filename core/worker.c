@@ -20,6 +20,8 @@
 #include "http.h"
 #include "invoke.h"
 #include "log.h"
+#include "modules.h"
+#include "redis.h"
 #include "pool.h"
 #include "router.h"
 #include "vm.h"
@@ -35,6 +37,8 @@ typedef struct {
   uv_signal_t sigterm;
   uv_signal_t sigint;
   uv_prepare_t flusher;
+  uv_timer_t promoter;
+  cr_redis_t *redis;
   int stopping;
 } worker_t;
 
@@ -118,11 +122,23 @@ static void on_flush(uv_prepare_t *h) {
   cr_log_flush();
 }
 
+static void on_promote(uv_timer_t *t) {
+  (void)t;
+  cr_stdlib_promote_delayed();
+}
+
+/* Every connection is closed: close what keeps the loop alive, so uv_run
+ * returns and the worker exits. */
 static void on_drained(void *data) {
   worker_t *w = data;
+  uv_close((uv_handle_t *)&w->promoter, NULL);
   uv_close((uv_handle_t *)&w->sigterm, NULL);
   uv_close((uv_handle_t *)&w->sigint, NULL);
   uv_close((uv_handle_t *)&w->flusher, NULL);
+  cr_stdlib_bind(NULL, NULL);
+  cr_redis_free(w->redis);
+  w->redis = NULL;
+  cr_log_flush();
 }
 
 static void on_sigterm(uv_signal_t *h, int sig) {
@@ -131,6 +147,7 @@ static void on_sigterm(uv_signal_t *h, int sig) {
   if (w->stopping) return;
   w->stopping = 1;
   cr_log(CR_LOG_INFO, NULL, NULL, "stopping: finishing %d open connections", cr_http_server_connections(w->http));
+  cr_log_flush();
   cr_http_server_drain(w->http, on_drained, w);
 }
 
@@ -176,6 +193,23 @@ int cr_worker_main(cr_worker_args_t *args) {
 
   w.loop = uv_default_loop();
   cr_invoke_init(w.loop);
+  if (strcmp(cfg->redis, "none") != 0) {
+    cr_redis_url_t u;
+    char err[600];
+    if (cr_redis_url_parse(cfg->redis, &u, err, sizeof err) == 0)
+      w.redis = cr_redis_new(w.loop, &u, cfg->redis_timeout, cr_stdlib_scripts, cr_stdlib_nscripts);
+    else
+      cr_log(CR_LOG_ERROR, NULL, NULL, "%s", err);
+  }
+  cr_stdlib_opts_t sopts = {.prefix = cfg->redis_prefix, .kv_max_value = cfg->kv_max_value,
+                            .max_object = cfg->max_object, .queue_max_body = 256 * 1024, .stream_maxlen = 100000};
+  cr_stdlib_bind(w.redis, &sopts);
+  /* Delayed queue messages are moved into their streams by one worker. */
+  uv_timer_init(w.loop, &w.promoter);
+  if (args->id == 0 && w.redis) {
+    uv_timer_start(&w.promoter, on_promote, 100, 100);
+    uv_unref((uv_handle_t *)&w.promoter);
+  }
   cr_pool_opts_t popts = {.blank = cfg->blank_states, .init_timeout = cfg->init_timeout};
   w.pool = cr_pool_new(w.loop, args->registry, args->shm, &popts);
   cr_gateway_opts_t gopts = {.queue_wait = cfg->queue_wait, .queue_max = cfg->queue_max,
@@ -213,6 +247,8 @@ int cr_worker_main(cr_worker_args_t *args) {
 
   cr_invoke_shutdown();
   cr_gateway_free(w.gateway);
+  cr_stdlib_bind(NULL, NULL);
+  cr_redis_free(w.redis);
   cr_pool_free(w.pool);
   uv_run(w.loop, UV_RUN_DEFAULT); /* let the pool's and gateway's handles close */
   cr_http_server_free(w.http);

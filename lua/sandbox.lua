@@ -11,8 +11,8 @@
 --   * require() knows the platform's modules and text .lua files under the
 --     function's folder; bytecode is refused by the loader.
 --
--- host (from vm.c): print, loadmodule(name) -> chunk|nil,err, json, seed,
--- maxmcode and sizemcode (KB).
+-- host (from vm.c): print, loadmodule(name) -> chunk|nil,err, json, preload
+-- (the crescent.* module loaders), seed, maxmcode and sizemcode (KB).
 -- Returns the platform's private interface (used from C through the registry).
 local host = ...
 
@@ -90,6 +90,7 @@ local user_coroutine = {
 -- require: platform modules, then text files under the function's folder.
 ----------------------------------------------------------------------------
 local platform_modules = { json = host.json, cjson = host.json, ["cjson.safe"] = host.json.safe }
+local preload = host.preload -- name -> loader of the crescent.* modules, run on first require
 local loaded = {}
 local loading = {}
 
@@ -101,6 +102,12 @@ local function require(name)
   if m ~= nil then return m end
   m = platform_modules[name]
   if m ~= nil then return m end
+  local load_platform = preload[name]
+  if load_platform then
+    m = load_platform(name)
+    loaded[name] = m
+    return m
+  end
   if loading[name] then error("require: loop while loading module '" .. name .. "'", 2) end
   local chunk, err = host.loadmodule(name)
   if not chunk then error(err, 2) end

@@ -1,0 +1,558 @@
+/* redis.c - Redis URLs, a blocking ping, and the worker's async connection. */
+#include "redis.h"
+
+#include <errno.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "clock.h"
+#include "error.h"
+#include "log.h"
+#include "sha1.h"
+
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 2000
+#define SWEEP_MS 50
+
+/* --- URLs --------------------------------------------------------------------------------------- */
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+static int url_decode_into(const char *s, size_t n, char *out, size_t outlen) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+      c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+      i += 2;
+    }
+    if (o + 1 >= outlen) return -1;
+    out[o++] = c;
+  }
+  out[o] = '\0';
+  return 0;
+}
+
+int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t errlen) {
+  memset(u, 0, sizeof *u);
+  if (strncmp(url, "unix://", 7) == 0) {
+    const char *path = url + 7;
+    const char *q = strchr(path, '?');
+    size_t pl = q ? (size_t)(q - path) : strlen(path);
+    if (pl == 0 || pl >= sizeof u->path || path[0] != '/') {
+      snprintf(err, errlen, "bad Redis URL '%s': expected unix:///absolute/path.sock", url);
+      return CR_EINVAL;
+    }
+    memcpy(u->path, path, pl);
+    u->is_unix = 1;
+    if (q && strncmp(q, "?db=", 4) == 0) u->db = atoi(q + 4);
+    return 0;
+  }
+  if (strncmp(url, "redis://", 8) != 0) {
+    snprintf(err, errlen, "bad Redis URL '%s': expected redis://[:password@]host:port[/db] or unix:///path", url);
+    return CR_EINVAL;
+  }
+  const char *p = url + 8;
+  const char *at = strrchr(p, '@');
+  if (at) {
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    const char *pw = colon ? colon + 1 : p; /* redis://user:pass@ or redis://:pass@ or redis://pass@ */
+    if (url_decode_into(pw, (size_t)(at - pw), u->password, sizeof u->password)) {
+      snprintf(err, errlen, "bad Redis URL: password too long");
+      return CR_EINVAL;
+    }
+    p = at + 1;
+  }
+  const char *slash = strchr(p, '/');
+  const char *hend = slash ? slash : p + strlen(p);
+  const char *colon = NULL;
+  if (*p == '[') {
+    const char *rb = memchr(p, ']', (size_t)(hend - p));
+    if (!rb) {
+      snprintf(err, errlen, "bad Redis URL '%s'", url);
+      return CR_EINVAL;
+    }
+    if (rb + 1 < hend && rb[1] == ':') colon = rb + 1;
+    size_t hl = (size_t)(rb - p - 1);
+    if (hl >= sizeof u->host) return CR_EINVAL;
+    memcpy(u->host, p + 1, hl);
+  } else {
+    colon = memchr(p, ':', (size_t)(hend - p));
+    size_t hl = (size_t)((colon ? colon : hend) - p);
+    if (hl == 0 || hl >= sizeof u->host) {
+      snprintf(err, errlen, "bad Redis URL '%s': no host", url);
+      return CR_EINVAL;
+    }
+    memcpy(u->host, p, hl);
+  }
+  u->port = 6379;
+  if (colon) {
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (end != hend || port <= 0 || port > 65535) {
+      snprintf(err, errlen, "bad Redis URL '%s': bad port", url);
+      return CR_EINVAL;
+    }
+    u->port = (int)port;
+  }
+  if (slash && slash[1]) {
+    char *end;
+    long db = strtol(slash + 1, &end, 10);
+    if (*end || db < 0 || db > 65535) {
+      snprintf(err, errlen, "bad Redis URL '%s': bad database number", url);
+      return CR_EINVAL;
+    }
+    u->db = (int)db;
+  }
+  return 0;
+}
+
+void cr_redis_url_describe(const cr_redis_url_t *u, char *out, size_t outlen) {
+  if (u->is_unix) snprintf(out, outlen, "unix://%s%s", u->path, u->db ? "?db=" : "");
+  else snprintf(out, outlen, "redis://%s:%d", u->host, u->port);
+  if (u->db) {
+    size_t n = strlen(out);
+    snprintf(out + n, outlen - n, u->is_unix ? "%d" : "/%d", u->db);
+  }
+}
+
+/* AUTH and SELECT on a blocking context. */
+static int hello_sync(redisContext *c, const cr_redis_url_t *u, char *err, size_t errlen) {
+  redisReply *r;
+  if (u->password[0]) {
+    r = redisCommand(c, "AUTH %s", u->password);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+      snprintf(err, errlen, "authentication failed: %s", r ? r->str : c->errstr);
+      if (r) freeReplyObject(r);
+      return -1;
+    }
+    freeReplyObject(r);
+  }
+  if (u->db) {
+    r = redisCommand(c, "SELECT %d", u->db);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+      snprintf(err, errlen, "SELECT %d failed: %s", u->db, r ? r->str : c->errstr);
+      if (r) freeReplyObject(r);
+      return -1;
+    }
+    freeReplyObject(r);
+  }
+  return 0;
+}
+
+int cr_redis_ping(const cr_redis_url_t *u, int timeout_ms, char *err, size_t errlen) {
+  struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  redisContext *c = u->is_unix ? redisConnectUnixWithTimeout(u->path, tv) : redisConnectWithTimeout(u->host, u->port, tv);
+  if (!c || c->err) {
+    snprintf(err, errlen, "%s", c ? c->errstr : "out of memory");
+    if (c) redisFree(c);
+    return CR_EIO;
+  }
+  redisSetTimeout(c, tv);
+  if (hello_sync(c, u, err, errlen)) {
+    redisFree(c);
+    return CR_EIO;
+  }
+  redisReply *r = redisCommand(c, "PING");
+  int ok = r && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING);
+  if (!ok) snprintf(err, errlen, "PING failed: %s", r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
+  if (r) freeReplyObject(r);
+  redisFree(c);
+  return ok ? 0 : CR_EIO;
+}
+
+/* --- the async connection ----------------------------------------------------------------------- */
+
+struct cr_redis_req_s {
+  cr_redis_t *r;
+  cr_redis_cb cb;
+  void *data;
+  uint64_t deadline_ns;
+  int finished; /* the callback ran (or will never run: cancelled) */
+  int internal; /* our own commands (AUTH, SELECT, SCRIPT LOAD) */
+  cr_redis_req_t *next, *prev;
+};
+
+/* Our hiredis event adapter (see the file comment in redis.h). */
+typedef struct {
+  cr_redis_t *r;
+  redisAsyncContext *ac;
+  uv_poll_t poll;
+  int reading;
+  int want_write;    /* hiredis has bytes to write */
+  int need_writable; /* a flush could not write them all: wait for the socket */
+  int events;        /* what poll watches now */
+} ev_t;
+
+struct cr_redis_s {
+  uv_loop_t *loop;
+  cr_redis_url_t url;
+  double call_timeout;
+  redisAsyncContext *ac;
+  ev_t *ev;
+  int connected;
+  int closing;
+  int handles_open;
+  uint64_t backoff_ms;
+  int logged_down;
+  uv_timer_t reconnect;
+  uv_timer_t sweeper;
+  uv_prepare_t flusher;
+  int flusher_on;
+  cr_redis_req_t *head, *tail; /* pending, oldest first */
+  int nscripts;
+  const cr_redis_script_t *scripts;
+  char (*shas)[41];
+};
+
+static void ev_update(ev_t *e);
+static void on_poll(uv_poll_t *h, int status, int events);
+
+static void ev_poll_closed(uv_handle_t *h) { free(h->data); }
+
+static void ev_add_read(void *p) {
+  ev_t *e = p;
+  e->reading = 1;
+  ev_update(e);
+}
+
+static void ev_del_read(void *p) {
+  ev_t *e = p;
+  e->reading = 0;
+  ev_update(e);
+}
+
+static void on_flush(uv_prepare_t *h);
+
+static void ev_add_write(void *p) {
+  ev_t *e = p;
+  e->want_write = 1;
+  cr_redis_t *r = e->r;
+  if (r->connected && !e->need_writable && !r->flusher_on) {
+    /* Flush just before the loop blocks, with everything issued until then. */
+    uv_prepare_start(&r->flusher, on_flush);
+    r->flusher_on = 1;
+  }
+  ev_update(e);
+}
+
+static void ev_del_write(void *p) {
+  ev_t *e = p;
+  e->want_write = 0;
+  e->need_writable = 0;
+  ev_update(e);
+}
+
+static void ev_cleanup(void *p) {
+  ev_t *e = p;
+  if (e->r && e->r->ev == e) e->r->ev = NULL;
+  e->ac = NULL;
+  uv_poll_stop(&e->poll);
+  uv_close((uv_handle_t *)&e->poll, ev_poll_closed);
+}
+
+/* Before the connection is up, writability means "connected"; after, we only
+ * poll for writing when a flush could not write everything. */
+static void ev_update(ev_t *e) {
+  if (!e->ac) return;
+  int events = e->reading ? UV_READABLE : 0;
+  if (e->want_write && (!e->r->connected || e->need_writable)) events |= UV_WRITABLE;
+  if (events == e->events) return;
+  e->events = events;
+  if (events) uv_poll_start(&e->poll, events, on_poll);
+  else uv_poll_stop(&e->poll);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  ev_t *e = h->data;
+  if (!e->ac) return;
+  if (status < 0) events = UV_READABLE | UV_WRITABLE; /* let hiredis see the error */
+  if (events & UV_READABLE) redisAsyncHandleRead(e->ac);
+  if (e->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(e->ac);
+}
+
+static void on_flush(uv_prepare_t *h) {
+  cr_redis_t *r = h->data;
+  uv_prepare_stop(h);
+  r->flusher_on = 0;
+  ev_t *e = r->ev;
+  if (e && e->ac && e->want_write) {
+    e->need_writable = 1; /* hiredis' addWrite during the write must not re-arm the flusher */
+    redisAsyncHandleWrite(e->ac);
+    e = r->ev;
+    if (e) {
+      /* Still bytes left: the socket is full, wait until it is writable. */
+      e->need_writable = e->want_write;
+      ev_update(e);
+    }
+  }
+}
+
+static void req_unlink(cr_redis_t *r, cr_redis_req_t *q) {
+  if (q->prev) q->prev->next = q->next;
+  else if (r->head == q) r->head = q->next;
+  if (q->next) q->next->prev = q->prev;
+  else if (r->tail == q) r->tail = q->prev;
+  q->next = q->prev = NULL;
+}
+
+/* hiredis' callback for every command we send. privdata is our request;
+ * hiredis calls it with reply NULL when the connection goes down. */
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
+  (void)ac;
+  cr_redis_req_t *q = privdata;
+  if (!q) return;
+  cr_redis_t *r = q->r;
+  if (!q->finished) {
+    req_unlink(r, q);
+    q->finished = 1;
+    if (q->cb) {
+      redisReply *rep = reply;
+      if (!rep) q->cb(q->data, NULL, "redis unavailable");
+      else q->cb(q->data, rep, NULL);
+    }
+  }
+  free(q);
+}
+
+static cr_redis_req_t *send_argv(cr_redis_t *r, int argc, const char **argv, const size_t *lens, cr_redis_cb cb,
+                                 void *data, int internal) {
+  if (!r->ac || (!r->connected && !internal) || r->closing) return NULL;
+  cr_redis_req_t *q = calloc(1, sizeof *q);
+  if (!q) return NULL;
+  q->r = r;
+  q->cb = cb;
+  q->data = data;
+  q->internal = internal;
+  q->deadline_ns = cr_clock_ns() + (uint64_t)(r->call_timeout * 1e9);
+  if (redisAsyncCommandArgv(r->ac, on_reply, q, argc, argv, lens) != REDIS_OK) {
+    free(q);
+    return NULL;
+  }
+  q->prev = r->tail;
+  if (r->tail) r->tail->next = q;
+  else r->head = q;
+  r->tail = q;
+  return q;
+}
+
+static void on_internal(void *data, redisReply *reply, const char *err) {
+  cr_redis_t *r = data;
+  if (err || (reply && reply->type == REDIS_REPLY_ERROR)) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "Redis refused the connection set-up: %s", err ? err : reply->str);
+    if (r->ac && !err) redisAsyncDisconnect(r->ac);
+  }
+}
+
+static void connect_now(cr_redis_t *r);
+
+static void on_reconnect(uv_timer_t *t) { connect_now(t->data); }
+
+static void schedule_reconnect(cr_redis_t *r) {
+  if (r->closing) return;
+  r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : BACKOFF_FIRST_MS;
+  if (r->backoff_ms > BACKOFF_MAX_MS) r->backoff_ms = BACKOFF_MAX_MS;
+  uv_timer_start(&r->reconnect, on_reconnect, r->backoff_ms, 0);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status) {
+  cr_redis_t *r = ac->data;
+  if (status != REDIS_OK) {
+    if (!r->logged_down) cr_log(CR_LOG_WARN, NULL, NULL, "cannot connect to Redis: %s", ac->errstr);
+    r->logged_down = 1;
+    r->ac = NULL; /* hiredis frees the context after this callback */
+    schedule_reconnect(r);
+    return;
+  }
+  r->connected = 1;
+  r->backoff_ms = 0;
+  if (r->logged_down) cr_log(CR_LOG_INFO, NULL, NULL, "connected to Redis again");
+  r->logged_down = 0;
+  if (r->ev && r->ev->want_write) ev_add_write(r->ev);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status) {
+  cr_redis_t *r = ac->data;
+  r->connected = 0;
+  r->ac = NULL;
+  if (r->closing) return;
+  if (!r->logged_down)
+    cr_log(CR_LOG_WARN, NULL, NULL, "lost the Redis connection%s%s; reconnecting", status == REDIS_OK ? "" : ": ",
+           status == REDIS_OK ? "" : (ac->errstr[0] ? ac->errstr : "closed"));
+  r->logged_down = 1;
+  schedule_reconnect(r);
+}
+
+static void connect_now(cr_redis_t *r) {
+  if (r->closing || r->ac) return;
+  redisAsyncContext *ac = r->url.is_unix ? redisAsyncConnectUnix(r->url.path) : redisAsyncConnect(r->url.host, r->url.port);
+  if (!ac || ac->err) {
+    if (!r->logged_down) cr_log(CR_LOG_WARN, NULL, NULL, "cannot connect to Redis: %s", ac ? ac->errstr : "out of memory");
+    r->logged_down = 1;
+    if (ac) redisAsyncFree(ac);
+    schedule_reconnect(r);
+    return;
+  }
+  ev_t *e = calloc(1, sizeof *e);
+  if (!e) {
+    redisAsyncFree(ac);
+    schedule_reconnect(r);
+    return;
+  }
+  e->r = r;
+  e->ac = ac;
+  uv_poll_init(r->loop, &e->poll, ac->c.fd);
+  e->poll.data = e;
+  ac->ev.data = e;
+  ac->ev.addRead = ev_add_read;
+  ac->ev.delRead = ev_del_read;
+  ac->ev.addWrite = ev_add_write;
+  ac->ev.delWrite = ev_del_write;
+  ac->ev.cleanup = ev_cleanup;
+  ac->data = r;
+  r->ac = ac;
+  r->ev = e;
+  redisAsyncSetConnectCallback(ac, on_connect);
+  redisAsyncSetDisconnectCallback(ac, on_disconnect);
+  /* Queued now, sent first once connected: everything else comes after. */
+  if (r->url.password[0]) {
+    const char *argv[] = {"AUTH", r->url.password};
+    size_t lens[] = {4, strlen(r->url.password)};
+    send_argv(r, 2, argv, lens, on_internal, r, 1);
+  }
+  if (r->url.db) {
+    char db[16];
+    snprintf(db, sizeof db, "%d", r->url.db);
+    const char *argv[] = {"SELECT", db};
+    size_t lens[] = {6, strlen(db)};
+    send_argv(r, 2, argv, lens, on_internal, r, 1);
+  }
+  for (int i = 0; i < r->nscripts; i++) {
+    const char *argv[] = {"SCRIPT", "LOAD", r->scripts[i].source};
+    size_t lens[] = {6, 4, strlen(r->scripts[i].source)};
+    send_argv(r, 3, argv, lens, on_internal, r, 1);
+  }
+}
+
+/* Calls whose reply is overdue fail with "timeout"; their replies, if they
+ * come, are dropped. */
+static void on_sweep(uv_timer_t *t) {
+  cr_redis_t *r = t->data;
+  uint64_t now = cr_clock_ns();
+  while (r->head && r->head->deadline_ns <= now) {
+    cr_redis_req_t *q = r->head;
+    req_unlink(r, q);
+    q->finished = 1;
+    if (q->cb) q->cb(q->data, NULL, "timeout");
+  }
+}
+
+cr_redis_t *cr_redis_new(uv_loop_t *loop, const cr_redis_url_t *u, double call_timeout,
+                         const cr_redis_script_t *scripts, int nscripts) {
+  cr_redis_t *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->loop = loop;
+  r->url = *u;
+  r->call_timeout = call_timeout > 0 ? call_timeout : 5;
+  r->scripts = scripts;
+  r->nscripts = nscripts;
+  r->shas = calloc((size_t)(nscripts ? nscripts : 1), sizeof *r->shas);
+  for (int i = 0; i < nscripts; i++) cr_sha1_hex(scripts[i].source, strlen(scripts[i].source), r->shas[i]);
+  uv_timer_init(loop, &r->reconnect);
+  r->reconnect.data = r;
+  uv_timer_init(loop, &r->sweeper);
+  r->sweeper.data = r;
+  uv_timer_start(&r->sweeper, on_sweep, SWEEP_MS, SWEEP_MS);
+  uv_unref((uv_handle_t *)&r->sweeper);
+  uv_prepare_init(loop, &r->flusher);
+  r->flusher.data = r;
+  connect_now(r);
+  return r;
+}
+
+int cr_redis_connected(const cr_redis_t *r) { return r && r->connected; }
+
+cr_redis_req_t *cr_redis_call(cr_redis_t *r, int argc, const char **argv, const size_t *lens, cr_redis_cb cb,
+                              void *data) {
+  return send_argv(r, argc, argv, lens, cb, data, 0);
+}
+
+cr_redis_req_t *cr_redis_eval(cr_redis_t *r, int script, int nkeys, int argc, const char **argv,
+                              const size_t *lens, cr_redis_cb cb, void *data) {
+  if (script < 0 || script >= r->nscripts || argc < 0) return NULL;
+  const char *small_av[67];
+  size_t small_al[67];
+  const char **av = small_av;
+  size_t *al = small_al;
+  if (argc > 64) {
+    av = malloc(sizeof *av * (size_t)(argc + 3));
+    al = malloc(sizeof *al * (size_t)(argc + 3));
+    if (!av || !al) {
+      free(av);
+      free(al);
+      return NULL;
+    }
+  }
+  char nk[16];
+  snprintf(nk, sizeof nk, "%d", nkeys);
+  av[0] = "EVALSHA";
+  al[0] = 7;
+  av[1] = r->shas[script];
+  al[1] = 40;
+  av[2] = nk;
+  al[2] = strlen(nk);
+  for (int i = 0; i < argc; i++) {
+    av[3 + i] = argv[i];
+    al[3 + i] = lens[i];
+  }
+  cr_redis_req_t *q = send_argv(r, argc + 3, av, al, cb, data, 0);
+  if (av != small_av) {
+    free(av);
+    free(al);
+  }
+  return q;
+}
+
+void cr_redis_cancel(cr_redis_req_t *q) {
+  if (!q || q->finished) return;
+  req_unlink(q->r, q);
+  q->finished = 1;
+  q->cb = NULL;
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  cr_redis_t *r = h->data;
+  if (--r->handles_open == 0) {
+    free(r->shas);
+    free(r);
+  }
+}
+
+void cr_redis_free(cr_redis_t *r) {
+  if (!r) return;
+  r->closing = 1;
+  if (r->ac) {
+    /* Pending callbacks run now with reply NULL: "redis unavailable". */
+    redisAsyncFree(r->ac);
+    r->ac = NULL;
+  }
+  while (r->head) {
+    cr_redis_req_t *q = r->head;
+    req_unlink(r, q);
+    q->finished = 1;
+    if (q->cb) q->cb(q->data, NULL, "redis unavailable");
+  }
+  r->handles_open = 3;
+  uv_close((uv_handle_t *)&r->reconnect, on_handle_closed);
+  uv_close((uv_handle_t *)&r->sweeper, on_handle_closed);
+  uv_close((uv_handle_t *)&r->flusher, on_handle_closed);
+}

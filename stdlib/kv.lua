@@ -1,0 +1,197 @@
+-- crescent.kv: key-value storage on Redis, by namespace.
+--
+--   local kv = require "crescent.kv"            -- the "default" namespace
+--   local users = kv.namespace("users")          -- another one, same functions
+--   kv.put(key, value, {ttl=s, ifAbsent=true, version=n}) -> version | nil, "conflict"
+--   kv.get(key)            -> value, nil, version | nil (absent) | nil, err
+--   kv.delete(key, {version=n}) -> true (deleted) | false (absent) | nil, err
+--   kv.incr(key, by)       -> number, nil, version | nil, err
+--   kv.list(prefix, {limit=, cursor=}) -> { items = {{key=, value=, version=}...}, cursor = next|nil }
+--   kv.getMany({keys})     -> { [key] = value } (absent keys are missing)
+--
+-- Values are strings, numbers, booleans or tables (stored as JSON, integers
+-- exact). Every write appends {op, key, version, time} to the namespace's
+-- changes stream, in the same atomic script. Versions grow per namespace and
+-- never repeat, so a compare-and-set cannot be fooled by delete + re-create.
+local P = ...
+local json = P.json
+local call, cmd, now = P.eval, P.cmd, P.now
+local type, tostring, tonumber, pcall, error, pairs, ipairs, setmetatable =
+  type, tostring, tonumber, pcall, error, pairs, ipairs, setmetatable
+local huge, floor, unpack = math.huge, math.floor, unpack
+local maxlen = tostring(P.stream_maxlen)
+
+local function check_key(fname, key, n)
+  if type(key) ~= "string" then
+    error(("bad argument #%d to '%s' (string key expected, got %s)"):format(n or 1, fname, type(key)), 3)
+  end
+  if #key == 0 or #key > 1024 then
+    error(("bad argument #%d to '%s' (key must be 1 to 1024 bytes)"):format(n or 1, fname), 3)
+  end
+end
+
+local function check_opts(fname, opts, n)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #%d to '%s' (table of options expected, got %s)"):format(n, fname, type(opts)), 3)
+  end
+  return opts or {}
+end
+
+local function encode(fname, value)
+  local t = type(value)
+  if t == "string" then return "s", value end
+  if t == "number" then
+    if value ~= value or value == huge or value == -huge then
+      error(("bad argument #2 to '%s' (numbers must be finite)"):format(fname), 3)
+    end
+    return "n", json.encode(value)
+  end
+  if t == "boolean" then return "b", value and "1" or "0" end
+  if t == "table" then
+    local ok, s = pcall(json.encode, value)
+    if not ok then error(("bad argument #2 to '%s' (%s)"):format(fname, s), 3) end
+    return "j", s
+  end
+  error(("bad argument #2 to '%s' (string, number, boolean or table expected, got %s)"):format(fname, t), 3)
+end
+
+local function decode(t, v)
+  if t == "s" then return v end
+  if t == "n" then return tonumber(v) end
+  if t == "b" then return v == "1" end
+  if t == "j" then
+    local ok, r = pcall(json.decode, v)
+    if ok then return r end
+  end
+  return nil, "corrupt value"
+end
+
+local function bind(ns)
+  local tag = P.prefix .. "{kv:" .. ns .. "}:"
+  local vpre, idx, seq, changes = tag .. "v:", tag .. "i", tag .. "seq", tag .. "changes"
+  local M = { name = ns }
+
+  function M.get(key)
+    check_key("kv.get", key)
+    local r, err = cmd("HMGET", vpre .. key, "t", "v", "ver")
+    if not r then return nil, err end
+    if not r[1] then return nil end
+    local v, derr = decode(r[1], r[2])
+    if derr then return nil, derr end
+    return v, nil, tonumber(r[3])
+  end
+
+  function M.put(key, value, opts)
+    check_key("kv.put", key)
+    local t, s = encode("kv.put", value)
+    opts = check_opts("kv.put", opts, 3)
+    if #s > P.kv_max_value then return nil, "value too large" end
+    local ttl = opts.ttl
+    if ttl ~= nil and (type(ttl) ~= "number" or ttl <= 0) then
+      error("bad argument #3 to 'kv.put' (ttl must be a positive number of seconds)", 2)
+    end
+    local version = opts.version
+    if version ~= nil and type(version) ~= "number" then
+      error("bad argument #3 to 'kv.put' (version must be a number)", 2)
+    end
+    local r, err = call("kv_put", 4, vpre .. key, idx, seq, changes, key, t, s,
+      ttl and tostring(floor(ttl * 1000 + 0.5)) or "0", opts.ifAbsent and "1" or "0",
+      version and tostring(version) or "", tostring(now()), maxlen)
+    if not r then return nil, err end
+    if r[1] == 0 then return nil, r[2] end
+    return r[2]
+  end
+
+  function M.delete(key, opts)
+    check_key("kv.delete", key)
+    opts = check_opts("kv.delete", opts, 2)
+    local version = opts.version
+    if version ~= nil and type(version) ~= "number" then
+      error("bad argument #2 to 'kv.delete' (version must be a number)", 2)
+    end
+    local r, err = call("kv_delete", 4, vpre .. key, idx, seq, changes, key,
+      version and tostring(version) or "", tostring(now()), maxlen)
+    if not r then return nil, err end
+    if r[1] == 0 then return nil, r[2] end
+    return r[2] == 1
+  end
+
+  function M.incr(key, by)
+    check_key("kv.incr", key)
+    if by == nil then by = 1 end
+    if type(by) ~= "number" or by ~= by or by == huge or by == -huge then
+      error("bad argument #2 to 'kv.incr' (finite number expected, got " .. type(by) .. ")", 2)
+    end
+    local r, err = call("kv_incr", 4, vpre .. key, idx, seq, changes, key, json.encode(by),
+      tostring(now()), maxlen)
+    if not r then return nil, err end
+    if r[1] == 0 then return nil, r[2] end
+    return tonumber(r[2]), nil, r[3]
+  end
+
+  function M.list(prefix, opts)
+    if prefix == nil then prefix = "" end
+    if type(prefix) ~= "string" then
+      error("bad argument #1 to 'kv.list' (string prefix expected, got " .. type(prefix) .. ")", 2)
+    end
+    opts = check_opts("kv.list", opts, 2)
+    local limit = opts.limit or 100
+    if type(limit) ~= "number" or limit < 1 or limit > 1000 or limit ~= floor(limit) then
+      error("bad argument #2 to 'kv.list' (limit must be an integer from 1 to 1000)", 2)
+    end
+    local cursor = opts.cursor or ""
+    if type(cursor) ~= "string" then
+      error("bad argument #2 to 'kv.list' (cursor must be a string from a previous page)", 2)
+    end
+    local r, err = call("kv_list", 1, idx, prefix, cursor, tostring(limit), vpre)
+    if not r then return nil, err end
+    local items, flat = {}, r[2]
+    for i = 1, #flat, 4 do
+      items[#items + 1] = { key = flat[i], value = (decode(flat[i + 1], flat[i + 2])), version = tonumber(flat[i + 3]) }
+    end
+    return { items = items, cursor = r[1] or nil }
+  end
+
+  function M.getMany(keys)
+    if type(keys) ~= "table" then
+      error("bad argument #1 to 'kv.getMany' (table of keys expected, got " .. type(keys) .. ")", 2)
+    end
+    local n = #keys
+    if n == 0 then return {} end
+    if n > 1000 then error("bad argument #1 to 'kv.getMany' (at most 1000 keys)", 2) end
+    local args = {}
+    for i = 1, n do
+      check_key("kv.getMany", keys[i])
+      args[i] = vpre .. keys[i]
+    end
+    local r, err = call("kv_getmany", n, unpack(args))
+    if not r then return nil, err end
+    local out = {}
+    for i = 1, n do
+      local t = r[3 * i - 2]
+      if t then out[keys[i]] = (decode(t, r[3 * i - 1])) end
+    end
+    return out
+  end
+
+  return M
+end
+
+local namespaces = {}
+local kv = bind("default")
+
+function kv.namespace(name)
+  if type(name) ~= "string" or not name:match("^[%w_.%-]+$") or #name > 64 then
+    error("bad argument #1 to 'kv.namespace' (1 to 64 letters, digits, '_', '.' or '-')", 2)
+  end
+  local ns = namespaces[name]
+  if not ns then
+    ns = bind(name)
+    ns.namespace = kv.namespace
+    namespaces[name] = ns
+  end
+  return ns
+end
+
+namespaces.default = kv
+return kv

@@ -1,0 +1,328 @@
+/* modules.c - the primitives under the crescent.* modules, and their loaders. */
+#include "modules.h"
+
+#include <hiredis/hiredis.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "error.h"
+#include "invoke.h"
+#include "json.h"
+#include "log.h"
+#include "vm.h"
+
+#define MAX_ARGS 2048
+
+/* Embedded sources (cmake/embed.cmake). */
+#define EMBEDDED(sym)         \
+  extern const char sym[];    \
+  extern const size_t sym##_len;
+EMBEDDED(cr_stdlib_kv)
+EMBEDDED(cr_stdlib_storage)
+EMBEDDED(cr_stdlib_queue)
+EMBEDDED(cr_redis_kv_put)
+EMBEDDED(cr_redis_kv_delete)
+EMBEDDED(cr_redis_kv_incr)
+EMBEDDED(cr_redis_kv_getmany)
+EMBEDDED(cr_redis_kv_list)
+EMBEDDED(cr_redis_st_put)
+EMBEDDED(cr_redis_st_delete)
+EMBEDDED(cr_redis_st_list)
+EMBEDDED(cr_redis_q_send)
+EMBEDDED(cr_redis_q_promote)
+
+const cr_redis_script_t cr_stdlib_scripts[] = {
+    {"kv_put", cr_redis_kv_put},       {"kv_delete", cr_redis_kv_delete}, {"kv_incr", cr_redis_kv_incr},
+    {"kv_getmany", cr_redis_kv_getmany}, {"kv_list", cr_redis_kv_list},   {"st_put", cr_redis_st_put},
+    {"st_delete", cr_redis_st_delete}, {"st_list", cr_redis_st_list},     {"q_send", cr_redis_q_send},
+    {"q_promote", cr_redis_q_promote},
+};
+const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
+
+static struct {
+  cr_redis_t *redis;
+  cr_stdlib_opts_t opts;
+  char prefix[64];
+} S = {NULL, {"cr:", 1024 * 1024, 16u * 1024 * 1024, 256 * 1024, 100000}, "cr:"};
+
+void cr_stdlib_bind(cr_redis_t *redis, const cr_stdlib_opts_t *opts) {
+  S.redis = redis;
+  if (opts) {
+    S.opts = *opts;
+    snprintf(S.prefix, sizeof S.prefix, "%s", opts->prefix ? opts->prefix : "cr:");
+  }
+  S.opts.prefix = S.prefix;
+}
+
+cr_redis_t *cr_stdlib_redis(void) { return S.redis; }
+
+/* --- the call primitive ------------------------------------------------------------------------- */
+
+/* A Redis call an invocation waits on. */
+typedef struct {
+  cr_invocation_t *inv; /* NULL once detached */
+  cr_redis_req_t *req;
+} scall_t;
+
+/* Pushes a reply as a Lua value: strings and statuses as strings, integers
+ * as numbers, arrays as tables (a nil element as false, so # still works),
+ * errors inside arrays as strings. */
+static void push_reply(lua_State *L, const redisReply *r, int depth) {
+  switch (r->type) {
+  case REDIS_REPLY_STRING:
+  case REDIS_REPLY_STATUS:
+  case REDIS_REPLY_ERROR:
+    lua_pushlstring(L, r->str, r->len);
+    break;
+  case REDIS_REPLY_INTEGER:
+    lua_pushnumber(L, (double)r->integer);
+    break;
+  case REDIS_REPLY_ARRAY:
+    lua_createtable(L, (int)r->elements, 0);
+    if (depth < 8) {
+      for (size_t i = 0; i < r->elements; i++) {
+        if (r->element[i]->type == REDIS_REPLY_NIL) lua_pushboolean(L, 0);
+        else push_reply(L, r->element[i], depth + 1);
+        lua_rawseti(L, -2, (int)i + 1);
+      }
+    }
+    break;
+  default:
+    lua_pushnil(L);
+  }
+}
+
+static void scall_detach(void *pending) {
+  scall_t *c = pending;
+  cr_redis_cancel(c->req);
+  free(c);
+}
+
+static void on_scall_reply(void *data, redisReply *reply, const char *err) {
+  scall_t *c = data;
+  cr_invocation_t *inv = c->inv;
+  free(c);
+  if (!inv) return;
+  lua_State *co = inv->co;
+  int n;
+  if (err) {
+    lua_pushnil(co);
+    lua_pushstring(co, err);
+    n = 2;
+  } else if (reply->type == REDIS_REPLY_ERROR) {
+    lua_pushnil(co);
+    if (strncmp(reply->str, "NOSCRIPT", 8) == 0) lua_pushliteral(co, "redis unavailable (its script cache was flushed)");
+    else lua_pushfstring(co, "redis error: %s", reply->str);
+    n = 2;
+  } else if (reply->type == REDIS_REPLY_NIL) {
+    lua_pushnil(co);
+    n = 1;
+  } else {
+    push_reply(co, reply, 0);
+    n = 1;
+  }
+  cr_invoke_resume(inv, n);
+}
+
+/* eval(script, nkeys, ...) and cmd(name, ...): send, then yield until the reply. */
+static int l_call(lua_State *L) {
+  int is_eval = (int)lua_tointeger(L, lua_upvalueindex(1));
+  cr_invocation_t *inv = cr_invoke_current(L);
+  if (!inv) return luaL_error(L, "crescent stdlib calls are only possible inside a handler, not during init");
+  if (cr_clock_ns() >= inv->deadline_ns) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  int top = lua_gettop(L);
+  int first = is_eval ? 3 : 1;
+  int argc = top - first + 1;
+  if (argc < 1 || argc > MAX_ARGS) return luaL_error(L, "bad stdlib call: %d arguments", argc);
+  int script = -1, nkeys = 0;
+  if (is_eval) {
+    const char *name = luaL_checkstring(L, 1);
+    nkeys = (int)luaL_checkinteger(L, 2);
+    for (int i = 0; i < cr_stdlib_nscripts; i++)
+      if (strcmp(cr_stdlib_scripts[i].name, name) == 0) script = i;
+    if (script < 0) return luaL_error(L, "no such script: %s", name);
+  }
+  const char *small_argv[32];
+  size_t small_lens[32];
+  const char **argv = small_argv;
+  size_t *lens = small_lens;
+  if (argc > 32) {
+    argv = malloc(sizeof *argv * (size_t)argc);
+    lens = malloc(sizeof *lens * (size_t)argc);
+    if (!argv || !lens) {
+      free(argv);
+      free(lens);
+      return luaL_error(L, "out of memory");
+    }
+  }
+  for (int i = 0; i < argc; i++) {
+    int t = lua_type(L, first + i);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER) {
+      if (argv != small_argv) {
+        free(argv);
+        free(lens);
+      }
+      return luaL_error(L, "bad stdlib call: argument %d is a %s", i + 1, lua_typename(L, t));
+    }
+    argv[i] = lua_tolstring(L, first + i, &lens[i]);
+  }
+  scall_t *c = calloc(1, sizeof *c);
+  cr_redis_req_t *req = NULL;
+  if (c && S.redis) {
+    c->inv = inv;
+    req = is_eval ? cr_redis_eval(S.redis, script, nkeys, argc, argv, lens, on_scall_reply, c)
+                  : cr_redis_call(S.redis, argc, argv, lens, on_scall_reply, c);
+  }
+  if (argv != small_argv) {
+    free(argv);
+    free(lens);
+  }
+  if (!req) {
+    free(c);
+    lua_pushnil(L);
+    lua_pushliteral(L, "redis unavailable");
+    return 2;
+  }
+  c->req = req;
+  return cr_invoke_yield(L, inv, c, scall_detach);
+}
+
+/* hash(data) -> 16 hex digits of a 64-bit FNV-1a hash (entity tags). */
+static int l_hash(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 1099511628211ULL;
+  }
+  char out[17];
+  snprintf(out, sizeof out, "%016llx", (unsigned long long)h);
+  lua_pushlstring(L, out, 16);
+  return 1;
+}
+
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, (double)cr_wall_ms());
+  return 1;
+}
+
+/* --- module loaders ------------------------------------------------------------------------------ */
+
+/* Registry key of the primitives table, made once per state. */
+static char prims_key;
+
+static void push_prims(lua_State *L) {
+  lua_pushlightuserdata(L, &prims_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_isnil(L, -1)) return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 12);
+  lua_pushinteger(L, 1);
+  lua_pushcclosure(L, l_call, 1);
+  lua_setfield(L, -2, "eval");
+  lua_pushinteger(L, 0);
+  lua_pushcclosure(L, l_call, 1);
+  lua_setfield(L, -2, "cmd");
+  lua_pushcfunction(L, l_hash);
+  lua_setfield(L, -2, "hash");
+  lua_pushcfunction(L, l_now);
+  lua_setfield(L, -2, "now");
+  lua_pushstring(L, S.prefix);
+  lua_setfield(L, -2, "prefix");
+  lua_pushnumber(L, (double)S.opts.kv_max_value);
+  lua_setfield(L, -2, "kv_max_value");
+  lua_pushnumber(L, (double)S.opts.max_object);
+  lua_setfield(L, -2, "max_object");
+  lua_pushnumber(L, (double)S.opts.queue_max_body);
+  lua_setfield(L, -2, "queue_max_body");
+  lua_pushnumber(L, (double)S.opts.stream_maxlen);
+  lua_setfield(L, -2, "stream_maxlen");
+  cr_vm_push_sandbox(L, "modules");
+  lua_getfield(L, -1, "json");
+  lua_setfield(L, -3, "json");
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, &prims_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+static int load_embedded(lua_State *L, const char *src, size_t len, const char *name) {
+  if (luaL_loadbufferx(L, src, len, name, "t")) return lua_error(L);
+  push_prims(L);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static int open_kv(lua_State *L) { return load_embedded(L, cr_stdlib_kv, cr_stdlib_kv_len, "=crescent.kv"); }
+static int open_storage(lua_State *L) {
+  return load_embedded(L, cr_stdlib_storage, cr_stdlib_storage_len, "=crescent.storage");
+}
+static int open_queue(lua_State *L) { return load_embedded(L, cr_stdlib_queue, cr_stdlib_queue_len, "=crescent.queue"); }
+static int open_log(lua_State *L) {
+  cr_invoke_push_log(L);
+  return 1;
+}
+
+void cr_stdlib_preload(lua_State *L) {
+  lua_pushcfunction(L, open_kv);
+  lua_setfield(L, -2, "crescent.kv");
+  lua_pushcfunction(L, open_storage);
+  lua_setfield(L, -2, "crescent.storage");
+  lua_pushcfunction(L, open_queue);
+  lua_setfield(L, -2, "crescent.queue");
+  lua_pushcfunction(L, open_log);
+  lua_setfield(L, -2, "crescent.log");
+}
+
+/* --- delayed queue messages ---------------------------------------------------------------------- */
+
+typedef struct {
+  int busy;
+} promoter_t;
+static promoter_t promoter;
+
+static void on_promoted(void *data, redisReply *reply, const char *err) {
+  (void)data;
+  (void)reply;
+  (void)err;
+}
+
+static void on_queues(void *data, redisReply *reply, const char *err) {
+  (void)data;
+  promoter.busy = 0;
+  if (err || !reply || reply->type != REDIS_REPLY_ARRAY || !S.redis) return;
+  char now[32], maxlen[32];
+  snprintf(now, sizeof now, "%llu", (unsigned long long)cr_wall_ms());
+  snprintf(maxlen, sizeof maxlen, "%ld", S.opts.stream_maxlen);
+  for (size_t i = 0; i < reply->elements; i++) {
+    const redisReply *e = reply->element[i];
+    if (e->type != REDIS_REPLY_STRING || e->len > 200) continue;
+    char dkey[300], skey[300];
+    snprintf(dkey, sizeof dkey, "%s{q:%.*s}:d", S.prefix, (int)e->len, e->str);
+    snprintf(skey, sizeof skey, "%s{q:%.*s}:s", S.prefix, (int)e->len, e->str);
+    const char *argv[] = {dkey, skey, now, maxlen};
+    size_t lens[] = {strlen(dkey), strlen(skey), strlen(now), strlen(maxlen)};
+    int script = -1;
+    for (int k = 0; k < cr_stdlib_nscripts; k++)
+      if (strcmp(cr_stdlib_scripts[k].name, "q_promote") == 0) script = k;
+    cr_redis_eval(S.redis, script, 2, 4, argv, lens, on_promoted, NULL);
+  }
+}
+
+void cr_stdlib_promote_delayed(void) {
+  if (!S.redis || promoter.busy || !cr_redis_connected(S.redis)) return;
+  char key[96];
+  snprintf(key, sizeof key, "%squeues", S.prefix);
+  const char *argv[] = {"SMEMBERS", key};
+  size_t lens[] = {8, strlen(key)};
+  if (cr_redis_call(S.redis, 2, argv, lens, on_queues, NULL)) promoter.busy = 1;
+}

@@ -1,0 +1,53 @@
+/* modules.h - the crescent.* modules functions require: kv, storage, queue, log.
+ *
+ * The modules are Lua (stdlib/{kv,storage,queue}.lua, compiled into the binary) on a few C
+ * primitives given to them, and only to them, when they load: `call`, which
+ * sends one Redis command or script for the running invocation and yields
+ * until the reply (lua/sandbox.lua passes the yield through user coroutines;
+ * core/invoke.h resumes); `hash`; and the limits. Users cannot reach the
+ * primitives: require "crescent.kv" returns the module, not them.
+ *
+ * Expected failures come back as nil, err ("redis unavailable", "timeout",
+ * "value too large", ...); "not found" is nil with no error. A call made
+ * after the invocation's deadline fails at once with "timeout"; a call
+ * during a function's init raises an error (there is no invocation to wait
+ * in). A reply for an invocation that already ended is dropped.
+ *
+ * The data layout lives in the modules and in the Redis scripts
+ * (stdlib/redis/): every key starts with the prefix (default "cr:") and
+ * carries a {hash tag} per KV namespace, storage bucket or queue, so each
+ * could live on one Redis Cluster slot. See README.md. */
+#ifndef CR_MODULES_H
+#define CR_MODULES_H
+
+#include <stddef.h>
+
+#include "redis.h"
+
+typedef struct lua_State lua_State;
+
+typedef struct {
+  const char *prefix;      /* key prefix, "cr:" */
+  size_t kv_max_value;     /* bytes of one KV value (encoded) */
+  size_t max_object;       /* bytes of one storage object */
+  size_t queue_max_body;   /* bytes of one queue message */
+  long stream_maxlen;      /* change/event streams are capped near this length */
+} cr_stdlib_opts_t;
+
+/* The Redis scripts the modules run; pass them to cr_redis_new(). */
+extern const cr_redis_script_t cr_stdlib_scripts[];
+extern const int cr_stdlib_nscripts;
+
+/* Sets this process's Redis connection (NULL: none, calls fail) and limits. */
+void cr_stdlib_bind(cr_redis_t *redis, const cr_stdlib_opts_t *opts);
+cr_redis_t *cr_stdlib_redis(void);
+
+/* Adds the module loaders to the table at the top of L's stack (name ->
+ * loader), for the sandbox's require. */
+void cr_stdlib_preload(lua_State *L);
+
+/* Moves delayed queue messages that are due into their streams (run
+ * periodically by one worker). */
+void cr_stdlib_promote_delayed(void);
+
+#endif

@@ -1,0 +1,18 @@
+-- kv_incr: add to a number value (absent counts as 0), with a change record.
+-- KEYS: value hash, namespace index, version counter, changes stream
+-- ARGV: key, amount, time ms, stream maxlen
+local cur = redis.call('HMGET', KEYS[1], 't', 'v')
+local v = 0
+if cur[1] then
+  if cur[1] ~= 'n' then return {0, 'not a number'} end
+  v = tonumber(cur[2])
+end
+v = v + tonumber(ARGV[2])
+local s
+if v == math.floor(v) and math.abs(v) < 1e15 then s = string.format('%d', v) else s = string.format('%.17g', v) end
+local ver = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[1], 't', 'n', 'v', s, 'ver', ver)
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',
+  'op', 'put', 'key', ARGV[1], 'version', ver, 'time', ARGV[3])
+return {1, s, ver}

@@ -1,0 +1,22 @@
+-- st_list: one page of a bucket's objects by prefix (no data).
+-- KEYS: bucket index
+-- ARGV: prefix, cursor ("" for the first page), limit, object hash key prefix
+local min = ARGV[2] ~= '' and ('(' .. ARGV[2]) or ('[' .. ARGV[1])
+local max = ARGV[1] ~= '' and ('[' .. ARGV[1] .. '\255') or '+'
+local keys = redis.call('ZRANGEBYLEX', KEYS[1], min, max, 'LIMIT', 0, tonumber(ARGV[3]))
+local items = {}
+for _, k in ipairs(keys) do
+  local r = redis.call('HMGET', ARGV[4] .. k, 'size', 'etag', 'ct', 'mtime')
+  if r[1] then
+    items[#items + 1] = k
+    items[#items + 1] = r[1]
+    items[#items + 1] = r[2]
+    items[#items + 1] = r[3]
+    items[#items + 1] = r[4]
+  else
+    redis.call('ZREM', KEYS[1], k)
+  end
+end
+local cursor = false
+if #keys == tonumber(ARGV[3]) then cursor = keys[#keys] end
+return {cursor, items}

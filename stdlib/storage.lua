@@ -1,0 +1,150 @@
+-- crescent.storage: buckets of objects (bytes with a content type and metadata) on Redis.
+--
+--   local storage = require "crescent.storage"
+--   storage.put(bucket, key, data, {contentType=, metadata={}}) -> { etag=, size= } | nil, err
+--   storage.get(bucket, key)    -> data, info | nil (absent) | nil, err
+--   storage.head(bucket, key)   -> info | nil | nil, err
+--   storage.delete(bucket, key) -> true (deleted) | false (absent) | nil, err
+--   storage.list(bucket, {prefix=, limit=, cursor=}) -> { items = {info...}, cursor = next|nil }
+-- info = { key, size, etag, contentType, metadata (get/head only), lastModified (ms) }
+--
+-- Objects are binary-safe and at most the configured size (16 MB by default).
+-- Buckets are 1-63 of [a-z0-9.-]; keys 1-1024 bytes, without "." or ".."
+-- path segments, empty segments, or control characters. Put and delete
+-- append {event, bucket, key, size, etag, contentType, time} to the bucket's
+-- events stream, in the same atomic script.
+local P = ...
+local json = P.json
+local call, cmd, now, hash = P.eval, P.cmd, P.now, P.hash
+local type, tostring, tonumber, pcall, error, pairs = type, tostring, tonumber, pcall, error, pairs
+local maxlen = tostring(P.stream_maxlen)
+
+local M = {}
+
+local function bad(fname, n, msg)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+end
+
+local function check_bucket(fname, bucket)
+  if type(bucket) ~= "string" then bad(fname, 1, "bucket name expected, got " .. type(bucket)) end
+  if #bucket < 1 or #bucket > 63 or not bucket:match("^[a-z0-9][a-z0-9.%-]*$") then
+    bad(fname, 1, "bucket names are 1 to 63 of a-z, 0-9, '.' and '-', starting with a letter or digit")
+  end
+end
+
+-- Returns an error message for a bad key, or nil.
+local function key_problem(key)
+  if type(key) ~= "string" then return "object key expected, got " .. type(key) end
+  if #key == 0 then return "object key is empty" end
+  if #key > 1024 then return "object key is longer than 1024 bytes" end
+  if key:find("[%z\1-\31\127]") then return "object key has control characters" end
+  if key:sub(1, 1) == "/" then return "object key starts with '/'" end
+  for seg in (key .. "/"):gmatch("([^/]*)/") do
+    if seg == "" then return "object key has an empty path segment" end
+    if seg == "." or seg == ".." then return "object key has a '.' or '..' segment" end
+  end
+  return nil
+end
+M.key_problem = key_problem
+
+local function check_key(fname, key)
+  local problem = key_problem(key)
+  if problem then bad(fname, 2, problem) end
+end
+
+local function names(bucket)
+  local tag = P.prefix .. "{st:" .. bucket .. "}:"
+  return tag .. "o:", tag .. "i", tag .. "events"
+end
+
+function M.put(bucket, key, data, opts)
+  check_bucket("storage.put", bucket)
+  check_key("storage.put", key)
+  if type(data) ~= "string" then bad("storage.put", 3, "string data expected, got " .. type(data)) end
+  if opts ~= nil and type(opts) ~= "table" then bad("storage.put", 4, "table of options expected") end
+  opts = opts or {}
+  local ct = opts.contentType or "application/octet-stream"
+  if type(ct) ~= "string" or ct:find("[\r\n]") then bad("storage.put", 4, "contentType must be a string") end
+  local meta = opts.metadata or {}
+  if type(meta) ~= "table" then bad("storage.put", 4, "metadata must be a table of strings") end
+  for k, v in pairs(meta) do
+    if type(k) ~= "string" or type(v) ~= "string" then
+      bad("storage.put", 4, "metadata must be a table of string keys and string values")
+    end
+  end
+  if #data > P.max_object then return nil, "object too large" end
+  local opre, idx, events = names(bucket)
+  local etag = '"' .. hash(data) .. '"'
+  local size = tostring(#data)
+  local r, err = call("st_put", 3, opre .. key, idx, events, key, data, ct, json.encode(meta), size, etag,
+    tostring(now()), maxlen, bucket)
+  if not r then return nil, err end
+  return { etag = etag, size = #data }
+end
+
+local function info_of(key, r, with_meta)
+  local info = {
+    key = key, size = tonumber(r[2]), etag = r[3], contentType = r[4], lastModified = tonumber(r[5]),
+  }
+  if with_meta then
+    local ok, m = pcall(json.decode, r[6] or "{}")
+    info.metadata = ok and m or {}
+  end
+  return info
+end
+
+function M.get(bucket, key)
+  check_bucket("storage.get", bucket)
+  check_key("storage.get", key)
+  local opre = names(bucket)
+  local r, err = cmd("HMGET", opre .. key, "data", "size", "etag", "ct", "mtime", "meta")
+  if not r then return nil, err end
+  if not r[1] then return nil end
+  return r[1], info_of(key, r, true)
+end
+
+function M.head(bucket, key)
+  check_bucket("storage.head", bucket)
+  check_key("storage.head", key)
+  local opre = names(bucket)
+  local r, err = cmd("HMGET", opre .. key, "ct", "size", "etag", "ct", "mtime", "meta")
+  if not r then return nil, err end
+  if not r[2] then return nil end
+  return info_of(key, r, true)
+end
+
+function M.delete(bucket, key)
+  check_bucket("storage.delete", bucket)
+  check_key("storage.delete", key)
+  local opre, idx, events = names(bucket)
+  local r, err = call("st_delete", 3, opre .. key, idx, events, key, tostring(now()), maxlen, bucket)
+  if not r then return nil, err end
+  return r == 1
+end
+
+function M.list(bucket, opts)
+  check_bucket("storage.list", bucket)
+  if opts ~= nil and type(opts) ~= "table" then bad("storage.list", 2, "table of options expected") end
+  opts = opts or {}
+  local prefix = opts.prefix or ""
+  if type(prefix) ~= "string" then bad("storage.list", 2, "prefix must be a string") end
+  local limit = opts.limit or 100
+  if type(limit) ~= "number" or limit < 1 or limit > 1000 or limit % 1 ~= 0 then
+    bad("storage.list", 2, "limit must be an integer from 1 to 1000")
+  end
+  local cursor = opts.cursor or ""
+  if type(cursor) ~= "string" then bad("storage.list", 2, "cursor must be a string from a previous page") end
+  local opre, idx = names(bucket)
+  local r, err = call("st_list", 1, idx, prefix, cursor, tostring(limit), opre)
+  if not r then return nil, err end
+  local items, flat = {}, r[2]
+  for i = 1, #flat, 5 do
+    items[#items + 1] = {
+      key = flat[i], size = tonumber(flat[i + 1]), etag = flat[i + 2], contentType = flat[i + 3],
+      lastModified = tonumber(flat[i + 4]),
+    }
+  end
+  return { items = items, cursor = r[1] or nil }
+end
+
+return M
