@@ -40,6 +40,7 @@ static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
     cr_json_escape(b, fn->relpath, strlen(fn->relpath));
     cr_buf_append_str(b, ",\"routed\":");
     cr_buf_append_str(b, fn->routed ? "true" : "false");
+    if (fn->platform) cr_buf_append_str(b, ",\"platform\":true");
     if (v) {
       cr_buf_append_str(b, ",\"version\":");
       cr_buf_append_u64(b, v->number);

@@ -69,6 +69,7 @@ struct cr_http_conn_s {
   int last_was_value;
   int expect_continue;
   size_t header_bytes;
+  size_t body_limit; /* of the request being received */
   cr_buf_t head;     /* request target and header bytes */
   cr_buf_t body;
   cr_buf_t out;      /* response bytes not yet written */
@@ -261,7 +262,9 @@ static int on_headers_complete(llhttp_t *p) {
     c->headers[i].value_len = h->value_len;
   }
   if (p->method == HTTP_CONNECT) return refuse(c, 405);
-  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s->opts.max_body) return refuse(c, 413);
+  c->body_limit = s->opts.body_limit ? s->opts.body_limit(c->head.data ? c->head.data : "", c->target_len, s->opts.data)
+                                     : s->opts.max_body;
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->body_limit) return refuse(c, 413);
   for (int i = 0; i < c->nhdrs; i++) {
     cr_http_header_t *h = &c->headers[i];
     if (iequals(h->name, h->name_len, "expect")) {
@@ -278,7 +281,7 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
   cr_http_conn_t *c = p->data;
-  if (c->body.len + len > c->server->opts.max_body) return refuse(c, 413);
+  if (c->body.len + len > c->body_limit) return refuse(c, 413);
   if (cr_buf_append(&c->body, at, len)) return refuse(c, 503);
   return 0;
 }

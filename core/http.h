@@ -62,6 +62,8 @@ typedef struct {
   double keepalive_timeout;
   int max_connections;
   cr_http_request_cb on_request;
+  /* The body limit for a request target, if it is not max_body (may be NULL). */
+  size_t (*body_limit)(const char *target, size_t len, void *data);
   void *data;
 } cr_http_opts_t;
 

@@ -52,8 +52,8 @@ int cr_loader_read(const char *root, const char *relpath, char **src, size_t *le
   return 0;
 }
 
-int cr_loader_validate(const char *root, const char *relpath, const char *src, size_t len,
-                       double init_timeout, cr_settings_t *settings, char *err, size_t errlen) {
+static int validate(const char *root, const char *relpath, const char *src, size_t len, double init_timeout,
+                    int platform, cr_settings_t *settings, char *err, size_t errlen) {
   char chunkname[1100], name[1024];
   snprintf(chunkname, sizeof chunkname, "@%s", relpath);
   snprintf(name, sizeof name, "%.*s", (int)(strlen(relpath) > 4 ? strlen(relpath) - 4 : 0), relpath);
@@ -66,11 +66,22 @@ int cr_loader_validate(const char *root, const char *relpath, const char *src, s
   int rc = cr_vm_load(vm, chunkname, src, len, init_timeout, err, errlen);
   if (rc == 0) {
     char serr[900];
-    rc = cr_settings_read(vm->L, -1, settings, serr, sizeof serr);
+    rc = platform ? cr_settings_read_platform(vm->L, -1, settings, serr, sizeof serr)
+                  : cr_settings_read(vm->L, -1, settings, serr, sizeof serr);
     if (rc) snprintf(err, errlen, "%s: %s", relpath, serr);
   }
   cr_vm_free(vm);
   return rc;
+}
+
+int cr_loader_validate(const char *root, const char *relpath, const char *src, size_t len,
+                       double init_timeout, cr_settings_t *settings, char *err, size_t errlen) {
+  return validate(root, relpath, src, len, init_timeout, 0, settings, err, errlen);
+}
+
+int cr_loader_validate_platform(const char *relpath, const char *src, size_t len, cr_settings_t *settings,
+                                char *err, size_t errlen) {
+  return validate(NULL, relpath, src, len, CR_INIT_TIMEOUT, 1, settings, err, errlen);
 }
 
 static int write_all(int fd, const void *p, size_t n) {
@@ -94,8 +105,8 @@ static void validator_main(int fd, const char *root, cr_load_t *loads, int from,
     char err[4096];
     cr_buf_t b = CR_BUF_INIT;
     uint32_t hdr[3];
-    int rc = cr_loader_validate(root, loads[i].relpath, loads[i].source, loads[i].len, init_timeout, &s, err,
-                                sizeof err);
+    int rc = validate(root, loads[i].relpath, loads[i].source, loads[i].len, init_timeout, loads[i].platform, &s,
+                      err, sizeof err);
     if (rc == 0) {
       cr_settings_pack(&s, &b);
       cr_settings_free(&s);

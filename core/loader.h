@@ -20,6 +20,7 @@ typedef struct {
   const char *relpath;   /* in: the file, relative to root */
   const char *source;    /* in: its bytes */
   size_t len;
+  int platform;          /* in: one of the platform's own functions (may route under /_/) */
   int ok;                /* out */
   cr_settings_t settings;/* out, when ok */
   char *error;           /* out, when not ok: "file:line: message" (malloc'd) */
@@ -32,6 +33,8 @@ int cr_loader_read(const char *root, const char *relpath, char **src, size_t *le
  * seconds. Returns 0 or an error with err set. */
 int cr_loader_validate(const char *root, const char *relpath, const char *src, size_t len,
                        double init_timeout, cr_settings_t *settings, char *err, size_t errlen);
+int cr_loader_validate_platform(const char *relpath, const char *src, size_t len, cr_settings_t *settings,
+                                char *err, size_t errlen);
 
 /* Validates n files in a forked validator process. A file whose init is
  * stuck where hooks cannot stop it (inside a C call) costs the validator:

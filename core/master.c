@@ -33,6 +33,18 @@
 #define BACKOFF_MAX_MS 10000
 #define TICK_MS 100
 
+/* The platform's own functions, embedded from lua/. */
+extern const char cr_lua_storage_api[];
+extern const size_t cr_lua_storage_api_len;
+typedef struct {
+  const char *name;
+  const char *source;
+  const size_t *len;
+} platform_fn_t;
+static const platform_fn_t platform_functions[] = {
+    {"_/storage", cr_lua_storage_api, &cr_lua_storage_api_len},
+};
+
 typedef struct {
   pid_t pid;
   uint64_t started_ns;
@@ -66,9 +78,25 @@ static void load_functions(master_t *m) {
     cr_log(CR_LOG_ERROR, NULL, NULL, "cannot read the functions folder %s: %s", r->root, cr_strerror(rc));
     return;
   }
-  cr_load_t *loads = calloc((size_t)(n ? n : 1), sizeof *loads);
-  char **sources = calloc((size_t)(n ? n : 1), sizeof *sources);
-  for (int i = 0; i < n; i++) {
+  /* The platform's own functions go through the same validation. */
+  int nuser = n;
+  n += (int)(sizeof platform_functions / sizeof platform_functions[0]);
+  paths = realloc(paths, sizeof(char *) * (size_t)n);
+  cr_load_t *loads = calloc((size_t)n, sizeof *loads);
+  char **sources = calloc((size_t)n, sizeof *sources);
+  for (int i = nuser; i < n; i++) {
+    const platform_fn_t *pf = &platform_functions[i - nuser];
+    char rel[300];
+    snprintf(rel, sizeof rel, "%s.lua", pf->name);
+    paths[i] = strdup(rel);
+    sources[i] = malloc(*pf->len + 1);
+    memcpy(sources[i], pf->source, *pf->len + 1);
+    loads[i].relpath = paths[i];
+    loads[i].source = sources[i];
+    loads[i].len = *pf->len;
+    loads[i].platform = 1;
+  }
+  for (int i = 0; i < nuser; i++) {
     char err[512];
     size_t len = 0;
     loads[i].relpath = paths[i];
@@ -81,12 +109,21 @@ static void load_functions(master_t *m) {
   }
   cr_loader_run(r->root, loads, n, m->cfg->init_timeout);
   for (int i = 0; i < n; i++) {
-    cr_fn_t *fn = cr_registry_add(r, paths[i]);
+    cr_fn_t *fn = NULL;
+    if (loads[i].platform) {
+      char name[300];
+      snprintf(name, sizeof name, "%.*s", (int)strlen(paths[i]) - 4, paths[i]);
+      fn = cr_registry_add_platform(r, name);
+      if (fn && loads[i].ok && m->cfg->admin_token && *m->cfg->admin_token)
+        cr_settings_set_env(&loads[i].settings, "ADMIN_TOKEN", m->cfg->admin_token);
+    } else {
+      fn = cr_registry_add(r, paths[i]);
+    }
     if (!fn) continue;
     if (loads[i].ok && sources[i]) {
       cr_fnver_t *v = cr_registry_publish(r, fn, sources[i], loads[i].len, &loads[i].settings);
       sources[i] = NULL;
-      cr_log(CR_LOG_INFO, fn->name, NULL, "loaded %s (version %u, %s)", fn->relpath, v->number, v->hash);
+      if (!fn->platform) cr_log(CR_LOG_INFO, fn->name, NULL, "loaded %s (version %u, %s)", fn->relpath, v->number, v->hash);
     } else {
       const char *msg = loads[i].error ? loads[i].error : "could not be read";
       cr_registry_fail(fn, msg);
@@ -100,7 +137,7 @@ static void load_functions(master_t *m) {
   free(sources);
   free(paths);
   cr_registry_route(r);
-  if (r->nfns == 0) cr_log(CR_LOG_WARN, NULL, NULL, "no functions in %s yet: add a .lua file", r->root);
+  if (nuser == 0) cr_log(CR_LOG_WARN, NULL, NULL, "no functions in %s yet: add a .lua file", r->root);
 }
 
 static void spawn(master_t *m, int id) {

@@ -162,6 +162,14 @@ void cr_registry_hash(const char *data, size_t len, char out[13]) {
   snprintf(out, 13, "%012llx", (unsigned long long)(h >> 16));
 }
 
+cr_fn_t *cr_registry_add_platform(cr_registry_t *r, const char *name) {
+  char rel[300];
+  snprintf(rel, sizeof rel, "%s.lua", name);
+  cr_fn_t *fn = cr_registry_add(r, rel);
+  if (fn) fn->platform = 1;
+  return fn;
+}
+
 cr_fnver_t *cr_registry_publish(cr_registry_t *r, cr_fn_t *fn, char *source, size_t len,
                                 cr_settings_t *settings) {
   (void)r;
@@ -237,7 +245,9 @@ int cr_registry_default_route(const char *name, char *out, size_t outlen) {
 
 static int cmp_routed(const void *a, const void *b) {
   const cr_fn_t *x = *(cr_fn_t *const *)a, *y = *(cr_fn_t *const *)b;
-  /* Functions routed before keep priority; new ones follow in path order. */
+  /* The platform's functions first; then functions routed before keep
+   * priority; new ones follow in path order. */
+  if (x->platform != y->platform) return x->platform ? -1 : 1;
   uint64_t sx = x->routed_seq ? x->routed_seq : UINT64_MAX;
   uint64_t sy = y->routed_seq ? y->routed_seq : UINT64_MAX;
   if (sx != sy) return sx < sy ? -1 : 1;

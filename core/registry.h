@@ -46,6 +46,7 @@ struct cr_fn_s {
   unsigned versions; /* versions made so far */
   uint64_t routed_seq; /* when it first got its routes: earlier wins conflicts */
   int routed;
+  int platform;        /* one of crescent's own (embedded, not a file) */
 };
 
 typedef struct cr_registry_s {
@@ -69,6 +70,11 @@ int cr_registry_list(const char *root, char ***paths, int *n);
 cr_fn_t *cr_registry_find(const cr_registry_t *r, const char *name);
 /* Returns the function for relpath, creating it (without a version) if new. */
 cr_fn_t *cr_registry_add(cr_registry_t *r, const char *relpath);
+
+/* Returns the platform function name ("_/storage"), creating it if new. Its
+ * source comes from the binary, not a file; it is routed before user
+ * functions and may use /_/ routes. */
+cr_fn_t *cr_registry_add_platform(cr_registry_t *r, const char *name);
 
 /* Makes a new current version of fn. Takes ownership of source (malloc'd)
  * and of the settings' contents. Clears fn's error. */

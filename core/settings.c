@@ -89,7 +89,7 @@ static int read_number(lua_State *L, const char *key, double lo, double hi, int 
   return 0;
 }
 
-static int read_routes(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
+static int read_routes(lua_State *L, cr_settings_t *s, int platform, char *err, size_t errlen) {
   lua_getfield(L, -1, "routes");
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
@@ -138,7 +138,7 @@ static int read_routes(lua_State *L, cr_settings_t *s, char *err, size_t errlen)
       lua_pop(L, 2);
       return rc;
     }
-    if (strncmp(path, "/_/", 3) == 0 || strcmp(path, "/_") == 0) {
+    if (!platform && (strncmp(path, "/_/", 3) == 0 || strcmp(path, "/_") == 0)) {
       int rc = fail(err, errlen, "setting 'routes': \"%s\": paths under /_/ are reserved for the platform", r);
       lua_pop(L, 2);
       return rc;
@@ -272,7 +272,36 @@ static int read_triggers(lua_State *L, cr_settings_t *s, char *err, size_t errle
   return 0;
 }
 
+static int read_settings(lua_State *L, int idx, cr_settings_t *s, int platform, char *err, size_t errlen);
+
 int cr_settings_read(lua_State *L, int idx, cr_settings_t *s, char *err, size_t errlen) {
+  return read_settings(L, idx, s, 0, err, errlen);
+}
+
+int cr_settings_read_platform(lua_State *L, int idx, cr_settings_t *s, char *err, size_t errlen) {
+  return read_settings(L, idx, s, 1, err, errlen);
+}
+
+int cr_settings_set_env(cr_settings_t *s, const char *name, const char *value) {
+  for (int i = 0; i < s->nenv; i++) {
+    if (strcmp(s->env[2 * i], name) == 0) {
+      char *v = strdup(value);
+      if (!v) return CR_ENOMEM;
+      free(s->env[2 * i + 1]);
+      s->env[2 * i + 1] = v;
+      return 0;
+    }
+  }
+  char **env = realloc(s->env, sizeof(char *) * 2 * (size_t)(s->nenv + 1));
+  if (!env) return CR_ENOMEM;
+  s->env = env;
+  s->env[2 * s->nenv] = strdup(name);
+  s->env[2 * s->nenv + 1] = strdup(value);
+  s->nenv++;
+  return 0;
+}
+
+static int read_settings(lua_State *L, int idx, cr_settings_t *s, int platform, char *err, size_t errlen) {
   cr_settings_defaults(s);
   int t = lua_type(L, idx);
   if (t == LUA_TFUNCTION) return 0;
@@ -338,7 +367,7 @@ int cr_settings_read(lua_State *L, int idx, cr_settings_t *s, char *err, size_t 
     rc = fail(err, errlen, "setting 'warm' (%d) cannot exceed 'concurrency' (%d)", s->warm, s->concurrency);
     goto out;
   }
-  if ((rc = read_routes(L, s, err, errlen))) goto out;
+  if ((rc = read_routes(L, s, platform, err, errlen))) goto out;
   if ((rc = read_env(L, s, err, errlen))) goto out;
   if ((rc = read_triggers(L, s, err, errlen))) goto out;
 out:

@@ -49,6 +49,8 @@ int cr_settings_copy(cr_settings_t *dst, const cr_settings_t *src);
  * Fills s and returns 0, or writes "setting 'x' must be ..." to err and
  * returns CR_EINVAL. Leaves the Lua stack as it found it. */
 int cr_settings_read(lua_State *L, int idx, cr_settings_t *s, char *err, size_t errlen);
+/* The same for the platform's own functions, which may route under /_/. */
+int cr_settings_read_platform(lua_State *L, int idx, cr_settings_t *s, char *err, size_t errlen);
 
 /* Serialization between processes. unpack returns CR_EINVAL on bad input. */
 int cr_settings_pack(const cr_settings_t *s, cr_buf_t *out);
@@ -56,5 +58,7 @@ int cr_settings_unpack(const char *data, size_t len, cr_settings_t *s);
 
 /* The value of env name, or NULL. */
 const char *cr_settings_env(const cr_settings_t *s, const char *name);
+/* Sets env name to value (replacing it if present). */
+int cr_settings_set_env(cr_settings_t *s, const char *name, const char *value);
 
 #endif

@@ -82,14 +82,15 @@ int cr_listen_socket(const char *host, int port, int reuseport, int listen_backl
 }
 
 static void route(worker_t *w, cr_http_req_t *req) {
-  if (cr_admin_owns(req->path, req->path_len)) {
-    cr_admin_handle(&w->admin, req);
-    return;
-  }
   cr_route_match_t m;
   int rc = cr_router_match(w->args->registry->router, req->method, req->path, req->path_len, &m);
   if (rc == 0) {
     cr_gateway_invoke(w->gateway, req, m.target, &m);
+    return;
+  }
+  /* /_/ is the platform's: its functions (storage) routed above, the rest here. */
+  if (rc == CR_ENOENT && cr_admin_owns(req->path, req->path_len)) {
+    cr_admin_handle(&w->admin, req);
     return;
   }
   if (rc == CR_EINVAL) {
@@ -109,6 +110,14 @@ static void route(worker_t *w, cr_http_req_t *req) {
     return;
   }
   cr_http_respond_error(req, 404, "not found");
+}
+
+/* Storage uploads may be as large as an object; everything else max-body. */
+static size_t body_limit(const char *target, size_t len, void *data) {
+  worker_t *w = data;
+  const cr_config_t *cfg = w->args->config;
+  if (len > 11 && memcmp(target, "/_/storage/", 11) == 0 && cfg->max_object > cfg->max_body) return cfg->max_object;
+  return cfg->max_body;
 }
 
 static void on_request(cr_http_req_t *req, void *data) {
@@ -226,6 +235,7 @@ int cr_worker_main(cr_worker_args_t *args) {
       .keepalive_timeout = cfg->keepalive_timeout,
       .max_connections = cfg->max_connections,
       .on_request = on_request,
+      .body_limit = body_limit,
       .data = &w,
   };
   int rc = cr_http_server_start(&w.http, w.loop, fd, &opts);

@@ -1,0 +1,90 @@
+-- storage_api: the platform function behind /_/storage, the HTTP face of crescent.storage.
+--
+--   PUT    /_/storage/{bucket}/{key}   body = the object; Content-Type kept; X-Meta-* headers
+--                                      become metadata -> 200 {"etag","size"} (ETag header)
+--   GET    /_/storage/{bucket}/{key}   the object, with Content-Type, ETag, X-Meta-*;
+--                                      If-None-Match with its etag -> 304
+--   HEAD   /_/storage/{bucket}/{key}   the same headers, no body
+--   DELETE /_/storage/{bucket}/{key}   204, or 404 if there was no such object
+--   GET    /_/storage/{bucket}?prefix=&limit=&cursor=  -> {"items":[...],"cursor":...}
+--
+-- Access: with an admin token configured (--admin-token / CRESCENT_ADMIN_TOKEN),
+-- requests need "Authorization: Bearer <token>"; without one, only loopback
+-- clients may use it.
+local storage = require "crescent.storage"
+
+local function fail(status, msg)
+  return { status = status, body = { error = msg } }
+end
+
+local function allowed(event, token)
+  if token and token ~= "" then
+    return event.headers.authorization == "Bearer " .. token
+  end
+  local ip = event.ip
+  return ip == "127.0.0.1" or ip == "::1" or ip:sub(1, 4) == "127." or ip == "::ffff:127.0.0.1"
+end
+
+local function store_error(err)
+  if err == "object too large" then return fail(413, err) end
+  return fail(503, err)
+end
+
+return {
+  routes = { "ANY /_/storage/:bucket", "ANY /_/storage/:bucket/*key" },
+  timeout = 60,
+  memory = 256,
+  handler = function(event, ctx)
+    if not allowed(event, ctx.env.ADMIN_TOKEN) then
+      return { status = 401, headers = { ["www-authenticate"] = 'Bearer realm="crescent"' },
+               body = { error = "unauthorized" } }
+    end
+    local bucket, key, method = event.params.bucket, event.params.key, event.method
+    if not bucket:match("^[a-z0-9][a-z0-9.%-]*$") or #bucket > 63 then
+      return fail(400, "bad bucket name: 1 to 63 of a-z, 0-9, '.' and '-'")
+    end
+    if key == nil or key == "" then
+      if method ~= "GET" and method ~= "HEAD" then
+        return { status = 405, headers = { allow = "GET, HEAD" }, body = { error = "method not allowed" } }
+      end
+      local q = event.query
+      local page, err = storage.list(bucket, { prefix = q.prefix, cursor = q.cursor,
+                                               limit = tonumber(q.limit) or 100 })
+      if not page then return store_error(err) end
+      return { status = 200, body = { items = setmetatable(page.items, json.array_mt), cursor = page.cursor } }
+    end
+    local problem = storage.key_problem(key)
+    if problem then return fail(400, problem) end
+
+    if method == "PUT" then
+      local meta = {}
+      for name, value in pairs(event.headers) do
+        local m = name:match("^x%-meta%-(.+)$")
+        if m then meta[m] = value end
+      end
+      local info, err = storage.put(bucket, key, event.body,
+        { contentType = event.headers["content-type"], metadata = meta })
+      if not info then return store_error(err) end
+      return { status = 200, headers = { etag = info.etag }, body = info }
+    elseif method == "GET" or method == "HEAD" then
+      local data, info = storage.get(bucket, key)
+      if not data then
+        if info then return store_error(info) end
+        return fail(404, "no such object")
+      end
+      local headers = { etag = info.etag, ["last-modified"] = os.date("!%a, %d %b %Y %H:%M:%S GMT",
+                        math.floor(info.lastModified / 1000)), ["content-type"] = info.contentType }
+      for k, v in pairs(info.metadata or {}) do headers["x-meta-" .. k] = v end
+      if event.headers["if-none-match"] == info.etag then
+        return { status = 304, headers = headers }
+      end
+      return { status = 200, headers = headers, body = data }
+    elseif method == "DELETE" then
+      local deleted, err = storage.delete(bucket, key)
+      if deleted == nil then return store_error(err) end
+      if not deleted then return fail(404, "no such object") end
+      return { status = 204 }
+    end
+    return { status = 405, headers = { allow = "GET, HEAD, PUT, DELETE" }, body = { error = "method not allowed" } }
+  end,
+}
