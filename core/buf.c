@@ -17,8 +17,8 @@ void cr_buf_free(cr_buf_t *b) {
 }
 
 int cr_buf_reserve(cr_buf_t *b, size_t extra) {
-  if (b->len + extra <= b->cap) return 0;
-  if (extra > ((size_t)1 << 40)) return CR_ENOMEM;
+  if (extra <= b->cap - b->len) return 0;
+  if (extra > ((size_t)1 << 40)) return CR_ENOMEM; /* also keeps len + extra from wrapping */
   size_t cap = b->cap ? b->cap : 256;
   while (cap < b->len + extra) cap *= 2;
   char *p = realloc(b->data, cap);

@@ -93,8 +93,10 @@ void cr_config_free(cr_config_t *c) {
 int cr_parse_size(const char *s, size_t *out) {
   char *end;
   errno = 0;
+  /* Digits only: strtod would also take "nan", "inf" and hex. */
+  if (!((*s >= '0' && *s <= '9') || (*s == '.' && s[1] >= '0' && s[1] <= '9'))) return CR_EINVAL;
   double v = strtod(s, &end);
-  if (end == s || errno || v < 0) return CR_EINVAL;
+  if (end == s || errno || v < 0 || v != v) return CR_EINVAL;
   while (*end == ' ') end++;
   double mult = 1;
   switch (tolower((unsigned char)*end)) {
@@ -116,6 +118,7 @@ int cr_parse_size(const char *s, size_t *out) {
 int cr_parse_seconds(const char *s, double *out) {
   char *end;
   errno = 0;
+  if (!((*s >= '0' && *s <= '9') || (*s == '.' && s[1] >= '0' && s[1] <= '9'))) return CR_EINVAL;
   double v = strtod(s, &end);
   if (end == s || errno || v < 0 || v != v) return CR_EINVAL;
   if (strcmp(end, "ms") == 0) v /= 1000;
@@ -192,18 +195,24 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
       *(int *)field = (int)v;
       return 0;
     }
-    case OPT_SIZE:
-      if (cr_parse_size(value, (size_t *)field) || *(size_t *)field == 0) {
+    case OPT_SIZE: {
+      size_t v;
+      if (cr_parse_size(value, &v) || v == 0) {
         snprintf(err, errlen, "--%s: expected a size like 6m, 16k or 1048576, got '%s'", name, value);
         return CR_EINVAL;
       }
+      *(size_t *)field = v;
       return 0;
-    case OPT_SECONDS:
-      if (cr_parse_seconds(value, (double *)field) || *(double *)field <= 0) {
+    }
+    case OPT_SECONDS: {
+      double v;
+      if (cr_parse_seconds(value, &v) || v <= 0) {
         snprintf(err, errlen, "--%s: expected seconds like 30, 0.5 or 500ms, got '%s'", name, value);
         return CR_EINVAL;
       }
+      *(double *)field = v;
       return 0;
+    }
     case OPT_NUMBER: {
       char *end;
       double v = strtod(value, &end);

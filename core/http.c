@@ -205,6 +205,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   char *o = c->head.data + c->head.len;
   for (size_t i = 0; i < len; i++) {
     char ch = at[i];
+    /* llhttp lets "Name : v" through; RFC 9112 §5.1 says 400 (it smuggles). */
+    if (ch == ' ' || ch == '\t') return refuse(c, 400);
     o[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
   }
   c->head.len += len;

@@ -3,6 +3,7 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +60,10 @@ int cr_json_number(cr_buf_t *b, double v) {
     return cr_buf_append_i64(b, (long long)v);
   }
   char tmp[32];
-  for (int prec = 15; prec <= 17; prec++) {
+  /* 15 digits round-trip for most doubles; subnormals carry fewer digits, so
+   * look for their shortest form from 1. */
+  int first = fabs(v) < DBL_MIN ? 1 : 15;
+  for (int prec = first; prec <= 17; prec++) {
     snprintf(tmp, sizeof tmp, "%.*g", prec, v);
     if (prec == 17 || strtod(tmp, NULL) == v) break;
   }

@@ -347,7 +347,9 @@ static cr_redis_req_t *send_argv(cr_redis_t *r, int argc, const char **argv, con
 
 static void on_internal(void *data, redisReply *reply, const char *err) {
   cr_redis_t *r = data;
-  if (err || (reply && reply->type == REDIS_REPLY_ERROR)) {
+  /* A connection going down fails these too; on_disconnect reports that. */
+  if (err || r->closing) return;
+  if (reply && reply->type == REDIS_REPLY_ERROR) {
     cr_log(CR_LOG_ERROR, NULL, NULL, "Redis refused the connection set-up: %s", err ? err : reply->str);
     if (r->ac && !err) redisAsyncDisconnect(r->ac);
   }
