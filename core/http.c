@@ -66,6 +66,8 @@ struct cr_http_conn_s {
   int in_feed;       /* inside feed(): responses are written at its end */
   int peer_eof;
   int error_status;  /* set by a parser callback that refused the request */
+  int doomed;        /* closed while a request waits for its answer: close once answered */
+  int headers_done;  /* later header callbacks are trailers: ignored */
   int last_was_value;
   int expect_continue;
   size_t header_bytes;
@@ -87,7 +89,8 @@ struct cr_http_conn_s {
 static void conn_close(cr_http_conn_t *c);
 static void feed(cr_http_conn_t *c, const char *data, size_t len);
 static void flush(cr_http_conn_t *c);
-static void after_response(cr_http_conn_t *c);
+static void next_step(cr_http_conn_t *c);
+static void request_done(cr_http_conn_t *c);
 
 /* --- status texts ----------------------------------------------------------------------------- */
 
@@ -167,6 +170,7 @@ static int refuse(cr_http_conn_t *c, int status) {
 static int on_message_begin(llhttp_t *p) {
   cr_http_conn_t *c = p->data;
   c->phase = PHASE_RECEIVING;
+  c->headers_done = 0;
   c->header_bytes = 0;
   c->nhdrs = 0;
   c->target_len = 0;
@@ -190,6 +194,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   cr_http_conn_t *c = p->data;
+  if (c->headers_done) return 0; /* a chunked trailer: the request's headers are fixed */
   c->header_bytes += len;
   if (c->header_bytes > c->server->opts.max_header) return refuse(c, 431);
   if (c->nhdrs == 0 || c->last_was_value) {
@@ -216,6 +221,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   cr_http_conn_t *c = p->data;
+  if (c->headers_done) return 0;
   c->header_bytes += len;
   if (c->header_bytes > c->server->opts.max_header) return refuse(c, 431);
   hdr_off_t *h = &c->hdrs[c->nhdrs - 1];
@@ -255,6 +261,7 @@ static unsigned method_bit(uint8_t m) {
 static int on_headers_complete(llhttp_t *p) {
   cr_http_conn_t *c = p->data;
   cr_http_server_t *s = c->server;
+  c->headers_done = 1;
   /* The head buffer no longer grows: offsets can become pointers. */
   for (int i = 0; i < c->nhdrs; i++) {
     hdr_off_t *h = &c->hdrs[i];
@@ -363,7 +370,14 @@ void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const 
   else if (req->http_minor == 0) cr_buf_append_str(o, "\r\nConnection: keep-alive\r\n\r\n");
   else cr_buf_append(o, "\r\n\r\n", 4);
   if (!bodyless && !req->head) cr_buf_append(o, body, len);
-  after_response(c);
+  request_done(c);
+  if (c->doomed) {
+    /* The connection was lost while this was being answered. */
+    c->out.len = 0;
+    conn_close(c);
+    return;
+  }
+  next_step(c);
 }
 
 void cr_http_respond_error(cr_http_req_t *req, int status, const char *msg) {
@@ -399,7 +413,7 @@ static void on_write(uv_write_t *w, int status) {
   }
   cr_buf_reset(&c->wout, KEEP_BUF);
   uv_timer_stop(&c->timer);
-  after_response(c);
+  next_step(c);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
@@ -452,20 +466,24 @@ static void start_lingering(cr_http_conn_t *c) {
   conn_timer(c, LINGER_MS);
 }
 
-/* The request has been answered (its bytes are in out), or a write finished:
- * decide what the connection does next. */
-static void after_response(cr_http_conn_t *c) {
+/* The request has been answered: its bytes are in out. */
+static void request_done(cr_http_conn_t *c) {
+  c->phase = PHASE_IDLE;
+  c->head.len = 0;
+  c->body.len = 0;
+  cr_buf_reset(&c->head, KEEP_BUF);
+  cr_buf_reset(&c->body, KEEP_BUF);
+}
+
+/* A request was answered, a write finished, or feed() is done: decide what
+ * the connection does next. A request still being handled (waiting for a
+ * concurrency place or on I/O) keeps the connection as it is. */
+static void next_step(cr_http_conn_t *c) {
   if (c->closing) return;
-  if (c->phase == PHASE_BUSY) {
-    c->phase = PHASE_IDLE;
-    c->head.len = 0;
-    c->body.len = 0;
-    cr_buf_reset(&c->head, KEEP_BUF);
-    cr_buf_reset(&c->body, KEEP_BUF);
-  }
   if (c->in_feed) return; /* feed() goes on with the next pipelined request, then flushes */
   flush(c);
   if (c->writing || c->closing) return;
+  if (c->phase == PHASE_BUSY) return;
   if (c->close_after) {
     if (c->error_status && !c->peer_eof) start_lingering(c);
     else conn_close(c);
@@ -563,7 +581,7 @@ static void feed(cr_http_conn_t *c, const char *data, size_t len) {
     break;
   }
   c->in_feed = 0;
-  if (!c->closing) after_response(c);
+  if (!c->closing) next_step(c);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -628,6 +646,14 @@ static void maybe_drained(cr_http_server_t *s) {
 
 static void conn_close(cr_http_conn_t *c) {
   if (c->closing) return;
+  if (c->phase == PHASE_BUSY) {
+    /* A handler still holds the request: the connection must outlive it.
+     * Stop everything; close once the answer comes (cr_http_respond_finish). */
+    c->doomed = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    return;
+  }
   c->closing = 1;
   cr_http_server_t *s = c->server;
   if (c->prev) c->prev->next = c->next;
@@ -685,6 +711,8 @@ static void on_connection(uv_stream_t *ls, int status) {
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
+static void on_failed_listener_closed(uv_handle_t *h) { free(h->data); }
+
 int cr_http_server_start(cr_http_server_t **out, uv_loop_t *loop, int fd, const cr_http_opts_t *opts) {
   cr_http_server_t *s = calloc(1, sizeof *s);
   if (!s) return CR_ENOMEM;
@@ -708,13 +736,16 @@ int cr_http_server_start(cr_http_server_t **out, uv_loop_t *loop, int fd, const 
            rnd[2], rnd[3], rnd[4], rnd[5], rnd[6] & 15, rnd[7], 8 | (rnd[6] >> 6), (rnd[6] >> 4) & 3,
            rnd[0] ^ rnd[7]);
   int rc = uv_tcp_init(loop, &s->listener);
-  if (rc == 0) rc = uv_tcp_open(&s->listener, fd);
-  if (rc == 0) {
-    s->listener.data = s;
-    rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
-  }
   if (rc) {
     free(s);
+    return rc;
+  }
+  s->listener.data = s;
+  rc = uv_tcp_open(&s->listener, fd);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+  if (rc) {
+    /* The handle is known to the loop now: free the server once it is closed. */
+    uv_close((uv_handle_t *)&s->listener, on_failed_listener_closed);
     return rc;
   }
   *out = s;

@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "error.h"
 #include "log.h"
+#include "wire.h"
 
 #define MAX_DEPTH 16
 
@@ -27,6 +28,7 @@ static void fn_free(cr_fn_t *fn) {
   free(fn->relpath);
   free(fn->chunkname);
   free(fn->error);
+  free(fn->logged);
   free(fn);
 }
 
@@ -153,12 +155,16 @@ cr_fn_t *cr_registry_add(cr_registry_t *r, const char *relpath) {
   return fn;
 }
 
-void cr_registry_hash(const char *data, size_t len, char out[13]) {
-  uint64_t h = 1469598103934665603ULL;
+static uint64_t fnv1a(uint64_t h, const char *data, size_t len) {
   for (size_t i = 0; i < len; i++) {
     h ^= (unsigned char)data[i];
     h *= 1099511628211ULL;
   }
+  return h;
+}
+
+void cr_registry_hash(const char *data, size_t len, char out[13]) {
+  uint64_t h = fnv1a(14695981039346656037ULL, data, len);
   snprintf(out, 13, "%012llx", (unsigned long long)(h >> 16));
 }
 
@@ -172,12 +178,27 @@ cr_fn_t *cr_registry_add_platform(cr_registry_t *r, const char *name) {
 
 cr_fnver_t *cr_registry_publish(cr_registry_t *r, cr_fn_t *fn, char *source, size_t len,
                                 cr_settings_t *settings) {
+  return cr_registry_publish_with(r, fn, source, len, settings, NULL);
+}
+
+cr_fnver_t *cr_registry_publish_with(cr_registry_t *r, cr_fn_t *fn, char *source, size_t len,
+                                     cr_settings_t *settings, cr_vm_modules_t *modules) {
   (void)r;
   cr_fnver_t *v = calloc(1, sizeof *v);
   if (!v) return NULL;
   v->fn = fn;
   v->number = ++fn->versions;
-  cr_registry_hash(source, len, v->hash);
+  /* The hash covers the modules too: a changed module is a new version. */
+  uint64_t h = fnv1a(14695981039346656037ULL, source, len);
+  if (modules) {
+    v->modules = *modules;
+    memset(modules, 0, sizeof *modules);
+    for (int i = 0; i < v->modules.n; i++) {
+      h = fnv1a(h, v->modules.items[i].name, strlen(v->modules.items[i].name) + 1);
+      h = fnv1a(h, v->modules.items[i].source, v->modules.items[i].len);
+    }
+  }
+  snprintf(v->hash, sizeof v->hash, "%012llx", (unsigned long long)(h >> 16));
   v->source = source;
   v->source_len = len;
   v->settings = *settings;
@@ -186,9 +207,19 @@ cr_fnver_t *cr_registry_publish(cr_registry_t *r, cr_fn_t *fn, char *source, siz
   v->refs = 1;
   if (fn->current) cr_fnver_unref(fn->current);
   fn->current = v;
+  fn->removed = 0;
   free(fn->error);
   fn->error = NULL;
   return v;
+}
+
+void cr_registry_remove(cr_fn_t *fn) {
+  if (fn->current) cr_fnver_unref(fn->current);
+  fn->current = NULL;
+  fn->removed = 1;
+  fn->routed_seq = 0;
+  free(fn->error);
+  fn->error = NULL;
 }
 
 void cr_registry_fail(cr_fn_t *fn, const char *msg) {
@@ -203,7 +234,120 @@ void cr_fnver_unref(cr_fnver_t *v) {
   if (--v->refs > 0) return;
   free(v->source);
   cr_settings_free(&v->settings);
+  cr_vm_modules_free(&v->modules);
   free(v);
+}
+
+/* --- changes as messages ---------------------------------------------------------------------- */
+
+static int op_head(cr_buf_t *out, int op, const cr_fn_t *fn) {
+  return cr_wire_u32(out, (uint32_t)op) || cr_wire_str(out, fn->relpath) || cr_wire_u32(out, (uint32_t)fn->platform) ||
+         cr_wire_u32(out, (uint32_t)fn->slot);
+}
+
+int cr_registry_op_publish(cr_buf_t *out, const cr_fn_t *fn, const char *source, size_t len,
+                           const cr_settings_t *settings, const cr_vm_modules_t *modules) {
+  int rc = op_head(out, CR_OP_PUBLISH, fn) || cr_wire_u32(out, fn->versions + 1) || cr_wire_u64(out, cr_wall_ms()) ||
+           cr_wire_bytes(out, source, len) || cr_settings_pack(settings, out) ||
+           cr_wire_u32(out, modules ? (uint32_t)modules->n : 0);
+  for (int i = 0; modules && i < modules->n && !rc; i++)
+    rc = cr_wire_str(out, modules->items[i].name) || cr_wire_str(out, modules->items[i].relpath) ||
+         cr_wire_bytes(out, modules->items[i].source, modules->items[i].len);
+  return rc ? CR_ENOMEM : 0;
+}
+
+int cr_registry_op_fail(cr_buf_t *out, const cr_fn_t *fn, const char *error) {
+  return op_head(out, CR_OP_FAIL, fn) || cr_wire_str(out, error) || cr_wire_u64(out, cr_wall_ms()) ? CR_ENOMEM : 0;
+}
+
+int cr_registry_op_remove(cr_buf_t *out, const cr_fn_t *fn) { return op_head(out, CR_OP_REMOVE, fn) ? CR_ENOMEM : 0; }
+
+int cr_registry_op_route(cr_buf_t *out) { return cr_wire_u32(out, CR_OP_ROUTE) ? CR_ENOMEM : 0; }
+
+/* The function with this relpath, made with this slot if it is new. */
+static cr_fn_t *fn_for(cr_registry_t *r, const char *relpath, int platform, int slot) {
+  size_t n = strlen(relpath);
+  if (n < 5) return NULL;
+  char name[1100];
+  snprintf(name, sizeof name, "%.*s", (int)(n - 4), relpath);
+  cr_fn_t *fn = cr_registry_find(r, name);
+  if (!fn) {
+    fn = cr_registry_add(r, relpath);
+    if (!fn) return NULL;
+    fn->slot = slot;
+    if (r->next_slot <= slot) r->next_slot = slot + 1;
+  }
+  fn->platform = platform;
+  return fn;
+}
+
+int cr_registry_apply(cr_registry_t *r, const char *msg, size_t len, int *op, cr_fn_t **fnp) {
+  cr_wire_reader_t rd;
+  cr_wire_reader(&rd, msg, len);
+  *op = (int)cr_wire_get_u32(&rd);
+  *fnp = NULL;
+  if (*op == CR_OP_ROUTE) {
+    cr_registry_route(r);
+    return rd.bad ? CR_EINVAL : 0;
+  }
+  char *relpath = cr_wire_get_bytes(&rd, NULL);
+  int platform = (int)cr_wire_get_u32(&rd);
+  int slot = (int)cr_wire_get_u32(&rd);
+  if (rd.bad || !relpath || slot < 0) {
+    free(relpath);
+    return CR_EINVAL;
+  }
+  cr_fn_t *fn = fn_for(r, relpath, platform, slot);
+  free(relpath);
+  if (!fn) return CR_ENOMEM;
+  *fnp = fn;
+  if (*op == CR_OP_REMOVE) {
+    cr_registry_remove(fn);
+    return 0;
+  }
+  if (*op == CR_OP_FAIL) {
+    char *error = cr_wire_get_bytes(&rd, NULL);
+    uint64_t ms = cr_wire_get_u64(&rd);
+    if (rd.bad || !error) {
+      free(error);
+      return CR_EINVAL;
+    }
+    cr_registry_fail(fn, error);
+    fn->error_ms = ms;
+    free(error);
+    return 0;
+  }
+  if (*op != CR_OP_PUBLISH) return CR_EINVAL;
+  unsigned number = cr_wire_get_u32(&rd);
+  uint64_t loaded_ms = cr_wire_get_u64(&rd);
+  size_t slen;
+  char *source = cr_wire_get_bytes(&rd, &slen);
+  cr_settings_t settings;
+  if (!source || cr_settings_unpack_from(&rd, &settings)) {
+    free(source);
+    return CR_EINVAL;
+  }
+  cr_vm_modules_t modules = {0};
+  uint32_t nm = cr_wire_get_u32(&rd);
+  for (uint32_t i = 0; i < nm && !rd.bad && i < 10000; i++) {
+    size_t ml;
+    char *name = cr_wire_get_bytes(&rd, NULL), *rel = cr_wire_get_bytes(&rd, NULL), *src = cr_wire_get_bytes(&rd, &ml);
+    if (name && rel && src) cr_vm_modules_add(&modules, name, rel, src, ml);
+    free(name);
+    free(rel);
+    free(src);
+  }
+  if (rd.bad) {
+    free(source);
+    cr_settings_free(&settings);
+    cr_vm_modules_free(&modules);
+    return CR_EINVAL;
+  }
+  fn->versions = number - 1;
+  cr_fnver_t *v = cr_registry_publish_with(r, fn, source, slen, &settings, &modules);
+  if (!v) return CR_ENOMEM;
+  v->loaded_ms = loaded_ms;
+  return 0;
 }
 
 int cr_registry_default_route(const char *name, char *out, size_t outlen) {
@@ -268,6 +412,12 @@ int cr_registry_route(cr_registry_t *r) {
   for (int i = 0; i < r->nfns; i++) {
     cr_fn_t *fn = order[i];
     fn->routed = 0;
+    if (fn->removed) continue;
+    /* Conflicts are decided again at every rebuild: forget the last one. */
+    if (fn->error && strncmp(fn->error, "route conflict:", 15) == 0) {
+      free(fn->error);
+      fn->error = NULL;
+    }
     cr_route_spec_t def;
     char defpath[1024];
     const cr_route_spec_t *routes = &def;
@@ -293,7 +443,12 @@ int cr_registry_route(cr_registry_t *r) {
         snprintf(msg, sizeof msg, "route conflict: %s %s is already served by %s (first come, first served)",
                  routes[k].methods == CR_M_ANY ? "ANY" : methods, routes[k].path, ((cr_fn_t *)other)->relpath);
         cr_registry_fail(fn, msg);
-        cr_log(CR_LOG_ERROR, fn->name, NULL, "%s: %s", fn->relpath, msg);
+        /* Each conflict is logged once, not at every rebuild. */
+        if (!r->quiet && (!fn->logged || strcmp(fn->logged, msg) != 0)) {
+          cr_log(CR_LOG_ERROR, fn->name, NULL, "%s: %s", fn->relpath, msg);
+          free(fn->logged);
+          fn->logged = strdup(msg);
+        }
         clash = 1;
         conflicts++;
       }

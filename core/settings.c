@@ -13,6 +13,7 @@
 #include "error.h"
 #include "json.h"
 #include "router.h"
+#include "wire.h"
 
 static const char *const known_keys[] = {"handler", "routes", "timeout", "memory", "concurrency",
                                          "warm",    "idle",   "env",     "triggers"};
@@ -89,7 +90,18 @@ static int read_number(lua_State *L, const char *key, double lo, double hi, int 
   return 0;
 }
 
+static int read_routes_into(lua_State *L, cr_settings_t *s, int platform, cr_router_t *shapes, char *err,
+                            size_t errlen);
+
 static int read_routes(lua_State *L, cr_settings_t *s, int platform, char *err, size_t errlen) {
+  cr_router_t *shapes = cr_router_new();
+  int rc = read_routes_into(L, s, platform, shapes, err, errlen);
+  cr_router_free(shapes);
+  return rc;
+}
+
+static int read_routes_into(lua_State *L, cr_settings_t *s, int platform, cr_router_t *shapes, char *err,
+                            size_t errlen) {
   lua_getfield(L, -1, "routes");
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
@@ -131,6 +143,11 @@ static int read_routes(lua_State *L, cr_settings_t *s, int platform, char *err, 
       }
       path = sp + 1;
       while (*path == ' ') path++;
+      if (methods == 0) {
+        int rc = fail(err, errlen, "setting 'routes': \"%s\" needs a method before the path (or just the path, for any method)", r);
+        lua_pop(L, 2);
+        return rc;
+      }
     }
     char perr[200];
     if (cr_router_check_pattern(path, perr, sizeof perr)) {
@@ -143,12 +160,18 @@ static int read_routes(lua_State *L, cr_settings_t *s, int platform, char *err, 
       lua_pop(L, 2);
       return rc;
     }
-    for (int k = 0; k < s->nroutes; k++) {
-      if (strcmp(s->routes[k].path, path) == 0 && (s->routes[k].methods & methods)) {
-        int rc = fail(err, errlen, "setting 'routes': \"%s\" is listed twice", r);
-        lua_pop(L, 2);
-        return rc;
-      }
+    /* Two of its own routes with the same shape (parameter names aside) and a
+     * common method would leave one unreachable. */
+    void *other = NULL;
+    char rerr[8];
+    if (shapes && cr_router_add(shapes, methods, path, (void *)(intptr_t)(s->nroutes + 1), &other, rerr, sizeof rerr) ==
+                      CR_ECONFLICT) {
+      const char *prev = s->routes[(intptr_t)other - 1].path;
+      int rc = strcmp(prev, path) == 0
+                   ? fail(err, errlen, "setting 'routes': \"%s\" is listed twice", r)
+                   : fail(err, errlen, "setting 'routes': \"%s\" overlaps \"%s\" (same path shape and method)", r, prev);
+      lua_pop(L, 2);
+      return rc;
     }
     s->routes[s->nroutes].methods = methods;
     s->routes[s->nroutes].path = strdup(path);
@@ -259,15 +282,32 @@ static int read_triggers(lua_State *L, cr_settings_t *s, char *err, size_t errle
       return fail(err, errlen, "setting 'triggers': entry %d must be a table with exactly one of cron, queue, storage or kv", i);
     }
   }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TNUMBER) {
+      lua_pop(L, 2);
+      return fail(err, errlen, "setting 'triggers' must be a list (got a table with named keys)");
+    }
+  }
+  /* Always a JSON array, even empty. */
   cr_buf_t b = CR_BUF_INIT;
   char jerr[160];
-  if (cr_json_encode(L, -1, &b, jerr, sizeof jerr)) {
+  cr_buf_putc(&b, '[');
+  for (int i = 1; i <= n; i++) {
+    if (i > 1) cr_buf_putc(&b, ',');
+    lua_rawgeti(L, -1, i);
+    int rc = cr_json_encode(L, -1, &b, jerr, sizeof jerr);
     lua_pop(L, 1);
-    cr_buf_free(&b);
-    return fail(err, errlen, "setting 'triggers': %s", jerr);
+    if (rc) {
+      lua_pop(L, 1);
+      cr_buf_free(&b);
+      return fail(err, errlen, "setting 'triggers': entry %d: %s", i, jerr);
+    }
   }
+  cr_buf_putc(&b, ']');
   lua_pop(L, 1);
-  s->triggers = strndup(b.data ? b.data : "[]", b.len);
+  s->triggers = strndup(b.data, b.len);
   cr_buf_free(&b);
   return 0;
 }
@@ -384,99 +424,64 @@ int cr_settings_copy(cr_settings_t *dst, const cr_settings_t *src) {
   return rc;
 }
 
-/* --- pack / unpack: u32 and f64 in host order (same machine), strings as u32 length + bytes. */
-
-static int put_u32(cr_buf_t *b, uint32_t v) { return cr_buf_append(b, &v, 4); }
-static int put_f64(cr_buf_t *b, double v) { return cr_buf_append(b, &v, 8); }
-static int put_str(cr_buf_t *b, const char *s) {
-  if (!s) return put_u32(b, UINT32_MAX);
-  uint32_t n = (uint32_t)strlen(s);
-  return put_u32(b, n) || cr_buf_append(b, s, n);
-}
+/* --- pack / unpack (wire.h) */
 
 int cr_settings_pack(const cr_settings_t *s, cr_buf_t *b) {
-  int rc = put_u32(b, (uint32_t)s->has_routes) || put_u32(b, (uint32_t)s->nroutes);
+  int rc = cr_wire_u32(b, (uint32_t)s->has_routes) || cr_wire_u32(b, (uint32_t)s->nroutes);
   for (int i = 0; i < s->nroutes && !rc; i++)
-    rc = put_u32(b, s->routes[i].methods) || put_str(b, s->routes[i].path);
-  rc = rc || put_f64(b, s->timeout) || put_u32(b, (uint32_t)s->memory) ||
-       put_u32(b, (uint32_t)s->concurrency) || put_u32(b, (uint32_t)s->warm) || put_f64(b, s->idle) ||
-       put_u32(b, (uint32_t)s->nenv);
-  for (int i = 0; i < 2 * s->nenv && !rc; i++) rc = put_str(b, s->env[i]);
-  rc = rc || put_str(b, s->triggers);
+    rc = cr_wire_u32(b, s->routes[i].methods) || cr_wire_str(b, s->routes[i].path);
+  rc = rc || cr_wire_f64(b, s->timeout) || cr_wire_u32(b, (uint32_t)s->memory) ||
+       cr_wire_u32(b, (uint32_t)s->concurrency) || cr_wire_u32(b, (uint32_t)s->warm) || cr_wire_f64(b, s->idle) ||
+       cr_wire_u32(b, (uint32_t)s->nenv);
+  for (int i = 0; i < 2 * s->nenv && !rc; i++) rc = cr_wire_str(b, s->env[i]);
+  rc = rc || cr_wire_str(b, s->triggers);
   return rc ? CR_ENOMEM : 0;
 }
 
-typedef struct {
-  const char *p, *end;
-  int bad;
-} reader_t;
-
-static uint32_t get_u32(reader_t *r) {
-  uint32_t v = 0;
-  if (r->end - r->p < 4) {
-    r->bad = 1;
-    return 0;
-  }
-  memcpy(&v, r->p, 4);
-  r->p += 4;
-  return v;
-}
-
-static double get_f64(reader_t *r) {
-  double v = 0;
-  if (r->end - r->p < 8) {
-    r->bad = 1;
-    return 0;
-  }
-  memcpy(&v, r->p, 8);
-  r->p += 8;
-  return v;
-}
-
-static char *get_str(reader_t *r) {
-  uint32_t n = get_u32(r);
-  if (r->bad || n == UINT32_MAX) return NULL;
-  if ((size_t)(r->end - r->p) < n) {
-    r->bad = 1;
-    return NULL;
-  }
-  char *s = strndup(r->p, n);
-  r->p += n;
-  return s;
-}
-
-int cr_settings_unpack(const char *data, size_t len, cr_settings_t *s) {
-  reader_t r = {data, data + len, 0};
+int cr_settings_unpack_from(cr_wire_reader_t *r, cr_settings_t *s) {
   cr_settings_defaults(s);
-  s->has_routes = (int)get_u32(&r);
-  uint32_t nroutes = get_u32(&r);
-  if (r.bad || nroutes > 10000) return CR_EINVAL;
+  s->has_routes = (int)cr_wire_get_u32(r);
+  uint32_t nroutes = cr_wire_get_u32(r);
+  if (r->bad || nroutes > 10000) return CR_EINVAL;
   s->routes = calloc(nroutes ? nroutes : 1, sizeof *s->routes);
-  for (uint32_t i = 0; i < nroutes && !r.bad; i++) {
-    s->routes[i].methods = get_u32(&r);
-    s->routes[i].path = get_str(&r);
+  for (uint32_t i = 0; i < nroutes && !r->bad; i++) {
+    s->routes[i].methods = cr_wire_get_u32(r);
+    s->routes[i].path = cr_wire_get_bytes(r, NULL);
     s->nroutes++;
-    if (!s->routes[i].path) r.bad = 1;
+    if (!s->routes[i].path) r->bad = 1;
   }
-  s->timeout = get_f64(&r);
-  s->memory = (int)get_u32(&r);
-  s->concurrency = (int)get_u32(&r);
-  s->warm = (int)get_u32(&r);
-  s->idle = get_f64(&r);
-  uint32_t nenv = get_u32(&r);
-  if (!r.bad && nenv <= 10000) {
+  s->timeout = cr_wire_get_f64(r);
+  s->memory = (int)cr_wire_get_u32(r);
+  s->concurrency = (int)cr_wire_get_u32(r);
+  s->warm = (int)cr_wire_get_u32(r);
+  s->idle = cr_wire_get_f64(r);
+  uint32_t nenv = cr_wire_get_u32(r);
+  if (!r->bad && nenv <= 10000) {
     s->env = calloc(2 * (size_t)nenv + 1, sizeof(char *));
-    for (uint32_t i = 0; i < nenv && !r.bad; i++) {
-      s->env[2 * i] = get_str(&r);
-      s->env[2 * i + 1] = get_str(&r);
+    for (uint32_t i = 0; i < nenv && !r->bad; i++) {
+      s->env[2 * i] = cr_wire_get_bytes(r, NULL);
+      s->env[2 * i + 1] = cr_wire_get_bytes(r, NULL);
       s->nenv++;
-      if (!s->env[2 * i] || !s->env[2 * i + 1]) r.bad = 1;
+      if (!s->env[2 * i] || !s->env[2 * i + 1]) r->bad = 1;
     }
-  } else r.bad = 1;
-  s->triggers = get_str(&r);
-  if (r.bad || r.p != r.end) {
+  } else {
+    r->bad = 1;
+  }
+  s->triggers = cr_wire_get_bytes(r, NULL);
+  if (r->bad) {
     cr_settings_free(s);
     return CR_EINVAL;
   }
   return 0;
+}
+
+int cr_settings_unpack(const char *data, size_t len, cr_settings_t *s) {
+  cr_wire_reader_t r;
+  cr_wire_reader(&r, data, len);
+  int rc = cr_settings_unpack_from(&r, s);
+  if (rc == 0 && r.p != r.end) {
+    cr_settings_free(s);
+    return CR_EINVAL;
+  }
+  return rc;
 }

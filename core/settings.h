@@ -55,6 +55,9 @@ int cr_settings_read_platform(lua_State *L, int idx, cr_settings_t *s, char *err
 /* Serialization between processes. unpack returns CR_EINVAL on bad input. */
 int cr_settings_pack(const cr_settings_t *s, cr_buf_t *out);
 int cr_settings_unpack(const char *data, size_t len, cr_settings_t *s);
+/* Unpacks from a reader (more may follow). */
+struct cr_wire_reader_s;
+int cr_settings_unpack_from(struct cr_wire_reader_s *r, cr_settings_t *s);
 
 /* The value of env name, or NULL. */
 const char *cr_settings_env(const cr_settings_t *s, const char *name);

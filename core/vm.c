@@ -119,8 +119,50 @@ static char *read_file(const char *path, size_t *len) {
   return buf;
 }
 
-/* host.loadmodule(name) -> chunk | nil, err. Finds name (dots are folders) as
- * ROOT/name.lua or ROOT/name/init.lua and compiles it as text only. */
+int cr_vm_modules_add(cr_vm_modules_t *m, const char *name, const char *relpath, const char *src, size_t len) {
+  if (m->n == m->cap) {
+    int cap = m->cap ? m->cap * 2 : 4;
+    cr_vm_module_t *items = realloc(m->items, sizeof *items * (size_t)cap);
+    if (!items) return CR_ENOMEM;
+    m->items = items;
+    m->cap = cap;
+  }
+  cr_vm_module_t *it = &m->items[m->n];
+  it->name = strdup(name);
+  it->relpath = strdup(relpath);
+  it->source = malloc(len + 1);
+  if (!it->name || !it->relpath || !it->source) {
+    free(it->name);
+    free(it->relpath);
+    free(it->source);
+    return CR_ENOMEM;
+  }
+  memcpy(it->source, src, len);
+  it->source[len] = '\0';
+  it->len = len;
+  m->n++;
+  return 0;
+}
+
+const cr_vm_module_t *cr_vm_modules_find(const cr_vm_modules_t *m, const char *name) {
+  for (int i = 0; m && i < m->n; i++)
+    if (strcmp(m->items[i].name, name) == 0) return &m->items[i];
+  return NULL;
+}
+
+void cr_vm_modules_free(cr_vm_modules_t *m) {
+  for (int i = 0; i < m->n; i++) {
+    free(m->items[i].name);
+    free(m->items[i].relpath);
+    free(m->items[i].source);
+  }
+  free(m->items);
+  memset(m, 0, sizeof *m);
+}
+
+/* host.loadmodule(name) -> chunk | nil, err. Finds name (dots are folders) in
+ * the version's modules, else as ROOT/name.lua or ROOT/name/init.lua, and
+ * compiles it as text only. */
 static int host_loadmodule(lua_State *L) {
   cr_vm_t *vm = cr_vm_of(L);
   size_t n;
@@ -129,6 +171,17 @@ static int host_loadmodule(lua_State *L) {
     lua_pushnil(L);
     lua_pushfstring(L, "module '%s' not found: not a valid module name", name);
     return 2;
+  }
+  const cr_vm_module_t *snap = cr_vm_modules_find(vm->modules, name);
+  if (snap) {
+    char chunkname[320];
+    snprintf(chunkname, sizeof chunkname, "@%s", snap->relpath);
+    if (luaL_loadbufferx(L, snap->source, snap->len, chunkname, "t") != 0) {
+      lua_pushnil(L);
+      lua_insert(L, -2);
+      return 2;
+    }
+    return 1;
   }
   if (!vm->root) {
     lua_pushnil(L);
@@ -150,6 +203,7 @@ static int host_loadmodule(lua_State *L) {
     if (!src) continue;
     snprintf(chunkname, sizeof chunkname, "@%s", relpath);
     int rc = luaL_loadbufferx(L, src, len, chunkname, "t");
+    if (vm->record && !cr_vm_modules_find(vm->record, name)) cr_vm_modules_add(vm->record, name, relpath, src, len);
     free(src);
     if (rc != 0) {
       lua_pushnil(L);
@@ -279,7 +333,9 @@ static void vm_hook(lua_State *L, lua_Debug *ar) {
   if (vm->timed_out || (vm->deadline_ns && cr_clock_ns() >= vm->deadline_ns)) {
     vm->timed_out = 1;
     lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1);
-    luaL_error(L, "timed out after %.2f seconds", vm->timeout_s);
+    char msg[64]; /* lua_pushfstring has no precision for %f */
+    snprintf(msg, sizeof msg, "timed out after %.2f seconds", vm->timeout_s);
+    luaL_error(L, "%s", msg);
   }
   lua_sethook(L, NULL, 0, 0);
   if (vm->gc_pending) {

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "error.h"
@@ -21,7 +22,7 @@ static struct {
   lua_State *L;
   uint64_t deadline_ns;
   int fired;
-  int started;
+  pid_t started; /* the process that started the thread (a fork has none) */
   cr_watchdog_hook_t fire;
 } wd = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -53,7 +54,11 @@ static void *watchdog_main(void *arg) {
 }
 
 int cr_watchdog_start(cr_watchdog_hook_t fire) {
-  if (wd.started) return 0;
+  if (wd.started == getpid()) return 0;
+  /* After a fork the lock may have been held by the parent's thread. */
+  pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+  wd.lock = fresh;
+  wd.L = NULL;
   wd.fire = fire;
   /* The thread must not take the process's signals. */
   sigset_t all, old;
@@ -68,7 +73,7 @@ int cr_watchdog_start(cr_watchdog_hook_t fire) {
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc) return -rc;
-  wd.started = 1;
+  wd.started = getpid();
   return 0;
 }
 

@@ -199,7 +199,7 @@ static int l_call(lua_State *L) {
 static int l_hash(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
-  uint64_t h = 1469598103934665603ULL;
+  uint64_t h = 14695981039346656037ULL;
   for (size_t i = 0; i < n; i++) {
     h ^= (unsigned char)s[i];
     h *= 1099511628211ULL;
