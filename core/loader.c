@@ -12,12 +12,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "error.h"
 #include "log.h"
 #include "vm.h"
+#include "wire.h"
 
 #define MAX_SOURCE (16 * 1024 * 1024)
 
@@ -53,7 +55,7 @@ int cr_loader_read(const char *root, const char *relpath, char **src, size_t *le
 }
 
 static int validate(const char *root, const char *relpath, const char *src, size_t len, double init_timeout,
-                    int platform, cr_settings_t *settings, char *err, size_t errlen) {
+                    int platform, cr_settings_t *settings, cr_vm_modules_t *modules, char *err, size_t errlen) {
   char chunkname[1100], name[1024];
   snprintf(chunkname, sizeof chunkname, "@%s", relpath);
   snprintf(name, sizeof name, "%.*s", (int)(strlen(relpath) > 4 ? strlen(relpath) - 4 : 0), relpath);
@@ -63,6 +65,7 @@ static int validate(const char *root, const char *relpath, const char *src, size
     return CR_ENOMEM;
   }
   cr_vm_bind(vm, name, root, (size_t)CR_DEFAULT_MEMORY * 1024 * 1024);
+  vm->record = modules;
   int rc = cr_vm_load(vm, chunkname, src, len, init_timeout, err, errlen);
   if (rc == 0) {
     char serr[900];
@@ -76,12 +79,18 @@ static int validate(const char *root, const char *relpath, const char *src, size
 
 int cr_loader_validate(const char *root, const char *relpath, const char *src, size_t len,
                        double init_timeout, cr_settings_t *settings, char *err, size_t errlen) {
-  return validate(root, relpath, src, len, init_timeout, 0, settings, err, errlen);
+  cr_vm_modules_t modules = {0};
+  int rc = validate(root, relpath, src, len, init_timeout, 0, settings, &modules, err, errlen);
+  cr_vm_modules_free(&modules);
+  return rc;
 }
 
 int cr_loader_validate_platform(const char *relpath, const char *src, size_t len, cr_settings_t *settings,
                                 char *err, size_t errlen) {
-  return validate(NULL, relpath, src, len, CR_INIT_TIMEOUT, 1, settings, err, errlen);
+  cr_vm_modules_t modules = {0};
+  int rc = validate(NULL, relpath, src, len, CR_INIT_TIMEOUT, 1, settings, &modules, err, errlen);
+  cr_vm_modules_free(&modules);
+  return rc;
 }
 
 static int write_all(int fd, const void *p, size_t n) {
@@ -96,23 +105,33 @@ static int write_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
-/* The validator process: one record per file, then exit. */
+/* The validator process: one record per file, then exit. A record is
+ * [index, ok, length] then, when ok, the packed settings and modules, else
+ * the error message. */
 static void validator_main(int fd, const char *root, cr_load_t *loads, int from, int n, double init_timeout) {
   cr_log_setup(-1, 0);
   if (cr_vm_watchdog_start()) _exit(2);
   for (int i = from; i < n; i++) {
     cr_settings_t s;
+    cr_vm_modules_t modules = {0};
     char err[4096];
     cr_buf_t b = CR_BUF_INIT;
     uint32_t hdr[3];
     int rc = validate(root, loads[i].relpath, loads[i].source, loads[i].len, init_timeout, loads[i].platform, &s,
-                      err, sizeof err);
+                      &modules, err, sizeof err);
     if (rc == 0) {
       cr_settings_pack(&s, &b);
+      cr_wire_u32(&b, (uint32_t)modules.n);
+      for (int k = 0; k < modules.n; k++) {
+        cr_wire_str(&b, modules.items[k].name);
+        cr_wire_str(&b, modules.items[k].relpath);
+        cr_wire_bytes(&b, modules.items[k].source, modules.items[k].len);
+      }
       cr_settings_free(&s);
     } else {
       cr_buf_append_str(&b, err);
     }
+    cr_vm_modules_free(&modules);
     hdr[0] = (uint32_t)i;
     hdr[1] = rc == 0;
     hdr[2] = (uint32_t)b.len;
@@ -122,104 +141,214 @@ static void validator_main(int fd, const char *root, cr_load_t *loads, int from,
   _exit(0);
 }
 
-/* Runs one validator process over loads[from..n). Returns the index of the
- * first file it did not report on (n when all were reported); that file is
- * then marked failed by the caller's loop below. */
-static int run_batch(const char *root, cr_load_t *loads, int from, int n, double init_timeout,
-                     int *timed_out, int *status) {
-  double timeout_s = init_timeout + 5.0;
+struct cr_loader_job_s {
+  char *root;
+  cr_load_t *loads;
+  int n;
+  double init_timeout;
+  int next;          /* the first entry not reported yet */
+  pid_t pid;
+  int fd;
+  cr_buf_t in;
+  uint64_t deadline; /* per file: every record restarts it */
+};
+
+static uint64_t file_timeout_ns(const cr_loader_job_t *j) { return (uint64_t)((j->init_timeout + 5.0) * 1e9); }
+
+static void spawn_validator(cr_loader_job_t *j) {
   int fds[2];
-  *timed_out = 0;
-  *status = 0;
-  if (pipe2(fds, O_CLOEXEC)) return from;
+  j->fd = -1;
+  j->pid = 0;
+  if (pipe2(fds, O_CLOEXEC)) return;
   cr_log_flush();
   pid_t pid = fork();
   if (pid < 0) {
     close(fds[0]);
     close(fds[1]);
-    return from;
+    return;
   }
   if (pid == 0) {
     close(fds[0]);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    validator_main(fds[1], root, loads, from, n, init_timeout);
+    validator_main(fds[1], j->root, j->loads, j->next, j->n, j->init_timeout);
   }
   close(fds[1]);
-  cr_buf_t in = CR_BUF_INIT;
-  int next = from;
-  /* The timeout runs per file: every record that arrives restarts it. */
-  uint64_t deadline = cr_clock_ns() + (uint64_t)(timeout_s * 1e9);
-  for (;;) {
-    uint64_t now = cr_clock_ns();
-    if (now >= deadline) {
-      *timed_out = 1;
-      break;
-    }
-    struct pollfd pfd = {fds[0], POLLIN, 0};
-    int pr = poll(&pfd, 1, (int)((deadline - now) / 1000000 + 1));
-    if (pr < 0 && errno == EINTR) continue;
-    if (pr == 0) continue;
-    if (cr_buf_reserve(&in, 65536)) break;
-    ssize_t r = read(fds[0], in.data + in.len, 65536);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    in.len += (size_t)r;
-    /* Take the complete records. */
-    size_t off = 0;
-    while (in.len - off >= 12) {
-      uint32_t hdr[3];
-      memcpy(hdr, in.data + off, sizeof hdr);
-      if (in.len - off - 12 < hdr[2]) break;
-      if (hdr[0] < (uint32_t)n) {
-        cr_load_t *l = &loads[hdr[0]];
-        const char *payload = in.data + off + 12;
-        if (hdr[1] && cr_settings_unpack(payload, hdr[2], &l->settings) == 0) l->ok = 1;
-        else l->error = hdr[1] ? strdup("validator sent unreadable settings") : strndup(payload, hdr[2]);
-        next = (int)hdr[0] + 1;
-      }
-      off += 12 + hdr[2];
-    }
-    cr_buf_consume(&in, off);
-    deadline = cr_clock_ns() + (uint64_t)(timeout_s * 1e9);
-  }
-  close(fds[0]);
-  if (*timed_out) kill(pid, SIGKILL);
-  while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
-  }
-  cr_buf_free(&in);
-  return next;
+  fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  j->pid = pid;
+  j->fd = fds[0];
+  j->in.len = 0;
+  j->deadline = cr_clock_ns() + file_timeout_ns(j);
 }
 
-int cr_loader_run(const char *root, cr_load_t *loads, int n, double init_timeout) {
+static void take_record(cr_loader_job_t *j, const uint32_t hdr[3], const char *payload) {
+  cr_load_t *l = &j->loads[hdr[0]];
+  if (hdr[1]) {
+    cr_wire_reader_t r;
+    cr_wire_reader(&r, payload, hdr[2]);
+    if (cr_settings_unpack_from(&r, &l->settings) == 0) {
+      uint32_t nm = cr_wire_get_u32(&r);
+      for (uint32_t k = 0; k < nm && !r.bad && k < 10000; k++) {
+        size_t len;
+        char *name = cr_wire_get_bytes(&r, NULL), *rel = cr_wire_get_bytes(&r, NULL);
+        char *src = cr_wire_get_bytes(&r, &len);
+        if (name && rel && src) cr_vm_modules_add(&l->modules, name, rel, src, len);
+        free(name);
+        free(rel);
+        free(src);
+      }
+      if (!r.bad && r.p == r.end) {
+        l->ok = 1;
+        return;
+      }
+      cr_settings_free(&l->settings);
+      cr_vm_modules_free(&l->modules);
+    }
+    l->error = strdup("the validator sent an unreadable result");
+    return;
+  }
+  l->error = strndup(payload, hdr[2]);
+}
+
+/* The validator is gone (exited, died or killed): reap it, fail the file it
+ * was on, and start a new one for the rest. */
+static void validator_gone(cr_loader_job_t *j, int timed_out) {
+  int status = 0;
+  if (j->fd >= 0) close(j->fd);
+  j->fd = -1;
+  if (j->pid > 0) {
+    if (timed_out) kill(j->pid, SIGKILL);
+    while (waitpid(j->pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  j->pid = 0;
+  if (j->next >= j->n) return;
+  cr_load_t *l = &j->loads[j->next];
+  char msg[600];
+  if (timed_out)
+    snprintf(msg, sizeof msg, "%s: loading did not finish within %.0f seconds (stuck inside a C call?)", l->relpath,
+             j->init_timeout + 5.0);
+  else
+    snprintf(msg, sizeof msg, "%s: the validator process died while loading it (%s %d)", l->relpath,
+             WIFSIGNALED(status) ? "signal" : "status", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+  l->error = strdup(msg);
+  j->next++;
+  if (j->next < j->n) spawn_validator(j);
+}
+
+cr_loader_job_t *cr_loader_start(const char *root, cr_load_t *loads, int n, double init_timeout) {
+  cr_loader_job_t *j = calloc(1, sizeof *j);
+  if (!j) return NULL;
+  j->root = root ? strdup(root) : NULL;
+  j->loads = loads;
+  j->n = n;
+  j->init_timeout = init_timeout;
+  j->fd = -1;
   for (int i = 0; i < n; i++) {
     loads[i].ok = 0;
     loads[i].error = NULL;
+    memset(&loads[i].modules, 0, sizeof loads[i].modules);
     cr_settings_defaults(&loads[i].settings);
   }
-  int from = 0;
-  while (from < n) {
-    int timed_out, status;
-    int next = run_batch(root, loads, from, n, init_timeout, &timed_out, &status);
-    if (next >= n) break;
-    /* loads[next] stopped the validator: fail it, then go on after it. */
-    char msg[600];
-    if (timed_out)
-      snprintf(msg, sizeof msg, "%s: loading did not finish within %.0f seconds (stuck inside a C call?)",
-               loads[next].relpath, init_timeout + 5.0);
-    else
-      snprintf(msg, sizeof msg, "%s: the validator process died while loading it (%s %d)", loads[next].relpath,
-               WIFSIGNALED(status) ? "signal" : "status",
-               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-    loads[next].error = strdup(msg);
-    from = next + 1;
+  if (n > 0) spawn_validator(j);
+  return j;
+}
+
+int cr_loader_fd(const cr_loader_job_t *j) { return j->fd; }
+
+uint64_t cr_loader_deadline(const cr_loader_job_t *j) { return j->deadline; }
+
+int cr_loader_step(cr_loader_job_t *j) {
+  while (j->next < j->n) {
+    if (j->fd < 0) {
+      /* fork failed: try again, a little later if it keeps failing */
+      spawn_validator(j);
+      if (j->fd < 0) return 0;
+    }
+    if (cr_buf_reserve(&j->in, 65536)) return 0;
+    ssize_t r = read(j->fd, j->in.data + j->in.len, 65536);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == EAGAIN) break;
+    if (r == 0) {
+      validator_gone(j, 0);
+      continue;
+    }
+    if (r < 0) {
+      validator_gone(j, 0);
+      continue;
+    }
+    j->in.len += (size_t)r;
+    size_t off = 0;
+    while (j->in.len - off >= 12) {
+      uint32_t hdr[3];
+      memcpy(hdr, j->in.data + off, sizeof hdr);
+      if (j->in.len - off - 12 < hdr[2]) break;
+      if (hdr[0] < (uint32_t)j->n) {
+        take_record(j, hdr, j->in.data + off + 12);
+        j->next = (int)hdr[0] + 1;
+      }
+      off += 12 + hdr[2];
+    }
+    cr_buf_consume(&j->in, off);
+    j->deadline = cr_clock_ns() + file_timeout_ns(j);
+    if (j->next >= j->n) break;
+    /* Only read what is there now: the caller polls for more. */
+    struct pollfd p = {j->fd, POLLIN, 0};
+    if (poll(&p, 1, 0) <= 0) break;
   }
+  if (j->next < j->n && j->fd >= 0 && cr_clock_ns() >= j->deadline) validator_gone(j, 1);
+  if (j->next >= j->n) {
+    if (j->fd >= 0 || j->pid > 0) {
+      if (j->fd >= 0) close(j->fd);
+      j->fd = -1;
+      if (j->pid > 0)
+        while (waitpid(j->pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+      j->pid = 0;
+    }
+    return 1;
+  }
+  return 0;
+}
+
+void cr_loader_free(cr_loader_job_t *j) {
+  if (!j) return;
+  if (j->fd >= 0) close(j->fd);
+  if (j->pid > 0) {
+    kill(j->pid, SIGKILL);
+    while (waitpid(j->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+  }
+  cr_buf_free(&j->in);
+  free(j->root);
+  free(j);
+}
+
+int cr_loader_run(const char *root, cr_load_t *loads, int n, double init_timeout) {
+  cr_loader_job_t *j = cr_loader_start(root, loads, n, init_timeout);
+  if (!j) return CR_ENOMEM;
+  while (!cr_loader_step(j)) {
+    uint64_t now = cr_clock_ns(), dl = cr_loader_deadline(j);
+    int ms = dl > now ? (int)((dl - now) / 1000000) + 1 : 0;
+    if (cr_loader_fd(j) >= 0) {
+      struct pollfd p = {cr_loader_fd(j), POLLIN, 0};
+      poll(&p, 1, ms);
+    } else {
+      struct timespec ts = {0, 10000000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  cr_loader_free(j);
+  /* Entries the job could not even try (no fork at all) are failures too. */
+  for (int i = 0; i < n; i++)
+    if (!loads[i].ok && !loads[i].error) loads[i].error = strdup("could not be validated");
   return 0;
 }
 
 void cr_load_clear(cr_load_t *l) {
   cr_settings_free(&l->settings);
+  cr_vm_modules_free(&l->modules);
   free(l->error);
   l->error = NULL;
   l->ok = 0;

@@ -1,29 +1,36 @@
 /* loader.h - validating function files: compile, run init, read settings.
  *
  * Validation runs the file's top-level code, which is user code, so the
- * server never does it in the master: cr_loader_run() forks a short-lived
- * validator process that loads each file in a scratch sandboxed state and
- * reports settings or errors back over a pipe, bounded by a timeout (a
- * function stuck inside C costs the validator, nothing else). `crescent check`
- * calls cr_loader_validate() directly: it is a command, not the server.
+ * server never does it in the master: a job forks a short-lived validator
+ * process that loads each file in a scratch sandboxed state and reports back
+ * over a pipe, bounded by a timeout (a function stuck inside C costs the
+ * validator, nothing else: a new one goes on with the next file). The job is
+ * asynchronous, so the master keeps supervising while user code loads; it
+ * polls cr_loader_fd() and calls cr_loader_step(). cr_loader_run() is the
+ * blocking form for start-up and `crescent check`.
  *
  * The master reads the sources itself and hands them to the validator, so a
- * version's source is exactly the bytes that were validated. */
+ * version's source is exactly the bytes that were validated. The modules a
+ * function's init required are returned too (their sources as read then):
+ * they become part of its version. */
 #ifndef CR_LOADER_H
 #define CR_LOADER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "settings.h"
+#include "vm.h"
 
 typedef struct {
-  const char *relpath;   /* in: the file, relative to root */
-  const char *source;    /* in: its bytes */
+  const char *relpath;     /* in: the file, relative to root */
+  const char *source;      /* in: its bytes */
   size_t len;
-  int platform;          /* in: one of the platform's own functions (may route under /_/) */
-  int ok;                /* out */
-  cr_settings_t settings;/* out, when ok */
-  char *error;           /* out, when not ok: "file:line: message" (malloc'd) */
+  int platform;            /* in: one of the platform's own functions (may route under /_/) */
+  int ok;                  /* out */
+  cr_settings_t settings;  /* out, when ok */
+  cr_vm_modules_t modules; /* out, when ok: modules its init required */
+  char *error;             /* out, when not ok: "file:line: message" (malloc'd) */
 } cr_load_t;
 
 /* Reads ROOT/relpath into a malloc'd buffer. */
@@ -33,13 +40,27 @@ int cr_loader_read(const char *root, const char *relpath, char **src, size_t *le
  * seconds. Returns 0 or an error with err set. */
 int cr_loader_validate(const char *root, const char *relpath, const char *src, size_t len,
                        double init_timeout, cr_settings_t *settings, char *err, size_t errlen);
+
+/* The same for one of the platform's own functions (no folder, may route under /_/). */
 int cr_loader_validate_platform(const char *relpath, const char *src, size_t len, cr_settings_t *settings,
                                 char *err, size_t errlen);
 
-/* Validates n files in a forked validator process. A file whose init is
- * stuck where hooks cannot stop it (inside a C call) costs the validator:
- * after init_timeout + 5 s it is killed and a new one goes on with the next
- * file. Always fills every entry. */
+typedef struct cr_loader_job_s cr_loader_job_t;
+
+/* Starts validating loads[0..n) (which must stay valid until the job is
+ * freed). Returns NULL only when out of memory. */
+cr_loader_job_t *cr_loader_start(const char *root, cr_load_t *loads, int n, double init_timeout);
+/* The pipe to poll for input (-1 between validator processes). */
+int cr_loader_fd(const cr_loader_job_t *job);
+/* When to call cr_loader_step() even without input (a timeout). */
+uint64_t cr_loader_deadline(const cr_loader_job_t *job);
+/* Takes what arrived, handles timeouts and dead validators. Returns 1 once
+ * every entry is filled, 0 while more is to come. */
+int cr_loader_step(cr_loader_job_t *job);
+/* Kills a validator still running and frees the job. */
+void cr_loader_free(cr_loader_job_t *job);
+
+/* Validates n files and waits for the result. Always fills every entry. */
 int cr_loader_run(const char *root, cr_load_t *loads, int n, double init_timeout);
 
 void cr_load_clear(cr_load_t *l);

@@ -23,8 +23,10 @@
 #include "redis.h"
 #include "redisd.h"
 #include "registry.h"
+#include "reload.h"
 #include "shm.h"
 #include "vm.h"
+#include "watch.h"
 #include "worker.h"
 
 /* A worker that dies sooner than this after starting counts as crashing. */
@@ -36,14 +38,6 @@
 /* The platform's own functions, embedded from lua/. */
 extern const char cr_lua_storage_api[];
 extern const size_t cr_lua_storage_api_len;
-typedef struct {
-  const char *name;
-  const char *source;
-  const size_t *len;
-} platform_fn_t;
-static const platform_fn_t platform_functions[] = {
-    {"_/storage", cr_lua_storage_api, &cr_lua_storage_api_len},
-};
 
 typedef struct {
   pid_t pid;
@@ -51,6 +45,8 @@ typedef struct {
   int fast_exits;
   uint64_t restart_at_ns; /* 0: not waiting to restart */
   int killed_stuck;
+  int chan_fd;            /* the master's end of the worker's channel */
+  cr_buf_t out;           /* registry changes not yet written to it */
 } wslot_t;
 
 typedef struct {
@@ -65,86 +61,108 @@ typedef struct {
   uint64_t drain_deadline_ns;
   cr_redisd_t redisd; /* with --redis auto */
   uint64_t redis_restart_at_ns;
+  cr_reload_t *reload;
+  int reload_pending;   /* -1 none, 0 a reload, 1 a forced one (SIGHUP) */
+  cr_watch_t *watch;
+  uint64_t watch_due_ns; /* reload when the changes settle (0: none) */
+  uint64_t watch_first_ns;
 } master_t;
 
-/* Loads every function file: the master reads the bytes, a validator
- * process runs them, and each result becomes a version or an error. */
-static void load_functions(master_t *m) {
-  cr_registry_t *r = m->registry;
-  char **paths = NULL;
-  int n = 0;
-  int rc = cr_registry_list(r->root, &paths, &n);
-  if (rc) {
-    cr_log(CR_LOG_ERROR, NULL, NULL, "cannot read the functions folder %s: %s", r->root, cr_strerror(rc));
+/* Quiet time after the last change before a reload, and the most a burst
+ * of changes can delay one. */
+#define DEBOUNCE_NS 20000000ULL
+#define DEBOUNCE_MAX_NS 250000000ULL
+
+/* Hands the changes of a reload to every live worker (their copies of the
+ * registry replay them). Writes never block: what does not fit waits in the
+ * worker's queue until its socket drains. */
+static void broadcast(master_t *m, const cr_buf_t *frames) {
+  if (frames->len == 0) return;
+  for (int i = 0; i < m->nworkers; i++) {
+    wslot_t *w = &m->workers[i];
+    if (w->pid <= 0 || w->chan_fd < 0) continue;
+    cr_buf_append(&w->out, frames->data, frames->len);
+  }
+}
+
+static void flush_channels(master_t *m) {
+  for (int i = 0; i < m->nworkers; i++) {
+    wslot_t *w = &m->workers[i];
+    while (w->chan_fd >= 0 && w->out.len) {
+      ssize_t n = write(w->chan_fd, w->out.data, w->out.len);
+      if (n > 0) {
+        cr_buf_consume(&w->out, (size_t)n);
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+      /* The worker is gone; reap() restarts it from the current registry. */
+      w->out.len = 0;
+      break;
+    }
+  }
+}
+
+/* A reload finished (or made progress): pass its changes on. */
+static void reload_step(master_t *m) {
+  cr_buf_t frames = CR_BUF_INIT;
+  if (cr_reload_step(m->reload, &frames)) {
+    broadcast(m, &frames);
+    flush_channels(m);
+    if (m->reload_pending >= 0 && !m->draining) {
+      int force = m->reload_pending;
+      m->reload_pending = -1;
+      if (!cr_reload_start(m->reload, force)) reload_step(m);
+    }
+  }
+  cr_buf_free(&frames);
+}
+
+static void request_reload(master_t *m, int force) {
+  if (cr_reload_busy(m->reload)) {
+    if (force > m->reload_pending) m->reload_pending = force;
     return;
   }
-  /* The platform's own functions go through the same validation. */
-  int nuser = n;
-  n += (int)(sizeof platform_functions / sizeof platform_functions[0]);
-  paths = realloc(paths, sizeof(char *) * (size_t)n);
-  cr_load_t *loads = calloc((size_t)n, sizeof *loads);
-  char **sources = calloc((size_t)n, sizeof *sources);
-  for (int i = nuser; i < n; i++) {
-    const platform_fn_t *pf = &platform_functions[i - nuser];
-    char rel[300];
-    snprintf(rel, sizeof rel, "%s.lua", pf->name);
-    paths[i] = strdup(rel);
-    sources[i] = malloc(*pf->len + 1);
-    memcpy(sources[i], pf->source, *pf->len + 1);
-    loads[i].relpath = paths[i];
-    loads[i].source = sources[i];
-    loads[i].len = *pf->len;
-    loads[i].platform = 1;
-  }
-  for (int i = 0; i < nuser; i++) {
-    char err[512];
-    size_t len = 0;
-    loads[i].relpath = paths[i];
-    if (cr_loader_read(r->root, paths[i], &sources[i], &len, err, sizeof err) == 0) {
-      loads[i].source = sources[i];
-      loads[i].len = len;
-    } else {
-      loads[i].source = "";
+  if (!cr_reload_start(m->reload, force)) reload_step(m);
+}
+
+/* The first load, before any worker exists: wait for it. */
+static void load_functions(master_t *m) {
+  cr_buf_t frames = CR_BUF_INIT;
+  if (cr_reload_start(m->reload, 1)) {
+    while (!cr_reload_step(m->reload, &frames)) {
+      uint64_t now = cr_clock_ns(), dl = cr_reload_deadline(m->reload);
+      int ms = dl > now ? (int)((dl - now) / 1000000) + 1 : 0;
+      struct pollfd p = {cr_reload_fd(m->reload), POLLIN, 0};
+      if (p.fd >= 0) poll(&p, 1, ms);
+      else poll(NULL, 0, 10);
     }
+  } else {
+    cr_reload_step(m->reload, &frames);
   }
-  cr_loader_run(r->root, loads, n, m->cfg->init_timeout);
-  for (int i = 0; i < n; i++) {
-    cr_fn_t *fn = NULL;
-    if (loads[i].platform) {
-      char name[300];
-      snprintf(name, sizeof name, "%.*s", (int)strlen(paths[i]) - 4, paths[i]);
-      fn = cr_registry_add_platform(r, name);
-      if (fn && loads[i].ok && m->cfg->admin_token && *m->cfg->admin_token)
-        cr_settings_set_env(&loads[i].settings, "ADMIN_TOKEN", m->cfg->admin_token);
-    } else {
-      fn = cr_registry_add(r, paths[i]);
-    }
-    if (!fn) continue;
-    if (loads[i].ok && sources[i]) {
-      cr_fnver_t *v = cr_registry_publish(r, fn, sources[i], loads[i].len, &loads[i].settings);
-      sources[i] = NULL;
-      if (!fn->platform) cr_log(CR_LOG_INFO, fn->name, NULL, "loaded %s (version %u, %s)", fn->relpath, v->number, v->hash);
-    } else {
-      const char *msg = loads[i].error ? loads[i].error : "could not be read";
-      cr_registry_fail(fn, msg);
-      cr_log(CR_LOG_ERROR, fn->name, NULL, "%s", msg);
-    }
-    cr_load_clear(&loads[i]);
-    free(sources[i]);
-    free(paths[i]);
-  }
-  free(loads);
-  free(sources);
-  free(paths);
-  cr_registry_route(r);
-  if (nuser == 0) cr_log(CR_LOG_WARN, NULL, NULL, "no functions in %s yet: add a .lua file", r->root);
+  cr_buf_free(&frames);
+  int user = 0;
+  for (int i = 0; i < m->registry->nfns; i++) user += !m->registry->fns[i]->platform;
+  if (user == 0) cr_log(CR_LOG_WARN, NULL, NULL, "no functions in %s yet: add a .lua file", m->registry->root);
 }
 
 static void spawn(master_t *m, int id) {
   wslot_t *w = &m->workers[id];
+  /* The worker starts from the registry as it is now: nothing queued for
+   * its predecessor applies. */
+  if (w->chan_fd >= 0) close(w->chan_fd);
+  w->chan_fd = -1;
+  w->out.len = 0;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "cannot make worker %d's channel: %s", id, strerror(errno));
+    w->restart_at_ns = cr_clock_ns() + 1000000000ULL;
+    return;
+  }
   cr_log_flush();
   pid_t pid = fork();
   if (pid < 0) {
+    close(sv[0]);
+    close(sv[1]);
     cr_log(CR_LOG_ERROR, NULL, NULL, "cannot fork worker %d: %s", id, strerror(errno));
     w->restart_at_ns = cr_clock_ns() + 1000000000ULL;
     return;
@@ -153,13 +171,23 @@ static void spawn(master_t *m, int id) {
     close(m->sfd);
     close(m->hold_fd);
     if (m->redisd.lock_fd >= 0) close(m->redisd.lock_fd);
-    cr_worker_args_t args = {id, m->cfg, m->registry, m->shm};
+    if (m->watch) cr_watch_free(m->watch);
+    for (int i = 0; i < m->nworkers; i++) {
+      if (m->workers[i].chan_fd >= 0) close(m->workers[i].chan_fd);
+      cr_buf_free(&m->workers[i].out);
+    }
+    cr_reload_free(m->reload);
+    m->registry->quiet = 1; /* the master logs registry changes; workers replay them */
+    cr_worker_args_t args = {id, m->cfg, m->registry, m->shm, sv[1]};
     int code = cr_worker_main(&args);
     cr_registry_free(m->registry);
     free(m->workers);
     cr_config_free(m->cfg);
     exit(code);
   }
+  close(sv[1]);
+  w->chan_fd = sv[0];
+  w->out.len = 0;
   w->pid = pid;
   w->started_ns = cr_clock_ns();
   w->restart_at_ns = 0;
@@ -384,9 +412,22 @@ int cr_master_run(cr_config_t *cfg) {
   m.sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 
   m.registry = cr_registry_new(cfg->functions_dir);
+  const char *token_env[] = {"ADMIN_TOKEN", cfg->admin_token, NULL};
+  cr_platform_fn_t platform[] = {
+      {"_/storage", cr_lua_storage_api, cr_lua_storage_api_len,
+       cfg->admin_token && *cfg->admin_token ? token_env : NULL},
+  };
+  m.reload = cr_reload_new(m.registry, cfg->init_timeout, platform, (int)(sizeof platform / sizeof platform[0]));
+  m.reload_pending = -1;
   load_functions(&m);
+  if (!cfg->no_watch) {
+    m.watch = cr_watch_new(cfg->functions_dir);
+    if (!m.watch) cr_log(CR_LOG_WARN, NULL, NULL, "cannot watch %s for changes: reload with SIGHUP", cfg->functions_dir);
+  }
 
   if (setup_redis(&m)) {
+    cr_reload_free(m.reload);
+    cr_watch_free(m.watch);
     cr_registry_free(m.registry);
     close(m.sfd);
     return 1;
@@ -395,6 +436,7 @@ int cr_master_run(cr_config_t *cfg) {
   m.nworkers = cfg->workers;
   m.shm = cr_shm_create(m.nworkers);
   m.workers = calloc((size_t)m.nworkers, sizeof *m.workers);
+  for (int i = 0; m.workers && i < m.nworkers; i++) m.workers[i].chan_fd = -1;
   if (!m.shm || !m.workers || m.sfd < 0 || reserve_port(&m)) {
     if (!m.shm || !m.workers) cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory starting the master");
     cr_registry_free(m.registry);
@@ -402,6 +444,8 @@ int cr_master_run(cr_config_t *cfg) {
     cr_shm_destroy(m.shm);
     if (m.sfd >= 0) close(m.sfd);
     cr_redisd_stop(&m.redisd);
+    cr_reload_free(m.reload);
+    cr_watch_free(m.watch);
     return 1;
   }
   for (int i = 0; i < m.nworkers; i++) spawn(&m, i);
@@ -413,7 +457,9 @@ int cr_master_run(cr_config_t *cfg) {
     cr_log_str(b, "url", url, strlen(url));
     cr_log_int(b, "port", cfg->listen_port);
     cr_log_int(b, "workers", m.nworkers);
-    cr_log_int(b, "functions", m.registry->nfns);
+    int nuser = 0;
+    for (int i = 0; i < m.registry->nfns; i++) nuser += !m.registry->fns[i]->platform;
+    cr_log_int(b, "functions", nuser);
     cr_log_int(b, "pid", getpid());
     cr_log_end(b);
   }
@@ -421,16 +467,29 @@ int cr_master_run(cr_config_t *cfg) {
   int forced = 0;
   for (;;) {
     uint64_t now = cr_clock_ns();
-    int timeout = TICK_MS;
+    uint64_t wake = now + TICK_MS * 1000000ULL;
     for (int i = 0; i < m.nworkers; i++) {
       uint64_t at = m.workers[i].restart_at_ns;
-      if (at && !m.draining) {
-        int ms = at > now ? (int)((at - now) / 1000000) : 0;
-        if (ms < timeout) timeout = ms;
-      }
+      if (at && !m.draining && at < wake) wake = at;
     }
-    struct pollfd pfd = {m.sfd, POLLIN, 0};
-    poll(&pfd, 1, timeout);
+    if (m.watch_due_ns && m.watch_due_ns < wake) wake = m.watch_due_ns;
+    if (cr_reload_busy(m.reload) && cr_reload_deadline(m.reload) && cr_reload_deadline(m.reload) < wake)
+      wake = cr_reload_deadline(m.reload);
+    struct pollfd pfds[3 + CR_SHM_MAX_WORKERS];
+    int np = 0;
+    pfds[np++] = (struct pollfd){m.sfd, POLLIN, 0};
+    int watch_i = -1, reload_i = -1;
+    if (m.watch) {
+      watch_i = np;
+      pfds[np++] = (struct pollfd){cr_watch_fd(m.watch), POLLIN, 0};
+    }
+    if (cr_reload_fd(m.reload) >= 0) {
+      reload_i = np;
+      pfds[np++] = (struct pollfd){cr_reload_fd(m.reload), POLLIN, 0};
+    }
+    for (int i = 0; i < m.nworkers; i++)
+      if (m.workers[i].chan_fd >= 0 && m.workers[i].out.len) pfds[np++] = (struct pollfd){m.workers[i].chan_fd, POLLOUT, 0};
+    poll(pfds, (nfds_t)np, wake > now ? (int)((wake - now + 999999) / 1000000) : 0);
     struct signalfd_siginfo si;
     while (read(m.sfd, &si, sizeof si) == (ssize_t)sizeof si) {
       switch (si.ssi_signo) {
@@ -449,10 +508,27 @@ int cr_master_run(cr_config_t *cfg) {
         }
         break;
       case SIGHUP:
-        cr_log(CR_LOG_INFO, NULL, NULL, "SIGHUP: reloading is not available yet; restart to pick up changes");
+        if (!m.draining) {
+          cr_log(CR_LOG_INFO, NULL, NULL, "SIGHUP: rescanning %s", cfg->functions_dir);
+          request_reload(&m, 1);
+        }
         break;
       }
     }
+    now = cr_clock_ns();
+    if (watch_i >= 0 && (pfds[watch_i].revents & POLLIN) && cr_watch_read(m.watch)) {
+      if (!m.watch_due_ns) m.watch_first_ns = now;
+      m.watch_due_ns = now + DEBOUNCE_NS;
+      if (m.watch_due_ns > m.watch_first_ns + DEBOUNCE_MAX_NS) m.watch_due_ns = m.watch_first_ns + DEBOUNCE_MAX_NS;
+    }
+    if (m.watch_due_ns && now >= m.watch_due_ns && !m.draining) {
+      m.watch_due_ns = 0;
+      request_reload(&m, 0);
+    }
+    if (cr_reload_busy(m.reload) &&
+        ((reload_i >= 0 && pfds[reload_i].revents) || now >= cr_reload_deadline(m.reload)))
+      reload_step(&m);
+    flush_channels(&m);
     reap(&m);
     watch_redis(&m);
     now = cr_clock_ns();
@@ -474,6 +550,12 @@ int cr_master_run(cr_config_t *cfg) {
   cr_log(CR_LOG_INFO, NULL, NULL, "stopped");
   close(m.hold_fd);
   close(m.sfd);
+  cr_reload_free(m.reload);
+  cr_watch_free(m.watch);
+  for (int i = 0; i < m.nworkers; i++) {
+    if (m.workers[i].chan_fd >= 0) close(m.workers[i].chan_fd);
+    cr_buf_free(&m.workers[i].out);
+  }
   cr_registry_free(m.registry);
   free(m.workers);
   cr_shm_destroy(m.shm);

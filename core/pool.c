@@ -186,6 +186,7 @@ static cr_instance_t *instance_new(cr_pool_t *p, cr_fnver_t *ver, char *err, siz
   cr_shm_fn_t *f = shm_fn(p, fn);
   if (f) atomic_fetch_add_explicit(&f->instances, 1, memory_order_relaxed);
   cr_vm_bind(vm, fn->name, p->registry ? p->registry->root : NULL, (size_t)ver->settings.memory * 1024 * 1024);
+  vm->modules = &ver->modules;
   *rc = cr_vm_load(vm, fn->chunkname, ver->source, ver->source_len, p->opts.init_timeout, err, errlen);
   if (*rc == 0) *rc = cr_invoke_prepare(inst, err, errlen);
   if (*rc) {
@@ -267,6 +268,38 @@ void cr_pool_counts(const cr_pool_t *p, const cr_fn_t *fn, int *idle, int *busy)
     *idle = p->slots[fn->slot].nidle;
     *busy = p->slots[fn->slot].nbusy;
   }
+}
+
+void cr_pool_refresh(cr_pool_t *p, cr_fn_t *fn) {
+  slot_t *s = slot_get(p, fn->slot);
+  if (!s) return;
+  cr_fnver_t *ver = fn->current;
+  if (!ver) {
+    while (s->idle) {
+      cr_instance_t *next = s->idle->next;
+      doom(p, s->idle);
+      s->idle = next;
+    }
+    s->nidle = 0;
+    s->ver = NULL;
+    return;
+  }
+  slot_for(p, ver); /* idle instances of the old version go */
+  for (int n = s->nidle + s->nbusy; n < ver->settings.warm; n++) {
+    char err[1024];
+    int rc;
+    cr_instance_t *inst = instance_new(p, ver, err, sizeof err, &rc);
+    if (!inst) {
+      cr_log(CR_LOG_ERROR, fn->name, NULL, "booting a warm instance of version %u failed: %s", ver->number, err);
+      break;
+    }
+    inst->cold = 0;
+    inst->next = s->idle;
+    s->idle = inst;
+    s->nidle++;
+  }
+  p->provision = 1;
+  want_chores(p);
 }
 
 /* Makes one missing warm instance; returns 1 if it did some work. */

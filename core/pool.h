@@ -74,6 +74,10 @@ void cr_pool_leave(cr_pool_t *p, const cr_fnver_t *ver);
 
 /* Asks for the warm instances to be checked soon (after a new version). */
 void cr_pool_provision(cr_pool_t *p);
+/* fn changed (a new version, or removed): closes its idle instances of other
+ * versions and, with `warm`, boots the new version's instances now, before
+ * this worker serves another request with it. */
+void cr_pool_refresh(cr_pool_t *p, cr_fn_t *fn);
 
 /* This worker's instances of fn: idle and busy. */
 void cr_pool_counts(const cr_pool_t *p, const cr_fn_t *fn, int *idle, int *busy);

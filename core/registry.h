@@ -19,18 +19,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "router.h"
 #include "settings.h"
+#include "vm.h"
 
 typedef struct cr_fn_s cr_fn_t;
 
 typedef struct cr_fnver_s {
   cr_fn_t *fn;
   unsigned number;
-  char hash[13];      /* 12 hex digits of the content hash */
+  char hash[13];      /* 12 hex digits of the hash of its source and modules */
   char *source;       /* owned */
   size_t source_len;
   cr_settings_t settings;
+  cr_vm_modules_t modules; /* the modules its init required, as they were */
   uint64_t loaded_ms; /* wall clock */
   int refs;           /* the registry's own reference counts as one */
 } cr_fnver_t;
@@ -47,6 +50,9 @@ struct cr_fn_s {
   uint64_t routed_seq; /* when it first got its routes: earlier wins conflicts */
   int routed;
   int platform;        /* one of crescent's own (embedded, not a file) */
+  int removed;         /* its file is gone: no version, no routes (kept for in-flight work) */
+  char tried[13];      /* hash of the source last validated (not validated again unchanged) */
+  char *logged;        /* the last error logged, so each is logged once */
 };
 
 typedef struct cr_registry_s {
@@ -57,6 +63,7 @@ typedef struct cr_registry_s {
   int next_slot;
   uint64_t route_seq;
   cr_router_t *router;
+  int quiet;          /* do not log (workers replay the master's changes) */
 } cr_registry_t;
 
 cr_registry_t *cr_registry_new(const char *root);
@@ -80,6 +87,25 @@ cr_fn_t *cr_registry_add_platform(cr_registry_t *r, const char *name);
  * and of the settings' contents. Clears fn's error. */
 cr_fnver_t *cr_registry_publish(cr_registry_t *r, cr_fn_t *fn, char *source, size_t len,
                                 cr_settings_t *settings);
+/* The same, with the modules its init required (their contents are moved). */
+cr_fnver_t *cr_registry_publish_with(cr_registry_t *r, cr_fn_t *fn, char *source, size_t len,
+                                     cr_settings_t *settings, cr_vm_modules_t *modules);
+/* Its file is gone: it loses its version and its routes at the next route. */
+void cr_registry_remove(cr_fn_t *fn);
+
+/* Changes as messages. The master encodes every change, applies the
+ * messages to its own registry with cr_registry_apply(), and sends the same
+ * bytes to the workers, which apply them to their copies: one code path, so
+ * every process ends with the same functions, versions and routes. */
+enum { CR_OP_PUBLISH = 'P', CR_OP_FAIL = 'F', CR_OP_REMOVE = 'R', CR_OP_ROUTE = 'T' };
+/* fn's slot and name with a new version (number fn->versions + 1). */
+int cr_registry_op_publish(cr_buf_t *out, const cr_fn_t *fn, const char *source, size_t len,
+                           const cr_settings_t *settings, const cr_vm_modules_t *modules);
+int cr_registry_op_fail(cr_buf_t *out, const cr_fn_t *fn, const char *error);
+int cr_registry_op_remove(cr_buf_t *out, const cr_fn_t *fn);
+int cr_registry_op_route(cr_buf_t *out);
+/* Applies one message; *fn is the function it was about (NULL for route). */
+int cr_registry_apply(cr_registry_t *r, const char *msg, size_t len, int *op, cr_fn_t **fn);
 /* Records a load error for fn; its current version (if any) keeps serving. */
 void cr_registry_fail(cr_fn_t *fn, const char *msg);
 

@@ -12,8 +12,32 @@ typedef struct {
   void *target;
   char *pattern;
   int nnames;
-  char *names[CR_ROUTER_MAX_PARAMS];
+  const char *names[CR_ROUTER_MAX_PARAMS]; /* interned */
 } endpoint_t;
+
+/* Parameter names live as long as the process: a router is replaced on every
+ * reload while invocations that matched it may still read their params.
+ * Names are few (the distinct :names of all routes), so they are never freed. */
+static struct {
+  char **items;
+  int n, cap;
+} names_pool;
+
+static const char *intern(const char *s, size_t n) {
+  for (int i = 0; i < names_pool.n; i++)
+    if (strlen(names_pool.items[i]) == n && memcmp(names_pool.items[i], s, n) == 0) return names_pool.items[i];
+  if (names_pool.n == names_pool.cap) {
+    int cap = names_pool.cap ? names_pool.cap * 2 : 16;
+    char **items = realloc(names_pool.items, sizeof(char *) * (size_t)cap);
+    if (!items) return "?";
+    names_pool.items = items;
+    names_pool.cap = cap;
+  }
+  char *copy = strndup(s, n);
+  if (!copy) return "?";
+  names_pool.items[names_pool.n++] = copy;
+  return copy;
+}
 
 typedef struct node_s {
   char *seg; /* static segment text (NULL for the param and wild nodes) */
@@ -72,10 +96,7 @@ static void node_clear(node_t *n) {
     node_clear(n->wild);
     free(n->wild);
   }
-  for (int i = 0; i < n->neps; i++) {
-    free(n->eps[i].pattern);
-    for (int k = 0; k < n->eps[i].nnames; k++) free(n->eps[i].names[k]);
-  }
+  for (int i = 0; i < n->neps; i++) free(n->eps[i].pattern);
   free(n->eps);
   free(n->seg);
 }
@@ -260,8 +281,8 @@ int cr_router_add(cr_router_t *r, unsigned methods, const char *pattern, void *t
   ep->pattern = strdup(pattern);
   for (int i = 0; i < nsegs; i++) {
     if (segs[i].kind == 0) continue;
-    if (segs[i].kind == 2 && segs[i].len == 0) ep->names[ep->nnames++] = strdup("*");
-    else ep->names[ep->nnames++] = strndup(segs[i].text, segs[i].len);
+    if (segs[i].kind == 2 && segs[i].len == 0) ep->names[ep->nnames++] = intern("*", 1);
+    else ep->names[ep->nnames++] = intern(segs[i].text, segs[i].len);
   }
   n->neps++;
   return 0;

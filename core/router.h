@@ -30,7 +30,7 @@ enum {
 typedef struct cr_router_s cr_router_t;
 
 typedef struct {
-  const char *name; /* owned by the router */
+  const char *name; /* lives as long as the process (routers come and go with reloads) */
   size_t name_len;
   const char *value; /* points into the matched path: raw, not percent-decoded */
   size_t value_len;

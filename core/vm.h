@@ -17,6 +17,25 @@
 
 typedef struct lua_State lua_State;
 
+/* A module (a .lua file required by a function) as it was when a version was
+ * made: versions carry the modules their init required, so every instance
+ * of a version runs the same code (DESIGN.md §6). */
+typedef struct {
+  char *name;    /* "lib.util" */
+  char *relpath; /* "lib/util.lua" */
+  char *source;
+  size_t len;
+} cr_vm_module_t;
+
+typedef struct {
+  cr_vm_module_t *items;
+  int n, cap;
+} cr_vm_modules_t;
+
+int cr_vm_modules_add(cr_vm_modules_t *m, const char *name, const char *relpath, const char *src, size_t len);
+const cr_vm_module_t *cr_vm_modules_find(const cr_vm_modules_t *m, const char *name);
+void cr_vm_modules_free(cr_vm_modules_t *m);
+
 typedef struct cr_vm_s {
   lua_State *L;
   /* Allocator meter, in bytes. */
@@ -39,6 +58,10 @@ typedef struct cr_vm_s {
   const char *root;
   /* The request id of the running invocation, for print() and logs. */
   const char *reqid;
+  /* require() looks in the version's modules first, then in root. While a
+   * validator loads a function, modules read from root are recorded. */
+  const cr_vm_modules_t *modules;
+  cr_vm_modules_t *record;
   void *owner;
   /* Set while code runs under a deadline (monotonic ns); see cr_vm_arm(). */
   uint64_t deadline_ns;

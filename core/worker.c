@@ -39,6 +39,8 @@ typedef struct {
   uv_prepare_t flusher;
   uv_timer_t promoter;
   cr_redis_t *redis;
+  uv_pipe_t chan;        /* registry changes from the master */
+  cr_buf_t chan_in;
   int stopping;
 } worker_t;
 
@@ -131,6 +133,58 @@ static void on_flush(uv_prepare_t *h) {
   cr_log_flush();
 }
 
+/* --- registry changes from the master ------------------------------------------------------- */
+
+static void on_chan_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  worker_t *w = h->data;
+  if (cr_buf_reserve(&w->chan_in, 65536)) {
+    buf->base = NULL;
+    buf->len = 0;
+    return;
+  }
+  buf->base = w->chan_in.data + w->chan_in.len;
+  buf->len = w->chan_in.cap - w->chan_in.len;
+}
+
+/* Applies each complete message to this worker's registry copy, then lets
+ * the pool follow the functions that changed. */
+static void on_chan_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  (void)buf;
+  worker_t *w = s->data;
+  if (nread < 0) {
+    /* The master is gone; PDEATHSIG stops us too. */
+    uv_read_stop(s);
+    return;
+  }
+  w->chan_in.len += (size_t)nread;
+  cr_fn_t *changed[64];
+  int nchanged = 0;
+  size_t off = 0;
+  while (w->chan_in.len - off >= 4) {
+    uint32_t len;
+    memcpy(&len, w->chan_in.data + off, 4);
+    if (w->chan_in.len - off - 4 < len) break;
+    int op;
+    cr_fn_t *fn;
+    if (cr_registry_apply(w->args->registry, w->chan_in.data + off + 4, len, &op, &fn))
+      cr_log(CR_LOG_ERROR, NULL, NULL, "could not apply a registry change from the master");
+    off += 4 + (size_t)len;
+    if (fn && (op == CR_OP_PUBLISH || op == CR_OP_REMOVE)) {
+      int seen = 0;
+      for (int i = 0; i < nchanged; i++) seen |= changed[i] == fn;
+      if (!seen && nchanged < 64) changed[nchanged++] = fn;
+      else if (!seen) cr_pool_refresh(w->pool, fn);
+    }
+    if (op == CR_OP_ROUTE) {
+      for (int i = 0; i < nchanged; i++) cr_pool_refresh(w->pool, changed[i]);
+      nchanged = 0;
+    }
+  }
+  for (int i = 0; i < nchanged; i++) cr_pool_refresh(w->pool, changed[i]);
+  cr_buf_consume(&w->chan_in, off);
+}
+
 static void on_promote(uv_timer_t *t) {
   (void)t;
   cr_stdlib_promote_delayed();
@@ -141,6 +195,7 @@ static void on_promote(uv_timer_t *t) {
 static void on_drained(void *data) {
   worker_t *w = data;
   uv_close((uv_handle_t *)&w->promoter, NULL);
+  uv_close((uv_handle_t *)&w->chan, NULL);
   uv_close((uv_handle_t *)&w->sigterm, NULL);
   uv_close((uv_handle_t *)&w->sigint, NULL);
   uv_close((uv_handle_t *)&w->flusher, NULL);
@@ -251,6 +306,12 @@ int cr_worker_main(cr_worker_args_t *args) {
   uv_signal_start(&w.sigint, on_sigint, SIGINT);
   uv_prepare_init(w.loop, &w.flusher);
   uv_prepare_start(&w.flusher, on_flush);
+  uv_pipe_init(w.loop, &w.chan, 0);
+  w.chan.data = &w;
+  if (args->chan_fd >= 0 && uv_pipe_open(&w.chan, args->chan_fd) == 0) {
+    uv_read_start((uv_stream_t *)&w.chan, on_chan_alloc, on_chan_read);
+    uv_unref((uv_handle_t *)&w.chan);
+  }
   cr_log(CR_LOG_DEBUG, NULL, NULL, "worker started (pid %d)", (int)getpid());
 
   uv_run(w.loop, UV_RUN_DEFAULT);
@@ -263,6 +324,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   uv_run(w.loop, UV_RUN_DEFAULT); /* let the pool's and gateway's handles close */
   cr_http_server_free(w.http);
   uv_loop_close(w.loop);
+  cr_buf_free(&w.chan_in);
   atomic_store(&w.slot->pid, 0);
   cr_log(CR_LOG_DEBUG, NULL, NULL, "worker stopped");
   cr_log_flush();

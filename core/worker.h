@@ -18,6 +18,7 @@ typedef struct {
   const cr_config_t *config;
   cr_registry_t *registry;    /* the worker's copy; it frees it on exit */
   cr_shm_t *shm;
+  int chan_fd;                /* the master's changes to the registry arrive here */
 } cr_worker_args_t;
 
 /* Runs the worker; returns the process exit code. */

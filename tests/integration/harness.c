@@ -288,7 +288,8 @@ static int count_lines(srv_t *s, const char *first, va_list ap) {
   char *line = log;
   while (line && *line) {
     char *nl = strchr(line, '\n');
-    if (nl) *nl = '\0';
+    if (!nl) break; /* a line still being written */
+    *nl = '\0';
     int all = 1;
     for (int i = 0; i < nn && all; i++)
       if (!strstr(line, needles[i])) all = 0;
@@ -341,13 +342,17 @@ int srv_worker_pids(srv_t *s, pid_t *out, int max) {
     int ppid;
     if (sscanf(rp + 2, "%c %d", &state, &ppid) != 2) continue;
     if (ppid == s->pid && state != 'Z') {
-      /* Only workers: the validator is short-lived and also a child. */
-      char cmd[128];
-      snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
-      f = fopen(path, "r");
-      if (!f) continue;
-      got = fread(cmd, 1, sizeof cmd - 1, f);
-      fclose(f);
+      /* Only workers: the managed redis-server is a child too (and so is the
+       * short-lived validator, which runs the same binary and cannot be told
+       * apart here). Workers run the master's executable. */
+      char exe[512], mexe[512];
+      snprintf(path, sizeof path, "/proc/%d/exe", pid);
+      ssize_t a = readlink(path, exe, sizeof exe - 1);
+      snprintf(path, sizeof path, "/proc/%d/exe", (int)s->pid);
+      ssize_t b = readlink(path, mexe, sizeof mexe - 1);
+      if (a <= 0 || b <= 0) continue;
+      exe[a] = mexe[b] = '\0';
+      if (strcmp(exe, mexe) != 0) continue;
       out[n++] = pid;
     }
   }

@@ -1,0 +1,254 @@
+/* reload.c - scanning, validating and publishing function versions. */
+#include "reload.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "loader.h"
+#include "log.h"
+#include "wire.h"
+
+struct cr_reload_s {
+  cr_registry_t *registry;
+  double init_timeout;
+  const cr_platform_fn_t *platform;
+  int nplatform;
+  int first;               /* the first load: platform functions join */
+  /* the reload in progress */
+  int active;
+  cr_loader_job_t *job;
+  cr_load_t *loads;
+  char **paths;            /* relpaths of loads */
+  char **sources;
+  int nloads;
+  cr_fn_t **removed;
+  int nremoved;
+};
+
+cr_reload_t *cr_reload_new(cr_registry_t *registry, double init_timeout, const cr_platform_fn_t *platform,
+                           int nplatform) {
+  cr_reload_t *rl = calloc(1, sizeof *rl);
+  if (!rl) return NULL;
+  rl->registry = registry;
+  rl->init_timeout = init_timeout;
+  rl->platform = platform;
+  rl->nplatform = nplatform;
+  rl->first = 1;
+  return rl;
+}
+
+static void clear(cr_reload_t *rl) {
+  if (rl->job) cr_loader_free(rl->job);
+  rl->job = NULL;
+  for (int i = 0; i < rl->nloads; i++) {
+    cr_load_clear(&rl->loads[i]);
+    free(rl->paths[i]);
+    free(rl->sources[i]);
+  }
+  free(rl->loads);
+  free(rl->paths);
+  free(rl->sources);
+  free(rl->removed);
+  rl->loads = NULL;
+  rl->paths = rl->sources = NULL;
+  rl->removed = NULL;
+  rl->nloads = rl->nremoved = 0;
+  rl->active = 0;
+}
+
+void cr_reload_free(cr_reload_t *rl) {
+  if (!rl) return;
+  clear(rl);
+  free(rl);
+}
+
+int cr_reload_busy(const cr_reload_t *rl) { return rl->active; }
+int cr_reload_fd(const cr_reload_t *rl) { return rl->job ? cr_loader_fd(rl->job) : -1; }
+uint64_t cr_reload_deadline(const cr_reload_t *rl) { return rl->job ? cr_loader_deadline(rl->job) : 0; }
+
+int cr_reload_frame(cr_buf_t *frames, const cr_buf_t *msg) {
+  return cr_wire_u32(frames, (uint32_t)msg->len) || cr_buf_append(frames, msg->data, msg->len) ? CR_ENOMEM : 0;
+}
+
+static cr_fn_t *find_by_relpath(cr_registry_t *r, const char *relpath) {
+  for (int i = 0; i < r->nfns; i++)
+    if (strcmp(r->fns[i]->relpath, relpath) == 0) return r->fns[i];
+  return NULL;
+}
+
+/* Did a module the version required change (or vanish) on disk? */
+static int modules_changed(const cr_registry_t *r, const cr_fnver_t *v) {
+  for (int i = 0; i < v->modules.n; i++) {
+    const cr_vm_module_t *m = &v->modules.items[i];
+    char *src;
+    size_t len;
+    char err[64];
+    if (cr_loader_read(r->root, m->relpath, &src, &len, err, sizeof err)) return 1;
+    int same = len == m->len && memcmp(src, m->source, len) == 0;
+    free(src);
+    if (!same) return 1;
+  }
+  return 0;
+}
+
+static int push_load(cr_reload_t *rl, char *relpath, char *source, size_t len, int platform) {
+  int i = rl->nloads++;
+  rl->loads = realloc(rl->loads, sizeof *rl->loads * (size_t)rl->nloads);
+  rl->paths = realloc(rl->paths, sizeof(char *) * (size_t)rl->nloads);
+  rl->sources = realloc(rl->sources, sizeof(char *) * (size_t)rl->nloads);
+  if (!rl->loads || !rl->paths || !rl->sources) return CR_ENOMEM;
+  memset(&rl->loads[i], 0, sizeof rl->loads[i]);
+  rl->paths[i] = relpath;
+  rl->sources[i] = source;
+  rl->loads[i].relpath = relpath;
+  rl->loads[i].source = source ? source : "";
+  rl->loads[i].len = len;
+  rl->loads[i].platform = platform;
+  return 0;
+}
+
+int cr_reload_start(cr_reload_t *rl, int force) {
+  if (rl->active) return 1;
+  cr_registry_t *r = rl->registry;
+  char **paths = NULL;
+  int n = 0;
+  int rc = cr_registry_list(r->root, &paths, &n);
+  if (rc) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "cannot read the functions folder %s: %s", r->root, cr_strerror(rc));
+    return 0;
+  }
+  rl->active = 1;
+  for (int i = 0; i < n; i++) {
+    char err[512];
+    char *src = NULL;
+    size_t len = 0;
+    if (cr_loader_read(r->root, paths[i], &src, &len, err, sizeof err)) {
+      /* Vanished between listing and reading: the next scan sees it gone. */
+      free(paths[i]);
+      continue;
+    }
+    char hash[13];
+    cr_registry_hash(src, len, hash);
+    cr_fn_t *fn = find_by_relpath(r, paths[i]);
+    int need = force || !fn || fn->removed || strcmp(fn->tried, hash) != 0 ||
+               (fn->current && modules_changed(r, fn->current));
+    if (need) push_load(rl, paths[i], src, len, 0);
+    else {
+      free(paths[i]);
+      free(src);
+    }
+  }
+  free(paths); /* its strings went to loads or were freed */
+  /* Functions whose file is gone (listed again: the loop above gave the
+   * paths away). */
+  char **now = NULL;
+  int nnow = 0;
+  if (cr_registry_list(r->root, &now, &nnow) == 0) {
+    for (int i = 0; i < r->nfns; i++) {
+      cr_fn_t *fn = r->fns[i];
+      if (fn->platform || fn->removed) continue;
+      int present = 0;
+      for (int k = 0; k < nnow && !present; k++) present = strcmp(now[k], fn->relpath) == 0;
+      if (!present) {
+        rl->removed = realloc(rl->removed, sizeof(cr_fn_t *) * (size_t)(rl->nremoved + 1));
+        rl->removed[rl->nremoved++] = fn;
+      }
+    }
+    for (int k = 0; k < nnow; k++) free(now[k]);
+    free(now);
+  }
+  if (rl->first) {
+    for (int i = 0; i < rl->nplatform; i++) {
+      char rel[300];
+      snprintf(rel, sizeof rel, "%s.lua", rl->platform[i].name);
+      char *src = malloc(rl->platform[i].len + 1);
+      memcpy(src, rl->platform[i].source, rl->platform[i].len + 1);
+      push_load(rl, strdup(rel), src, rl->platform[i].len, 1);
+    }
+  }
+  if (rl->nloads == 0) return 0;
+  rl->job = cr_loader_start(r->root, rl->loads, rl->nloads, rl->init_timeout);
+  return 1;
+}
+
+static const cr_platform_fn_t *platform_by_relpath(const cr_reload_t *rl, const char *relpath) {
+  for (int i = 0; i < rl->nplatform; i++) {
+    size_t n = strlen(rl->platform[i].name);
+    if (strncmp(relpath, rl->platform[i].name, n) == 0 && strcmp(relpath + n, ".lua") == 0) return &rl->platform[i];
+  }
+  return NULL;
+}
+
+/* Applies one message to the master's registry and frames it for the workers. */
+static void emit(cr_reload_t *rl, cr_buf_t *msg, cr_buf_t *frames) {
+  int op;
+  cr_fn_t *fn;
+  if (cr_registry_apply(rl->registry, msg->data, msg->len, &op, &fn) == 0) cr_reload_frame(frames, msg);
+  else cr_log(CR_LOG_ERROR, NULL, NULL, "a registry change could not be applied (out of memory?)");
+  msg->len = 0;
+}
+
+int cr_reload_step(cr_reload_t *rl, cr_buf_t *frames) {
+  if (!rl->active) return 1;
+  if (rl->job && !cr_loader_step(rl->job)) return 0;
+  cr_registry_t *r = rl->registry;
+  cr_buf_t msg = CR_BUF_INIT;
+  int changes = 0;
+  for (int i = 0; i < rl->nloads; i++) {
+    cr_load_t *l = &rl->loads[i];
+    cr_fn_t *fn;
+    if (l->platform) {
+      char name[300];
+      snprintf(name, sizeof name, "%.*s", (int)strlen(l->relpath) - 4, l->relpath);
+      fn = cr_registry_add_platform(r, name);
+    } else {
+      fn = find_by_relpath(r, l->relpath);
+      if (!fn) fn = cr_registry_add(r, l->relpath);
+    }
+    if (!fn) continue;
+    cr_registry_hash(l->source, l->len, fn->tried);
+    if (l->ok) {
+      const cr_platform_fn_t *pf = l->platform ? platform_by_relpath(rl, l->relpath) : NULL;
+      for (int k = 0; pf && pf->env && pf->env[k]; k += 2) cr_settings_set_env(&l->settings, pf->env[k], pf->env[k + 1]);
+      cr_registry_op_publish(&msg, fn, l->source, l->len, &l->settings, &l->modules);
+      emit(rl, &msg, frames);
+      changes++;
+      if (!fn->platform)
+        cr_log(CR_LOG_INFO, fn->name, NULL, "loaded %s (version %u, %s)%s", fn->relpath, fn->current->number,
+               fn->current->hash, fn->current->number > 1 ? ": new invocations get this version" : "");
+      free(fn->logged);
+      fn->logged = NULL;
+    } else {
+      const char *err = l->error ? l->error : "could not be validated";
+      cr_registry_op_fail(&msg, fn, err);
+      emit(rl, &msg, frames);
+      changes++;
+      if (!fn->logged || strcmp(fn->logged, err) != 0) {
+        if (fn->current)
+          cr_log(CR_LOG_ERROR, fn->name, NULL, "%s (version %u keeps serving)", err, fn->current->number);
+        else
+          cr_log(CR_LOG_ERROR, fn->name, NULL, "%s", err);
+        free(fn->logged);
+        fn->logged = strdup(err);
+      }
+    }
+  }
+  for (int i = 0; i < rl->nremoved; i++) {
+    cr_fn_t *fn = rl->removed[i];
+    cr_registry_op_remove(&msg, fn);
+    emit(rl, &msg, frames);
+    changes++;
+    fn->tried[0] = '\0';
+    cr_log(CR_LOG_INFO, fn->name, NULL, "%s was removed: no longer routed", fn->relpath);
+  }
+  if (changes) {
+    cr_registry_op_route(&msg);
+    emit(rl, &msg, frames);
+  }
+  cr_buf_free(&msg);
+  rl->first = 0;
+  clear(rl);
+  return 1;
+}
