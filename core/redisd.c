@@ -30,10 +30,11 @@ static void sleep_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
+/* redis-server on PATH, as a shell would find it. */
 static int find_redis_server(char *out, size_t outlen) {
   const char *path = getenv("PATH");
   char buf[4096];
-  snprintf(buf, sizeof buf, "%s:/usr/bin:/usr/sbin:/usr/local/bin", path ? path : "");
+  snprintf(buf, sizeof buf, "%s", path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
   for (char *dir = strtok(buf, ":"); dir; dir = strtok(NULL, ":")) {
     snprintf(out, outlen, "%s/redis-server", dir);
     if (access(out, X_OK) == 0) return 0;
@@ -183,7 +184,8 @@ int cr_redisd_start(cr_redisd_t *d, const char *data_dir, char *err, size_t errl
   /* A unix socket path is at most 107 bytes; a deep data folder gets one in /tmp. */
   struct sockaddr_un sun;
   if (strlen(d->dir) + strlen("/redis.sock") < sizeof sun.sun_path) {
-    snprintf(d->sock, sizeof d->sock, "%s/redis.sock", d->dir);
+    memcpy(d->sock, d->dir, strlen(d->dir));
+    memcpy(d->sock + strlen(d->dir), "/redis.sock", sizeof "/redis.sock");
   } else {
     char hash[13];
     cr_registry_hash(d->dir, strlen(d->dir), hash);

@@ -132,7 +132,13 @@ static void on_scall_reply(void *data, redisReply *reply, const char *err) {
 static int l_call(lua_State *L) {
   int is_eval = (int)lua_tointeger(L, lua_upvalueindex(1));
   cr_invocation_t *inv = cr_invoke_current(L);
-  if (!inv) return luaL_error(L, "crescent stdlib calls are only possible inside a handler, not during init");
+  if (!inv) {
+    /* Point at the user's line (level 2: the module function is level 1). */
+    luaL_where(L, 2);
+    lua_pushliteral(L, "crescent stdlib calls are only possible inside a handler, not during init (module top level)");
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
   if (cr_clock_ns() >= inv->deadline_ns) {
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
