@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 uint64_t cr_clock_ns(void);      /* CLOCK_MONOTONIC */
+uint64_t cr_clock_coarse_ns(void); /* CLOCK_MONOTONIC_COARSE: a few ms of resolution, cheaper */
 uint64_t cr_wall_ms(void);       /* CLOCK_REALTIME, ms since the epoch */
 uint64_t cr_thread_cpu_ns(void); /* CPU time of the calling thread */
 

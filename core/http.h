@@ -48,7 +48,6 @@ typedef struct cr_http_req_s {
   size_t body_len;
   const char *ip;             /* the peer's address */
   char id[40];                /* x-request-id */
-  uint64_t start_ns;          /* when the request was complete */
   int head;                   /* HEAD: the body is not sent */
 } cr_http_req_t;
 

@@ -54,7 +54,7 @@ struct cr_invocation_s {
   uint64_t start_ns;
   uint64_t deadline_ns;
   uint64_t end_ns;
-  uint64_t cpu_ns;
+  uint64_t cpu_ns;       /* time running the function's code: the sum of its resumes */
   size_t mem_peak;
   cr_outcome_t outcome;
   int nresults;          /* results on co's stack, when OK */

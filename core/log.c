@@ -43,6 +43,11 @@ int cr_log_enabled(cr_log_level_t level) { return level >= g_log.level; }
 cr_buf_t *cr_log_begin(cr_log_level_t level, const char *msg, size_t msglen, const char *fn,
                        const char *reqid) {
   if (level < g_log.level) return NULL;
+  return cr_log_begin_always(level, msg, msglen, fn, reqid);
+}
+
+cr_buf_t *cr_log_begin_always(cr_log_level_t level, const char *msg, size_t msglen, const char *fn,
+                              const char *reqid) {
   cr_buf_t *b = &g_log.out;
   char ts[32];
   cr_clock_iso8601(cr_wall_ms(), ts);

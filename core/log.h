@@ -30,6 +30,10 @@ void cr_log(cr_log_level_t level, const char *fn, const char *reqid, const char 
  * Returns NULL when the level is filtered out. */
 cr_buf_t *cr_log_begin(cr_log_level_t level, const char *msg, size_t msglen, const char *fn,
                        const char *reqid);
+/* The same whatever the level: for the few lines a user or a script must
+ * always see (the server's "listening" line). */
+cr_buf_t *cr_log_begin_always(cr_log_level_t level, const char *msg, size_t msglen, const char *fn,
+                              const char *reqid);
 void cr_log_str(cr_buf_t *b, const char *key, const char *val, size_t len);
 void cr_log_num(cr_buf_t *b, const char *key, double val);
 void cr_log_int(cr_buf_t *b, const char *key, long long val);

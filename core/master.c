@@ -102,6 +102,8 @@ static void flush_channels(master_t *m) {
   }
 }
 
+static int file_busy(const char *relpath, void *data) { return cr_watch_writing(((master_t *)data)->watch, relpath); }
+
 /* A reload finished (or made progress): pass its changes on. */
 static void reload_step(master_t *m) {
   cr_buf_t frames = CR_BUF_INIT;
@@ -111,7 +113,7 @@ static void reload_step(master_t *m) {
     if (m->reload_pending >= 0 && !m->draining) {
       int force = m->reload_pending;
       m->reload_pending = -1;
-      if (!cr_reload_start(m->reload, force)) reload_step(m);
+      if (!cr_reload_start_skipping(m->reload, force, file_busy, m)) reload_step(m);
     }
   }
   cr_buf_free(&frames);
@@ -122,7 +124,7 @@ static void request_reload(master_t *m, int force) {
     if (force > m->reload_pending) m->reload_pending = force;
     return;
   }
-  if (!cr_reload_start(m->reload, force)) reload_step(m);
+  if (!cr_reload_start_skipping(m->reload, force, file_busy, m)) reload_step(m);
 }
 
 /* The first load, before any worker exists: wait for it. */
@@ -450,7 +452,7 @@ int cr_master_run(cr_config_t *cfg) {
   }
   for (int i = 0; i < m.nworkers; i++) spawn(&m, i);
   {
-    cr_buf_t *b = cr_log_begin(CR_LOG_INFO, "listening", 9, NULL, NULL);
+    cr_buf_t *b = cr_log_begin_always(CR_LOG_INFO, "listening", 9, NULL, NULL);
     char url[128];
     int v6 = strchr(cfg->listen_host, ':') != NULL;
     snprintf(url, sizeof url, "http://%s%s%s:%d", v6 ? "[" : "", cfg->listen_host, v6 ? "]" : "", cfg->listen_port);

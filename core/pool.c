@@ -196,7 +196,7 @@ static cr_instance_t *instance_new(cr_pool_t *p, cr_fnver_t *ver, char *err, siz
   }
   inst->cold = 1;
   inst->init_ms = (double)(cr_clock_ns() - t0) / 1e6;
-  inst->last_used_ns = cr_clock_ns();
+  inst->last_used_ns = cr_clock_coarse_ns();
   return inst;
 }
 
@@ -227,7 +227,7 @@ int cr_pool_acquire(cr_pool_t *p, cr_fnver_t *ver, cr_instance_t **out, int *col
 
 void cr_pool_release(cr_pool_t *p, cr_instance_t *inst) {
   slot_t *s = slot_get(p, inst->ver->fn->slot);
-  inst->last_used_ns = cr_clock_ns();
+  inst->last_used_ns = cr_clock_coarse_ns(); /* for the idle sweep: seconds matter */
   inst->current = NULL;
   inst->cold = 0;
   if (s) s->nbusy--;
@@ -356,7 +356,7 @@ static void on_chores(uv_idle_t *h) {
  * `warm` of them. */
 static void on_sweep(uv_timer_t *t) {
   cr_pool_t *p = t->data;
-  uint64_t now = cr_clock_ns();
+  uint64_t now = cr_clock_coarse_ns();
   for (int i = 0; i < p->nslots; i++) {
     slot_t *s = &p->slots[i];
     if (!s->ver || !s->idle) continue;

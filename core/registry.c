@@ -176,6 +176,15 @@ cr_fn_t *cr_registry_add_platform(cr_registry_t *r, const char *name) {
   return fn;
 }
 
+void cr_registry_version_hash(const char *source, size_t len, const cr_vm_modules_t *modules, char out[13]) {
+  uint64_t h = fnv1a(14695981039346656037ULL, source, len);
+  for (int i = 0; modules && i < modules->n; i++) {
+    h = fnv1a(h, modules->items[i].name, strlen(modules->items[i].name) + 1);
+    h = fnv1a(h, modules->items[i].source, modules->items[i].len);
+  }
+  snprintf(out, 13, "%012llx", (unsigned long long)(h >> 16));
+}
+
 cr_fnver_t *cr_registry_publish(cr_registry_t *r, cr_fn_t *fn, char *source, size_t len,
                                 cr_settings_t *settings) {
   return cr_registry_publish_with(r, fn, source, len, settings, NULL);
@@ -189,16 +198,11 @@ cr_fnver_t *cr_registry_publish_with(cr_registry_t *r, cr_fn_t *fn, char *source
   v->fn = fn;
   v->number = ++fn->versions;
   /* The hash covers the modules too: a changed module is a new version. */
-  uint64_t h = fnv1a(14695981039346656037ULL, source, len);
+  cr_registry_version_hash(source, len, modules, v->hash);
   if (modules) {
     v->modules = *modules;
     memset(modules, 0, sizeof *modules);
-    for (int i = 0; i < v->modules.n; i++) {
-      h = fnv1a(h, v->modules.items[i].name, strlen(v->modules.items[i].name) + 1);
-      h = fnv1a(h, v->modules.items[i].source, v->modules.items[i].len);
-    }
   }
-  snprintf(v->hash, sizeof v->hash, "%012llx", (unsigned long long)(h >> 16));
   v->source = source;
   v->source_len = len;
   v->settings = *settings;

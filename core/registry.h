@@ -125,5 +125,7 @@ int cr_registry_default_route(const char *name, char *out, size_t outlen);
 
 /* 12 hex digits of a 64-bit FNV-1a hash of data. */
 void cr_registry_hash(const char *data, size_t len, char out[13]);
+/* The hash a version of this source with these modules gets. */
+void cr_registry_version_hash(const char *source, size_t len, const cr_vm_modules_t *modules, char out[13]);
 
 #endif

@@ -110,6 +110,10 @@ static int push_load(cr_reload_t *rl, char *relpath, char *source, size_t len, i
 }
 
 int cr_reload_start(cr_reload_t *rl, int force) {
+  return cr_reload_start_skipping(rl, force, NULL, NULL);
+}
+
+int cr_reload_start_skipping(cr_reload_t *rl, int force, int (*busy)(const char *relpath, void *data), void *data) {
   if (rl->active) return 1;
   cr_registry_t *r = rl->registry;
   char **paths = NULL;
@@ -124,6 +128,11 @@ int cr_reload_start(cr_reload_t *rl, int force) {
     char err[512];
     char *src = NULL;
     size_t len = 0;
+    if (busy && busy(paths[i], data)) {
+      /* Being written (modified, not closed yet): its close brings a reload. */
+      free(paths[i]);
+      continue;
+    }
     if (cr_loader_read(r->root, paths[i], &src, &len, err, sizeof err)) {
       /* Vanished between listing and reading: the next scan sees it gone. */
       free(paths[i]);
@@ -149,7 +158,7 @@ int cr_reload_start(cr_reload_t *rl, int force) {
     for (int i = 0; i < r->nfns; i++) {
       cr_fn_t *fn = r->fns[i];
       if (fn->platform || fn->removed) continue;
-      int present = 0;
+      int present = busy && busy(fn->relpath, data);
       for (int k = 0; k < nnow && !present; k++) present = strcmp(now[k], fn->relpath) == 0;
       if (!present) {
         rl->removed = realloc(rl->removed, sizeof(cr_fn_t *) * (size_t)(rl->nremoved + 1));
@@ -209,6 +218,12 @@ int cr_reload_step(cr_reload_t *rl, cr_buf_t *frames) {
     }
     if (!fn) continue;
     cr_registry_hash(l->source, l->len, fn->tried);
+    if (l->ok && fn->current && !fn->error && !fn->removed) {
+      /* Unchanged (a forced rescan): keep the version and its warm instances. */
+      char h[13];
+      cr_registry_version_hash(l->source, l->len, &l->modules, h);
+      if (strcmp(h, fn->current->hash) == 0) continue;
+    }
     if (l->ok) {
       const cr_platform_fn_t *pf = l->platform ? platform_by_relpath(rl, l->relpath) : NULL;
       for (int k = 0; pf && pf->env && pf->env[k]; k += 2) cr_settings_set_env(&l->settings, pf->env[k], pf->env[k + 1]);

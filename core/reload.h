@@ -39,6 +39,8 @@ void cr_reload_free(cr_reload_t *rl);
  * runs (poll cr_reload_fd, then cr_reload_step), 0 if the scan alone was the
  * whole reload (its changes, if any, are ready for cr_reload_step). */
 int cr_reload_start(cr_reload_t *rl, int force);
+/* The same, leaving alone the files busy() says are being written. */
+int cr_reload_start_skipping(cr_reload_t *rl, int force, int (*busy)(const char *relpath, void *data), void *data);
 int cr_reload_busy(const cr_reload_t *rl);
 int cr_reload_fd(const cr_reload_t *rl);
 uint64_t cr_reload_deadline(const cr_reload_t *rl);

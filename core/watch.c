@@ -13,7 +13,9 @@
 
 #include "log.h"
 
-#define MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF)
+#define MASK                                                                                          \
+  (IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_DELETE_SELF | \
+   IN_MOVE_SELF)
 #define MAX_DEPTH 16
 
 typedef struct {
@@ -23,9 +25,40 @@ typedef struct {
 
 struct cr_watch_s {
   int fd;
+  char *root;
   dirwatch_t *dirs;
   int n, cap;
+  char **writing; /* relpaths modified and not closed yet */
+  int nwriting, capwriting;
 };
+
+static void writing_set(cr_watch_t *w, const char *rel, int on) {
+  for (int i = 0; i < w->nwriting; i++) {
+    if (strcmp(w->writing[i], rel) == 0) {
+      if (!on) {
+        free(w->writing[i]);
+        w->writing[i] = w->writing[--w->nwriting];
+      }
+      return;
+    }
+  }
+  if (!on) return;
+  if (w->nwriting == w->capwriting) {
+    int cap = w->capwriting ? w->capwriting * 2 : 8;
+    char **p = realloc(w->writing, sizeof(char *) * (size_t)cap);
+    if (!p) return;
+    w->writing = p;
+    w->capwriting = cap;
+  }
+  char *copy = strdup(rel);
+  if (copy) w->writing[w->nwriting++] = copy;
+}
+
+int cr_watch_writing(const cr_watch_t *w, const char *relpath) {
+  for (int i = 0; w && i < w->nwriting; i++)
+    if (strcmp(w->writing[i], relpath) == 0) return 1;
+  return 0;
+}
 
 static const char *path_of(cr_watch_t *w, int wd) {
   for (int i = 0; i < w->n; i++)
@@ -41,7 +74,21 @@ static void add_tree(cr_watch_t *w, const char *path, int depth) {
       cr_log(CR_LOG_WARN, NULL, NULL, "cannot watch %s: out of inotify watches (raise fs.inotify.max_user_watches)", path);
     return;
   }
-  if (!path_of(w, wd)) {
+  int known = 0;
+  for (int i = 0; i < w->n; i++) {
+    if (w->dirs[i].wd == wd) {
+      /* A watched folder moved here: it keeps its watch, under its new path. */
+      if (strcmp(w->dirs[i].path, path) != 0) {
+        char *p = strdup(path);
+        if (p) {
+          free(w->dirs[i].path);
+          w->dirs[i].path = p;
+        }
+      }
+      known = 1;
+    }
+  }
+  if (!known) {
     if (w->n == w->cap) {
       int cap = w->cap ? w->cap * 2 : 16;
       dirwatch_t *d = realloc(w->dirs, sizeof *d * (size_t)cap);
@@ -74,6 +121,7 @@ cr_watch_t *cr_watch_new(const char *root) {
     free(w);
     return NULL;
   }
+  w->root = strdup(root);
   add_tree(w, root, 0);
   return w;
 }
@@ -83,6 +131,9 @@ void cr_watch_free(cr_watch_t *w) {
   close(w->fd);
   for (int i = 0; i < w->n; i++) free(w->dirs[i].path);
   free(w->dirs);
+  for (int i = 0; i < w->nwriting; i++) free(w->writing[i]);
+  free(w->writing);
+  free(w->root);
   free(w);
 }
 
@@ -130,6 +181,17 @@ int cr_watch_read(cr_watch_t *w) {
       size_t len = strlen(name);
       if (len < 5 || strcmp(name + len - 4, ".lua") != 0) continue;
       if (ev->mask & IN_CREATE) continue;
+      const char *dir = path_of(w, ev->wd);
+      size_t rl = strlen(w->root);
+      char rel[PATH_MAX];
+      if (dir && strncmp(dir, w->root, rl) == 0 &&
+          snprintf(rel, sizeof rel, "%s%s%s", dir[rl] ? dir + rl + 1 : "", dir[rl] ? "/" : "", name) < (int)sizeof rel) {
+        if (ev->mask & IN_MODIFY) {
+          writing_set(w, rel, 1);
+          continue; /* its close is the event that counts */
+        }
+        writing_set(w, rel, 0);
+      }
       relevant = 1;
     }
   }

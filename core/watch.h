@@ -18,5 +18,8 @@ int cr_watch_fd(const cr_watch_t *w);
 /* Reads pending events (new folders get watched). Returns 1 if any is about
  * a .lua file or a folder, 0 otherwise. */
 int cr_watch_read(cr_watch_t *w);
+/* Is relpath (relative to the root) being written: modified, not closed
+ * yet? A rescan leaves such a file alone; its close brings another. */
+int cr_watch_writing(const cr_watch_t *w, const char *relpath);
 
 #endif

@@ -2,6 +2,8 @@
 #include "watchdog.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,14 +19,20 @@
  * that ran a garbage collection removes itself). */
 #define REFIRE_NS 2000000ULL
 
+/* The slot. state: IDLE, ARMED, or FIRING while the thread sets the hook.
+ * The worker arms and disarms with plain atomic stores and one
+ * compare-and-swap (a mutex showed in per-request profiles); disarm waits
+ * out a FIRING in progress, so once it returns the thread will not touch
+ * the state again. */
+enum { IDLE = 0, ARMED = 1, FIRING = 2 };
+
 static struct {
-  pthread_mutex_t lock;
-  lua_State *L;
-  uint64_t deadline_ns;
-  int fired;
+  _Atomic(lua_State *) L;
+  _Atomic uint64_t deadline_ns;
+  _Atomic int state;
   pid_t started; /* the process that started the thread (a fork has none) */
   cr_watchdog_hook_t fire;
-} wd = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} wd;
 
 static void sleep_until(uint64_t ns) {
   struct timespec ts = {(time_t)(ns / 1000000000ULL), (long)(ns % 1000000000ULL)};
@@ -37,17 +45,20 @@ static void *watchdog_main(void *arg) {
   for (;;) {
     uint64_t now = cr_clock_ns();
     uint64_t wake = now + TICK_NS;
-    pthread_mutex_lock(&wd.lock);
-    if (wd.L) {
-      if (now >= wd.deadline_ns) {
-        wd.fire(wd.L);
-        wd.fired++;
+    if (atomic_load_explicit(&wd.state, memory_order_acquire) == ARMED) {
+      uint64_t deadline = atomic_load_explicit(&wd.deadline_ns, memory_order_relaxed);
+      if (now >= deadline) {
+        int expected = ARMED;
+        if (atomic_compare_exchange_strong_explicit(&wd.state, &expected, FIRING, memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+          wd.fire(atomic_load_explicit(&wd.L, memory_order_relaxed));
+          atomic_store_explicit(&wd.state, ARMED, memory_order_release);
+        }
         wake = now + REFIRE_NS;
-      } else if (wd.deadline_ns < wake) {
-        wake = wd.deadline_ns;
+      } else if (deadline < wake) {
+        wake = deadline;
       }
     }
-    pthread_mutex_unlock(&wd.lock);
     sleep_until(wake);
   }
   return NULL;
@@ -55,10 +66,7 @@ static void *watchdog_main(void *arg) {
 
 int cr_watchdog_start(cr_watchdog_hook_t fire) {
   if (wd.started == getpid()) return 0;
-  /* After a fork the lock may have been held by the parent's thread. */
-  pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-  wd.lock = fresh;
-  wd.L = NULL;
+  atomic_store(&wd.state, IDLE);
   wd.fire = fire;
   /* The thread must not take the process's signals. */
   sigset_t all, old;
@@ -78,15 +86,21 @@ int cr_watchdog_start(cr_watchdog_hook_t fire) {
 }
 
 void cr_watchdog_arm(lua_State *L, uint64_t deadline_ns) {
-  pthread_mutex_lock(&wd.lock);
-  wd.L = L;
-  wd.deadline_ns = deadline_ns;
-  wd.fired = 0;
-  pthread_mutex_unlock(&wd.lock);
+  /* Re-arming an armed slot (a resumed invocation): disarm first. */
+  cr_watchdog_disarm();
+  atomic_store_explicit(&wd.L, L, memory_order_relaxed);
+  atomic_store_explicit(&wd.deadline_ns, deadline_ns, memory_order_relaxed);
+  atomic_store_explicit(&wd.state, ARMED, memory_order_release);
 }
 
 void cr_watchdog_disarm(void) {
-  pthread_mutex_lock(&wd.lock);
-  wd.L = NULL;
-  pthread_mutex_unlock(&wd.lock);
+  for (;;) {
+    int expected = ARMED;
+    if (atomic_compare_exchange_weak_explicit(&wd.state, &expected, IDLE, memory_order_acq_rel,
+                                              memory_order_acquire))
+      return;
+    if (expected == IDLE) return;
+    /* FIRING: the thread is setting the hook right now; it takes ~100 ns. */
+    sched_yield();
+  }
 }

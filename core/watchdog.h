@@ -8,9 +8,9 @@
  * the timeout (vm.c).
  *
  * One state runs at a time in a process, so the watchdog guards one slot.
- * Arming and disarming take an uncontended mutex and no system call; the
- * mutex also guarantees the thread never touches a state after it was
- * disarmed (and so possibly closed). */
+ * Arming and disarming are a few atomic operations and no system call; once
+ * cr_watchdog_disarm() returns, the thread will not touch the state again
+ * (it may then be closed). */
 #ifndef CR_WATCHDOG_H
 #define CR_WATCHDOG_H
 
