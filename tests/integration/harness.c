@@ -559,3 +559,42 @@ void http_close(int fd) {
   rbuf_drop(fd);
   close(fd);
 }
+
+/* --- writing files the other ways ------------------------------------------------------------- */
+
+int srv_open_inplace(srv_t *s, const char *relpath) {
+  char path[700], dir[700];
+  snprintf(path, sizeof path, "%s/%s", s->fndir, relpath);
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  *slash = '\0';
+  mkdirs(dir);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  assert_true(fd >= 0);
+  return fd;
+}
+
+void srv_write_inplace(srv_t *s, const char *relpath, const char *content) {
+  int fd = srv_open_inplace(s, relpath);
+  size_t len = strlen(content), off = 0;
+  while (off < len) {
+    ssize_t w = write(fd, content + off, len - off);
+    if (w < 0 && errno == EINTR) continue;
+    assert_true(w > 0);
+    off += (size_t)w;
+  }
+  assert_int_equal(close(fd), 0);
+}
+
+void srv_rename(srv_t *s, const char *from, const char *to) {
+  char a[700], b[700];
+  snprintf(a, sizeof a, "%s/%s", s->fndir, from);
+  snprintf(b, sizeof b, "%s/%s", s->fndir, to);
+  assert_int_equal(rename(a, b), 0);
+}
+
+void srv_mkdir(srv_t *s, const char *relpath) {
+  char path[700];
+  snprintf(path, sizeof path, "%s/%s", s->fndir, relpath);
+  mkdirs(path);
+}

@@ -85,4 +85,18 @@ int http_wait_closed(int fd, int timeout_ms);
 /* Milliseconds on the monotonic clock. */
 long long now_ms(void);
 
+/* --- writing files the other ways (test_reload.c) ------------------------------------------------ */
+
+/* Writes root/functions/relpath in place, as `echo > file` or cp does: open
+ * with O_TRUNC, write, close (folders made on the way). */
+void srv_write_inplace(srv_t *s, const char *relpath, const char *content);
+/* Opens root/functions/relpath for an in-place write (O_WRONLY|O_CREAT|O_TRUNC,
+ * folders made on the way), for a test that writes it in pieces; the caller
+ * closes it. */
+int srv_open_inplace(srv_t *s, const char *relpath);
+/* mv root/functions/from root/functions/to (one rename). */
+void srv_rename(srv_t *s, const char *from, const char *to);
+/* mkdir -p root/functions/relpath */
+void srv_mkdir(srv_t *s, const char *relpath);
+
 #endif
