@@ -34,6 +34,10 @@ void cr_gateway_free(cr_gateway_t *g);
  * under the function's concurrency frees up; past the wait, 429. */
 void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m);
 
+/* Adds the meters gathered since the last flush to shared memory (once per
+ * loop iteration, and before the platform reads them). */
+void cr_gateway_flush(cr_gateway_t *g);
+
 /* Percent-decodes s into out ('+' as space when plus is set). */
 int cr_url_decode(const char *s, size_t len, int plus, cr_buf_t *out);
 

@@ -45,7 +45,21 @@ struct cr_http_server_s {
   char read_buf[READ_BUF_SIZE];
   char id_prefix[32];
   uint64_t id_counter;
+  /* The Date header, refreshed by loop time (no clock call per response). */
+  char date[CR_HTTP_DATE_LEN + 1];
+  uint64_t date_until; /* loop time (ms) when it must be formatted again */
 };
+
+static const char *server_date(cr_http_server_t *s) {
+  uint64_t now = uv_now(s->loop);
+  if (now >= s->date_until) {
+    memcpy(s->date, cr_clock_http_date(), CR_HTTP_DATE_LEN);
+    s->date[CR_HTTP_DATE_LEN] = '\0';
+    /* Until the next wall-clock second. */
+    s->date_until = now + 1000 - cr_wall_ms() % 1000;
+  }
+  return s->date;
+}
 
 enum { PHASE_IDLE, PHASE_RECEIVING, PHASE_BUSY };
 
@@ -368,7 +382,7 @@ void cr_http_respond_start(cr_http_req_t *req, int status) {
   *p++ = ' ';
   p = put(p, reason, rl);
   p = put(p, "\r\nDate: ", 8);
-  p = put(p, cr_clock_http_date(), CR_HTTP_DATE_LEN);
+  p = put(p, server_date(c->server), CR_HTTP_DATE_LEN);
   p = put(p, "\r\n", 2);
   o->len = (size_t)(p - o->data);
 }
@@ -393,7 +407,7 @@ void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const 
   int with_body = !bodyless && !req->head;
   if (c->server->draining) c->close_after = 1;
   size_t ctl = content_type && !bodyless ? strlen(content_type) : 0;
-  size_t idl = strlen(req->id);
+  size_t idl = req->id[0] ? 36 : 0; /* make_id() writes exactly 36 characters */
   if (cr_buf_reserve(o, 128 + ctl + idl + (with_body ? len : 0)) == 0) {
     char *p = o->data + o->len;
     if (ctl) {

@@ -132,6 +132,8 @@ static int prepare(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_setmetatable(L, -2);
   inst->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushliteral(L, "cold");
+  inst->cold_key_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   new_coroutine(inst);
   return 0;
 }
@@ -181,11 +183,23 @@ static struct {
   cr_invocation_t *head;
   int n;
   int ready;
+  uint64_t timer_ns; /* the deadline the timer is set for (0: not set) */
 } waitset;
 
 static void finish_timeout(cr_invocation_t *inv);
 
 static void on_deadline(uv_timer_t *t);
+
+/* The timer is set for the nearest deadline. Adding an invocation only
+ * moves it when the new deadline is nearer (no scan per wait: with many
+ * invocations waiting on Redis that showed in profiles); when it fires it
+ * ends what is due and looks for the next. */
+static void timer_at(uint64_t deadline) {
+  uint64_t now = cr_clock_ns();
+  uint64_t ms = deadline > now ? (deadline - now + 999999) / 1000000 : 0;
+  uv_timer_start(&waitset.timer, on_deadline, ms, 0);
+  waitset.timer_ns = deadline;
+}
 
 static void rearm(void) {
   if (!waitset.ready) return;
@@ -194,11 +208,10 @@ static void rearm(void) {
     if (i->deadline_ns < first) first = i->deadline_ns;
   if (first == UINT64_MAX) {
     uv_timer_stop(&waitset.timer);
+    waitset.timer_ns = 0;
     return;
   }
-  uint64_t now = cr_clock_ns();
-  uint64_t ms = first > now ? (first - now + 999999) / 1000000 : 0;
-  uv_timer_start(&waitset.timer, on_deadline, ms, 0);
+  timer_at(first);
 }
 
 static void wait_add(cr_invocation_t *inv) {
@@ -208,7 +221,7 @@ static void wait_add(cr_invocation_t *inv) {
   if (waitset.head) waitset.head->wprev = inv;
   waitset.head = inv;
   waitset.n++;
-  rearm();
+  if (waitset.ready && (!waitset.timer_ns || inv->deadline_ns < waitset.timer_ns)) timer_at(inv->deadline_ns);
 }
 
 static void wait_remove(cr_invocation_t *inv) {
@@ -219,7 +232,10 @@ static void wait_remove(cr_invocation_t *inv) {
   if (inv->wnext) inv->wnext->wprev = inv->wprev;
   waitset.n--;
   /* The timer must not keep an idle loop (and a stopping worker) alive. */
-  if (waitset.n == 0 && waitset.ready) uv_timer_stop(&waitset.timer);
+  if (waitset.n == 0 && waitset.ready) {
+    uv_timer_stop(&waitset.timer);
+    waitset.timer_ns = 0;
+  }
 }
 
 static void on_deadline(uv_timer_t *t) {
@@ -325,8 +341,9 @@ int cr_invoke_run(cr_invocation_t *inv) {
   cr_vm_t *vm = inst->vm;
   lua_State *co = inv->co;
   lua_rawgeti(co, LUA_REGISTRYINDEX, inst->ctx_ref);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, inst->cold_key_ref); /* the key, without hashing it */
   lua_pushboolean(co, inv->cold);
-  lua_setfield(co, -2, "cold");
+  lua_rawset(co, -3);
 
   inv->start_ns = cr_clock_ns();
   inv->deadline_ns = inv->start_ns + (uint64_t)(inst->ver->settings.timeout * 1e9);

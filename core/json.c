@@ -6,6 +6,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "error.h"
@@ -58,6 +59,36 @@ int cr_json_number(cr_buf_t *b, double v) {
   if (v == floor(v) && fabs(v) < 9.2e18) {
     if (v == 0 && signbit(v)) return cr_buf_append(b, "-0", 2);
     return cr_buf_append_i64(b, (long long)v);
+  }
+  /* Fast path, no printf: the fewest decimals k (up to 15) such that
+   * m = round(v * 10^k) gives back v as m / 10^k. Division by an exact power
+   * of ten is correctly rounded, and so is reading the decimal "m e-k", so the
+   * text reads back to v. Covers everyday numbers (98.6, 9.99, 0.1). */
+  static const double pow10[] = {1,    1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+  double a = fabs(v);
+  if (a >= 1e-6 && a < 1e15) {
+    for (int k = 1; k <= 15; k++) {
+      double scaled = a * pow10[k];
+      if (scaled >= 9007199254740992.0) break;
+      double m = floor(scaled + 0.5);
+      if (m / pow10[k] == a) {
+        char tmp[40], digits[24];
+        uint64_t im = (uint64_t)m;
+        int nd = 0;
+        do {
+          digits[nd++] = (char)('0' + im % 10);
+          im /= 10;
+        } while (im);
+        while (nd <= k) digits[nd++] = '0'; /* at least one digit before the point */
+        int o = 0;
+        if (v < 0) tmp[o++] = '-';
+        for (int i = nd - 1; i >= k; i--) tmp[o++] = digits[i];
+        tmp[o++] = '.';
+        for (int i = k - 1; i >= 0; i--) tmp[o++] = digits[i];
+        return cr_buf_append(b, tmp, (size_t)o);
+      }
+    }
   }
   char tmp[32];
   /* 15 digits round-trip for most doubles; subnormals carry fewer digits, so

@@ -34,6 +34,7 @@ struct cr_pool_s {
   int nblank;
   cr_instance_t *doomed; /* to close off the request path */
   int provision;         /* warm instances may be missing */
+  uint64_t last_end_ns;  /* when the last invocation ended (set by cr_pool_ended) */
   uv_idle_t chores;
   uv_timer_t sweeper;
   int chores_active;
@@ -225,9 +226,12 @@ int cr_pool_acquire(cr_pool_t *p, cr_fnver_t *ver, cr_instance_t **out, int *col
   return 0;
 }
 
+void cr_pool_ended(cr_pool_t *p, uint64_t end_ns) { p->last_end_ns = end_ns; }
+
 void cr_pool_release(cr_pool_t *p, cr_instance_t *inst) {
   slot_t *s = slot_get(p, inst->ver->fn->slot);
-  inst->last_used_ns = cr_clock_coarse_ns(); /* for the idle sweep: seconds matter */
+  /* For the idle sweep, where seconds matter: no clock call per request. */
+  inst->last_used_ns = inst->invocations ? p->last_end_ns : cr_clock_coarse_ns();
   inst->current = NULL;
   inst->cold = 0;
   if (s) s->nbusy--;

@@ -39,6 +39,7 @@ typedef struct cr_instance_s {
   cr_fnver_t *ver;
   int handler_ref;          /* registry refs in vm->L */
   int ctx_ref;
+  int cold_key_ref;
   int co_ref;
   lua_State *co;            /* the invocation coroutine, reused while healthy */
   int cold;                 /* the next invocation pays for this instance's init */
@@ -48,6 +49,16 @@ typedef struct cr_instance_s {
   int broken;               /* never reuse: discard on release */
   void *current;            /* the invocation running in it, or NULL */
   uint64_t serial;          /* of the current invocation (events check it) */
+  /* Strings the HTTP trigger pushes for every request, kept alive and
+   * referenced so they are not hashed and allocated again each time. */
+  int method_refs[8];
+  int path_ref;
+  size_t path_len;
+  char path[56];
+  int key_refs[2];          /* "method", "path" */
+  int event_mt_ref;         /* the events' metatable */
+  int json_decode_ref;      /* json.safe.decode, for event.json() */
+  const void *event;        /* the current invocation's event table (lazy fields check it) */
   struct cr_instance_s *next;
 } cr_instance_t;
 
@@ -66,6 +77,8 @@ void cr_pool_free(cr_pool_t *p);
  * init. On an init failure returns CR_ELUA/CR_ETIMEDOUT/CR_ENOMEM with err. */
 int cr_pool_acquire(cr_pool_t *p, cr_fnver_t *ver, cr_instance_t **out, int *cold, char *err, size_t errlen);
 void cr_pool_release(cr_pool_t *p, cr_instance_t *inst);
+/* When the invocation being released ended (its monotonic end time). */
+void cr_pool_ended(cr_pool_t *p, uint64_t end_ns);
 
 /* Takes a place under fn's concurrency limit: 0, or CR_ELIMIT when the
  * function already runs `concurrency` invocations across all workers. */

@@ -297,6 +297,31 @@ static void on_flush(uv_prepare_t *h) {
   }
 }
 
+/* Requests are reused: a command allocates none here in steady state. */
+static cr_redis_req_t *free_reqs;
+static int nfree_reqs;
+
+static cr_redis_req_t *req_new(void) {
+  cr_redis_req_t *q = free_reqs;
+  if (q) {
+    free_reqs = q->next;
+    nfree_reqs--;
+    memset(q, 0, sizeof *q);
+    return q;
+  }
+  return calloc(1, sizeof *q);
+}
+
+static void req_free(cr_redis_req_t *q) {
+  if (nfree_reqs >= 256) {
+    free(q);
+    return;
+  }
+  q->next = free_reqs;
+  free_reqs = q;
+  nfree_reqs++;
+}
+
 static void req_unlink(cr_redis_t *r, cr_redis_req_t *q) {
   if (q->prev) q->prev->next = q->next;
   else if (r->head == q) r->head = q->next;
@@ -321,13 +346,13 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
       else q->cb(q->data, rep, NULL);
     }
   }
-  free(q);
+  req_free(q);
 }
 
 static cr_redis_req_t *send_argv(cr_redis_t *r, int argc, const char **argv, const size_t *lens, cr_redis_cb cb,
                                  void *data, int internal) {
   if (!r->ac || (!r->connected && !internal) || r->closing) return NULL;
-  cr_redis_req_t *q = calloc(1, sizeof *q);
+  cr_redis_req_t *q = req_new();
   if (!q) return NULL;
   q->r = r;
   q->cb = cb;
@@ -335,7 +360,7 @@ static cr_redis_req_t *send_argv(cr_redis_t *r, int argc, const char **argv, con
   q->internal = internal;
   q->deadline_ns = cr_clock_ns() + (uint64_t)(r->call_timeout * 1e9);
   if (redisAsyncCommandArgv(r->ac, on_reply, q, argc, argv, lens) != REDIS_OK) {
-    free(q);
+    req_free(q);
     return NULL;
   }
   q->prev = r->tail;

@@ -29,12 +29,18 @@ static char sandbox_key;
 
 static void vm_hook(lua_State *L, lua_Debug *ar);
 
+/* LuaJIT's own allocator (an mspace per state), under our meter. */
+typedef struct { uint64_t u[4]; } lj_prng_t;
+void *lj_alloc_create(lj_prng_t *rs);
+void lj_alloc_destroy(void *msp);
+void *lj_alloc_f(void *msp, void *ptr, size_t osize, size_t nsize);
+
 /* The allocator every state uses. It counts bytes and refuses growth past
  * mem_limit; LuaJIT then raises a memory error in the state. */
 static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   cr_vm_t *vm = ud;
   if (nsize == 0) {
-    free(ptr);
+    lj_alloc_f(vm->arena, ptr, osize, 0);
     vm->mem_used -= osize;
     return NULL;
   }
@@ -50,7 +56,7 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
       lua_sethook(vm->L, vm_hook, LUA_MASKCOUNT, 1);
     }
   }
-  void *p = realloc(ptr, nsize);
+  void *p = lj_alloc_f(vm->arena, ptr, osize, nsize);
   if (!p) return NULL;
   vm->mem_used = vm->mem_used - osize + nsize;
   if (vm->mem_used > vm->mem_peak) vm->mem_peak = vm->mem_used;
@@ -274,8 +280,16 @@ cr_vm_t *cr_vm_new(void) {
   /* Booting needs room; the function's own limit applies from cr_vm_bind(). */
   vm->mem_limit = 64u * 1024 * 1024;
   vm->gc_trigger = vm->mem_limit;
+  lj_prng_t rs;
+  if (getrandom(&rs, sizeof rs, GRND_NONBLOCK) != sizeof rs) memset(&rs, 0x5a, sizeof rs);
+  vm->arena = lj_alloc_create(&rs);
+  if (!vm->arena) {
+    free(vm);
+    return NULL;
+  }
   vm->L = lua_newstate(vm_alloc, vm);
   if (!vm->L) {
+    lj_alloc_destroy(vm->arena);
     free(vm);
     return NULL;
   }
@@ -292,6 +306,7 @@ cr_vm_t *cr_vm_new(void) {
 void cr_vm_free(cr_vm_t *vm) {
   if (!vm) return;
   if (vm->L) lua_close(vm->L);
+  if (vm->arena) lj_alloc_destroy(vm->arena);
   free(vm);
 }
 

@@ -38,6 +38,7 @@ void cr_vm_modules_free(cr_vm_modules_t *m);
 
 typedef struct cr_vm_s {
   lua_State *L;
+  void *arena;
   /* Allocator meter, in bytes. */
   size_t mem_used;
   size_t mem_peak;

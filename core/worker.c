@@ -92,6 +92,7 @@ static void route(worker_t *w, cr_http_req_t *req) {
   }
   /* /_/ is the platform's: its functions (storage) routed above, the rest here. */
   if (rc == CR_ENOENT && cr_admin_owns(req->path, req->path_len)) {
+    cr_gateway_flush(w->gateway); /* the numbers include this worker's latest */
     cr_admin_handle(&w->admin, req);
     return;
   }
@@ -118,7 +119,8 @@ static void route(worker_t *w, cr_http_req_t *req) {
 static size_t body_limit(const char *target, size_t len, void *data) {
   worker_t *w = data;
   const cr_config_t *cfg = w->args->config;
-  if (len > 11 && memcmp(target, "/_/storage/", 11) == 0 && cfg->max_object > cfg->max_body) return cfg->max_object;
+  if (len > 11 && target[1] == '_' && memcmp(target, "/_/storage/", 11) == 0 && cfg->max_object > cfg->max_body)
+    return cfg->max_object;
   return cfg->max_body;
 }
 
@@ -129,7 +131,8 @@ static void on_request(cr_http_req_t *req, void *data) {
 }
 
 static void on_flush(uv_prepare_t *h) {
-  (void)h;
+  worker_t *w = h->data;
+  cr_gateway_flush(w->gateway);
   cr_log_flush();
 }
 
@@ -305,6 +308,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   uv_signal_init(w.loop, &w.sigint);
   uv_signal_start(&w.sigint, on_sigint, SIGINT);
   uv_prepare_init(w.loop, &w.flusher);
+  w.flusher.data = &w;
   uv_prepare_start(&w.flusher, on_flush);
   uv_pipe_init(w.loop, &w.chan, 0);
   w.chan.data = &w;

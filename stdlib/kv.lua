@@ -15,11 +15,11 @@
 -- never repeat, so a compare-and-set cannot be fooled by delete + re-create.
 local P = ...
 local json = P.json
-local call, cmd, now = P.eval, P.cmd, P.now
+local call, callv, cmd, now = P.eval, P.evalv, P.cmd, P.now
 local type, tostring, tonumber, pcall, error, pairs, ipairs, setmetatable =
   type, tostring, tonumber, pcall, error, pairs, ipairs, setmetatable
 local huge, floor, unpack = math.huge, math.floor, unpack
-local maxlen = tostring(P.stream_maxlen)
+local maxlen = P.stream_maxlen
 
 local function check_key(fname, key, n)
   if type(key) ~= "string" then
@@ -71,9 +71,22 @@ local function bind(ns)
   local vpre, idx, seq, changes = tag .. "v:", tag .. "i", tag .. "seq", tag .. "changes"
   local M = { name = ns }
 
+  -- The Redis key of a value, remembered for hot keys (a string made per
+  -- call is hashed and collected); forgotten wholesale past 1024 keys.
+  local vkeys, nvkeys = {}, 0
+  local function vkey(key)
+    local k = vkeys[key]
+    if k then return k end
+    if nvkeys >= 1024 then vkeys, nvkeys = {}, 0 end
+    k = vpre .. key
+    vkeys[key] = k
+    nvkeys = nvkeys + 1
+    return k
+  end
+
   function M.get(key)
     check_key("kv.get", key)
-    local r, err = cmd("HMGET", vpre .. key, "t", "v", "ver")
+    local r, err = cmd("HMGET", vkey(key), "t", "v", "ver")
     if not r then return nil, err end
     if not r[1] then return nil end
     local v, derr = decode(r[1], r[2])
@@ -94,12 +107,12 @@ local function bind(ns)
     if version ~= nil and type(version) ~= "number" then
       error("bad argument #3 to 'kv.put' (version must be a number)", 2)
     end
-    local r, err = call("kv_put", 4, vpre .. key, idx, seq, changes, key, t, s,
-      ttl and tostring(floor(ttl * 1000 + 0.5)) or "0", opts.ifAbsent and "1" or "0",
-      version and tostring(version) or "", tostring(now()), maxlen)
-    if not r then return nil, err end
-    if r[1] == 0 then return nil, r[2] end
-    return r[2]
+    local ok, res = callv("kv_put", 4, vkey(key), idx, seq, changes, key, t, s,
+      ttl and floor(ttl * 1000 + 0.5) or 0, opts.ifAbsent and "1" or "0",
+      version or "", now(), maxlen)
+    if ok == nil then return nil, res end
+    if ok == 0 then return nil, res end
+    return res
   end
 
   function M.delete(key, opts)
@@ -109,11 +122,10 @@ local function bind(ns)
     if version ~= nil and type(version) ~= "number" then
       error("bad argument #2 to 'kv.delete' (version must be a number)", 2)
     end
-    local r, err = call("kv_delete", 4, vpre .. key, idx, seq, changes, key,
-      version and tostring(version) or "", tostring(now()), maxlen)
-    if not r then return nil, err end
-    if r[1] == 0 then return nil, r[2] end
-    return r[2] == 1
+    local ok, res = callv("kv_delete", 4, vkey(key), idx, seq, changes, key, version or "", now(), maxlen)
+    if ok == nil then return nil, res end
+    if ok == 0 then return nil, res end
+    return res == 1
   end
 
   function M.incr(key, by)
@@ -122,11 +134,10 @@ local function bind(ns)
     if type(by) ~= "number" or by ~= by or by == huge or by == -huge then
       error("bad argument #2 to 'kv.incr' (finite number expected, got " .. type(by) .. ")", 2)
     end
-    local r, err = call("kv_incr", 4, vpre .. key, idx, seq, changes, key, json.encode(by),
-      tostring(now()), maxlen)
-    if not r then return nil, err end
-    if r[1] == 0 then return nil, r[2] end
-    return tonumber(r[2]), nil, r[3]
+    local ok, value, version = callv("kv_incr", 4, vkey(key), idx, seq, changes, key, by, now(), maxlen)
+    if ok == nil then return nil, value end
+    if ok == 0 then return nil, value end
+    return tonumber(value), nil, version
   end
 
   function M.list(prefix, opts)
@@ -143,7 +154,7 @@ local function bind(ns)
     if type(cursor) ~= "string" then
       error("bad argument #2 to 'kv.list' (cursor must be a string from a previous page)", 2)
     end
-    local r, err = call("kv_list", 1, idx, prefix, cursor, tostring(limit), vpre)
+    local r, err = call("kv_list", 1, idx, prefix, cursor, limit, vpre)
     if not r then return nil, err end
     local items, flat = {}, r[2]
     for i = 1, #flat, 4 do
@@ -162,7 +173,7 @@ local function bind(ns)
     local args = {}
     for i = 1, n do
       check_key("kv.getMany", keys[i])
-      args[i] = vpre .. keys[i]
+      args[i] = vkey(keys[i])
     end
     local r, err = call("kv_getmany", n, unpack(args))
     if not r then return nil, err end

@@ -63,10 +63,37 @@ cr_redis_t *cr_stdlib_redis(void) { return S.redis; }
 /* --- the call primitive ------------------------------------------------------------------------- */
 
 /* A Redis call an invocation waits on. */
-typedef struct {
+typedef struct scall_s {
   cr_invocation_t *inv; /* NULL once detached */
   cr_redis_req_t *req;
+  int spread;           /* an array reply comes back as several values */
+  struct scall_s *next_free;
 } scall_t;
+
+/* Calls are reused: a request allocates nothing here in steady state. */
+static scall_t *free_scalls;
+static int nfree_scalls;
+
+static scall_t *scall_new(void) {
+  scall_t *c = free_scalls;
+  if (c) {
+    free_scalls = c->next_free;
+    nfree_scalls--;
+    memset(c, 0, sizeof *c);
+    return c;
+  }
+  return calloc(1, sizeof *c);
+}
+
+static void scall_free(scall_t *c) {
+  if (nfree_scalls >= 256) {
+    free(c);
+    return;
+  }
+  c->next_free = free_scalls;
+  free_scalls = c;
+  nfree_scalls++;
+}
 
 /* Pushes a reply as a Lua value: strings and statuses as strings, integers
  * as numbers, arrays as tables (a nil element as false, so # still works),
@@ -99,13 +126,14 @@ static void push_reply(lua_State *L, const redisReply *r, int depth) {
 static void scall_detach(void *pending) {
   scall_t *c = pending;
   cr_redis_cancel(c->req);
-  free(c);
+  scall_free(c);
 }
 
 static void on_scall_reply(void *data, redisReply *reply, const char *err) {
   scall_t *c = data;
   cr_invocation_t *inv = c->inv;
-  free(c);
+  int spread = c->spread;
+  scall_free(c);
   if (!inv) return;
   lua_State *co = inv->co;
   int n;
@@ -121,6 +149,17 @@ static void on_scall_reply(void *data, redisReply *reply, const char *err) {
   } else if (reply->type == REDIS_REPLY_NIL) {
     lua_pushnil(co);
     n = 1;
+  } else if (spread && reply->type == REDIS_REPLY_ARRAY && reply->elements <= 16) {
+    /* A short array as values, without a table: evalv's replies. */
+    for (size_t i = 0; i < reply->elements; i++) {
+      if (reply->element[i]->type == REDIS_REPLY_NIL) lua_pushnil(co);
+      else push_reply(co, reply->element[i], 1);
+    }
+    n = (int)reply->elements;
+    if (n == 0) {
+      lua_pushnil(co);
+      n = 1;
+    }
   } else {
     push_reply(co, reply, 0);
     n = 1;
@@ -128,9 +167,11 @@ static void on_scall_reply(void *data, redisReply *reply, const char *err) {
   cr_invoke_resume(inv, n);
 }
 
-/* eval(script, nkeys, ...) and cmd(name, ...): send, then yield until the reply. */
+/* eval(script, nkeys, ...), evalv (the same, an array reply as several
+ * values) and cmd(name, ...): send, then yield until the reply. */
 static int l_call(lua_State *L) {
-  int is_eval = (int)lua_tointeger(L, lua_upvalueindex(1));
+  int mode = (int)lua_tointeger(L, lua_upvalueindex(1));
+  int is_eval = mode >= 1;
   cr_invocation_t *inv = cr_invoke_current(L);
   if (!inv) {
     /* Point at the user's line (level 2: the module function is level 1). */
@@ -169,8 +210,21 @@ static int l_call(lua_State *L) {
       return luaL_error(L, "out of memory");
     }
   }
+  /* Numbers are written here, not turned into Lua strings (which would be
+   * hashed and collected). */
+  char numbuf[16][48];
+  int nnum = 0;
   for (int i = 0; i < argc; i++) {
     int t = lua_type(L, first + i);
+    if (t == LUA_TNUMBER && nnum < 16) {
+      double v = lua_tonumber(L, first + i);
+      cr_buf_t nb = {numbuf[nnum], 0, sizeof numbuf[nnum]};
+      if (v == (double)(long long)v) cr_buf_append_i64(&nb, (long long)v);
+      else cr_json_number(&nb, v);
+      argv[i] = numbuf[nnum++];
+      lens[i] = nb.len;
+      continue;
+    }
     if (t != LUA_TSTRING && t != LUA_TNUMBER) {
       if (argv != small_argv) {
         free(argv);
@@ -180,10 +234,11 @@ static int l_call(lua_State *L) {
     }
     argv[i] = lua_tolstring(L, first + i, &lens[i]);
   }
-  scall_t *c = calloc(1, sizeof *c);
+  scall_t *c = scall_new();
   cr_redis_req_t *req = NULL;
   if (c && S.redis) {
     c->inv = inv;
+    c->spread = mode == 2;
     req = is_eval ? cr_redis_eval(S.redis, script, nkeys, argc, argv, lens, on_scall_reply, c)
                   : cr_redis_call(S.redis, argc, argv, lens, on_scall_reply, c);
   }
@@ -192,7 +247,7 @@ static int l_call(lua_State *L) {
     free(lens);
   }
   if (!req) {
-    free(c);
+    if (c) scall_free(c);
     lua_pushnil(L);
     lua_pushliteral(L, "redis unavailable");
     return 2;
@@ -238,6 +293,9 @@ static void push_prims(lua_State *L) {
   lua_pushinteger(L, 0);
   lua_pushcclosure(L, l_call, 1);
   lua_setfield(L, -2, "cmd");
+  lua_pushinteger(L, 2);
+  lua_pushcclosure(L, l_call, 1);
+  lua_setfield(L, -2, "evalv");
   lua_pushcfunction(L, l_hash);
   lua_setfield(L, -2, "hash");
   lua_pushcfunction(L, l_now);

@@ -8,11 +8,17 @@ if cur[1] then
   v = tonumber(cur[2])
 end
 v = v + tonumber(ARGV[2])
-local s
-if v == math.floor(v) and math.abs(v) < 1e15 then s = string.format('%d', v) else s = string.format('%.17g', v) end
+local s, out
+if v == math.floor(v) and math.abs(v) < 1e15 then
+  s = string.format('%d', v)
+  out = v -- an integer reply: no string to convert on the way back
+else
+  s = string.format('%.17g', v)
+  out = s
+end
 local ver = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], 't', 'n', 'v', s, 'ver', ver)
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',
   'op', 'put', 'key', ARGV[1], 'version', ver, 'time', ARGV[3])
-return {1, s, ver}
+return {1, out, ver}
