@@ -18,7 +18,7 @@ else
 end
 local ver = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], 't', 'n', 'v', s, 'ver', ver)
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
+if not cur[1] then redis.call('ZADD', KEYS[2], 0, ARGV[1]) end -- new key: index it
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',
   'op', 'put', 'key', ARGV[1], 'version', ver, 'time', ARGV[3])
 return {1, out, ver}

@@ -12,7 +12,7 @@ if tonumber(ARGV[4]) > 0 then
 else
   redis.call('PERSIST', KEYS[1])
 end
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
+if not cur then redis.call('ZADD', KEYS[2], 0, ARGV[1]) end -- new key: index it
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*',
   'op', 'put', 'key', ARGV[1], 'version', ver, 'time', ARGV[7])
 return {1, ver}
