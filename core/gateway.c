@@ -678,7 +678,7 @@ static void emit_headers(lua_State *L, int idx, cr_http_req_t *req, resp_t *r) {
 
 /* --- the invocation --------------------------------------------------------------------------- */
 
-static void report(cr_gateway_t *g, cr_fnver_t *ver, gw_call_t *call, int status, double init_ms) {
+static __attribute__((unused)) void report(cr_gateway_t *g, cr_fnver_t *ver, gw_call_t *call, int status, double init_ms) {
   cr_invocation_t *inv = &call->inv;
   double dur_ms = (double)(inv->end_ns - inv->start_ns) / 1e6;
   uint64_t billed = (uint64_t)ceil(dur_ms);
@@ -888,7 +888,11 @@ static void finish(gw_call_t *call) {
     }
   }
   /* req is not ours any more: the connection may already parse the next one. */
+#ifndef CRESCENT_NO_LIMITS
   report(g, ver, call, status, init_ms);
+#else
+  (void)init_ms;
+#endif
   cr_invoke_end(inv);
   cr_pool_ended(g->pool, inv->end_ns);
   cr_pool_release(g->pool, inst);

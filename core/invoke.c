@@ -168,7 +168,7 @@ lua_State *cr_invoke_begin(cr_invocation_t *inv, cr_instance_t *inst, const char
   return inv->co;
 }
 
-static void busy(uint64_t since, uint64_t deadline, int fn) {
+static __attribute__((unused)) void busy(uint64_t since, uint64_t deadline, int fn) {
   if (!busy_slot) return;
   atomic_store_explicit(&busy_slot->deadline_ns, deadline, memory_order_relaxed);
   atomic_store_explicit(&busy_slot->busy_fn, fn, memory_order_relaxed);
@@ -292,14 +292,18 @@ static int step(cr_invocation_t *inv, int nargs, uint64_t t0) {
   cr_instance_t *inst = inv->inst;
   cr_vm_t *vm = inst->vm;
   lua_State *co = inv->co;
-  busy(t0, inv->deadline_ns, inst->ver->fn->slot);
   vm->reqid = inv->reqid;
+#ifndef CRESCENT_NO_LIMITS
+  busy(t0, inv->deadline_ns, inst->ver->fn->slot);
   cr_vm_arm_until(vm, inv->deadline_ns);
   vm->mem_strict = 1;
+#endif
   int rc = lua_resume(co, nargs);
+#ifndef CRESCENT_NO_LIMITS
   vm->mem_strict = 0;
   cr_vm_disarm(vm);
   busy(0, 0, -1);
+#endif
   inv->end_ns = cr_clock_ns();
   /* The worker thread does nothing else during a resume, so its time on the
    * monotonic clock is its CPU time (unless the kernel preempted it). Asking

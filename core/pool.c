@@ -197,7 +197,7 @@ static cr_instance_t *instance_new(cr_pool_t *p, cr_fnver_t *ver, char *err, siz
   }
   inst->cold = 1;
   inst->init_ms = (double)(cr_clock_ns() - t0) / 1e6;
-  inst->last_used_ns = cr_clock_coarse_ns();
+  inst->last_used_ns = cr_clock_ns();
   return inst;
 }
 
@@ -231,7 +231,7 @@ void cr_pool_ended(cr_pool_t *p, uint64_t end_ns) { p->last_end_ns = end_ns; }
 void cr_pool_release(cr_pool_t *p, cr_instance_t *inst) {
   slot_t *s = slot_get(p, inst->ver->fn->slot);
   /* For the idle sweep, where seconds matter: no clock call per request. */
-  inst->last_used_ns = inst->invocations ? p->last_end_ns : cr_clock_coarse_ns();
+  inst->last_used_ns = inst->invocations ? p->last_end_ns : cr_clock_ns();
   inst->current = NULL;
   inst->cold = 0;
   if (s) s->nbusy--;
@@ -360,7 +360,10 @@ static void on_chores(uv_idle_t *h) {
  * `warm` of them. */
 static void on_sweep(uv_timer_t *t) {
   cr_pool_t *p = t->data;
-  uint64_t now = cr_clock_coarse_ns();
+  /* The precise clock: last_used_ns may come from it, and the coarse one
+   * runs a few ms behind (an instance used "in the future" looked idle for
+   * centuries and was closed under load). */
+  uint64_t now = cr_clock_ns();
   for (int i = 0; i < p->nslots; i++) {
     slot_t *s = &p->slots[i];
     if (!s->ver || !s->idle) continue;
@@ -375,7 +378,7 @@ static void on_sweep(uv_timer_t *t) {
         link = &inst->next;
         continue;
       }
-      if (now - inst->last_used_ns >= idle_ns) {
+      if (now > inst->last_used_ns && now - inst->last_used_ns >= idle_ns) {
         *link = inst->next;
         s->nidle--;
         doom(p, inst);

@@ -358,11 +358,13 @@ static cr_redis_req_t *send_argv(cr_redis_t *r, int argc, const char **argv, con
   q->cb = cb;
   q->data = data;
   q->internal = internal;
-  q->deadline_ns = cr_clock_ns() + (uint64_t)(r->call_timeout * 1e9);
+  /* Loop time (same monotonic clock, ms): no clock call per command. */
+  q->deadline_ns = uv_now(r->loop) * 1000000ULL + (uint64_t)(r->call_timeout * 1e9);
   if (redisAsyncCommandArgv(r->ac, on_reply, q, argc, argv, lens) != REDIS_OK) {
     req_free(q);
     return NULL;
   }
+
   q->prev = r->tail;
   if (r->tail) r->tail->next = q;
   else r->head = q;
