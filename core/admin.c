@@ -89,7 +89,7 @@ static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
                        "\"coldStarts\":%llu,\"durationMsSum\":%.3f,\"billedMsSum\":%llu,\"gbSeconds\":%.6f,",
                     inv, (unsigned long long)atomic_load(&f->errors), (unsigned long long)atomic_load(&f->timeouts),
                     (unsigned long long)atomic_load(&f->throttles), (unsigned long long)atomic_load(&f->cold_starts),
-                    (double)atomic_load(&f->duration_us) / 1000.0, (unsigned long long)atomic_load(&f->billed_ms), gbs);
+                    (double)atomic_load(&f->duration_ns) / 1e6, (unsigned long long)atomic_load(&f->billed_ms), gbs);
       cr_buf_printf(b, "\"instances\":{\"busy\":%lld,\"idle\":%lld},", busy < 0 ? 0 : busy,
                     alive - busy < 0 ? 0 : alive - busy);
       cr_buf_append_str(b, "\"latencyMs\":{");
@@ -161,7 +161,7 @@ static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
     }
     cr_buf_append_str(b, "crescent_duration_seconds_sum{function=\"");
     prom_label(b, fn->name);
-    cr_buf_printf(b, "\"} %.6f\n", (double)atomic_load(&f->duration_us) / 1e6);
+    cr_buf_printf(b, "\"} %.9f\n", (double)atomic_load(&f->duration_ns) / 1e9);
     cr_buf_append_str(b, "crescent_duration_seconds_count{function=\"");
     prom_label(b, fn->name);
     cr_buf_printf(b, "\"} %llu\n", cum);

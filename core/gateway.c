@@ -20,7 +20,7 @@
  * memory in one go by cr_gateway_flush() (atomic adds on shared pages per
  * request showed in profiles). */
 typedef struct {
-  uint64_t invocations, errors, timeouts, cold_starts, duration_us, billed_ms, mb_ms;
+  uint64_t invocations, errors, timeouts, cold_starts, duration_ns, billed_ms, mb_ms;
   uint64_t hist[CR_SHM_HIST_BUCKETS];
   int dirty;
 } meter_t;
@@ -101,7 +101,7 @@ void cr_gateway_flush(cr_gateway_t *g) {
     if (m->errors) atomic_fetch_add_explicit(&f->errors, m->errors, memory_order_relaxed);
     if (m->timeouts) atomic_fetch_add_explicit(&f->timeouts, m->timeouts, memory_order_relaxed);
     if (m->cold_starts) atomic_fetch_add_explicit(&f->cold_starts, m->cold_starts, memory_order_relaxed);
-    atomic_fetch_add_explicit(&f->duration_us, m->duration_us, memory_order_relaxed);
+    atomic_fetch_add_explicit(&f->duration_ns, m->duration_ns, memory_order_relaxed);
     atomic_fetch_add_explicit(&f->billed_ms, m->billed_ms, memory_order_relaxed);
     atomic_fetch_add_explicit(&f->mb_ms, m->mb_ms, memory_order_relaxed);
     for (int k = 0; k < CR_SHM_HIST_BUCKETS; k++)
@@ -689,7 +689,7 @@ static __attribute__((unused)) void report(cr_gateway_t *g, cr_fnver_t *ver, gw_
     if (inv->outcome != CR_OUTCOME_OK || status >= 500) m->errors++;
     if (inv->outcome == CR_OUTCOME_TIMEOUT) m->timeouts++;
     if (inv->cold) m->cold_starts++;
-    m->duration_us += (uint64_t)(dur_ms * 1000);
+    m->duration_ns += inv->end_ns - inv->start_ns;
     m->billed_ms += billed;
     m->mb_ms += billed * (uint64_t)ver->settings.memory;
     int k = 0;

@@ -38,7 +38,7 @@ typedef struct {
   _Atomic uint64_t timeouts;
   _Atomic uint64_t throttles;
   _Atomic uint64_t cold_starts;
-  _Atomic uint64_t duration_us;   /* sum */
+  _Atomic uint64_t duration_ns;   /* sum, in ns (sub-microsecond invocations add up) */
   _Atomic uint64_t billed_ms;     /* sum */
   _Atomic uint64_t mb_ms;         /* memory size x billed duration, for GB-seconds */
   _Atomic uint64_t hist[CR_SHM_HIST_BUCKETS];

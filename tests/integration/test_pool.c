@@ -648,6 +648,41 @@ static void metering(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* A function under steady load keeps its instance: the idle sweep (every
+ * second) must not close an instance used a moment ago. It once compared a
+ * precise last-use time with a coarse clock a few ms behind, and closed busy
+ * instances, so loaded functions kept paying cold starts. */
+static void loaded_instance_is_kept(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "busy.lua", "return function() return 'ok' end\n");
+  srv_start(&s, "--workers 1 --redis none");
+  int fds[4];
+  for (int i = 0; i < 4; i++) {
+    fds[i] = http_connect(s.port);
+    assert_true(fds[i] >= 0);
+  }
+  long long end = now_ms() + 3500; /* spans three sweeps */
+  int n = 0;
+  while (now_ms() < end && n < 400000) {
+    for (int i = 0; i < 4; i++) http_sends(fds[i], "GET /busy HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int i = 0; i < 4; i++) {
+      http_resp_t r;
+      assert_int_equal(http_read(fds[i], &r, 0, 5000), 0);
+      assert_int_equal(r.status, 200);
+      http_free(&r);
+      n++;
+    }
+  }
+  for (int i = 0; i < 4; i++) http_close(fds[i]);
+  char *e = fn_entry(s.port, "busy");
+  const char *m = jval(e, "metrics");
+  if ((int)jnum(m, "coldStarts") != 1) fail_msg("%d requests made %d cold starts (want 1): %s", n, (int)jnum(m, "coldStarts"), e);
+  free(e);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(cold_then_warm),
@@ -657,6 +692,7 @@ int main(void) {
       cmocka_unit_test(concurrency_queue_waits),
       cmocka_unit_test(queued_request_on_a_closing_connection),
       cmocka_unit_test(metering),
+      cmocka_unit_test(loaded_instance_is_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
