@@ -295,9 +295,8 @@ static int hexval(char c) {
   return -1;
 }
 
-/* Compares a raw (maybe percent-encoded) path segment with static text. */
+/* Compares a percent-encoded path segment with static text. */
 static int seg_equal(const char *raw, size_t rawlen, const char *text, size_t len) {
-  if (!memchr(raw, '%', rawlen)) return rawlen == len && memcmp(raw, text, len) == 0;
   size_t j = 0;
   for (size_t i = 0; i < rawlen; i++, j++) {
     char c = raw[i];
@@ -364,9 +363,12 @@ static int search(const node_t *n, const char *p, search_t *st) {
   const char *se = slash ? slash : st->end;
   size_t len = (size_t)(se - p);
   const char *next = slash ? slash + 1 : st->end;
+  int encoded = memchr(p, '%', len) != NULL;
   for (int i = 0; i < n->nstatics; i++) {
     const node_t *c = n->statics[i];
-    if (seg_equal(p, len, c->seg, c->seglen) && search(c, next, st)) return 1;
+    int eq = encoded ? seg_equal(p, len, c->seg, c->seglen)
+                     : c->seglen == len && p[0] == c->seg[0] && memcmp(p, c->seg, len) == 0;
+    if (eq && search(c, next, st)) return 1;
   }
   if (st->nvals >= CR_ROUTER_MAX_PARAMS) return 0;
   if (n->param && len > 0) {
