@@ -69,7 +69,7 @@ typedef struct gw_call_s {
 } gw_call_t;
 
 /* Registry keys (their addresses). */
-static char json_cache_key, http_error_mt_key;
+static char http_error_mt_key;
 
 static meter_t *meter_for(cr_gateway_t *g, int slot) {
   if (!g->shm || slot < 0 || slot >= CR_SHM_MAX_FUNCTIONS) return NULL;
@@ -299,85 +299,29 @@ static int raise_http_error(lua_State *L, int status, const char *msg) {
  * body that is not JSON raises an error answered with 400. */
 static int event_json(lua_State *L) {
   int ev = lua_upvalueindex(1);
-  lua_pushlightuserdata(L, &json_cache_key);
-  lua_rawget(L, ev);
+  lua_pushvalue(L, lua_upvalueindex(2)); /* the value decoded before */
   if (!lua_isnil(L, -1)) return 1;
   lua_pop(L, 1);
-  lua_getfield(L, ev, "body");
-  size_t len;
-  const char *body = lua_tolstring(L, -1, &len);
+  /* Straight from the request: no Lua string for the body unless asked for. */
+  gw_call_t *call = event_call(L, ev);
+  size_t len = 0;
+  const char *body = NULL;
+  if (call) {
+    body = call->req->body;
+    len = call->req->body_len;
+  }
   if (!body || len == 0) {
     lua_pushnil(L);
     return 1;
   }
-  cr_instance_t *inst = cr_vm_of(L)->owner;
-  if (inst && inst->json_decode_ref > 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, inst->json_decode_ref);
-  } else {
-    cr_vm_push_sandbox(L, "modules");
-    lua_getfield(L, -1, "json");
-    lua_getfield(L, -1, "safe");
-    lua_getfield(L, -1, "decode");
-    lua_replace(L, -4);
-    lua_pop(L, 2);
-    if (inst) {
-      lua_pushvalue(L, -1);
-      inst->json_decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
-  }
-  lua_pushvalue(L, -2);
-  lua_call(L, 1, 2);
-  if (lua_isnil(L, -2)) {
+  char err[200];
+  if (cr_json_decode(L, body, len, err, sizeof err)) {
     char msg[300];
-    snprintf(msg, sizeof msg, "invalid JSON in request body: %s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+    snprintf(msg, sizeof msg, "invalid JSON in request body: %s", err);
     return raise_http_error(L, 400, msg);
   }
-  lua_pop(L, 1);
-  lua_pushlightuserdata(L, &json_cache_key);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, ev);
-  return 1;
-}
-
-static int event_index(lua_State *L) {
-  if (lua_type(L, 2) != LUA_TSTRING) return 0;
-  size_t kl;
-  const char *k = lua_tolstring(L, 2, &kl);
-  if (kl == 4 && memcmp(k, "json", 4) == 0) {
-    lua_pushvalue(L, 1);
-    lua_pushcclosure(L, event_json, 1);
-    goto cache;
-  }
-  if (kl == 6 && memcmp(k, "source", 6) == 0) {
-    lua_pushliteral(L, "http");
-    goto cache;
-  }
-  gw_call_t *call = event_call(L, 1);
-  if (!call) return 0; /* the invocation is over: its request is gone */
-  if (kl == 9 && memcmp(k, "requestId", 9) == 0) {
-    /* Made on first use: a new string per request costs more than the call. */
-    lua_pushstring(L, call->reqid);
-    goto cache;
-  }
-  cr_http_req_t *req = call->req;
-  cr_buf_t tmp = CR_BUF_INIT;
-  if (kl == 4 && memcmp(k, "body", 4) == 0) lua_pushlstring(L, req->body, req->body_len);
-  else if (kl == 2 && memcmp(k, "ip", 2) == 0) lua_pushstring(L, req->ip);
-  else if (kl == 7 && memcmp(k, "headers", 7) == 0) push_headers(L, req, 0);
-  else if (kl == 12 && memcmp(k, "multiHeaders", 12) == 0) push_headers(L, req, 1);
-  else if (kl == 5 && memcmp(k, "query", 5) == 0) push_query(L, req, 0, &tmp);
-  else if (kl == 10 && memcmp(k, "multiQuery", 10) == 0) push_query(L, req, 1, &tmp);
-  else if (kl == 8 && memcmp(k, "rawQuery", 8) == 0) lua_pushlstring(L, req->query, req->query_len);
-  else if (kl == 6 && memcmp(k, "params", 6) == 0) push_params(L, &call->match, &tmp);
-  else {
-    cr_buf_free(&tmp);
-    return 0;
-  }
-  cr_buf_free(&tmp);
-cache:
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, 1);
+  lua_pushvalue(L, -1);
+  lua_replace(L, lua_upvalueindex(2));
   return 1;
 }
 
@@ -406,15 +350,69 @@ static int method_index(unsigned bit) {
   return i;
 }
 
-/* Pushes a string kept in *ref (made on first use). */
-static void push_ref(lua_State *L, int *ref, const char *s) {
+/* Pushes the method's name, one string per state for each known method. */
+static void push_method(lua_State *L, cr_instance_t *inst, const cr_http_req_t *req) {
+  int *ref = &inst->method_refs[method_index(req->method)];
   if (*ref > 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, *ref);
     return;
   }
-  lua_pushstring(L, s);
+  lua_pushstring(L, req->method_name);
   lua_pushvalue(L, -1);
   *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static int event_index(lua_State *L) {
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  size_t kl;
+  const char *k = lua_tolstring(L, 2, &kl);
+  if (kl == 4 && memcmp(k, "json", 4) == 0) {
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    lua_pushcclosure(L, event_json, 2);
+    goto cache;
+  }
+  if (kl == 6 && memcmp(k, "source", 6) == 0) {
+    lua_pushliteral(L, "http");
+    goto cache;
+  }
+  gw_call_t *call = event_call(L, 1);
+  if (!call) return 0; /* the invocation is over: its request is gone */
+  if (kl == 9 && memcmp(k, "requestId", 9) == 0) {
+    /* Made on first use: a new string per request costs more than the call. */
+    lua_pushstring(L, call->reqid);
+    goto cache;
+  }
+  cr_http_req_t *req = call->req;
+  cr_instance_t *inst = call->inv.inst;
+  if (kl == 6 && memcmp(k, "method", 6) == 0) {
+    if (req->method != CR_M_OTHER) push_method(L, inst, req);
+    else lua_pushstring(L, req->method_name);
+    goto cache;
+  }
+  if (kl == 4 && memcmp(k, "path", 4) == 0) {
+    push_cached(L, &inst->path_ref, inst->path, sizeof inst->path, &inst->path_len, req->path, req->path_len);
+    goto cache;
+  }
+  cr_buf_t tmp = CR_BUF_INIT;
+  if (kl == 4 && memcmp(k, "body", 4) == 0) lua_pushlstring(L, req->body, req->body_len);
+  else if (kl == 2 && memcmp(k, "ip", 2) == 0) lua_pushstring(L, req->ip);
+  else if (kl == 7 && memcmp(k, "headers", 7) == 0) push_headers(L, req, 0);
+  else if (kl == 12 && memcmp(k, "multiHeaders", 12) == 0) push_headers(L, req, 1);
+  else if (kl == 5 && memcmp(k, "query", 5) == 0) push_query(L, req, 0, &tmp);
+  else if (kl == 10 && memcmp(k, "multiQuery", 10) == 0) push_query(L, req, 1, &tmp);
+  else if (kl == 8 && memcmp(k, "rawQuery", 8) == 0) lua_pushlstring(L, req->query, req->query_len);
+  else if (kl == 6 && memcmp(k, "params", 6) == 0) push_params(L, &call->match, &tmp);
+  else {
+    cr_buf_free(&tmp);
+    return 0;
+  }
+  cr_buf_free(&tmp);
+cache:
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  return 1;
 }
 
 /* Makes the events' metatable (once per state; HTTP errors' one with it). */
@@ -432,28 +430,13 @@ static int make_event_mt(lua_State *L) {
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* The event starts as an empty table with a metatable: every field, method
+ * and path too, is made on first use and kept in it. A handler that never
+ * reads the event (most small ones) costs one table and no hash part. */
 static void push_event(lua_State *L, gw_call_t *call) {
-  cr_http_req_t *req = call->req;
   cr_instance_t *inst = call->inv.inst;
-  lua_createtable(L, 0, 2); /* method, path; the rest come when asked for */
+  lua_createtable(L, 0, 0);
   inst->event = lua_topointer(L, -1);
-  push_ref(L, &inst->key_refs[0], "method");
-  if (req->method != CR_M_OTHER) {
-    int *ref = &inst->method_refs[method_index(req->method)];
-    if (*ref > 0) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, *ref);
-    } else {
-      lua_pushstring(L, req->method_name);
-      lua_pushvalue(L, -1);
-      *ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
-  } else {
-    lua_pushstring(L, req->method_name);
-  }
-  lua_rawset(L, -3);
-  push_ref(L, &inst->key_refs[1], "path");
-  push_cached(L, &inst->path_ref, inst->path, sizeof inst->path, &inst->path_len, req->path, req->path_len);
-  lua_rawset(L, -3);
   if (inst->event_mt_ref <= 0) inst->event_mt_ref = make_event_mt(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, inst->event_mt_ref);
   lua_setmetatable(L, -2);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "error.h"
 
@@ -20,15 +21,34 @@ static char empty_array_sentinel;
 int luaopen_cjson(lua_State *L);
 int luaopen_cjson_safe(lua_State *L);
 
+/* Bytes a JSON string cannot hold as they are: controls, '"' and '\\'. */
+static const unsigned char needs_escape[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['"'] = 1, ['\\'] = 1};
+
 int cr_json_escape(cr_buf_t *b, const char *s, size_t len) {
   static const char hex[] = "0123456789abcdef";
-  /* Worst case every byte becomes \u00XX. */
-  if (cr_buf_reserve(b, len * 6 + 2)) return CR_ENOMEM;
+  /* Most strings need no escape: copy them whole. */
+  size_t i = 0;
+  while (i < len && !needs_escape[(unsigned char)s[i]]) i++;
+  if (i == len) {
+    if (cr_buf_reserve(b, len + 2)) return CR_ENOMEM;
+    char *o = b->data + b->len;
+    *o = '"';
+    memcpy(o + 1, s, len);
+    o[len + 1] = '"';
+    b->len += len + 2;
+    return 0;
+  }
+  /* Worst case every byte from here becomes \u00XX. */
+  if (cr_buf_reserve(b, i + (len - i) * 6 + 2)) return CR_ENOMEM;
   char *o = b->data + b->len;
   *o++ = '"';
-  for (size_t i = 0; i < len; i++) {
+  memcpy(o, s, i);
+  o += i;
+  for (; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c != '"' && c != '\\') {
+    if (!needs_escape[c]) {
       *o++ = (char)c;
       continue;
     }
@@ -240,6 +260,404 @@ int cr_json_encode(lua_State *L, int idx, cr_buf_t *b, char *err, size_t errlen)
   return rc;
 }
 
+/* --- decoding ----------------------------------------------------------------------------------- */
+
+/* A strict RFC 8259 parser that builds Lua values straight on the stack.
+ * Why not lua-cjson's decode: profiles of a small JSON echo put half of the
+ * request's CPU in it (a per-character state machine, strtod for every
+ * number, tables grown key by key). Here members are pushed on the stack and
+ * the table is made once with its exact size; strings without escapes are
+ * pushed from the input; everyday numbers are read without strtod.
+ *
+ * Lua API calls may raise (the state's memory limit): nothing in here owns
+ * memory across them except the scratch buffer, which is static and reused. */
+
+typedef struct {
+  lua_State *L;
+  const char *s, *p, *end;
+  int depth;
+  int top0;     /* the stack's top when decoding began */
+  int array_mt; /* registry has the array marker: empty arrays get it, and encode back to [] */
+  char *err;
+  size_t errlen;
+} decoder_t;
+
+static cr_buf_t dec_scratch; /* unescaped strings; the decoder never re-enters */
+
+static int dec_value(decoder_t *d);
+
+static int dec_fail(decoder_t *d, const char *what) {
+  size_t pos = (size_t)(d->p - d->s) + 1;
+  if (d->p >= d->end) snprintf(d->err, d->errlen, "unexpected end of input (%s) at character %zu", what, pos);
+  else if ((unsigned char)*d->p >= 0x20 && (unsigned char)*d->p < 0x7f)
+    snprintf(d->err, d->errlen, "%s at character %zu ('%c')", what, pos, *d->p);
+  else snprintf(d->err, d->errlen, "%s at character %zu (byte 0x%02x)", what, pos, (unsigned char)*d->p);
+  return CR_EINVAL;
+}
+
+static inline void skip_ws(decoder_t *d) {
+  while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')) d->p++;
+}
+
+static int hexdigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+static int hex4(const char *p) {
+  int v = 0;
+  for (int i = 0; i < 4; i++) {
+    int h = hexdigit(p[i]);
+    if (h < 0) return -1;
+    v = v * 16 + h;
+  }
+  return v;
+}
+
+static char *put_utf8(char *o, unsigned cp) {
+  if (cp < 0x80) {
+    *o++ = (char)cp;
+  } else if (cp < 0x800) {
+    *o++ = (char)(0xc0 | cp >> 6);
+    *o++ = (char)(0x80 | (cp & 0x3f));
+  } else if (cp < 0x10000) {
+    *o++ = (char)(0xe0 | cp >> 12);
+    *o++ = (char)(0x80 | (cp >> 6 & 0x3f));
+    *o++ = (char)(0x80 | (cp & 0x3f));
+  } else {
+    *o++ = (char)(0xf0 | cp >> 18);
+    *o++ = (char)(0x80 | (cp >> 12 & 0x3f));
+    *o++ = (char)(0x80 | (cp >> 6 & 0x3f));
+    *o++ = (char)(0x80 | (cp & 0x3f));
+  }
+  return o;
+}
+
+/* At the opening quote. Pushes the string. */
+static int dec_string(decoder_t *d) {
+  const char *start = ++d->p, *q = start;
+  while (q < d->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20) q++;
+  if (q < d->end && *q == '"') {
+    lua_pushlstring(d->L, start, (size_t)(q - start));
+    d->p = q + 1;
+    return 0;
+  }
+  /* Escapes: the result is never longer than the input. */
+  dec_scratch.len = 0;
+  if (cr_buf_reserve(&dec_scratch, (size_t)(d->end - start))) {
+    snprintf(d->err, d->errlen, "out of memory");
+    return CR_ENOMEM;
+  }
+  char *o = dec_scratch.data;
+  memcpy(o, start, (size_t)(q - start));
+  o += q - start;
+  d->p = q;
+  for (;;) {
+    if (d->p >= d->end) return dec_fail(d, "unterminated string");
+    unsigned char c = (unsigned char)*d->p;
+    if (c == '"') break;
+    if (c < 0x20) return dec_fail(d, "control character in string");
+    if (c != '\\') {
+      *o++ = (char)c;
+      d->p++;
+      continue;
+    }
+    if (d->end - d->p < 2) {
+      d->p = d->end;
+      return dec_fail(d, "unterminated string");
+    }
+    char e = d->p[1];
+    switch (e) {
+    case '"': *o++ = '"'; break;
+    case '\\': *o++ = '\\'; break;
+    case '/': *o++ = '/'; break;
+    case 'b': *o++ = '\b'; break;
+    case 'f': *o++ = '\f'; break;
+    case 'n': *o++ = '\n'; break;
+    case 'r': *o++ = '\r'; break;
+    case 't': *o++ = '\t'; break;
+    case 'u': {
+      int cp = d->end - d->p >= 6 ? hex4(d->p + 2) : -1;
+      if (cp < 0) return dec_fail(d, "invalid \\u escape");
+      if (cp >= 0xdc00 && cp <= 0xdfff) return dec_fail(d, "lone low surrogate in \\u escape");
+      if (cp >= 0xd800 && cp <= 0xdbff) {
+        int lo = d->end - d->p >= 12 && d->p[6] == '\\' && d->p[7] == 'u' ? hex4(d->p + 8) : -1;
+        if (lo < 0xdc00 || lo > 0xdfff) return dec_fail(d, "lone high surrogate in \\u escape");
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+        d->p += 6;
+      }
+      o = put_utf8(o, (unsigned)cp);
+      d->p += 6;
+      continue;
+    }
+    default:
+      d->p++;
+      return dec_fail(d, "invalid escape in string");
+    }
+    d->p += 2;
+  }
+  d->p++;
+  lua_pushlstring(d->L, dec_scratch.data, (size_t)(o - dec_scratch.data));
+  if (dec_scratch.cap > 65536) cr_buf_reset(&dec_scratch, 65536);
+  return 0;
+}
+
+/* Pushes a number. Everyday ones (up to 15 significant digits, a decimal
+ * exponent within +-22) are exact in one multiplication or division of two
+ * exactly represented doubles, so correctly rounded (Clinger's fast path);
+ * the rest go to strtod. */
+static int dec_number(decoder_t *d) {
+  static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  const char *start = d->p, *p = d->p, *end = d->end;
+  int neg = 0;
+  if (*p == '-') {
+    neg = 1;
+    p++;
+  }
+  uint64_t m = 0;
+  int digits = 0, exp10 = 0;
+  if (p < end && *p == '0') {
+    p++;
+  } else if (p < end && *p >= '1' && *p <= '9') {
+    while (p < end && *p >= '0' && *p <= '9') {
+      if (digits < 19) m = m * 10 + (uint64_t)(*p - '0');
+      else exp10++;
+      digits++;
+      p++;
+    }
+  } else {
+    d->p = p;
+    return dec_fail(d, "invalid number");
+  }
+  if (p < end && *p == '.') {
+    p++;
+    if (p >= end || *p < '0' || *p > '9') {
+      d->p = p;
+      return dec_fail(d, "invalid number");
+    }
+    while (p < end && *p >= '0' && *p <= '9') {
+      if (m == 0 && *p == '0') { /* leading zeros are not significant */
+        exp10--;
+      } else if (digits < 19) {
+        m = m * 10 + (uint64_t)(*p - '0');
+        exp10--;
+        digits++;
+      } else {
+        digits++;
+      }
+      p++;
+    }
+  }
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    p++;
+    int eneg = 0, e = 0;
+    if (p < end && (*p == '+' || *p == '-')) eneg = *p++ == '-';
+    if (p >= end || *p < '0' || *p > '9') {
+      d->p = p;
+      return dec_fail(d, "invalid number");
+    }
+    while (p < end && *p >= '0' && *p <= '9') {
+      if (e < 100000) e = e * 10 + (*p - '0');
+      p++;
+    }
+    exp10 += eneg ? -e : e;
+  }
+  d->p = p;
+  double v;
+  if (digits <= 15 && exp10 >= -22 && exp10 <= 22) {
+    v = (double)m;
+    v = exp10 < 0 ? v / pow10[-exp10] : v * pow10[exp10];
+  } else {
+    char tmp[64];
+    size_t n = (size_t)(p - start);
+    if (n < sizeof tmp) {
+      memcpy(tmp, start, n);
+      tmp[n] = '\0';
+      v = strtod(tmp, NULL);
+    } else {
+      dec_scratch.len = 0;
+      if (cr_buf_append(&dec_scratch, start, n) || cr_buf_putc(&dec_scratch, '\0')) {
+        snprintf(d->err, d->errlen, "out of memory");
+        return CR_ENOMEM;
+      }
+      v = strtod(dec_scratch.data, NULL);
+    }
+    neg = 0; /* strtod read the sign */
+  }
+  lua_pushnumber(d->L, neg ? -v : v);
+  return 0;
+}
+
+/* Members wait on the stack and go into a table made with their exact
+ * count at the end, or earlier for huge or deeply nested documents: when a
+ * level holds DEC_FLUSH_AT of them, or the stack holds DEC_STACK_HIGH slots
+ * (LuaJIT allows a C function 8000), they go into a table made for what is
+ * there, which grows after. Every level then holds a table, a key and a
+ * value: 1000 levels fit. */
+#define DEC_FLUSH_AT 512
+#define DEC_STACK_HIGH 2048
+
+static void dec_flush(lua_State *L, int base, int *made, int *pending, int per, int *next_index) {
+  if (!*made) {
+    if (per == 2) lua_createtable(L, 0, *pending);
+    else lua_createtable(L, *pending, 0);
+    lua_insert(L, base + 1);
+    *made = 1;
+  }
+  int first = base + 2;
+  for (int i = 0; i < *pending; i++) {
+    if (per == 2) {
+      lua_pushvalue(L, first + 2 * i);
+      lua_pushvalue(L, first + 2 * i + 1);
+      lua_rawset(L, base + 1);
+    } else {
+      lua_pushvalue(L, first + i);
+      lua_rawseti(L, base + 1, (*next_index)++);
+    }
+  }
+  lua_settop(L, base + 1);
+  *pending = 0;
+}
+
+/* At '{' or '['. Pushes the table. */
+static int dec_container(decoder_t *d) {
+  lua_State *L = d->L;
+  int object = *d->p == '{';
+  char close = object ? '}' : ']';
+  int per = object ? 2 : 1;
+  if (++d->depth > JSON_MAX_DEPTH) return dec_fail(d, "nesting deeper than 1000");
+  d->p++;
+  int base = lua_gettop(L), made = 0, pending = 0, next_index = 1;
+  skip_ws(d);
+  if (d->p < d->end && *d->p == close) {
+    d->p++;
+  } else {
+    for (;;) {
+      if (pending >= DEC_FLUSH_AT || (pending && lua_gettop(L) - d->top0 > DEC_STACK_HIGH) || !lua_checkstack(L, 4)) {
+        dec_flush(L, base, &made, &pending, per, &next_index);
+        if (!lua_checkstack(L, 4)) return dec_fail(d, "nesting too deep for the Lua stack");
+      }
+      skip_ws(d);
+      if (object) {
+        if (d->p >= d->end || *d->p != '"') return dec_fail(d, "expected a string key");
+        int rc = dec_string(d);
+        if (rc) return rc;
+        skip_ws(d);
+        if (d->p >= d->end || *d->p != ':') return dec_fail(d, "expected ':'");
+        d->p++;
+        skip_ws(d);
+      }
+      int rc = dec_value(d);
+      if (rc) return rc;
+      pending++;
+      skip_ws(d);
+      if (d->p < d->end && *d->p == ',') {
+        d->p++;
+        continue;
+      }
+      if (d->p < d->end && *d->p == close) {
+        d->p++;
+        break;
+      }
+      return dec_fail(d, object ? "expected ',' or '}'" : "expected ',' or ']'");
+    }
+  }
+  int empty = !made && pending == 0;
+  dec_flush(L, base, &made, &pending, per, &next_index);
+  if (empty && !object && d->array_mt) {
+    lua_pushlightuserdata(L, &array_mt_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_setmetatable(L, -2);
+  }
+  d->depth--;
+  return 0;
+}
+
+static int dec_literal(decoder_t *d, const char *word, size_t n) {
+  if ((size_t)(d->end - d->p) < n || memcmp(d->p, word, n) != 0) return dec_fail(d, "invalid value");
+  d->p += n;
+  return 0;
+}
+
+static int dec_value(decoder_t *d) {
+  if (d->p >= d->end) return dec_fail(d, "expected a value");
+  switch (*d->p) {
+  case '"': return dec_string(d);
+  case '{':
+  case '[': return dec_container(d);
+  case 't':
+    if (dec_literal(d, "true", 4)) return CR_EINVAL;
+    lua_pushboolean(d->L, 1);
+    return 0;
+  case 'f':
+    if (dec_literal(d, "false", 5)) return CR_EINVAL;
+    lua_pushboolean(d->L, 0);
+    return 0;
+  case 'n':
+    if (dec_literal(d, "null", 4)) return CR_EINVAL;
+    lua_pushlightuserdata(d->L, NULL); /* json.null */
+    return 0;
+  default:
+    if (*d->p == '-' || (*d->p >= '0' && *d->p <= '9')) return dec_number(d);
+    return dec_fail(d, "expected a value");
+  }
+}
+
+int cr_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t errlen) {
+  decoder_t d = {L, s, s, s + len, 0, 0, 0, err, errlen};
+  lua_pushlightuserdata(L, &array_mt_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  d.array_mt = lua_istable(L, -1);
+  lua_pop(L, 1);
+  int top = lua_gettop(L);
+  d.top0 = top;
+  if (!lua_checkstack(L, 8)) {
+    snprintf(err, errlen, "Lua stack exhausted");
+    return CR_ENOMEM;
+  }
+  skip_ws(&d);
+  int rc = dec_value(&d);
+  if (rc == 0) {
+    skip_ws(&d);
+    if (d.p < d.end) rc = dec_fail(&d, "unexpected text after the value");
+  }
+  if (rc) {
+    lua_settop(L, top);
+    return rc;
+  }
+  return 0;
+}
+
+/* json.decode(s) -> value; raises on text that is not JSON. */
+static int l_decode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  char err[200];
+  if (cr_json_decode(L, s, len, err, sizeof err)) return luaL_error(L, "invalid JSON: %s", err);
+  return 1;
+}
+
+/* json.safe.decode(s) -> value | nil, err */
+static int l_decode_safe(lua_State *L) {
+  size_t len;
+  const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &len) : NULL;
+  char err[200];
+  if (!s) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "invalid JSON: expected a string, got %s", luaL_typename(L, 1));
+    return 2;
+  }
+  if (cr_json_decode(L, s, len, err, sizeof err)) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "invalid JSON: %s", err);
+    return 2;
+  }
+  return 1;
+}
+
 /* json.encode(v) -> string; raises on values JSON cannot hold. */
 static int l_encode(lua_State *L) {
   luaL_checkany(L, 1);
@@ -271,10 +689,13 @@ static int l_encode_safe(lua_State *L) {
   return 1;
 }
 
-/* Builds { encode, decode, null, empty_array, array_mt } over a lua-cjson table at -1. */
-static void decorate(lua_State *L, lua_CFunction encode) {
+/* Puts crescent's encode and decode, empty_array and array_mt over a lua-cjson table at -1
+ * (which keeps its null and its version fields). */
+static void decorate(lua_State *L, lua_CFunction encode, lua_CFunction decode) {
   lua_pushcfunction(L, encode);
   lua_setfield(L, -2, "encode");
+  lua_pushcfunction(L, decode);
+  lua_setfield(L, -2, "decode");
   lua_pushlightuserdata(L, &empty_array_sentinel);
   lua_setfield(L, -2, "empty_array");
   lua_pushlightuserdata(L, &array_mt_key);
@@ -290,10 +711,10 @@ int cr_json_open(lua_State *L) {
 
   lua_pushcfunction(L, luaopen_cjson);
   lua_call(L, 0, 1);
-  decorate(L, l_encode);
+  decorate(L, l_encode, l_decode);
   lua_pushcfunction(L, luaopen_cjson_safe);
   lua_call(L, 0, 1);
-  decorate(L, l_encode_safe);
+  decorate(L, l_encode_safe, l_decode_safe);
   lua_setfield(L, -2, "safe");
   return 1;
 }

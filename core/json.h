@@ -6,7 +6,11 @@
  * doubles do not round-trip. This encoder prints integers exactly and other
  * numbers with the shortest form that reads back to the same double. Output
  * otherwise follows lua-cjson: empty tables are objects, sparse arrays become
- * objects, NaN/inf and functions are errors. Decoding is left to lua-cjson. */
+ * objects, NaN/inf and functions are errors.
+ *
+ * And a decoder (json.c says why not lua-cjson's): strict RFC 8259, null as
+ * json.null (lua-cjson's lightuserdata NULL), empty arrays marked with
+ * json.array_mt so they encode back to [], nesting up to 1000. */
 #ifndef CR_JSON_H
 #define CR_JSON_H
 
@@ -26,7 +30,12 @@ int cr_json_number(cr_buf_t *b, double v);
  * restores b->len, and writes a message to err. Uses a little Lua stack. */
 int cr_json_encode(lua_State *L, int idx, cr_buf_t *b, char *err, size_t errlen);
 
-/* Opens the `json` module (lua-cjson's decode, crescent's encode, null,
+/* Decodes s and pushes the value. On failure pushes nothing, returns a
+ * negative code and writes "what at character N" to err. May raise a Lua
+ * memory error, like any push. */
+int cr_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t errlen);
+
+/* Opens the `json` module (crescent's encode and decode over lua-cjson's table: null,
  * empty_array, array_mt) and leaves it on the stack. */
 int cr_json_open(lua_State *L);
 

@@ -49,15 +49,13 @@ typedef struct cr_instance_s {
   int broken;               /* never reuse: discard on release */
   void *current;            /* the invocation running in it, or NULL */
   uint64_t serial;          /* of the current invocation (events check it) */
-  /* Strings the HTTP trigger pushes for every request, kept alive and
-   * referenced so they are not hashed and allocated again each time. */
+  /* Strings the HTTP trigger's events give out (event.method, event.path),
+   * kept alive and referenced so they are not hashed and allocated again. */
   int method_refs[8];
   int path_ref;
   size_t path_len;
   char path[56];
-  int key_refs[2];          /* "method", "path" */
   int event_mt_ref;         /* the events' metatable */
-  int json_decode_ref;      /* json.safe.decode, for event.json() */
   const void *event;        /* the current invocation's event table (lazy fields check it) */
   struct cr_instance_s *next;
 } cr_instance_t;

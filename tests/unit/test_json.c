@@ -18,6 +18,8 @@
 #include "json.h"
 #include "vm.h"
 
+int luaopen_cjson(lua_State *L);
+
 /* --- helpers ------------------------------------------------------------------------------------ */
 
 static lua_State *new_state(void) {
@@ -402,6 +404,285 @@ static void test_lua_module(void **state) {
   lua_close(L);
 }
 
+/* --- cr_json_decode ----------------------------------------------------------------------------- */
+
+static char dec_err[256];
+
+/* Decodes text (len bytes), checking the stack grows by one on success and
+ * is left alone on failure. */
+static int decode(lua_State *L, const char *text, size_t len) {
+  int top = lua_gettop(L);
+  dec_err[0] = '\0';
+  int rc = cr_json_decode(L, text, len, dec_err, sizeof dec_err);
+  assert_int_equal(lua_gettop(L), rc ? top : top + 1);
+  if (rc) assert_true(dec_err[0] != '\0');
+  return rc;
+}
+
+/* Decodes text and encodes the value back: the canonical form must be want. */
+static void roundtrips(lua_State *L, const char *text, const char *want) {
+  if (decode(L, text, strlen(text))) fail_msg("decoding failed (%s): %s", dec_err, text);
+  cr_buf_t b = CR_BUF_INIT;
+  char err[160];
+  if (cr_json_encode(L, -1, &b, err, sizeof err)) fail_msg("re-encoding %s failed: %s", text, err);
+  lua_pop(L, 1);
+  if (b.len != strlen(want) || memcmp(b.data, want, b.len) != 0)
+    fail_msg("%s\n  gave %.*s\n  want %s", text, (int)b.len, b.data, want);
+  cr_buf_free(&b);
+}
+
+static void rejects(lua_State *L, const char *text, size_t len, const char *needle) {
+  if (decode(L, text, len) == 0) fail_msg("decoding should fail: %.*s", (int)len, text);
+  if (!strstr(dec_err, needle)) fail_msg("%.*s: error '%s' lacks '%s'", (int)len, text, dec_err, needle);
+}
+
+static void test_decode_values(void **state) {
+  (void)state;
+  lua_State *L = new_state();
+  roundtrips(L, "{\"a\":1}", "{\"a\":1}");
+  roundtrips(L, " \t\r\n[1, 2 ,3]\n", "[1,2,3]");
+  roundtrips(L, "\"x\"", "\"x\"");
+  roundtrips(L, "true", "true");
+  roundtrips(L, "false", "false");
+  roundtrips(L, "null", "null");
+  roundtrips(L, "{}", "{}");
+  roundtrips(L, "[]", "[]"); /* empty arrays stay arrays */
+  roundtrips(L, "[[ ],{ },{\"list\":[]}]", "[[],{},{\"list\":[]}]");
+  roundtrips(L, "[null,1]", "[null,1]");
+  roundtrips(L, "[[[[\"deep\"]]]]", "[[[[\"deep\"]]]]");
+  roundtrips(L, "{\"a\":{\"b\":[true,false,null,{\"c\":\"d\"}]}}", "{\"a\":{\"b\":[true,false,null,{\"c\":\"d\"}]}}");
+  /* Duplicate keys: the last one wins. */
+  roundtrips(L, "{\"k\":1,\"k\":2}", "{\"k\":2}");
+  /* Escapes, \u with surrogate pairs, UTF-8 passed through. */
+  roundtrips(L, "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"", "\"a\\\"b\\\\c/d\\b\\f\\n\\r\\t\"");
+  roundtrips(L, "\"\\u00e9\\u20AC\\ud83d\\ude00\"", "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
+  roundtrips(L, "\"\xc3\xa9 raw\"", "\"\xc3\xa9 raw\"");
+  assert_int_equal(decode(L, "\"a\\u0000b\"", 10), 0);
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  assert_int_equal(n, 3);
+  assert_memory_equal(s, "a\0b", 3);
+  lua_pop(L, 1);
+  /* Numbers. */
+  roundtrips(L, "[0,-0,1e2,1E+2,98.6,9.99,0.1,-1.5e-7,2.5E-3,100e-2]", "[0,-0,100,100,98.6,9.99,0.1,-1.5e-07,0.0025,1]");
+  roundtrips(L, "[9007199254740993,123456789012345678901234567890]", "[9007199254740992,1.2345678901234568e+29]");
+  roundtrips(L, "[0.30000000000000004,5e-324,2.2250738585072014e-308,1.7976931348623157e308]",
+             "[0.30000000000000004,5e-324,2.2250738585072014e-308,1.7976931348623157e+308]");
+  roundtrips(L, "0.000000000000000000000000000001", "1e-30");
+  /* Out of range reads as infinity, as strtod and JavaScript do (it cannot be encoded back). */
+  assert_int_equal(decode(L, "[1e400,-1e400]", 14), 0);
+  lua_rawgeti(L, -1, 1);
+  assert_true(isinf(lua_tonumber(L, -1)) && lua_tonumber(L, -1) > 0);
+  lua_pop(L, 2);
+  lua_close(L);
+}
+
+/* The fast number path must agree with strtod bit for bit. */
+static void test_decode_numbers_match_strtod(void **state) {
+  (void)state;
+  lua_State *L = new_state();
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  char text[64];
+  for (int i = 0; i < 200000; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    switch (i % 4) {
+    case 0: /* short decimals, the everyday kind */
+      snprintf(text, sizeof text, "%s%llu.%0*llu", (x >> 63) ? "-" : "", (unsigned long long)(x % 100000),
+               (int)(1 + (x >> 20) % 8), (unsigned long long)((x >> 24) % 100000000));
+      break;
+    case 1: /* mantissa and exponent around the fast path's edges */
+      snprintf(text, sizeof text, "%llue%d", (unsigned long long)(x % 10000000000000000ULL), (int)((x >> 40) % 60) - 30);
+      break;
+    case 2: { /* any double, shortest-ish and full precision */
+      double v;
+      memcpy(&v, &x, sizeof v);
+      if (isnan(v) || isinf(v)) continue;
+      snprintf(text, sizeof text, (x & 1) ? "%.17g" : "%.15g", v);
+      break;
+    }
+    default: /* integers up to and past 2^53 */
+      snprintf(text, sizeof text, "%llu", (unsigned long long)(x >> (x % 40)));
+    }
+    if (decode(L, text, strlen(text))) fail_msg("%s: %s", text, dec_err);
+    double got = lua_tonumber(L, -1), want = strtod(text, NULL);
+    lua_pop(L, 1);
+    if (memcmp(&got, &want, sizeof got) != 0) fail_msg("%s: decoded %.17g, strtod %.17g", text, got, want);
+  }
+  lua_close(L);
+}
+
+static void test_decode_rejects(void **state) {
+  (void)state;
+  lua_State *L = new_state();
+  rejects(L, "", 0, "end of input");
+  rejects(L, "  ", 2, "end of input");
+  rejects(L, "{", 1, "end of input");
+  rejects(L, "[1,]", 4, "expected a value at character 4");
+  rejects(L, "[1 2]", 5, "expected ',' or ']' at character 4");
+  rejects(L, "{\"a\"}", 5, "expected ':'");
+  rejects(L, "{\"a\":}", 6, "expected a value");
+  rejects(L, "{\"a\":1,}", 8, "expected a string key");
+  rejects(L, "{a:1}", 5, "expected a string key at character 2");
+  rejects(L, "01", 2, "unexpected text after the value at character 2");
+  rejects(L, "1.", 2, "invalid number");
+  rejects(L, "1.e5", 4, "invalid number");
+  rejects(L, "1e", 2, "invalid number");
+  rejects(L, ".5", 2, "expected a value");
+  rejects(L, "-", 1, "invalid number");
+  rejects(L, "+1", 2, "expected a value");
+  rejects(L, "tru", 3, "invalid value");
+  rejects(L, "nul", 3, "invalid value");
+  rejects(L, "NaN", 3, "expected a value");
+  rejects(L, "Infinity", 8, "expected a value");
+  rejects(L, "\"abc", 4, "unterminated string");
+  rejects(L, "\"a\\", 3, "unterminated string");
+  rejects(L, "\"\\x\"", 4, "invalid escape");
+  rejects(L, "\"\\u12\"", 6, "invalid \\u escape");
+  rejects(L, "\"\\ud800\"", 8, "lone high surrogate");
+  rejects(L, "\"\\ud800\\u0041\"", 14, "lone high surrogate");
+  rejects(L, "\"\\udc00\"", 8, "lone low surrogate");
+  rejects(L, "\"a\tb\"", 5, "control character in string at character 3");
+  rejects(L, "\"a\nb\"", 5, "control character");
+  rejects(L, "[1]x", 4, "unexpected text after the value at character 4 ('x')");
+  rejects(L, "[1]\x01", 4, "byte 0x01");
+  rejects(L, "{\"a\":1}}", 8, "unexpected text");
+  rejects(L, "[\"a\\u00\"]", 9, "invalid \\u escape");
+  lua_close(L);
+}
+
+static void test_decode_depth_and_size(void **state) {
+  (void)state;
+  lua_State *L = new_state();
+  cr_buf_t b = CR_BUF_INIT;
+  /* 1000 levels decode, 1001 do not. */
+  for (int i = 0; i < 1000; i++) cr_buf_putc(&b, '[');
+  for (int i = 0; i < 1000; i++) cr_buf_putc(&b, ']');
+  assert_int_equal(decode(L, b.data, b.len), 0);
+  lua_pop(L, 1);
+  b.len = 0;
+  for (int i = 0; i < 1001; i++) cr_buf_append(&b, "{\"a\":", 5);
+  assert_int_not_equal(decode(L, b.data, b.len), 0);
+  assert_non_null(strstr(dec_err, "nesting deeper than 1000"));
+  /* Wide levels under deep ones: members are moved into their tables when
+   * the stack runs short, in order. */
+  b.len = 0;
+  for (int level = 0; level < 300; level++) {
+    cr_buf_putc(&b, '[');
+    for (int i = 1; i <= 40; i++) cr_buf_printf(&b, "%d,", i);
+  }
+  cr_buf_putc(&b, '0');
+  for (int level = 0; level < 300; level++) cr_buf_putc(&b, ']');
+  assert_int_equal(decode(L, b.data, b.len), 0);
+  for (int level = 0; level < 300; level++) {
+    assert_int_equal(lua_objlen(L, -1), 41);
+    for (int i = 1; i <= 40; i++) {
+      lua_rawgeti(L, -1, i);
+      assert_int_equal(lua_tointeger(L, -1), i);
+      lua_pop(L, 1);
+    }
+    lua_rawgeti(L, -1, 41);
+    lua_replace(L, -2);
+  }
+  assert_int_equal(lua_tointeger(L, -1), 0);
+  lua_pop(L, 1);
+  /* A big array and a big object keep order and the last duplicate. */
+  b.len = 0;
+  cr_buf_putc(&b, '[');
+  for (int i = 1; i <= 100000; i++) cr_buf_printf(&b, i > 1 ? ",%d" : "%d", i);
+  cr_buf_putc(&b, ']');
+  assert_int_equal(decode(L, b.data, b.len), 0);
+  assert_int_equal(lua_objlen(L, -1), 100000);
+  for (int i = 1; i <= 100000; i += 997) {
+    lua_rawgeti(L, -1, i);
+    assert_int_equal(lua_tointeger(L, -1), i);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  b.len = 0;
+  cr_buf_putc(&b, '{');
+  for (int i = 0; i < 5000; i++) cr_buf_printf(&b, "\"k%d\":%d,", i, i);
+  cr_buf_append_str(&b, "\"k3\":\"last\"}");
+  assert_int_equal(decode(L, b.data, b.len), 0);
+  lua_getfield(L, -1, "k4999");
+  assert_int_equal(lua_tointeger(L, -1), 4999);
+  lua_getfield(L, -2, "k3");
+  assert_string_equal(lua_tostring(L, -1), "last");
+  lua_pop(L, 3);
+  cr_buf_free(&b);
+  assert_int_equal(lua_gettop(L), 0);
+  lua_close(L);
+}
+
+/* Random documents decode to the same values as with lua-cjson's decoder
+ * (which crescent links; its decode is what json.decode used to be). */
+static void test_decode_matches_cjson(void **state) {
+  (void)state;
+  lua_State *L = new_state();
+  lua_pushcfunction(L, luaopen_cjson);
+  lua_call(L, 0, 1);
+  lua_setglobal(L, "cjson");
+  push_value(L,
+             "local seed = 12345\n"
+             "local function rnd(n) seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n end\n"
+             "local pieces = {'a', 'Z', ' ', '\\\\\"', '\\\\\\\\', '\\\\/', '\\\\n', '\\\\t', '\\\\u00e9', '\\\\u0000',\n"
+             "  '\\\\ud83d\\\\ude00', '\\\\uFFFF', '\\195\\169', 'long text with spaces', '\\\\b\\\\f\\\\r'}\n"
+             "local numbers = {'0', '-0', '1', '-17', '98.6', '9.99', '0.1', '1e10', '1E-5', '-2.5e+3',\n"
+             "  '123456789012345678', '3.141592653589793', '5e-324', '1.7976931348623157e308', '0.000123'}\n"
+             "local function str() local t = {'\"'} for i = 1, rnd(6) do t[#t + 1] = pieces[rnd(#pieces) + 1] end\n"
+             "  t[#t + 1] = '\"' return table.concat(t) end\n"
+             "local gen\n"
+             "gen = function(depth)\n"
+             "  local k = rnd(depth > 4 and 5 or 7)\n"
+             "  if k == 0 then return numbers[rnd(#numbers) + 1] elseif k == 1 then return str()\n"
+             "  elseif k == 2 then return ({'true', 'false', 'null'})[rnd(3) + 1]\n"
+             "  elseif k == 3 then return numbers[rnd(#numbers) + 1] .. ' '\n"
+             "  elseif k == 4 then return ' ' .. str()\n"
+             "  elseif k == 5 then local t = {} for i = 1, rnd(6) do t[i] = gen(depth + 1) end\n"
+             "    return '[' .. table.concat(t, ',') .. ']'\n"
+             "  else local t = {} for i = 1, rnd(6) do t[i] = str() .. ':' .. gen(depth + 1) end\n"
+             "    return '{ ' .. table.concat(t, ' , ') .. '}' end\n"
+             "end\n"
+             "local function same(a, b)\n"
+             "  if type(a) ~= type(b) then return false end\n"
+             "  if type(a) ~= 'table' then return a == b end\n"
+             "  for k, v in pairs(a) do if not same(v, b[k]) then return false end end\n"
+             "  for k in pairs(b) do if a[k] == nil then return false end end\n"
+             "  return true\n"
+             "end\n"
+             "for i = 1, 3000 do\n"
+             "  local text = gen(0)\n"
+             "  local want = cjson.decode(text)\n"
+             "  local got = json.decode(text)\n"
+             "  if not same(got, want) then return text end\n"
+             "end\n"
+             "return 'same'");
+  if (strcmp(lua_tostring(L, -1), "same") != 0) fail_msg("decoders differ on %s", lua_tostring(L, -1));
+  lua_pop(L, 1);
+  lua_close(L);
+}
+
+/* json.decode raises, json.safe.decode answers nil and the reason. */
+static void test_decode_lua_api(void **state) {
+  (void)state;
+  lua_State *L = new_state();
+  push_value(L, "local ok, err = pcall(json.decode, '{\"a\":') return not ok and err");
+  assert_non_null(strstr(lua_tostring(L, -1), "invalid JSON: unexpected end of input"));
+  lua_pop(L, 1);
+  push_value(L, "local v, err = json.safe.decode('[1,]') return v == nil and err");
+  assert_non_null(strstr(lua_tostring(L, -1), "invalid JSON: expected a value at character 4"));
+  lua_pop(L, 1);
+  push_value(L, "local v, err = json.safe.decode(nil) return v == nil and err");
+  assert_non_null(strstr(lua_tostring(L, -1), "expected a string"));
+  lua_pop(L, 1);
+  push_value(L, "local t = json.decode('{\"a\":null,\"b\":[]}') "
+                "return t.a == json.null and getmetatable(t.b) == json.array_mt and json.encode(t.b) == '[]'");
+  assert_true(lua_toboolean(L, -1));
+  lua_pop(L, 1);
+  lua_close(L);
+}
+
 /* In a sandboxed vm, json is a global and require("json") / "cjson". */
 static void test_in_vm(void **state) {
   (void)state;
@@ -432,6 +713,12 @@ int main(void) {
       cmocka_unit_test(test_encode_cycles),
       cmocka_unit_test(test_encode_restores_len),
       cmocka_unit_test(test_lua_module),
+      cmocka_unit_test(test_decode_values),
+      cmocka_unit_test(test_decode_numbers_match_strtod),
+      cmocka_unit_test(test_decode_rejects),
+      cmocka_unit_test(test_decode_depth_and_size),
+      cmocka_unit_test(test_decode_matches_cjson),
+      cmocka_unit_test(test_decode_lua_api),
       cmocka_unit_test(test_in_vm),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
