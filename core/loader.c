@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -169,6 +170,7 @@ static void spawn_validator(cr_loader_job_t *j) {
   }
   if (pid == 0) {
     close(fds[0]);
+    prctl(PR_SET_NAME, "cr-validator");
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

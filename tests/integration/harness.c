@@ -31,7 +31,7 @@ long long now_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms) {
+void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
 }
@@ -264,8 +264,10 @@ int srv_stop(srv_t *s) {
   return status;
 }
 
-char *srv_log(srv_t *s) {
-  FILE *f = fopen(s->logpath, "r");
+char *srv_log(srv_t *s) { return read_file(s->logpath); }
+
+char *read_file(const char *path) {
+  FILE *f = fopen(path, "r");
   if (!f) return strdup("");
   fseek(f, 0, SEEK_END);
   long n = ftell(f);
@@ -336,27 +338,172 @@ int srv_worker_pids(srv_t *s, pid_t *out, int max) {
     size_t got = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[got] = '\0';
-    char *rp = strrchr(buf, ')');
-    if (!rp) continue;
+    /* "pid (comm) state ppid ...": workers name themselves "cr-worker N"; the
+     * validator ("cr-validator") and a managed redis-server are children too. */
+    char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
+    if (!lp || !rp || strncmp(lp + 1, "cr-worker ", 10) != 0) continue;
     char state;
     int ppid;
     if (sscanf(rp + 2, "%c %d", &state, &ppid) != 2) continue;
-    if (ppid == s->pid && state != 'Z') {
-      /* Only workers: the managed redis-server is a child too (and so is the
-       * short-lived validator, which runs the same binary and cannot be told
-       * apart here). Workers run the master's executable. */
-      char exe[512], mexe[512];
-      snprintf(path, sizeof path, "/proc/%d/exe", pid);
-      ssize_t a = readlink(path, exe, sizeof exe - 1);
-      snprintf(path, sizeof path, "/proc/%d/exe", (int)s->pid);
-      ssize_t b = readlink(path, mexe, sizeof mexe - 1);
-      if (a <= 0 || b <= 0) continue;
-      exe[a] = mexe[b] = '\0';
-      if (strcmp(exe, mexe) != 0) continue;
-      out[n++] = pid;
-    }
+    if (ppid == s->pid && state != 'Z') out[n++] = pid;
   }
   closedir(d);
+  return n;
+}
+
+int srv_workers_wait(srv_t *s, pid_t *out, int max, int want, int timeout_ms) {
+  long long deadline = now_ms() + timeout_ms;
+  for (;;) {
+    int n = srv_worker_pids(s, out, max);
+    if (n == want || now_ms() >= deadline) return n;
+    sleep_ms(10);
+  }
+}
+
+int pids_same(const pid_t *a, int na, const pid_t *b, int nb) {
+  if (na != nb) return 0;
+  for (int i = 0; i < na; i++) {
+    int found = 0;
+    for (int j = 0; j < nb; j++) found |= a[i] == b[j];
+    if (!found) return 0;
+  }
+  return 1;
+}
+
+char *srv_log_line(srv_t *s, const char *first, ...) {
+  const char *needles[8];
+  int nn = 0;
+  needles[nn++] = first;
+  va_list ap;
+  va_start(ap, first);
+  const char *n;
+  while (nn < 8 && (n = va_arg(ap, const char *))) needles[nn++] = n;
+  va_end(ap);
+  char *log = srv_log(s);
+  char *found = NULL;
+  for (char *line = log; *line && !found;) {
+    char *nl = strchr(line, '\n');
+    if (!nl) break; /* still being written */
+    *nl = '\0';
+    int all = 1;
+    for (int i = 0; i < nn && all; i++)
+      if (!strstr(line, needles[i])) all = 0;
+    if (all) found = strdup(line);
+    line = nl + 1;
+  }
+  free(log);
+  return found;
+}
+
+char *srv_report_of(srv_t *s, const char *rid) {
+  char idf[300];
+  snprintf(idf, sizeof idf, "\"requestId\":\"%.200s\"", rid);
+  long long deadline = now_ms() + 5000;
+  for (;;) {
+    char *line = srv_log_line(s, "\"msg\":\"report\"", idf, NULL);
+    if (line) return line;
+    if (now_ms() >= deadline) fail_msg("no report line for %s", rid);
+    sleep_ms(10);
+  }
+}
+
+/* --- redis-cli -------------------------------------------------------------------------------- */
+
+char *redis_cli(int *status, const char *const *args) {
+  const char *argv[34];
+  int argc = 0;
+  argv[argc++] = "redis-cli";
+  char what[256] = "";
+  for (int i = 0; args[i] && argc < 33; i++) {
+    argv[argc++] = args[i];
+    size_t wl = strlen(what);
+    snprintf(what + wl, sizeof what - wl, " %s", args[i]);
+  }
+  argv[argc] = NULL;
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(p[1], STDOUT_FILENO);
+    dup2(p[1], STDERR_FILENO);
+    close(p[0]);
+    close(p[1]);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+    execvp("redis-cli", (char *const *)argv);
+    _exit(127);
+  }
+  close(p[1]);
+  size_t cap = 65536, len = 0;
+  char *out = malloc(cap);
+  long long deadline = now_ms() + 5000;
+  for (;;) {
+    long long left = deadline - now_ms();
+    struct pollfd pf = {p[0], POLLIN, 0};
+    if (left <= 0 || poll(&pf, 1, (int)left) <= 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, NULL, 0);
+      close(p[0]);
+      free(out);
+      fail_msg("redis-cli%s did not finish within 5 s", what);
+    }
+    if (len + 4096 > cap) out = realloc(out, cap *= 2);
+    ssize_t n = read(p[0], out + len, cap - len - 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    len += (size_t)n;
+  }
+  close(p[0]);
+  int st;
+  waitpid(pid, &st, 0);
+  out[len] = '\0';
+  int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  if (status) *status = code;
+  else if (code != 0) fail_msg("redis-cli%s failed: %s", what, out);
+  return out;
+}
+
+/* --- JSON text ---------------------------------------------------------------------------------- */
+
+const char *json_val(const char *json, const char *key) {
+  char k[128];
+  snprintf(k, sizeof k, "\"%s\":", key);
+  const char *p = strstr(json, k);
+  return p ? p + strlen(k) : NULL;
+}
+
+double json_num(const char *json, const char *key) {
+  const char *v = json_val(json, key);
+  if (!v) fail_msg("'%s' missing in %s", key, json);
+  char *end;
+  double d = strtod(v, &end);
+  if (end == v) fail_msg("'%s' is not a number in %s", key, json);
+  return d;
+}
+
+char *api_fn_entry(const char *json, const char *name) {
+  char key[256];
+  snprintf(key, sizeof key, "{\"name\":\"%s\",", name);
+  const char *p = strstr(json, key);
+  if (!p) return NULL;
+  const char *e = strstr(p + 1, "{\"name\":\"");
+  size_t len = e ? (size_t)(e - p) : strlen(p);
+  char *out = malloc(len + 1);
+  memcpy(out, p, len);
+  out[len] = '\0';
+  return out;
+}
+
+int split_fields(char *s, char **f, int max) {
+  int n = 0;
+  f[n++] = s;
+  for (char *p = s; *p && n < max; p++) {
+    if (*p == '|') {
+      *p = '\0';
+      f[n++] = p + 1;
+    }
+  }
   return n;
 }
 
@@ -512,25 +659,52 @@ int http_read(int fd, http_resp_t *r, int head_only, int timeout_ms) {
   return 0;
 }
 
-int http_request(int port, const char *method, const char *path, const char *headers, const char *body,
-                 size_t body_len, http_resp_t *r) {
+/* One request on a new connection, which we close after the response. */
+static int exchange(int port, const char *method, const char *path, const char *headers, const char *body,
+                    size_t body_len, http_resp_t *r, int conn_close, int timeout_ms) {
   int fd = http_connect(port);
   if (fd < 0) return -1;
   char head[8192];
-  int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s", method, path,
-                   headers ? headers : "");
+  int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s", method, path,
+                   conn_close ? "Connection: close\r\n" : "", headers ? headers : "");
   if (body) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", body_len);
   n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
   http_send(fd, head, (size_t)n);
   if (body && body_len) http_send(fd, body, body_len);
-  int rc = http_read(fd, r, strcmp(method, "HEAD") == 0, 15000);
-  rbuf_drop(fd);
-  close(fd);
+  int rc = http_read(fd, r, strcmp(method, "HEAD") == 0, timeout_ms);
+  http_close(fd);
   return rc;
+}
+
+int http_request(int port, const char *method, const char *path, const char *headers, const char *body,
+                 size_t body_len, http_resp_t *r) {
+  return exchange(port, method, path, headers, body, body_len, r, 1, 15000);
+}
+
+int http_request_ka(int port, const char *method, const char *path, const char *headers, const char *body,
+                    size_t body_len, http_resp_t *r, int timeout_ms) {
+  return exchange(port, method, path, headers, body, body_len, r, 0, timeout_ms);
 }
 
 void http_get(int port, const char *path, http_resp_t *r) {
   if (http_request(port, "GET", path, NULL, NULL, 0, r) != 0) fail_msg("GET %s: no response", path);
+}
+
+void http_expect_body(int port, const char *path, const char *want) {
+  http_resp_t r;
+  http_get(port, path, &r);
+  if (r.status != 200 || strcmp(r.body, want) != 0) {
+    fprintf(stderr, "GET %s:\n--- got %d:\n%s\n--- want 200:\n%s\n", path, r.status, r.body, want);
+    fail_msg("GET %s: got %d, not 200 with the expected body", path, r.status);
+  }
+  http_free(&r);
+}
+
+void http_request_id(const http_resp_t *r, char *out, size_t n) {
+  const char *id = http_header(r, "x-request-id");
+  assert_non_null(id);
+  assert_true(strlen(id) > 0);
+  snprintf(out, n, "%s", id);
 }
 
 void http_free(http_resp_t *r) {

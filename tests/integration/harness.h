@@ -43,14 +43,27 @@ void srv_signal(srv_t *s, int sig);
 int srv_wait_exit(srv_t *s, int timeout_ms);
 void srv_expect_errors(srv_t *s, int n);
 
+/* A whole file (malloc'd, NUL-terminated; "" when it cannot be read). */
+char *read_file(const char *path);
 /* The whole log so far (malloc'd, NUL-terminated). */
 char *srv_log(srv_t *s);
 /* Lines of the log containing every one of the given substrings (NULL-terminated list). */
 int srv_log_count(srv_t *s, const char *needle, ...);
 /* Waits until srv_log_count(needle...) >= n; returns the count. */
 int srv_log_wait(srv_t *s, int n, int timeout_ms, const char *needle, ...);
-/* pids of the workers, from /proc (children of the master). Returns how many. */
+/* pids of the workers, from /proc: children of the master named "cr-worker N"
+ * (not the validator, not a managed redis-server). Returns how many. */
 int srv_worker_pids(srv_t *s, pid_t *out, int max);
+/* srv_worker_pids once there are `want` workers, or whatever there is at the timeout. */
+int srv_workers_wait(srv_t *s, pid_t *out, int max, int want, int timeout_ms);
+/* Do a and b hold the same pids (in any order)? */
+int pids_same(const pid_t *a, int na, const pid_t *b, int nb);
+/* The first complete log line holding every needle (NULL-terminated list),
+ * malloc'd, or NULL. */
+char *srv_log_line(srv_t *s, const char *needle, ...);
+/* The report line of request rid (waits for it, at most 5 s; fails the test
+ * without one), malloc'd. */
+char *srv_report_of(srv_t *s, const char *rid);
 
 /* --- HTTP --------------------------------------------------------------------------------------- */
 
@@ -72,8 +85,16 @@ int http_read(int fd, http_resp_t *r, int head_only, int timeout_ms);
  * lines each ending in \r\n, or NULL. */
 int http_request(int port, const char *method, const char *path, const char *headers, const char *body,
                  size_t body_len, http_resp_t *r);
+/* The same without "Connection: close" (keep-alive, which we close after the
+ * response), waiting at most timeout_ms. */
+int http_request_ka(int port, const char *method, const char *path, const char *headers, const char *body,
+                    size_t body_len, http_resp_t *r, int timeout_ms);
 /* GET shortcut; fails the test on a transport error. */
 void http_get(int port, const char *path, http_resp_t *r);
+/* GET that must answer 200 with exactly want as the body. */
+void http_expect_body(int port, const char *path, const char *want);
+/* r's X-Request-Id (must be there), copied into out. */
+void http_request_id(const http_resp_t *r, char *out, size_t n);
 /* A header's value (case-insensitive name) copied into a static buffer, or NULL. */
 const char *http_header(const http_resp_t *r, const char *name);
 void http_free(http_resp_t *r);
@@ -84,6 +105,23 @@ int http_wait_closed(int fd, int timeout_ms);
 
 /* Milliseconds on the monotonic clock. */
 long long now_ms(void);
+void sleep_ms(int ms);
+
+/* Runs `redis-cli args...` (args NULL-terminated) and returns its output,
+ * stdout and stderr (malloc'd); bounded at 5 s. *status gets the exit status
+ * when status is not NULL; otherwise a failure fails the test. */
+char *redis_cli(int *status, const char *const *args);
+
+/* --- JSON text (log lines, /_/api/functions) ----------------------------------------------------- */
+
+/* Where "key": starts its value in json, or NULL. */
+const char *json_val(const char *json, const char *key);
+/* The number after "key":; fails the test if absent or not a number. */
+double json_num(const char *json, const char *key);
+/* The entry of function name in a /_/api/functions answer (malloc'd), or NULL. */
+char *api_fn_entry(const char *json, const char *name);
+/* Splits s (modified) at '|' into at most max fields; returns how many. */
+int split_fields(char *s, char **f, int max);
 
 /* --- writing files the other ways (test_reload.c) ------------------------------------------------ */
 

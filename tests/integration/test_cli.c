@@ -27,19 +27,6 @@ typedef struct {
   char *err; /* stderr, malloc'd */
 } run_t;
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f) return strdup("");
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = malloc((size_t)n + 1);
-  size_t got = fread(buf, 1, (size_t)n, f);
-  buf[got] = '\0';
-  fclose(f);
-  return buf;
-}
-
 /* Runs $CRESCENT_BIN with the NULL-terminated arguments in folder cwd; waits at most 30 s. */
 static void run(run_t *r, const char *cwd, ...) {
   const char *bin = getenv("CRESCENT_BIN");
@@ -88,8 +75,8 @@ static void run(run_t *r, const char *cwd, ...) {
     struct timespec ts = {0, 5000000};
     nanosleep(&ts, NULL);
   }
-  r->out = slurp(outp);
-  r->err = slurp(errp);
+  r->out = read_file(outp);
+  r->err = read_file(errp);
   unlink(outp);
   unlink(errp);
   if (r->code < 0) fail_msg("crescent %s did not finish within 30 s", argc > 1 ? argv[1] : "");
@@ -226,7 +213,7 @@ static void new_makes_a_function(void **state) {
   char path[600];
   snprintf(path, sizeof path, "%s/greet.lua", s.fndir);
   assert_true(file_exists(path));
-  char *orig = slurp(path);
+  char *orig = read_file(path);
   assert_true(strlen(orig) > 0);
 
   /* Nested names make their folders. */
@@ -248,7 +235,7 @@ static void new_makes_a_function(void **state) {
   assert_int_not_equal(r.code, 0);
   assert_true(strlen(r.err) > 0);
   run_free(&r);
-  char *now = slurp(path);
+  char *now = read_file(path);
   assert_string_equal(now, "return function() return 'mine' end\n");
   free(now);
   /* Put the template back, to serve it below. */

@@ -25,15 +25,6 @@ static void req(int port, const char *method, const char *path, const char *head
     fail_msg("%s %s: no response", method, path);
 }
 
-/* GET that must answer 200 with exactly `want` as the body. */
-static void get_body(int port, const char *path, const char *want) {
-  http_resp_t r;
-  http_get(port, path, &r);
-  if (r.status != 200 || strcmp(r.body, want) != 0)
-    fail_msg("GET %s: got %d '%s', want 200 '%s'", path, r.status, r.body, want);
-  http_free(&r);
-}
-
 static void get_status(int port, const char *path, int want) {
   http_resp_t r;
   http_get(port, path, &r);
@@ -50,41 +41,6 @@ static int header_count(const http_resp_t *r, const char *name) {
     line += 2;
     if (strncasecmp(line, name, nl) == 0 && line[nl] == ':') n++;
     line = strstr(line, "\r\n");
-  }
-  return n;
-}
-
-/* The request id header of r, copied. */
-static void request_id(const http_resp_t *r, char *out, size_t n) {
-  const char *id = http_header(r, "x-request-id");
-  assert_non_null(id);
-  assert_true(strlen(id) > 0);
-  snprintf(out, n, "%s", id);
-}
-
-/* The entry of function `name` in a /_/api/functions answer (malloc'd). */
-static char *fn_entry(const char *json, const char *name) {
-  char key[256];
-  snprintf(key, sizeof key, "{\"name\":\"%s\",", name);
-  const char *p = strstr(json, key);
-  if (!p) return NULL;
-  const char *e = strstr(p + 1, "{\"name\":\"");
-  size_t len = e ? (size_t)(e - p) : strlen(p);
-  char *out = malloc(len + 1);
-  memcpy(out, p, len);
-  out[len] = '\0';
-  return out;
-}
-
-/* Splits s (modified) at '|' into at most max fields; returns how many. */
-static int split(char *s, char **f, int max) {
-  int n = 0;
-  f[n++] = s;
-  for (char *p = s; *p && n < max; p++) {
-    if (*p == '|') {
-      *p = '\0';
-      f[n++] = p + 1;
-    }
   }
   return n;
 }
@@ -143,15 +99,15 @@ static void routing(void **state) {
             "return function() return u.shout('hey') .. h.twice(21) end\n");
   srv_start(&s, "--workers 2");
 
-  get_body(s.port, "/hello", "hello");
-  get_body(s.port, "/users/42", "user 42");
-  get_body(s.port, "/users/a%20b%2Fc", "user a b/c"); /* params are percent-decoded */
+  http_expect_body(s.port, "/hello", "hello");
+  http_expect_body(s.port, "/users/42", "user 42");
+  http_expect_body(s.port, "/users/a%20b%2Fc", "user a b/c"); /* params are percent-decoded */
   get_status(s.port, "/users/1/2", 404);
-  get_body(s.port, "/", "index");
+  http_expect_body(s.port, "/", "index");
   get_status(s.port, "/index", 404);
 
   /* routes override: the declared routes serve, the file's own path does not. */
-  get_body(s.port, "/items/7", "GET 7");
+  http_expect_body(s.port, "/items/7", "GET 7");
   http_resp_t r;
   req(s.port, "POST", "/items", NULL, "", 0, &r);
   assert_int_equal(r.status, 200);
@@ -163,8 +119,8 @@ static void routing(void **state) {
   get_status(s.port, "/catalog", 404);
 
   /* Wildcards capture the rest of the path. */
-  get_body(s.port, "/files/a/b/c.txt", "files:a/b/c.txt");
-  get_body(s.port, "/static/css/site.css", "static:css/site.css:/static/css/site.css");
+  http_expect_body(s.port, "/files/a/b/c.txt", "files:a/b/c.txt");
+  http_expect_body(s.port, "/static/css/site.css", "static:css/site.css:/static/css/site.css");
 
   /* A conflict: one file keeps serving, the other gets no routes at all. */
   http_get(s.port, "/dup", &r);
@@ -172,7 +128,7 @@ static void routing(void **state) {
   assert_true(strcmp(r.body, "a") == 0 || strcmp(r.body, "b") == 0);
   int a_won = strcmp(r.body, "a") == 0;
   http_free(&r);
-  get_body(s.port, a_won ? "/only-a" : "/only-b", a_won ? "a" : "b");
+  http_expect_body(s.port, a_won ? "/only-a" : "/only-b", a_won ? "a" : "b");
   get_status(s.port, a_won ? "/only-b" : "/only-a", 404);
   assert_int_equal(srv_log_count(&s, "\"level\":\"error\"", "dup_a.lua", "dup_b.lua", NULL), 1);
   srv_expect_errors(&s, 1);
@@ -181,18 +137,18 @@ static void routing(void **state) {
   get_status(s.port, "/_helpers", 404);
   get_status(s.port, "/helpers", 404);
   get_status(s.port, "/lib/util", 404);
-  get_body(s.port, "/mods", "HEY!42");
+  http_expect_body(s.port, "/mods", "HEY!42");
 
   http_get(s.port, "/_/api/functions", &r);
   assert_int_equal(r.status, 200);
   assert_null(strstr(r.body, "_helpers"));
   assert_null(strstr(r.body, "lib/util"));
-  char *loser = fn_entry(r.body, a_won ? "dup_b" : "dup_a");
+  char *loser = api_fn_entry(r.body, a_won ? "dup_b" : "dup_a");
   assert_non_null(loser);
   assert_non_null(strstr(loser, "\"routed\":false"));
   assert_non_null(strstr(loser, "route conflict"));
   free(loser);
-  char *hello = fn_entry(r.body, "hello");
+  char *hello = api_fn_entry(r.body, "hello");
   assert_non_null(hello);
   assert_non_null(strstr(hello, "\"routed\":true"));
   free(hello);
@@ -274,7 +230,7 @@ static void event_fields(void **state) {
   assert_int_equal(r.status, 200);
   assert_string_equal(r.body, "nil|true");
   http_free(&r);
-  get_body(s.port, "/json", "nil|true");
+  http_expect_body(s.port, "/json", "nil|true");
   /* ... and a 400 (not a 500, no error line) for a body that is not JSON. */
   req(s.port, "POST", "/json", "Content-Type: application/json\r\n", "{bad", 4, &r);
   assert_int_equal(r.status, 400);
@@ -291,13 +247,13 @@ static void event_fields(void **state) {
   char want[512], rid[128], rid1[128];
   http_get(s.port, "/meta", &r);
   assert_int_equal(r.status, 200);
-  request_id(&r, rid1, sizeof rid1);
+  http_request_id(&r, rid1, sizeof rid1);
   snprintf(want, sizeof want, "GET|/meta|127.0.0.1|%s|http||nil", rid1);
   assert_string_equal(r.body, want);
   http_free(&r);
   req(s.port, "POST", "/meta?x=1", NULL, "", 0, &r);
   assert_int_equal(r.status, 200);
-  request_id(&r, rid, sizeof rid);
+  http_request_id(&r, rid, sizeof rid);
   snprintf(want, sizeof want, "POST|/meta|127.0.0.1|%s|http|x=1|x", rid);
   assert_string_equal(r.body, want);
   assert_string_not_equal(rid, rid1); /* one id per request */
@@ -340,9 +296,9 @@ static void ctx_and_reports(void **state) {
   for (int i = 0; i < 3; i++) {
     http_get(s.port, "/ctx", &r);
     assert_int_equal(r.status, 200);
-    request_id(&r, rids[i], sizeof rids[i]);
+    http_request_id(&r, rids[i], sizeof rids[i]);
     char *f[16];
-    int n = split(r.body, f, 16);
+    int n = split_fields(r.body, f, 16);
     assert_int_equal(n, 10);
     assert_string_equal(f[0], rids[i]);
     assert_string_equal(f[1], "ctx");
@@ -365,12 +321,12 @@ static void ctx_and_reports(void **state) {
     else assert_null(strstr(st, "init;dur="));
     http_free(&r);
   }
-  get_body(s.port, "/api/x%20y", "api/[name]|x y");
+  http_expect_body(s.port, "/api/x%20y", "api/[name]|x y");
 
   /* Module-level state lives on in the warm instance. */
-  get_body(s.port, "/counter", "1");
-  get_body(s.port, "/counter", "2");
-  get_body(s.port, "/counter", "3");
+  http_expect_body(s.port, "/counter", "1");
+  http_expect_body(s.port, "/counter", "2");
+  http_expect_body(s.port, "/counter", "3");
 
   /* One report line per invocation: cold first, then warm. */
   for (int i = 0; i < 3; i++) {
@@ -389,7 +345,7 @@ static void ctx_and_reports(void **state) {
   char rid[128], idf[300];
   http_get(s.port, "/logs", &r);
   assert_int_equal(r.status, 200);
-  request_id(&r, rid, sizeof rid);
+  http_request_id(&r, rid, sizeof rid);
   http_free(&r);
   snprintf(idf, sizeof idf, "\"requestId\":\"%s\"", rid);
   assert_int_equal(srv_log_wait(&s, 1, 3000, "\"msg\":\"hi\\t1\"", idf, "\"function\":\"logs\"", NULL), 1);
@@ -528,8 +484,8 @@ static void results(void **state) {
   http_free(&r);
 
   /* The sandbox as a handler sees it. */
-  get_body(s.port, "/sandbox", "nilnilnilnil");
-  get_body(s.port, "/jsonlib", "[1,2]|3|nil|string");
+  http_expect_body(s.port, "/sandbox", "nilnilnilnil");
+  http_expect_body(s.port, "/jsonlib", "[1,2]|3|nil|string");
 
   assert_int_equal(srv_stop(&s), 0);
 }
@@ -550,10 +506,10 @@ static void handler_errors(void **state) {
   http_resp_t r;
   char rid[128], want[300], idf[300];
 
-  get_body(s.port, "/boom", "fine");
+  http_expect_body(s.port, "/boom", "fine");
   http_get(s.port, "/boom?fail=1", &r);
   assert_int_equal(r.status, 500);
-  request_id(&r, rid, sizeof rid);
+  http_request_id(&r, rid, sizeof rid);
   assert_string_equal(http_header(&r, "content-type"), "application/json");
   snprintf(want, sizeof want, "{\"error\":\"internal error\",\"requestId\":\"%s\"}", rid);
   assert_string_equal(r.body, want);
@@ -568,17 +524,17 @@ static void handler_errors(void **state) {
   assert_int_equal(
       srv_log_wait(&s, 1, 3000, "\"msg\":\"report\"", idf, "\"start\":\"warm\"", "\"status\":500", NULL), 1);
   /* ... and it keeps answering. */
-  get_body(s.port, "/boom", "fine");
+  http_expect_body(s.port, "/boom", "fine");
   http_get(s.port, "/boom?fail=yes", &r);
   assert_int_equal(r.status, 500);
   http_free(&r);
   srv_expect_errors(&s, 1);
-  get_body(s.port, "/boom", "fine");
+  http_expect_body(s.port, "/boom", "fine");
 
   /* An error value that is not a string is still a 500 with a log line. */
   http_get(s.port, "/tblerr", &r);
   assert_int_equal(r.status, 500);
-  request_id(&r, rid, sizeof rid);
+  http_request_id(&r, rid, sizeof rid);
   snprintf(want, sizeof want, "{\"error\":\"internal error\",\"requestId\":\"%s\"}", rid);
   assert_string_equal(r.body, want);
   http_free(&r);
@@ -608,7 +564,7 @@ static void load_errors(void **state) {
   srv_expect_errors(&s, 5);
   http_resp_t r;
 
-  get_body(s.port, "/good", "good");
+  http_expect_body(s.port, "/good", "good");
   const char *broken[] = {"bad", "typo", "memtype", "number", "initerr"};
   for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
     char path[64], fnf[80];
@@ -632,7 +588,7 @@ static void load_errors(void **state) {
   /* The functions API: every function, with its version or null and its error. */
   http_get(s.port, "/_/api/functions", &r);
   assert_int_equal(r.status, 200);
-  char *e = fn_entry(r.body, "good");
+  char *e = api_fn_entry(r.body, "good");
   assert_non_null(e);
   assert_non_null(strstr(e, "\"version\":1,"));
   assert_non_null(strstr(e, "\"hash\":\""));
@@ -646,7 +602,7 @@ static void load_errors(void **state) {
               {"number", "number"},
               {"initerr", "initerr.lua:2:"}};
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-    e = fn_entry(r.body, want[i].name);
+    e = api_fn_entry(r.body, want[i].name);
     if (!e) fail_msg("%s missing from /_/api/functions: %s", want[i].name, r.body);
     assert_non_null(strstr(e, "\"version\":null"));
     if (!strstr(e, want[i].needle)) fail_msg("%s: '%s' not in %s", want[i].name, want[i].needle, e);

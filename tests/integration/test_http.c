@@ -46,11 +46,6 @@ static void write_functions(srv_t *s) {
   srv_write(s, "only.lua", ONLY_LUA);
 }
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* Sends one HTTP/1.1 request on fd (no Connection header unless given in
  * extra). A body adds Content-Length. */
 static void send_req(int fd, const char *method, const char *path, const char *extra, const void *body,
@@ -140,27 +135,10 @@ static void assert_refusal(int fd, int status, const char *body) {
   assert_int_equal(http_wait_closed(fd, 3000), 1);
 }
 
-/* srv_worker_pids, keeping only forks of the master (same executable): a
- * helper child such as a managed redis-server is not a worker. */
-static int workers(srv_t *s, pid_t *out, int max) {
-  pid_t all[32];
-  int n = srv_worker_pids(s, all, 32), k = 0;
-  char path[64], mexe[512], exe[512];
-  snprintf(path, sizeof path, "/proc/%d/exe", (int)s->pid);
-  ssize_t ml = readlink(path, mexe, sizeof mexe - 1);
-  for (int i = 0; i < n && k < max; i++) {
-    snprintf(path, sizeof path, "/proc/%d/exe", (int)all[i]);
-    ssize_t l = readlink(path, exe, sizeof exe - 1);
-    if (ml > 0 && l > 0 && (l != ml || memcmp(exe, mexe, (size_t)l) != 0)) continue;
-    out[k++] = all[i];
-  }
-  return k;
-}
-
 /* The only worker is the one that was there before, and it answers. */
 static void assert_still_serving(srv_t *s, pid_t worker) {
   pid_t pids[8];
-  assert_int_equal(workers(s, pids, 8), 1);
+  assert_int_equal(srv_worker_pids(s, pids, 8), 1);
   assert_int_equal(pids[0], worker);
   http_resp_t r;
   http_get(s->port, "/hello", &r);
@@ -173,7 +151,7 @@ static void assert_still_serving(srv_t *s, pid_t worker) {
 
 static pid_t only_worker(srv_t *s) {
   pid_t pids[8];
-  assert_int_equal(workers(s, pids, 8), 1);
+  assert_int_equal(srv_worker_pids(s, pids, 8), 1);
   return pids[0];
 }
 

@@ -21,84 +21,10 @@
 
 /* --- helpers ------------------------------------------------------------------------------------ */
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-/* GET that must answer 200 with exactly `want` as the body. */
-static void get_body(int port, const char *path, const char *want) {
-  http_resp_t r;
-  http_get(port, path, &r);
-  if (r.status != 200 || strcmp(r.body, want) != 0)
-    fail_msg("GET %s: got %d '%s', want 200 '%s'", path, r.status, r.body, want);
-  http_free(&r);
-}
-
-/* The request id header of r, copied. */
-static void request_id(const http_resp_t *r, char *out, size_t n) {
-  const char *id = http_header(r, "x-request-id");
-  assert_non_null(id);
-  assert_true(strlen(id) > 0);
-  snprintf(out, n, "%s", id);
-}
-
-/* The first complete log line holding every needle (NULL-terminated),
- * malloc'd, or NULL. A line still being written (no newline yet) is skipped. */
-static char *log_line(srv_t *s, const char *first, ...) {
-  const char *needles[8];
-  int nn = 0;
-  needles[nn++] = first;
-  va_list ap;
-  va_start(ap, first);
-  const char *n;
-  while (nn < 8 && (n = va_arg(ap, const char *))) needles[nn++] = n;
-  va_end(ap);
-  char *log = srv_log(s);
-  char *found = NULL;
-  for (char *line = log; line && *line && !found;) {
-    char *nl = strchr(line, '\n');
-    if (!nl) break;
-    *nl = '\0';
-    int all = 1;
-    for (int i = 0; i < nn && all; i++)
-      if (!strstr(line, needles[i])) all = 0;
-    if (all) found = strdup(line);
-    line = nl + 1;
-  }
-  free(log);
-  return found;
-}
-
-/* The report line of a request (waits for it, bounded), malloc'd. */
-static char *report_of(srv_t *s, const char *rid) {
-  char idf[300];
-  snprintf(idf, sizeof idf, "\"requestId\":\"%.200s\"", rid);
-  long long deadline = now_ms() + 5000;
-  for (;;) {
-    char *line = log_line(s, "\"msg\":\"report\"", idf, NULL);
-    if (line) return line;
-    if (now_ms() >= deadline) fail_msg("no report line for %s", rid);
-    sleep_ms(10);
-  }
-}
-
-/* The number after "key": in a JSON line; fails the test if absent. */
-static double jnum(const char *line, const char *key) {
-  char k[128];
-  snprintf(k, sizeof k, "\"%s\":", key);
-  const char *p = strstr(line, k);
-  if (!p) fail_msg("'%s' missing in %s", key, line);
-  char *end;
-  double v = strtod(p + strlen(k), &end);
-  if (end == p + strlen(k)) fail_msg("'%s' is not a number in %s", key, line);
-  return v;
-}
-
 /* The body a timeout answers with. */
 static void assert_timeout_body(const http_resp_t *r, double seconds) {
   char rid[128], want[300];
-  request_id(r, rid, sizeof rid);
+  http_request_id(r, rid, sizeof rid);
   snprintf(want, sizeof want, "{\"error\":\"Task timed out after %.2f seconds\",\"requestId\":\"%s\"}", seconds, rid);
   assert_int_equal(r->status, 504);
   assert_string_equal(http_header(r, "content-type"), "application/json");
@@ -121,45 +47,6 @@ static char *fn_metrics(int port, const char *name) {
   out[len] = '\0';
   http_free(&r);
   return out;
-}
-
-/* Is pid a crescent worker (not the managed redis-server, also a child)? */
-static int is_worker(pid_t pid) {
-  char path[64], comm[64] = "";
-  snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  size_t got = fread(comm, 1, sizeof comm - 1, f);
-  fclose(f);
-  comm[got] = '\0';
-  return strstr(comm, "redis") == NULL;
-}
-
-/* The workers' pids, once there are `want` of them (the short-lived
- * validator is a child of the master too); bounded. */
-static int workers(srv_t *s, pid_t *out, int max, int want) {
-  long long deadline = now_ms() + 5000;
-  int n;
-  for (;;) {
-    pid_t all[16];
-    int na = srv_worker_pids(s, all, 16);
-    n = 0;
-    for (int i = 0; i < na && n < max; i++)
-      if (is_worker(all[i])) out[n++] = all[i];
-    if (n == want || now_ms() >= deadline) return n;
-    struct timespec ts = {0, 10 * 1000000L};
-    nanosleep(&ts, NULL);
-  }
-}
-
-static int same_pids(const pid_t *a, int na, const pid_t *b, int nb) {
-  if (na != nb) return 0;
-  for (int i = 0; i < na; i++) {
-    int found = 0;
-    for (int j = 0; j < nb; j++) found |= a[i] == b[j];
-    if (!found) return 0;
-  }
-  return 1;
 }
 
 /* --- timeouts ----------------------------------------------------------------------------------- */
@@ -196,16 +83,16 @@ static void runaways_time_out(void **state) {
   srv_write(&s, "other.lua", "return function() return 'other' end\n");
   srv_start(&s, "--workers 1");
   pid_t before[8], after[8];
-  int nbefore = workers(&s, before, 8, 1);
+  int nbefore = srv_workers_wait(&s, before, 8, 1, 5000);
   assert_int_equal(nbefore, 1);
 
   const char *modes[] = {"while", "for", "pcall", "co", "rec", "xpcall"};
   const int nmodes = (int)(sizeof modes / sizeof modes[0]);
-  get_body(s.port, "/spin", "1|true");
+  http_expect_body(s.port, "/spin", "1|true");
   for (int i = 0; i < nmodes; i++) {
     /* A warm instance, used twice now. */
-    get_body(s.port, "/spin", "2|false");
-    get_body(s.port, "/other", "other");
+    http_expect_body(s.port, "/spin", "2|false");
+    http_expect_body(s.port, "/other", "other");
 
     char path[64], rid[128];
     snprintf(path, sizeof path, "/spin?spin=%s", modes[i]);
@@ -217,7 +104,7 @@ static void runaways_time_out(void **state) {
     if (elapsed < 1900 || elapsed >= 3500)
       fail_msg("GET %s: answered after %lld ms, want 2 s (+ < 1.5 s)", path, elapsed);
     assert_timeout_body(&r, 2.0);
-    request_id(&r, rid, sizeof rid);
+    http_request_id(&r, rid, sizeof rid);
     http_free(&r);
     srv_expect_errors(&s, 1);
 
@@ -227,18 +114,18 @@ static void runaways_time_out(void **state) {
     assert_int_equal(srv_log_wait(&s, 1, 3000, "\"level\":\"error\"", "Task timed out after 2.00 seconds", idf,
                                   "\"function\":\"spin\"", NULL),
                      1);
-    char *rep = report_of(&s, rid);
+    char *rep = srv_report_of(&s, rid);
     assert_non_null(strstr(rep, "\"status\":504"));
     assert_non_null(strstr(rep, "\"outcome\":\"timeout\""));
     assert_non_null(strstr(rep, "\"start\":\"warm\""));
-    double dur = jnum(rep, "duration");
+    double dur = json_num(rep, "duration");
     assert_true(dur >= 1990 && dur < 3500);
-    assert_true(jnum(rep, "billedDuration") >= 2000);
+    assert_true(json_num(rep, "billedDuration") >= 2000);
     free(rep);
 
     /* The same function answers again, on a new instance: its counter restarted. */
-    get_body(s.port, "/spin", "1|true");
-    get_body(s.port, "/other", "other");
+    http_expect_body(s.port, "/spin", "1|true");
+    http_expect_body(s.port, "/other", "other");
   }
 
   char *m = fn_metrics(s.port, "spin");
@@ -250,8 +137,8 @@ static void runaways_time_out(void **state) {
   free(m);
 
   /* The hook stopped every runaway: the master never had to kill the worker. */
-  int nafter = workers(&s, after, 8, 1);
-  assert_true(same_pids(before, nbefore, after, nafter));
+  int nafter = srv_workers_wait(&s, after, 8, 1, 5000);
+  assert_true(pids_same(before, nbefore, after, nafter));
   assert_int_equal(srv_log_count(&s, "stuck", NULL), 0);
   assert_int_equal(srv_stop(&s), 0);
 }
@@ -265,7 +152,7 @@ static void runaway_leaves_other_functions_answering(void **state) {
   srv_write(&s, "other.lua", "return function() return 'other' end\n");
   srv_start(&s, "--workers 2");
   pid_t before[8], after[8];
-  int nbefore = workers(&s, before, 8, 2);
+  int nbefore = srv_workers_wait(&s, before, 8, 2, 5000);
   assert_int_equal(nbefore, 2);
 
   for (int round = 0; round < 2; round++) {
@@ -314,8 +201,8 @@ static void runaway_leaves_other_functions_answering(void **state) {
     assert_int_equal(r.status, 200);
     http_free(&r);
   }
-  int nafter = workers(&s, after, 8, 2);
-  assert_true(same_pids(before, nbefore, after, nafter));
+  int nafter = srv_workers_wait(&s, after, 8, 2, 5000);
+  assert_true(pids_same(before, nbefore, after, nafter));
   assert_int_equal(srv_stop(&s), 0);
 }
 
@@ -334,7 +221,7 @@ static void init_timeout(void **state) {
   assert_true(started < 8000);
   srv_expect_errors(&s, 2);
 
-  get_body(s.port, "/good", "good");
+  http_expect_body(s.port, "/good", "good");
   const char *names[] = {"initspin", "initfor"};
   for (int i = 0; i < 2; i++) {
     char path[64], fnf[96], file[96];
@@ -351,7 +238,7 @@ static void init_timeout(void **state) {
     snprintf(file, sizeof file, "%s.lua: init timed out after 1.00 seconds", names[i]);
     assert_int_equal(srv_log_count(&s, "\"level\":\"error\"", file, fnf, NULL), 1);
   }
-  get_body(s.port, "/good", "good");
+  http_expect_body(s.port, "/good", "good");
   assert_int_equal(srv_stop(&s), 0);
 }
 
@@ -387,16 +274,16 @@ static void memory_limit(void **state) {
 
   const char *modes[] = {"hog", "catch", "rep", "co"};
   const int nmodes = (int)(sizeof modes / sizeof modes[0]);
-  get_body(s.port, "/hog", "1|true");
+  http_expect_body(s.port, "/hog", "1|true");
   for (int i = 0; i < nmodes; i++) {
-    get_body(s.port, "/hog", "2|false");
+    http_expect_body(s.port, "/hog", "2|false");
     char path[64], rid[128], want[300];
     snprintf(path, sizeof path, "/hog?%s=1", modes[i]);
     http_resp_t r;
     http_get(s.port, path, &r);
     /* Caught or not, the limit holds: the invocation ends with a memory error. */
     if (r.status != 500) fail_msg("GET %s: got %d '%s', want 500", path, r.status, r.body);
-    request_id(&r, rid, sizeof rid);
+    http_request_id(&r, rid, sizeof rid);
     snprintf(want, sizeof want, "{\"error\":\"memory limit exceeded\",\"requestId\":\"%s\"}", rid);
     assert_string_equal(r.body, want);
     assert_string_equal(http_header(&r, "content-type"), "application/json");
@@ -408,13 +295,13 @@ static void memory_limit(void **state) {
     assert_int_equal(
         srv_log_wait(&s, 1, 3000, "\"level\":\"error\"", "memory limit exceeded", idf, "\"function\":\"hog\"", NULL),
         1);
-    char *rep = report_of(&s, rid);
+    char *rep = srv_report_of(&s, rid);
     if (!strstr(rep, "\"status\":500") || !strstr(rep, "\"outcome\":\"memory\"") ||
         !strstr(rep, "\"memorySize\":16,")) {
       fprintf(stderr, "report: %s\n", rep);
       fail_msg("%s: want status 500, outcome memory, memorySize 16 in the report", path);
     }
-    double peak = jnum(rep, "maxMemoryUsed");
+    double peak = json_num(rep, "maxMemoryUsed");
     if (strcmp(modes[i], "rep") != 0) {
       /* The hog filled its 16 MB (never past it). */
       if (!(peak > 8.0 * 1024 * 1024 && peak <= 16.0 * 1024 * 1024))
@@ -426,8 +313,8 @@ static void memory_limit(void **state) {
     free(rep);
 
     /* The instance was discarded: the counter starts again. Others are fine. */
-    get_body(s.port, "/hog", "1|true");
-    get_body(s.port, "/other", "other");
+    http_expect_body(s.port, "/hog", "1|true");
+    http_expect_body(s.port, "/other", "other");
   }
   char *m = fn_metrics(s.port, "hog");
   char want[64];
@@ -482,12 +369,12 @@ static void memory_working_set_fits(void **state) {
     assert_non_null(f2);
     assert_int_equal(atoi(f2 + 1), 44000);
     char rid[128];
-    request_id(&r, rid, sizeof rid);
+    http_request_id(&r, rid, sizeof rid);
     http_free(&r);
-    char *rep = report_of(&s, rid);
+    char *rep = srv_report_of(&s, rid);
     assert_non_null(strstr(rep, "\"status\":200"));
     assert_null(strstr(rep, "\"outcome\""));
-    double peak = jnum(rep, "maxMemoryUsed");
+    double peak = json_num(rep, "maxMemoryUsed");
     if (!(peak > 20.0 * 1024 * 1024 && peak <= 32.0 * 1024 * 1024))
       fail_msg("call %d: maxMemoryUsed %.0f, want 20-32 MB", i, peak);
     free(rep);

@@ -20,28 +20,6 @@
 
 static const char HELLO_LUA[] = "return function() return 'hello' end\n";
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-/* srv_worker_pids, keeping only forks of the master (same executable): a
- * helper child such as a managed redis-server is not a worker. */
-static int workers(srv_t *s, pid_t *out, int max) {
-  pid_t all[32];
-  int n = srv_worker_pids(s, all, 32), k = 0;
-  char path[64], mexe[512], exe[512];
-  snprintf(path, sizeof path, "/proc/%d/exe", (int)s->pid);
-  ssize_t ml = readlink(path, mexe, sizeof mexe - 1);
-  for (int i = 0; i < n && k < max; i++) {
-    snprintf(path, sizeof path, "/proc/%d/exe", (int)all[i]);
-    ssize_t l = readlink(path, exe, sizeof exe - 1);
-    if (ml > 0 && l > 0 && (l != ml || memcmp(exe, mexe, (size_t)l) != 0)) continue;
-    out[k++] = all[i];
-  }
-  return k;
-}
-
 static void dump_log(srv_t *s) {
   char *log = srv_log(s);
   fprintf(stderr, "the server log:\n%s\n", log);
@@ -109,7 +87,7 @@ static pid_t wait_replacement(srv_t *s, const pid_t *old, int nold, pid_t gone, 
   long long deadline = now_ms() + timeout_ms;
   while (now_ms() < deadline) {
     pid_t pids[16];
-    int n = workers(s, pids, 16);
+    int n = srv_worker_pids(s, pids, 16);
     if (n == want && !has_pid(pids, n, gone)) {
       for (int i = 0; i < n; i++)
         if (!has_pid(old, nold, pids[i])) return pids[i];
@@ -137,7 +115,7 @@ static void killed_worker_is_replaced_and_service_continues(void **state) {
   srv_write(&s, "hello.lua", HELLO_LUA);
   srv_start(&s, "--workers 2");
   pid_t pids[16];
-  assert_int_equal(workers(&s, pids, 16), 2);
+  assert_int_equal(srv_worker_pids(&s, pids, 16), 2);
   pid_t victim = pids[0], survivor = pids[1];
 
   /* Before: note which workers answer (their id prefixes). */
@@ -169,7 +147,7 @@ static void killed_worker_is_replaced_and_service_continues(void **state) {
   assert_true(fresh > 0);
   assert_int_equal(failures, 0);
   pid_t now_pids[16];
-  assert_int_equal(workers(&s, now_pids, 16), 2);
+  assert_int_equal(srv_worker_pids(&s, now_pids, 16), 2);
   assert_true(has_pid(now_pids, 2, survivor));
   assert_true(has_pid(now_pids, 2, fresh));
 
@@ -208,7 +186,7 @@ static void worker_killed_repeatedly_is_replaced_with_backoff(void **state) {
    * first one live past that, so the first restart is immediate. */
   sleep_ms(1200);
   pid_t pids[16];
-  assert_int_equal(workers(&s, pids, 16), 1);
+  assert_int_equal(srv_worker_pids(&s, pids, 16), 1);
   pid_t pid = pids[0];
   const int kills = 5;
   for (int k = 0; k < kills; k++) {
@@ -252,7 +230,7 @@ static void worker_killed_repeatedly_is_replaced_with_backoff(void **state) {
     }
   }
   assert_true(ok);
-  assert_int_equal(workers(&s, pids, 16), 1);
+  assert_int_equal(srv_worker_pids(&s, pids, 16), 1);
   assert_int_equal(pids[0], pid);
   assert_int_equal(srv_stop(&s), 0);
 }
@@ -367,7 +345,7 @@ static void second_server_on_the_same_port_fails(void **state) {
   /* The first one is untouched. */
   for (int i = 0; i < 5; i++) assert_true(get_ok(a.port, "/hello", "hello", 3000));
   pid_t pids[4];
-  assert_int_equal(workers(&a, pids, 4), 1);
+  assert_int_equal(srv_worker_pids(&a, pids, 4), 1);
   assert_int_equal(srv_stop(&a), 0);
 }
 
@@ -385,7 +363,7 @@ static void worker_stuck_in_c_is_killed_and_replaced(void **state) {
             "  return 'x' end }\n");
   srv_start(&s, "--workers 2 --kill-grace 0.5");
   pid_t before[16];
-  assert_int_equal(workers(&s, before, 16), 2);
+  assert_int_equal(srv_worker_pids(&s, before, 16), 2);
 
   int fd = http_connect(s.port);
   assert_true(fd >= 0);
@@ -464,7 +442,7 @@ static void worker_stuck_in_c_is_killed_and_replaced(void **state) {
   long long deadline = now_ms() + 3000;
   int n = 0, replaced = 0;
   while (now_ms() < deadline && !replaced) {
-    n = workers(&s, after, 16);
+    n = srv_worker_pids(&s, after, 16);
     int kept = 0, fresh = 0;
     for (int i = 0; i < n; i++) {
       if (has_pid(before, 2, after[i])) kept++;

@@ -31,25 +31,8 @@
 
 /* --- helpers ------------------------------------------------------------------------------------ */
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-/* One request on a new keep-alive connection, closed by us after the response. */
-static int kreq_try(int port, const char *path, http_resp_t *r, int timeout_ms) {
-  int fd = http_connect(port);
-  if (fd < 0) return -1;
-  char head[1024];
-  int n = snprintf(head, sizeof head, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
-  http_send(fd, head, (size_t)n);
-  int rc = http_read(fd, r, 0, timeout_ms);
-  http_close(fd);
-  return rc;
-}
-
 static void kget(int port, const char *path, http_resp_t *r) {
-  if (kreq_try(port, path, r, 15000) != 0) fail_msg("GET %s: no response", path);
+  if (http_request_ka(port, "GET", path, NULL, NULL, 0, r, 15000) != 0) fail_msg("GET %s: no response", path);
 }
 
 /* GET that must answer 200 with exactly want. */
@@ -80,7 +63,7 @@ static long long wait_body_prefix(int port, const char *path, const char *prefix
   char last[256] = "";
   while (now_ms() - t0 < timeout_ms) {
     http_resp_t r;
-    if (kreq_try(port, path, &r, 5000) == 0) {
+    if (http_request_ka(port, "GET", path, NULL, NULL, 0, &r, 5000) == 0) {
       snprintf(last, sizeof last, "%d %s", r.status, r.body);
       int ok = r.status == 200 && strncmp(r.body, prefix, strlen(prefix)) == 0;
       http_free(&r);
@@ -90,24 +73,6 @@ static long long wait_body_prefix(int port, const char *path, const char *prefix
   }
   fail_msg("GET %s did not answer '%s...' within %d ms; last: %s", path, prefix, timeout_ms, last);
   return -1;
-}
-
-/* The worker pids of s: its children, without the managed redis-server. */
-static int workers_of(srv_t *s, pid_t *out, int max) {
-  pid_t all[32];
-  int n = srv_worker_pids(s, all, 32), k = 0;
-  for (int i = 0; i < n && k < max; i++) {
-    char path[64], cmd[256] = "";
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)all[i]);
-    FILE *f = fopen(path, "r");
-    if (f) {
-      size_t got = fread(cmd, 1, sizeof cmd - 1, f);
-      cmd[got] = '\0';
-      fclose(f);
-    }
-    if (!strstr(cmd, "redis-server")) out[k++] = all[i];
-  }
-  return k;
 }
 
 static int alive(pid_t pid) {
@@ -134,58 +99,16 @@ static int wait_dead(pid_t pid, int timeout_ms) {
 /* Runs `redis-cli args...` (NULL-terminated) and returns its output (malloc'd); bounded at 5 s.
  * *status gets the exit status when status is not NULL; otherwise a failure fails the test. */
 static char *rcli_status(int *status, const char *first, ...) {
-  const char *argv[32];
-  int argc = 0;
-  argv[argc++] = "redis-cli";
-  argv[argc++] = first;
+  const char *args[32];
+  int n = 0;
+  args[n++] = first;
   va_list ap;
   va_start(ap, first);
   const char *a;
-  while (argc < 31 && (a = va_arg(ap, const char *))) argv[argc++] = a;
+  while (n < 31 && (a = va_arg(ap, const char *))) args[n++] = a;
   va_end(ap);
-  argv[argc] = NULL;
-  int p[2];
-  assert_int_equal(pipe(p), 0);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    dup2(p[1], STDOUT_FILENO);
-    dup2(p[1], STDERR_FILENO);
-    close(p[0]);
-    close(p[1]);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, STDIN_FILENO);
-    execvp("redis-cli", (char *const *)argv);
-    _exit(127);
-  }
-  close(p[1]);
-  size_t cap = 65536, len = 0;
-  char *out = malloc(cap);
-  long long deadline = now_ms() + 5000;
-  for (;;) {
-    long long left = deadline - now_ms();
-    struct pollfd pf = {p[0], POLLIN, 0};
-    if (left <= 0 || poll(&pf, 1, (int)left) <= 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, NULL, 0);
-      close(p[0]);
-      free(out);
-      fail_msg("redis-cli did not finish within 5 s");
-    }
-    if (len + 4096 > cap) out = realloc(out, cap *= 2);
-    ssize_t n = read(p[0], out + len, cap - len - 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    len += (size_t)n;
-  }
-  close(p[0]);
-  int st;
-  waitpid(pid, &st, 0);
-  out[len] = '\0';
-  int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  if (status) *status = code;
-  else if (code != 0) fail_msg("redis-cli failed: %s", out);
-  return out;
+  args[n] = NULL;
+  return redis_cli(status, args);
 }
 
 /* Lines of a redis-cli answer that start with prefix. */
@@ -473,7 +396,7 @@ static void external_killed_and_back(void **state) {
   srv_start(&s, args);
   get_body(s.port, "/k", "ok:1");
   pid_t before[4];
-  assert_int_equal(workers_of(&s, before, 4), 1);
+  assert_int_equal(srv_worker_pids(&s, before, 4), 1);
 
   xredis_signal(&x, SIGKILL);
   long long ms;
@@ -500,7 +423,7 @@ static void external_killed_and_back(void **state) {
   get_body(s.port, "/k", "ok:2"); /* a fresh Redis (no persistence): 1 then 2 */
   assert_true(srv_log_wait(&s, 1, 3000, "connected to Redis again", NULL) >= 1);
   pid_t after[4];
-  assert_int_equal(workers_of(&s, after, 4), 1);
+  assert_int_equal(srv_worker_pids(&s, after, 4), 1);
   assert_int_equal(after[0], before[0]); /* the same worker throughout */
   assert_int_equal(srv_stop(&s), 0);      /* and no error line: warnings only */
   xredis_stop(&x);
@@ -520,7 +443,7 @@ static void external_stuck_timeout(void **state) {
   srv_start(&s, args);
   get_body(s.port, "/k", "ok:1");
   pid_t before[4];
-  assert_int_equal(workers_of(&s, before, 4), 1);
+  assert_int_equal(srv_worker_pids(&s, before, 4), 1);
 
   xredis_signal(&x, SIGSTOP);
   long long ms;
@@ -541,7 +464,7 @@ static void external_stuck_timeout(void **state) {
   assert_true(ms < 1000);
   free(b);
   pid_t after[4];
-  assert_int_equal(workers_of(&s, after, 4), 1);
+  assert_int_equal(srv_worker_pids(&s, after, 4), 1);
   assert_int_equal(after[0], before[0]); /* no crash when the late reply came */
   assert_int_equal(srv_log_count(&s, "killed by signal", NULL), 0);
   assert_int_equal(srv_stop(&s), 0);
@@ -574,7 +497,7 @@ static void late_reply_after_timeout(void **state) {
   get_body(s.port, "/slow", "ok:1");
   get_body(s.port, "/k", "ok:1");
   pid_t before[4];
-  assert_int_equal(workers_of(&s, before, 4), 1);
+  assert_int_equal(srv_worker_pids(&s, before, 4), 1);
 
   xredis_signal(&x, SIGSTOP);
   http_resp_t r;
@@ -597,7 +520,7 @@ static void late_reply_after_timeout(void **state) {
   get_body(s.port, "/plain", "plain");
   get_body(s.port, "/slow", "ok:4");
   pid_t after[4];
-  assert_int_equal(workers_of(&s, after, 4), 1);
+  assert_int_equal(srv_worker_pids(&s, after, 4), 1);
   assert_int_equal(after[0], before[0]);
   assert_int_equal(srv_log_count(&s, "killed by signal", NULL), 0);
   assert_int_equal(srv_stop(&s), 0); /* (under ASan: no report in the log) */
@@ -734,7 +657,7 @@ static void managed_after_sigkill(void **state) {
   pid_t rpid = read_pidfile(data);
   assert_true(rpid > 0 && alive(rpid));
   pid_t w[8];
-  int nw = workers_of(&s, w, 8);
+  int nw = srv_worker_pids(&s, w, 8);
   assert_int_equal(nw, 2);
   sleep_ms(200);
 
@@ -758,7 +681,7 @@ static void managed_after_sigkill(void **state) {
   get_body(s.port, "/keep", "me|9007199254740992|1|2");
   rpid = read_pidfile(data);
   assert_true(rpid > 0);
-  nw = workers_of(&s, w, 8);
+  nw = srv_worker_pids(&s, w, 8);
   assert_int_equal(nw, 1);
   kill(rpid, SIGKILL);
   srv_signal(&s, SIGKILL);

@@ -30,11 +30,6 @@
 
 /* --- helpers ------------------------------------------------------------------------------------ */
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* X-Crescent-Version of r, "<number>-<12 hex digits>": returns the number
  * (0 if absent or malformed) and copies the hash. */
 static unsigned version_of(const http_resp_t *r, char hash[16]) {
@@ -151,20 +146,6 @@ static void expect_status(srv_t *s, const char *path, int want) {
   if (msg[0]) fail_msg("%s", msg);
 }
 
-/* The entry of function `name` in a /_/api/functions answer (malloc'd), or NULL. */
-static char *fn_entry(const char *json, const char *name) {
-  char key[256];
-  snprintf(key, sizeof key, "{\"name\":\"%s\",", name);
-  const char *p = strstr(json, key);
-  if (!p) return NULL;
-  const char *e = strstr(p + 1, "{\"name\":\"");
-  size_t len = e ? (size_t)(e - p) : strlen(p);
-  char *out = malloc(len + 1);
-  memcpy(out, p, len);
-  out[len] = '\0';
-  return out;
-}
-
 /* Polls /_/api/functions until name's entry holds every needle (NULL-ended),
  * at most LIVE_MS (each worker answers from its own copy of the registry).
  * Returns the entry (malloc'd). */
@@ -174,7 +155,7 @@ static char *wait_api(srv_t *s, const char *name, const char *needle, ...) {
     http_resp_t r;
     http_get(s->port, "/_/api/functions", &r);
     assert_int_equal(r.status, 200);
-    char *e = fn_entry(r.body, name);
+    char *e = api_fn_entry(r.body, name);
     http_free(&r);
     const char *missing = NULL;
     va_list ap;
@@ -203,7 +184,7 @@ static void wait_busy(srv_t *s, const char *name) {
     int rc = http_read(fd, &r, 0, 100);
     http_close(fd);
     if (rc == 0) {
-      char *e = fn_entry(r.body, name);
+      char *e = api_fn_entry(r.body, name);
       int busy = e && strstr(e, "\"instances\":{\"busy\":1,") != NULL;
       free(e);
       http_free(&r);

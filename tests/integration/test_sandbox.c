@@ -21,17 +21,6 @@
 
 /* --- helpers ------------------------------------------------------------------------------------ */
 
-/* GET that must answer 200 with exactly `want` as the body. */
-static void get_body(int port, const char *path, const char *want) {
-  http_resp_t r;
-  http_get(port, path, &r);
-  if (r.status != 200 || strcmp(r.body, want) != 0) {
-    fprintf(stderr, "GET %s:\n--- got %d:\n%s\n--- want 200:\n%s\n", path, r.status, r.body, want);
-    fail_msg("GET %s: unexpected answer", path);
-  }
-  http_free(&r);
-}
-
 /* GET that must answer 500 "internal error"; returns its request id. */
 static void get_500(int port, const char *path, char *rid, size_t n) {
   http_resp_t r;
@@ -44,45 +33,6 @@ static void get_500(int port, const char *path, char *rid, size_t n) {
   snprintf(want, sizeof want, "{\"error\":\"internal error\",\"requestId\":\"%s\"}", rid);
   assert_string_equal(r.body, want);
   http_free(&r);
-}
-
-/* Is pid a crescent worker (not the managed redis-server, also a child)? */
-static int is_worker(pid_t pid) {
-  char path[64], comm[64] = "";
-  snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  size_t got = fread(comm, 1, sizeof comm - 1, f);
-  fclose(f);
-  comm[got] = '\0';
-  return strstr(comm, "redis") == NULL;
-}
-
-/* The workers' pids, once there are `want` of them (the short-lived
- * validator is a child of the master too); bounded. */
-static int workers(srv_t *s, pid_t *out, int max, int want) {
-  long long deadline = now_ms() + 5000;
-  int n;
-  for (;;) {
-    pid_t all[16];
-    int na = srv_worker_pids(s, all, 16);
-    n = 0;
-    for (int i = 0; i < na && n < max; i++)
-      if (is_worker(all[i])) out[n++] = all[i];
-    if (n == want || now_ms() >= deadline) return n;
-    struct timespec ts = {0, 10 * 1000000L};
-    nanosleep(&ts, NULL);
-  }
-}
-
-static int same_pids(const pid_t *a, int na, const pid_t *b, int nb) {
-  if (na != nb) return 0;
-  for (int i = 0; i < na; i++) {
-    int found = 0;
-    for (int j = 0; j < nb; j++) found |= a[i] == b[j];
-    if (!found) return 0;
-  }
-  return 1;
 }
 
 /* A function that runs each attempt in pcall and answers one line per
@@ -180,10 +130,10 @@ static void escapes_fail(void **state) {
   srv_write(&s, "hello.lua", "return function() return 'hello' end\n");
   srv_start(&s, "--workers 1");
   pid_t before[8], after[8];
-  int nbefore = workers(&s, before, 8, 1);
+  int nbefore = srv_workers_wait(&s, before, 8, 1, 5000);
   assert_int_equal(nbefore, 1);
 
-  get_body(s.port, "/probe",
+  http_expect_body(s.port, "/probe",
            "load err\n"
            "loadstring err\n"
            "dofile err\n"
@@ -227,16 +177,16 @@ static void escapes_fail(void **state) {
     if (srv_log_wait(&s, 1, 3000, "\"level\":\"error\"", idf, "direct.lua:", NULL) != 1)
       fail_msg("%s: no error line naming direct.lua for %s", path, rid);
     /* ... and the server is fine. */
-    get_body(s.port, "/direct", "fine");
-    get_body(s.port, "/hello", "hello");
+    http_expect_body(s.port, "/direct", "fine");
+    http_expect_body(s.port, "/hello", "hello");
   }
   http_resp_t r;
   http_get(s.port, "/_/health", &r);
   assert_int_equal(r.status, 200);
   http_free(&r);
   /* os.exit did not end the worker; nothing was written by execute or io. */
-  int nafter = workers(&s, after, 8, 1);
-  assert_true(same_pids(before, nbefore, after, nafter));
+  int nafter = srv_workers_wait(&s, after, 8, 1, 5000);
+  assert_true(pids_same(before, nbefore, after, nafter));
   char pwned[400];
   snprintf(pwned, sizeof pwned, "%s/pwned", s.root);
   assert_null(fopen(pwned, "r"));
@@ -266,7 +216,7 @@ static void require_is_confined(void **state) {
   srv_write(&s, "evil.lua", "return function() return require('_evil') end\n");
   srv_start(&s, "--workers 1");
 
-  get_body(s.port, "/req",
+  http_expect_body(s.port, "/req",
            "ffi err\n"
            "jit err\n"
            "debug err\n"
@@ -294,7 +244,7 @@ static void require_is_confined(void **state) {
   snprintf(idf, sizeof idf, "\"requestId\":\"%s\"", rid);
   assert_int_equal(srv_log_wait(&s, 1, 3000, "\"level\":\"error\"", idf, "\"function\":\"evil\"", NULL), 1);
   assert_int_equal(srv_log_count(&s, "\"level\":\"error\"", idf, "mode", NULL), 1);
-  get_body(s.port, "/req", "ffi err\njit err\ndebug err\nio err\nos err\npackage err\njit.util err\n"
+  http_expect_body(s.port, "/req", "ffi err\njit err\ndebug err\nio err\nos err\npackage err\njit.util err\n"
                            "string.buffer err\n_evil err\n../x err\n.. err\n/etc/passwd err\nlib/../req err\n"
                            "lib..ok err\n.lib.ok err\nnope err\nlib.ok ok text module\njson ok function\n"
                            "cjson.safe ok function");
@@ -332,7 +282,7 @@ static void collectgarbage_and_yield(void **state) {
             "  return tostring(a) .. '|' .. tostring(b) .. '|' .. tostring(ok)\n"
             "end\n");
   srv_start(&s, "--workers 1");
-  get_body(s.port, "/gc",
+  http_expect_body(s.port, "/gc",
            "stop err\n"
            "restart err\n"
            "collect err\n"
@@ -348,9 +298,9 @@ static void collectgarbage_and_yield(void **state) {
     snprintf(idf, sizeof idf, "\"requestId\":\"%s\"", rid);
     assert_int_equal(srv_log_wait(&s, 1, 3000, "\"level\":\"error\"", idf, "yield", NULL), 1);
   }
-  get_body(s.port, "/yieldpcall", "false|yield");
-  get_body(s.port, "/wrapyield", "1|nil|false");
-  get_body(s.port, "/gc", "stop err\nrestart err\ncollect err\nstep err\nsetpause err\nsetstepmul err\n"
+  http_expect_body(s.port, "/yieldpcall", "false|yield");
+  http_expect_body(s.port, "/wrapyield", "1|nil|false");
+  http_expect_body(s.port, "/gc", "stop err\nrestart err\ncollect err\nstep err\nsetpause err\nsetstepmul err\n"
                           "no argument err\ncount number true");
   assert_int_equal(srv_stop(&s), 0);
 }
@@ -385,12 +335,12 @@ static void states_are_isolated(void **state) {
   srv_start(&s, "--workers 1");
 
   const char *a_out = "mt.__index err\nrawset mt err\nsetmetatable string err\na sees nil hijacked from a";
-  get_body(s.port, "/a", a_out);
-  get_body(s.port, "/b", "function|ABC|xxx|nil|function|nil");
+  http_expect_body(s.port, "/a", a_out);
+  http_expect_body(s.port, "/b", "function|ABC|xxx|nil|function|nil");
   /* A's instance keeps what it did to itself (warm state) ... */
-  get_body(s.port, "/a", a_out);
+  http_expect_body(s.port, "/a", a_out);
   /* ... and B still does not see it. */
-  get_body(s.port, "/b", "function|ABC|xxx|nil|function|nil");
+  http_expect_body(s.port, "/b", "function|ABC|xxx|nil|function|nil");
 
   /* Random numbers are seeded per state: two fresh states differ. */
   http_resp_t r1, r2;
@@ -494,8 +444,8 @@ static void allowed_stdlib_works(void **state) {
       "false true\n"
       "nil 16 35 1.5 true Lua 5.1\n"
       "6 nil 3 table true function function";
-  get_body(s.port, "/std", want);
-  get_body(s.port, "/std", want); /* warm: the same */
+  http_expect_body(s.port, "/std", want);
+  http_expect_body(s.port, "/std", want); /* warm: the same */
   assert_int_equal(srv_stop(&s), 0);
 }
 

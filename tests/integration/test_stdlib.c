@@ -26,33 +26,12 @@
 
 /* --- helpers ------------------------------------------------------------------------------------ */
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-/* One request on a new keep-alive connection, closed by us after the response. Requests go
- * without "Connection: close": the close-after-yield case has its own test (connection_close). */
-static int kreq_try(int port, const char *method, const char *path, const char *headers, const char *body,
-                    size_t body_len, http_resp_t *r) {
-  int fd = http_connect(port);
-  if (fd < 0) return -1;
-  char head[8192];
-  int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s", method, path,
-                   headers ? headers : "");
-  if (body) n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", body_len);
-  n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
-  http_send(fd, head, (size_t)n);
-  if (body && body_len) http_send(fd, body, body_len);
-  int rc = http_read(fd, r, strcmp(method, "HEAD") == 0, 15000);
-  http_close(fd);
-  return rc;
-}
-
-/* A request that must get a response. */
+/* A request that must get a response. Requests go without "Connection: close": the
+ * close-after-yield case has its own test (connection_close). */
 static void req(int port, const char *method, const char *path, const char *headers, const char *body,
                 size_t body_len, http_resp_t *r) {
-  if (kreq_try(port, method, path, headers, body, body_len, r) != 0) fail_msg("%s %s: no response", method, path);
+  if (http_request_ka(port, method, path, headers, body, body_len, r, 15000) != 0)
+    fail_msg("%s %s: no response", method, path);
 }
 
 static void kget(int port, const char *path, http_resp_t *r) { req(port, "GET", path, NULL, NULL, 0, r); }
@@ -75,93 +54,22 @@ static char *get_200(int port, const char *path) {
   return b;
 }
 
-/* The worker pids of s: its children, without the managed redis-server. */
-static int workers_of(srv_t *s, pid_t *out, int max) {
-  pid_t all[32];
-  int n = srv_worker_pids(s, all, 32), k = 0;
-  for (int i = 0; i < n && k < max; i++) {
-    char path[64], cmd[256] = "";
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)all[i]);
-    FILE *f = fopen(path, "r");
-    if (f) {
-      size_t got = fread(cmd, 1, sizeof cmd - 1, f);
-      cmd[got] = '\0';
-      fclose(f);
-    }
-    if (!strstr(cmd, "redis-server")) out[k++] = all[i];
-  }
-  return k;
-}
-
-/* Splits s (modified) at '|' into at most max fields; returns how many. */
-static int split(char *s, char **f, int max) {
-  int n = 0;
-  f[n++] = s;
-  for (char *p = s; *p && n < max; p++) {
-    if (*p == '|') {
-      *p = '\0';
-      f[n++] = p + 1;
-    }
-  }
-  return n;
-}
-
 static void sock_path(const srv_t *s, char *out, size_t n) { snprintf(out, n, "%s/.crescent/redis.sock", s->root); }
 
 /* Runs `redis-cli -s sock args...` (NULL-terminated) and returns its output (malloc'd);
  * bounded at 5 s. */
 static char *rcli(const char *sock, ...) {
-  const char *argv[32];
-  int argc = 0;
-  argv[argc++] = "redis-cli";
-  argv[argc++] = "-s";
-  argv[argc++] = sock;
+  const char *args[32];
+  int n = 0;
+  args[n++] = "-s";
+  args[n++] = sock;
   va_list ap;
   va_start(ap, sock);
   const char *a;
-  while (argc < 31 && (a = va_arg(ap, const char *))) argv[argc++] = a;
+  while (n < 31 && (a = va_arg(ap, const char *))) args[n++] = a;
   va_end(ap);
-  argv[argc] = NULL;
-  int p[2];
-  assert_int_equal(pipe(p), 0);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    dup2(p[1], STDOUT_FILENO);
-    dup2(p[1], STDERR_FILENO);
-    close(p[0]);
-    close(p[1]);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, STDIN_FILENO);
-    execvp("redis-cli", (char *const *)argv);
-    _exit(127);
-  }
-  close(p[1]);
-  size_t cap = 65536, len = 0;
-  char *out = malloc(cap);
-  long long deadline = now_ms() + 5000;
-  for (;;) {
-    long long left = deadline - now_ms();
-    struct pollfd pf = {p[0], POLLIN, 0};
-    if (left <= 0 || poll(&pf, 1, (int)left) <= 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, NULL, 0);
-      close(p[0]);
-      free(out);
-      fail_msg("redis-cli %s did not finish within 5 s", argv[3]);
-    }
-    if (len + 4096 > cap) out = realloc(out, cap *= 2);
-    ssize_t n = read(p[0], out + len, cap - len - 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    len += (size_t)n;
-  }
-  close(p[0]);
-  int st;
-  waitpid(pid, &st, 0);
-  out[len] = '\0';
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail_msg("redis-cli %s failed: %s", argv[3], out);
-  return out;
+  args[n] = NULL;
+  return redis_cli(NULL, args);
 }
 
 /* Drops the trailing newline of one value printed by redis-cli. */
@@ -678,7 +586,7 @@ static void kv_interleave(void **state) {
     if (http_read(fds[i], &r, 0, 15000) != 0) fail_msg("request %d: no response", i);
     if (r.status != 200) fail_msg("request %d: %d %s", i, r.status, r.body);
     char *f[3];
-    assert_int_equal(split(r.body, f, 3), 2);
+    assert_int_equal(split_fields(r.body, f, 3), 2);
     assert_string_equal(f[0], "20");
     /* The shared counter values this request saw: 20 distinct values in 1..200. */
     int prev = 0, count = 0;
@@ -783,7 +691,7 @@ static void storage_module(void **state) {
 
   char *b = get_200(s.port, "/st");
   char *f[6];
-  int nf = split(b, f, 6);
+  int nf = split_fields(b, f, 6);
   if (nf != 5 || strcmp(f[0], "ok") != 0) fail_msg("/st: %s", f[0]);
   const char *e_bin = f[1], *e_txt = f[2], *e_empty = f[3], *e_fits = f[4];
 
@@ -1046,7 +954,7 @@ static void queue_send(void **state) {
 
   char *b = get_200(s.port, "/q");
   char *f[8];
-  int nf = split(b, f, 8);
+  int nf = split_fields(b, f, 8);
   if (nf != 6 || strcmp(f[0], "ok") != 0) fail_msg("/q: %s", f[0]);
   xent_t e[16];
   char *buf;
@@ -1160,7 +1068,7 @@ static void connection_close(void **state) {
             "end\n");
   srv_start(&s, "--workers 1");
   pid_t before[4];
-  assert_int_equal(workers_of(&s, before, 4), 1);
+  assert_int_equal(srv_worker_pids(&s, before, 4), 1);
   char *b = get_200(s.port, "/one"); /* keep-alive: the baseline */
   assert_string_equal(b, "n=1");
   free(b);
@@ -1189,7 +1097,7 @@ static void connection_close(void **state) {
   http_free(&r);
 
   pid_t after[4];
-  assert_int_equal(workers_of(&s, after, 4), 1);
+  assert_int_equal(srv_worker_pids(&s, after, 4), 1);
   assert_int_equal(after[0], before[0]); /* no worker crashed */
   assert_int_equal(srv_log_count(&s, "killed by signal", NULL), 0);
   assert_int_equal(srv_stop(&s), 0);
