@@ -18,7 +18,11 @@
 
 /* A function's meters gathered during one loop iteration, added to shared
  * memory in one go by cr_gateway_flush() (atomic adds on shared pages per
- * request showed in profiles). */
+ * request showed in profiles). An iteration that runs long (slow handlers
+ * answering one after another) flushes once FLUSH_AFTER_NS has passed since
+ * the oldest unflushed invocation, log lines with the meters, so neither
+ * waits for the iteration's end. */
+#define FLUSH_AFTER_NS 1000000
 typedef struct {
   uint64_t invocations, errors, timeouts, cold_starts, duration_ns, billed_ms, mb_ms;
   uint64_t hist[CR_SHM_HIST_BUCKETS];
@@ -48,6 +52,7 @@ struct cr_gateway_s {
   int nmeters;
   int *dirty;            /* slots with meters to flush */
   int ndirty;
+  uint64_t dirty_since_ns; /* end of the oldest invocation not flushed */
   int in_queue;    /* inside run_waiting(): no re-entry */
   uv_timer_t retry;
 };
@@ -666,6 +671,7 @@ static __attribute__((unused)) void report(cr_gateway_t *g, cr_fnver_t *ver, gw_
   double dur_ms = (double)(inv->end_ns - inv->start_ns) / 1e6;
   uint64_t billed = (uint64_t)ceil(dur_ms);
   if (billed == 0) billed = 1;
+  if (g->ndirty == 0) g->dirty_since_ns = inv->end_ns;
   meter_t *m = meter_for(g, ver->fn->slot);
   if (m) {
     m->invocations++;
@@ -696,6 +702,14 @@ static __attribute__((unused)) void report(cr_gateway_t *g, cr_fnver_t *ver, gw_
   else if (inv->outcome == CR_OUTCOME_MEMORY) cr_log_str(b, "outcome", "memory", 6);
   else if (inv->outcome == CR_OUTCOME_ERROR) cr_log_str(b, "outcome", "error", 5);
   cr_log_end(b);
+}
+
+/* After report(): an iteration that runs long shares what it has so far. */
+static void flush_if_late(cr_gateway_t *g, uint64_t now_ns) {
+  if (g->ndirty && now_ns - g->dirty_since_ns >= FLUSH_AFTER_NS) {
+    cr_gateway_flush(g);
+    cr_log_flush();
+  }
 }
 
 /* ms with three decimals, without printf (it showed in profiles). */
@@ -873,6 +887,7 @@ static void finish(gw_call_t *call) {
   /* req is not ours any more: the connection may already parse the next one. */
 #ifndef CRESCENT_NO_LIMITS
   report(g, ver, call, status, init_ms);
+  flush_if_late(g, inv->end_ns);
 #else
   (void)init_ms;
 #endif
