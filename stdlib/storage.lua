@@ -82,15 +82,13 @@ function M.put(bucket, key, data, opts)
   return { etag = etag, size = #data }
 end
 
-local function info_of(key, r, with_meta)
-  local info = {
-    key = key, size = tonumber(r[2]), etag = r[3], contentType = r[4], lastModified = tonumber(r[5]),
+-- The object's info from HMGET ... size etag ct mtime meta, r[i] being size.
+local function info_of(key, r, i)
+  local ok, meta = pcall(json.decode, r[i + 4] or "{}")
+  return {
+    key = key, size = tonumber(r[i]), etag = r[i + 1], contentType = r[i + 2], lastModified = tonumber(r[i + 3]),
+    metadata = ok and meta or {},
   }
-  if with_meta then
-    local ok, m = pcall(json.decode, r[6] or "{}")
-    info.metadata = ok and m or {}
-  end
-  return info
 end
 
 function M.get(bucket, key)
@@ -100,17 +98,17 @@ function M.get(bucket, key)
   local r, err = cmd("HMGET", opre .. key, "data", "size", "etag", "ct", "mtime", "meta")
   if not r then return nil, err end
   if not r[1] then return nil end
-  return r[1], info_of(key, r, true)
+  return r[1], info_of(key, r, 2)
 end
 
 function M.head(bucket, key)
   check_bucket("storage.head", bucket)
   check_key("storage.head", key)
   local opre = names(bucket)
-  local r, err = cmd("HMGET", opre .. key, "ct", "size", "etag", "ct", "mtime", "meta")
+  local r, err = cmd("HMGET", opre .. key, "size", "etag", "ct", "mtime", "meta")
   if not r then return nil, err end
-  if not r[2] then return nil end
-  return info_of(key, r, true)
+  if not r[1] then return nil end
+  return info_of(key, r, 1)
 end
 
 function M.delete(bucket, key)
