@@ -169,8 +169,15 @@ static void spawn_validator(cr_loader_job_t *j) {
     return;
   }
   if (pid == 0) {
-    close(fds[0]);
+    /* It runs user code: it dies with its parent, and holds none of the
+     * master's descriptors (data-folder lock, listener, channels, inotify),
+     * only stdin/out/err and the pipe back, moved to 3. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     prctl(PR_SET_NAME, "cr-validator");
+    int out = fds[1] == 3 ? 3 : dup2(fds[1], 3);
+    if (out < 0) _exit(2);
+    close_range(4, ~0U, 0);
+    fds[1] = out;
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -316,12 +323,18 @@ int cr_loader_step(cr_loader_job_t *j) {
 
 void cr_loader_free(cr_loader_job_t *j) {
   if (!j) return;
-  if (j->fd >= 0) close(j->fd);
   if (j->pid > 0) {
     kill(j->pid, SIGKILL);
     while (waitpid(j->pid, NULL, 0) < 0 && errno == EINTR) {
     }
+    j->pid = 0;
   }
+  cr_loader_forget(j);
+}
+
+void cr_loader_forget(cr_loader_job_t *j) {
+  if (!j) return;
+  if (j->fd >= 0) close(j->fd);
   cr_buf_free(&j->in);
   free(j->root);
   free(j);

@@ -58,7 +58,11 @@ uint64_t cr_loader_deadline(const cr_loader_job_t *job);
  * every entry is filled, 0 while more is to come. */
 int cr_loader_step(cr_loader_job_t *job);
 /* Kills a validator still running and frees the job. */
+/* Stops the validator (if still running) and frees the job. */
 void cr_loader_free(cr_loader_job_t *job);
+/* Frees the job, leaving its validator alone: for a forked child, to which
+ * the validator is not a child. */
+void cr_loader_forget(cr_loader_job_t *job);
 
 /* Validates n files and waits for the result. Always fills every entry. */
 int cr_loader_run(const char *root, cr_load_t *loads, int n, double init_timeout);

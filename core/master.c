@@ -171,6 +171,7 @@ static void spawn(master_t *m, int id) {
     return;
   }
   if (pid == 0) {
+    close(sv[0]);
     close(m->sfd);
     close(m->hold_fd);
     if (m->redisd.lock_fd >= 0) close(m->redisd.lock_fd);
@@ -179,7 +180,7 @@ static void spawn(master_t *m, int id) {
       if (m->workers[i].chan_fd >= 0) close(m->workers[i].chan_fd);
       cr_buf_free(&m->workers[i].out);
     }
-    cr_reload_free(m->reload);
+    cr_reload_forget(m->reload);
     m->registry->quiet = 1; /* the master logs registry changes; workers replay them */
     /* ps and top tell the roles apart (so do the tests: the validator is a fork too). */
     char name[32]; /* the kernel keeps 15 bytes */

@@ -130,8 +130,9 @@ static int spawn(cr_redisd_t *d, char *err, size_t errlen) {
       dup2(fd, STDOUT_FILENO);
       dup2(fd, STDERR_FILENO);
     }
-    int devnull = open("/dev/null", O_RDONLY);
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+    close_range(3, ~0U, 0); /* nothing of the master's goes on into redis-server */
     execl(bin, "redis-server", "--port", "0", "--unixsocket", d->sock, "--unixsocketperm", "700", "--dir", d->dir,
           "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no", "--pidfile",
           pidfile, "--logfile", "", "--databases", "16", (char *)NULL);

@@ -39,8 +39,11 @@ cr_reload_t *cr_reload_new(cr_registry_t *registry, double init_timeout, const c
   return rl;
 }
 
-static void clear(cr_reload_t *rl) {
-  if (rl->job) cr_loader_free(rl->job);
+static void clear(cr_reload_t *rl, int in_child) {
+  if (rl->job) {
+    if (in_child) cr_loader_forget(rl->job);
+    else cr_loader_free(rl->job);
+  }
   rl->job = NULL;
   for (int i = 0; i < rl->nloads; i++) {
     cr_load_clear(&rl->loads[i]);
@@ -60,7 +63,13 @@ static void clear(cr_reload_t *rl) {
 
 void cr_reload_free(cr_reload_t *rl) {
   if (!rl) return;
-  clear(rl);
+  clear(rl, 0);
+  free(rl);
+}
+
+void cr_reload_forget(cr_reload_t *rl) {
+  if (!rl) return;
+  clear(rl, 1);
   free(rl);
 }
 
@@ -264,6 +273,6 @@ int cr_reload_step(cr_reload_t *rl, cr_buf_t *frames) {
   }
   cr_buf_free(&msg);
   rl->first = 0;
-  clear(rl);
+  clear(rl, 0);
   return 1;
 }

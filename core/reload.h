@@ -34,6 +34,8 @@ typedef struct {
 cr_reload_t *cr_reload_new(cr_registry_t *registry, double init_timeout, const cr_platform_fn_t *platform,
                            int nplatform);
 void cr_reload_free(cr_reload_t *rl);
+/* The same in a forked worker: the master's validator is not its to stop. */
+void cr_reload_forget(cr_reload_t *rl);
 
 /* Scans and starts validating what needs it. Returns 1 if a validation job
  * runs (poll cr_reload_fd, then cr_reload_step), 0 if the scan alone was the
