@@ -477,12 +477,6 @@ static int ieq(const char *a, size_t an, const char *b) {
 }
 
 /* A number as header text (integers without ".0"). */
-static const char *number_text(double v, char *buf, size_t n) {
-  if (v == floor(v) && fabs(v) < 1e15) snprintf(buf, n, "%.0f", v);
-  else snprintf(buf, n, "%.14g", v);
-  return buf;
-}
-
 /* Is the table at idx a response object: only status/headers/body keys, at
  * least one of them, and status (if present) a number? */
 static int is_response(lua_State *L, int idx) {
@@ -513,12 +507,14 @@ typedef struct {
   const char *ctype;
   const char *body;
   size_t body_len;
+  char ctype_num[CR_JSON_NUMBER_MAX + 1]; /* a Content-Type given as a number (odd, but allowed) */
   char err[300];
 } resp_t;
 
 /* Encodes the body value at idx into r (strings as they are, tables as JSON). */
 static int take_body(cr_gateway_t *g, lua_State *L, int idx, resp_t *r, const char *default_ctype) {
-  char num[64];
+  char num[CR_JSON_NUMBER_MAX];
+  int nl;
   switch (lua_type(L, idx)) {
   case LUA_TNIL:
   case LUA_TNONE:
@@ -530,9 +526,13 @@ static int take_body(cr_gateway_t *g, lua_State *L, int idx, resp_t *r, const ch
     if (!r->ctype) r->ctype = default_ctype;
     return 0;
   case LUA_TNUMBER:
-    number_text(lua_tonumber(L, idx), num, sizeof num);
+    nl = cr_json_format_number(lua_tonumber(L, idx), num);
+    if (nl < 0) {
+      snprintf(r->err, sizeof r->err, "the handler returned a number that is NaN or infinite");
+      return CR_EINVAL;
+    }
     g->body.len = 0;
-    cr_buf_append_str(&g->body, num);
+    cr_buf_append(&g->body, num, (size_t)nl);
     r->body = g->body.data;
     r->body_len = g->body.len;
     if (!r->ctype) r->ctype = default_ctype;
@@ -589,13 +589,17 @@ static int take_headers(lua_State *L, int idx, cr_http_req_t *req, resp_t *r, in
     for (int i = 1; i <= count; i++) {
       if (vt == LUA_TTABLE) lua_rawgeti(L, -1, i);
       else lua_pushvalue(L, -1);
-      char num[64];
+      char num[CR_JSON_NUMBER_MAX + 1];
       size_t vl = 0;
       const char *v = NULL;
       if (lua_type(L, -1) == LUA_TSTRING) v = lua_tolstring(L, -1, &vl);
       else if (lua_type(L, -1) == LUA_TNUMBER) {
-        v = number_text(lua_tonumber(L, -1), num, sizeof num);
-        vl = strlen(v);
+        int n = cr_json_format_number(lua_tonumber(L, -1), num);
+        if (n >= 0) {
+          num[n] = '\0';
+          v = num;
+          vl = (size_t)n;
+        }
       } else if (lua_type(L, -1) == LUA_TBOOLEAN) {
         v = lua_toboolean(L, -1) ? "true" : "false";
         vl = strlen(v);
@@ -605,7 +609,10 @@ static int take_headers(lua_State *L, int idx, cr_http_req_t *req, resp_t *r, in
         lua_pop(L, 3);
         return CR_EINVAL;
       }
-      if (is_ctype) r->ctype = v; /* stays valid: the result is on the stack until we are done */
+      if (is_ctype) {
+        if (v == num) v = memcpy(r->ctype_num, num, vl + 1);
+        r->ctype = v; /* a string stays valid: the result is on the stack until we are done */
+      }
       else if (emit && !managed) cr_http_respond_header(req, name, nl, v, vl);
       lua_pop(L, 1);
     }
@@ -914,9 +921,11 @@ static void run(cr_gateway_t *g, cr_http_req_t *req, cr_fnver_t *ver, const cr_r
   int rc = cr_pool_acquire(g->pool, ver, &inst, &cold, err, sizeof err);
   if (rc) {
     cr_log(CR_LOG_ERROR, fn->name, req->id, "function init failed: %s", err);
-    cr_shm_fn_t *f = &g->shm->fns[fn->slot];
-    atomic_fetch_add_explicit(&f->invocations, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&f->errors, 1, memory_order_relaxed);
+    meter_t *mt = meter_for(g, fn->slot);
+    if (mt) {
+      mt->invocations++;
+      mt->errors++;
+    }
     respond_internal(req, 500, rc == CR_ETIMEDOUT ? "function init timed out" : "function initialization failed",
                      ver, 1, 0, 0);
     cr_pool_leave(g->pool, ver);

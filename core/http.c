@@ -45,21 +45,7 @@ struct cr_http_server_s {
   char read_buf[READ_BUF_SIZE];
   char id_prefix[32];
   uint64_t id_counter;
-  /* The Date header, refreshed by loop time (no clock call per response). */
-  char date[CR_HTTP_DATE_LEN + 1];
-  uint64_t date_until; /* loop time (ms) when it must be formatted again */
 };
-
-static const char *server_date(cr_http_server_t *s) {
-  uint64_t now = uv_now(s->loop);
-  if (now >= s->date_until) {
-    memcpy(s->date, cr_clock_http_date(), CR_HTTP_DATE_LEN);
-    s->date[CR_HTTP_DATE_LEN] = '\0';
-    /* Until the next wall-clock second. */
-    s->date_until = now + 1000 - cr_wall_ms() % 1000;
-  }
-  return s->date;
-}
 
 enum { PHASE_IDLE, PHASE_RECEIVING, PHASE_BUSY };
 
@@ -175,16 +161,19 @@ static uint64_t secs_ms(double s) { return (uint64_t)(s * 1000.0 + 0.5); }
 
 /* --- request ids ------------------------------------------------------------------------------ */
 
+/* "xxxxxxxx-xxxx-4xxx-yxxx-" (random per process) and 12 hex digits of a
+ * counter: 36 characters, like a UUID. */
+#define ID_PREFIX_LEN 24
+
 static void make_id(cr_http_server_t *s, char *out) {
   static const char hex[] = "0123456789abcdef";
   uint64_t n = ++s->id_counter;
-  size_t pl = strlen(s->id_prefix);
-  memcpy(out, s->id_prefix, pl);
+  memcpy(out, s->id_prefix, ID_PREFIX_LEN);
   for (int i = 11; i >= 0; i--) {
-    out[pl + (size_t)i] = hex[n & 15];
+    out[ID_PREFIX_LEN + i] = hex[n & 15];
     n >>= 4;
   }
-  out[pl + 12] = '\0';
+  out[ID_PREFIX_LEN + 12] = '\0';
 }
 
 /* --- parser callbacks ------------------------------------------------------------------------- */
@@ -308,10 +297,9 @@ static int on_headers_complete(llhttp_t *p) {
       c->expect_continue = p->http_minor >= 1;
     }
   }
-  if (c->expect_continue && ((p->flags & F_CHUNKED) || p->content_length > 0)) {
+  /* Written when feed() is done (next_step): never from inside the parser. */
+  if (c->expect_continue && ((p->flags & F_CHUNKED) || p->content_length > 0))
     cr_buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
-    flush(c);
-  }
   return 0;
 }
 
@@ -382,7 +370,7 @@ void cr_http_respond_start(cr_http_req_t *req, int status) {
   *p++ = ' ';
   p = put(p, reason, rl);
   p = put(p, "\r\nDate: ", 8);
-  p = put(p, server_date(c->server), CR_HTTP_DATE_LEN);
+  p = put(p, cr_clock_http_date(), CR_HTTP_DATE_LEN);
   p = put(p, "\r\n", 2);
   o->len = (size_t)(p - o->data);
 }
@@ -407,7 +395,7 @@ void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const 
   int with_body = !bodyless && !req->head;
   if (c->server->draining) c->close_after = 1;
   size_t ctl = content_type && !bodyless ? strlen(content_type) : 0;
-  size_t idl = req->id[0] ? 36 : 0; /* make_id() writes exactly 36 characters */
+  size_t idl = req->id[0] ? ID_PREFIX_LEN + 12 : 0;
   if (cr_buf_reserve(o, 128 + ctl + idl + (with_body ? len : 0)) == 0) {
     char *p = o->data + o->len;
     if (ctl) {
@@ -627,6 +615,7 @@ static void feed(cr_http_conn_t *c, const char *data, size_t len) {
       len -= used;
       if (err == HPE_PAUSED) llhttp_resume(&c->parser);
       else c->close_after = 1;
+      if (c->closing) break;
       cr_http_server_t *s = c->server;
       make_id(s, c->req.id);
       s->opts.on_request(&c->req, s->opts.data);
@@ -659,10 +648,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   /* EOF or error. A request being answered still gets its answer written. */
   c->peer_eof = 1;
   if (nread != UV_EOF || c->phase == PHASE_RECEIVING) {
-    if (nread == UV_EOF && c->phase == PHASE_RECEIVING) {
-      /* llhttp may complete a body that runs to EOF; anything else was cut short. */
-      if (llhttp_finish(&c->parser) == HPE_OK && c->phase == PHASE_BUSY) return;
-    }
+    /* A request cut short (a request body never runs to EOF in HTTP/1.1). */
     conn_close(c);
     return;
   }

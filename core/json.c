@@ -74,11 +74,23 @@ int cr_json_escape(cr_buf_t *b, const char *s, size_t len) {
   return 0;
 }
 
-int cr_json_number(cr_buf_t *b, double v) {
+int cr_json_format_number(double v, char out[CR_JSON_NUMBER_MAX]) {
   if (isnan(v) || isinf(v)) return CR_EINVAL;
   if (v == floor(v) && fabs(v) < 9.2e18) {
-    if (v == 0 && signbit(v)) return cr_buf_append(b, "-0", 2);
-    return cr_buf_append_i64(b, (long long)v);
+    if (v == 0 && signbit(v)) {
+      memcpy(out, "-0", 2);
+      return 2;
+    }
+    uint64_t u = v < 0 ? 0ULL - (uint64_t)(long long)v : (uint64_t)v;
+    char digits[24];
+    int nd = 0, o = 0;
+    do {
+      digits[nd++] = (char)('0' + u % 10);
+      u /= 10;
+    } while (u);
+    if (v < 0) out[o++] = '-';
+    while (nd) out[o++] = digits[--nd];
+    return o;
   }
   /* Fast path, no printf: the fewest decimals k (up to 15) such that
    * m = round(v * 10^k) gives back v as m / 10^k. Division by an exact power
@@ -93,7 +105,7 @@ int cr_json_number(cr_buf_t *b, double v) {
       if (scaled >= 9007199254740992.0) break;
       double m = floor(scaled + 0.5);
       if (m / pow10[k] == a) {
-        char tmp[40], digits[24];
+        char digits[24];
         uint64_t im = (uint64_t)m;
         int nd = 0;
         do {
@@ -102,23 +114,29 @@ int cr_json_number(cr_buf_t *b, double v) {
         } while (im);
         while (nd <= k) digits[nd++] = '0'; /* at least one digit before the point */
         int o = 0;
-        if (v < 0) tmp[o++] = '-';
-        for (int i = nd - 1; i >= k; i--) tmp[o++] = digits[i];
-        tmp[o++] = '.';
-        for (int i = k - 1; i >= 0; i--) tmp[o++] = digits[i];
-        return cr_buf_append(b, tmp, (size_t)o);
+        if (v < 0) out[o++] = '-';
+        for (int i = nd - 1; i >= k; i--) out[o++] = digits[i];
+        out[o++] = '.';
+        for (int i = k - 1; i >= 0; i--) out[o++] = digits[i];
+        return o;
       }
     }
   }
-  char tmp[32];
   /* 15 digits round-trip for most doubles; subnormals carry fewer digits, so
    * look for their shortest form from 1. */
-  int first = fabs(v) < DBL_MIN ? 1 : 15;
+  int first = fabs(v) < DBL_MIN ? 1 : 15, n = 0;
   for (int prec = first; prec <= 17; prec++) {
-    snprintf(tmp, sizeof tmp, "%.*g", prec, v);
-    if (prec == 17 || strtod(tmp, NULL) == v) break;
+    n = snprintf(out, CR_JSON_NUMBER_MAX, "%.*g", prec, v);
+    if (prec == 17 || strtod(out, NULL) == v) break;
   }
-  return cr_buf_append_str(b, tmp);
+  return n;
+}
+
+int cr_json_number(cr_buf_t *b, double v) {
+  char text[CR_JSON_NUMBER_MAX];
+  int n = cr_json_format_number(v, text);
+  if (n < 0) return n;
+  return cr_buf_append(b, text, (size_t)n);
 }
 
 typedef struct {

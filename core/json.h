@@ -25,6 +25,9 @@ int cr_json_escape(cr_buf_t *b, const char *s, size_t len);
 /* Appends a number: integers exactly, others in their shortest round-trip form.
  * Returns CR_EINVAL for NaN and infinities. */
 int cr_json_number(cr_buf_t *b, double v);
+/* The same into out (not NUL-terminated); returns the length, or CR_EINVAL. */
+#define CR_JSON_NUMBER_MAX 32
+int cr_json_format_number(double v, char out[CR_JSON_NUMBER_MAX]);
 
 /* Encodes the Lua value at idx into b. On failure returns a negative code,
  * restores b->len, and writes a message to err. Uses a little Lua stack. */

@@ -363,6 +363,10 @@ static void results(void **state) {
   srv_init(&s);
   srv_write(&s, "str.lua", "return function() return 'plain' end\n");
   srv_write(&s, "num.lua", "return function() return 42 end\n");
+  srv_write(&s, "frac.lua", "return function() return 0.1 + 0.2 end\n");
+  srv_write(&s, "nan.lua", "return function() return 0/0 end\n");
+  srv_write(&s, "numheaders.lua",
+            "return function() return { headers = { ['Content-Type'] = 42, ['x-n'] = 2^53 }, body = 'n' } end\n");
   srv_write(&s, "tbl.lua", "return function() return { a = 1 } end\n");
   srv_write(&s, "big.lua", "return function() return { n = 2^53, m = -2^53, f = 0.5 } end\n");
   srv_write(&s, "nested.lua", "return function() return { a = { b = { c = 'd' } } } end\n");
@@ -406,6 +410,14 @@ static void results(void **state) {
   http_get(s.port, "/num", &r);
   assert_int_equal(r.status, 200);
   assert_string_equal(r.body, "42");
+  http_free(&r);
+
+  /* Numbers as bodies and header values are written as JSON writes them: exactly. */
+  http_expect_body(s.port, "/frac", "0.30000000000000004");
+  http_get(s.port, "/numheaders", &r);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(http_header(&r, "content-type"), "42");
+  assert_string_equal(http_header(&r, "x-n"), "9007199254740992");
   http_free(&r);
 
   http_get(s.port, "/tbl", &r);
@@ -464,7 +476,7 @@ static void results(void **state) {
   http_free(&r);
 
   /* Bad results: 500 with the internal error body, and an error line each. */
-  const char *bad[] = {"/status99", "/status700", "/inject", "/fnr"};
+  const char *bad[] = {"/status99", "/status700", "/inject", "/fnr", "/nan"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     http_get(s.port, bad[i], &r);
     if (r.status != 500) fail_msg("GET %s: got %d, want 500", bad[i], r.status);
@@ -473,8 +485,8 @@ static void results(void **state) {
     assert_null(http_header(&r, "x-bad"));
     http_free(&r);
   }
-  srv_expect_errors(&s, 4);
-  assert_int_equal(srv_log_wait(&s, 4, 3000, "\"level\":\"error\"", NULL), 4);
+  srv_expect_errors(&s, 5);
+  assert_int_equal(srv_log_wait(&s, 5, 3000, "\"level\":\"error\"", NULL), 5);
 
   /* A table whose status is not a number is data. */
   http_get(s.port, "/statusok", &r);
