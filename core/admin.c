@@ -79,8 +79,8 @@ static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
     } else {
       cr_buf_append_str(b, "null");
     }
-    if (a->shm && fn->slot < CR_SHM_MAX_FUNCTIONS) {
-      cr_shm_fn_t *f = &a->shm->fns[fn->slot];
+    cr_shm_fn_t *f = cr_shm_fn(a->shm, fn->slot);
+    if (f) {
       unsigned long long inv = atomic_load(&f->invocations);
       double gbs = (double)atomic_load(&f->mb_ms) / 1024.0 / 1000.0;
       long long busy = atomic_load(&f->active), alive = atomic_load(&f->instances);

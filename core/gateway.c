@@ -77,7 +77,7 @@ typedef struct gw_call_s {
 static char http_error_mt_key;
 
 static meter_t *meter_for(cr_gateway_t *g, int slot) {
-  if (!g->shm || slot < 0 || slot >= CR_SHM_MAX_FUNCTIONS) return NULL;
+  if (!cr_shm_fn(g->shm, slot)) return NULL;
   if (slot >= g->nmeters) {
     int n = g->nmeters ? g->nmeters : 16;
     while (n <= slot) n *= 2;
@@ -964,8 +964,8 @@ static void respond_unloaded(cr_http_req_t *req, const cr_fn_t *fn) {
 }
 
 static void respond_throttled(cr_gateway_t *g, cr_http_req_t *req, const cr_fn_t *fn) {
-  if (g->shm && fn->slot < CR_SHM_MAX_FUNCTIONS)
-    atomic_fetch_add_explicit(&g->shm->fns[fn->slot].throttles, 1, memory_order_relaxed);
+  cr_shm_fn_t *f = cr_shm_fn(g->shm, fn->slot);
+  if (f) atomic_fetch_add_explicit(&f->throttles, 1, memory_order_relaxed);
   cr_log(CR_LOG_WARN, fn->name, req->id, "throttled: the function is at its concurrency limit");
   static const char body[] = "{\"error\":\"too many requests\"}";
   cr_http_respond_start(req, 429);

@@ -54,14 +54,18 @@ static int ctx_log(lua_State *L) {
   return 0;
 }
 
-/* ctx.requestId, made on first use (ctx is one table per instance, so it is
- * not cached in it). */
+/* ctx.requestId (made on first use) and ctx.cold, the current invocation's:
+ * ctx is one table per instance, so they are not kept in it. */
 static int ctx_index(lua_State *L) {
   size_t kl;
   const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &kl) : NULL;
-  if (!k || kl != 9 || memcmp(k, "requestId", 9) != 0) return 0;
-  cr_invocation_t *inv = cr_invoke_current(L);
-  if (!inv || !inv->reqid) return 0;
+  cr_invocation_t *inv = k ? cr_invoke_current(L) : NULL;
+  if (!inv) return 0;
+  if (kl == 4 && memcmp(k, "cold", 4) == 0) {
+    lua_pushboolean(L, inv->cold);
+    return 1;
+  }
+  if (kl != 9 || memcmp(k, "requestId", 9) != 0 || !inv->reqid) return 0;
   lua_pushstring(L, inv->reqid);
   return 1;
 }
@@ -101,8 +105,12 @@ static int prepare(lua_State *L) {
   cr_instance_t *inst = lua_touserdata(L, 1);
   cr_fnver_t *ver = inst->ver;
   /* Stack: instance, the file's result. */
-  if (lua_istable(L, 2)) lua_getfield(L, 2, "handler");
-  else lua_pushvalue(L, 2);
+  if (lua_istable(L, 2)) { /* raw: a metamethod here would run with no deadline */
+    lua_pushliteral(L, "handler");
+    lua_rawget(L, 2);
+  } else {
+    lua_pushvalue(L, 2);
+  }
   if (!lua_isfunction(L, -1))
     return luaL_error(L, "%s: the file must return a handler function or a table with a 'handler'",
                       ver->fn->relpath);
@@ -132,8 +140,6 @@ static int prepare(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_setmetatable(L, -2);
   inst->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushliteral(L, "cold");
-  inst->cold_key_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   new_coroutine(inst);
   return 0;
 }
@@ -151,15 +157,12 @@ int cr_invoke_prepare(cr_instance_t *inst, char *err, size_t errlen) {
 }
 
 lua_State *cr_invoke_begin(cr_invocation_t *inv, cr_instance_t *inst, const char *reqid, int cold) {
-  static uint64_t serial;
   memset(inv, 0, offsetof(cr_invocation_t, error));
   inv->error[0] = '\0';
   inv->inst = inst;
   inv->reqid = reqid;
   inv->cold = cold;
-  inv->serial = ++serial;
   inst->current = inv;
-  inst->serial = inv->serial;
   inst->vm->reqid = reqid;
   /* A coroutine that ended in an error or is stuck in a yield is not reused. */
   if (lua_status(inst->co) != 0 || lua_gettop(inst->co) != 0) new_coroutine(inst);
@@ -345,9 +348,6 @@ int cr_invoke_run(cr_invocation_t *inv) {
   cr_vm_t *vm = inst->vm;
   lua_State *co = inv->co;
   lua_rawgeti(co, LUA_REGISTRYINDEX, inst->ctx_ref);
-  lua_rawgeti(co, LUA_REGISTRYINDEX, inst->cold_key_ref); /* the key, without hashing it */
-  lua_pushboolean(co, inv->cold);
-  lua_rawset(co, -3);
 
   inv->start_ns = cr_clock_ns();
   inv->deadline_ns = inv->start_ns + (uint64_t)(inst->ver->settings.timeout * 1e9);

@@ -50,7 +50,6 @@ struct cr_invocation_s {
   lua_State *co;
   const char *reqid;
   int cold;
-  uint64_t serial;
   uint64_t start_ns;
   uint64_t deadline_ns;
   uint64_t end_ns;

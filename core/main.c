@@ -17,6 +17,7 @@
 #include "log.h"
 #include "master.h"
 #include "registry.h"
+#include "shm.h"
 #include "vm.h"
 
 static void usage(FILE *out) {
@@ -97,7 +98,10 @@ static int cmd_check(int argc, char **argv) {
   cr_registry_t *reg = cr_registry_new(dir);
   for (int i = 0; i < n; i++) {
     cr_fn_t *fn = cr_registry_add(reg, paths[i]);
-    if (loads[i].ok) {
+    if (!fn) {
+      fprintf(stderr, "%s: not checked: more than %d functions\n", paths[i], CR_SHM_MAX_FUNCTIONS);
+      problems++;
+    } else if (loads[i].ok) {
       cr_registry_publish(reg, fn, sources[i], loads[i].len, &loads[i].settings);
       sources[i] = NULL;
     } else {

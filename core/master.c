@@ -320,7 +320,8 @@ static void supervise(master_t *m) {
            "worker %d (pid %d) is stuck in %s %.1f s past its deadline (inside a C call?): killing it", i,
            (int)w->pid, name, (double)(now - deadline) / 1e9);
     w->killed_stuck = 1;
-    atomic_fetch_add(&m->shm->fns[fn >= 0 && fn < CR_SHM_MAX_FUNCTIONS ? fn : 0].timeouts, 1);
+    cr_shm_fn_t *f = cr_shm_fn(m->shm, fn);
+    if (f) atomic_fetch_add(&f->timeouts, 1);
     kill(w->pid, SIGKILL);
   }
 }

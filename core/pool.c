@@ -74,10 +74,7 @@ cr_pool_t *cr_pool_new(uv_loop_t *loop, cr_registry_t *registry, cr_shm_t *shm, 
   return p;
 }
 
-static cr_shm_fn_t *shm_fn(cr_pool_t *p, const cr_fn_t *fn) {
-  if (!p->shm || fn->slot < 0 || fn->slot >= CR_SHM_MAX_FUNCTIONS) return NULL;
-  return &p->shm->fns[fn->slot];
-}
+static cr_shm_fn_t *shm_fn(cr_pool_t *p, const cr_fn_t *fn) { return cr_shm_fn(p->shm, fn->slot); }
 
 static void instance_close(cr_pool_t *p, cr_instance_t *inst) {
   cr_shm_fn_t *f = shm_fn(p, inst->ver->fn);

@@ -39,7 +39,6 @@ typedef struct cr_instance_s {
   cr_fnver_t *ver;
   int handler_ref;          /* registry refs in vm->L */
   int ctx_ref;
-  int cold_key_ref;
   int co_ref;
   lua_State *co;            /* the invocation coroutine, reused while healthy */
   int cold;                 /* the next invocation pays for this instance's init */
@@ -48,7 +47,6 @@ typedef struct cr_instance_s {
   uint64_t last_used_ns;
   int broken;               /* never reuse: discard on release */
   void *current;            /* the invocation running in it, or NULL */
-  uint64_t serial;          /* of the current invocation (events check it) */
   /* Strings the HTTP trigger's events give out (event.method, event.path),
    * kept alive and referenced so they are not hashed and allocated again. */
   int method_refs[8];

@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "error.h"
 #include "log.h"
+#include "shm.h"
 #include "wire.h"
 
 #define MAX_DEPTH 16
@@ -130,6 +131,13 @@ cr_fn_t *cr_registry_add(cr_registry_t *r, const char *relpath) {
   if (fn) {
     free(name);
     return fn;
+  }
+  /* Every function keeps its slot in shared memory for the server's life
+   * (in-flight work may still count into it): the table bounds how many
+   * functions, removed ones included, a server run can have seen. */
+  if (r->next_slot >= CR_SHM_MAX_FUNCTIONS) {
+    free(name);
+    return NULL;
   }
   if (r->nfns == r->cap) {
     int cap = r->cap ? r->cap * 2 : 16;

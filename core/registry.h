@@ -75,7 +75,9 @@ int cr_registry_is_function_path(const char *relpath);
 int cr_registry_list(const char *root, char ***paths, int *n);
 
 cr_fn_t *cr_registry_find(const cr_registry_t *r, const char *name);
-/* Returns the function for relpath, creating it (without a version) if new. */
+/* The function of relpath (name = relpath without ".lua"), made without a version if new.
+ * NULL for a bad path, out of memory, or when the server has already seen
+ * CR_SHM_MAX_FUNCTIONS functions. */
 cr_fn_t *cr_registry_add(cr_registry_t *r, const char *relpath);
 
 /* Returns the platform function name ("_/storage"), creating it if new. Its

@@ -8,6 +8,7 @@
 #include "error.h"
 #include "loader.h"
 #include "log.h"
+#include "shm.h"
 #include "wire.h"
 
 struct cr_reload_s {
@@ -225,7 +226,11 @@ int cr_reload_step(cr_reload_t *rl, cr_buf_t *frames) {
       fn = find_by_relpath(r, l->relpath);
       if (!fn) fn = cr_registry_add(r, l->relpath);
     }
-    if (!fn) continue;
+    if (!fn) {
+      cr_log(CR_LOG_ERROR, NULL, NULL, "%s: not loaded: this server run has seen %d functions, its limit (restart it)",
+             l->relpath, CR_SHM_MAX_FUNCTIONS);
+      continue;
+    }
     cr_registry_hash(l->source, l->len, fn->tried);
     if (l->ok && fn->current && !fn->error && !fn->removed) {
       /* Unchanged (a forced rescan): keep the version and its warm instances. */

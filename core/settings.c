@@ -15,6 +15,13 @@
 #include "router.h"
 #include "wire.h"
 
+/* t[key] of the table at -1, pushed, without metamethods: a settings table
+ * is the user's, and its __index would run code nobody times. */
+static void raw_field(lua_State *L, const char *key) {
+  lua_pushstring(L, key);
+  lua_rawget(L, -2);
+}
+
 static const char *const known_keys[] = {"handler", "routes", "timeout", "memory", "concurrency",
                                          "warm",    "idle",   "env",     "triggers"};
 #define NKNOWN (sizeof known_keys / sizeof known_keys[0])
@@ -71,7 +78,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
 
 static int read_number(lua_State *L, const char *key, double lo, double hi, int integer, double *out,
                        char *err, size_t errlen) {
-  lua_getfield(L, -1, key);
+  raw_field(L, key);
   int t = lua_type(L, -1);
   if (t == LUA_TNIL) {
     lua_pop(L, 1);
@@ -102,7 +109,7 @@ static int read_routes(lua_State *L, cr_settings_t *s, int platform, char *err, 
 
 static int read_routes_into(lua_State *L, cr_settings_t *s, int platform, cr_router_t *shapes, char *err,
                             size_t errlen) {
-  lua_getfield(L, -1, "routes");
+  raw_field(L, "routes");
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     return 0;
@@ -200,7 +207,7 @@ static int valid_env_name(const char *k) {
 }
 
 static int read_env(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
-  lua_getfield(L, -1, "env");
+  raw_field(L, "env");
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     return 0;
@@ -249,7 +256,7 @@ static int read_env(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
 static const char *const trigger_kinds[] = {"cron", "queue", "storage", "kv"};
 
 static int read_triggers(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
-  lua_getfield(L, -1, "triggers");
+  raw_field(L, "triggers");
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     return 0;
@@ -264,7 +271,7 @@ static int read_triggers(lua_State *L, cr_settings_t *s, char *err, size_t errle
     int kinds = 0;
     if (lua_istable(L, -1)) {
       for (size_t k = 0; k < sizeof trigger_kinds / sizeof trigger_kinds[0]; k++) {
-        lua_getfield(L, -1, trigger_kinds[k]);
+        raw_field(L, trigger_kinds[k]);
         if (!lua_isnil(L, -1)) {
           if (lua_type(L, -1) != LUA_TSTRING) {
             int rc = fail(err, errlen, "setting 'triggers': entry %d: '%s' must be a string", i, trigger_kinds[k]);
@@ -380,7 +387,7 @@ static int read_settings(lua_State *L, int idx, cr_settings_t *s, int platform, 
       goto out;
     }
   }
-  lua_getfield(L, -1, "handler");
+  raw_field(L, "handler");
   if (!lua_isfunction(L, -1)) {
     rc = fail(err, errlen, "setting 'handler' must be a function, got %s",
               lua_isnil(L, -1) ? "nothing" : lua_typename(L, lua_type(L, -1)));

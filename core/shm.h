@@ -12,6 +12,7 @@
 #define CR_SHM_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define CR_SHM_MAX_WORKERS 256
@@ -52,6 +53,11 @@ typedef struct cr_shm_s {
   cr_shm_worker_t workers[CR_SHM_MAX_WORKERS];
   cr_shm_fn_t fns[CR_SHM_MAX_FUNCTIONS];
 } cr_shm_t;
+
+/* A function's counters, or NULL without shared memory or for a slot out of range. */
+static inline cr_shm_fn_t *cr_shm_fn(cr_shm_t *shm, int slot) {
+  return shm && slot >= 0 && slot < CR_SHM_MAX_FUNCTIONS ? &shm->fns[slot] : NULL;
+}
 
 /* Maps the region (zeroed). Returns NULL on failure. */
 cr_shm_t *cr_shm_create(int nworkers);

@@ -400,8 +400,9 @@ int cr_vm_load(cr_vm_t *vm, const char *chunkname, const char *src, size_t len, 
     rc = lua_pcall(L, 0, 1, base + 1);
     cr_vm_disarm(vm);
     vm->mem_strict = 0;
-    if (rc == 0 && vm->mem_exceeded) {
-      /* The init caught its memory error itself; the instance is not sound. */
+    if (vm->mem_exceeded) {
+      /* Out of memory, whatever the init made of it (caught it, or failed
+       * again in the error handler): the instance is not sound. */
       lua_pop(L, 1);
       lua_pushliteral(L, "not enough memory");
       rc = LUA_ERRMEM;

@@ -572,12 +572,14 @@ static void load_errors(void **state) {
             "local cfg = nil\n"
             "local port = cfg.port\n"
             "return function() return 'x' end\n");
+  /* Settings are read raw: an __index that never returns is not run. */
+  srv_write(&s, "meta.lua", "return setmetatable({}, { __index = function() while true do end end })\n");
   srv_start(&s, "--workers 2");
-  srv_expect_errors(&s, 5);
+  srv_expect_errors(&s, 6);
   http_resp_t r;
 
   http_expect_body(s.port, "/good", "good");
-  const char *broken[] = {"bad", "typo", "memtype", "number", "initerr"};
+  const char *broken[] = {"bad", "typo", "memtype", "number", "initerr", "meta"};
   for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
     char path[64], fnf[80];
     snprintf(path, sizeof path, "/%s", broken[i]);
@@ -596,6 +598,7 @@ static void load_errors(void **state) {
   assert_int_equal(srv_log_count(&s, "\"level\":\"error\"", "memtype.lua", "'memory'", NULL), 1);
   assert_int_equal(srv_log_count(&s, "\"level\":\"error\"", "number.lua", "handler", "number", NULL), 1);
   assert_int_equal(srv_log_count(&s, "\"level\":\"error\"", "initerr.lua:2:", NULL), 1);
+  assert_int_equal(srv_log_count(&s, "\"level\":\"error\"", "meta.lua", "'handler' must be a function", NULL), 1);
 
   /* The functions API: every function, with its version or null and its error. */
   http_get(s.port, "/_/api/functions", &r);

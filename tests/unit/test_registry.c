@@ -17,6 +17,7 @@
 #include "registry.h"
 #include "router.h"
 #include "settings.h"
+#include "shm.h"
 
 /* --- temp folders ------------------------------------------------------------------------------- */
 
@@ -251,6 +252,16 @@ static void test_add_find(void **state) {
   for (int i = 0; i < r->nfns; i++)
     for (int k = i + 1; k < r->nfns; k++) assert_int_not_equal(r->fns[i]->slot, r->fns[k]->slot);
   assert_string_equal(cr_registry_find(r, "f057")->relpath, "f057.lua");
+  /* Slots index shared memory: past its table, no new function (known ones still resolve). */
+  for (int i = r->nfns; i < CR_SHM_MAX_FUNCTIONS; i++) {
+    char rel[32];
+    snprintf(rel, sizeof rel, "g%05d.lua", i);
+    cr_fn_t *fn = cr_registry_add(r, rel);
+    assert_non_null(fn);
+    assert_true(fn->slot < CR_SHM_MAX_FUNCTIONS);
+  }
+  assert_null(cr_registry_add(r, "one-too-many.lua"));
+  assert_ptr_equal(cr_registry_add(r, "hello.lua"), a);
   cr_registry_free(r);
   cr_registry_free(NULL);
 }
