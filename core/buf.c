@@ -1,8 +1,12 @@
 /* buf.c - growable byte buffer. */
 #include "buf.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
 
@@ -94,4 +98,28 @@ const char *cr_buf_cstr(cr_buf_t *b) {
   if (cr_buf_reserve(b, 1)) return "";
   b->data[b->len] = '\0';
   return b->data;
+}
+
+int cr_read_file(const char *path, size_t max, char **data, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  struct stat st;
+  if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
+    close(fd);
+    return CR_ETOOBIG;
+  }
+  char *buf = malloc((size_t)st.st_size + 1);
+  size_t got = 0;
+  while (buf && got < (size_t)st.st_size) {
+    ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  close(fd);
+  if (!buf) return CR_ENOMEM;
+  buf[got] = '\0';
+  *data = buf;
+  *len = got;
+  return 0;
 }

@@ -35,6 +35,12 @@ void cr_buf_reset(cr_buf_t *b, size_t keep);
 /* Returns a NUL-terminated view (the NUL is not counted in len). */
 const char *cr_buf_cstr(cr_buf_t *b);
 
+/* Reads a whole regular file of at most max bytes into *data (malloc'd,
+ * NUL-terminated; *len without the NUL). Returns 0, -errno when it cannot be
+ * opened, CR_ETOOBIG when it is not a regular file of at most max bytes, or
+ * CR_ENOMEM. */
+int cr_read_file(const char *path, size_t max, char **data, size_t *len);
+
 static inline int cr_buf_append_str(cr_buf_t *b, const char *s) { return cr_buf_append(b, s, strlen(s)); }
 
 static inline int cr_buf_putc(cr_buf_t *b, char c) {

@@ -14,6 +14,7 @@
 #include "invoke.h"
 #include "json.h"
 #include "log.h"
+#include "text.h"
 #include "vm.h"
 
 /* A function's meters gathered during one loop iteration, added to shared
@@ -157,21 +158,14 @@ void cr_gateway_free(cr_gateway_t *g) {
   else free(g);
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 int cr_url_decode(const char *s, size_t len, int plus, cr_buf_t *out) {
   out->len = 0;
   if (cr_buf_reserve(out, len + 1)) return CR_ENOMEM;
   char *o = out->data;
   for (size_t i = 0; i < len; i++) {
     char c = s[i];
-    if (c == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-      c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+    if (c == '%' && i + 2 < len && cr_hexval(s[i + 1]) >= 0 && cr_hexval(s[i + 2]) >= 0) {
+      c = (char)(cr_hexval(s[i + 1]) * 16 + cr_hexval(s[i + 2]));
       i += 2;
     } else if (c == '+' && plus) {
       c = ' ';
@@ -465,17 +459,6 @@ static int valid_header_value(const char *s, size_t n) {
   return 1;
 }
 
-static int ieq(const char *a, size_t an, const char *b) {
-  size_t bn = strlen(b);
-  if (an != bn) return 0;
-  for (size_t i = 0; i < an; i++) {
-    char c = a[i];
-    if (c >= 'A' && c <= 'Z') c = (char)(c + 32);
-    if (c != b[i]) return 0;
-  }
-  return 1;
-}
-
 /* A number as header text (integers without ".0"). */
 /* Is the table at idx a response object: only status/headers/body keys, at
  * least one of them, and status (if present) a number? */
@@ -580,10 +563,10 @@ static int take_headers(lua_State *L, int idx, cr_http_req_t *req, resp_t *r, in
       return CR_EINVAL;
     }
     /* The platform owns framing and these. */
-    int managed = ieq(name, nl, "content-length") || ieq(name, nl, "transfer-encoding") ||
-                  ieq(name, nl, "connection") || ieq(name, nl, "date") || ieq(name, nl, "x-request-id") ||
-                  ieq(name, nl, "keep-alive") || ieq(name, nl, "upgrade");
-    int is_ctype = ieq(name, nl, "content-type");
+    int managed = cr_ieq(name, nl, "content-length") || cr_ieq(name, nl, "transfer-encoding") ||
+                  cr_ieq(name, nl, "connection") || cr_ieq(name, nl, "date") || cr_ieq(name, nl, "x-request-id") ||
+                  cr_ieq(name, nl, "keep-alive") || cr_ieq(name, nl, "upgrade");
+    int is_ctype = cr_ieq(name, nl, "content-type");
     int vt = lua_type(L, -1);
     int count = vt == LUA_TTABLE ? (int)lua_objlen(L, -1) : 1;
     for (int i = 1; i <= count; i++) {

@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "error.h"
 #include "json.h"
+#include "text.h"
 #include "log.h"
 #include "router.h"
 
@@ -250,17 +251,6 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
-static int iequals(const char *a, size_t alen, const char *lit) {
-  size_t n = strlen(lit);
-  if (alen != n) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char ch = a[i];
-    if (ch >= 'A' && ch <= 'Z') ch = (char)(ch + 32);
-    if (ch != lit[i]) return 0;
-  }
-  return 1;
-}
-
 static unsigned method_bit(uint8_t m) {
   switch (m) {
   case HTTP_GET: return CR_M_GET;
@@ -292,8 +282,8 @@ static int on_headers_complete(llhttp_t *p) {
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->body_limit) return refuse(c, 413);
   for (int i = 0; i < c->nhdrs; i++) {
     cr_http_header_t *h = &c->headers[i];
-    if (iequals(h->name, h->name_len, "expect")) {
-      if (!iequals(h->value, h->value_len, "100-continue")) return refuse(c, 417);
+    if (cr_ieq(h->name, h->name_len, "expect")) {
+      if (!cr_ieq(h->value, h->value_len, "100-continue")) return refuse(c, 417);
       c->expect_continue = p->http_minor >= 1;
     }
   }

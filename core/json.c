@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "text.h"
 
 #define JSON_MAX_DEPTH 1000
 
@@ -317,17 +318,10 @@ static inline void skip_ws(decoder_t *d) {
   while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')) d->p++;
 }
 
-static int hexdigit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 static int hex4(const char *p) {
   int v = 0;
   for (int i = 0; i < 4; i++) {
-    int h = hexdigit(p[i]);
+    int h = cr_hexval(p[i]);
     if (h < 0) return -1;
     v = v * 16 + h;
   }

@@ -27,32 +27,10 @@
 int cr_loader_read(const char *root, const char *relpath, char **src, size_t *len, char *err, size_t errlen) {
   char path[4096];
   snprintf(path, sizeof path, "%s/%s", root, relpath);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    snprintf(err, errlen, "%s: cannot open: %s", relpath, strerror(errno));
-    return CR_EIO;
-  }
-  struct stat st;
-  if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > MAX_SOURCE) {
-    snprintf(err, errlen, "%s: not a regular file of at most 16 MB", relpath);
-    close(fd);
-    return CR_EIO;
-  }
-  char *buf = malloc((size_t)st.st_size + 1);
-  size_t got = 0;
-  while (buf) {
-    if (got == (size_t)st.st_size) break;
-    ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += (size_t)r;
-  }
-  close(fd);
-  if (!buf) return CR_ENOMEM;
-  buf[got] = '\0';
-  *src = buf;
-  *len = got;
-  return 0;
+  int rc = cr_read_file(path, MAX_SOURCE, src, len);
+  if (rc == CR_ETOOBIG) snprintf(err, errlen, "%s: not a regular file of at most 16 MB", relpath);
+  else if (rc && rc != CR_ENOMEM) snprintf(err, errlen, "%s: cannot open: %s", relpath, strerror(-rc));
+  return rc == CR_ENOMEM ? rc : rc ? CR_EIO : 0;
 }
 
 static int validate(const char *root, const char *relpath, const char *src, size_t len, double init_timeout,

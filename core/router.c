@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "text.h"
 
 typedef struct {
   unsigned methods;
@@ -13,6 +14,7 @@ typedef struct {
   char *pattern;
   int nnames;
   const char *names[CR_ROUTER_MAX_PARAMS]; /* interned */
+  size_t name_lens[CR_ROUTER_MAX_PARAMS];
 } endpoint_t;
 
 /* Parameter names live as long as the process: a router is replaced on every
@@ -281,18 +283,13 @@ int cr_router_add(cr_router_t *r, unsigned methods, const char *pattern, void *t
   ep->pattern = strdup(pattern);
   for (int i = 0; i < nsegs; i++) {
     if (segs[i].kind == 0) continue;
-    if (segs[i].kind == 2 && segs[i].len == 0) ep->names[ep->nnames++] = intern("*", 1);
-    else ep->names[ep->nnames++] = intern(segs[i].text, segs[i].len);
+    int star = segs[i].kind == 2 && segs[i].len == 0;
+    const char *name = star ? intern("*", 1) : intern(segs[i].text, segs[i].len);
+    ep->names[ep->nnames] = name;
+    ep->name_lens[ep->nnames++] = strlen(name);
   }
   n->neps++;
   return 0;
-}
-
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 /* Compares a percent-encoded path segment with static text. */
@@ -300,8 +297,8 @@ static int seg_equal(const char *raw, size_t rawlen, const char *text, size_t le
   size_t j = 0;
   for (size_t i = 0; i < rawlen; i++, j++) {
     char c = raw[i];
-    if (c == '%' && i + 2 < rawlen && hexval(raw[i + 1]) >= 0 && hexval(raw[i + 2]) >= 0) {
-      c = (char)(hexval(raw[i + 1]) * 16 + hexval(raw[i + 2]));
+    if (c == '%' && i + 2 < rawlen && cr_hexval(raw[i + 1]) >= 0 && cr_hexval(raw[i + 2]) >= 0) {
+      c = (char)(cr_hexval(raw[i + 1]) * 16 + cr_hexval(raw[i + 2]));
       i += 2;
     }
     if (j >= len || text[j] != c) return 0;
@@ -341,7 +338,7 @@ static int accept_at(const node_t *n, search_t *st) {
   m->nparams = ep->nnames < st->nvals ? ep->nnames : st->nvals;
   for (int i = 0; i < m->nparams; i++) {
     m->params[i].name = ep->names[i];
-    m->params[i].name_len = strlen(ep->names[i]);
+    m->params[i].name_len = ep->name_lens[i];
     m->params[i].value = st->vals[i];
     m->params[i].value_len = st->lens[i];
   }

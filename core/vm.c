@@ -101,30 +101,6 @@ static int valid_module_name(const char *s, size_t n) {
   return 1;
 }
 
-static char *read_file(const char *path, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return NULL;
-  struct stat st;
-  if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > 16 * 1024 * 1024) {
-    close(fd);
-    return NULL;
-  }
-  char *buf = malloc((size_t)st.st_size + 1);
-  size_t got = 0;
-  while (buf && got < (size_t)st.st_size) {
-    ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += (size_t)r;
-  }
-  close(fd);
-  if (buf) {
-    buf[got] = '\0';
-    *len = got;
-  }
-  return buf;
-}
-
 int cr_vm_modules_add(cr_vm_modules_t *m, const char *name, const char *relpath, const char *src, size_t len) {
   if (m->n == m->cap) {
     int cap = m->cap ? m->cap * 2 : 4;
@@ -205,7 +181,8 @@ static int host_loadmodule(lua_State *L) {
     snprintf(relpath, sizeof relpath, patterns[i], rel);
     snprintf(path, sizeof path, "%s/%s", vm->root, relpath);
     size_t len;
-    char *src = read_file(path, &len);
+    char *src = NULL;
+    cr_read_file(path, 16 * 1024 * 1024, &src, &len);
     if (!src) continue;
     snprintf(chunkname, sizeof chunkname, "@%s", relpath);
     int rc = luaL_loadbufferx(L, src, len, chunkname, "t");
