@@ -83,6 +83,7 @@ static int cmd_check(int argc, char **argv) {
   }
   cr_load_t *loads = calloc((size_t)(n ? n : 1), sizeof *loads);
   char **sources = calloc((size_t)(n ? n : 1), sizeof *sources);
+  char **read_errors = calloc((size_t)(n ? n : 1), sizeof *read_errors);
   int problems = 0;
   for (int i = 0; i < n; i++) {
     char err[512];
@@ -92,13 +93,18 @@ static int cmd_check(int argc, char **argv) {
     if (cr_loader_read(dir, paths[i], &sources[i], &len, err, sizeof err) == 0) {
       loads[i].source = sources[i];
       loads[i].len = len;
+    } else {
+      read_errors[i] = strdup(err[0] ? err : "out of memory");
     }
   }
   cr_loader_run(dir, loads, n, cfg.init_timeout);
   cr_registry_t *reg = cr_registry_new(dir);
   for (int i = 0; i < n; i++) {
     cr_fn_t *fn = cr_registry_add(reg, paths[i]);
-    if (!fn) {
+    if (read_errors[i]) {
+      fprintf(stderr, "%s\n", read_errors[i]);
+      problems++;
+    } else if (!fn) {
       fprintf(stderr, "%s: not checked: more than %d functions\n", paths[i], CR_SHM_MAX_FUNCTIONS);
       problems++;
     } else if (loads[i].ok) {
@@ -129,9 +135,11 @@ static int cmd_check(int argc, char **argv) {
   else fprintf(stderr, "%d problem%s in %s\n", problems, problems == 1 ? "" : "s", dir);
   for (int i = 0; i < n; i++) {
     free(sources[i]);
+    free(read_errors[i]);
     free(paths[i]);
   }
   free(sources);
+  free(read_errors);
   free(loads);
   free(paths);
   cr_registry_free(reg);
