@@ -751,14 +751,11 @@ static void version_header(cr_http_req_t *req, const cr_fnver_t *ver) {
   cr_http_respond_header(req, "X-Crescent-Version", 18, v, (size_t)n);
 }
 
-static void respond_internal(cr_http_req_t *req, int status, const char *msg, const cr_fnver_t *ver,
+/* An error answer for a function's request, with its timing and version. */
+static void respond_fn_error(cr_http_req_t *req, int status, const char *msg, const cr_fnver_t *ver,
                              int cold, double init_ms, double fn_ms) {
   cr_buf_t b = CR_BUF_INIT;
-  cr_buf_append_str(&b, "{\"error\":");
-  cr_json_escape(&b, msg, strlen(msg));
-  cr_buf_append_str(&b, ",\"requestId\":");
-  cr_json_escape(&b, req->id, strlen(req->id));
-  cr_buf_putc(&b, '}');
+  cr_http_error_body(&b, req, status, msg);
   cr_http_respond_start(req, status);
   if (ver) {
     server_timing(req, cold, init_ms, fn_ms);
@@ -826,16 +823,16 @@ static void finish(gw_call_t *call) {
     } else {
       cr_log(CR_LOG_ERROR, fn->name, call->reqid, "bad result from the handler: %s", r.err);
       status = 500;
-      respond_internal(req, status, "internal error", ver, cold, init_ms, fn_ms);
+      respond_fn_error(req, status, "internal error", ver, cold, init_ms, fn_ms);
     }
   } else if (inv->outcome == CR_OUTCOME_TIMEOUT) {
     status = 504;
     cr_log(CR_LOG_ERROR, fn->name, call->reqid, "%s", inv->error);
-    respond_internal(req, status, inv->error, ver, cold, init_ms, fn_ms);
+    respond_fn_error(req, status, inv->error, ver, cold, init_ms, fn_ms);
   } else if (inv->outcome == CR_OUTCOME_MEMORY) {
     status = 500;
     cr_log(CR_LOG_ERROR, fn->name, call->reqid, "%s", inv->error);
-    respond_internal(req, status, "memory limit exceeded", ver, cold, init_ms, fn_ms);
+    respond_fn_error(req, status, "memory limit exceeded", ver, cold, init_ms, fn_ms);
   } else {
     /* A platform HTTP error (event.json() on a bad body) answers with its status. */
     int http_status = 0;
@@ -854,15 +851,7 @@ static void finish(gw_call_t *call) {
       lua_getfield(co, -1, "message");
       const char *msg = lua_tostring(co, -1);
       status = http_status;
-      cr_http_respond_start(req, status);
-      server_timing(req, cold, init_ms, fn_ms);
-      version_header(req, ver);
-      cr_buf_t b = CR_BUF_INIT;
-      cr_buf_append_str(&b, "{\"error\":");
-      cr_json_escape(&b, msg ? msg : "bad request", msg ? strlen(msg) : 11);
-      cr_buf_putc(&b, '}');
-      cr_http_respond_finish(req, "application/json", b.data, b.len);
-      cr_buf_free(&b);
+      respond_fn_error(req, status, msg ? msg : "bad request", ver, cold, init_ms, fn_ms);
       lua_pop(co, 1);
     } else {
       status = 500;
@@ -871,7 +860,7 @@ static void finish(gw_call_t *call) {
         cr_log_str(lb, "source", "handler", 7);
         cr_log_end(lb);
       }
-      respond_internal(req, status, "internal error", ver, cold, init_ms, fn_ms);
+      respond_fn_error(req, status, "internal error", ver, cold, init_ms, fn_ms);
     }
   }
   /* req is not ours any more: the connection may already parse the next one. */
@@ -909,7 +898,7 @@ static void run(cr_gateway_t *g, cr_http_req_t *req, cr_fnver_t *ver, const cr_r
       mt->invocations++;
       mt->errors++;
     }
-    respond_internal(req, 500, rc == CR_ETIMEDOUT ? "function init timed out" : "function initialization failed",
+    respond_fn_error(req, 500, rc == CR_ETIMEDOUT ? "function init timed out" : "function initialization failed",
                      ver, 1, 0, 0);
     cr_pool_leave(g->pool, ver);
     return;

@@ -420,15 +420,19 @@ void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const 
   next_step(c);
 }
 
+void cr_http_error_body(cr_buf_t *b, const cr_http_req_t *req, int status, const char *msg) {
+  cr_buf_append_str(b, "{\"error\":");
+  cr_json_escape(b, msg, strlen(msg));
+  if (status >= 500) {
+    cr_buf_append_str(b, ",\"requestId\":");
+    cr_json_escape(b, req->id, strlen(req->id));
+  }
+  cr_buf_putc(b, '}');
+}
+
 void cr_http_respond_error(cr_http_req_t *req, int status, const char *msg) {
   cr_buf_t b = CR_BUF_INIT;
-  cr_buf_append_str(&b, "{\"error\":");
-  cr_json_escape(&b, msg, strlen(msg));
-  if (status >= 500) {
-    cr_buf_append_str(&b, ",\"requestId\":");
-    cr_json_escape(&b, req->id, strlen(req->id));
-  }
-  cr_buf_putc(&b, '}');
+  cr_http_error_body(&b, req, status, msg);
   cr_http_respond_start(req, status);
   cr_http_respond_finish(req, "application/json", b.data, b.len);
   cr_buf_free(&b);

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 typedef struct uv_loop_s uv_loop_t;
 typedef struct cr_http_server_s cr_http_server_t;
 typedef struct cr_http_conn_s cr_http_conn_t;
@@ -87,6 +89,8 @@ void cr_http_respond_header(cr_http_req_t *req, const char *name, size_t nlen, c
 void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const char *body, size_t len);
 /* A whole JSON answer {"error": msg} (plus requestId for 5xx). */
 void cr_http_respond_error(cr_http_req_t *req, int status, const char *msg);
+/* Its body alone, appended to b, for callers that add headers of their own. */
+void cr_http_error_body(cr_buf_t *b, const cr_http_req_t *req, int status, const char *msg);
 
 const char *cr_http_reason(int status);
 
