@@ -491,6 +491,7 @@ typedef struct {
   const char *body;
   size_t body_len;
   char ctype_num[CR_JSON_NUMBER_MAX + 1]; /* a Content-Type given as a number (odd, but allowed) */
+  long long head_length; /* an answer to HEAD: the Content-Length the function gave (GET's), or -1 */
   char err[300];
 } resp_t;
 
@@ -592,6 +593,20 @@ static int take_headers(lua_State *L, int idx, cr_http_req_t *req, resp_t *r, in
         lua_pop(L, 3);
         return CR_EINVAL;
       }
+      if (!emit && req->head && cr_ieq(name, nl, "content-length")) {
+        /* HEAD answers without a body but with GET's length: the function
+         * may say what it is (storage's HEAD does) instead of making a body. */
+        char *end;
+        char text[32];
+        snprintf(text, sizeof text, "%.*s", (int)(vl < 31 ? vl : 31), v);
+        long long n = strtoll(text, &end, 10);
+        if (vl == 0 || vl > 18 || *end || n < 0) {
+          snprintf(r->err, sizeof r->err, "response header 'content-length' must be a byte count");
+          lua_pop(L, 3);
+          return CR_EINVAL;
+        }
+        r->head_length = n;
+      }
       if (is_ctype) {
         if (v == num) v = memcpy(r->ctype_num, num, vl + 1);
         r->ctype = v; /* a string stays valid: the result is on the stack until we are done */
@@ -610,6 +625,7 @@ static int take_headers(lua_State *L, int idx, cr_http_req_t *req, resp_t *r, in
 static int build_response(cr_gateway_t *g, lua_State *L, int idx, resp_t *r, cr_http_req_t *req) {
   r->status = 200;
   r->ctype = NULL;
+  r->head_length = -1;
   int t = idx ? lua_type(L, idx) : LUA_TNONE;
   if (t == LUA_TNONE || t == LUA_TNIL) {
     r->status = 204;
@@ -818,7 +834,7 @@ static void finish(gw_call_t *call) {
       server_timing(req, cold, init_ms, fn_ms);
       version_header(req, ver);
       emit_headers(co, idx, req, &r);
-      cr_http_respond_finish(req, r.ctype, r.body, r.body_len);
+      cr_http_respond_finish(req, r.ctype, r.body, r.head_length >= 0 ? (size_t)r.head_length : r.body_len);
       lua_settop(co, top);
     } else {
       cr_log(CR_LOG_ERROR, fn->name, call->reqid, "bad result from the handler: %s", r.err);

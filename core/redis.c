@@ -9,8 +9,10 @@
 #include <string.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "clock.h"
 #include "error.h"
+#include "gateway.h" /* cr_url_decode */
 #include "log.h"
 #include "sha1.h"
 
@@ -20,26 +22,16 @@
 
 /* --- URLs --------------------------------------------------------------------------------------- */
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-static int url_decode_into(const char *s, size_t n, char *out, size_t outlen) {
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-      c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-      i += 2;
-    }
-    if (o + 1 >= outlen) return -1;
-    out[o++] = c;
+/* Percent-decodes s (n bytes) into out, NUL-terminated; -1 if it does not fit. */
+static int decode_into(const char *s, size_t n, char *out, size_t outlen) {
+  cr_buf_t b = CR_BUF_INIT;
+  int rc = cr_url_decode(s, n, 0, &b) == 0 && b.len < outlen ? 0 : -1;
+  if (rc == 0) {
+    if (b.len) memcpy(out, b.data, b.len);
+    out[b.len] = '\0';
   }
-  out[o] = '\0';
-  return 0;
+  cr_buf_free(&b);
+  return rc;
 }
 
 int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t errlen) {
@@ -64,9 +56,14 @@ int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t err
   const char *p = url + 8;
   const char *at = strrchr(p, '@');
   if (at) {
+    /* redis://user:pass@ (an ACL user), redis://:pass@ or redis://pass@ (the default user) */
     const char *colon = memchr(p, ':', (size_t)(at - p));
-    const char *pw = colon ? colon + 1 : p; /* redis://user:pass@ or redis://:pass@ or redis://pass@ */
-    if (url_decode_into(pw, (size_t)(at - pw), u->password, sizeof u->password)) {
+    const char *pw = colon ? colon + 1 : p;
+    if (colon && decode_into(p, (size_t)(colon - p), u->user, sizeof u->user)) {
+      snprintf(err, errlen, "bad Redis URL: user name too long");
+      return CR_EINVAL;
+    }
+    if (decode_into(pw, (size_t)(at - pw), u->password, sizeof u->password)) {
       snprintf(err, errlen, "bad Redis URL: password too long");
       return CR_EINVAL;
     }
@@ -128,8 +125,9 @@ void cr_redis_url_describe(const cr_redis_url_t *u, char *out, size_t outlen) {
 /* AUTH and SELECT on a blocking context. */
 static int hello_sync(redisContext *c, const cr_redis_url_t *u, char *err, size_t errlen) {
   redisReply *r;
-  if (u->password[0]) {
-    r = redisCommand(c, "AUTH %s", u->password);
+  if (u->user[0] || u->password[0]) {
+    if (u->user[0]) r = redisCommand(c, "AUTH %s %s", u->user, u->password); /* an ACL user */
+    else r = redisCommand(c, "AUTH %s", u->password);
     if (!r || r->type == REDIS_REPLY_ERROR) {
       snprintf(err, errlen, "authentication failed: %s", r ? r->str : c->errstr);
       if (r) freeReplyObject(r);
@@ -179,6 +177,9 @@ struct cr_redis_req_s {
   uint64_t deadline_ns;
   int finished; /* the callback ran (or will never run: cancelled) */
   int internal; /* our own commands (AUTH, SELECT, SCRIPT LOAD) */
+  int retried;  /* an EVALSHA sent again after NOSCRIPT */
+  char *cmd;    /* an EVALSHA as sent (hiredis' format), kept to send again */
+  size_t cmd_len;
   cr_redis_req_t *next, *prev;
 };
 
@@ -212,6 +213,7 @@ struct cr_redis_s {
   int nscripts;
   const cr_redis_script_t *scripts;
   char (*shas)[41];
+  int reloading; /* SCRIPT LOADs in flight after a NOSCRIPT */
 };
 
 static void ev_update(ev_t *e);
@@ -313,6 +315,10 @@ static cr_redis_req_t *req_new(void) {
 }
 
 static void req_free(cr_redis_req_t *q) {
+  if (q->cmd) {
+    redisFreeCommand(q->cmd);
+    q->cmd = NULL;
+  }
   if (nfree_reqs >= 256) {
     free(q);
     return;
@@ -330,13 +336,15 @@ static void req_unlink(cr_redis_t *r, cr_redis_req_t *q) {
   q->next = q->prev = NULL;
 }
 
+static int retry_noscript(redisAsyncContext *ac, cr_redis_req_t *q, const redisReply *rep);
+
 /* hiredis' callback for every command we send. privdata is our request;
  * hiredis calls it with reply NULL when the connection goes down. */
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
-  (void)ac;
   cr_redis_req_t *q = privdata;
   if (!q) return;
   cr_redis_t *r = q->r;
+  if (!q->finished && retry_noscript(ac, q, reply)) return; /* on_reply comes again, for the retry */
   if (!q->finished) {
     req_unlink(r, q);
     q->finished = 1;
@@ -349,8 +357,12 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   req_free(q);
 }
 
+#define SEND_INTERNAL 1 /* our own command: may go before the connection is up */
+#define SEND_KEEP 2     /* keep the command, to send it again (EVALSHA) */
+
 static cr_redis_req_t *send_argv(cr_redis_t *r, int argc, const char **argv, const size_t *lens, cr_redis_cb cb,
-                                 void *data, int internal) {
+                                 void *data, int flags) {
+  int internal = (flags & SEND_INTERNAL) != 0;
   if (!r->ac || (!r->connected && !internal) || r->closing) return NULL;
   cr_redis_req_t *q = req_new();
   if (!q) return NULL;
@@ -358,9 +370,25 @@ static cr_redis_req_t *send_argv(cr_redis_t *r, int argc, const char **argv, con
   q->cb = cb;
   q->data = data;
   q->internal = internal;
-  /* Loop time (same monotonic clock, ms): no clock call per command. */
-  q->deadline_ns = uv_now(r->loop) * 1000000ULL + (uint64_t)(r->call_timeout * 1e9);
-  if (redisAsyncCommandArgv(r->ac, on_reply, q, argc, argv, lens) != REDIS_OK) {
+  /* The clock, not the loop's time: that is the start of this iteration, and
+   * a handler may have computed for a while since (the sweeper compares with
+   * the clock too). */
+  q->deadline_ns = cr_clock_ns() + (uint64_t)(r->call_timeout * 1e9);
+  int rc;
+  if (flags & SEND_KEEP) {
+    char *cmd = NULL;
+    long long len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    if (len < 0) {
+      req_free(q);
+      return NULL;
+    }
+    q->cmd = cmd;
+    q->cmd_len = (size_t)len;
+    rc = redisAsyncFormattedCommand(r->ac, on_reply, q, cmd, (size_t)len);
+  } else {
+    rc = redisAsyncCommandArgv(r->ac, on_reply, q, argc, argv, lens);
+  }
+  if (rc != REDIS_OK) {
     req_free(q);
     return NULL;
   }
@@ -380,6 +408,35 @@ static void on_internal(void *data, redisReply *reply, const char *err) {
     cr_log(CR_LOG_ERROR, NULL, NULL, "Redis refused the connection set-up: %s", err ? err : reply->str);
     if (r->ac && !err) redisAsyncDisconnect(r->ac);
   }
+}
+
+/* A SCRIPT LOAD sent after a NOSCRIPT. */
+static void on_reloaded(void *data, redisReply *reply, const char *err) {
+  cr_redis_t *r = data;
+  r->reloading--;
+  if (!err && reply && reply->type == REDIS_REPLY_ERROR)
+    cr_log(CR_LOG_WARN, NULL, NULL, "Redis refused to load a script again: %s", reply->str);
+}
+
+/* An EVALSHA came back NOSCRIPT: Redis lost its scripts (SCRIPT FLUSH, a
+ * restart behind a proxy, a failover). Load them all again, once for all the
+ * calls answered so, and send this call again: on the same connection it runs
+ * after the loads. One retry per call; returns 1 if it was sent. */
+static int retry_noscript(redisAsyncContext *ac, cr_redis_req_t *q, const redisReply *rep) {
+  cr_redis_t *r = q->r;
+  if (!q->cmd || q->retried || !rep || rep->type != REDIS_REPLY_ERROR || strncmp(rep->str, "NOSCRIPT", 8) != 0 ||
+      !ac || ac != r->ac || r->closing)
+    return 0;
+  if (!r->reloading) {
+    cr_log(CR_LOG_WARN, NULL, NULL, "Redis lost crescent's scripts (SCRIPT FLUSH?); loading them again");
+    for (int i = 0; i < r->nscripts; i++) {
+      const char *argv[] = {"SCRIPT", "LOAD", r->scripts[i].source};
+      size_t lens[] = {6, 4, strlen(r->scripts[i].source)};
+      if (send_argv(r, 3, argv, lens, on_reloaded, r, SEND_INTERNAL)) r->reloading++;
+    }
+  }
+  q->retried = 1;
+  return redisAsyncFormattedCommand(ac, on_reply, q, q->cmd, q->cmd_len) == REDIS_OK;
 }
 
 static void connect_now(cr_redis_t *r);
@@ -453,22 +510,26 @@ static void connect_now(cr_redis_t *r) {
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
   /* Queued now, sent first once connected: everything else comes after. */
-  if (r->url.password[0]) {
+  if (r->url.user[0]) {
+    const char *argv[] = {"AUTH", r->url.user, r->url.password};
+    size_t lens[] = {4, strlen(r->url.user), strlen(r->url.password)};
+    send_argv(r, 3, argv, lens, on_internal, r, SEND_INTERNAL);
+  } else if (r->url.password[0]) {
     const char *argv[] = {"AUTH", r->url.password};
     size_t lens[] = {4, strlen(r->url.password)};
-    send_argv(r, 2, argv, lens, on_internal, r, 1);
+    send_argv(r, 2, argv, lens, on_internal, r, SEND_INTERNAL);
   }
   if (r->url.db) {
     char db[16];
     snprintf(db, sizeof db, "%d", r->url.db);
     const char *argv[] = {"SELECT", db};
     size_t lens[] = {6, strlen(db)};
-    send_argv(r, 2, argv, lens, on_internal, r, 1);
+    send_argv(r, 2, argv, lens, on_internal, r, SEND_INTERNAL);
   }
   for (int i = 0; i < r->nscripts; i++) {
     const char *argv[] = {"SCRIPT", "LOAD", r->scripts[i].source};
     size_t lens[] = {6, 4, strlen(r->scripts[i].source)};
-    send_argv(r, 3, argv, lens, on_internal, r, 1);
+    send_argv(r, 3, argv, lens, on_internal, r, SEND_INTERNAL);
   }
 }
 
@@ -543,7 +604,7 @@ cr_redis_req_t *cr_redis_eval(cr_redis_t *r, int script, int nkeys, int argc, co
     av[3 + i] = argv[i];
     al[3 + i] = lens[i];
   }
-  cr_redis_req_t *q = send_argv(r, argc + 3, av, al, cb, data, 0);
+  cr_redis_req_t *q = send_argv(r, argc + 3, av, al, cb, data, SEND_KEEP);
   if (av != small_av) {
     free(av);
     free(al);

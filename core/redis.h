@@ -14,7 +14,10 @@
  * guarantees the callback never comes (the reply, if any, is dropped).
  *
  * Scripts are named by their SHA-1, computed here, and sent with EVALSHA;
- * they are loaded (SCRIPT LOAD) first thing on every connection. */
+ * they are loaded (SCRIPT LOAD) first thing on every connection. Should Redis
+ * lose them (SCRIPT FLUSH, a failover), an EVALSHA answered NOSCRIPT loads
+ * them again and is sent once more, behind the loads: the caller only sees
+ * the reply of the second try. */
 #ifndef CR_REDIS_H
 #define CR_REDIS_H
 
@@ -29,11 +32,13 @@ typedef struct {
   char host[256];
   int port;
   char path[512];
+  char user[256];     /* ACL user ("": the default user) */
   char password[256];
   int db;
 } cr_redis_url_t;
 
-/* redis://[:password@]host:port[/db] or unix:///path/to.sock[?db=N]. */
+/* redis://[[user]:password@]host:port[/db] or unix:///path/to.sock[?db=N];
+ * user and password may be percent-encoded. */
 int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t errlen);
 /* Writes the URL back, without the password, for messages. */
 void cr_redis_url_describe(const cr_redis_url_t *u, char *out, size_t outlen);

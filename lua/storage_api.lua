@@ -48,8 +48,14 @@ return {
         return { status = 405, headers = { allow = "GET, HEAD" }, body = { error = "method not allowed" } }
       end
       local q = event.query
-      local page, err = storage.list(bucket, { prefix = q.prefix, cursor = q.cursor,
-                                               limit = tonumber(q.limit) or 100 })
+      local limit = 100
+      if q.limit ~= nil then
+        limit = tonumber(q.limit)
+        if not limit or limit < 1 or limit > 1000 or limit % 1 ~= 0 then
+          return fail(400, "bad limit: an integer from 1 to 1000")
+        end
+      end
+      local page, err = storage.list(bucket, { prefix = q.prefix, cursor = q.cursor, limit = limit })
       if not page then return store_error(err) end
       return { status = 200, body = { items = setmetatable(page.items, json.array_mt), cursor = page.cursor } }
     end
@@ -67,16 +73,28 @@ return {
       if not info then return store_error(err) end
       return { status = 200, headers = { etag = info.etag }, body = info }
     elseif method == "GET" or method == "HEAD" then
-      local data, info = storage.get(bucket, key)
-      if not data then
-        if info then return store_error(info) end
-        return fail(404, "no such object")
+      -- The object's bytes are fetched only when they are sent: HEAD and an
+      -- If-None-Match that matches need its info only.
+      local inm = event.headers["if-none-match"]
+      local data, info, err
+      if method == "HEAD" or inm then
+        info, err = storage.head(bucket, key)
+        if not info then return err and store_error(err) or fail(404, "no such object") end
+      end
+      if method == "GET" and not (info and inm == info.etag) then
+        data, info = storage.get(bucket, key)
+        if not data then return info and store_error(info) or fail(404, "no such object") end
       end
       local headers = { etag = info.etag, ["last-modified"] = os.date("!%a, %d %b %Y %H:%M:%S GMT",
                         math.floor(info.lastModified / 1000)), ["content-type"] = info.contentType }
       for k, v in pairs(info.metadata or {}) do headers["x-meta-" .. k] = v end
-      if event.headers["if-none-match"] == info.etag then
+      if inm == info.etag then
         return { status = 304, headers = headers }
+      end
+      if method == "HEAD" then
+        -- No body: the platform takes GET's length from content-length.
+        headers["content-length"] = info.size
+        return { status = 200, headers = headers }
       end
       return { status = 200, headers = headers, body = data }
     elseif method == "DELETE" then

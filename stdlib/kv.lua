@@ -14,12 +14,16 @@
 -- changes stream, in the same atomic script. Versions grow per namespace and
 -- never repeat, so a compare-and-set cannot be fooled by delete + re-create.
 local P = ...
-local json = P.json
-local call, callv, cmd, now = P.eval, P.evalv, P.cmd, P.now
-local type, tostring, tonumber, pcall, error, pairs, ipairs, setmetatable =
-  type, tostring, tonumber, pcall, error, pairs, ipairs, setmetatable
-local huge, floor, unpack = math.huge, math.floor, unpack
+local A = P.args
+local decode_json = P.json.safe.decode
+local cmd, now = P.cmd, P.now
+local kv_put, kv_delete, kv_incr = P.script("kv_put", true), P.script("kv_delete", true), P.script("kv_incr", true)
+local kv_list, kv_getmany = P.script("kv_list"), P.script("kv_getmany")
+local type, tonumber, error, unpack = type, tonumber, error, unpack
+local huge, floor = math.huge, math.floor
 local maxlen = P.stream_maxlen
+local max_version = 2 ^ 53
+local max_ttl = 2 ^ 53 / 1000 -- seconds, so that the milliseconds stay exact
 
 local function check_key(fname, key, n)
   if type(key) ~= "string" then
@@ -30,38 +34,16 @@ local function check_key(fname, key, n)
   end
 end
 
-local function check_opts(fname, opts, n)
-  if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #%d to '%s' (table of options expected, got %s)"):format(n, fname, type(opts)), 3)
-  end
-  return opts or {}
-end
-
-local function encode(fname, value)
-  local t = type(value)
-  if t == "string" then return "s", value end
-  if t == "number" then
-    if value ~= value or value == huge or value == -huge then
-      error(("bad argument #2 to '%s' (numbers must be finite)"):format(fname), 3)
-    end
-    return "n", json.encode(value)
-  end
-  if t == "boolean" then return "b", value and "1" or "0" end
-  if t == "table" then
-    local ok, s = pcall(json.encode, value)
-    if not ok then error(("bad argument #2 to '%s' (%s)"):format(fname, s), 3) end
-    return "j", s
-  end
-  error(("bad argument #2 to '%s' (string, number, boolean or table expected, got %s)"):format(fname, t), 3)
-end
+local ttl_msg = "ttl must be a positive, finite number of seconds"
+local version_msg = "version must be a finite number"
 
 local function decode(t, v)
   if t == "s" then return v end
   if t == "n" then return tonumber(v) end
   if t == "b" then return v == "1" end
   if t == "j" then
-    local ok, r = pcall(json.decode, v)
-    if ok then return r end
+    local r = decode_json(v)
+    if r ~= nil then return r end
   end
   return nil, "corrupt value"
 end
@@ -96,35 +78,26 @@ local function bind(ns)
 
   function M.put(key, value, opts)
     check_key("kv.put", key)
-    local t, s = encode("kv.put", value)
-    opts = check_opts("kv.put", opts, 3)
+    local t, s = A.encode("kv.put", 2, value, true, "string, number, boolean or table")
+    opts = A.opts("kv.put", 3, opts)
+    local ttl = A.number("kv.put", 3, opts.ttl, nil, 0, max_ttl, false, ttl_msg)
+    if ttl == 0 then A.bad("kv.put", 3, ttl_msg) end
+    local version = A.number("kv.put", 3, opts.version, nil, -max_version, max_version, false, version_msg)
     if #s > P.kv_max_value then return nil, "value too large" end
-    local ttl = opts.ttl
-    if ttl ~= nil and (type(ttl) ~= "number" or ttl <= 0) then
-      error("bad argument #3 to 'kv.put' (ttl must be a positive number of seconds)", 2)
-    end
-    local version = opts.version
-    if version ~= nil and type(version) ~= "number" then
-      error("bad argument #3 to 'kv.put' (version must be a number)", 2)
-    end
-    local ok, res = callv("kv_put", 4, vkey(key), idx, seq, changes, key, t, s,
-      ttl and floor(ttl * 1000 + 0.5) or 0, opts.ifAbsent and "1" or "0",
+    local ttl_ms = ttl and floor(ttl * 1000 + 0.5) or 0
+    if ttl and ttl_ms < 1 then ttl_ms = 1 end -- 0 would mean no ttl
+    local ok, res = kv_put(4, vkey(key), idx, seq, changes, key, t, s, ttl_ms, opts.ifAbsent and "1" or "0",
       version or "", now(), maxlen)
-    if ok == nil then return nil, res end
-    if ok == 0 then return nil, res end
+    if ok ~= 1 then return nil, res end -- nil, err or 0, "conflict"
     return res
   end
 
   function M.delete(key, opts)
     check_key("kv.delete", key)
-    opts = check_opts("kv.delete", opts, 2)
-    local version = opts.version
-    if version ~= nil and type(version) ~= "number" then
-      error("bad argument #2 to 'kv.delete' (version must be a number)", 2)
-    end
-    local ok, res = callv("kv_delete", 4, vkey(key), idx, seq, changes, key, version or "", now(), maxlen)
-    if ok == nil then return nil, res end
-    if ok == 0 then return nil, res end
+    opts = A.opts("kv.delete", 2, opts)
+    local version = A.number("kv.delete", 2, opts.version, nil, -max_version, max_version, false, version_msg)
+    local ok, res = kv_delete(4, vkey(key), idx, seq, changes, key, version or "", now(), maxlen)
+    if ok ~= 1 then return nil, res end
     return res == 1
   end
 
@@ -134,9 +107,8 @@ local function bind(ns)
     if type(by) ~= "number" or by ~= by or by == huge or by == -huge then
       error("bad argument #2 to 'kv.incr' (finite number expected, got " .. type(by) .. ")", 2)
     end
-    local ok, value, version = callv("kv_incr", 4, vkey(key), idx, seq, changes, key, by, now(), maxlen)
-    if ok == nil then return nil, value end
-    if ok == 0 then return nil, value end
+    local ok, value, version = kv_incr(4, vkey(key), idx, seq, changes, key, by, now(), maxlen)
+    if ok ~= 1 then return nil, value end
     return tonumber(value), nil, version
   end
 
@@ -145,16 +117,11 @@ local function bind(ns)
     if type(prefix) ~= "string" then
       error("bad argument #1 to 'kv.list' (string prefix expected, got " .. type(prefix) .. ")", 2)
     end
-    opts = check_opts("kv.list", opts, 2)
-    local limit = opts.limit or 100
-    if type(limit) ~= "number" or limit < 1 or limit > 1000 or limit ~= floor(limit) then
-      error("bad argument #2 to 'kv.list' (limit must be an integer from 1 to 1000)", 2)
-    end
+    opts = A.opts("kv.list", 2, opts)
+    local limit = A.number("kv.list", 2, opts.limit, 100, 1, 1000, true, "limit must be an integer from 1 to 1000")
     local cursor = opts.cursor or ""
-    if type(cursor) ~= "string" then
-      error("bad argument #2 to 'kv.list' (cursor must be a string from a previous page)", 2)
-    end
-    local r, err = call("kv_list", 1, idx, prefix, cursor, limit, vpre)
+    if type(cursor) ~= "string" then A.bad("kv.list", 2, "cursor must be a string from a previous page") end
+    local r, err = kv_list(1, idx, prefix, cursor, limit, vpre)
     if not r then return nil, err end
     local items, flat = {}, r[2]
     for i = 1, #flat, 4 do
@@ -175,7 +142,7 @@ local function bind(ns)
       check_key("kv.getMany", keys[i])
       args[i] = vkey(keys[i])
     end
-    local r, err = call("kv_getmany", n, unpack(args))
+    local r, err = kv_getmany(n, unpack(args))
     if not r then return nil, err end
     local out = {}
     for i = 1, n do

@@ -4,6 +4,7 @@
 #include <hiredis/hiredis.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #define EMBEDDED(sym)         \
   extern const char sym[];    \
   extern const size_t sym##_len;
+EMBEDDED(cr_stdlib_args)
 EMBEDDED(cr_stdlib_kv)
 EMBEDDED(cr_stdlib_storage)
 EMBEDDED(cr_stdlib_queue)
@@ -42,6 +44,12 @@ const cr_redis_script_t cr_stdlib_scripts[] = {
     {"q_promote", cr_redis_q_promote},
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
+
+static int find_script(const char *name) {
+  for (int i = 0; i < cr_stdlib_nscripts; i++)
+    if (strcmp(cr_stdlib_scripts[i].name, name) == 0) return i;
+  return -1;
+}
 
 static struct {
   cr_redis_t *redis;
@@ -167,8 +175,14 @@ static void on_scall_reply(void *data, redisReply *reply, const char *err) {
   cr_invoke_resume(inv, n);
 }
 
-/* eval(script, nkeys, ...), evalv (the same, an array reply as several
- * values) and cmd(name, ...): send, then yield until the reply. */
+/* Number arguments are written here, not turned into Lua strings (which
+ * would be hashed and collected): one buffer, reused by every call. */
+static cr_buf_t numbuf;
+
+/* cmd(name, ...), and the functions script() makes: f(nkeys, ...), which
+ * runs its script; send, then yield until the reply. Upvalues: the mode
+ * (0 cmd, 1 a script, 2 a script whose array reply comes back as several
+ * values) and the script's index. */
 static int l_call(lua_State *L) {
   int mode = (int)lua_tointeger(L, lua_upvalueindex(1));
   int is_eval = mode >= 1;
@@ -186,16 +200,13 @@ static int l_call(lua_State *L) {
     return 2;
   }
   int top = lua_gettop(L);
-  int first = is_eval ? 3 : 1;
+  int first = is_eval ? 2 : 1;
   int argc = top - first + 1;
   if (argc < 1 || argc > MAX_ARGS) return luaL_error(L, "bad stdlib call: %d arguments", argc);
   int script = -1, nkeys = 0;
   if (is_eval) {
-    const char *name = luaL_checkstring(L, 1);
-    nkeys = (int)luaL_checkinteger(L, 2);
-    for (int i = 0; i < cr_stdlib_nscripts; i++)
-      if (strcmp(cr_stdlib_scripts[i].name, name) == 0) script = i;
-    if (script < 0) return luaL_error(L, "no such script: %s", name);
+    script = (int)lua_tointeger(L, lua_upvalueindex(2));
+    nkeys = (int)luaL_checkinteger(L, 1);
   }
   const char *small_argv[32];
   size_t small_lens[32];
@@ -210,29 +221,43 @@ static int l_call(lua_State *L) {
       return luaL_error(L, "out of memory");
     }
   }
-  /* Numbers are written here, not turned into Lua strings (which would be
-   * hashed and collected). */
-  char numbuf[16][48];
-  int nnum = 0;
-  for (int i = 0; i < argc; i++) {
+  /* Numbers are written in numbuf one after another (argv NULL until all
+   * are there: the buffer may move while it grows). */
+  numbuf.len = 0;
+  int bad = 0, bad_type = LUA_TNONE;
+  const char *bad_num = NULL;
+  for (int i = 0; i < argc && !bad; i++) {
     int t = lua_type(L, first + i);
-    if (t == LUA_TNUMBER && nnum < 16) {
+    if (t == LUA_TSTRING) {
+      argv[i] = lua_tolstring(L, first + i, &lens[i]);
+    } else if (t == LUA_TNUMBER) {
       double v = lua_tonumber(L, first + i);
-      cr_buf_t nb = {numbuf[nnum], 0, sizeof numbuf[nnum]};
-      if (v == (double)(long long)v) cr_buf_append_i64(&nb, (long long)v);
-      else cr_json_number(&nb, v);
-      argv[i] = numbuf[nnum++];
-      lens[i] = nb.len;
-      continue;
+      size_t before = numbuf.len;
+      /* NaN and infinities have no text a script could read (cr_json_number
+       * refuses them): sent as "", an expected version would mean "any". */
+      if (isnan(v) || isinf(v)) bad_num = isnan(v) ? "NaN" : "infinite";
+      else if (cr_json_number(&numbuf, v)) bad_num = "out of memory";
+      if (bad_num) bad = i + 1;
+      argv[i] = NULL;
+      lens[i] = numbuf.len - before;
+    } else {
+      bad = i + 1;
+      bad_type = t;
     }
-    if (t != LUA_TSTRING && t != LUA_TNUMBER) {
-      if (argv != small_argv) {
-        free(argv);
-        free(lens);
-      }
-      return luaL_error(L, "bad stdlib call: argument %d is a %s", i + 1, lua_typename(L, t));
+  }
+  if (bad) {
+    if (argv != small_argv) {
+      free(argv);
+      free(lens);
     }
-    argv[i] = lua_tolstring(L, first + i, &lens[i]);
+    if (bad_type != LUA_TNONE)
+      return luaL_error(L, "bad stdlib call: argument %d is a %s", bad, lua_typename(L, bad_type));
+    return luaL_error(L, "bad stdlib call: argument %d is %s (numbers must be finite)", bad, bad_num);
+  }
+  for (size_t i = 0, off = 0; i < (size_t)argc; i++) {
+    if (argv[i]) continue;
+    argv[i] = numbuf.data + off;
+    off += lens[i];
   }
   scall_t *c = scall_new();
   cr_redis_req_t *req = NULL;
@@ -254,6 +279,19 @@ static int l_call(lua_State *L) {
   }
   c->req = req;
   return cr_invoke_yield(L, inv, c, scall_detach);
+}
+
+/* script(name [, spread]) -> f(nkeys, keys..., args...): runs one of the
+ * scripts; with spread, an array reply of up to 16 elements comes back as
+ * that many values. The name is looked up once, here. */
+static int l_script(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  int script = find_script(name);
+  if (script < 0) return luaL_error(L, "no such script: %s", name);
+  lua_pushinteger(L, lua_toboolean(L, 2) ? 2 : 1);
+  lua_pushinteger(L, script);
+  lua_pushcclosure(L, l_call, 2);
+  return 1;
 }
 
 /* hash(data) -> 16 hex digits of a 64-bit FNV-1a hash (entity tags). */
@@ -287,15 +325,11 @@ static void push_prims(lua_State *L) {
   if (!lua_isnil(L, -1)) return;
   lua_pop(L, 1);
   lua_createtable(L, 0, 12);
-  lua_pushinteger(L, 1);
-  lua_pushcclosure(L, l_call, 1);
-  lua_setfield(L, -2, "eval");
+  lua_pushcfunction(L, l_script);
+  lua_setfield(L, -2, "script");
   lua_pushinteger(L, 0);
   lua_pushcclosure(L, l_call, 1);
   lua_setfield(L, -2, "cmd");
-  lua_pushinteger(L, 2);
-  lua_pushcclosure(L, l_call, 1);
-  lua_setfield(L, -2, "evalv");
   lua_pushcfunction(L, l_hash);
   lua_setfield(L, -2, "hash");
   lua_pushcfunction(L, l_now);
@@ -314,6 +348,11 @@ static void push_prims(lua_State *L) {
   lua_getfield(L, -1, "json");
   lua_setfield(L, -3, "json");
   lua_pop(L, 1);
+  /* The argument checks the modules share (stdlib/args.lua), given the table so far. */
+  if (luaL_loadbufferx(L, cr_stdlib_args, cr_stdlib_args_len, "=crescent.args", "t")) lua_error(L);
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 1);
+  lua_setfield(L, -2, "args");
   lua_pushlightuserdata(L, &prims_key);
   lua_pushvalue(L, -2);
   lua_rawset(L, LUA_REGISTRYINDEX);
@@ -351,8 +390,9 @@ void cr_stdlib_preload(lua_State *L) {
 
 typedef struct {
   int busy;
+  int script; /* q_promote's index */
 } promoter_t;
-static promoter_t promoter;
+static promoter_t promoter = {0, -1};
 
 static void on_promoted(void *data, redisReply *reply, const char *err) {
   (void)data;
@@ -375,15 +415,13 @@ static void on_queues(void *data, redisReply *reply, const char *err) {
     snprintf(skey, sizeof skey, "%s{q:%.*s}:s", S.prefix, (int)e->len, e->str);
     const char *argv[] = {dkey, skey, now, maxlen};
     size_t lens[] = {strlen(dkey), strlen(skey), strlen(now), strlen(maxlen)};
-    int script = -1;
-    for (int k = 0; k < cr_stdlib_nscripts; k++)
-      if (strcmp(cr_stdlib_scripts[k].name, "q_promote") == 0) script = k;
-    cr_redis_eval(S.redis, script, 2, 4, argv, lens, on_promoted, NULL);
+    cr_redis_eval(S.redis, promoter.script, 2, 4, argv, lens, on_promoted, NULL);
   }
 }
 
 void cr_stdlib_promote_delayed(void) {
   if (!S.redis || promoter.busy || !cr_redis_connected(S.redis)) return;
+  if (promoter.script < 0) promoter.script = find_script("q_promote");
   char key[96];
   snprintf(key, sizeof key, "%squeues", S.prefix);
   const char *argv[] = {"SMEMBERS", key};

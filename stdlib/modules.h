@@ -1,10 +1,11 @@
 /* modules.h - the crescent.* modules functions require: kv, storage, queue, log.
  *
  * The modules are Lua (stdlib/{kv,storage,queue}.lua, compiled into the binary) on a few C
- * primitives given to them, and only to them, when they load: `call`, which
- * sends one Redis command or script for the running invocation and yields
- * until the reply (lua/sandbox.lua passes the yield through user coroutines;
- * core/invoke.h resumes); `hash`; and the limits. Users cannot reach the
+ * primitives given to them, and only to them, when they load: `script(name)`
+ * and `cmd`, which send one Redis script call or command for the running
+ * invocation and yield until the reply (lua/sandbox.lua passes the yield
+ * through user coroutines; core/invoke.h resumes); `hash`; `args`, the
+ * argument checks they share (stdlib/args.lua); and the limits. Users cannot reach the
  * primitives: require "crescent.kv" returns the module, not them.
  *
  * Expected failures come back as nil, err ("redis unavailable", "timeout",

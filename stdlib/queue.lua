@@ -9,10 +9,11 @@
 -- in the queue's delayed set and is appended once due (its entry then also
 -- carries the "delayed-N" id send returned). Consumers come with triggers.
 local P = ...
-local json = P.json
-local call, cmd, now = P.eval, P.cmd, P.now
-local type, tostring, error, pcall, unpack = type, tostring, error, pcall, unpack
-local maxlen = tostring(P.stream_maxlen)
+local A = P.args
+local cmd, now = P.cmd, P.now
+local q_send = P.script("q_send")
+local type, error, unpack, floor = type, error, unpack, math.floor
+local maxlen = P.stream_maxlen
 
 local M = {}
 
@@ -22,44 +23,27 @@ local function check_name(fname, name)
   end
 end
 
-local function delay_ms(fname, opts, n)
-  if opts == nil then return 0 end
-  if type(opts) ~= "table" then error(("bad argument #%d to '%s' (table of options expected)"):format(n, fname), 3) end
-  local d = opts.delay
-  if d == nil then return 0 end
-  if type(d) ~= "number" or d < 0 or d > 15 * 60 then
-    error(("bad argument #%d to '%s' (delay must be 0 to 900 seconds)"):format(n, fname), 3)
-  end
-  return math.floor(d * 1000 + 0.5)
-end
+local delay_msg = "delay must be 0 to 900 seconds"
 
-local function encode(fname, body, n)
-  if type(body) == "string" then return "s", body end
-  if type(body) == "table" then
-    local ok, s = pcall(json.encode, body)
-    if not ok then error(("bad argument #%d to '%s' (%s)"):format(n, fname, s), 3) end
-    return "j", s
-  end
-  error(("bad argument #%d to '%s' (string or table body expected, got %s)"):format(n, fname, type(body)), 3)
-end
-
+-- delay in seconds
 local function send(name, list, delay)
+  delay = floor(delay * 1000 + 0.5)
   local tag = P.prefix .. "{q:" .. name .. "}:"
   if delay > 0 then
     -- Register the queue for the promoter first, so a parked message is never forgotten.
     local ok, err = cmd("SADD", P.prefix .. "queues", name)
     if not ok then return nil, err end
   end
-  local r, err = call("q_send", 3, tag .. "s", tag .. "d", tag .. "n", tostring(now()), maxlen,
-    tostring(delay), unpack(list))
+  local r, err = q_send(3, tag .. "s", tag .. "d", tag .. "n", now(), maxlen, delay, unpack(list))
   if not r then return nil, err end
   return r
 end
 
 function M.send(name, body, opts)
   check_name("queue.send", name)
-  local t, s = encode("queue.send", body, 2)
-  local delay = delay_ms("queue.send", opts, 3)
+  local t, s = A.encode("queue.send", 2, body, false, "string or table body")
+  opts = A.opts("queue.send", 3, opts)
+  local delay = A.number("queue.send", 3, opts.delay, 0, 0, 900, false, delay_msg)
   if #s > P.queue_max_body then return nil, "message too large" end
   local ids, err = send(name, { t, s }, delay)
   if not ids then return nil, err end
@@ -72,10 +56,11 @@ function M.sendBatch(name, bodies, opts)
   local n = #bodies
   if n == 0 then return {} end
   if n > 500 then error("bad argument #2 to 'queue.sendBatch' (at most 500 messages)", 2) end
-  local delay = delay_ms("queue.sendBatch", opts, 3)
+  opts = A.opts("queue.sendBatch", 3, opts)
+  local delay = A.number("queue.sendBatch", 3, opts.delay, 0, 0, 900, false, delay_msg)
   local list = {}
   for i = 1, n do
-    local t, s = encode("queue.sendBatch", bodies[i], 2)
+    local t, s = A.encode("queue.sendBatch", 2, bodies[i], false, "string or table body")
     if #s > P.queue_max_body then return nil, "message too large" end
     list[2 * i - 1], list[2 * i] = t, s
   end

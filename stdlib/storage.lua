@@ -14,21 +14,21 @@
 -- append {event, bucket, key, size, etag, contentType, time} to the bucket's
 -- events stream, in the same atomic script.
 local P = ...
-local json = P.json
-local call, cmd, now, hash = P.eval, P.cmd, P.now, P.hash
-local type, tostring, tonumber, pcall, error, pairs = type, tostring, tonumber, pcall, error, pairs
-local maxlen = tostring(P.stream_maxlen)
+local json, A = P.json, P.args
+local cmd, now, hash = P.cmd, P.now, P.hash
+local st_put, st_delete, st_list = P.script("st_put"), P.script("st_delete"), P.script("st_list")
+local type, tonumber, pairs = type, tonumber, pairs
+local decode_json = json.safe.decode
+local maxlen = P.stream_maxlen
 
 local M = {}
 
-local function bad(fname, n, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
-end
+local bad = A.bad
 
 local function check_bucket(fname, bucket)
-  if type(bucket) ~= "string" then bad(fname, 1, "bucket name expected, got " .. type(bucket)) end
+  if type(bucket) ~= "string" then bad(fname, 1, "bucket name expected, got " .. type(bucket), 1) end
   if #bucket < 1 or #bucket > 63 or not bucket:match("^[a-z0-9][a-z0-9.%-]*$") then
-    bad(fname, 1, "bucket names are 1 to 63 of a-z, 0-9, '.' and '-', starting with a letter or digit")
+    bad(fname, 1, "bucket names are 1 to 63 of a-z, 0-9, '.' and '-', starting with a letter or digit", 1)
   end
 end
 
@@ -49,7 +49,7 @@ M.key_problem = key_problem
 
 local function check_key(fname, key)
   local problem = key_problem(key)
-  if problem then bad(fname, 2, problem) end
+  if problem then bad(fname, 2, problem, 1) end
 end
 
 local function names(bucket)
@@ -61,8 +61,7 @@ function M.put(bucket, key, data, opts)
   check_bucket("storage.put", bucket)
   check_key("storage.put", key)
   if type(data) ~= "string" then bad("storage.put", 3, "string data expected, got " .. type(data)) end
-  if opts ~= nil and type(opts) ~= "table" then bad("storage.put", 4, "table of options expected") end
-  opts = opts or {}
+  opts = A.opts("storage.put", 4, opts)
   local ct = opts.contentType or "application/octet-stream"
   if type(ct) ~= "string" or ct:find("[\r\n]") then bad("storage.put", 4, "contentType must be a string") end
   local meta = opts.metadata or {}
@@ -75,19 +74,17 @@ function M.put(bucket, key, data, opts)
   if #data > P.max_object then return nil, "object too large" end
   local opre, idx, events = names(bucket)
   local etag = '"' .. hash(data) .. '"'
-  local size = tostring(#data)
-  local r, err = call("st_put", 3, opre .. key, idx, events, key, data, ct, json.encode(meta), size, etag,
-    tostring(now()), maxlen, bucket)
+  local r, err = st_put(3, opre .. key, idx, events, key, data, ct, json.encode(meta), #data, etag, now(), maxlen,
+    bucket)
   if not r then return nil, err end
   return { etag = etag, size = #data }
 end
 
 -- The object's info from HMGET ... size etag ct mtime meta, r[i] being size.
 local function info_of(key, r, i)
-  local ok, meta = pcall(json.decode, r[i + 4] or "{}")
   return {
     key = key, size = tonumber(r[i]), etag = r[i + 1], contentType = r[i + 2], lastModified = tonumber(r[i + 3]),
-    metadata = ok and meta or {},
+    metadata = decode_json(r[i + 4] or "{}") or {},
   }
 end
 
@@ -115,25 +112,21 @@ function M.delete(bucket, key)
   check_bucket("storage.delete", bucket)
   check_key("storage.delete", key)
   local opre, idx, events = names(bucket)
-  local r, err = call("st_delete", 3, opre .. key, idx, events, key, tostring(now()), maxlen, bucket)
+  local r, err = st_delete(3, opre .. key, idx, events, key, now(), maxlen, bucket)
   if not r then return nil, err end
   return r == 1
 end
 
 function M.list(bucket, opts)
   check_bucket("storage.list", bucket)
-  if opts ~= nil and type(opts) ~= "table" then bad("storage.list", 2, "table of options expected") end
-  opts = opts or {}
+  opts = A.opts("storage.list", 2, opts)
   local prefix = opts.prefix or ""
   if type(prefix) ~= "string" then bad("storage.list", 2, "prefix must be a string") end
-  local limit = opts.limit or 100
-  if type(limit) ~= "number" or limit < 1 or limit > 1000 or limit % 1 ~= 0 then
-    bad("storage.list", 2, "limit must be an integer from 1 to 1000")
-  end
+  local limit = A.number("storage.list", 2, opts.limit, 100, 1, 1000, true, "limit must be an integer from 1 to 1000")
   local cursor = opts.cursor or ""
   if type(cursor) ~= "string" then bad("storage.list", 2, "cursor must be a string from a previous page") end
   local opre, idx = names(bucket)
-  local r, err = call("st_list", 1, idx, prefix, cursor, tostring(limit), opre)
+  local r, err = st_list(1, idx, prefix, cursor, limit, opre)
   if not r then return nil, err end
   local items, flat = {}, r[2]
   for i = 1, #flat, 5 do

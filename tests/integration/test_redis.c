@@ -355,6 +355,79 @@ static void external_db_and_prefix(void **state) {
   xredis_stop(&x);
 }
 
+/* --- external Redis with an ACL user ------------------------------------------------------------ */
+
+/* redis://user:password@host (percent-encoded): crescent authenticates as that user (AUTH user
+ * password), in the check at start and on the workers' connections, with the default user
+ * switched off. */
+static void external_acl_user(void **state) {
+  (void)state;
+  xredis_t x = {0};
+  xredis_start(&x, 0);
+  char portstr[16], args[200];
+  snprintf(portstr, sizeof portstr, "%d", x.port);
+  char *out = rcli_status(NULL, "-p", portstr, "ACL", "SETUSER", "app", "on", ">p@ss:w/rd", "~cr:*", "+@all", NULL);
+  assert_string_equal(out, "OK\n");
+  free(out);
+  out = rcli_status(NULL, "-p", portstr, "ACL", "SETUSER", "default", "off", NULL);
+  assert_string_equal(out, "OK\n");
+  free(out);
+
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "k.lua", incr_fn);
+  snprintf(args, sizeof args, "--workers 2 --redis redis://app:p%%40ss%%3Aw%%2Frd@127.0.0.1:%d", x.port);
+  srv_start(&s, args);
+  get_body(s.port, "/k", "ok:1");
+  get_body(s.port, "/k", "ok:2");
+  assert_int_equal(srv_log_count(&s, "p@ss", NULL), 0); /* the password is in no message */
+
+  /* The value is there, and the workers' connections are app's. */
+  out = rcli_status(NULL, "-p", portstr, "--user", "app", "--pass", "p@ss:w/rd", "--no-auth-warning", "HGET",
+                    "cr:{kv:default}:v:n", "v", NULL);
+  assert_string_equal(out, "2\n");
+  free(out);
+  out = rcli_status(NULL, "-p", portstr, "--user", "app", "--pass", "p@ss:w/rd", "--no-auth-warning", "CLIENT",
+                    "LIST", NULL);
+  int total;
+  int theirs = count_lines_prefixed(out, "id=", &total);
+  if (theirs < 3) fail_msg("CLIENT LIST: want the 2 workers' connections and ours:\n%s", out);
+  for (const char *l = out; (l = strstr(l, "id=")); l++) {
+    const char *nl = strchr(l, '\n');
+    const char *u = strstr(l, " user=");
+    if (!u || (nl && u > nl) || strncmp(u, " user=app ", 10) != 0) fail_msg("a connection not as app:\n%s", out);
+  }
+  free(out);
+  assert_int_equal(srv_stop(&s), 0);
+  xredis_stop(&x);
+}
+
+/* --- a handler that computes before its call ------------------------------------------------------ */
+
+/* A call's --redis-timeout counts from the call: a handler that computed for longer than that
+ * before calling still gets its reply (not a "timeout" from the loop's time at its start). */
+static void cpu_bound_then_call(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "busy.lua",
+            "local kv = require 'crescent.kv'\n"
+            "return {\n"
+            "  timeout = 10,\n"
+            "  handler = function()\n"
+            "    local t0, x = os.clock(), 0\n"
+            "    while os.clock() - t0 < 0.8 do x = x + 1 end\n"
+            "    local v, err = kv.incr('busy')\n"
+            "    if not v then return 'err:' .. tostring(err) end\n"
+            "    return 'ok:' .. string.format('%d', v)\n"
+            "  end,\n"
+            "}\n");
+  srv_start(&s, "--workers 1 --redis-timeout 0.5");
+  get_body(s.port, "/busy", "ok:1");
+  get_body(s.port, "/busy", "ok:2");
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 /* --- external Redis unreachable at start -------------------------------------------------------- */
 
 static void external_unreachable_at_start(void **state) {
@@ -764,6 +837,7 @@ int main(void) {
       cmocka_unit_test(late_reply_after_timeout), cmocka_unit_test(redis_none),
       cmocka_unit_test(managed_persistence),      cmocka_unit_test(managed_after_sigkill),
       cmocka_unit_test(managed_one_server_per_data), cmocka_unit_test(managed_redis_server_missing),
+      cmocka_unit_test(external_acl_user),        cmocka_unit_test(cpu_bound_then_call),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -365,6 +365,17 @@ static const char kv_fn[] =
     "  eq('nothing stored', pack(e.get('big')), {n = 1})\n"
     "  eq('largest value fits', pack(e.put('fits', string.rep('x', 1024))), {n = 1, 1})\n"
     "  eq('largest value reads back', #(e.get('fits') or ''), 1024)\n"
+    "  raises('cas with a NaN version', \"bad argument #3 to 'kv.put' (version must be a finite number)\",\n"
+    "    e.put, 'nanv', 'x', {version = 0 / 0})\n"
+    "  eq('a NaN version writes nothing', pack(e.get('nanv')), {n = 1})\n"
+    "  raises('cas with an infinite version', \"bad argument #3 to 'kv.put'\", e.put, 'nanv', 'x', {version = -math.huge})\n"
+    "  raises('delete with a NaN version', \"bad argument #2 to 'kv.delete' (version must be a finite number)\",\n"
+    "    e.delete, 'fits', {version = 0 / 0})\n"
+    "  eq('a NaN version deletes nothing', #(e.get('fits') or ''), 1024)\n"
+    "  raises('put with an infinite ttl', \"bad argument #3 to 'kv.put' (ttl must be\", e.put, 'inft', 'x', {ttl = math.huge})\n"
+    "  raises('put with a NaN ttl', \"bad argument #3 to 'kv.put' (ttl must be\", e.put, 'inft', 'x', {ttl = 0 / 0})\n"
+    "  eq('a bad ttl writes nothing', pack(e.get('inft')), {n = 1})\n"
+    "  raises('list with a NaN limit', \"bad argument #2 to 'kv.list'\", e.list, '', {limit = 0 / 0})\n"
     "end\n"
     "return function(event)\n"
     "  if event.query.t == 'raise' then\n"
@@ -821,6 +832,21 @@ static void storage_http(void **state) {
   assert_int_equal(r.status, 200);
   assert_non_null(strstr(r.body, "\"items\":[]"));
   http_free(&r);
+  /* ?limit=: 1 to 1000, else 400 naming it (not a 500 from storage.list raising). */
+  kget(s.port, "/_/storage/docs?limit=1", &r);
+  assert_int_equal(r.status, 200);
+  assert_non_null(strstr(r.body, "\"cursor\":\"notes/a.txt\""));
+  assert_null(strstr(r.body, "other/b.txt"));
+  http_free(&r);
+  static const char *bad_limits[] = {"5000", "0", "-1", "2.5", "abc", "", "nan", "inf"};
+  for (size_t i = 0; i < sizeof bad_limits / sizeof bad_limits[0]; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/_/storage/docs?limit=%s", bad_limits[i]);
+    kget(s.port, path, &r);
+    if (r.status != 400 || !strstr(r.body, "limit"))
+      fail_msg("GET %s: %d '%s', want 400 naming the limit", path, r.status, r.body);
+    http_free(&r);
+  }
 
   /* A 2 MB binary object, over --max-body (which still holds for functions). */
   size_t big_len = 2u * 1024 * 1024;
@@ -887,6 +913,79 @@ static void storage_http(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* Redis' total_net_output_bytes: what it has sent to all its clients so far. */
+static long long redis_out_bytes(const char *sock) {
+  char *out = rcli(sock, "INFO", "stats", NULL);
+  const char *p = strstr(out, "total_net_output_bytes:");
+  if (!p) fail_msg("INFO stats without total_net_output_bytes:\n%s", out);
+  long long n = atoll(p + strlen("total_net_output_bytes:"));
+  free(out);
+  return n;
+}
+
+/* HEAD and a matching If-None-Match answer from the object's info: its bytes are not read from
+ * Redis (measured by what Redis sends), and only a GET that sends them reads them. */
+static void storage_http_reads(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_start(&s, "--workers 1");
+  char sock[400], etag[128], hdr[256];
+  sock_path(&s, sock, sizeof sock);
+  size_t big_len = 2u * 1024 * 1024;
+  char *big = malloc(big_len);
+  for (size_t i = 0; i < big_len; i++) big[i] = (char)(i * 7);
+  http_resp_t r;
+  req(s.port, "PUT", "/_/storage/media/big.bin", "Content-Type: video/mp4\r\n", big, big_len, &r);
+  if (r.status != 200) fail_msg("PUT: %d %s", r.status, r.body);
+  snprintf(etag, sizeof etag, "%s", http_header(&r, "etag"));
+  http_free(&r);
+
+  /* HEAD: the headers and the size, no body, and Redis did not send the object. */
+  long long b0 = redis_out_bytes(sock);
+  int fd = http_connect(s.port);
+  assert_true(fd >= 0);
+  http_sends(fd, "HEAD /_/storage/media/big.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+  if (http_read(fd, &r, 1, 10000) != 0) fail_msg("HEAD: no response");
+  assert_int_equal(r.status, 200);
+  assert_string_equal(http_header(&r, "content-length"), "2097152");
+  assert_string_equal(http_header(&r, "etag"), etag);
+  assert_string_equal(http_header(&r, "content-type"), "video/mp4");
+  http_free(&r);
+  http_sends(fd, "HEAD /_/storage/media/nope HTTP/1.1\r\nHost: x\r\n\r\n");
+  if (http_read(fd, &r, 1, 10000) != 0) fail_msg("HEAD of a missing object: no response");
+  assert_int_equal(r.status, 404);
+  http_free(&r);
+  http_close(fd);
+  long long b1 = redis_out_bytes(sock);
+  if (b1 - b0 > 256 * 1024) fail_msg("HEAD read %lld bytes from Redis: the object itself", b1 - b0);
+
+  /* If-None-Match with its etag: 304, and the object stays in Redis. */
+  snprintf(hdr, sizeof hdr, "If-None-Match: %s\r\n", etag);
+  req(s.port, "GET", "/_/storage/media/big.bin", hdr, NULL, 0, &r);
+  assert_int_equal(r.status, 304);
+  assert_string_equal(http_header(&r, "etag"), etag);
+  http_free(&r);
+  long long b2 = redis_out_bytes(sock);
+  if (b2 - b1 > 256 * 1024) fail_msg("a 304 read %lld bytes from Redis: the object itself", b2 - b1);
+
+  /* Another etag, or none: the object, read from Redis (which shows the measure works). */
+  req(s.port, "GET", "/_/storage/media/big.bin", "If-None-Match: \"old\"\r\n", NULL, 0, &r);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.body_len, big_len);
+  assert_true(memcmp(r.body, big, big_len) == 0);
+  assert_string_equal(http_header(&r, "etag"), etag);
+  http_free(&r);
+  long long b3 = redis_out_bytes(sock);
+  if (b3 - b2 < (long long)big_len) fail_msg("a 200 read only %lld bytes from Redis", b3 - b2);
+  kget(s.port, "/_/storage/media/big.bin", &r);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.body_len, big_len);
+  http_free(&r);
+  free(big);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 static void storage_auth(void **state) {
   (void)state;
   srv_t s;
@@ -945,6 +1044,8 @@ static void queue_send(void **state) {
             "  raises('bad name', \"bad argument #1 to 'queue.send'\", queue.send, 'no spaces', 'x')\n"
             "  raises('bad body', \"bad argument #2 to 'queue.send'\", queue.send, 'jobs', 42)\n"
             "  raises('bad delay', \"bad argument #3 to 'queue.send'\", queue.send, 'jobs', 'x', { delay = -1 })\n"
+            "  raises('NaN delay', \"bad argument #3 to 'queue.send' (delay must be\", queue.send, 'jobs', 'x', { delay = 0 / 0 })\n"
+            "  raises('NaN batch delay', \"bad argument #3 to 'queue.sendBatch'\", queue.sendBatch, 'jobs', { 'x' }, { delay = 0 / 0 })\n"
             "  return verdict() .. '|' .. table.concat({ tostring(id1), tostring(id2), tostring(ids[1]),\n"
             "    tostring(ids[2]), tostring(ids[3]) }, '|')\n"
             "end\n");
@@ -1014,6 +1115,76 @@ static void queue_send(void **state) {
   v = chomp(rcli(sock, "ZCARD", "cr:{q:later}:d", NULL));
   assert_string_equal(v, "0");
   free(v);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
+/* --- Redis loses the scripts ---------------------------------------------------------------------- */
+
+/* SCRIPT FLUSH empties Redis' script cache under the running server: calls go on working (the
+ * EVALSHA answered NOSCRIPT is sent again after the scripts are loaded again), also for several
+ * calls that meet the empty cache at once, with one reload each time. */
+static void scripts_flushed(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "all.lua",
+            "local kv = require 'crescent.kv'\n"
+            "local storage = require 'crescent.storage'\n"
+            "local queue = require 'crescent.queue'\n"
+            "return function()\n"
+            "  local n, err = kv.incr('n')\n"
+            "  if not n then return 'kv.incr: ' .. tostring(err) end\n"
+            "  local ver, perr = kv.put('k', n)\n"
+            "  if not ver then return 'kv.put: ' .. tostring(perr) end\n"
+            "  local page, lerr = kv.list('')\n"
+            "  if not page then return 'kv.list: ' .. tostring(lerr) end\n"
+            "  local info, serr = storage.put('b', 'k', 'data')\n"
+            "  if not info then return 'storage.put: ' .. tostring(serr) end\n"
+            "  local id, qerr = queue.send('q', 'm')\n"
+            "  if not id then return 'queue.send: ' .. tostring(qerr) end\n"
+            "  return string.format('%d', n)\n"
+            "end\n");
+  srv_start(&s, "--workers 1");
+  char sock[400];
+  sock_path(&s, sock, sizeof sock);
+  char *b = get_200(s.port, "/all");
+  assert_string_equal(b, "1");
+  free(b);
+
+  char *v = chomp(rcli(sock, "SCRIPT", "FLUSH", NULL));
+  assert_string_equal(v, "OK");
+  free(v);
+  b = get_200(s.port, "/all");
+  assert_string_equal(b, "2");
+  free(b);
+  assert_int_equal(srv_log_wait(&s, 1, 3000, "\"level\":\"warn\"", "loading them again", NULL), 1);
+  b = get_200(s.port, "/all"); /* the scripts are back: no reload this time */
+  assert_string_equal(b, "3");
+  free(b);
+  assert_int_equal(srv_log_count(&s, "loading them again", NULL), 1);
+
+  /* Again, with several invocations meeting the empty cache at once. */
+  v = chomp(rcli(sock, "SCRIPT", "FLUSH", NULL));
+  assert_string_equal(v, "OK");
+  free(v);
+  enum { N = 6 };
+  int fds[N];
+  for (int i = 0; i < N; i++) {
+    fds[i] = http_connect(s.port);
+    assert_true(fds[i] >= 0);
+  }
+  for (int i = 0; i < N; i++) http_sends(fds[i], "GET /all HTTP/1.1\r\nHost: x\r\n\r\n");
+  int seen[N + 4] = {0};
+  for (int i = 0; i < N; i++) {
+    http_resp_t r;
+    if (http_read(fds[i], &r, 0, 15000) != 0) fail_msg("request %d: no response", i);
+    int n = atoi(r.body);
+    if (r.status != 200 || n < 4 || n > 3 + N || seen[n]) fail_msg("request %d: %d '%s'", i, r.status, r.body);
+    seen[n] = 1;
+    http_free(&r);
+    http_close(fds[i]);
+  }
+  assert_int_equal(srv_log_wait(&s, 2, 3000, "loading them again", NULL), 2);
   assert_int_equal(srv_stop(&s), 0);
 }
 
@@ -1108,6 +1279,7 @@ int main(void) {
       cmocka_unit_test(kv_api),         cmocka_unit_test(kv_contexts),  cmocka_unit_test(kv_interleave),
       cmocka_unit_test(storage_module), cmocka_unit_test(storage_http), cmocka_unit_test(storage_auth),
       cmocka_unit_test(queue_send),     cmocka_unit_test(log_module),   cmocka_unit_test(connection_close),
+      cmocka_unit_test(storage_http_reads), cmocka_unit_test(scripts_flushed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
