@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "error.h"
+
 typedef struct cr_buf_s {
   char *data;
   size_t len;
@@ -44,7 +46,7 @@ int cr_read_file(const char *path, size_t max, char **data, size_t *len);
 static inline int cr_buf_append_str(cr_buf_t *b, const char *s) { return cr_buf_append(b, s, strlen(s)); }
 
 static inline int cr_buf_putc(cr_buf_t *b, char c) {
-  if (b->len + 1 > b->cap && cr_buf_reserve(b, 1)) return -1;
+  if (b->len + 1 > b->cap && cr_buf_reserve(b, 1)) return CR_ENOMEM;
   b->data[b->len++] = c;
   return 0;
 }

@@ -412,7 +412,6 @@ static int dec_string(decoder_t *d) {
   }
   d->p++;
   lua_pushlstring(d->L, dec_scratch.data, (size_t)(o - dec_scratch.data));
-  if (dec_scratch.cap > 65536) cr_buf_reset(&dec_scratch, 65536);
   return 0;
 }
 
@@ -636,6 +635,7 @@ int cr_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t er
     skip_ws(&d);
     if (d.p < d.end) rc = dec_fail(&d, "unexpected text after the value");
   }
+  if (dec_scratch.cap > 65536) cr_buf_reset(&dec_scratch, 65536); /* once per document, not per string */
   if (rc) {
     lua_settop(L, top);
     return rc;
