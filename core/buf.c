@@ -20,7 +20,7 @@ void cr_buf_free(cr_buf_t *b) {
   cr_buf_init(b);
 }
 
-int cr_buf_reserve(cr_buf_t *b, size_t extra) {
+int cr_buf_grow(cr_buf_t *b, size_t extra) {
   if (extra <= b->cap - b->len) return 0;
   if (extra > ((size_t)1 << 40)) return CR_ENOMEM; /* also keeps len + extra from wrapping */
   size_t cap = b->cap ? b->cap : 256;
@@ -29,14 +29,6 @@ int cr_buf_reserve(cr_buf_t *b, size_t extra) {
   if (!p) return CR_ENOMEM;
   b->data = p;
   b->cap = cap;
-  return 0;
-}
-
-int cr_buf_append(cr_buf_t *b, const void *p, size_t n) {
-  if (n == 0) return 0;
-  if (cr_buf_reserve(b, n)) return CR_ENOMEM;
-  memcpy(b->data + b->len, p, n);
-  b->len += n;
   return 0;
 }
 

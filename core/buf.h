@@ -22,9 +22,22 @@ typedef struct cr_buf_s {
 
 void cr_buf_init(cr_buf_t *b);
 void cr_buf_free(cr_buf_t *b);
-/* Makes room for `extra` more bytes. */
-int cr_buf_reserve(cr_buf_t *b, size_t extra);
-int cr_buf_append(cr_buf_t *b, const void *p, size_t n);
+/* Grows the buffer for `extra` more bytes (cr_buf_reserve's slow path). */
+int cr_buf_grow(cr_buf_t *b, size_t extra);
+
+/* Makes room for `extra` more bytes. Inline: responses and parsers call it
+ * for every piece, and nearly always the room is there. */
+static inline int cr_buf_reserve(cr_buf_t *b, size_t extra) {
+  return extra <= b->cap - b->len ? 0 : cr_buf_grow(b, extra);
+}
+
+static inline int cr_buf_append(cr_buf_t *b, const void *p, size_t n) {
+  if (n == 0) return 0;
+  if (cr_buf_reserve(b, n)) return CR_ENOMEM;
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  return 0;
+}
 int cr_buf_printf(cr_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cr_buf_vprintf(cr_buf_t *b, const char *fmt, va_list ap);
 /* Appends the decimal form of v. */

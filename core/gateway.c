@@ -723,13 +723,17 @@ static char *put_ms(char *o, double ms) {
   if (ms < 0) ms = 0;
   uint64_t us = (uint64_t)(ms * 1000 + 0.5);
   uint64_t whole = us / 1000, frac = us % 1000;
-  char tmp[24];
-  int n = 0;
-  do {
-    tmp[n++] = (char)('0' + whole % 10);
-    whole /= 10;
-  } while (whole && n < 20);
-  while (n) *o++ = tmp[--n];
+  if (whole < 10) {
+    *o++ = (char)('0' + whole);
+  } else {
+    char tmp[24];
+    int n = 0;
+    do {
+      tmp[n++] = (char)('0' + whole % 10);
+      whole /= 10;
+    } while (whole && n < 20);
+    while (n) *o++ = tmp[--n];
+  }
   *o++ = '.';
   *o++ = (char)('0' + frac / 100);
   *o++ = (char)('0' + frac / 10 % 10);
@@ -737,34 +741,28 @@ static char *put_ms(char *o, double ms) {
   return o;
 }
 
-static void server_timing(cr_http_req_t *req, int cold, double init_ms, double fn_ms) {
-  char st[96], *o = st;
+static inline char *put(char *o, const char *s, size_t n) {
+  memcpy(o, s, n);
+  return o + n;
+}
+
+/* Server-Timing and X-Crescent-Version, written in one piece. */
+static void fn_headers(cr_http_req_t *req, int cold, double init_ms, double fn_ms, const cr_fnver_t *ver) {
+  char h[160], *o = h;
+  o = put(o, "Server-Timing: ", 15);
   if (cold) {
-    memcpy(o, "init;dur=", 9);
-    o = put_ms(o + 9, init_ms);
+    o = put(o, "init;dur=", 9);
+    o = put_ms(o, init_ms);
     *o++ = ',';
     *o++ = ' ';
   }
-  memcpy(o, "fn;dur=", 7);
-  o = put_ms(o + 7, fn_ms);
-  cr_http_respond_header(req, "Server-Timing", 13, st, (size_t)(o - st));
-}
-
-static void version_header(cr_http_req_t *req, const cr_fnver_t *ver) {
-  char v[40];
-  int n = 0;
-  char tmp[12];
-  unsigned num = ver->number;
-  int k = 0;
-  do {
-    tmp[k++] = (char)('0' + num % 10);
-    num /= 10;
-  } while (num);
-  while (k) v[n++] = tmp[--k];
-  v[n++] = '-';
-  memcpy(v + n, ver->hash, 12);
-  n += 12;
-  cr_http_respond_header(req, "X-Crescent-Version", 18, v, (size_t)n);
+  o = put(o, "fn;dur=", 7);
+  o = put_ms(o, fn_ms);
+  o = put(o, "\r\nX-Crescent-Version: ", 22);
+  o = put(o, ver->label, (size_t)ver->label_len);
+  *o++ = '\r';
+  *o++ = '\n';
+  cr_http_respond_lines(req, h, (size_t)(o - h));
 }
 
 /* An error answer for a function's request, with its timing and version. */
@@ -773,10 +771,7 @@ static void respond_fn_error(cr_http_req_t *req, int status, const char *msg, co
   cr_buf_t b = CR_BUF_INIT;
   cr_http_error_body(&b, req, status, msg);
   cr_http_respond_start(req, status);
-  if (ver) {
-    server_timing(req, cold, init_ms, fn_ms);
-    version_header(req, ver);
-  }
+  if (ver) fn_headers(req, cold, init_ms, fn_ms, ver);
   cr_http_respond_finish(req, "application/json", b.data, b.len);
   cr_buf_free(&b);
 }
@@ -831,8 +826,7 @@ static void finish(gw_call_t *call) {
     if (rc == 0) {
       status = r.status;
       cr_http_respond_start(req, r.status);
-      server_timing(req, cold, init_ms, fn_ms);
-      version_header(req, ver);
+      fn_headers(req, cold, init_ms, fn_ms, ver);
       emit_headers(co, idx, req, &r);
       cr_http_respond_finish(req, r.ctype, r.body, r.head_length >= 0 ? (size_t)r.head_length : r.body_len);
       lua_settop(co, top);
@@ -929,12 +923,12 @@ static void run(cr_gateway_t *g, cr_http_req_t *req, cr_fnver_t *ver, const cr_r
   call->g = g;
   call->req = req;
   call->ver = ver;
-  call->match = *m;
+  cr_route_match_copy(&call->match, m);
   call->init_ms = cold ? inst->init_ms : 0;
   memcpy(call->reqid, req->id, sizeof call->reqid);
   lua_State *co = cr_invoke_begin(&call->inv, inst, call->reqid, cold);
   call->inv.done = on_call_done;
-  push_event(co, call);
+  if (inst->nargs) push_event(co, call);
   if (cr_invoke_run(&call->inv) == CR_EAGAIN) return; /* on_call_done follows */
   finish(call);
 }
@@ -1018,7 +1012,7 @@ void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const c
   }
   w->req = req;
   w->fn = fn;
-  w->match = *m;
+  cr_route_match_copy(&w->match, m);
   w->deadline_ns = cr_clock_ns() + (uint64_t)(g->opts.queue_wait * 1e9);
   w->next = NULL;
   *g->waiting_tail = w;

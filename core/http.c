@@ -347,10 +347,42 @@ static char *put_u64(char *o, uint64_t v) {
   return o;
 }
 
+/* "HTTP/1.1 200 OK" and the Date line, made again when the date changes:
+ * most answers start with these 54 bytes. */
+static struct {
+  char text[64];
+  size_t len;
+  char date_copy[CR_HTTP_DATE_LEN]; /* the date text was made with */
+  uint64_t checked_ms;              /* loop time the date was last looked at */
+} ok_head;
+
+static void respond_ok_start(cr_http_conn_t *c, cr_buf_t *o) {
+  /* The clock is read once per loop time tick at most (as nginx does). */
+  uint64_t now = uv_now(c->server->loop);
+  if (ok_head.len == 0 || now != ok_head.checked_ms) {
+    ok_head.checked_ms = now;
+    const char *date = cr_clock_http_date();
+    if (ok_head.len == 0 || memcmp(ok_head.date_copy, date, CR_HTTP_DATE_LEN) != 0) {
+      memcpy(ok_head.date_copy, date, CR_HTTP_DATE_LEN);
+      char *p = put(ok_head.text, "HTTP/1.1 200 OK\r\nDate: ", 23);
+      p = put(p, date, CR_HTTP_DATE_LEN);
+      p = put(p, "\r\n", 2);
+      ok_head.len = (size_t)(p - ok_head.text);
+    }
+  }
+  if (cr_buf_reserve(o, ok_head.len)) return;
+  memcpy(o->data + o->len, ok_head.text, ok_head.len);
+  o->len += ok_head.len;
+}
+
 void cr_http_respond_start(cr_http_req_t *req, int status) {
   cr_http_conn_t *c = req->conn;
   cr_buf_t *o = &c->out;
   c->resp_status = status;
+  if (status == 200) {
+    respond_ok_start(c, o);
+    return;
+  }
   const char *reason = cr_http_reason(status);
   size_t rl = strlen(reason);
   if (cr_buf_reserve(o, 32 + rl + CR_HTTP_DATE_LEN)) return;
@@ -375,6 +407,10 @@ void cr_http_respond_header(cr_http_req_t *req, const char *name, size_t nlen, c
   p = put(p, value, vlen);
   p = put(p, "\r\n", 2);
   o->len = (size_t)(p - o->data);
+}
+
+void cr_http_respond_lines(cr_http_req_t *req, const char *lines, size_t len) {
+  cr_buf_append(&req->conn->out, lines, len);
 }
 
 void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const char *body, size_t len) {

@@ -81,11 +81,13 @@ int cr_http_server_connections(const cr_http_server_t *s);
 const cr_http_header_t *cr_http_req_header(const cr_http_req_t *req, const char *name, size_t len);
 
 /* Answering a request: start, any headers, finish (exactly once each).
- * finish adds Date, Content-Type (unless NULL), Content-Length, X-Request-Id
+ * start writes the status line and Date; finish adds Content-Type (unless NULL), Content-Length, X-Request-Id
  * and Connection, then the body (not for HEAD), and sends. */
 void cr_http_respond_start(cr_http_req_t *req, int status);
 void cr_http_respond_header(cr_http_req_t *req, const char *name, size_t nlen, const char *value,
                             size_t vlen);
+/* Appends header lines already formatted ("Name: value\r\n" each). */
+void cr_http_respond_lines(cr_http_req_t *req, const char *lines, size_t len);
 void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const char *body, size_t len);
 /* A whole JSON answer {"error": msg} (plus requestId for 5xx). */
 void cr_http_respond_error(cr_http_req_t *req, int status, const char *msg);

@@ -114,6 +114,11 @@ static int prepare(lua_State *L) {
   if (!lua_isfunction(L, -1))
     return luaL_error(L, "%s: the file must return a handler function or a table with a 'handler'",
                       ver->fn->relpath);
+  cr_vm_push_sandbox(L, "arity");
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 1);
+  inst->nargs = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
   inst->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   lua_createtable(L, 0, 10);
@@ -347,7 +352,7 @@ int cr_invoke_run(cr_invocation_t *inv) {
   cr_instance_t *inst = inv->inst;
   cr_vm_t *vm = inst->vm;
   lua_State *co = inv->co;
-  lua_rawgeti(co, LUA_REGISTRYINDEX, inst->ctx_ref);
+  if (inst->nargs > 1) lua_rawgeti(co, LUA_REGISTRYINDEX, inst->ctx_ref);
 
   inv->start_ns = cr_clock_ns();
   inv->deadline_ns = inv->start_ns + (uint64_t)(inst->ver->settings.timeout * 1e9);
@@ -355,7 +360,7 @@ int cr_invoke_run(cr_invocation_t *inv) {
   vm->mem_exceeded = 0;
   vm->timeout_s = inst->ver->settings.timeout;
   vm->timed_out = 0;
-  return step(inv, 2, inv->start_ns);
+  return step(inv, inst->nargs, inv->start_ns);
 }
 
 void cr_invoke_resume(cr_invocation_t *inv, int nargs) {

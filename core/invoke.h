@@ -78,9 +78,11 @@ int cr_invoke_waiting(void);
 int cr_invoke_prepare(cr_instance_t *inst, char *err, size_t errlen);
 
 /* Starts an invocation in inst: pushes the handler onto the coroutine and
- * returns it, for the caller to push the event. */
+ * returns it, for the caller to push the event if inst->nargs > 0 (a
+ * handler declared without parameters is called without any, and no event
+ * is made for it). */
 lua_State *cr_invoke_begin(cr_invocation_t *inv, cr_instance_t *inst, const char *reqid, int cold);
-/* Calls handler(event, ctx). Returns 0 when it ended (see inv->outcome), or
+/* Calls handler(event, ctx), as many of them as it declares. Returns 0 when it ended (see inv->outcome), or
  * CR_EAGAIN when it waits on I/O (inv->done is called when it ends; inv
  * must stay valid until then). */
 int cr_invoke_run(cr_invocation_t *inv);

@@ -39,6 +39,7 @@ typedef struct cr_instance_s {
   cr_fnver_t *ver;
   int handler_ref;          /* registry refs in vm->L */
   int ctx_ref;
+  int nargs;                /* how many of (event, ctx) the handler declares (vararg: 2) */
   int co_ref;
   lua_State *co;            /* the invocation coroutine, reused while healthy */
   int cold;                 /* the next invocation pays for this instance's init */

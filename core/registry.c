@@ -207,6 +207,7 @@ cr_fnver_t *cr_registry_publish_with(cr_registry_t *r, cr_fn_t *fn, char *source
   v->number = ++fn->versions;
   /* The hash covers the modules too: a changed module is a new version. */
   cr_registry_version_hash(source, len, modules, v->hash);
+  v->label_len = snprintf(v->label, sizeof v->label, "%u-%s", v->number, v->hash);
   if (modules) {
     v->modules = *modules;
     memset(modules, 0, sizeof *modules);

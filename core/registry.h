@@ -30,6 +30,8 @@ typedef struct cr_fnver_s {
   cr_fn_t *fn;
   unsigned number;
   char hash[13];      /* 12 hex digits of the hash of its source and modules */
+  char label[24];     /* "<number>-<hash>", as X-Crescent-Version shows it */
+  int label_len;
   char *source;       /* owned */
   size_t source_len;
   cr_settings_t settings;

@@ -1,6 +1,7 @@
 /* router.c - a segment trie: static children, one :param child, one * child. */
 #include "router.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,9 +53,63 @@ typedef struct node_s {
   int neps;
 } node_t;
 
+/* Routes without :params or * are also found by their whole path, in one
+ * hash lookup (the trie compares a segment with each static child in turn). */
+typedef struct {
+  char *key; /* the path without its leading '/', segments joined by '/' */
+  size_t len;
+  uint32_t hash;
+  node_t *node;
+} exact_t;
+
 struct cr_router_s {
   node_t root;
+  exact_t *exact; /* open addressing, cap a power of two, at most half full */
+  size_t nexact, exact_cap;
 };
+
+static uint32_t path_hash(const char *s, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+  return h;
+}
+
+static exact_t *exact_find(const cr_router_t *r, const char *key, size_t len, uint32_t h) {
+  if (!r->exact_cap) return NULL;
+  size_t mask = r->exact_cap - 1;
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    exact_t *e = &r->exact[i];
+    if (!e->key) return e;
+    if (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0) return e;
+  }
+}
+
+static int exact_add(cr_router_t *r, const char *key, size_t len, node_t *node) {
+  uint32_t h = path_hash(key, len);
+  exact_t *e = exact_find(r, key, len, h);
+  if (e && e->key) return 0; /* another method of the same pattern */
+  if (2 * (r->nexact + 1) > r->exact_cap) {
+    size_t cap = r->exact_cap ? 2 * r->exact_cap : 16;
+    exact_t *grown = calloc(cap, sizeof *grown);
+    if (!grown) return CR_ENOMEM;
+    exact_t *old = r->exact;
+    size_t oldcap = r->exact_cap;
+    r->exact = grown;
+    r->exact_cap = cap;
+    for (size_t i = 0; i < oldcap; i++)
+      if (old[i].key) *exact_find(r, old[i].key, old[i].len, old[i].hash) = old[i];
+    free(old);
+  }
+  e = exact_find(r, key, len, h);
+  if (!(e->key = malloc(len + 1))) return CR_ENOMEM;
+  memcpy(e->key, key, len);
+  e->key[len] = '\0';
+  e->len = len;
+  e->hash = h;
+  e->node = node;
+  r->nexact++;
+  return 0;
+}
 
 static const struct {
   const char *name;
@@ -106,6 +161,8 @@ static void node_clear(node_t *n) {
 void cr_router_free(cr_router_t *r) {
   if (!r) return;
   node_clear(&r->root);
+  for (size_t i = 0; i < r->exact_cap; i++) free(r->exact[i].key);
+  free(r->exact);
   free(r);
 }
 
@@ -121,6 +178,7 @@ typedef struct {
 } pseg_t;
 
 #define MAX_SEGS 64
+#define MAX_URL_KEY 1024
 
 static int parse_pattern(const char *pattern, pseg_t *segs, int *nsegs, char *err, size_t errlen) {
   if (pattern[0] != '/') {
@@ -289,6 +347,19 @@ int cr_router_add(cr_router_t *r, unsigned methods, const char *pattern, void *t
     ep->name_lens[ep->nnames++] = strlen(name);
   }
   n->neps++;
+  if (ep->nnames == 0) {
+    char key[MAX_URL_KEY];
+    size_t len = 0;
+    int fits = 1;
+    for (int i = 0; i < nsegs && fits; i++) {
+      fits = len + segs[i].len + 1 < sizeof key;
+      if (!fits) break; /* a longer path is still found through the trie */
+      if (i) key[len++] = '/';
+      memcpy(key + len, segs[i].text, segs[i].len);
+      len += segs[i].len;
+    }
+    if (fits && exact_add(r, key, len, n)) return CR_ENOMEM;
+  }
   return 0;
 }
 
@@ -391,7 +462,17 @@ int cr_router_match(const cr_router_t *r, unsigned method, const char *path, siz
   if (len == 0 || path[0] != '/') return CR_ENOENT;
   const char *end = path + len;
   if (len > 1 && end[-1] == '/') end--;
-  search_t st = {.method = method, .end = end, .m = m};
+  search_t st; /* vals and lens are written before they are read */
+  st.method = method;
+  st.end = end;
+  st.nvals = 0;
+  st.allowed = 0;
+  st.m = m;
+  size_t klen = (size_t)(end - path - 1);
+  if (r->nexact && !memchr(path + 1, '%', klen)) {
+    const exact_t *e = exact_find(r, path + 1, klen, path_hash(path + 1, klen));
+    if (e && e->key && accept_at(e->node, &st)) return 0;
+  }
   if (search(&r->root, path + 1, &st)) return 0;
   if (st.allowed) {
     m->allowed = st.allowed;

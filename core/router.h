@@ -63,6 +63,15 @@ int cr_router_probe(const cr_router_t *r, unsigned methods, const char *pattern,
 int cr_router_match(const cr_router_t *r, unsigned method, const char *path, size_t len,
                     cr_route_match_t *m);
 
+/* Copies a match: the used params only (a whole cr_route_match_t is ~550 bytes). */
+static inline void cr_route_match_copy(cr_route_match_t *dst, const cr_route_match_t *src) {
+  dst->target = src->target;
+  dst->pattern = src->pattern;
+  dst->nparams = src->nparams;
+  dst->allowed = src->allowed;
+  for (int i = 0; i < src->nparams; i++) dst->params[i] = src->params[i];
+}
+
 /* Method names <-> bits. cr_method_parse() returns 0 for unknown names;
  * "ANY" is CR_M_ANY. cr_method_list() writes "GET, HEAD, POST" style lists. */
 unsigned cr_method_parse(const char *s, size_t len);

@@ -207,9 +207,10 @@ static int open_lib(lua_State *L, lua_CFunction f) {
 }
 
 static int boot(lua_State *L) {
-  /* The jit library must be opened for the JIT to be on; sandbox.lua hides it. */
+  /* The jit library must be opened for the JIT to be on; sandbox.lua hides it
+   * (and debug, of which it keeps getinfo for itself). */
   static const lua_CFunction libs[] = {luaopen_base, luaopen_string, luaopen_table, luaopen_math,
-                                       luaopen_os,   luaopen_bit,    luaopen_jit};
+                                       luaopen_os,   luaopen_bit,    luaopen_jit,   luaopen_debug};
   for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
     lua_pushcfunction(L, libs[i]);
     lua_call(L, 0, 0);

@@ -86,8 +86,9 @@ int cr_watchdog_start(cr_watchdog_hook_t fire) {
 }
 
 void cr_watchdog_arm(lua_State *L, uint64_t deadline_ns) {
-  /* Re-arming an armed slot (a resumed invocation): disarm first. */
-  cr_watchdog_disarm();
+  /* Re-arming an armed slot: disarm first. Only this thread leaves IDLE, so
+   * an IDLE slot (the usual case: every resume disarms) needs no CAS. */
+  if (atomic_load_explicit(&wd.state, memory_order_relaxed) != IDLE) cr_watchdog_disarm();
   atomic_store_explicit(&wd.L, L, memory_order_relaxed);
   atomic_store_explicit(&wd.deadline_ns, deadline_ns, memory_order_relaxed);
   atomic_store_explicit(&wd.state, ARMED, memory_order_release);

@@ -22,6 +22,7 @@ local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, corou
 local co_running, co_status, co_wrap_raw = coroutine.running, coroutine.status, coroutine.wrap
 local concat = table.concat
 local collect = collectgarbage
+local getinfo = debug.getinfo
 local G = _G
 
 -- The JIT is on because vm.c opened the jit library; keep it on, then hide
@@ -162,5 +163,12 @@ return {
   HOST = HOST,
   -- Marks a coroutine as the platform's own (an invocation's main coroutine).
   adopt = function(co) platform_threads[co] = true end,
+  -- How many of (event, ctx) a handler can see: a handler declared without
+  -- parameters is called without them, and no event is made for it.
+  arity = function(f)
+    local i = getinfo(f, "u")
+    if i.isvararg or i.nparams >= 2 then return 2 end
+    return i.nparams
+  end,
   modules = platform_modules,
 }

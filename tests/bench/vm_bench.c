@@ -145,7 +145,7 @@ static cr_outcome_t invoke_once(cr_pool_t *pool, cr_fnver_t *ver, cr_invocation_
   char err[1024];
   if (cr_pool_acquire(pool, ver, &inst, &cold, err, sizeof err)) die("cr_pool_acquire failed", err);
   lua_State *co = cr_invoke_begin(inv, inst, "bench-request-id", cold);
-  push_event(co);
+  if (inst->nargs) push_event(co);
   if (cr_invoke_run(inv) != 0) die("the handler waited on I/O", NULL);
   cr_outcome_t out = inv->outcome;
   if (out == CR_OUTCOME_OK && (inv->nresults != 1 || !lua_isstring(co, -1))) die("unexpected result", NULL);
@@ -323,7 +323,7 @@ static void bench_memory(cr_registry_t *reg, cr_fnver_t *hello) {
   int cold;
   if (cr_pool_acquire(pool, hello, &inst, &cold, err, sizeof err)) die("cr_pool_acquire failed", err);
   lua_State *co = cr_invoke_begin(inv, inst, "bench-request-id", cold);
-  push_event(co);
+  if (inst->nargs) push_event(co);
   if (cr_invoke_run(inv) != 0 || inv->outcome != CR_OUTCOME_OK) die("call failed", inv->error);
   cr_invoke_end(inv);
   size_t instance = settle(inst->vm);

@@ -283,6 +283,14 @@ static void ctx_and_reports(void **state) {
   srv_write(&s, "counter.lua",
             "local n = 0\n"
             "return function() n = n + 1; return tostring(n) end\n");
+  /* A handler gets as many of (event, ctx) as it declares: a vararg one both. */
+  srv_write(&s, "vararg.lua",
+            "return function(...)\n"
+            "  local event, ctx = ...\n"
+            "  return select('#', ...) .. '|' .. event.method .. '|' .. ctx.functionName\n"
+            "end\n");
+  srv_write(&s, "three.lua",
+            "return function(event, ctx, extra) return event.path .. '|' .. ctx.functionName .. '|' .. tostring(extra) end\n");
   srv_write(&s, "logs.lua",
             "return function(event, ctx)\n"
             "  ctx.log.warn('careful', { k = 7, requestId = 'spoofed' })\n"
@@ -322,6 +330,10 @@ static void ctx_and_reports(void **state) {
     http_free(&r);
   }
   http_expect_body(s.port, "/api/x%20y", "api/[name]|x y");
+
+  http_expect_body(s.port, "/vararg", "2|GET|vararg");
+  http_expect_body(s.port, "/vararg", "2|GET|vararg");
+  http_expect_body(s.port, "/three", "/three|three|nil");
 
   /* Module-level state lives on in the warm instance. */
   http_expect_body(s.port, "/counter", "1");

@@ -283,6 +283,55 @@ static void test_percent_encoded_static(void **state) {
   cr_router_free(r);
 }
 
+/* Whole static paths are found in one lookup (a hash beside the trie): the
+ * answers must be the trie's, for many routes, for methods the static route
+ * lacks (backtracking to a :param route), and for paths too long to key. */
+static void test_many_static_routes(void **state) {
+  (void)state;
+  cr_router_t *r = router_with();
+  static char targets[600];
+  char path[64];
+  for (int i = 0; i < 600; i++) {
+    snprintf(path, sizeof path, i % 3 ? "/fn%d" : "/deep/%d/leaf", i);
+    add_ok(r, CR_M_GET, path, &targets[i]);
+  }
+  add_ok(r, CR_M_POST, "/fn1", &T1); /* a second method on a hashed path */
+  add_ok(r, CR_M_PUT, "/deep/:n/leaf", &T2);
+  cr_route_match_t m;
+  for (int i = 0; i < 600; i++) {
+    snprintf(path, sizeof path, i % 3 ? "/fn%d" : "/deep/%d/leaf/", i); /* a trailing slash too */
+    assert_int_equal(match(r, CR_M_GET, path, &m), 0);
+    assert_ptr_equal(m.target, &targets[i]);
+    assert_int_equal(m.nparams, 0);
+  }
+  assert_int_equal(match(r, CR_M_POST, "/fn1", &m), 0);
+  assert_ptr_equal(m.target, &T1);
+  assert_int_equal(match(r, CR_M_HEAD, "/fn2", &m), 0);
+  assert_ptr_equal(m.target, &targets[2]);
+  /* The static route has no PUT: the :param route answers, with its param. */
+  assert_int_equal(match(r, CR_M_PUT, "/deep/3/leaf", &m), 0);
+  assert_ptr_equal(m.target, &T2);
+  assert_string_equal(param(&m, "n"), "3");
+  assert_int_equal(match(r, CR_M_DELETE, "/fn1", &m), CR_EINVAL);
+  assert_int_equal(m.allowed, CR_M_GET | CR_M_HEAD | CR_M_POST);
+  assert_int_equal(match(r, CR_M_GET, "/fn", &m), CR_ENOENT);
+  assert_int_equal(match(r, CR_M_GET, "/fn10/x", &m), CR_ENOENT);
+  assert_int_equal(match(r, CR_M_GET, "/deep//leaf", &m), CR_ENOENT);
+  /* A path longer than the lookup's key is found through the trie. */
+  char longp[1600];
+  size_t n = 0;
+  for (int i = 0; i < 20; i++) { /* 20 segments of 71 bytes */
+    longp[n++] = '/';
+    memset(longp + n, 'a' + i, 70);
+    n += 70;
+  }
+  longp[n] = '\0';
+  add_ok(r, CR_M_GET, longp, &T3);
+  assert_int_equal(match(r, CR_M_GET, longp, &m), 0);
+  assert_ptr_equal(m.target, &T3);
+  cr_router_free(r);
+}
+
 static void test_404_vs_405(void **state) {
   (void)state;
   cr_router_t *r = router_with();
@@ -538,6 +587,7 @@ int main(void) {
       cmocka_unit_test(test_backtracking_deep),
       cmocka_unit_test(test_trailing_slash),
       cmocka_unit_test(test_percent_encoded_static),
+      cmocka_unit_test(test_many_static_routes),
       cmocka_unit_test(test_404_vs_405),
       cmocka_unit_test(test_head_falls_back_to_get),
       cmocka_unit_test(test_conflicts),
