@@ -45,7 +45,8 @@ struct cr_http_server_s {
   void *drained_data;
   char read_buf[READ_BUF_SIZE];
   char id_prefix[32];
-  uint64_t id_counter;
+  char id_counter[12]; /* hex text, incremented in place */
+  uint64_t request_timeout_ms, keepalive_ms;
 };
 
 enum { PHASE_IDLE, PHASE_RECEIVING, PHASE_BUSY };
@@ -65,6 +66,8 @@ struct cr_http_conn_s {
   int closes_pending;
   uint64_t due;      /* loop time (ms) of the connection's deadline, 0: none */
   uint64_t timer_at; /* when the libuv timer is set to fire */
+  int timer_armed;   /* the libuv timer is started (uv_is_active, without the call) */
+  int reading;       /* uv_read_start is in effect */
   int lingering;
   int in_feed;       /* inside feed(): responses are written at its end */
   int peer_eof;
@@ -150,8 +153,9 @@ static void conn_timer(cr_http_conn_t *c, uint64_t ms) {
   if (c->closing) return;
   uint64_t now = uv_now(c->server->loop);
   c->due = now + ms;
-  if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_at > c->due) {
+  if (!c->timer_armed || c->timer_at > c->due) {
     uv_timer_start(&c->timer, on_timer, ms, 0);
+    c->timer_armed = 1;
     c->timer_at = c->due;
   }
 }
@@ -160,6 +164,22 @@ static void conn_timer_stop(cr_http_conn_t *c) { c->due = 0; }
 
 static uint64_t secs_ms(double s) { return (uint64_t)(s * 1000.0 + 0.5); }
 
+/* Reading on and off (uv_read_start on a reading stream only answers
+ * EALREADY, but it is a call per request). */
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void read_on(cr_http_conn_t *c) {
+  if (c->reading) return;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+}
+
+static void read_off(cr_http_conn_t *c) {
+  if (!c->reading) return;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = 0;
+}
+
 /* --- request ids ------------------------------------------------------------------------------ */
 
 /* "xxxxxxxx-xxxx-4xxx-yxxx-" (random per process) and 12 hex digits of a
@@ -167,13 +187,14 @@ static uint64_t secs_ms(double s) { return (uint64_t)(s * 1000.0 + 0.5); }
 #define ID_PREFIX_LEN 24
 
 static void make_id(cr_http_server_t *s, char *out) {
-  static const char hex[] = "0123456789abcdef";
-  uint64_t n = ++s->id_counter;
-  memcpy(out, s->id_prefix, ID_PREFIX_LEN);
+  static const char next_hex[] = "123456789abcdef0";
   for (int i = 11; i >= 0; i--) {
-    out[ID_PREFIX_LEN + i] = hex[n & 15];
-    n >>= 4;
+    char d = s->id_counter[i];
+    s->id_counter[i] = next_hex[d <= '9' ? d - '0' : d - 'a' + 10];
+    if (d != 'f') break; /* no carry */
   }
+  memcpy(out, s->id_prefix, ID_PREFIX_LEN);
+  memcpy(out + ID_PREFIX_LEN, s->id_counter, 12);
   out[ID_PREFIX_LEN + 12] = '\0';
 }
 
@@ -195,7 +216,7 @@ static int on_message_begin(llhttp_t *p) {
   c->expect_continue = 0;
   c->head.len = 0;
   c->body.len = 0;
-  conn_timer(c, secs_ms(c->server->opts.request_timeout));
+  conn_timer(c, c->server->request_timeout_ms);
   return 0;
 }
 
@@ -528,16 +549,13 @@ static void flush(cr_http_conn_t *c) {
     return;
   }
   c->writing = 1;
-  uv_read_stop((uv_stream_t *)&c->tcp);
+  read_off(c);
   conn_timer(c, WRITE_TIMEOUT_MS);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-
 static void start_lingering(cr_http_conn_t *c) {
   c->lingering = 1;
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  read_on(c);
   c->shutdown_req.data = c;
   if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown)) {
     conn_close(c);
@@ -585,8 +603,8 @@ static void next_step(cr_http_conn_t *c) {
     conn_close(c);
     return;
   }
-  if (c->phase == PHASE_IDLE) conn_timer(c, secs_ms(c->server->opts.keepalive_timeout));
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (c->phase == PHASE_IDLE) conn_timer(c, c->server->keepalive_ms);
+  read_on(c);
 }
 
 /* Answers a request the parser refused (or that timed out) and closes. */
@@ -632,7 +650,7 @@ static void feed(cr_http_conn_t *c, const char *data, size_t len) {
     if (c->phase == PHASE_BUSY || c->writing) {
       /* The current request is not answered yet: keep the rest for later. */
       cr_buf_append(&c->pending, data, len);
-      uv_read_stop((uv_stream_t *)&c->tcp);
+      read_off(c);
       break;
     }
     if (c->close_after && c->phase == PHASE_IDLE) break; /* nothing after a closing request */
@@ -682,7 +700,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
-  uv_read_stop(s);
+  read_off(c);
   if (c->phase == PHASE_IDLE && !c->writing && c->out.len == 0) conn_close(c);
 }
 
@@ -690,10 +708,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_timer(uv_timer_t *t) {
   cr_http_conn_t *c = t->data;
+  c->timer_armed = 0; /* a one-shot timer that fired */
   if (c->closing || c->due == 0) return;
   uint64_t now = uv_now(c->server->loop);
   if (now < c->due) {
     uv_timer_start(&c->timer, on_timer, c->due - now, 0);
+    c->timer_armed = 1;
     c->timer_at = c->due;
     return;
   }
@@ -734,8 +754,9 @@ static void conn_close(cr_http_conn_t *c) {
     /* A handler still holds the request: the connection must outlive it.
      * Stop everything; close once the answer comes (cr_http_respond_finish). */
     c->doomed = 1;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    read_off(c);
     uv_timer_stop(&c->timer);
+    c->timer_armed = 0;
     return;
   }
   c->closing = 1;
@@ -791,8 +812,8 @@ static void on_connection(uv_stream_t *ls, int status) {
     cr_http_respond_error(r, 503, "server busy: too many connections");
     return;
   }
-  conn_timer(c, secs_ms(s->opts.request_timeout));
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  conn_timer(c, s->request_timeout_ms);
+  read_on(c);
 }
 
 static void on_failed_listener_closed(uv_handle_t *h) { free(h->data); }
@@ -802,6 +823,9 @@ int cr_http_server_start(cr_http_server_t **out, uv_loop_t *loop, int fd, const 
   if (!s) return CR_ENOMEM;
   s->loop = loop;
   s->opts = *opts;
+  s->request_timeout_ms = secs_ms(opts->request_timeout);
+  s->keepalive_ms = secs_ms(opts->keepalive_timeout);
+  memset(s->id_counter, '0', sizeof s->id_counter);
   llhttp_settings_init(&s->settings);
   s->settings.on_message_begin = on_message_begin;
   s->settings.on_url = on_url;

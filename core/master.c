@@ -291,9 +291,12 @@ static void reap(master_t *m) {
       w->fast_exits = 0;
     }
     atomic_fetch_add(&m->shm->workers[i].restarts, 1);
-    cr_log(w->killed_stuck ? CR_LOG_WARN : CR_LOG_ERROR, NULL, NULL,
-           "worker %d (pid %d) %s; starting a new one%s%llu ms", i, (int)old, how, delay_ms ? " in " : "",
-           delay_ms ? (unsigned long long)delay_ms : 0ULL);
+    if (delay_ms)
+      cr_log(w->killed_stuck ? CR_LOG_WARN : CR_LOG_ERROR, NULL, NULL,
+             "worker %d (pid %d) %s; starting a new one in %llu ms", i, (int)old, how, (unsigned long long)delay_ms);
+    else
+      cr_log(w->killed_stuck ? CR_LOG_WARN : CR_LOG_ERROR, NULL, NULL, "worker %d (pid %d) %s; starting a new one",
+             i, (int)old, how);
     w->restart_at_ns = now + delay_ms * 1000000ULL;
     if (w->restart_at_ns == 0) w->restart_at_ns = 1;
   }

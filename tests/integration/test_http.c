@@ -163,6 +163,7 @@ static void keepalive_many_requests_one_connection(void **state) {
   srv_init(&s);
   write_functions(&s);
   srv_start(&s, "--workers 1");
+  pid_t worker = only_worker(&s);
   int fd = http_connect(s.port);
   assert_true(fd >= 0);
   for (int i = 0; i < 5; i++) {
@@ -183,6 +184,21 @@ static void keepalive_many_requests_one_connection(void **state) {
   /* Still open: no close from the server. */
   assert_int_equal(http_wait_closed(fd, 200), 0);
   http_close(fd);
+  /* Clients that close first, idle or right after an answer, cost nothing. */
+  for (int i = 0; i < 5; i++) {
+    fd = http_connect(s.port);
+    assert_true(fd >= 0);
+    if (i % 2) {
+      send_req(fd, "GET", "/hello", NULL, NULL, 0);
+      http_resp_t r;
+      must_read(fd, &r, 0);
+      expect_status(&r, 200);
+      http_free(&r);
+    }
+    http_close(fd);
+  }
+  sleep_ms(100);
+  assert_still_serving(&s, worker);
   assert_int_equal(srv_stop(&s), 0);
 }
 
