@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,8 +41,25 @@ static void sleep_until(uint64_t ns) {
   }
 }
 
+/* The thread gives up its share of the process's file descriptor table:
+ * while a table is shared, every read, write and epoll_wait of the worker
+ * takes and drops a reference on its file (atomic operations the kernel
+ * skips for a single-threaded table), ~30 ns per request. Its private copy
+ * is closed at once: it must not keep the worker's sockets open. It never
+ * uses a descriptor. If either call fails, the table stays shared: slower,
+ * still correct. */
+static void unshare_files(void) {
+  if (unshare(CLONE_FILES) != 0) return;
+  if (close_range(0, ~0U, 0) != 0) {
+    struct rlimit rl;
+    int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
+    for (int fd = 0; fd < max; fd++) close(fd);
+  }
+}
+
 static void *watchdog_main(void *arg) {
   (void)arg;
+  unshare_files();
   for (;;) {
     uint64_t now = cr_clock_ns();
     uint64_t wake = now + TICK_NS;

@@ -2,6 +2,7 @@
  * backoff when they keep dying), a worker stuck inside C killed and replaced,
  * draining on SIGTERM within the drain timeout, and a clear failure when the
  * port is taken. The real `crescent serve`, real signals. */
+#include <dirent.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -107,6 +108,54 @@ static void id_prefix(const http_resp_t *r, char out[25]) {
 }
 
 /* --- a killed worker is replaced --------------------------------------------------------------- */
+
+/* A worker's watchdog thread holds no descriptor: it gave up its share of the
+ * table (so the worker's syscalls take the single-threaded path) and must not
+ * keep the worker's sockets open. The worker itself keeps its own. */
+static int count_fds(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+}
+
+static void watchdog_thread_holds_no_descriptors(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "hello.lua", HELLO_LUA);
+  srv_start(&s, "--workers 1");
+  pid_t pids[4];
+  assert_int_equal(srv_worker_pids(&s, pids, 4), 1);
+  http_expect_body(s.port, "/hello", "hello");
+  char dir[128];
+  snprintf(dir, sizeof dir, "/proc/%d/task", (int)pids[0]);
+  DIR *d = opendir(dir);
+  assert_non_null(d);
+  int threads = 0, others = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    threads++;
+    char fds[300];
+    snprintf(fds, sizeof fds, "%s/%s/fd", dir, e->d_name);
+    int n = count_fds(fds);
+    if (atoi(e->d_name) == (int)pids[0]) {
+      assert_true(n >= 3); /* the worker: its listener, loop, pipes */
+    } else {
+      others++;
+      assert_int_equal(n, 0);
+    }
+  }
+  closedir(d);
+  assert_int_equal(threads, 2);
+  assert_int_equal(others, 1);
+  assert_int_equal(srv_stop(&s), 0);
+}
 
 static void killed_worker_is_replaced_and_service_continues(void **state) {
   (void)state;
@@ -458,6 +507,7 @@ static void worker_stuck_in_c_is_killed_and_replaced(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(watchdog_thread_holds_no_descriptors),
       cmocka_unit_test(killed_worker_is_replaced_and_service_continues),
       cmocka_unit_test(worker_killed_repeatedly_is_replaced_with_backoff),
       cmocka_unit_test(sigterm_finishes_the_request_in_flight),
