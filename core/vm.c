@@ -236,6 +236,13 @@ static int boot(lua_State *L) {
   lua_pushinteger(L, 32);
   lua_setfield(L, -2, "sizemcode");
   lua_call(L, 1, 1);
+  /* The debug library stays reachable only through sandbox.lua's getinfo. */
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, "debug");
+  }
+  lua_pop(L, 1);
   lua_pushlightuserdata(L, &sandbox_key);
   lua_insert(L, -2);
   lua_rawset(L, LUA_REGISTRYINDEX);
