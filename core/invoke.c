@@ -305,9 +305,11 @@ static int step(cr_invocation_t *inv, int nargs, uint64_t t0) {
   busy(t0, inv->deadline_ns, inst->ver->fn->slot);
   cr_vm_arm_until(vm, inv->deadline_ns);
   vm->mem_strict = 1;
+  vm->resumed = 1;
 #endif
   int rc = lua_resume(co, nargs);
 #ifndef CRESCENT_NO_LIMITS
+  vm->resumed = 0;
   vm->mem_strict = 0;
   cr_vm_disarm(vm);
   busy(0, 0, -1);

@@ -333,6 +333,13 @@ static void vm_hook(lua_State *L, lua_Debug *ar) {
   if (vm->timed_out || (vm->deadline_ns && cr_clock_ns() >= vm->deadline_ns)) {
     vm->timed_out = 1;
     lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1);
+    /* Out at once (code answering each failed pcall with more pcalls, to the
+     * depth of the Lua stack, took seconds to unwind one error at a time).
+     * Where a C call forbids the yield, lua_yield raises an error instead. */
+    if (vm->resumed) {
+      lua_yield(L, 0);
+      return;
+    }
     char msg[64]; /* lua_pushfstring has no precision for %f */
     snprintf(msg, sizeof msg, "timed out after %.2f seconds", vm->timeout_s);
     luaL_error(L, "%s", msg);

@@ -68,6 +68,9 @@ typedef struct cr_vm_s {
   uint64_t deadline_ns;
   double timeout_s;
   int timed_out;
+  /* Set by the caller while the code runs in a coroutine it resumes: a
+   * timeout then yields out of it (see cr_vm_arm). */
+  int resumed;
 } cr_vm_t;
 
 /* Platform limit on a function's init (its file's top-level code), as Lambda's. */
@@ -96,9 +99,14 @@ int cr_vm_load(cr_vm_t *vm, const char *chunkname, const char *src, size_t len, 
 /* Deadlines: cr_vm_arm() starts timeout_s from now for the code about to run
  * in this vm; cr_vm_arm_until() re-arms an absolute deadline (a resumed
  * invocation); cr_vm_disarm() ends it. Past the deadline the watchdog thread
- * sets a hook that raises "timed out after N seconds" at every instruction,
- * so pcall cannot swallow it; vm->timed_out tells it happened. The watchdog
- * must have been started in this process (cr_vm_watchdog_start). */
+ * sets a hook that stops the code; vm->timed_out tells it happened. In a
+ * coroutine the caller resumes (vm->resumed), the hook yields: a yield is not
+ * caught by pcall, and one yield leaves any number of nested pcalls at once.
+ * Elsewhere, and where a C call stands in the way of a yield, it raises
+ * "timed out after N seconds", again at every instruction until disarmed,
+ * so pcall cannot swallow it either (but each of N nested pcalls catches it
+ * once). The watchdog must have been started in this process
+ * (cr_vm_watchdog_start). */
 int cr_vm_watchdog_start(void);
 void cr_vm_arm(cr_vm_t *vm, double timeout_s);
 void cr_vm_arm_until(cr_vm_t *vm, uint64_t deadline_ns);
