@@ -83,17 +83,20 @@ struct cr_http_conn_s {
   cr_buf_t out;      /* response bytes not yet written */
   cr_buf_t wout;     /* bytes of an in-flight uv_write (out keeps growing meanwhile) */
   cr_buf_t pending;  /* received bytes not parsed yet (while busy) */
+  size_t pending_off; /* of which the first pending_off are parsed already */
   size_t target_len;
   int nhdrs;
   hdr_off_t hdrs[MAX_HEADERS];
   cr_http_header_t headers[MAX_HEADERS];
   cr_http_req_t req;
   int resp_status;
+  size_t resp_mark;  /* out's length when this response started */
+  int resp_failed;   /* a piece of it did not fit in memory */
   char ip[48];
 };
 
 static void conn_close(cr_http_conn_t *c);
-static void feed(cr_http_conn_t *c, const char *data, size_t len);
+static void feed(cr_http_conn_t *c, const char *data, size_t len, size_t pending_len);
 static void flush(cr_http_conn_t *c);
 static void next_step(cr_http_conn_t *c);
 static void request_done(cr_http_conn_t *c);
@@ -391,7 +394,10 @@ static void respond_ok_start(cr_http_conn_t *c, cr_buf_t *o) {
       ok_head.len = (size_t)(p - ok_head.text);
     }
   }
-  if (cr_buf_reserve(o, ok_head.len)) return;
+  if (cr_buf_reserve(o, ok_head.len)) {
+    c->resp_failed = 1;
+    return;
+  }
   memcpy(o->data + o->len, ok_head.text, ok_head.len);
   o->len += ok_head.len;
 }
@@ -400,13 +406,18 @@ void cr_http_respond_start(cr_http_req_t *req, int status) {
   cr_http_conn_t *c = req->conn;
   cr_buf_t *o = &c->out;
   c->resp_status = status;
+  c->resp_mark = o->len;
+  c->resp_failed = 0;
   if (status == 200) {
     respond_ok_start(c, o);
     return;
   }
   const char *reason = cr_http_reason(status);
   size_t rl = strlen(reason);
-  if (cr_buf_reserve(o, 32 + rl + CR_HTTP_DATE_LEN)) return;
+  if (cr_buf_reserve(o, 32 + rl + CR_HTTP_DATE_LEN)) {
+    c->resp_failed = 1;
+    return;
+  }
   char *p = o->data + o->len;
   p = put(p, "HTTP/1.1 ", 9);
   p = put_u64(p, (unsigned)status);
@@ -421,7 +432,10 @@ void cr_http_respond_start(cr_http_req_t *req, int status) {
 void cr_http_respond_header(cr_http_req_t *req, const char *name, size_t nlen, const char *value,
                             size_t vlen) {
   cr_buf_t *o = &req->conn->out;
-  if (cr_buf_reserve(o, nlen + vlen + 4)) return;
+  if (cr_buf_reserve(o, nlen + vlen + 4)) {
+    req->conn->resp_failed = 1;
+    return;
+  }
   char *p = o->data + o->len;
   p = put(p, name, nlen);
   p = put(p, ": ", 2);
@@ -431,7 +445,7 @@ void cr_http_respond_header(cr_http_req_t *req, const char *name, size_t nlen, c
 }
 
 void cr_http_respond_lines(cr_http_req_t *req, const char *lines, size_t len) {
-  cr_buf_append(&req->conn->out, lines, len);
+  if (cr_buf_append(&req->conn->out, lines, len)) req->conn->resp_failed = 1;
 }
 
 void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const char *body, size_t len) {
@@ -443,7 +457,7 @@ void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const 
   if (c->server->draining) c->close_after = 1;
   size_t ctl = content_type && !bodyless ? strlen(content_type) : 0;
   size_t idl = req->id[0] ? ID_PREFIX_LEN + 12 : 0;
-  if (cr_buf_reserve(o, 128 + ctl + idl + (with_body ? len : 0)) == 0) {
+  if (!c->resp_failed && cr_buf_reserve(o, 128 + ctl + idl + (with_body ? len : 0)) == 0) {
     char *p = o->data + o->len;
     if (ctl) {
       p = put(p, "Content-Type: ", 14);
@@ -463,9 +477,11 @@ void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const 
     if (with_body) p = put(p, body, len);
     o->len = (size_t)(p - o->data);
   } else {
-    /* Out of memory: drop what this response wrote and close. */
+    /* Out of memory: drop what this response wrote (the answers before it
+     * still go out) and close: the client sees the connection end, never a
+     * half-written response. */
+    o->len = c->resp_mark < o->len ? c->resp_mark : o->len;
     c->close_after = 1;
-    c->doomed = 1;
   }
   request_done(c);
   if (c->doomed) {
@@ -587,13 +603,16 @@ static void next_step(cr_http_conn_t *c) {
     else conn_close(c);
     return;
   }
-  /* Parse what arrived while we were busy, then read on. */
+  /* Parse what arrived while we were busy, then read on. The bytes stay
+   * where they are: pipelined requests that each wait are parsed from one
+   * buffer, not copied again for each (that was quadratic in the batch). */
   if (c->pending.len) {
-    cr_buf_t p = c->pending;
-    cr_buf_init(&c->pending);
-    feed(c, p.data, p.len);
-    cr_buf_free(&p);
+    size_t len = c->pending.len, off = c->pending_off;
+    c->pending.len = 0; /* feed() puts it back if a request must wait again */
+    c->pending_off = 0;
+    feed(c, c->pending.data + off, len - off, len);
     if (c->closing || c->phase == PHASE_BUSY || c->writing) return;
+    cr_buf_reset(&c->pending, KEEP_BUF);
   }
   if (c->peer_eof) {
     conn_close(c);
@@ -644,12 +663,19 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = sizeof c->server->read_buf;
 }
 
-static void feed(cr_http_conn_t *c, const char *data, size_t len) {
+/* Parses data. pending_len is 0 for bytes just read, or c->pending's length
+ * when data lies in c->pending (next_step). */
+static void feed(cr_http_conn_t *c, const char *data, size_t len, size_t pending_len) {
   c->in_feed = 1;
   while (len > 0 && !c->closing) {
     if (c->phase == PHASE_BUSY || c->writing) {
       /* The current request is not answered yet: keep the rest for later. */
-      cr_buf_append(&c->pending, data, len);
+      if (pending_len) {
+        c->pending.len = pending_len;
+        c->pending_off = (size_t)(data - c->pending.data);
+      } else {
+        cr_buf_append(&c->pending, data, len);
+      }
       read_off(c);
       break;
     }
@@ -689,7 +715,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread > 0) {
-    feed(c, buf->base, (size_t)nread);
+    feed(c, buf->base, (size_t)nread, 0);
     return;
   }
   if (nread == 0) return;

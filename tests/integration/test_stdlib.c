@@ -1227,6 +1227,50 @@ static void log_module(void **state) {
 
 /* A request that asks the server to close after the response (Connection: close, or HTTP/1.0
  * without keep-alive) still gets its response when the function yields on a stdlib call. */
+/* Pipelined requests that each wait on Redis, mixed with ones that do not,
+ * sent in one write (and a second batch while the first is answered): all
+ * answered, in order, none lost or parsed twice. */
+static void pipelined_waiting_requests(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "inc.lua",
+            "local kv = require 'crescent.kv'\n"
+            "return function(event)\n"
+            "  local v, err = kv.incr('p')\n"
+            "  return event.query.i .. '=' .. tostring(v or err)\n"
+            "end\n");
+  srv_write(&s, "now.lua", "return function(event) return event.query.i .. '!' end\n");
+  srv_start(&s, "--workers 1");
+  enum { N = 600 };
+  size_t cap = N * 64, len = 0;
+  char *all = malloc(cap);
+  assert_non_null(all);
+  for (int i = 0; i < N; i++)
+    len += (size_t)snprintf(all + len, cap - len, "GET /%s?i=%d HTTP/1.1\r\nHost: x\r\n\r\n",
+                            i % 3 == 2 ? "now" : "inc", i);
+  int fd = http_connect(s.port);
+  assert_true(fd >= 0);
+  size_t half = len / 2; /* mid-request: the rest arrives while the first half waits */
+  http_send(fd, all, half);
+  int incs = 0;
+  for (int i = 0; i < N; i++) {
+    if (i == 5) http_send(fd, all + half, len - half);
+    http_resp_t r;
+    if (http_read(fd, &r, 0, 10000) != 0) fail_msg("pipelined request %d: no response", i);
+    assert_int_equal(r.status, 200);
+    char want[64];
+    if (i % 3 == 2) snprintf(want, sizeof want, "%d!", i);
+    else snprintf(want, sizeof want, "%d=%d", i, ++incs);
+    if (strcmp(r.body, want) != 0) fail_msg("pipelined request %d: got '%s', want '%s'", i, r.body, want);
+    http_free(&r);
+  }
+  assert_int_equal(http_wait_closed(fd, 200), 0);
+  http_close(fd);
+  free(all);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 static void connection_close(void **state) {
   (void)state;
   srv_t s;
@@ -1278,7 +1322,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(kv_api),         cmocka_unit_test(kv_contexts),  cmocka_unit_test(kv_interleave),
       cmocka_unit_test(storage_module), cmocka_unit_test(storage_http), cmocka_unit_test(storage_auth),
-      cmocka_unit_test(queue_send),     cmocka_unit_test(log_module),   cmocka_unit_test(connection_close),
+      cmocka_unit_test(queue_send),     cmocka_unit_test(log_module),   cmocka_unit_test(connection_close), cmocka_unit_test(pipelined_waiting_requests),
       cmocka_unit_test(storage_http_reads), cmocka_unit_test(scripts_flushed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
