@@ -101,7 +101,8 @@ static void clear_stale(cr_redisd_t *d) {
   unlink(d->sock);
 }
 
-static int spawn(cr_redisd_t *d, char *err, size_t errlen) {
+/* Starts redis-server; with wait, until it answers (at most START_TIMEOUT_MS). */
+static int spawn(cr_redisd_t *d, int wait, char *err, size_t errlen) {
   char bin[1100];
   if (find_redis_server(bin, sizeof bin)) {
     snprintf(err, errlen,
@@ -139,6 +140,7 @@ static int spawn(cr_redisd_t *d, char *err, size_t errlen) {
     _exit(127);
   }
   d->pid = pid;
+  if (!wait) return 0;
   /* Wait until it answers. */
   cr_redis_url_t u;
   char perr[256];
@@ -194,7 +196,7 @@ int cr_redisd_start(cr_redisd_t *d, const char *data_dir, char *err, size_t errl
   }
   snprintf(d->url, sizeof d->url, "unix://%s", d->sock);
   clear_stale(d);
-  int rc = spawn(d, err, errlen);
+  int rc = spawn(d, 1, err, errlen);
   if (rc) {
     close(d->lock_fd);
     d->lock_fd = -1;
@@ -206,7 +208,9 @@ int cr_redisd_restart(cr_redisd_t *d, char *err, size_t errlen) {
   d->pid = 0;
   d->restarts++;
   unlink(d->sock);
-  return spawn(d, err, errlen);
+  /* No wait: the master supervises workers meanwhile, and they reconnect on
+   * their own. If it dies again at once, the master sees that as it saw this. */
+  return spawn(d, 0, err, errlen);
 }
 
 void cr_redisd_stop(cr_redisd_t *d) {

@@ -26,7 +26,8 @@ typedef struct {
 /* Locks the data folder, clears what a previous run left, starts
  * redis-server and waits (at most 10 s) until it answers. */
 int cr_redisd_start(cr_redisd_t *d, const char *data_dir, char *err, size_t errlen);
-/* The child exited (status from waitpid): start it again. */
+/* The child exited (status from waitpid): start it again, without waiting
+ * for it to answer. */
 int cr_redisd_restart(cr_redisd_t *d, char *err, size_t errlen);
 /* SIGTERM, wait (at most 10 s, then SIGKILL), unlock. */
 void cr_redisd_stop(cr_redisd_t *d);

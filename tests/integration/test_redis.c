@@ -772,6 +772,41 @@ static void managed_after_sigkill(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* The managed redis-server dies under a running server: the master starts it
+ * again (logs it), keeps supervising meanwhile, the workers reconnect, and
+ * what was written a moment before (AOF, fsync every second) is there. */
+static void managed_redis_killed_is_restarted(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "keep.lua", keep_fn);
+  srv_start(&s, "--workers 1");
+  char data[400];
+  snprintf(data, sizeof data, "%s/.crescent", s.root);
+  get_body(s.port, "/keep?put=1", "1|1");
+  sleep_ms(1500); /* past the AOF's once-a-second fsync */
+  pid_t rpid = read_pidfile(data);
+  assert_true(rpid > 0 && alive(rpid));
+  pid_t w[4];
+  assert_int_equal(srv_worker_pids(&s, w, 4), 1);
+  assert_int_equal(kill(rpid, SIGKILL), 0);
+  assert_int_equal(srv_log_wait(&s, 1, 5000, "redis-server (pid", "was killed by signal 9; starting it again", NULL), 1);
+  srv_expect_errors(&s, 1);
+  /* Served again from the restarted redis-server, with the data. */
+  wait_body_prefix(s.port, "/keep", "me|9007199254740992|1|", 10000);
+  pid_t rpid2 = read_pidfile(data);
+  assert_true(rpid2 > 0 && rpid2 != rpid && alive(rpid2));
+  /* The master supervised throughout: a killed worker is replaced. */
+  assert_int_equal(kill(w[0], SIGKILL), 0);
+  srv_expect_errors(&s, 1);
+  pid_t w2[4] = {0};
+  long long t0 = now_ms();
+  while (now_ms() - t0 < 5000 && !(srv_worker_pids(&s, w2, 4) == 1 && w2[0] != w[0])) sleep_ms(20);
+  if (w2[0] == 0 || w2[0] == w[0]) fail_msg("the killed worker %d was not replaced within 5 s", (int)w[0]);
+  wait_body_prefix(s.port, "/keep", "me|9007199254740992|1|", 10000);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 static void managed_one_server_per_data(void **state) {
   (void)state;
   char data[64], args[160];
@@ -835,7 +870,7 @@ int main(void) {
       cmocka_unit_test(external_db_and_prefix),   cmocka_unit_test(external_unreachable_at_start),
       cmocka_unit_test(external_killed_and_back), cmocka_unit_test(external_stuck_timeout),
       cmocka_unit_test(late_reply_after_timeout), cmocka_unit_test(redis_none),
-      cmocka_unit_test(managed_persistence),      cmocka_unit_test(managed_after_sigkill),
+      cmocka_unit_test(managed_persistence), cmocka_unit_test(managed_redis_killed_is_restarted),      cmocka_unit_test(managed_after_sigkill),
       cmocka_unit_test(managed_one_server_per_data), cmocka_unit_test(managed_redis_server_missing),
       cmocka_unit_test(external_acl_user),        cmocka_unit_test(cpu_bound_then_call),
   };
