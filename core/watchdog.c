@@ -48,8 +48,9 @@ static struct {
  * memory, that glibc does not know about, and that unshares its descriptor
  * table at once.
  * Such a thread must not touch thread-local storage (errno, malloc, stdio,
- * anything that may fail and set errno): it only reads the clock, sleeps
- * and sets a Lua hook, through raw system calls. Under the sanitizers, which
+ * anything that may fail and set errno): it reads the clock (the vDSO,
+ * which cannot fail for CLOCK_MONOTONIC), sleeps and closes descriptors
+ * through raw system calls, and sets a Lua hook (no allocation). Under the sanitizers, which
  * must know every thread, and elsewhere, it is a pthread that unshares its
  * descriptor table. Either way its copy of the table is closed at once: it
  * must not keep the worker's sockets open, and it never uses a descriptor. */
