@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "text.h"
 
 void cr_buf_init(cr_buf_t *b) {
   b->data = NULL;
@@ -55,13 +56,9 @@ int cr_buf_printf(cr_buf_t *b, const char *fmt, ...) {
 }
 
 int cr_buf_append_u64(cr_buf_t *b, unsigned long long v) {
-  char tmp[24];
-  int i = sizeof tmp;
-  do {
-    tmp[--i] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  return cr_buf_append(b, tmp + i, sizeof tmp - (size_t)i);
+  if (cr_buf_reserve(b, 20)) return CR_ENOMEM;
+  b->len = (size_t)(cr_put_u64(b->data + b->len, v) - b->data);
+  return 0;
 }
 
 int cr_buf_append_i64(cr_buf_t *b, long long v) {

@@ -723,17 +723,7 @@ static char *put_ms(char *o, double ms) {
   if (ms < 0) ms = 0;
   uint64_t us = (uint64_t)(ms * 1000 + 0.5);
   uint64_t whole = us / 1000, frac = us % 1000;
-  if (whole < 10) {
-    *o++ = (char)('0' + whole);
-  } else {
-    char tmp[24];
-    int n = 0;
-    do {
-      tmp[n++] = (char)('0' + whole % 10);
-      whole /= 10;
-    } while (whole && n < 20);
-    while (n) *o++ = tmp[--n];
-  }
+  o = cr_put_u64(o, whole);
   *o++ = '.';
   *o++ = (char)('0' + frac / 100);
   *o++ = (char)('0' + frac / 10 % 10);
@@ -741,25 +731,20 @@ static char *put_ms(char *o, double ms) {
   return o;
 }
 
-static inline char *put(char *o, const char *s, size_t n) {
-  memcpy(o, s, n);
-  return o + n;
-}
-
 /* Server-Timing and X-Crescent-Version, written in one piece. */
 static void fn_headers(cr_http_req_t *req, int cold, double init_ms, double fn_ms, const cr_fnver_t *ver) {
   char h[160], *o = h;
-  o = put(o, "Server-Timing: ", 15);
+  o = cr_put(o, "Server-Timing: ", 15);
   if (cold) {
-    o = put(o, "init;dur=", 9);
+    o = cr_put(o, "init;dur=", 9);
     o = put_ms(o, init_ms);
     *o++ = ',';
     *o++ = ' ';
   }
-  o = put(o, "fn;dur=", 7);
+  o = cr_put(o, "fn;dur=", 7);
   o = put_ms(o, fn_ms);
-  o = put(o, "\r\nX-Crescent-Version: ", 22);
-  o = put(o, ver->label, (size_t)ver->label_len);
+  o = cr_put(o, "\r\nX-Crescent-Version: ", 22);
+  o = cr_put(o, ver->label, (size_t)ver->label_len);
   *o++ = '\r';
   *o++ = '\n';
   cr_http_respond_lines(req, h, (size_t)(o - h));
