@@ -492,6 +492,7 @@ typedef struct {
   size_t body_len;
   char ctype_num[CR_JSON_NUMBER_MAX + 1]; /* a Content-Type given as a number (odd, but allowed) */
   long long head_length; /* an answer to HEAD: the Content-Length the function gave (GET's), or -1 */
+  int object;            /* the result is a {status, headers, body} object */
   char err[300];
 } resp_t;
 
@@ -626,6 +627,7 @@ static int build_response(cr_gateway_t *g, lua_State *L, int idx, resp_t *r, cr_
   r->status = 200;
   r->ctype = NULL;
   r->head_length = -1;
+  r->object = 0;
   int t = idx ? lua_type(L, idx) : LUA_TNONE;
   if (t == LUA_TNONE || t == LUA_TNIL) {
     r->status = 204;
@@ -634,6 +636,7 @@ static int build_response(cr_gateway_t *g, lua_State *L, int idx, resp_t *r, cr_
     return 0;
   }
   if (t == LUA_TTABLE && is_response(L, idx)) {
+    r->object = 1;
     lua_getfield(L, idx, "status");
     if (!lua_isnil(L, -1)) {
       double s = lua_tonumber(L, -1);
@@ -664,7 +667,7 @@ static int build_response(cr_gateway_t *g, lua_State *L, int idx, resp_t *r, cr_
 }
 
 static void emit_headers(lua_State *L, int idx, cr_http_req_t *req, resp_t *r) {
-  if (!idx || !lua_istable(L, idx) || !is_response(L, idx)) return;
+  if (!r->object) return;
   lua_getfield(L, idx, "headers");
   take_headers(L, lua_gettop(L), req, r, 1);
   lua_pop(L, 1);
