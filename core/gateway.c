@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "error.h"
 #include "invoke.h"
+#include "freelist.h"
 #include "json.h"
 #include "log.h"
 #include "text.h"
@@ -47,8 +48,7 @@ struct cr_gateway_s {
   cr_buf_t body;   /* scratch for encoding response bodies */
   waiter_t *waiting, **waiting_tail;
   int nwaiting;
-  struct gw_call_s *free_calls; /* reused, so a request allocates nothing */
-  int nfree;
+  cr_freelist_t free_calls; /* reused, so a request allocates nothing */
   meter_t *meters;       /* by function slot */
   int nmeters;
   int *dirty;            /* slots with meters to flush */
@@ -71,7 +71,6 @@ typedef struct gw_call_s {
   cr_route_match_t match;
   double init_ms;
   char reqid[40];  /* the request's id, kept: req is not ours once answered */
-  struct gw_call_s *next_free;
 } gw_call_t;
 
 /* Registry keys (their addresses). */
@@ -128,6 +127,7 @@ cr_gateway_t *cr_gateway_new(uv_loop_t *loop, cr_pool_t *pool, cr_shm_t *shm, co
   g->opts.max_response = 6u * 1024 * 1024;
   if (opts) g->opts = *opts;
   g->waiting_tail = &g->waiting;
+  g->free_calls.max = 64;
   if (loop) {
     uv_timer_init(loop, &g->retry);
     g->retry.data = g;
@@ -149,11 +149,7 @@ void cr_gateway_free(cr_gateway_t *g) {
   free(g->meters);
   free(g->dirty);
   cr_buf_free(&g->body);
-  while (g->free_calls) {
-    gw_call_t *c = g->free_calls;
-    g->free_calls = c->next_free;
-    free(c);
-  }
+  cr_freelist_drain(&g->free_calls);
   if (g->loop) uv_close((uv_handle_t *)&g->retry, on_retry_closed);
   else free(g);
 }
@@ -764,26 +760,6 @@ static void respond_fn_error(cr_http_req_t *req, int status, const char *msg, co
   cr_buf_free(&b);
 }
 
-static gw_call_t *call_new(cr_gateway_t *g) {
-  gw_call_t *c = g->free_calls;
-  if (c) {
-    g->free_calls = c->next_free;
-    g->nfree--;
-    return c;
-  }
-  return malloc(sizeof *c);
-}
-
-static void call_free(cr_gateway_t *g, gw_call_t *c) {
-  if (g->nfree >= 64) {
-    free(c);
-    return;
-  }
-  c->next_free = g->free_calls;
-  g->free_calls = c;
-  g->nfree++;
-}
-
 static void run_waiting(cr_gateway_t *g);
 
 /* The invocation ended: answer, report, give the instance and the
@@ -872,7 +848,7 @@ static void finish(gw_call_t *call) {
   cr_pool_ended(g->pool, inv->end_ns);
   cr_pool_release(g->pool, inst);
   cr_pool_leave(g->pool, ver);
-  call_free(g, call);
+  cr_freelist_give(&g->free_calls, call);
 }
 
 static void on_call_done(cr_invocation_t *inv) {
@@ -901,7 +877,7 @@ static void run(cr_gateway_t *g, cr_http_req_t *req, cr_fnver_t *ver, const cr_r
     cr_pool_leave(g->pool, ver);
     return;
   }
-  gw_call_t *call = call_new(g);
+  gw_call_t *call = cr_freelist_take(&g->free_calls, sizeof *call);
   if (!call) {
     cr_pool_release(g->pool, inst);
     cr_pool_leave(g->pool, ver);

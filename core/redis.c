@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "clock.h"
 #include "error.h"
+#include "freelist.h"
 #include "gateway.h" /* cr_url_decode */
 #include "log.h"
 #include "sha1.h"
@@ -300,18 +301,12 @@ static void on_flush(uv_prepare_t *h) {
 }
 
 /* Requests are reused: a command allocates none here in steady state. */
-static cr_redis_req_t *free_reqs;
-static int nfree_reqs;
+static cr_freelist_t free_reqs = CR_FREELIST_INIT(256);
 
 static cr_redis_req_t *req_new(void) {
-  cr_redis_req_t *q = free_reqs;
-  if (q) {
-    free_reqs = q->next;
-    nfree_reqs--;
-    memset(q, 0, sizeof *q);
-    return q;
-  }
-  return calloc(1, sizeof *q);
+  cr_redis_req_t *q = cr_freelist_take(&free_reqs, sizeof *q);
+  if (q) memset(q, 0, sizeof *q);
+  return q;
 }
 
 static void req_free(cr_redis_req_t *q) {
@@ -319,13 +314,7 @@ static void req_free(cr_redis_req_t *q) {
     redisFreeCommand(q->cmd);
     q->cmd = NULL;
   }
-  if (nfree_reqs >= 256) {
-    free(q);
-    return;
-  }
-  q->next = free_reqs;
-  free_reqs = q;
-  nfree_reqs++;
+  cr_freelist_give(&free_reqs, q);
 }
 
 static void req_unlink(cr_redis_t *r, cr_redis_req_t *q) {

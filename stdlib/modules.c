@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "freelist.h"
 #include "invoke.h"
 #include "json.h"
 #include "log.h"
@@ -75,33 +76,18 @@ typedef struct scall_s {
   cr_invocation_t *inv; /* NULL once detached */
   cr_redis_req_t *req;
   int spread;           /* an array reply comes back as several values */
-  struct scall_s *next_free;
 } scall_t;
 
 /* Calls are reused: a request allocates nothing here in steady state. */
-static scall_t *free_scalls;
-static int nfree_scalls;
+static cr_freelist_t free_scalls = CR_FREELIST_INIT(256);
 
 static scall_t *scall_new(void) {
-  scall_t *c = free_scalls;
-  if (c) {
-    free_scalls = c->next_free;
-    nfree_scalls--;
-    memset(c, 0, sizeof *c);
-    return c;
-  }
-  return calloc(1, sizeof *c);
+  scall_t *c = cr_freelist_take(&free_scalls, sizeof *c);
+  if (c) memset(c, 0, sizeof *c);
+  return c;
 }
 
-static void scall_free(scall_t *c) {
-  if (nfree_scalls >= 256) {
-    free(c);
-    return;
-  }
-  c->next_free = free_scalls;
-  free_scalls = c;
-  nfree_scalls++;
-}
+static void scall_free(scall_t *c) { cr_freelist_give(&free_scalls, c); }
 
 /* Pushes a reply as a Lua value: strings and statuses as strings, integers
  * as numbers, arrays as tables (a nil element as false, so # still works),
