@@ -279,25 +279,43 @@ char *read_file(const char *path) {
   return buf;
 }
 
-static int count_lines(srv_t *s, const char *first, va_list ap) {
+/* The lines of text that contain every needle (first, then ap up to a NULL):
+ * their count, and a copy of the first one in *found when found is not NULL.
+ * With complete, an unterminated last line (a log line still being written)
+ * does not count. */
+static int match_lines(const char *text, int complete, char **found, const char *first, va_list ap) {
   const char *needles[16];
   int nn = 0;
   needles[nn++] = first;
   const char *n;
   while (nn < 16 && (n = va_arg(ap, const char *))) needles[nn++] = n;
-  char *log = srv_log(s);
+  if (found) *found = NULL;
   int count = 0;
-  char *line = log;
-  while (line && *line) {
-    char *nl = strchr(line, '\n');
-    if (!nl) break; /* a line still being written */
-    *nl = '\0';
+  for (const char *line = text; *line;) {
+    const char *nl = strchr(line, '\n');
+    if (!nl && complete) break;
+    size_t len = nl ? (size_t)(nl - line) : strlen(line);
     int all = 1;
-    for (int i = 0; i < nn && all; i++)
-      if (!strstr(line, needles[i])) all = 0;
+    for (int i = 0; i < nn && all; i++) all = memmem(line, len, needles[i], strlen(needles[i])) != NULL;
+    if (all && found && !*found) *found = strndup(line, len);
     count += all;
-    line = nl ? nl + 1 : NULL;
+    if (!nl) break;
+    line = nl + 1;
   }
+  return count;
+}
+
+int text_lines_with(const char *text, const char *needle, ...) {
+  va_list ap;
+  va_start(ap, needle);
+  int c = match_lines(text, 0, NULL, needle, ap);
+  va_end(ap);
+  return c;
+}
+
+static int count_lines(srv_t *s, const char *first, va_list ap) {
+  char *log = srv_log(s);
+  int count = match_lines(log, 1, NULL, first, ap);
   free(log);
   return count;
 }
@@ -371,26 +389,12 @@ int pids_same(const pid_t *a, int na, const pid_t *b, int nb) {
 }
 
 char *srv_log_line(srv_t *s, const char *first, ...) {
-  const char *needles[8];
-  int nn = 0;
-  needles[nn++] = first;
+  char *log = srv_log(s);
+  char *found;
   va_list ap;
   va_start(ap, first);
-  const char *n;
-  while (nn < 8 && (n = va_arg(ap, const char *))) needles[nn++] = n;
+  match_lines(log, 1, &found, first, ap);
   va_end(ap);
-  char *log = srv_log(s);
-  char *found = NULL;
-  for (char *line = log; *line && !found;) {
-    char *nl = strchr(line, '\n');
-    if (!nl) break; /* still being written */
-    *nl = '\0';
-    int all = 1;
-    for (int i = 0; i < nn && all; i++)
-      if (!strstr(line, needles[i])) all = 0;
-    if (all) found = strdup(line);
-    line = nl + 1;
-  }
   free(log);
   return found;
 }

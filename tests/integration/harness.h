@@ -49,6 +49,8 @@ char *read_file(const char *path);
 char *srv_log(srv_t *s);
 /* Lines of the log containing every one of the given substrings (NULL-terminated list). */
 int srv_log_count(srv_t *s, const char *needle, ...);
+/* How many lines of text contain every one of the (NULL-terminated) needles. */
+int text_lines_with(const char *text, const char *needle, ...);
 /* Waits until srv_log_count(needle...) >= n; returns the count. */
 int srv_log_wait(srv_t *s, int n, int timeout_ms, const char *needle, ...);
 /* pids of the workers, from /proc: children of the master named "cr-worker N"

@@ -88,34 +88,6 @@ static void run_free(run_t *r) {
   memset(r, 0, sizeof *r);
 }
 
-/* Does some line of text contain every one of the (NULL-terminated) needles? */
-static int has_line(const char *text, const char *first, ...) {
-  const char *needles[8];
-  int nn = 0;
-  needles[nn++] = first;
-  va_list ap;
-  va_start(ap, first);
-  const char *n;
-  while (nn < 8 && (n = va_arg(ap, const char *))) needles[nn++] = n;
-  va_end(ap);
-  const char *line = text;
-  while (line && *line) {
-    const char *nl = strchr(line, '\n');
-    size_t len = nl ? (size_t)(nl - line) : strlen(line);
-    int all = 1;
-    for (int i = 0; i < nn && all; i++) {
-      size_t l = strlen(needles[i]);
-      int found = 0;
-      for (size_t k = 0; k + l <= len && !found; k++)
-        if (memcmp(line + k, needles[i], l) == 0) found = 1;
-      all = found;
-    }
-    if (all) return 1;
-    line = nl ? nl + 1 : NULL;
-  }
-  return 0;
-}
-
 static void write_file(const char *dir, const char *rel, const char *content) {
   char path[600];
   snprintf(path, sizeof path, "%s/%s", dir, rel);
@@ -183,11 +155,11 @@ static void check_bad_folder(void **state) {
   run_t r;
   run(&r, s.root, "check", s.fndir, NULL);
   assert_int_equal(r.code, 1);
-  if (!has_line(r.err, "syntax.lua:3:", NULL)) fail_msg("no syntax.lua:3: in: %s", r.err);
-  if (!has_line(r.err, "settings.lua", "'timout'", NULL)) fail_msg("no settings error in: %s", r.err);
-  if (!has_line(r.err, "dup_a.lua", "dup_b.lua", NULL)) fail_msg("no conflict naming both files in: %s", r.err);
-  assert_false(has_line(r.err, "good.lua", NULL));
-  assert_false(has_line(r.out, "ok", NULL));
+  if (!text_lines_with(r.err, "syntax.lua:3:", NULL)) fail_msg("no syntax.lua:3: in: %s", r.err);
+  if (!text_lines_with(r.err, "settings.lua", "'timout'", NULL)) fail_msg("no settings error in: %s", r.err);
+  if (!text_lines_with(r.err, "dup_a.lua", "dup_b.lua", NULL)) fail_msg("no conflict naming both files in: %s", r.err);
+  assert_false(text_lines_with(r.err, "good.lua", NULL));
+  assert_false(text_lines_with(r.out, "ok", NULL));
   run_free(&r);
 
   /* A folder that does not exist is an error too. */
