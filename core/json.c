@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "text.h"
+#include "vm.h"
 
 #define JSON_MAX_DEPTH 1000
 
@@ -27,26 +28,22 @@ static const unsigned char needs_escape[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     ['"'] = 1, ['\\'] = 1};
 
-int cr_json_escape(cr_buf_t *b, const char *s, size_t len) {
+/* What escaping adds to a byte: 0, 1 (\n, \", ...) or 5 (\u00XX). */
+static const unsigned char escape_extra[256] = {
+    5, 5, 5, 5, 5, 5, 5, 5, 1, 1, 1, 5, 1, 1, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
+    ['"'] = 1, ['\\'] = 1};
+
+/* The exact length of s as a quoted JSON string; from is the first byte that
+ * needs an escape. */
+static size_t escaped_len(const char *s, size_t len, size_t from) {
+  size_t n = len + 2;
+  for (size_t i = from; i < len; i++) n += escape_extra[(unsigned char)s[i]];
+  return n;
+}
+
+/* Writes s[i..len) escaped, and the closing quote, at o (room checked). */
+static void escape_into(char *o, const char *s, size_t i, size_t len) {
   static const char hex[] = "0123456789abcdef";
-  /* Most strings need no escape: copy them whole. */
-  size_t i = 0;
-  while (i < len && !needs_escape[(unsigned char)s[i]]) i++;
-  if (i == len) {
-    if (cr_buf_reserve(b, len + 2)) return CR_ENOMEM;
-    char *o = b->data + b->len;
-    *o = '"';
-    memcpy(o + 1, s, len);
-    o[len + 1] = '"';
-    b->len += len + 2;
-    return 0;
-  }
-  /* Worst case every byte from here becomes \u00XX. */
-  if (cr_buf_reserve(b, i + (len - i) * 6 + 2)) return CR_ENOMEM;
-  char *o = b->data + b->len;
-  *o++ = '"';
-  memcpy(o, s, i);
-  o += i;
   for (; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
     if (!needs_escape[c]) {
@@ -70,9 +67,29 @@ int cr_json_escape(cr_buf_t *b, const char *s, size_t len) {
       *o++ = hex[c & 15];
     }
   }
-  *o++ = '"';
-  b->len = (size_t)(o - b->data);
+  *o = '"';
+}
+
+/* Appends s quoted, if that keeps b->len within limit (else CR_ETOOBIG).
+ * Reserves exactly what the text takes: most strings need no escape and
+ * are copied whole; the others are measured first. */
+static int escape_limited(cr_buf_t *b, const char *s, size_t len, size_t limit) {
+  size_t i = 0;
+  while (i < len && !needs_escape[(unsigned char)s[i]]) i++;
+  size_t n = i == len ? len + 2 : escaped_len(s, len, i);
+  if (n > limit || b->len > limit - n) return CR_ETOOBIG;
+  if (cr_buf_reserve(b, n)) return CR_ENOMEM;
+  char *o = b->data + b->len;
+  *o = '"';
+  memcpy(o + 1, s, i);
+  escape_into(o + 1 + i, s, i, len);
+  b->len += n;
   return 0;
+}
+
+int cr_json_escape(cr_buf_t *b, const char *s, size_t len) {
+  int rc = escape_limited(b, s, len, SIZE_MAX);
+  return rc == CR_ETOOBIG ? CR_ENOMEM : rc;
 }
 
 int cr_json_format_number(double v, char out[CR_JSON_NUMBER_MAX]) {
@@ -140,9 +157,17 @@ int cr_json_number(cr_buf_t *b, double v) {
   return cr_buf_append(b, text, (size_t)n);
 }
 
+/* --- encoding ----------------------------------------------------------------------------------- */
+
+/* The encoder reads values raw (no metamethod, no user code runs) and
+ * checks every write against a limit on b->len, so the text never grows past
+ * it: a table shared many times over (t = {t, t} twenty levels deep) stops at
+ * the limit instead of building gigabytes. */
 typedef struct {
   lua_State *L;
   cr_buf_t *b;
+  size_t limit; /* b->len may not pass this */
+  size_t max;   /* the caller's bound, for the message */
   char *err;
   size_t errlen;
 } encoder_t;
@@ -152,6 +177,23 @@ static int enc_value(encoder_t *e, int idx, int depth);
 static int enc_fail(encoder_t *e, const char *msg, const char *detail) {
   snprintf(e->err, e->errlen, "%s%s", msg, detail ? detail : "");
   return CR_EINVAL;
+}
+
+static inline int enc_put(encoder_t *e, const char *p, size_t n) {
+  if (n > e->limit - e->b->len) return CR_ETOOBIG;
+  return cr_buf_append(e->b, p, n);
+}
+
+static inline int enc_putc(encoder_t *e, char c) {
+  if (e->b->len >= e->limit) return CR_ETOOBIG;
+  return cr_buf_putc(e->b, c);
+}
+
+static int enc_number(encoder_t *e, double v) {
+  char text[CR_JSON_NUMBER_MAX];
+  int n = cr_json_format_number(v, text);
+  if (n < 0) return n;
+  return enc_put(e, text, (size_t)n);
 }
 
 /* Returns the array length if the table at idx is an array (all keys positive
@@ -191,73 +233,67 @@ static int enc_table(encoder_t *e, int idx, int depth) {
   }
   long n = table_array_len(L, idx);
   if (forced_array && n < 0) return enc_fail(e, "cannot encode: table with json.array_mt has non-index keys", NULL);
+  int rc;
   if (n > 0 || forced_array) {
-    if (cr_buf_putc(e->b, '[')) return CR_ENOMEM;
+    if ((rc = enc_putc(e, '['))) return rc;
     for (long i = 1; i <= n; i++) {
-      if (i > 1 && cr_buf_putc(e->b, ',')) return CR_ENOMEM;
+      if (i > 1 && (rc = enc_putc(e, ','))) return rc;
       lua_rawgeti(L, idx, (int)i);
-      int rc = enc_value(e, lua_gettop(L), depth + 1);
+      rc = enc_value(e, lua_gettop(L), depth + 1);
       lua_pop(L, 1);
       if (rc) return rc;
     }
-    return cr_buf_putc(e->b, ']');
+    return enc_putc(e, ']');
   }
-  if (cr_buf_putc(e->b, '{')) return CR_ENOMEM;
+  if ((rc = enc_putc(e, '{'))) return rc;
   int first = 1;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int ktype = lua_type(L, -2);
-    if (!first && cr_buf_putc(e->b, ',')) return CR_ENOMEM;
+    if (!first && (rc = enc_putc(e, ','))) return rc;
     first = 0;
     if (ktype == LUA_TSTRING) {
       size_t kl;
       const char *k = lua_tolstring(L, -2, &kl);
-      if (cr_json_escape(e->b, k, kl)) return CR_ENOMEM;
+      if ((rc = escape_limited(e->b, k, kl, e->limit))) return rc;
     } else if (ktype == LUA_TNUMBER) {
-      if (cr_buf_putc(e->b, '"')) return CR_ENOMEM;
-      if (cr_json_number(e->b, lua_tonumber(L, -2))) {
-        lua_pop(L, 2);
-        return enc_fail(e, "cannot encode: table key is NaN or infinite", NULL);
-      }
-      if (cr_buf_putc(e->b, '"')) return CR_ENOMEM;
+      if ((rc = enc_putc(e, '"'))) return rc;
+      rc = enc_number(e, lua_tonumber(L, -2));
+      if (rc == CR_EINVAL) return enc_fail(e, "cannot encode: table key is NaN or infinite", NULL);
+      if (rc || (rc = enc_putc(e, '"'))) return rc;
     } else {
-      const char *tn = lua_typename(L, ktype);
-      lua_pop(L, 2);
-      return enc_fail(e, "cannot encode table key of type ", tn);
+      return enc_fail(e, "cannot encode table key of type ", lua_typename(L, ktype));
     }
-    if (cr_buf_putc(e->b, ':')) return CR_ENOMEM;
-    int rc = enc_value(e, lua_gettop(L), depth + 1);
+    if ((rc = enc_putc(e, ':'))) return rc;
+    if ((rc = enc_value(e, lua_gettop(L), depth + 1))) return rc;
     lua_pop(L, 1);
-    if (rc) {
-      lua_pop(L, 1);
-      return rc;
-    }
   }
-  return cr_buf_putc(e->b, '}');
+  return enc_putc(e, '}');
 }
 
+/* On failure the stack may hold leftovers: cr_json_encode_max resets it. */
 static int enc_value(encoder_t *e, int idx, int depth) {
   lua_State *L = e->L;
+  int rc;
   switch (lua_type(L, idx)) {
   case LUA_TNIL:
-    return cr_buf_append(e->b, "null", 4);
+    return enc_put(e, "null", 4);
   case LUA_TBOOLEAN:
-    return lua_toboolean(L, idx) ? cr_buf_append(e->b, "true", 4) : cr_buf_append(e->b, "false", 5);
+    return lua_toboolean(L, idx) ? enc_put(e, "true", 4) : enc_put(e, "false", 5);
   case LUA_TNUMBER:
-    if (cr_json_number(e->b, lua_tonumber(L, idx)))
-      return enc_fail(e, "cannot encode number: NaN or infinity", NULL);
-    return 0;
+    rc = enc_number(e, lua_tonumber(L, idx));
+    return rc == CR_EINVAL ? enc_fail(e, "cannot encode number: NaN or infinity", NULL) : rc;
   case LUA_TSTRING: {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
-    return cr_json_escape(e->b, s, len);
+    return escape_limited(e->b, s, len, e->limit);
   }
   case LUA_TTABLE:
     return enc_table(e, idx, depth);
   case LUA_TLIGHTUSERDATA: {
     void *p = lua_touserdata(L, idx);
-    if (p == NULL) return cr_buf_append(e->b, "null", 4); /* json.null / cjson.null */
-    if (p == &empty_array_sentinel) return cr_buf_append(e->b, "[]", 2);
+    if (p == NULL) return enc_put(e, "null", 4); /* json.null / cjson.null */
+    if (p == &empty_array_sentinel) return enc_put(e, "[]", 2);
   }
   /* fall through */
   default:
@@ -265,18 +301,33 @@ static int enc_value(encoder_t *e, int idx, int depth) {
   }
 }
 
-int cr_json_encode(lua_State *L, int idx, cr_buf_t *b, char *err, size_t errlen) {
-  encoder_t e = {L, b, err, errlen};
+int cr_json_encode_max(lua_State *L, int idx, cr_buf_t *b, size_t max, char *err, size_t errlen) {
   size_t mark = b->len;
+  encoder_t e = {L, b, max > SIZE_MAX - mark ? SIZE_MAX : mark + max, max, err, errlen};
   int top = lua_gettop(L);
   if (idx < 0) idx = top + idx + 1;
   int rc = enc_value(&e, idx, 0);
   lua_settop(L, top);
   if (rc) {
     if (rc == CR_ENOMEM) snprintf(err, errlen, "cannot encode: out of memory");
+    else if (rc == CR_ETOOBIG) snprintf(err, errlen, "cannot encode: the text is over the limit of %zu bytes", max);
     b->len = mark;
   }
   return rc;
+}
+
+/* The bytes the state L may still allocate under its vm's memory limit (a
+ * string of the text will need them), or SIZE_MAX for a state that is not
+ * a vm's. */
+static size_t mem_bound(lua_State *L) {
+  cr_vm_t *vm = cr_vm_find(L);
+  if (!vm) return SIZE_MAX;
+  size_t limit = vm->mem_strict ? vm->mem_limit : vm->mem_limit + CR_VM_SLACK;
+  return vm->mem_used < limit ? limit - vm->mem_used : 0;
+}
+
+int cr_json_encode(lua_State *L, int idx, cr_buf_t *b, char *err, size_t errlen) {
+  return cr_json_encode_max(L, idx, b, mem_bound(L), err, errlen);
 }
 
 /* --- decoding ----------------------------------------------------------------------------------- */
@@ -670,12 +721,25 @@ static int l_decode_safe(lua_State *L) {
   return 1;
 }
 
-/* json.encode(v) -> string; raises on values JSON cannot hold. */
+/* The optional max of json.encode(v [, max]) and json.safe.encode: a number
+ * >= 0 (bytes of text), or nil for none. Either way the text is also bounded
+ * by the memory the function has left (mem_bound). */
+static size_t encode_bound(lua_State *L) {
+  size_t bound = mem_bound(L);
+  if (lua_isnoneornil(L, 2)) return bound;
+  if (lua_type(L, 2) != LUA_TNUMBER) luaL_argerror(L, 2, "max must be a number of bytes");
+  lua_Number m = lua_tonumber(L, 2);
+  if (!(m >= 0)) luaL_argerror(L, 2, "max must be a number of bytes >= 0");
+  return m < (lua_Number)bound ? (size_t)m : bound;
+}
+
+/* json.encode(v [, max]) -> string; raises on values JSON cannot hold. */
 static int l_encode(lua_State *L) {
   luaL_checkany(L, 1);
+  size_t max = encode_bound(L);
   cr_buf_t b = CR_BUF_INIT;
   char err[160];
-  int rc = cr_json_encode(L, 1, &b, err, sizeof err);
+  int rc = cr_json_encode_max(L, 1, &b, max, err, sizeof err);
   if (rc) {
     cr_buf_free(&b);
     return luaL_error(L, "%s", err);
@@ -685,11 +749,12 @@ static int l_encode(lua_State *L) {
   return 1;
 }
 
-/* json.safe.encode(v) -> string | nil, err */
+/* json.safe.encode(v [, max]) -> string | nil, err */
 static int l_encode_safe(lua_State *L) {
+  size_t max = encode_bound(L);
   cr_buf_t b = CR_BUF_INIT;
   char err[160];
-  int rc = cr_json_encode(L, 1, &b, err, sizeof err);
+  int rc = cr_json_encode_max(L, 1, &b, max, err, sizeof err);
   if (rc) {
     cr_buf_free(&b);
     lua_pushnil(L);

@@ -29,8 +29,15 @@ int cr_json_number(cr_buf_t *b, double v);
 #define CR_JSON_NUMBER_MAX 32
 int cr_json_format_number(double v, char out[CR_JSON_NUMBER_MAX]);
 
+/* Like cr_json_encode, but fails with CR_ETOOBIG ("... over the limit of N bytes" in err) as soon
+ * as the text would pass max bytes, without building the rest. max counts the bytes this call
+ * appends. Values are read raw: no metamethod or other user code runs. */
+int cr_json_encode_max(lua_State *L, int idx, cr_buf_t *b, size_t max, char *err, size_t errlen);
+
 /* Encodes the Lua value at idx into b. On failure returns a negative code,
- * restores b->len, and writes a message to err. Uses a little Lua stack. */
+ * restores b->len, and writes a message to err. Uses a little Lua stack.
+ * The text is bounded by the memory L's vm may still allocate under its
+ * limit (CR_ETOOBIG past it; no bound for a state that is not a vm's). */
 int cr_json_encode(lua_State *L, int idx, cr_buf_t *b, char *err, size_t errlen);
 
 /* Decodes s and pushes the value. On failure pushes nothing, returns a

@@ -76,6 +76,11 @@ cr_vm_t *cr_vm_of(lua_State *L) {
   return ud;
 }
 
+cr_vm_t *cr_vm_find(lua_State *L) {
+  void *ud = NULL;
+  return lua_getallocf(L, &ud) == vm_alloc ? ud : NULL;
+}
+
 /* print(...) from a function: a log line with its request id. */
 static int host_print(lua_State *L) {
   cr_vm_t *vm = cr_vm_of(L);

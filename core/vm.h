@@ -117,6 +117,8 @@ void cr_vm_push_sandbox(lua_State *L, const char *field);
 
 /* The vm whose state L (or one of its coroutines) is. */
 cr_vm_t *cr_vm_of(lua_State *L);
+/* The same, or NULL when L is not a vm's state (one made by luaL_newstate). */
+cr_vm_t *cr_vm_find(lua_State *L);
 
 /* Formats a Lua error value with the traceback of co into out. */
 void cr_vm_describe_error(lua_State *co, int idx, char *out, size_t outlen, int traceback);

@@ -404,6 +404,70 @@ static void test_lua_module(void **state) {
   lua_close(L);
 }
 
+/* cr_json_encode_max: max counts the bytes this call appends; the text stops
+ * at the limit (exactly at it is fine), b is left as it was. */
+static void max_case(lua_State *L, const char *chunk, size_t max, int want_rc, const char *want) {
+  push_value(L, chunk);
+  cr_buf_t b = CR_BUF_INIT;
+  cr_buf_append(&b, "prefix", 6);
+  char err[200] = "";
+  int rc = cr_json_encode_max(L, -1, &b, max, err, sizeof err);
+  lua_pop(L, 1);
+  if (rc != want_rc) fail_msg("%s with max %zu: rc %d (%s)", chunk, max, rc, err);
+  if (rc == 0) {
+    assert_int_equal(b.len, 6 + strlen(want));
+    assert_memory_equal(b.data + 6, want, strlen(want));
+  } else {
+    assert_int_equal(b.len, 6);
+    assert_string_equal(err, want);
+  }
+  cr_buf_free(&b);
+}
+
+static void test_encode_max(void **state) {
+  (void)state;
+  lua_State *L = new_state();
+  max_case(L, "return {a = 1}", 7, 0, "{\"a\":1}");
+  max_case(L, "return {a = 1}", 6, CR_ETOOBIG, "cannot encode: the text is over the limit of 6 bytes");
+  max_case(L, "return {1, 2, 3}", 7, 0, "[1,2,3]");
+  char msg[100];
+  /* Every cut: in a number, at a comma, in a string, in an escape, a key. */
+  static const struct { const char *chunk, *text; } cases[] = {
+      {"return {1, 22, 333}", "[1,22,333]"},
+      {"return {'ab\\1c', true, false, json.null, json.empty_array}", "[\"ab\\u0001c\",true,false,null,[]]"},
+      {"return {k = {['q\"'] = 'x'}}", "{\"k\":{\"q\\\"\":\"x\"}}"},
+      {"return {[1.5] = 2}", "{\"1.5\":2}"},
+      {"return 'plain'", "\"plain\""},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    size_t n = strlen(cases[c].text);
+    max_case(L, cases[c].chunk, n, 0, cases[c].text);
+    max_case(L, cases[c].chunk, n + 100, 0, cases[c].text);
+    for (size_t m = 0; m < n; m++) {
+      snprintf(msg, sizeof msg, "cannot encode: the text is over the limit of %zu bytes", m);
+      max_case(L, cases[c].chunk, m, CR_ETOOBIG, msg);
+    }
+  }
+  /* The Lua side: an optional second argument. */
+  push_value(L, "return json.encode({1, 2}, 5) == '[1,2]' and json.safe.encode({1, 2}, 5) == '[1,2]'");
+  assert_true(lua_toboolean(L, -1));
+  lua_pop(L, 1);
+  push_value(L, "local ok, err = pcall(json.encode, {1, 2}, 4) return ok or err");
+  assert_string_equal(lua_tostring(L, -1), "cannot encode: the text is over the limit of 4 bytes");
+  lua_pop(L, 1);
+  push_value(L, "local v, err = json.safe.encode({1, 2}, 4) return v == nil and err");
+  assert_string_equal(lua_tostring(L, -1), "cannot encode: the text is over the limit of 4 bytes");
+  lua_pop(L, 1);
+  push_value(L, "return json.encode('x', nil) .. json.safe.encode('y')");
+  assert_string_equal(lua_tostring(L, -1), "\"x\"\"y\"");
+  lua_pop(L, 1);
+  push_value(L, "local a, e1 = pcall(json.encode, 1, -1) local b, e2 = pcall(json.safe.encode, 1, 'big') "
+                "local c, e3 = pcall(json.encode, 1, 0/0) return not a and not b and not c and e1 .. '|' .. e2 .. '|' .. e3");
+  assert_non_null(strstr(lua_tostring(L, -1), "bad argument #2 to '?' (max must be a number of bytes >= 0)|"));
+  lua_pop(L, 1);
+  lua_close(L);
+}
+
 /* --- cr_json_decode ----------------------------------------------------------------------------- */
 
 static char dec_err[256];
@@ -713,6 +777,7 @@ int main(void) {
       cmocka_unit_test(test_encode_cycles),
       cmocka_unit_test(test_encode_restores_len),
       cmocka_unit_test(test_lua_module),
+      cmocka_unit_test(test_encode_max),
       cmocka_unit_test(test_decode_values),
       cmocka_unit_test(test_decode_numbers_match_strtod),
       cmocka_unit_test(test_decode_rejects),
