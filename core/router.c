@@ -386,6 +386,7 @@ typedef struct {
   size_t lens[CR_ROUTER_MAX_PARAMS];
   unsigned allowed;
   cr_route_match_t *m;
+  const node_t *root;
 } search_t;
 
 static const endpoint_t *pick(const node_t *n, unsigned method) {
@@ -439,6 +440,9 @@ static int search(const node_t *n, const char *p, search_t *st) {
                      : c->seglen == len && p[0] == c->seg[0] && memcmp(p, c->seg, len) == 0;
     if (eq && search(c, next, st)) return 1;
   }
+  /* A first segment "_" (also written %5F) is the platform's: only a static
+   * "_" route matches there, never a :param or * (see router.h). */
+  if (n == st->root && seg_equal(p, len, "_", 1)) return 0;
   if (st->nvals >= CR_ROUTER_MAX_PARAMS) return 0;
   if (n->param && len > 0) {
     st->vals[st->nvals] = p;
@@ -469,6 +473,7 @@ int cr_router_match(const cr_router_t *r, unsigned method, const char *path, siz
   st.nvals = 0;
   st.allowed = 0;
   st.m = m;
+  st.root = &r->root;
   size_t klen = (size_t)(end - path - 1);
   if (r->nexact && !memchr(path + 1, '%', klen)) {
     const exact_t *e = exact_find(r, path + 1, klen, path_hash(path + 1, klen));

@@ -6,6 +6,12 @@
  * Two routes conflict when their patterns have the same shape (parameter names
  * aside) and share a method; the router refuses the second and names the first.
  * A GET route also answers HEAD unless a HEAD route exists for the pattern.
+ * Static segments are compared percent-decoded (%5F is "_").
+ *
+ * Reserved paths: a path whose first segment is "_" (/_, /_/...) is the
+ * platform's. Only a pattern whose first segment is the static "_" matches
+ * it (settings.c lets only platform functions declare one); a first-segment
+ * :param or * never does, so `GET /:any/health` cannot answer /_/health.
  *
  * The router stores pointers to targets and never owns them. */
 #ifndef CR_ROUTER_H
