@@ -283,6 +283,41 @@ static void test_percent_encoded_static(void **state) {
   cr_router_free(r);
 }
 
+/* A first segment "_" is the platform's: only a static "_" route matches
+ * it, never a :param or * (issue 10: "GET /:any/health" answered /_/health). */
+static void test_reserved_first_segment(void **state) {
+  (void)state;
+  cr_router_t *r = router_with();
+  add_ok(r, CR_M_GET, "/:any/health", &T1);
+  add_ok(r, CR_M_GET, "/*rest", &T2);
+  add_ok(r, CR_M_GET, "/:a/:b/:c", &T4);
+  cr_route_match_t m;
+  assert_int_equal(match(r, CR_M_GET, "/_/health", &m), CR_ENOENT);
+  assert_int_equal(match(r, CR_M_GET, "/%5f/health", &m), CR_ENOENT);
+  assert_int_equal(match(r, CR_M_GET, "/%5F/health", &m), CR_ENOENT);
+  assert_int_equal(match(r, CR_M_GET, "/_", &m), CR_ENOENT);
+  assert_int_equal(match(r, CR_M_GET, "/_/", &m), CR_ENOENT);
+  assert_int_equal(match(r, CR_M_GET, "/_/a/b", &m), CR_ENOENT);
+  /* Not reserved: other first segments, "_" further down, "_x". */
+  assert_int_equal(match(r, CR_M_GET, "/x/health", &m), 0);
+  assert_ptr_equal(m.target, &T1);
+  assert_int_equal(match(r, CR_M_GET, "/x/_/y", &m), 0);
+  assert_ptr_equal(m.target, &T4);
+  assert_int_equal(match(r, CR_M_GET, "/_x/health", &m), 0);
+  assert_ptr_equal(m.target, &T1);
+  assert_int_equal(match(r, CR_M_GET, "/", &m), 0);
+  assert_ptr_equal(m.target, &T2);
+  /* A static "_" route (the platform's) does match. */
+  add_ok(r, CR_M_GET, "/_/storage/*key", &T3);
+  assert_int_equal(match(r, CR_M_GET, "/_/storage/a/b", &m), 0);
+  assert_ptr_equal(m.target, &T3);
+  assert_string_equal(param(&m, "key"), "a/b");
+  assert_int_equal(match(r, CR_M_GET, "/%5F/storage/a", &m), 0);
+  assert_ptr_equal(m.target, &T3);
+  assert_int_equal(match(r, CR_M_GET, "/_/health", &m), CR_ENOENT);
+  cr_router_free(r);
+}
+
 /* Whole static paths are found in one lookup (a hash beside the trie): the
  * answers must be the trie's, for many routes, for methods the static route
  * lacks (backtracking to a :param route), and for paths too long to key. */
@@ -587,6 +622,7 @@ int main(void) {
       cmocka_unit_test(test_backtracking_deep),
       cmocka_unit_test(test_trailing_slash),
       cmocka_unit_test(test_percent_encoded_static),
+      cmocka_unit_test(test_reserved_first_segment),
       cmocka_unit_test(test_many_static_routes),
       cmocka_unit_test(test_404_vs_405),
       cmocka_unit_test(test_head_falls_back_to_get),
