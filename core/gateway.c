@@ -455,9 +455,9 @@ static int valid_header_value(const char *s, size_t n) {
   return 1;
 }
 
-/* A number as header text (integers without ".0"). */
 /* Is the table at idx a response object: only status/headers/body keys, at
- * least one of them, and status (if present) a number? */
+ * least one of them, and status (if present) a number? Raw: lua_next and
+ * lua_rawget never run a metamethod. */
 static int is_response(lua_State *L, int idx) {
   int found = 0, ok = 1;
   lua_pushnil(L);
@@ -475,10 +475,20 @@ static int is_response(lua_State *L, int idx) {
     break;
   }
   if (!ok || !found) return 0;
-  lua_getfield(L, idx, "status");
+  lua_pushliteral(L, "status");
+  lua_rawget(L, idx);
   int st = lua_type(L, -1);
   lua_pop(L, 1);
   return st == LUA_TNIL || st == LUA_TNUMBER;
+}
+
+/* The one check of a status a function produces. A result's status may be
+ * 200-599 (a final response: no 1xx, nothing past 599); a platform HTTP
+ * error raised again by the function (event.json()'s, see finish()) may carry
+ * 400-599. Returns the status, or 0 when v is not an integer in [lo, 599]. */
+static int fn_status(double v, int lo) {
+  if (!(v >= lo && v <= 599) || v != floor(v)) return 0; /* NaN fails the first test */
+  return (int)v;
 }
 
 typedef struct {
@@ -489,6 +499,7 @@ typedef struct {
   char ctype_num[CR_JSON_NUMBER_MAX + 1]; /* a Content-Type given as a number (odd, but allowed) */
   long long head_length; /* an answer to HEAD: the Content-Length the function gave (GET's), or -1 */
   int object;            /* the result is a {status, headers, body} object */
+  int headers_idx;       /* where build_response() left its headers value on the stack */
   char err[300];
 } resp_t;
 
@@ -523,9 +534,12 @@ static int take_body(cr_gateway_t *g, lua_State *L, int idx, resp_t *r, const ch
   case LUA_TLIGHTUSERDATA: {
     g->body.len = 0;
     char jerr[200];
-    if (cr_json_encode(L, idx, &g->body, jerr, sizeof jerr)) {
+    /* Bounded as it goes: a table shared many times over (a DAG) cannot
+     * make the worker build more than the response limit allows. */
+    int rc = cr_json_encode_max(L, idx, &g->body, g->opts.max_response, jerr, sizeof jerr);
+    if (rc) {
       snprintf(r->err, sizeof r->err, "the response body could not be encoded as JSON: %s", jerr);
-      return CR_EINVAL;
+      return rc == CR_ETOOBIG ? CR_ETOOBIG : CR_EINVAL;
     }
     r->body = g->body.data ? g->body.data : "";
     r->body_len = g->body.len;
@@ -618,12 +632,22 @@ static int take_headers(lua_State *L, int idx, cr_http_req_t *req, resp_t *r, in
 
 /* Reads the handler's result (at idx, or none) into r: status, content type
  * and body, with the headers validated, so a bad result never leaves half a
- * response. emit_headers() then writes the headers. */
+ * response. emit_headers() then writes the headers.
+ *
+ * The rule for results (the invocation is over: no user code may run now):
+ * every value is read with raw access (lua_rawget, lua_next, lua_rawgeti,
+ * never a metamethod: a result's __index, __tostring, __len... are ignored),
+ * and each field once. build_response() pushes the headers and body values it
+ * read on L's stack, above the result, where they stay referenced until the
+ * response's bytes are written and the caller drops the stack; r's pointers
+ * point into those values. emit_headers() walks the same headers table, raw,
+ * again: no Lua code ran in between, so it is the table that was checked. */
 static int build_response(cr_gateway_t *g, lua_State *L, int idx, resp_t *r, cr_http_req_t *req) {
   r->status = 200;
   r->ctype = NULL;
   r->head_length = -1;
   r->object = 0;
+  r->headers_idx = 0;
   int t = idx ? lua_type(L, idx) : LUA_TNONE;
   if (t == LUA_TNONE || t == LUA_TNIL) {
     r->status = 204;
@@ -631,29 +655,32 @@ static int build_response(cr_gateway_t *g, lua_State *L, int idx, resp_t *r, cr_
     r->body_len = 0;
     return 0;
   }
+  if (!lua_checkstack(L, 8)) {
+    snprintf(r->err, sizeof r->err, "out of memory reading the result");
+    return CR_ENOMEM;
+  }
   if (t == LUA_TTABLE && is_response(L, idx)) {
     r->object = 1;
-    lua_getfield(L, idx, "status");
+    lua_pushliteral(L, "status");
+    lua_rawget(L, idx);
     if (!lua_isnil(L, -1)) {
       double s = lua_tonumber(L, -1);
-      if (s != floor(s) || s < 200 || s > 599) {
-        snprintf(r->err, sizeof r->err, "response status must be an integer from 200 to 599, got %g", s);
+      r->status = fn_status(s, 200);
+      if (!r->status) {
+        snprintf(r->err, sizeof r->err, "response status must be an integer from 200 to 599, got %.17g", s);
         lua_pop(L, 1);
         return CR_EINVAL;
       }
-      r->status = (int)s;
     }
     lua_pop(L, 1);
-    lua_getfield(L, idx, "headers");
-    int rc = take_headers(L, lua_gettop(L), req, r, 0);
-    if (rc) {
-      lua_pop(L, 1);
-      return rc;
-    }
-    lua_getfield(L, idx, "body");
-    rc = take_body(g, L, lua_gettop(L), r, "text/plain; charset=utf-8");
-    /* r may point into the body string: the result table keeps it alive. */
-    return rc;
+    lua_pushliteral(L, "headers");
+    lua_rawget(L, idx); /* stays on the stack: the values r points into */
+    r->headers_idx = lua_gettop(L);
+    int rc = take_headers(L, r->headers_idx, req, r, 0);
+    if (rc) return rc;
+    lua_pushliteral(L, "body");
+    lua_rawget(L, idx); /* stays on the stack too: r->body may point into it */
+    return take_body(g, L, lua_gettop(L), r, "text/plain; charset=utf-8");
   }
   if (t == LUA_TTABLE || t == LUA_TBOOLEAN) return take_body(g, L, idx, r, "application/json");
   if (t == LUA_TSTRING || t == LUA_TNUMBER) return take_body(g, L, idx, r, "text/plain; charset=utf-8");
@@ -662,11 +689,8 @@ static int build_response(cr_gateway_t *g, lua_State *L, int idx, resp_t *r, cr_
   return CR_EINVAL;
 }
 
-static void emit_headers(lua_State *L, int idx, cr_http_req_t *req, resp_t *r) {
-  if (!r->object) return;
-  lua_getfield(L, idx, "headers");
-  take_headers(L, lua_gettop(L), req, r, 1);
-  lua_pop(L, 1);
+static void emit_headers(lua_State *L, cr_http_req_t *req, resp_t *r) {
+  if (r->object) take_headers(L, r->headers_idx, req, r, 1);
 }
 
 /* --- the invocation --------------------------------------------------------------------------- */
@@ -781,7 +805,6 @@ static void finish(gw_call_t *call) {
     int top = lua_gettop(co);
     int idx = inv->nresults > 0 ? 1 : 0;
     rc = build_response(g, co, idx, &r, req);
-    lua_settop(co, top);
     if (rc == 0 && r.body_len > g->opts.max_response) {
       snprintf(r.err, sizeof r.err, "the response body (%zu bytes) is over the limit of %zu bytes", r.body_len,
                g->opts.max_response);
@@ -791,14 +814,15 @@ static void finish(gw_call_t *call) {
       status = r.status;
       cr_http_respond_start(req, r.status);
       fn_headers(req, cold, init_ms, fn_ms, ver);
-      emit_headers(co, idx, req, &r);
+      emit_headers(co, req, &r);
       cr_http_respond_finish(req, r.ctype, r.body, r.head_length >= 0 ? (size_t)r.head_length : r.body_len);
-      lua_settop(co, top);
     } else {
       cr_log(CR_LOG_ERROR, fn->name, call->reqid, "bad result from the handler: %s", r.err);
       status = 500;
       respond_fn_error(req, status, "internal error", ver, cold, init_ms, fn_ms);
     }
+    lua_settop(co, top); /* only now: r pointed into what build_response() pushed */
+    cr_buf_reset(&g->body, 64 * 1024); /* a big body does not stay held */
   } else if (inv->outcome == CR_OUTCOME_TIMEOUT) {
     status = 504;
     cr_log(CR_LOG_ERROR, fn->name, call->reqid, "%s", inv->error);
@@ -810,23 +834,25 @@ static void finish(gw_call_t *call) {
   } else {
     /* A platform HTTP error (event.json() on a bad body) answers with its status. */
     int http_status = 0;
-    if (lua_istable(co, -1) && lua_getmetatable(co, -1)) {
+    const char *msg = NULL;
+    if (lua_checkstack(co, 4) && lua_istable(co, -1) && lua_getmetatable(co, -1)) {
       lua_pushlightuserdata(co, &http_error_mt_key);
       lua_rawget(co, LUA_REGISTRYINDEX);
       int is = lua_rawequal(co, -1, -2);
       lua_pop(co, 2);
-      if (is) {
-        lua_getfield(co, -1, "status");
-        http_status = (int)lua_tointeger(co, -1);
-        lua_pop(co, 1);
+      if (is) { /* raw, and checked: the function may have changed its fields */
+        lua_pushliteral(co, "status");
+        lua_rawget(co, -2);
+        http_status = lua_type(co, -1) == LUA_TNUMBER ? fn_status(lua_tonumber(co, -1), 400) : 0;
+        lua_pushliteral(co, "message");
+        lua_rawget(co, -3);
+        msg = lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : "bad request";
+        /* both stay on the stack (msg points into one) until the end */
       }
     }
     if (http_status) {
-      lua_getfield(co, -1, "message");
-      const char *msg = lua_tostring(co, -1);
       status = http_status;
-      respond_fn_error(req, status, msg ? msg : "bad request", ver, cold, init_ms, fn_ms);
-      lua_pop(co, 1);
+      respond_fn_error(req, status, msg, ver, cold, init_ms, fn_ms);
     } else {
       status = 500;
       cr_buf_t *lb = cr_log_begin(CR_LOG_ERROR, inv->error, strlen(inv->error), fn->name, call->reqid);
