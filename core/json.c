@@ -11,17 +11,17 @@
 #include <string.h>
 
 #include "error.h"
+#include "clock.h"
 #include "text.h"
 #include "vm.h"
 
 #define JSON_MAX_DEPTH 1000
 
-/* Addresses used as unique registry keys and sentinel values. */
+/* The registry key of json.array_mt (users cannot reach the registry). */
 static char array_mt_key;
-static char empty_array_sentinel;
-
-int luaopen_cjson(lua_State *L);
-int luaopen_cjson_safe(lua_State *L);
+/* json.empty_array: a lightuserdata that is not an address (json.null is
+ * NULL), so nothing a function can print says where the binary is. */
+#define EMPTY_ARRAY ((void *)(uintptr_t)1)
 
 /* Bytes a JSON string cannot hold as they are: controls, '"' and '\\'. */
 static const unsigned char needs_escape[256] = {
@@ -167,10 +167,24 @@ typedef struct {
   lua_State *L;
   cr_buf_t *b;
   size_t limit; /* b->len may not pass this */
-  size_t max;   /* the caller's bound, for the message */
   char *err;
   size_t errlen;
+  unsigned visits;   /* tables so far */
+  uint64_t deadline; /* monotonic ns; 0 until the first clock check */
 } encoder_t;
+
+/* Time. A bound on the text bounds the work only where every step writes:
+ * it does (an empty table writes {}, nesting stops at 1000), except for
+ * walking a table, which costs its slots, not its keys: a table emptied
+ * after a million stores keeps its million slots and encodes to "{}", and
+ * an array of a million references to it would take hours. So from the
+ * ENC_CLOCK_FROM-th table on, every ENC_CLOCK_EVERY tables, the encoder
+ * looks at the clock and gives up at the invocation's deadline, or
+ * ENC_TIME_NS after it started where none is armed. Small values never read
+ * the clock. */
+#define ENC_CLOCK_FROM 64
+#define ENC_CLOCK_EVERY 16
+#define ENC_TIME_NS 2000000000ull
 
 static int enc_value(encoder_t *e, int idx, int depth);
 
@@ -223,6 +237,14 @@ static long table_array_len(lua_State *L, int idx) {
 static int enc_table(encoder_t *e, int idx, int depth) {
   lua_State *L = e->L;
   if (depth > JSON_MAX_DEPTH) return enc_fail(e, "cannot encode: nesting deeper than 1000 (a cycle?)", NULL);
+  if (++e->visits >= ENC_CLOCK_FROM && e->visits % ENC_CLOCK_EVERY == 0) {
+    uint64_t now = cr_clock_ns();
+    if (!e->deadline) {
+      cr_vm_t *vm = cr_vm_find(L);
+      e->deadline = vm && vm->deadline_ns ? vm->deadline_ns : now + ENC_TIME_NS;
+    }
+    if (now >= e->deadline) return CR_ETIMEDOUT;
+  }
   if (!lua_checkstack(L, 4)) return enc_fail(e, "cannot encode: Lua stack exhausted", NULL);
   int forced_array = 0;
   if (lua_getmetatable(L, idx)) {
@@ -293,27 +315,12 @@ static int enc_value(encoder_t *e, int idx, int depth) {
   case LUA_TLIGHTUSERDATA: {
     void *p = lua_touserdata(L, idx);
     if (p == NULL) return enc_put(e, "null", 4); /* json.null / cjson.null */
-    if (p == &empty_array_sentinel) return enc_put(e, "[]", 2);
+    if (p == EMPTY_ARRAY) return enc_put(e, "[]", 2);
   }
   /* fall through */
   default:
     return enc_fail(e, "cannot encode a value of type ", lua_typename(L, lua_type(L, idx)));
   }
-}
-
-int cr_json_encode_max(lua_State *L, int idx, cr_buf_t *b, size_t max, char *err, size_t errlen) {
-  size_t mark = b->len;
-  encoder_t e = {L, b, max > SIZE_MAX - mark ? SIZE_MAX : mark + max, max, err, errlen};
-  int top = lua_gettop(L);
-  if (idx < 0) idx = top + idx + 1;
-  int rc = enc_value(&e, idx, 0);
-  lua_settop(L, top);
-  if (rc) {
-    if (rc == CR_ENOMEM) snprintf(err, errlen, "cannot encode: out of memory");
-    else if (rc == CR_ETOOBIG) snprintf(err, errlen, "cannot encode: the text is over the limit of %zu bytes", max);
-    b->len = mark;
-  }
-  return rc;
 }
 
 /* The bytes the state L may still allocate under its vm's memory limit (a
@@ -326,8 +333,33 @@ static size_t mem_bound(lua_State *L) {
   return vm->mem_used < limit ? limit - vm->mem_used : 0;
 }
 
+/* mem: max is what the state's memory allows, say so when it is passed. */
+static int encode_run(lua_State *L, int idx, cr_buf_t *b, size_t max, int mem, char *err, size_t errlen) {
+  size_t mark = b->len;
+  encoder_t e = {L, b, max > SIZE_MAX - mark ? SIZE_MAX : mark + max, err, errlen, 0, 0};
+  int top = lua_gettop(L);
+  if (idx < 0) idx = top + idx + 1;
+  int rc = enc_value(&e, idx, 0);
+  lua_settop(L, top);
+  if (rc) {
+    if (rc == CR_ENOMEM) snprintf(err, errlen, "cannot encode: out of memory");
+    else if (rc == CR_ETOOBIG && mem)
+      snprintf(err, errlen, "cannot encode: the text would pass the function's memory limit (%zu bytes left)", max);
+    else if (rc == CR_ETOOBIG) snprintf(err, errlen, "cannot encode: the text is over the limit of %zu bytes", max);
+    else if (rc == CR_ETIMEDOUT)
+      snprintf(err, errlen, "cannot encode: out of time after %u tables (a table shared or walked too often?)",
+               e.visits);
+    b->len = mark;
+  }
+  return rc;
+}
+
+int cr_json_encode_max(lua_State *L, int idx, cr_buf_t *b, size_t max, char *err, size_t errlen) {
+  return encode_run(L, idx, b, max, 0, err, errlen);
+}
+
 int cr_json_encode(lua_State *L, int idx, cr_buf_t *b, char *err, size_t errlen) {
-  return cr_json_encode_max(L, idx, b, mem_bound(L), err, errlen);
+  return encode_run(L, idx, b, mem_bound(L), 1, err, errlen);
 }
 
 /* --- decoding ----------------------------------------------------------------------------------- */
@@ -352,7 +384,10 @@ typedef struct {
   size_t errlen;
 } decoder_t;
 
-static cr_buf_t dec_scratch; /* unescaped strings; the decoder never re-enters */
+/* Unescaped strings of up to DEC_SCRATCH_MAX bytes; the decoder never
+ * re-enters. It never grows past that, so no document leaves it big. */
+static cr_buf_t dec_scratch;
+#define DEC_SCRATCH_MAX 65536
 
 static int dec_value(decoder_t *d);
 
@@ -407,13 +442,26 @@ static int dec_string(decoder_t *d) {
     d->p = q + 1;
     return 0;
   }
-  /* Escapes: the result is never longer than the input. */
-  dec_scratch.len = 0;
-  if (cr_buf_reserve(&dec_scratch, (size_t)(d->end - start))) {
-    snprintf(d->err, d->errlen, "out of memory");
-    return CR_ENOMEM;
+  /* Escapes: the result is never longer than the string's text, found
+   * first. Up to DEC_SCRATCH_MAX bytes it is unescaped in the scratch buffer,
+   * beyond in a userdata of the state (metered, and collected whatever
+   * happens next). */
+  const char *close = q;
+  while (close < d->end && *close != '"') close += *close == '\\' ? 2 : 1;
+  if (close > d->end) close = d->end;
+  size_t room = (size_t)(close - start);
+  char *out;
+  if (room <= DEC_SCRATCH_MAX) {
+    dec_scratch.len = 0;
+    if (cr_buf_reserve(&dec_scratch, room ? room : 1)) {
+      snprintf(d->err, d->errlen, "out of memory");
+      return CR_ENOMEM;
+    }
+    out = dec_scratch.data;
+  } else {
+    out = lua_newuserdata(d->L, room);
   }
-  char *o = dec_scratch.data;
+  char *o = out;
   memcpy(o, start, (size_t)(q - start));
   o += q - start;
   d->p = q;
@@ -462,8 +510,51 @@ static int dec_string(decoder_t *d) {
     d->p += 2;
   }
   d->p++;
-  lua_pushlstring(d->L, dec_scratch.data, (size_t)(o - dec_scratch.data));
+  lua_pushlstring(d->L, out, (size_t)(o - out));
+  if (out != dec_scratch.data) lua_remove(d->L, -2);
   return 0;
+}
+
+/* A valid number text too long for a small buffer (thousands of digits):
+ * read as its first 800 significant digits, a 1 after them if any later
+ * digit is not 0, and the exponent. That rounds as the whole text would (the
+ * exact decimal of a double has at most 767 significant digits, so only
+ * "more than this" matters past them), in bounded time and stack memory. */
+static double long_number(const char *p, const char *end) {
+  char buf[840];
+  int o = 0, kept = 0, frac = 0, sticky = 0;
+  long long exp = 0;
+  if (*p == '-') buf[o++] = *p++;
+  for (; p < end && *p != 'e' && *p != 'E'; p++) {
+    char c = *p;
+    if (c == '.') {
+      frac = 1;
+    } else if (kept == 0 && c == '0') {
+      if (frac) exp--;
+    } else if (kept < 800) {
+      buf[o++] = c;
+      kept++;
+      if (frac) exp--;
+    } else {
+      if (c != '0') sticky = 1;
+      if (!frac) exp++;
+    }
+  }
+  if (kept == 0) return buf[0] == '-' ? -0.0 : 0.0;
+  if (sticky) {
+    buf[o++] = '1';
+    exp--;
+  }
+  if (p < end) { /* the exponent: digits past 10^15 cannot change the result */
+    int eneg = 0;
+    long long e = 0;
+    if (*++p == '+' || *p == '-') eneg = *p++ == '-';
+    for (; p < end; p++)
+      if (e < 1000000000000000ll) e = e * 10 + (*p - '0');
+    exp += eneg ? -e : e;
+  }
+  snprintf(buf + o, sizeof buf - (size_t)o, "e%lld", exp);
+  return strtod(buf, NULL);
 }
 
 /* Pushes a number. Everyday ones (up to 15 significant digits, a decimal
@@ -540,14 +631,16 @@ static int dec_number(decoder_t *d) {
       tmp[n] = '\0';
       v = strtod(tmp, NULL);
     } else {
-      dec_scratch.len = 0;
-      if (cr_buf_append(&dec_scratch, start, n) || cr_buf_putc(&dec_scratch, '\0')) {
-        snprintf(d->err, d->errlen, "out of memory");
-        return CR_ENOMEM;
-      }
-      v = strtod(dec_scratch.data, NULL);
+      v = long_number(start, p);
     }
     neg = 0; /* strtod read the sign */
+  }
+  /* Past the largest double strtod gives infinity, which no JSON text can
+   * say (it could not be encoded back): refused. Below the smallest it gives
+   * 0 (or -0), the nearest double, as every reader does: kept. */
+  if (isinf(v)) {
+    d->p = start;
+    return dec_fail(d, "number out of range");
   }
   lua_pushnumber(d->L, neg ? -v : v);
   return 0;
@@ -686,7 +779,6 @@ int cr_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t er
     skip_ws(&d);
     if (d.p < d.end) rc = dec_fail(&d, "unexpected text after the value");
   }
-  if (dec_scratch.cap > 65536) cr_buf_reset(&dec_scratch, 65536); /* once per document, not per string */
   if (rc) {
     lua_settop(L, top);
     return rc;
@@ -721,59 +813,99 @@ static int l_decode_safe(lua_State *L) {
   return 1;
 }
 
-/* The optional max of json.encode(v [, max]) and json.safe.encode: a number
- * >= 0 (bytes of text), or nil for none. Either way the text is also bounded
- * by the memory the function has left (mem_bound). */
-static size_t encode_bound(lua_State *L) {
-  size_t bound = mem_bound(L);
-  if (lua_isnoneornil(L, 2)) return bound;
-  if (lua_type(L, 2) != LUA_TNUMBER) luaL_argerror(L, 2, "max must be a number of bytes");
-  lua_Number m = lua_tonumber(L, 2);
-  if (!(m >= 0)) luaL_argerror(L, 2, "max must be a number of bytes >= 0");
-  return m < (lua_Number)bound ? (size_t)m : bound;
+/* json.encode's text. One per process: the encoder runs no Lua code, so it
+ * is never re-entered. Kept small between calls: a big text is pushed as a
+ * string under a protected call, so a memory error there (the string takes
+ * the bytes again, in the state) cannot leave it big, and it is trimmed
+ * before anything else happens. */
+static cr_buf_t enc_scratch;
+#define SCRATCH_KEEP 65536
+
+static void scratch_done(void) {
+  if (enc_scratch.cap > SCRATCH_KEEP) cr_buf_reset(&enc_scratch, SCRATCH_KEEP);
+  enc_scratch.len = 0;
+}
+
+static int push_scratch(lua_State *L) {
+  lua_pushlstring(L, enc_scratch.data, enc_scratch.len);
+  return 1;
+}
+
+/* json.encode(v [, max]) and json.safe.encode: encodes argument 1 and pushes
+ * the string, or returns the code with the message in err. max (argument 2:
+ * bytes of text, or nil) and the memory the function has left both bound the
+ * text. Upvalue 1 is push_scratch. */
+static int encode_arg(lua_State *L, char *err, size_t errlen) {
+  size_t bound = mem_bound(L), max = bound;
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Number m = lua_type(L, 2) == LUA_TNUMBER ? lua_tonumber(L, 2) : -1;
+    if (!(m >= 0)) luaL_argerror(L, 2, "max must be a number of bytes >= 0");
+    if (m < (lua_Number)bound) max = (size_t)m;
+  }
+  enc_scratch.len = 0;
+  int rc = encode_run(L, 1, &enc_scratch, max, max == bound, err, errlen);
+  if (rc) {
+    scratch_done();
+    return rc;
+  }
+  if (enc_scratch.cap <= SCRATCH_KEEP) { /* a memory error here leaves nothing big */
+    lua_pushlstring(L, enc_scratch.len ? enc_scratch.data : "", enc_scratch.len);
+    enc_scratch.len = 0;
+    return 0;
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  int st = lua_pcall(L, 0, 1, 0);
+  scratch_done();
+  if (st) lua_error(L); /* the memory error, again, now that the text is gone */
+  return 0;
 }
 
 /* json.encode(v [, max]) -> string; raises on values JSON cannot hold. */
 static int l_encode(lua_State *L) {
   luaL_checkany(L, 1);
-  size_t max = encode_bound(L);
-  cr_buf_t b = CR_BUF_INIT;
   char err[160];
-  int rc = cr_json_encode_max(L, 1, &b, max, err, sizeof err);
-  if (rc) {
-    cr_buf_free(&b);
-    return luaL_error(L, "%s", err);
-  }
-  lua_pushlstring(L, b.data ? b.data : "", b.len);
-  cr_buf_free(&b);
+  if (encode_arg(L, err, sizeof err)) return luaL_error(L, "%s", err);
   return 1;
 }
 
 /* json.safe.encode(v [, max]) -> string | nil, err */
 static int l_encode_safe(lua_State *L) {
-  size_t max = encode_bound(L);
-  cr_buf_t b = CR_BUF_INIT;
   char err[160];
-  int rc = cr_json_encode_max(L, 1, &b, max, err, sizeof err);
-  if (rc) {
-    cr_buf_free(&b);
+  if (encode_arg(L, err, sizeof err)) {
     lua_pushnil(L);
     lua_pushstring(L, err);
     return 2;
   }
-  lua_pushlstring(L, b.data ? b.data : "", b.len);
-  cr_buf_free(&b);
   return 1;
 }
 
-/* Puts crescent's encode and decode, empty_array and array_mt over a lua-cjson table at -1
- * (which keeps its null and its version fields). */
-static void decorate(lua_State *L, lua_CFunction encode, lua_CFunction decode) {
-  lua_pushcfunction(L, encode);
+static int name_tostring(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  return 1;
+}
+
+/* tostring() of any lightuserdata (they share one metatable): a fixed name,
+ * never an address. */
+static int lightud_tostring(lua_State *L) {
+  void *p = lua_touserdata(L, 1);
+  lua_pushstring(L, p == NULL ? "json.null" : p == EMPTY_ARRAY ? "json.empty_array" : "userdata");
+  return 1;
+}
+
+/* The json table: exactly what the README documents (encode, decode, null,
+ * empty_array, array_mt), no more: lua-cjson's own functions (new, with a
+ * private buffer per instance outside the memory meter; encode_keep_buffer,
+ * encode_max_depth and the other settings) are not reachable. */
+static void json_table(lua_State *L, lua_CFunction encode, lua_CFunction decode) {
+  lua_createtable(L, 0, 6);
+  lua_pushcfunction(L, push_scratch);
+  lua_pushcclosure(L, encode, 1);
   lua_setfield(L, -2, "encode");
   lua_pushcfunction(L, decode);
   lua_setfield(L, -2, "decode");
-  lua_pushlightuserdata(L, &empty_array_sentinel);
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, "null");
+  lua_pushlightuserdata(L, EMPTY_ARRAY);
   lua_setfield(L, -2, "empty_array");
   lua_pushlightuserdata(L, &array_mt_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
@@ -781,17 +913,32 @@ static void decorate(lua_State *L, lua_CFunction encode, lua_CFunction decode) {
 }
 
 int cr_json_open(lua_State *L) {
-  /* The marker metatable for tables that must encode as arrays (even empty). */
+  /* The marker metatable for tables that must encode as arrays (even empty).
+   * Its own metatable only names it for tostring (metamethods of the tables
+   * it marks are looked up in it, not in its metatable). */
   lua_pushlightuserdata(L, &array_mt_key);
   lua_newtable(L);
+  lua_createtable(L, 0, 2);
+  lua_pushliteral(L, "json.array_mt");
+  lua_pushcclosure(L, name_tostring, 1);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
   lua_rawset(L, LUA_REGISTRYINDEX);
 
-  lua_pushcfunction(L, luaopen_cjson);
-  lua_call(L, 0, 1);
-  decorate(L, l_encode, l_decode);
-  lua_pushcfunction(L, luaopen_cjson_safe);
-  lua_call(L, 0, 1);
-  decorate(L, l_encode_safe, l_decode_safe);
+  /* Every lightuserdata of the state: a name for tostring, locked. */
+  lua_pushlightuserdata(L, NULL);
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, lightud_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+
+  json_table(L, l_encode, l_decode);
+  json_table(L, l_encode_safe, l_decode_safe);
   lua_setfield(L, -2, "safe");
   return 1;
 }

@@ -8,12 +8,14 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "error.h"
 #include "json.h"
 #include "vm.h"
@@ -533,11 +535,111 @@ static void test_decode_values(void **state) {
   roundtrips(L, "[0.30000000000000004,5e-324,2.2250738585072014e-308,1.7976931348623157e308]",
              "[0.30000000000000004,5e-324,2.2250738585072014e-308,1.7976931348623157e+308]");
   roundtrips(L, "0.000000000000000000000000000001", "1e-30");
-  /* Out of range reads as infinity, as strtod and JavaScript do (it cannot be encoded back). */
-  assert_int_equal(decode(L, "[1e400,-1e400]", 14), 0);
-  lua_rawgeti(L, -1, 1);
-  assert_true(isinf(lua_tonumber(L, -1)) && lua_tonumber(L, -1) > 0);
-  lua_pop(L, 2);
+  lua_close(L);
+}
+
+/* Numbers past the largest double are refused (infinity has no JSON text,
+ * it could not be encoded back); below the smallest they read as 0 / -0,
+ * the nearest double. */
+static void test_decode_number_range(void **state) {
+  (void)state;
+  lua_State *L = new_state();
+  static const struct { const char *text, *err; } bad[] = {
+      {"1e400", "number out of range at character 1 ('1')"},
+      {"-1e400", "number out of range at character 1 ('-')"},
+      {"[0, 1.8e308]", "number out of range at character 5 ('1')"},
+      {"{\"a\": -2E+999999999999999999999}", "number out of range at character 7 ('-')"},
+      {"[1797693134862315807937289714053034150799341327710961186899936190489213443584000000000000"
+       "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+       "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+       "0000000000000000000000000000000000000000000000000000000000000000000000000000000]",
+       "number out of range at character 2 ('1')"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_not_equal(decode(L, bad[i].text, strlen(bad[i].text)), 0);
+    assert_string_equal(dec_err, bad[i].err);
+  }
+  /* The largest double and what rounds to it still read. */
+  roundtrips(L, "[1.7976931348623157e308,-1.7976931348623158e308]", "[1.7976931348623157e+308,-1.7976931348623157e+308]");
+  /* Underflow: 0, keeping the sign. */
+  roundtrips(L, "[1e-400,-1e-400,0e999999999,-0.0e-5]", "[0,-0,0,-0]");
+  /* The Lua side says the same. */
+  push_value(L, "local ok, err = pcall(json.decode, '[1e400]') local v, err2 = json.safe.decode('-1e400') "
+                "return err .. '|' .. err2");
+  assert_non_null(strstr(lua_tostring(L, -1), "invalid JSON: number out of range at character 2 ('1')|"
+                                               "invalid JSON: number out of range at character 1 ('-')"));
+  lua_pop(L, 1);
+  lua_close(L);
+}
+
+static const char half_min_digits[] = /* 2^-1075, halfway between 0 and the least double */
+    "247032822920623272088284396434110686182529901307162382212792841250337753635104375932649918"
+    "180817996189898282347722858865463328355177969898199387398005390939063150356595155702263922"
+    "908583924491051844359318028499365361525003193704576782492193656236698636584807570015857692"
+    "699037063119282795585513329278343384093519780155312465972635795746227664652728272200563740"
+    "064854999770965994704540208281662262378573934507363390079677619305775067401763246736009689"
+    "513405355374585166611342237666786041621596804619144672918403005300575308490487653917113865"
+    "916462395249126236538818796362393732804238910186723484976682350898633885879256283027559956"
+    "575244555072551893136908362547791869486679949683240497058210285131854513962138377228261454"
+    "37693412532098591327667236328125";
+
+/* Number texts too long for a small buffer (hundreds or thousands of
+ * digits) read as strtod reads the whole text, rounding included, without
+ * a buffer the size of the text. */
+static void test_decode_long_numbers(void **state) {
+  (void)state;
+  lua_State *L = new_state();
+  static char text[8192];
+  const char *d = half_min_digits;
+  /* 2^-1075 exactly: a tie, to even (0); a hair above it: 5e-324, whether
+   * the hair is right after the digits or 3000 zeros later. */
+  const char *tails[] = {"", "1", "0000000000000000000000000001", NULL};
+  for (int t = 0; t < 4; t++) {
+    int n = snprintf(text, sizeof text, "%c.%s", d[0], d + 1);
+    if (t < 3) n += snprintf(text + n, sizeof text - (size_t)n, "%s", tails[t]);
+    else {
+      for (int z = 0; z < 3000; z++) text[n++] = '0';
+      text[n++] = '7';
+    }
+    n += snprintf(text + n, sizeof text - (size_t)n, "e-324");
+    assert_int_equal(decode(L, text, (size_t)n), 0);
+    double want = strtod(text, NULL);
+    assert_true(lua_tonumber(L, -1) == want);
+    assert_true(t == 0 ? want == 0 : want == 5e-324);
+    lua_pop(L, 1);
+  }
+  /* Random long texts, every shape: integer digits, fraction, leading
+   * zeros, exponents, signs. */
+  srand(7);
+  for (int i = 0; i < 3000; i++) {
+    int n = 0;
+    if (rand() % 2) text[n++] = '-';
+    int lead = rand() % 3 == 0;
+    if (lead) text[n++] = '0';
+    else {
+      text[n++] = (char)('1' + rand() % 9);
+      int k = rand() % 1200;
+      for (int j = 0; j < k; j++) text[n++] = (char)('0' + (rand() % 5 ? rand() % 10 : 0));
+    }
+    if (lead || rand() % 2) {
+      text[n++] = '.';
+      int z = lead ? rand() % 400 : 0, k = 1 + rand() % 1200;
+      for (int j = 0; j < z; j++) text[n++] = '0';
+      for (int j = 0; j < k; j++) text[n++] = (char)('0' + rand() % 10);
+    }
+    if (rand() % 2) n += snprintf(text + n, sizeof text - (size_t)n, "e%d", rand() % 1400 - 900);
+    text[n] = '\0';
+    double want = strtod(text, NULL);
+    int rc = decode(L, text, (size_t)n);
+    if (isinf(want)) {
+      assert_int_not_equal(rc, 0);
+      continue;
+    }
+    if (rc) fail_msg("%s: %s", dec_err, text);
+    double got = lua_tonumber(L, -1);
+    if (memcmp(&got, &want, sizeof got) != 0) fail_msg("%.17g != strtod's %.17g for %s", got, want, text);
+    lua_pop(L, 1);
+  }
   lua_close(L);
 }
 
@@ -762,6 +864,243 @@ static void test_in_vm(void **state) {
   cr_vm_free(vm);
 }
 
+/* --- limits: memory, time, what user code can see ---------------------------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define MALLOC_COUNTED 0 /* ASan's allocator: mallinfo2 says nothing */
+#else
+#define MALLOC_COUNTED 1
+#endif
+
+/* Bytes malloc has handed out (heap and mmap'd), outside any Lua state's meter. */
+static size_t malloc_in_use(void) {
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
+/* A vm under a function's limit, as during an invocation. */
+static cr_vm_t *limited_vm(size_t mb) {
+  cr_vm_t *vm = cr_vm_new();
+  assert_non_null(vm);
+  cr_vm_bind(vm, "t", NULL, mb << 20);
+  vm->mem_strict = 1;
+  return vm;
+}
+
+/* Item 4: pcall(json.encode, string.rep("\1", 12 * 2^20)) under memory = 64
+ * kept ~72 MB of malloc'd buffer per call (the string push raised a memory
+ * error and the buffer was never freed). Now the text is bounded by the
+ * memory the state has left, and nothing stays behind. */
+static void test_encode_memory_bound(void **state) {
+  (void)state;
+  cr_vm_t *vm = limited_vm(64);
+  lua_State *L = vm->L;
+  size_t before = malloc_in_use();
+  push_value(L, "local errs = {} for i = 1, 5 do "
+                "  local ok, err = pcall(json.encode, string.rep('\\1', 12 * 2^20)) errs[i] = ok and 'ok' or err "
+                "end return errs[5]");
+  assert_non_null(strstr(lua_tostring(L, -1), "cannot encode: the text would pass the function's memory limit ("));
+  lua_pop(L, 1);
+  if (MALLOC_COUNTED) assert_true(malloc_in_use() < before + (1u << 20));
+  /* The safe variant says the same, and an explicit max under the memory bound wins. */
+  push_value(L, "local s = string.rep('\\1', 2^20) local v, e = json.safe.encode(s) local w, e2 = json.safe.encode(s, 1000) "
+                "return (v and #v or 'nil') .. '|' .. tostring(e2)");
+  assert_string_equal(lua_tostring(L, -1), "6291458|cannot encode: the text is over the limit of 1000 bytes");
+  lua_pop(L, 1);
+  cr_vm_free(vm);
+}
+
+/* The text fits the bound but the string that copies it into the state does
+ * not: the memory error comes out of json.encode, and the text's buffer is
+ * not kept (it was leaked before). */
+static void test_encode_push_fails(void **state) {
+  (void)state;
+  for (int safe = 0; safe < 2; safe++) {
+    cr_vm_t *vm = limited_vm(64);
+    lua_State *L = vm->L;
+    push_value(L, "local s = string.rep('x', 4 * 2^20) return function() return s end");
+    lua_setglobal(L, "get");
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    size_t before = malloc_in_use();
+    for (int i = 0; i < 5; i++) {
+      lua_getglobal(L, "json");
+      lua_getfield(L, -1, "safe");
+      lua_getfield(L, safe ? -1 : -2, "encode");
+      lua_getglobal(L, "get");
+      lua_call(L, 0, 1);
+      lua_gc(L, LUA_GCCOLLECT, 0);
+      vm->mem_limit = vm->mem_used + (4u << 20) + 16; /* room for the text, not for its string */
+      int rc = lua_pcall(L, 1, 1, 0);
+      vm->mem_limit = 64u << 20;
+      assert_int_not_equal(rc, 0);
+      assert_string_equal(lua_tostring(L, -1), "not enough memory");
+      assert_true(vm->mem_exceeded);
+      vm->mem_exceeded = 0;
+      lua_settop(L, 0);
+    }
+    if (MALLOC_COUNTED) assert_true(malloc_in_use() < before + (1u << 20));
+    /* And the next encode works. */
+    push_value(L, "return json.encode({get():sub(1, 3)})");
+    assert_string_equal(lua_tostring(L, -1), "[\"xxx\"]");
+    cr_vm_free(vm);
+  }
+}
+
+/* A shared sub-table DAG (t = {t, t} twenty levels over a 1 KB string) is 1 GB
+ * of text: it fails at the bound, fast, and builds nothing past it. */
+static void test_encode_dag(void **state) {
+  (void)state;
+  cr_vm_t *vm = limited_vm(64);
+  lua_State *L = vm->L;
+  size_t before = malloc_in_use();
+  uint64_t t0 = cr_clock_ns();
+  push_value(L, "local t = string.rep('a', 1024) for i = 1, 20 do t = {t, t} end "
+                "local ok, err = pcall(json.encode, t) local ok2, err2 = pcall(json.encode, t, 6 * 2^20) "
+                "return err .. '|' .. err2");
+  assert_true(cr_clock_ns() - t0 < 2000000000ull);
+  const char *msg = lua_tostring(L, -1);
+  assert_non_null(strstr(msg, "cannot encode: the text would pass the function's memory limit ("));
+  assert_non_null(strstr(msg, "|cannot encode: the text is over the limit of 6291456 bytes"));
+  lua_pop(L, 1);
+  if (MALLOC_COUNTED) assert_true(malloc_in_use() < before + (1u << 20));
+  /* cr_json_encode_max into a caller's buffer: stops within the limit. */
+  push_value(L, "local t = string.rep('a', 1024) for i = 1, 20 do t = {t, t} end return t");
+  cr_buf_t b = CR_BUF_INIT;
+  char err[200];
+  assert_int_equal(cr_json_encode_max(L, -1, &b, 1u << 20, err, sizeof err), CR_ETOOBIG);
+  assert_int_equal(b.len, 0);
+  assert_true(b.cap <= (2u << 20));
+  assert_string_equal(err, "cannot encode: the text is over the limit of 1048576 bytes");
+  cr_buf_free(&b);
+  cr_vm_free(vm);
+}
+
+/* Walking a table costs its slots: a table emptied after a million stores
+ * encodes to "[1]" but takes a millisecond to walk, and an array of 200,000
+ * references to it took minutes while the text stayed small. The encoder
+ * stops at the invocation's deadline, or after its own time where none is
+ * armed. */
+static void test_encode_time_bound(void **state) {
+  (void)state;
+  static const char *hollow = "local t = {} for i = 1, 2^20 do t[i] = i end for i = 2, 2^20 do t[i] = nil end "
+                              "local h = {} for i = 1, 2^20 do h['k' .. i] = i end for i = 1, 2^20 do h['k' .. i] = nil end "
+                              "h.x = 1 local a = {} for i = 1, 200000 do a[i] = i % 2 == 0 and t or h end return a";
+  cr_vm_t *vm = limited_vm(256);
+  lua_State *L = vm->L;
+  push_value(L, hollow);
+  char err[200];
+  cr_buf_t b = CR_BUF_INIT;
+  vm->deadline_ns = cr_clock_ns() + 200000000ull; /* an invocation with 0.2 s left */
+  uint64_t t0 = cr_clock_ns();
+  int rc = cr_json_encode_max(L, -1, &b, SIZE_MAX, err, sizeof err);
+  uint64_t took = cr_clock_ns() - t0;
+  vm->deadline_ns = 0;
+  assert_int_equal(rc, CR_ETIMEDOUT);
+  assert_int_equal(b.len, 0);
+  assert_true(took >= 150000000ull && took < 1000000000ull);
+  assert_non_null(strstr(err, "cannot encode: out of time after "));
+  /* No deadline (platform code after an invocation): the encoder's own 2 s. */
+  t0 = cr_clock_ns();
+  rc = cr_json_encode_max(L, -1, &b, SIZE_MAX, err, sizeof err);
+  took = cr_clock_ns() - t0;
+  assert_int_equal(rc, CR_ETIMEDOUT);
+  assert_true(took >= 1900000000ull && took < 3000000000ull);
+  /* The same from Lua, under a deadline. */
+  lua_setglobal(L, "a");
+  vm->deadline_ns = cr_clock_ns() + 100000000ull;
+  push_value(L, "local ok, err = pcall(json.encode, a) return err");
+  vm->deadline_ns = 0;
+  assert_non_null(strstr(lua_tostring(L, -1), "cannot encode: out of time after "));
+  lua_pop(L, 1);
+  /* Many small tables, honestly: no clock trouble, and the text is exact. */
+  push_value(L, "local a = {} for i = 1, 100000 do a[i] = {} end return #json.encode(a)");
+  assert_int_equal(lua_tointeger(L, -1), 2 + 100000 * 3 - 1);
+  cr_buf_free(&b);
+  cr_vm_free(vm);
+}
+
+/* The decoder's scratch buffer: a big escaped string whose push fails left
+ * it at the string's size (malloc'd, outside the meter) until the next
+ * document. Now long strings are unescaped in the state's own memory. */
+static void test_decode_memory(void **state) {
+  (void)state;
+  cr_vm_t *vm = limited_vm(64);
+  lua_State *L = vm->L;
+  push_value(L, "return '\"' .. string.rep('ab\\\\n', 2^20) .. '\"'");
+  lua_setglobal(L, "big");
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  size_t before = malloc_in_use();
+  for (int i = 0; i < 3; i++) {
+    lua_getglobal(L, "json");
+    lua_getfield(L, -1, "decode");
+    lua_getglobal(L, "big");
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    vm->mem_limit = vm->mem_used + (1u << 20); /* not enough for the 3 MB string */
+    int rc = lua_pcall(L, 1, 1, 0);
+    vm->mem_limit = 64u << 20;
+    assert_int_not_equal(rc, 0);
+    vm->mem_exceeded = 0;
+    lua_settop(L, 0);
+  }
+  if (MALLOC_COUNTED) assert_true(malloc_in_use() < before + (256u << 10));
+  /* With room it decodes, exactly. */
+  push_value(L, "local s = json.decode(big) return #s == 3 * 2^20 and s:sub(1, 4) == 'ab\\na' and s:sub(-3) == 'ab\\n'");
+  assert_true(lua_toboolean(L, -1));
+  lua_pop(L, 1);
+  if (MALLOC_COUNTED) assert_true(malloc_in_use() < before + (256u << 10));
+  /* Escapes near the end of a long string, and an unterminated one. */
+  push_value(L, "local s = string.rep('x', 70000) .. '\\\\u00e9\\\\\"' return json.decode('\"' .. s .. '\"') == "
+                "string.rep('x', 70000) .. '\\195\\169\"' and select(2, json.safe.decode('\"' .. s))");
+  assert_string_equal(lua_tostring(L, -1), "invalid JSON: unexpected end of input (unterminated string) at character 70010");
+  lua_pop(L, 1);
+  cr_vm_free(vm);
+}
+
+/* Item 16: nothing user code can print shows an address in the binary. */
+static void test_platform_objects_print_names(void **state) {
+  (void)state;
+  cr_vm_t *vm = cr_vm_new();
+  assert_non_null(vm);
+  lua_State *L = vm->L;
+  push_value(L, "local d = json.decode('[null]') return table.concat({tostring(json.empty_array), tostring(json.null), "
+                "tostring(d[1]), tostring(json.array_mt), tostring(json.safe.empty_array), tostring(json.safe.null), "
+                "string.format('%s %s', json.empty_array, json.null), tostring(require('cjson').null), "
+                "tostring(require('cjson.safe').empty_array)}, ',')");
+  assert_string_equal(lua_tostring(L, -1),
+                      "json.empty_array,json.null,json.null,json.array_mt,json.empty_array,json.null,"
+                      "json.empty_array json.null,json.null,json.empty_array");
+  lua_pop(L, 1);
+  /* Locked, and the sentinels are not addresses at all. */
+  push_value(L, "return getmetatable(json.null) == false and getmetatable(json.empty_array) == false and "
+                "getmetatable(json.array_mt) == false and not pcall(setmetatable, json.array_mt, {})");
+  assert_true(lua_toboolean(L, -1));
+  lua_pop(L, 1);
+  lua_getglobal(L, "json");
+  lua_getfield(L, -1, "empty_array");
+  assert_true((uintptr_t)lua_touserdata(L, -1) < 4096);
+  lua_pop(L, 2);
+  /* Error messages: no address either. */
+  push_value(L, "local _, e1 = pcall(function() return 'x' .. json.null end) "
+                "local _, e2 = pcall(function() return json.empty_array.x end) "
+                "local _, e3 = pcall(error, json.empty_array) return e1 .. '|' .. e2 .. '|' .. tostring(e3)");
+  const char *m = lua_tostring(L, -1);
+  assert_null(strstr(m, "0x"));
+  assert_non_null(strstr(m, "|json.empty_array"));
+  lua_pop(L, 1);
+  /* The json table holds what the README documents, nothing of lua-cjson's. */
+  push_value(L, "local keys = {} for _, t in ipairs({json, json.safe, require('cjson')}) do "
+                "  local ks = {} for k in pairs(t) do ks[#ks + 1] = k end table.sort(ks) keys[#keys + 1] = table.concat(ks, ' ') "
+                "end return table.concat(keys, '|')");
+  assert_string_equal(lua_tostring(L, -1), "array_mt decode empty_array encode null safe|"
+                                           "array_mt decode empty_array encode null|"
+                                           "array_mt decode empty_array encode null safe");
+  lua_pop(L, 1);
+  push_value(L, "return json.new == nil and json.encode_keep_buffer == nil and json.safe.new == nil");
+  assert_true(lua_toboolean(L, -1));
+  lua_pop(L, 1);
+  cr_vm_free(vm);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_escape_basic),
@@ -780,11 +1119,19 @@ int main(void) {
       cmocka_unit_test(test_encode_max),
       cmocka_unit_test(test_decode_values),
       cmocka_unit_test(test_decode_numbers_match_strtod),
+      cmocka_unit_test(test_decode_number_range),
+      cmocka_unit_test(test_decode_long_numbers),
       cmocka_unit_test(test_decode_rejects),
       cmocka_unit_test(test_decode_depth_and_size),
       cmocka_unit_test(test_decode_matches_cjson),
       cmocka_unit_test(test_decode_lua_api),
       cmocka_unit_test(test_in_vm),
+      cmocka_unit_test(test_encode_memory_bound),
+      cmocka_unit_test(test_encode_push_fails),
+      cmocka_unit_test(test_encode_dag),
+      cmocka_unit_test(test_encode_time_bound),
+      cmocka_unit_test(test_decode_memory),
+      cmocka_unit_test(test_platform_objects_print_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
