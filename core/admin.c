@@ -83,7 +83,7 @@ static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
     if (f) {
       unsigned long long inv = atomic_load(&f->invocations);
       double gbs = (double)atomic_load(&f->mb_ms) / 1024.0 / 1000.0;
-      long long busy = atomic_load(&f->active), alive = atomic_load(&f->instances);
+      long long busy = cr_shm_busy(a->shm, fn->slot), alive = cr_shm_instances(a->shm, fn->slot);
       double req_cost = (double)inv * a->price_request / 1e6, compute_cost = gbs * a->price_gb_second;
       cr_buf_printf(b, ",\"metrics\":{\"invocations\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"throttles\":%llu,"
                        "\"coldStarts\":%llu,\"durationMsSum\":%.3f,\"billedMsSum\":%llu,\"gbSeconds\":%.6f,",
@@ -178,8 +178,8 @@ static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
   for (int i = 0; i < r->nfns; i++) {
     const cr_fn_t *fn = r->fns[i];
     if (fn->slot >= CR_SHM_MAX_FUNCTIONS) continue;
-    long long busy = atomic_load(&a->shm->fns[fn->slot].active);
-    long long alive = atomic_load(&a->shm->fns[fn->slot].instances);
+    long long busy = cr_shm_busy(a->shm, fn->slot);
+    long long alive = cr_shm_instances(a->shm, fn->slot);
     cr_buf_append_str(b, "crescent_instances{function=\"");
     prom_label(b, fn->name);
     cr_buf_printf(b, "\",state=\"busy\"} %lld\n", busy < 0 ? 0 : busy);

@@ -266,10 +266,17 @@ static void reap(master_t *m) {
     pid_t r = waitpid(w->pid, &status, WNOHANG);
     if (r != w->pid) continue;
     atomic_store(&m->shm->workers[i].pid, 0);
-    atomic_store(&m->shm->workers[i].busy_since_ns, 0);
-    uint64_t now = cr_clock_ns();
     pid_t old = w->pid;
     w->pid = 0;
+    /* Whatever it held dies with it: its concurrency places, instances and
+     * busy slot go back before a new worker takes its index (shm.h). */
+    cr_shm_reclaimed_t rc;
+    cr_shm_reclaim(m->shm, i, m->registry->next_slot, &rc);
+    if (rc.places || rc.instances || rc.lock)
+      cr_log(CR_LOG_INFO, NULL, NULL,
+             "worker %d (pid %d) held %d concurrency places and %d instances%s: taken back", i, (int)old,
+             rc.places, rc.instances, rc.lock ? " and an admission lock" : "");
+    uint64_t now = cr_clock_ns();
     if (m->draining) {
       if (WIFSIGNALED(status))
         cr_log(CR_LOG_WARN, NULL, NULL, "worker %d (pid %d) ended by signal %d while stopping", i, (int)old,

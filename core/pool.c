@@ -74,11 +74,8 @@ cr_pool_t *cr_pool_new(uv_loop_t *loop, cr_registry_t *registry, cr_shm_t *shm, 
   return p;
 }
 
-static cr_shm_fn_t *shm_fn(cr_pool_t *p, const cr_fn_t *fn) { return cr_shm_fn(p->shm, fn->slot); }
-
 static void instance_close(cr_pool_t *p, cr_instance_t *inst) {
-  cr_shm_fn_t *f = shm_fn(p, inst->ver->fn);
-  if (f) atomic_fetch_sub_explicit(&f->instances, 1, memory_order_relaxed);
+  cr_shm_instances_add(p->shm, inst->ver->fn->slot, p->opts.worker, -1);
   cr_vm_free(inst->vm);
   cr_fnver_unref(inst->ver);
   free(inst);
@@ -181,8 +178,7 @@ static cr_instance_t *instance_new(cr_pool_t *p, cr_fnver_t *ver, char *err, siz
   cr_fnver_ref(ver);
   vm->owner = inst;
   cr_fn_t *fn = ver->fn;
-  cr_shm_fn_t *f = shm_fn(p, fn);
-  if (f) atomic_fetch_add_explicit(&f->instances, 1, memory_order_relaxed);
+  cr_shm_instances_add(p->shm, fn->slot, p->opts.worker, 1);
   cr_vm_bind(vm, fn->name, p->registry ? p->registry->root : NULL, (size_t)ver->settings.memory * 1024 * 1024);
   vm->modules = &ver->modules;
   *rc = cr_vm_load(vm, fn->chunkname, ver->source, ver->source_len, p->opts.init_timeout, err, errlen);
@@ -243,20 +239,11 @@ void cr_pool_release(cr_pool_t *p, cr_instance_t *inst) {
 }
 
 int cr_pool_admit(cr_pool_t *p, const cr_fnver_t *ver) {
-  cr_shm_fn_t *f = shm_fn(p, ver->fn);
-  if (!f) return 0;
-  int64_t before = atomic_fetch_add_explicit(&f->active, 1, memory_order_acq_rel);
-  if (before >= ver->settings.concurrency) {
-    atomic_fetch_sub_explicit(&f->active, 1, memory_order_acq_rel);
-    return CR_ELIMIT;
-  }
-  return 0;
+  if (!cr_shm_fn(p->shm, ver->fn->slot)) return 0;
+  return cr_shm_take(p->shm, ver->fn->slot, p->opts.worker, ver->settings.concurrency) ? CR_ELIMIT : 0;
 }
 
-void cr_pool_leave(cr_pool_t *p, const cr_fnver_t *ver) {
-  cr_shm_fn_t *f = shm_fn(p, ver->fn);
-  if (f) atomic_fetch_sub_explicit(&f->active, 1, memory_order_acq_rel);
-}
+void cr_pool_leave(cr_pool_t *p, const cr_fnver_t *ver) { cr_shm_give(p->shm, ver->fn->slot, p->opts.worker); }
 
 void cr_pool_provision(cr_pool_t *p) {
   p->provision = 1;

@@ -17,7 +17,9 @@
  *     `idle` (beyond `warm`): with warm = 0 a function scales to zero.
  *   - Concurrency: cr_pool_admit() counts an invocation against the
  *     function's `concurrency` in shared memory, across all workers, and
- *     refuses past it; cr_pool_leave() gives the place back.
+ *     refuses past it; cr_pool_leave() gives the place back. Places and
+ *     instances are counted in this worker's own cells (opts.worker), so the
+ *     master takes them back if the worker dies holding them (shm.h).
  *
  * The pool owns its instances and vms; an instance holds a reference on its
  * version. */
@@ -62,6 +64,7 @@ typedef struct cr_instance_s {
 typedef struct {
   int blank;          /* pre-booted blank vms kept ready (default 2) */
   double init_timeout;/* seconds for a function's init */
+  int worker;         /* this worker's index: its cells in shared memory */
 } cr_pool_opts_t;
 
 /* loop may be NULL (no chores: discarded states close at once). shm may be

@@ -1,8 +1,18 @@
-/* shm.c - the shared counters region. */
+/* shm.c - the shared counters region, and what each worker holds in it. */
 #include "shm.h"
 
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
+
+#include "clock.h"
+#include "error.h"
+
+/* How long a worker waits for a function's admission lock before it answers
+ * "at the limit": the lock is held for a few instructions, so only a holder
+ * that was preempted, or died and is not reaped yet, makes anyone wait. */
+#define LOCK_SPINS 64
+#define LOCK_WAIT_NS 2000000ULL
 
 const double cr_shm_hist_bounds_ms[CR_SHM_HIST_BUCKETS] = {0.1, 0.25, 0.5, 1,   2.5,  5,    10,
                                                             25,  50,   100, 250, 1000, 5000, 1e300};
@@ -12,7 +22,7 @@ cr_shm_t *cr_shm_create(int nworkers) {
   if (p == MAP_FAILED) return NULL;
   cr_shm_t *shm = p;
   shm->magic = 0x6372657363656e74ULL; /* "crescent" */
-  shm->nworkers = nworkers;
+  shm->nworkers = nworkers < 1 ? 1 : nworkers > CR_SHM_MAX_WORKERS ? CR_SHM_MAX_WORKERS : nworkers;
   return shm;
 }
 
@@ -24,4 +34,105 @@ void cr_shm_observe(cr_shm_fn_t *fn, double ms) {
   int i = 0;
   while (i < CR_SHM_HIST_BUCKETS - 1 && ms > cr_shm_hist_bounds_ms[i]) i++;
   atomic_fetch_add_explicit(&fn->hist[i], 1, memory_order_relaxed);
+}
+
+static cr_shm_held_t *held_of(cr_shm_t *shm, int slot, int worker) {
+  if (!shm || slot < 0 || slot >= CR_SHM_MAX_FUNCTIONS || worker < 0 || worker >= shm->nworkers) return NULL;
+  return &shm->held[slot];
+}
+
+static void relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+static int lock_take(cr_shm_held_t *h, uint32_t me) {
+  uint64_t give_up = 0;
+  for (int i = 0;; i++) {
+    uint32_t expect = 0;
+    if (atomic_load_explicit(&h->lock, memory_order_relaxed) == 0 &&
+        atomic_compare_exchange_weak_explicit(&h->lock, &expect, me, memory_order_acquire, memory_order_relaxed))
+      return 0;
+    if (i < LOCK_SPINS) {
+      relax();
+      continue;
+    }
+    uint64_t now = cr_clock_ns();
+    if (!give_up) give_up = now + LOCK_WAIT_NS;
+    else if (now >= give_up) return CR_ELIMIT;
+    sched_yield();
+  }
+}
+
+int cr_shm_take(cr_shm_t *shm, int slot, int worker, int limit) {
+  cr_shm_held_t *h = held_of(shm, slot, worker);
+  if (!h) return CR_EINVAL;
+  if (lock_take(h, (uint32_t)worker + 1)) return CR_ELIMIT;
+  /* Under the lock no other worker takes a place of this function; places
+   * given back meanwhile only make the sum an overestimate. */
+  int64_t total = 0;
+  for (int w = 0; w < shm->nworkers; w++) total += atomic_load_explicit(&h->places[w], memory_order_relaxed);
+  int rc = CR_ELIMIT;
+  if (total < limit) {
+    int32_t mine = atomic_load_explicit(&h->places[worker], memory_order_relaxed);
+    atomic_store_explicit(&h->places[worker], mine + 1, memory_order_relaxed);
+    rc = 0;
+  }
+  atomic_store_explicit(&h->lock, 0, memory_order_release);
+  return rc;
+}
+
+void cr_shm_give(cr_shm_t *shm, int slot, int worker) {
+  cr_shm_held_t *h = held_of(shm, slot, worker);
+  if (!h) return;
+  int32_t mine = atomic_load_explicit(&h->places[worker], memory_order_relaxed);
+  if (mine > 0) atomic_store_explicit(&h->places[worker], mine - 1, memory_order_release);
+}
+
+void cr_shm_instances_add(cr_shm_t *shm, int slot, int worker, int delta) {
+  cr_shm_held_t *h = held_of(shm, slot, worker);
+  if (!h) return;
+  int32_t mine = atomic_load_explicit(&h->instances[worker], memory_order_relaxed);
+  atomic_store_explicit(&h->instances[worker], mine + delta, memory_order_relaxed);
+}
+
+int64_t cr_shm_busy(cr_shm_t *shm, int slot) {
+  if (!shm || slot < 0 || slot >= CR_SHM_MAX_FUNCTIONS) return 0;
+  int64_t n = 0;
+  for (int w = 0; w < shm->nworkers; w++) n += atomic_load_explicit(&shm->held[slot].places[w], memory_order_relaxed);
+  return n;
+}
+
+int64_t cr_shm_instances(cr_shm_t *shm, int slot) {
+  if (!shm || slot < 0 || slot >= CR_SHM_MAX_FUNCTIONS) return 0;
+  int64_t n = 0;
+  for (int w = 0; w < shm->nworkers; w++)
+    n += atomic_load_explicit(&shm->held[slot].instances[w], memory_order_relaxed);
+  return n;
+}
+
+void cr_shm_reclaim(cr_shm_t *shm, int worker, int nslots, cr_shm_reclaimed_t *out) {
+  cr_shm_reclaimed_t r = {0, 0, 0};
+  if (shm && worker >= 0 && worker < shm->nworkers) {
+    if (nslots > CR_SHM_MAX_FUNCTIONS) nslots = CR_SHM_MAX_FUNCTIONS;
+    for (int f = 0; f < nslots; f++) {
+      cr_shm_held_t *h = &shm->held[f];
+      int32_t p = atomic_exchange_explicit(&h->places[worker], 0, memory_order_acq_rel);
+      int32_t i = atomic_exchange_explicit(&h->instances[worker], 0, memory_order_acq_rel);
+      r.places += p;
+      r.instances += i;
+      /* After its places are zero: whoever takes the lock next sees them gone. */
+      uint32_t me = (uint32_t)worker + 1;
+      if (atomic_compare_exchange_strong_explicit(&h->lock, &me, 0, memory_order_release, memory_order_relaxed))
+        r.lock++;
+    }
+    cr_shm_worker_t *w = &shm->workers[worker];
+    atomic_store(&w->busy_since_ns, 0);
+    atomic_store(&w->deadline_ns, 0);
+    atomic_store(&w->busy_fn, -1);
+  }
+  if (out) *out = r;
 }

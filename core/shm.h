@@ -3,11 +3,31 @@
  * One anonymous MAP_SHARED mapping, made by the master before it forks, so
  * every worker sees the same pages. It holds a slot per worker (its pid,
  * counters, and "busy since / deadline" of the invocation it is running, which
- * the master's supervisor watches) and a slot per function (counters, the
- * latency histogram, and the concurrency counter shared by all workers).
+ * the master's supervisor watches), a slot per function (counters and the
+ * latency histogram), and per function what each worker holds of it: its
+ * concurrency places and its instances alive.
  *
  * Fields are C11 atomics: each is written lock-free; a reader may see one
- * counter a moment ahead of another, never a torn value. Nothing here locks. */
+ * counter a moment ahead of another, never a torn value.
+ *
+ * The rule for state a worker holds (issue 10, item 3): a worker can die at
+ * any instruction (SIGKILL, the master's kill of a worker stuck in C, a
+ * crash), so nothing it holds may live in a shared total that only it would
+ * give back. What a worker holds is kept in its own per-worker cells (only it
+ * writes them while it lives), totals are sums over the workers' cells, and
+ * the master, when it reaps a worker, takes everything back with
+ * cr_shm_reclaim() before a new worker gets the same index, which so starts at
+ * zero. Counters that only grow (invocations, errors, ...) are not held and
+ * are not reclaimed. A new field of that kind must follow the same rule.
+ *
+ * Concurrency places: cr_shm_take() holds the function's admission lock
+ * (0, or 1 + the index of the worker holding it) for a few instructions: it
+ * adds up the places held by every worker and takes one in its own cell if
+ * the total is under the limit. Giving a place back is one store in the
+ * worker's cell, without the lock. The lock word names its holder, so a worker
+ * that dies holding it is known and the master frees the lock; a worker that
+ * finds the lock held for longer than LOCK_WAIT (the holder preempted, or dead
+ * and not reaped yet) answers "at the limit" instead of spinning on. */
 #ifndef CR_SHM_H
 #define CR_SHM_H
 
@@ -43,15 +63,24 @@ typedef struct {
   _Atomic uint64_t billed_ms;     /* sum */
   _Atomic uint64_t mb_ms;         /* memory size x billed duration, for GB-seconds */
   _Atomic uint64_t hist[CR_SHM_HIST_BUCKETS];
-  _Atomic int64_t active;         /* instances busy across all workers: the concurrency counter */
-  _Atomic int64_t instances;      /* instances alive across all workers */
 } cr_shm_fn_t;
+
+/* What the workers hold of one function: each worker writes only its own
+ * cells (the master writes a dead worker's). The lock and the first workers'
+ * places share a cache line: taking a place reads one line for up to 15
+ * workers. */
+typedef struct {
+  _Atomic uint32_t lock;                      /* 0, or 1 + the worker taking a place now */
+  _Atomic int32_t places[CR_SHM_MAX_WORKERS]; /* concurrency places held (invocations admitted) */
+  _Atomic int32_t instances[CR_SHM_MAX_WORKERS]; /* instances alive */
+} __attribute__((aligned(64))) cr_shm_held_t;
 
 typedef struct cr_shm_s {
   uint64_t magic;
   int nworkers;
   cr_shm_worker_t workers[CR_SHM_MAX_WORKERS];
   cr_shm_fn_t fns[CR_SHM_MAX_FUNCTIONS];
+  cr_shm_held_t held[CR_SHM_MAX_FUNCTIONS];
 } cr_shm_t;
 
 /* A function's counters, or NULL without shared memory or for a slot out of range. */
@@ -65,5 +94,29 @@ void cr_shm_destroy(cr_shm_t *shm);
 
 /* Adds one observation of ms to fn's histogram. */
 void cr_shm_observe(cr_shm_fn_t *fn, double ms);
+
+/* Takes one of function slot's `limit` concurrency places for worker: 0, or
+ * CR_ELIMIT when the workers hold `limit` already (or the admission lock
+ * stayed taken, see above). CR_EINVAL for a slot or worker out of range. */
+int cr_shm_take(cr_shm_t *shm, int slot, int worker, int limit);
+/* Gives back a place worker took. */
+void cr_shm_give(cr_shm_t *shm, int slot, int worker);
+/* Counts worker's instances of slot up or down by delta. */
+void cr_shm_instances_add(cr_shm_t *shm, int slot, int worker, int delta);
+/* Places held across the workers (the function's running invocations). */
+int64_t cr_shm_busy(cr_shm_t *shm, int slot);
+/* Instances alive across the workers. */
+int64_t cr_shm_instances(cr_shm_t *shm, int slot);
+
+typedef struct {
+  int places;    /* concurrency places given back */
+  int instances; /* instances counted no more */
+  int lock;      /* it died holding an admission lock */
+} cr_shm_reclaimed_t;
+
+/* The master, once worker has exited (reaped) and before another takes its
+ * index: gives back everything it held in the first nslots functions, frees
+ * an admission lock it held and clears its busy slot. out may be NULL. */
+void cr_shm_reclaim(cr_shm_t *shm, int worker, int nslots, cr_shm_reclaimed_t *out);
 
 #endif

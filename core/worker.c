@@ -277,7 +277,7 @@ int cr_worker_main(cr_worker_args_t *args) {
     uv_timer_start(&w.promoter, on_promote, 100, 100);
     uv_unref((uv_handle_t *)&w.promoter);
   }
-  cr_pool_opts_t popts = {.blank = cfg->blank_states, .init_timeout = cfg->init_timeout};
+  cr_pool_opts_t popts = {.blank = cfg->blank_states, .init_timeout = cfg->init_timeout, .worker = args->id};
   w.pool = cr_pool_new(w.loop, args->registry, args->shm, &popts);
   cr_gateway_opts_t gopts = {.queue_wait = cfg->queue_wait, .queue_max = cfg->queue_max,
                              .max_response = cfg->max_response};

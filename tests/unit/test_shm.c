@@ -1,4 +1,7 @@
-/* test_shm.c - the shared counters region (core/shm.c). */
+/* test_shm.c - the shared counters region (core/shm.c): counters, the
+ * histogram, and what each worker holds (concurrency places, instances),
+ * taken back from a worker that died holding them. Real processes, real
+ * SIGKILL. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -6,10 +9,13 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "error.h"
 #include "shm.h"
 
 static void test_create_zeroed(void **state) {
@@ -25,7 +31,8 @@ static void test_create_zeroed(void **state) {
   }
   for (int f = 0; f < CR_SHM_MAX_FUNCTIONS; f++) {
     assert_int_equal(atomic_load(&shm->fns[f].invocations), 0);
-    assert_int_equal(atomic_load(&shm->fns[f].active), 0);
+    assert_int_equal(cr_shm_busy(shm, f), 0);
+    assert_int_equal(cr_shm_instances(shm, f), 0);
     for (int b = 0; b < CR_SHM_HIST_BUCKETS; b++) assert_int_equal(atomic_load(&shm->fns[f].hist[b]), 0);
   }
   /* The last function slot is writable (the mapping covers the whole struct). */
@@ -44,18 +51,20 @@ static void test_shared_across_fork(void **state) {
   if (pid == 0) {
     for (int i = 0; i < 1000; i++) {
       atomic_fetch_add(&shm->fns[5].invocations, 1);
-      atomic_fetch_add(&shm->fns[5].active, 1);
+      assert_int_equal(cr_shm_take(shm, 5, 1, 100000), 0);
     }
     atomic_store(&shm->workers[1].pid, (int)getpid());
     cr_shm_observe(&shm->fns[5], 3.0);
     _exit(0);
   }
-  for (int i = 0; i < 1000; i++) atomic_fetch_sub(&shm->fns[5].active, 1);
+  for (int i = 0; i < 1000; i++) assert_int_equal(cr_shm_take(shm, 5, 0, 100000), 0);
   int status = 0;
   assert_int_equal(waitpid(pid, &status, 0), pid);
   assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   assert_int_equal(atomic_load(&shm->fns[5].invocations), 1000);
-  assert_int_equal(atomic_load(&shm->fns[5].active), 0); /* both processes' updates, none lost */
+  assert_int_equal(cr_shm_busy(shm, 5), 2000); /* both processes' places, none lost */
+  for (int i = 0; i < 1000; i++) cr_shm_give(shm, 5, 0);
+  assert_int_equal(cr_shm_busy(shm, 5), 1000); /* the child's are still held: it never gave them back */
   assert_int_equal(atomic_load(&shm->workers[1].pid), pid);
   assert_int_equal(atomic_load(&shm->fns[5].hist[5]), 1); /* 3 ms: the <= 5 ms bucket */
   cr_shm_destroy(shm);
@@ -99,11 +108,193 @@ static void test_histogram_buckets(void **state) {
   assert_int_equal(atomic_load(&fn.hist[6]), 10);
 }
 
+
+/* --- what a worker holds ------------------------------------------------------------------------ */
+
+static void test_places_limit(void **state) {
+  (void)state;
+  cr_shm_t *shm = cr_shm_create(3);
+  assert_non_null(shm);
+  assert_int_equal(cr_shm_take(shm, 7, 0, 2), 0);
+  assert_int_equal(cr_shm_take(shm, 7, 2, 2), 0);
+  assert_int_equal(cr_shm_take(shm, 7, 1, 2), CR_ELIMIT); /* two held across the workers */
+  assert_int_equal(cr_shm_take(shm, 7, 0, 2), CR_ELIMIT);
+  assert_int_equal(cr_shm_take(shm, 8, 1, 1), 0);          /* another function has its own */
+  assert_int_equal(cr_shm_busy(shm, 7), 2);
+  assert_int_equal(cr_shm_busy(shm, 8), 1);
+  cr_shm_give(shm, 7, 2);
+  assert_int_equal(cr_shm_busy(shm, 7), 1);
+  assert_int_equal(cr_shm_take(shm, 7, 1, 2), 0);
+  /* A give without a take changes nothing. */
+  cr_shm_give(shm, 9, 0);
+  assert_int_equal(cr_shm_busy(shm, 9), 0);
+  /* Out of range: refused, never written. */
+  assert_int_equal(cr_shm_take(shm, CR_SHM_MAX_FUNCTIONS, 0, 5), CR_EINVAL);
+  assert_int_equal(cr_shm_take(shm, -1, 0, 5), CR_EINVAL);
+  assert_int_equal(cr_shm_take(shm, 7, 3, 5), CR_EINVAL); /* only 3 workers */
+  assert_int_equal(cr_shm_take(NULL, 7, 0, 5), CR_EINVAL);
+  cr_shm_instances_add(shm, 7, 0, 3);
+  cr_shm_instances_add(shm, 7, 2, 2);
+  cr_shm_instances_add(shm, 7, 0, -1);
+  assert_int_equal(cr_shm_instances(shm, 7), 4);
+  cr_shm_destroy(shm);
+}
+
+/* A child process stands for a worker: it takes places and makes instances,
+ * says so through a pipe, and is killed with SIGKILL while holding them. */
+static pid_t holder(cr_shm_t *shm, int worker, const int *slots, int nslots, int places_each) {
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(p[0]);
+    for (int k = 0; k < nslots; k++) {
+      for (int i = 0; i < places_each; i++)
+        if (cr_shm_take(shm, slots[k], worker, 1000)) _exit(2);
+      cr_shm_instances_add(shm, slots[k], worker, places_each + 1);
+    }
+    char c = 'x';
+    if (write(p[1], &c, 1) != 1) _exit(3);
+    for (;;) pause();
+  }
+  close(p[1]);
+  char c;
+  assert_int_equal(read(p[0], &c, 1), 1);
+  close(p[0]);
+  return pid;
+}
+
+static void kill_and_reap(pid_t pid) {
+  assert_int_equal(kill(pid, SIGKILL), 0);
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+static void test_reclaim_after_sigkill(void **state) {
+  (void)state;
+  cr_shm_t *shm = cr_shm_create(2);
+  assert_non_null(shm);
+  /* Worker 1 dies holding the only place of slot 3 and two of slot 4. */
+  int one[] = {3};
+  pid_t a = holder(shm, 1, one, 1, 1);
+  int two[] = {4};
+  pid_t b = holder(shm, 0, two, 1, 2); /* worker 0 lives on */
+  assert_int_equal(cr_shm_take(shm, 3, 0, 1), CR_ELIMIT);
+  kill_and_reap(a);
+  /* Dead, not reclaimed yet: still held (that was the bug, forever). */
+  assert_int_equal(cr_shm_take(shm, 3, 0, 1), CR_ELIMIT);
+  assert_int_equal(cr_shm_busy(shm, 3), 1);
+  atomic_store(&shm->workers[1].busy_since_ns, 123);
+  atomic_store(&shm->workers[1].deadline_ns, 456);
+  cr_shm_reclaimed_t r;
+  cr_shm_reclaim(shm, 1, 10, &r);
+  assert_int_equal(r.places, 1);
+  assert_int_equal(r.instances, 2);
+  assert_int_equal(r.lock, 0);
+  assert_int_equal(atomic_load(&shm->workers[1].busy_since_ns), 0);
+  assert_int_equal(atomic_load(&shm->workers[1].deadline_ns), 0);
+  assert_int_equal(cr_shm_busy(shm, 3), 0);
+  assert_int_equal(cr_shm_instances(shm, 3), 0);
+  /* Exactly that worker's: the live one's places of slot 4 stay. */
+  assert_int_equal(cr_shm_busy(shm, 4), 2);
+  assert_int_equal(cr_shm_instances(shm, 4), 3);
+  assert_int_equal(cr_shm_take(shm, 3, 0, 1), 0);
+  cr_shm_give(shm, 3, 0);
+  /* A new worker in index 1 starts at zero and takes the place. */
+  assert_int_equal(cr_shm_take(shm, 3, 1, 1), 0);
+  assert_int_equal(cr_shm_busy(shm, 3), 1);
+  cr_shm_give(shm, 3, 1);
+  kill_and_reap(b);
+  cr_shm_reclaim(shm, 0, 10, &r);
+  assert_int_equal(r.places, 2);
+  assert_int_equal(r.instances, 3);
+  assert_int_equal(cr_shm_busy(shm, 4), 0);
+  /* Reclaiming again finds nothing. */
+  cr_shm_reclaim(shm, 0, 10, &r);
+  assert_int_equal(r.places + r.instances + r.lock, 0);
+  cr_shm_destroy(shm);
+}
+
+/* Several functions at once, and a worker that died inside the admission
+ * lock (a SIGKILL can land on any instruction). */
+static void test_reclaim_several_functions_and_the_lock(void **state) {
+  (void)state;
+  cr_shm_t *shm = cr_shm_create(4);
+  assert_non_null(shm);
+  int slots[] = {0, 1, 2, 4095};
+  pid_t a = holder(shm, 2, slots, 4, 3);
+  for (int k = 0; k < 4; k++) assert_int_equal(cr_shm_busy(shm, slots[k]), 3);
+  /* As if it died between taking the lock of slot 1 and letting it go. */
+  atomic_store(&shm->held[1].lock, 2 + 1);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  assert_int_equal(cr_shm_take(shm, 1, 0, 1000), CR_ELIMIT); /* waits a moment, never forever */
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double waited_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+  assert_true(waited_ms < 200);
+  /* Another worker's lock is not touched by the reclaim. */
+  atomic_store(&shm->held[2].lock, 3 + 1);
+  kill_and_reap(a);
+  cr_shm_reclaimed_t r;
+  cr_shm_reclaim(shm, 2, CR_SHM_MAX_FUNCTIONS + 10, &r); /* nslots is bounded */
+  assert_int_equal(r.places, 12);
+  assert_int_equal(r.instances, 16);
+  assert_int_equal(r.lock, 1);
+  assert_int_equal(atomic_load(&shm->held[1].lock), 0);
+  assert_int_equal(atomic_load(&shm->held[2].lock), 4);
+  for (int k = 0; k < 4; k++) assert_int_equal(cr_shm_busy(shm, slots[k]), 0);
+  assert_int_equal(cr_shm_take(shm, 1, 0, 1), 0);
+  atomic_store(&shm->held[2].lock, 0);
+  cr_shm_destroy(shm);
+}
+
+/* Processes racing for the places of one function never hold more than the
+ * limit at once, and every place given back is free again. */
+static void test_places_race(void **state) {
+  (void)state;
+  enum { NPROC = 4, ROUNDS = 20000, LIMIT = 3 };
+  cr_shm_t *shm = cr_shm_create(NPROC);
+  assert_non_null(shm);
+  _Atomic int64_t *inside = (_Atomic int64_t *)&shm->fns[11].invocations; /* a spare shared word */
+  _Atomic int64_t *over = (_Atomic int64_t *)&shm->fns[11].errors;
+  pid_t pids[NPROC];
+  for (int w = 0; w < NPROC; w++) {
+    pids[w] = fork();
+    assert_true(pids[w] >= 0);
+    if (pids[w] == 0) {
+      int got = 0;
+      for (int i = 0; i < ROUNDS; i++) {
+        if (cr_shm_take(shm, 10, w, LIMIT)) continue;
+        got++;
+        if (atomic_fetch_add(inside, 1) + 1 > LIMIT) atomic_fetch_add(over, 1);
+        atomic_fetch_sub(inside, 1);
+        cr_shm_give(shm, 10, w);
+      }
+      _exit(got > 0 ? 0 : 1);
+    }
+  }
+  for (int w = 0; w < NPROC; w++) {
+    int status = 0;
+    assert_int_equal(waitpid(pids[w], &status, 0), pids[w]);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  assert_int_equal(atomic_load(over), 0);
+  assert_int_equal(cr_shm_busy(shm, 10), 0);
+  assert_int_equal(atomic_load(&shm->held[10].lock), 0);
+  cr_shm_destroy(shm);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_zeroed),
       cmocka_unit_test(test_shared_across_fork),
       cmocka_unit_test(test_histogram_buckets),
+      cmocka_unit_test(test_places_limit),
+      cmocka_unit_test(test_reclaim_after_sigkill),
+      cmocka_unit_test(test_reclaim_several_functions_and_the_lock),
+      cmocka_unit_test(test_places_race),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
