@@ -10,7 +10,33 @@
  *
  * And a decoder (json.c says why not lua-cjson's): strict RFC 8259, null as
  * json.null (lua-cjson's lightuserdata NULL), empty arrays marked with
- * json.array_mt so they encode back to [], nesting up to 1000. */
+ * json.array_mt so they encode back to [], nesting up to 1000.
+ *
+ * Rules a function cannot break (issue 10):
+ * - Encoding reads values raw (no metamethod or other user code runs) and
+ *   checks every write against a bound, so it stops there instead of
+ *   building what a shared sub-table DAG expands to: the caller's max
+ *   (cr_json_encode_max, json.encode(v, max)), and for cr_json_encode and a
+ *   function's json.encode also the memory its state has left. Its time is
+ *   bounded too: from the 64th table on it gives up at the invocation's
+ *   deadline, or 2 s after it started where none is armed (walking a table
+ *   costs its slots, which the text does not show).
+ * - json.encode's text lives in one per-process scratch buffer, trimmed to
+ *   64 KB after every call, including a memory error while copying it into
+ *   the state: nothing stays behind outside the meter.
+ * - Decoding allocates outside the state at most a 64 KB scratch buffer:
+ *   longer escaped strings are unescaped in the state's own memory, long
+ *   number texts are read in stack memory.
+ * - Numbers past the largest double are refused ("number out of range at
+ *   character N"): infinity has no JSON text, so what decode gives can
+ *   always be encoded back. Underflow reads as 0 (or -0), the nearest
+ *   double, as strtod and JavaScript do.
+ * - The json table holds only what the README documents (encode, decode,
+ *   null, empty_array, array_mt, and safe.* of the same): none of
+ *   lua-cjson's functions (new(), with its own buffer outside the meter) or
+ *   settings. Every lightuserdata of a state prints a name ("json.null",
+ *   "json.empty_array", else "userdata"), never an address, and its
+ *   metatable is locked; json.empty_array is not an address at all. */
 #ifndef CR_JSON_H
 #define CR_JSON_H
 
