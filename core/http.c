@@ -1,4 +1,24 @@
-/* http.c - HTTP/1.1 connections: llhttp parsing, limits, responses. */
+/* http.c - HTTP/1.1 connections: llhttp parsing, limits, responses.
+ *
+ * llhttp (Debian's 8.1, built without LLHTTP_STRICT_MODE) parses; this file
+ * is strict where llhttp is lenient (the rules are in http.h):
+ *  - framing is checked here, byte by byte, before llhttp sees the bytes
+ *    (fx_scan): the header section, chunk-size lines, the CRLF after chunk
+ *    data and the trailer section. llhttp 8.1 skips the two bytes after chunk
+ *    data and the byte after a chunk size's CR unchecked, takes bare LF after
+ *    the request line and for the final empty line, and takes obs-fold.
+ *  - the request line: HTTP/0.9 (no version) is 400, a major version other
+ *    than 1 is 505 (llhttp runs with LENIENT_VERSION so that every version
+ *    reaches on_version_complete), the target's form is checked
+ *    (on_url_complete) and its path normalized in place;
+ *  - fields: empty names, Host (RFC 9112 3.2), Transfer-Encoding other than
+ *    "chunked", or in HTTP/1.0; trailing whitespace is not part of a value.
+ *  - llhttp 8.1 refuses a chunk extension after an unquoted value
+ *    ("3;a=b;c=d": it consumes the ';' twice). The parser is paused at the
+ *    end of such a value and given the ';' once more (feed).
+ * Every check costs no allocation and no syscall; the ones on every request
+ * are a pass over the header bytes, one over the target, and a few compares
+ * per field. */
 #include "http.h"
 
 #include <errno.h>
@@ -27,6 +47,11 @@
  * long, so it sees the answer instead of a reset (nginx's lingering close). */
 #define LINGER_MS 2000
 #define WRITE_TIMEOUT_MS 60000
+/* Back-pressure (http.h): no more requests of a connection are parsed while
+ * this much of its output waits to be written. */
+#define OUT_HIGH_WATER (4u * 1024 * 1024)
+/* A response's status line and the fields its handler adds, at most. */
+#define MAX_RESPONSE_HEAD (64u * 1024)
 
 typedef struct {
   size_t name_off, name_len, value_off, value_len;
@@ -50,6 +75,25 @@ struct cr_http_server_s {
 };
 
 enum { PHASE_IDLE, PHASE_RECEIVING, PHASE_BUSY };
+
+/* Why llhttp_execute returned HPE_PAUSED. */
+enum { PAUSE_MESSAGE, PAUSE_CHUNKED, PAUSE_EXT_SEMI };
+
+/* fx_scan's states (the framing check, see fx_scan). */
+enum {
+  FX_START = 0,  /* before a request line: empty lines (CRLF) may come first */
+  FX_START_CR,   /* ... and a CR of one was seen */
+  FX_LINE,       /* inside a line of a header or trailer section */
+  FX_LINE_CR,    /* a CR ended it: LF must follow */
+  FX_LINE_BEGIN, /* at the start of a field line or of the empty line */
+  FX_END_CR,     /* the empty line's CR */
+  FX_CSIZE,      /* a chunk-size line (size, extensions) */
+  FX_CSIZE_CR,
+  FX_CDATA,      /* chunk data: fx_left bytes to go */
+  FX_CDATA_CR,   /* the CRLF after chunk data */
+  FX_CDATA_LF,
+  FX_DONE,       /* the section is checked: llhttp parses the rest alone */
+};
 
 struct cr_http_conn_s {
   uv_tcp_t tcp;
@@ -76,6 +120,22 @@ struct cr_http_conn_s {
   int headers_done;  /* later header callbacks are trailers: ignored */
   int last_was_value;
   int expect_continue;
+  int pause_kind;    /* PAUSE_*: why the parser paused */
+  int ext_semi;      /* an unquoted chunk extension value ended at ';' */
+  int ext_in_value, ext_quoted; /* inside a chunk extension value; it is quoted */
+  size_t ext_len;    /* bytes of the chunk extension name or value being received */
+  int is_asterisk;   /* the target is "*" (OPTIONS *) */
+  unsigned char fx_state;   /* FX_* */
+  unsigned char fx_trailer; /* the section being checked is a chunked trailer */
+  unsigned char fx_in_size; /* FX_CSIZE: still reading the size's hex digits */
+  unsigned char fx_digits;  /* significant hex digits of the chunk size */
+  uint64_t fx_size;         /* the chunk size being read */
+  uint64_t fx_left;         /* chunk data bytes still to skip */
+  const char *feed_end;     /* end of the bytes llhttp_execute was given */
+  const char *error_msg;    /* why a callback refused the request (400s), or NULL */
+  size_t field_len;         /* bytes of the field name being received */
+  size_t path_off, path_len; /* the (normalized) path in head, after an absolute-form's authority */
+  size_t auth_off, auth_len; /* an absolute-form target's authority (0, 0: none) */
   size_t header_bytes;
   size_t body_limit; /* of the request being received */
   cr_buf_t head;     /* request target and header bytes */
@@ -92,6 +152,7 @@ struct cr_http_conn_s {
   int resp_status;
   size_t resp_mark;  /* out's length when this response started */
   int resp_failed;   /* a piece of it did not fit in memory */
+  int resp_head_over; /* its head went over MAX_RESPONSE_HEAD: it becomes a 500 */
   char ip[48];
 };
 
@@ -208,6 +269,135 @@ static int refuse(cr_http_conn_t *c, int status) {
   return HPE_USER;
 }
 
+/* A 400 with its own text ("bad request: " + why). */
+static int refuse_400(cr_http_conn_t *c, const char *why) {
+  c->error_msg = why;
+  return refuse(c, 400);
+}
+
+/* --- the framing check ---------------------------------------------------------------------- */
+
+static int fx_fail(cr_http_conn_t *c, const char *why) {
+  c->error_msg = why;
+  return -1;
+}
+
+/* Checks the framing bytes of data before llhttp parses them: every line of a
+ * header or trailer section ends with CRLF, with no other CR and no bare LF;
+ * no field line starts with whitespace (obs-fold); a chunk-size line ends
+ * with CRLF and its data with exactly CRLF. It stops where a section ends
+ * (FX_DONE): a Content-Length body is data, not framing, and the next
+ * message is checked once llhttp has reached it. Bytes other than CR and LF
+ * are llhttp's to judge. Returns how many bytes it took (all of them, or up
+ * to the end of the section), or -1 with c->error_msg set. */
+static ssize_t fx_scan(cr_http_conn_t *c, const char *data, size_t len) {
+  const unsigned char *p = (const unsigned char *)data, *end = p + len;
+  int st = c->fx_state;
+  while (p < end && st != FX_DONE) {
+    switch (st) {
+    case FX_LINE:
+      while (p < end && *p > '\r') p++; /* the common bytes, one compare each */
+      if (p == end) break;
+      if (*p == '\r') st = FX_LINE_CR;
+      else if (*p == '\n') return fx_fail(c, "bare LF as a line ending (CRLF is required)");
+      p++;
+      break;
+    case FX_LINE_CR:
+      if (*p != '\n') return fx_fail(c, "CR not followed by LF");
+      p++;
+      st = FX_LINE_BEGIN;
+      break;
+    case FX_LINE_BEGIN:
+      if (*p == '\r') {
+        st = FX_END_CR;
+        p++;
+      } else if (*p == ' ' || *p == '\t') {
+        return fx_fail(c, "a field line starts with whitespace (obsolete line folding)");
+      } else if (*p == '\n') {
+        return fx_fail(c, "bare LF as a line ending (CRLF is required)");
+      } else {
+        st = FX_LINE;
+      }
+      break;
+    case FX_END_CR:
+      if (*p != '\n') return fx_fail(c, "CR not followed by LF");
+      p++;
+      st = FX_DONE;
+      break;
+    case FX_START:
+      if (*p == '\r') {
+        st = FX_START_CR;
+        p++;
+      } else if (*p == '\n') {
+        return fx_fail(c, "bare LF as a line ending (CRLF is required)");
+      } else {
+        st = FX_LINE;
+      }
+      break;
+    case FX_START_CR:
+      if (*p != '\n') return fx_fail(c, "CR not followed by LF");
+      p++;
+      st = FX_START;
+      break;
+    case FX_CSIZE:
+      if (c->fx_in_size) {
+        int v = cr_hexval((char)*p);
+        if (v >= 0) {
+          if ((c->fx_size || v) && ++c->fx_digits > 15) return fx_fail(c, "chunk size too large");
+          c->fx_size = c->fx_size * 16 + (uint64_t)v;
+          p++;
+          break;
+        }
+        c->fx_in_size = 0;
+      }
+      if (*p == '\r') st = FX_CSIZE_CR;
+      else if (*p == '\n') return fx_fail(c, "bare LF after a chunk size (CRLF is required)");
+      p++;
+      break;
+    case FX_CSIZE_CR:
+      if (*p != '\n') return fx_fail(c, "chunk size line: CR not followed by LF");
+      p++;
+      if (c->fx_size == 0) {
+        c->fx_trailer = 1; /* the last chunk: the trailer section follows */
+        st = FX_LINE_BEGIN;
+      } else {
+        c->fx_left = c->fx_size;
+        st = FX_CDATA;
+      }
+      break;
+    case FX_CDATA: {
+      size_t n = (size_t)(end - p);
+      if (n > c->fx_left) n = (size_t)c->fx_left;
+      p += n;
+      c->fx_left -= n;
+      if (c->fx_left == 0) st = FX_CDATA_CR;
+      break;
+    }
+    case FX_CDATA_CR:
+      if (*p != '\r') return fx_fail(c, "chunk data not followed by CRLF");
+      p++;
+      st = FX_CDATA_LF;
+      break;
+    case FX_CDATA_LF:
+      if (*p != '\n') return fx_fail(c, "chunk data not followed by CRLF");
+      p++;
+      st = FX_CSIZE;
+      c->fx_in_size = 1;
+      c->fx_size = 0;
+      c->fx_digits = 0;
+      break;
+    }
+  }
+  c->fx_state = (unsigned char)st;
+  return (ssize_t)((const char *)p - data);
+}
+
+/* The next message's framing is checked from its first byte. */
+static void fx_reset(cr_http_conn_t *c) {
+  c->fx_state = FX_START;
+  c->fx_trailer = 0;
+}
+
 static int on_message_begin(llhttp_t *p) {
   cr_http_conn_t *c = p->data;
   c->phase = PHASE_RECEIVING;
@@ -217,6 +407,13 @@ static int on_message_begin(llhttp_t *p) {
   c->target_len = 0;
   c->last_was_value = 0;
   c->expect_continue = 0;
+  c->field_len = 0;
+  c->ext_semi = 0;
+  c->ext_in_value = 0;
+  c->ext_len = 0;
+  c->is_asterisk = 0;
+  c->path_off = c->path_len = 0;
+  c->auth_off = c->auth_len = 0;
   c->head.len = 0;
   c->body.len = 0;
   conn_timer(c, c->server->request_timeout_ms);
@@ -233,9 +430,108 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
+/* A Host value (trimmed): uri-host [":" port], so the characters of a
+ * reg-name, an IPv4 address or an IP-literal, and ':'; may be empty. */
+static int host_valid(const char *v, size_t n) {
+  static const char ok[] = "-._~%!$&'()*+,;=:[]";
+  for (size_t i = 0; i < n; i++) {
+    char ch = v[i];
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) continue;
+    if (ch == '\0' || !strchr(ok, ch)) return 0;
+  }
+  return 1;
+}
+
+/* RFC 3986 unreserved characters: a %XX of one of these is the character itself. */
+static int is_unreserved(int ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+         ch == '.' || ch == '_' || ch == '~';
+}
+
+/* The target is complete (and alone in c->head: fields come after it).
+ * Checks its form, finds the path, and normalizes the path in place. */
+static int on_url_complete(llhttp_t *p) {
+  cr_http_conn_t *c = p->data;
+  /* llhttp sets 0.9 before this callback when the line ended after the
+   * target; a version, when there is one, is read after it. */
+  if (p->http_major == 0 && p->http_minor == 9) return refuse_400(c, "HTTP/0.9 request line (no HTTP version)");
+  char *t = c->head.data;
+  size_t n = c->target_len;
+  if (!t || n == 0) return refuse_400(c, "an empty target");
+  if (p->method == HTTP_CONNECT) return 0; /* authority-form: refused with 405 once the fields are in */
+  size_t start = 0;
+  if (t[0] == '*') {
+    if (n != 1 || p->method != HTTP_OPTIONS) return refuse_400(c, "the target * is for OPTIONS only");
+    c->is_asterisk = 1;
+    c->path_off = 0;
+    c->path_len = 1;
+    return 0;
+  }
+  if (t[0] != '/') {
+    /* absolute-form (RFC 9112 3.2.2): http or https, an authority without
+     * userinfo; routed by its path, and its authority is the Host. */
+    if (n >= 7 && cr_ieq(t, 7, "http://")) start = 7;
+    else if (n >= 8 && cr_ieq(t, 8, "https://")) start = 8;
+    else return refuse_400(c, "the target is neither a path nor an http(s) URI");
+    size_t a = start;
+    while (a < n && t[a] != '/' && t[a] != '?') {
+      if (t[a] == '@') return refuse_400(c, "userinfo in the target URI");
+      a++;
+    }
+    if (a == start) return refuse_400(c, "the target URI has no host");
+    if (!host_valid(t + start, a - start)) return refuse_400(c, "an invalid host in the target URI");
+    c->auth_off = start;
+    c->auth_len = a - start;
+    start = a;
+  }
+  /* The path: up to '?'. No fragment and no control bytes in a target;
+   * %XX of an unreserved character is decoded (RFC 3986 6.2.2.2). */
+  size_t i = start, o = start;
+  for (; i < n; i++) {
+    unsigned char ch = (unsigned char)t[i];
+    if (ch == '?') break;
+    if (ch <= ' ' || ch == 0x7f || ch == '#')
+      return refuse_400(c, ch == '#' ? "a fragment (#) in the target" : "a control byte in the target");
+    if (ch == '%' && i + 2 < n) {
+      int hi = cr_hexval(t[i + 1]), lo = cr_hexval(t[i + 2]);
+      if (hi >= 0 && lo >= 0 && is_unreserved(hi * 16 + lo)) {
+        t[o++] = (char)(hi * 16 + lo);
+        i += 2;
+        continue;
+      }
+    }
+    t[o++] = (char)ch;
+  }
+  c->path_off = start;
+  c->path_len = o - start;
+  for (size_t q = i; q < n; q++) {
+    unsigned char ch = (unsigned char)t[q];
+    if (ch <= ' ' || ch == 0x7f || ch == '#')
+      return refuse_400(c, ch == '#' ? "a fragment (#) in the target" : "a control byte in the target");
+  }
+  if (o < i) {
+    memmove(t + o, t + i, n - i); /* the query moves up */
+    c->target_len = n - (i - o);
+    c->head.len = c->target_len;
+  }
+  return 0;
+}
+
+static int on_version_complete(llhttp_t *p) {
+  cr_http_conn_t *c = p->data;
+  if (p->http_major != 1) return refuse(c, 505);
+  return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   cr_http_conn_t *c = p->data;
-  if (c->headers_done) return 0; /* a chunked trailer: the request's headers are fixed */
+  c->field_len += len;
+  if (c->headers_done) {
+    /* A chunked trailer: checked like a field, but the request's headers are fixed. */
+    for (size_t i = 0; i < len; i++)
+      if (at[i] == ' ' || at[i] == '\t') return refuse_400(c, "whitespace in a field name");
+    return 0;
+  }
   c->header_bytes += len;
   if (c->header_bytes > c->server->opts.max_header) return refuse(c, 431);
   if (c->nhdrs == 0 || c->last_was_value) {
@@ -252,11 +548,18 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   for (size_t i = 0; i < len; i++) {
     char ch = at[i];
     /* llhttp lets "Name : v" through; RFC 9112 §5.1 says 400 (it smuggles). */
-    if (ch == ' ' || ch == '\t') return refuse(c, 400);
+    if (ch == ' ' || ch == '\t') return refuse_400(c, "whitespace in a field name");
     o[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
   }
   c->head.len += len;
   c->hdrs[c->nhdrs - 1].name_len += len;
+  return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p) {
+  cr_http_conn_t *c = p->data;
+  if (c->field_len == 0) return refuse_400(c, "a field with an empty name");
+  c->field_len = 0;
   return 0;
 }
 
@@ -272,6 +575,13 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   }
   if (cr_buf_append(&c->head, at, len)) return refuse(c, 503);
   h->value_len += len;
+  return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  cr_http_conn_t *c = p->data;
+  /* An empty value gets no on_header_value: the next field starts a new header all the same. */
+  c->last_was_value = 1;
   return 0;
 }
 
@@ -292,28 +602,67 @@ static int on_headers_complete(llhttp_t *p) {
   cr_http_conn_t *c = p->data;
   cr_http_server_t *s = c->server;
   c->headers_done = 1;
+  /* llhttp ended the section where the framing check did (it checked every
+   * byte llhttp has parsed). */
+  if (c->fx_state != FX_DONE || c->fx_trailer) return refuse_400(c, "malformed header section");
   /* The head buffer no longer grows: offsets can become pointers. */
+  int host = -1, nhost = 0, te = -1;
   for (int i = 0; i < c->nhdrs; i++) {
     hdr_off_t *h = &c->hdrs[i];
-    c->headers[i].name = c->head.data + h->name_off;
-    c->headers[i].name_len = h->name_len;
-    c->headers[i].value = h->value_len ? c->head.data + h->value_off : "";
-    c->headers[i].value_len = h->value_len;
+    cr_http_header_t *o = &c->headers[i];
+    o->name = c->head.data + h->name_off;
+    o->name_len = h->name_len;
+    size_t vl = h->value_len;
+    const char *v = vl ? c->head.data + h->value_off : "";
+    while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) vl--; /* OWS is not part of the value */
+    o->value = v;
+    o->value_len = vl;
+    switch (o->name_len) {
+    case 4:
+      if (memcmp(o->name, "host", 4) == 0) host = i, nhost++;
+      break;
+    case 6:
+      if (memcmp(o->name, "expect", 6) == 0) {
+        if (!cr_ieq(o->value, o->value_len, "100-continue")) return refuse(c, 417);
+        c->expect_continue = p->http_minor >= 1;
+      }
+      break;
+    case 17:
+      if (memcmp(o->name, "transfer-encoding", 17) == 0) te = i;
+      break;
+    }
   }
   if (p->method == HTTP_CONNECT) return refuse(c, 405);
-  c->body_limit = s->opts.body_limit ? s->opts.body_limit(c->head.data ? c->head.data : "", c->target_len, s->opts.data)
-                                     : s->opts.max_body;
+  const char *path = c->is_asterisk || c->path_len ? c->head.data + c->path_off : "/";
+  size_t plen = c->is_asterisk || c->path_len ? c->target_len - c->path_off : 1;
+  c->body_limit = s->opts.body_limit ? s->opts.body_limit(path, plen, s->opts.data) : s->opts.max_body;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->body_limit) return refuse(c, 413);
-  for (int i = 0; i < c->nhdrs; i++) {
-    cr_http_header_t *h = &c->headers[i];
-    if (cr_ieq(h->name, h->name_len, "expect")) {
-      if (!cr_ieq(h->value, h->value_len, "100-continue")) return refuse(c, 417);
-      c->expect_continue = p->http_minor >= 1;
+  /* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one in 1.0, valid. */
+  if (nhost > 1) return refuse_400(c, "more than one Host field");
+  if (nhost == 0 && p->http_minor >= 1) return refuse_400(c, "an HTTP/1.1 request without a Host field");
+  if (host >= 0) {
+    cr_http_header_t *h = &c->headers[host];
+    if (!host_valid(h->value, h->value_len)) return refuse_400(c, "an invalid Host field");
+    if (c->auth_len) { /* absolute-form: the target's authority is the host (3.2.2) */
+      h->value = c->head.data + c->auth_off;
+      h->value_len = c->auth_len;
     }
+  }
+  if (te >= 0) {
+    /* RFC 9112 6.1: Transfer-Encoding in 1.0 is faulty framing; a coding we
+     * do not implement is 501; without chunked last, llhttp refuses (400). */
+    if (p->http_minor == 0) return refuse_400(c, "Transfer-Encoding in an HTTP/1.0 request");
+    if ((p->flags & F_CHUNKED) && !cr_ieq(c->headers[te].value, c->headers[te].value_len, "chunked"))
+      return refuse(c, 501);
   }
   /* Written when feed() is done (next_step): never from inside the parser. */
   if (c->expect_continue && ((p->flags & F_CHUNKED) || p->content_length > 0))
     cr_buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+  if (p->flags & F_CHUNKED) {
+    /* Pause so that feed() checks the chunked framing before llhttp parses it. */
+    c->pause_kind = PAUSE_CHUNKED;
+    return HPE_PAUSED;
+  }
   return 0;
 }
 
@@ -324,9 +673,52 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
+/* Chunk extensions (RFC 9112 7.1.1): names and values are tokens (or a
+ * quoted value), so never empty; llhttp 8.1 lets empty ones through. */
+static int on_chunk_extension_name(llhttp_t *p, const char *at, size_t len) {
+  (void)at;
+  cr_http_conn_t *c = p->data;
+  c->ext_len += len;
+  return 0;
+}
+
+static int on_chunk_extension_name_complete(llhttp_t *p) {
+  cr_http_conn_t *c = p->data;
+  if (c->ext_len == 0) return refuse_400(c, "an empty chunk extension name");
+  c->ext_len = 0;
+  return 0;
+}
+
+static int on_chunk_extension_value(llhttp_t *p, const char *at, size_t len) {
+  cr_http_conn_t *c = p->data;
+  c->ext_len += len;
+  if (!c->ext_in_value) { /* its first span: a quoted value starts with '"' */
+    c->ext_in_value = 1;
+    c->ext_quoted = len > 0 && at[0] == '"';
+  }
+  /* The byte that ended the value is in this buffer when the span ended there. */
+  if (!c->ext_quoted && at + len < c->feed_end && at[len] == ';') c->ext_semi = 1;
+  return 0;
+}
+
+static int on_chunk_extension_value_complete(llhttp_t *p) {
+  cr_http_conn_t *c = p->data;
+  c->ext_in_value = 0;
+  if (c->ext_len == 0) return refuse_400(c, "an empty chunk extension value");
+  c->ext_len = 0;
+  if (!c->ext_semi) return 0;
+  c->ext_semi = 0;
+  c->pause_kind = PAUSE_EXT_SEMI; /* feed() gives llhttp the ';' it lost */
+  return HPE_PAUSED;
+}
+
 static int on_message_complete(llhttp_t *p) {
   cr_http_conn_t *c = p->data;
   cr_http_req_t *r = &c->req;
+  /* A chunked message ends where its framing check ended. */
+  if ((p->flags & F_CHUNKED) && !(c->fx_state == FX_DONE && c->fx_trailer))
+    return refuse_400(c, "malformed chunked body");
+  fx_reset(c);
   memset(r, 0, sizeof *r);
   r->conn = c;
   r->method = method_bit(p->method);
@@ -334,12 +726,21 @@ static int on_message_complete(llhttp_t *p) {
   r->head = p->method == HTTP_HEAD;
   r->target = c->head.data ? c->head.data : "";
   r->target_len = c->target_len;
-  const char *q = memchr(r->target, '?', r->target_len);
-  r->path = r->target;
-  r->path_len = q ? (size_t)(q - r->target) : r->target_len;
-  r->query = q ? q + 1 : "";
-  r->query_len = q ? r->target_len - r->path_len - 1 : 0;
-  r->http_minor = p->http_minor;
+  if (c->path_len || c->is_asterisk) {
+    r->path = r->target + c->path_off;
+    r->path_len = c->path_len;
+  } else {
+    r->path = "/"; /* http://host or http://host?q */
+    r->path_len = 1;
+  }
+  size_t qo = c->path_off + c->path_len;
+  if (qo < r->target_len && r->target[qo] == '?') {
+    r->query = r->target + qo + 1;
+    r->query_len = r->target_len - qo - 1;
+  } else {
+    r->query = "";
+  }
+  r->http_minor = p->http_minor > 1 ? 1 : p->http_minor;
   r->nheaders = c->nhdrs;
   r->headers = c->headers;
   r->body = c->body.data ? c->body.data : "";
@@ -348,6 +749,7 @@ static int on_message_complete(llhttp_t *p) {
   if (!llhttp_should_keep_alive(p) || p->upgrade) c->close_after = 1;
   c->phase = PHASE_BUSY;
   conn_timer_stop(c);
+  c->pause_kind = PAUSE_MESSAGE;
   return HPE_PAUSED;
 }
 
@@ -393,6 +795,7 @@ void cr_http_respond_start(cr_http_req_t *req, int status) {
   c->resp_status = status;
   c->resp_mark = o->len;
   c->resp_failed = 0;
+  c->resp_head_over = 0;
   if (status == 200) {
     respond_ok_start(c, o);
     return;
@@ -414,9 +817,18 @@ void cr_http_respond_start(cr_http_req_t *req, int status) {
   o->len = (size_t)(p - o->data);
 }
 
+/* Would n more bytes take this response's head over MAX_RESPONSE_HEAD? Then
+ * nothing more is added, and finish answers 500 instead. */
+static int head_over(cr_http_conn_t *c, size_t n) {
+  if (c->out.len - c->resp_mark + n <= MAX_RESPONSE_HEAD && !c->resp_head_over) return 0;
+  c->resp_head_over = 1;
+  return 1;
+}
+
 void cr_http_respond_header(cr_http_req_t *req, const char *name, size_t nlen, const char *value,
                             size_t vlen) {
   cr_buf_t *o = &req->conn->out;
+  if (head_over(req->conn, nlen + vlen + 4)) return;
   if (cr_buf_reserve(o, nlen + vlen + 4)) {
     req->conn->resp_failed = 1;
     return;
@@ -430,12 +842,32 @@ void cr_http_respond_header(cr_http_req_t *req, const char *name, size_t nlen, c
 }
 
 void cr_http_respond_lines(cr_http_req_t *req, const char *lines, size_t len) {
+  if (head_over(req->conn, len)) return;
   if (cr_buf_append(&req->conn->out, lines, len)) req->conn->resp_failed = 1;
 }
 
 void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const char *body, size_t len) {
   cr_http_conn_t *c = req->conn;
   cr_buf_t *o = &c->out;
+  if (c->resp_head_over && !c->resp_failed) {
+    /* The head went over its limit: what it wrote is dropped, and the answer
+     * is a 500 of our own (its head is small: this does not come back). */
+    o->len = c->resp_mark < o->len ? c->resp_mark : o->len;
+    cr_log(CR_LOG_ERROR, NULL, req->id,
+           "the response's header fields are over the limit of %u bytes: answering 500 instead",
+           MAX_RESPONSE_HEAD);
+    cr_buf_t b = CR_BUF_INIT;
+    cr_http_error_body(&b, req, 500, "internal error: response headers too large");
+    cr_http_respond_start(req, 500);
+    if (b.len) {
+      cr_http_respond_finish(req, "application/json", b.data, b.len);
+    } else {
+      c->resp_failed = 1; /* no memory for the body: finish drops the answer and closes */
+      cr_http_respond_finish(req, NULL, "", 0);
+    }
+    cr_buf_free(&b);
+    return;
+  }
   int status = c->resp_status;
   int bodyless = status == 204 || status == 304 || (status >= 100 && status < 200);
   int with_body = !bodyless && !req->head;
@@ -634,7 +1066,9 @@ static const char *refusal_text(int status) {
   case 417: return "expectation failed: only 100-continue is supported";
   case 431: return "request header fields too large";
   case 405: return "method not allowed";
+  case 501: return "transfer coding not implemented: only chunked is";
   case 503: return "server out of memory";
+  case 505: return "HTTP version not supported: only HTTP/1.x is";
   default: return "bad request";
   }
 }
@@ -648,13 +1082,23 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = sizeof c->server->read_buf;
 }
 
+/* OPTIONS * (asterisk-form) is the server's own: 204 with the methods it serves. */
+static void respond_options_star(cr_http_conn_t *c) {
+  static const char allow[] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+  cr_http_respond_start(&c->req, 204);
+  cr_http_respond_header(&c->req, "Allow", 5, allow, sizeof allow - 1);
+  cr_http_respond_finish(&c->req, NULL, "", 0);
+}
+
 /* Parses data. pending_len is 0 for bytes just read, or c->pending's length
  * when data lies in c->pending (next_step). */
 static void feed(cr_http_conn_t *c, const char *data, size_t len, size_t pending_len) {
   c->in_feed = 1;
+  const char *scanned = data; /* fx_scan has seen the bytes before this */
   while (len > 0 && !c->closing) {
-    if (c->phase == PHASE_BUSY || c->writing) {
-      /* The current request is not answered yet: keep the rest for later. */
+    if (c->phase == PHASE_BUSY || c->writing || c->out.len >= OUT_HIGH_WATER) {
+      /* The current request is not answered yet, or its answers wait to be
+       * written (back-pressure): keep the rest for later. */
       if (pending_len) {
         c->pending.len = pending_len;
         c->pending_off = (size_t)(data - c->pending.data);
@@ -665,6 +1109,18 @@ static void feed(cr_http_conn_t *c, const char *data, size_t len, size_t pending
       break;
     }
     if (c->close_after && c->phase == PHASE_IDLE) break; /* nothing after a closing request */
+    if (c->fx_state != FX_DONE) {
+      const char *from = scanned > data ? scanned : data;
+      ssize_t k = fx_scan(c, from, (size_t)(data + len - from));
+      if (k < 0) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "bad request: %s", c->error_msg);
+        respond_refusal(c, 400, msg);
+        break;
+      }
+      scanned = from + k;
+    }
+    c->feed_end = data + len;
     llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
     if (err == HPE_OK) break;
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
@@ -675,15 +1131,41 @@ static void feed(cr_http_conn_t *c, const char *data, size_t len, size_t pending
       if (err == HPE_PAUSED) llhttp_resume(&c->parser);
       else c->close_after = 1;
       if (c->closing) break;
-      cr_http_server_t *s = c->server;
-      make_id(s, c->req.id);
-      s->opts.on_request(&c->req, s->opts.data);
-      continue;
+      if (err == HPE_PAUSED && c->pause_kind == PAUSE_CHUNKED) {
+        /* The fields are in: check the chunked framing from here on (where
+         * the header section's check ended). */
+        if (data != scanned) {
+          c->error_status = 400;
+          c->error_msg = "malformed header section";
+          err = HPE_USER;
+          goto refused;
+        }
+        c->fx_state = FX_CSIZE;
+        c->fx_in_size = 1;
+        c->fx_size = 0;
+        c->fx_digits = 0;
+        continue;
+      }
+      if (err == HPE_PAUSED && c->pause_kind == PAUSE_EXT_SEMI) {
+        /* llhttp consumed the ';' that ended an unquoted extension value as
+         * part of the value: give it the ';' again (its state expects one). */
+        static const char semi = ';';
+        c->feed_end = &semi + 1;
+        err = llhttp_execute(&c->parser, &semi, 1);
+        if (err == HPE_OK) continue;
+      } else {
+        cr_http_server_t *s = c->server;
+        make_id(s, c->req.id);
+        if (c->is_asterisk) respond_options_star(c);
+        else s->opts.on_request(&c->req, s->opts.data);
+        continue;
+      }
     }
+  refused:;
     int status = c->error_status ? c->error_status : 400;
     char msg[200];
     if (status == 400)
-      snprintf(msg, sizeof msg, "bad request: %s", llhttp_get_error_reason(&c->parser));
+      snprintf(msg, sizeof msg, "bad request: %s", c->error_msg ? c->error_msg : llhttp_get_error_reason(&c->parser));
     else
       snprintf(msg, sizeof msg, "%s", refusal_text(status));
     respond_refusal(c, status, msg);
@@ -810,6 +1292,8 @@ static void on_connection(uv_stream_t *ls, int status) {
   }
   llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
   c->parser.data = c;
+  /* Every version reaches on_version_complete, which answers 505 or goes on. */
+  c->parser.lenient_flags |= LENIENT_VERSION;
   if (s->nconns > s->opts.max_connections) {
     cr_log(CR_LOG_WARN, NULL, NULL, "connection limit (%d per worker) reached: answering 503",
            s->opts.max_connections);
@@ -840,10 +1324,18 @@ int cr_http_server_start(cr_http_server_t **out, uv_loop_t *loop, int fd, const 
   llhttp_settings_init(&s->settings);
   s->settings.on_message_begin = on_message_begin;
   s->settings.on_url = on_url;
+  s->settings.on_url_complete = on_url_complete;
+  s->settings.on_version_complete = on_version_complete;
   s->settings.on_header_field = on_header_field;
+  s->settings.on_header_field_complete = on_header_field_complete;
   s->settings.on_header_value = on_header_value;
+  s->settings.on_header_value_complete = on_header_value_complete;
   s->settings.on_headers_complete = on_headers_complete;
   s->settings.on_body = on_body;
+  s->settings.on_chunk_extension_name = on_chunk_extension_name;
+  s->settings.on_chunk_extension_name_complete = on_chunk_extension_name_complete;
+  s->settings.on_chunk_extension_value = on_chunk_extension_value;
+  s->settings.on_chunk_extension_value_complete = on_chunk_extension_value_complete;
   s->settings.on_message_complete = on_message_complete;
   /* Request ids look like UUIDs: random per process, then a counter. */
   unsigned char rnd[8];
@@ -895,3 +1387,210 @@ void cr_http_server_drain(cr_http_server_t *s, cr_http_drained_cb done, void *da
 void cr_http_server_free(cr_http_server_t *s) { free(s); }
 
 int cr_http_server_connections(const cr_http_server_t *s) { return s->nconns; }
+
+/* --- draining without losing a received request (issue 10, item 11; engineer B) ----------------- */
+
+/* The rule: a drain answers every request whose bytes the server has
+ * received, then closes each connection. The caller has taken in the
+ * listener's accept queue first (worker.c), so connections the kernel had
+ * accepted are among s->conns. At the drain, per connection:
+ *   - idle with nothing received: closed at once (an idle keep-alive);
+ *   - what the kernel holds for it is read into pending now: those bytes
+ *     were received (the client sent them before the drain), later ones are
+ *     not read;
+ *   - a request being received (its head or body in transit) is read to its
+ *     end and answered, with "Connection: close";
+ *   - the request being handled (running, or waiting for a concurrency
+ *     place) is answered, then the complete requests pipelined behind it, in
+ *     order; the last of them says "Connection: close" (the ones before it
+ *     cannot: the server must not answer after a close). An incomplete
+ *     request behind complete ones is dropped with the connection.
+ * The drain counts the complete requests behind the current one with a
+ * scratch parser; where that parser disagrees (llhttp refusing what this
+ * file accepts), the connection is answered to the end of what was received
+ * and closed after its last answer, without the header.
+ * While this drain runs, s->draining stays 0 (it would close every
+ * connection after its next answer) and s->drained_data holds its state. */
+
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+typedef struct {
+  cr_http_conn_t *c;
+  int left; /* complete requests still to come; the last one closes */
+} drain_left_t;
+
+typedef struct {
+  uv_timer_t timer;
+  cr_http_server_t *s;
+  cr_http_drained_cb done;
+  void *done_data;
+  cr_http_request_cb on_request; /* the server's own, wrapped */
+  drain_left_t *left;
+  int nleft;
+} drain_all_t;
+
+typedef struct {
+  int complete;
+  int in_message;
+} drain_count_t;
+
+static int drain_count_begin(llhttp_t *p) {
+  ((drain_count_t *)p->data)->in_message = 1;
+  return 0;
+}
+
+static int drain_count_complete(llhttp_t *p) {
+  drain_count_t *n = p->data;
+  n->complete++;
+  n->in_message = 0;
+  return 0;
+}
+
+/* Complete requests in data (the parser of c is at a message boundary), or
+ * -1 when llhttp stops on them. *partial: an incomplete one follows. */
+static int drain_count(const cr_http_conn_t *c, const char *data, size_t len, int *partial) {
+  llhttp_settings_t st;
+  llhttp_settings_init(&st);
+  st.on_message_begin = drain_count_begin;
+  st.on_message_complete = drain_count_complete;
+  llhttp_t p;
+  llhttp_init(&p, HTTP_REQUEST, &st);
+  p.lenient_flags = c->parser.lenient_flags;
+  drain_count_t n = {0, 0};
+  p.data = &n;
+  *partial = 0;
+  if (len && llhttp_execute(&p, data, len) != HPE_OK) return -1;
+  *partial = n.in_message;
+  return n.complete;
+}
+
+/* Reads what the kernel holds for c into c->pending. Returns 1 at the
+ * peer's EOF, -1 on an error (the connection is lost), else 0. */
+static int drain_slurp(cr_http_conn_t *c) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd)) return 0;
+  for (int i = 0; i < 1024; i++) {
+    if (cr_buf_reserve(&c->pending, 65536)) return 0;
+    ssize_t n = recv(fd, c->pending.data + c->pending.len, c->pending.cap - c->pending.len, MSG_DONTWAIT);
+    if (n > 0) {
+      c->pending.len += (size_t)n;
+      continue;
+    }
+    if (n == 0) return 1;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+  }
+  return 0;
+}
+
+static void drain_on_request(cr_http_req_t *req, void *data) {
+  cr_http_server_t *s = req->conn->server;
+  drain_all_t *d = s->drained_data;
+  for (int i = 0; i < d->nleft; i++) {
+    if (d->left[i].c != req->conn) continue;
+    if (--d->left[i].left <= 0) {
+      req->conn->close_after = 1; /* its answer says so, and nothing after it is parsed */
+      d->left[i].c = NULL;
+    }
+    break;
+  }
+  d->on_request(req, data);
+}
+
+static void drain_freed(uv_handle_t *h) {
+  drain_all_t *d = h->data;
+  free(d->left);
+  free(d);
+}
+
+/* Every connection closed (connections close on their own: this only looks). */
+static void drain_poll(uv_timer_t *t) {
+  drain_all_t *d = t->data;
+  cr_http_server_t *s = d->s;
+  if (s->nconns > 0 || !s->listener_closed) return;
+  uv_timer_stop(t);
+  s->opts.on_request = d->on_request;
+  s->draining = 1;
+  s->drained = NULL;
+  s->drained_data = NULL;
+  cr_http_drained_cb done = d->done;
+  void *data = d->done_data;
+  uv_close((uv_handle_t *)t, drain_freed);
+  if (done) done(data);
+}
+
+/* Starts a drain by the rule above; done is called once every connection is closed. */
+void cr_http_server_drain_received(cr_http_server_t *s, cr_http_drained_cb done, void *data) {
+  if (s->draining || s->drained_data) return;
+  drain_all_t *d = calloc(1, sizeof *d);
+  if (d) d->left = calloc((size_t)(s->nconns > 0 ? s->nconns : 1), sizeof *d->left);
+  if (!d || !d->left) {
+    if (d) free(d);
+    cr_http_server_drain(s, done, data); /* out of memory: the plain drain */
+    return;
+  }
+  d->s = s;
+  d->done = done;
+  d->done_data = data;
+  d->on_request = s->opts.on_request;
+  s->opts.on_request = drain_on_request;
+  s->drained_data = d;
+  uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+  /* Decide for every connection first, then set the idle ones with work
+   * going (their handlers may run now, and take their time). */
+  int nkick = 0;
+  cr_http_conn_t **kick = calloc((size_t)(s->nconns > 0 ? s->nconns : 1), sizeof *kick);
+  cr_http_conn_t *c = s->conns;
+  while (c) {
+    cr_http_conn_t *next = c->next;
+    if (c->lingering || c->doomed) {
+      c = next;
+      continue;
+    }
+    if (c->phase == PHASE_RECEIVING) {
+      c->close_after = 1; /* read on to its end, answer, close */
+      c = next;
+      continue;
+    }
+    int eof = drain_slurp(c);
+    if (eof < 0) {
+      conn_close(c);
+      c = next;
+      continue;
+    }
+    if (eof) {
+      c->peer_eof = 1;
+      read_off(c);
+    }
+    size_t off = c->pending_off < c->pending.len ? c->pending_off : c->pending.len;
+    int partial = 0;
+    int n = drain_count(c, c->pending.data + off, c->pending.len - off, &partial);
+    int busy = c->phase == PHASE_BUSY || c->writing;
+    if (n == 0 && !partial) {
+      c->pending.len = c->pending_off = 0;
+      if (busy || c->out.len) {
+        c->close_after = 1; /* its answer goes out, says close, and the connection closes */
+        if (!busy && kick) kick[nkick++] = c;
+      } else {
+        conn_close(c);
+      }
+    } else if (n == 0) {
+      /* Only the start of a request: read it to its end and answer it. */
+      d->left[d->nleft++] = (drain_left_t){c, 1};
+      if (!busy && kick) kick[nkick++] = c;
+    } else {
+      /* Complete requests: answer them, read nothing more. */
+      c->peer_eof = 1;
+      read_off(c);
+      if (n > 0) d->left[d->nleft++] = (drain_left_t){c, n}; /* n < 0: llhttp disagrees, see above */
+      if (!busy && kick) kick[nkick++] = c;
+    }
+    c = next;
+  }
+  uv_timer_init(s->loop, &d->timer);
+  d->timer.data = d;
+  uv_timer_start(&d->timer, drain_poll, 5, 5);
+  for (int i = 0; i < nkick; i++) next_step(kick[i]);
+  free(kick);
+}

@@ -13,7 +13,53 @@
  * -> 413, malformed -> 400, a request not fully received within
  * request_timeout -> 408; each closes the connection after the answer. Idle
  * keep-alive connections close after keepalive_timeout. Past max_connections,
- * new connections get 503 and are closed. */
+ * new connections get 503 and are closed.
+ *
+ * Strictness (RFC 9112; each of these is 400 and closes, nothing pipelined
+ * behind the request is read):
+ *  - every line of the header section, of a chunk-size line and of the
+ *    trailer section ends with CRLF: a bare LF or a CR not followed by LF is
+ *    refused, and so is a field line starting with whitespace (obs-fold, or
+ *    whitespace before the first field). Empty lines (CRLF) before a request
+ *    line are skipped. Chunk data must be followed by exactly CRLF;
+ *  - a request line without a version (HTTP/0.9) is 400; a major version
+ *    other than 1 is 505; HTTP/1.x with x > 1 is served as 1.1;
+ *  - a field name that is empty or holds whitespace ("Name : v");
+ *  - HTTP/1.1 without exactly one Host field, any request with two, and a
+ *    Host value that is not host[:port] characters;
+ *  - Content-Length that is not one decimal number, or with
+ *    Transfer-Encoding; Transfer-Encoding in HTTP/1.0, or whose last coding
+ *    is not chunked; a coding before chunked ("gzip, chunked") is 501;
+ *  - chunk extensions (any number, token or quoted values) are accepted and
+ *    ignored; an empty extension name or value is refused;
+ *  - the target is origin-form ("/path?query"), absolute-form
+ *    ("http(s)://authority/path?query", without userinfo: routed by its path
+ *    and query, its authority replaces the Host value as 9112 3.2.2 says),
+ *    "*" for OPTIONS only (answered here: 204 with Allow, never handed to
+ *    on_request), or authority-form for CONNECT (405). A fragment ('#') or a
+ *    control byte in the target is refused.
+ * Trailing whitespace is not part of a field value. Fields of a chunked
+ * trailer section are checked and ignored.
+ *
+ * The path is normalized once, at parse time (RFC 3986 6.2.2.2): a %XX that
+ * encodes an unreserved character (ALPHA DIGIT - . _ ~) is replaced by the
+ * character, in the path only (not the query); every other %XX stays as it
+ * came. req->target, req->path and the body_limit callback all see the
+ * normalized bytes, so "/%5f/x" and "/_/x" are the same path everywhere.
+ *
+ * Output limits:
+ *  - back-pressure: while 4 MB (OUT_HIGH_WATER in http.c) or more of a
+ *    connection's responses wait to be written, or while a write is in
+ *    flight, no further request of that connection is read or parsed; it
+ *    goes on once the socket has taken everything queued. A client that
+ *    pipelines requests and never reads holds at most 4 MB plus one
+ *    response in the worker (plus what the kernel's socket buffers hold),
+ *    and is closed when a write makes no progress for 60 s.
+ *  - a response's head (its status line, Date and the fields added with
+ *    cr_http_respond_header/lines) may be at most 64 KB; past that nothing
+ *    more of it is kept, and finish answers 500 {"error":"internal error:
+ *    response headers too large","requestId":...} instead (logged at error
+ *    level with the request id). The fields finish adds come on top. */
 #ifndef CR_HTTP_H
 #define CR_HTTP_H
 
@@ -37,13 +83,13 @@ typedef struct cr_http_req_s {
   cr_http_conn_t *conn;
   unsigned method;            /* a CR_M_* bit (router.h) */
   const char *method_name;    /* "GET" */
-  const char *target;         /* the raw request-target */
+  const char *target;         /* the request-target, its path normalized (see above) */
   size_t target_len;
-  const char *path;           /* target up to '?' */
+  const char *path;           /* the normalized path: target up to '?', after an absolute-form's authority */
   size_t path_len;
   const char *query;          /* after '?', or "" */
   size_t query_len;
-  int http_minor;             /* 1.x */
+  int http_minor;             /* 1.x: 0 or 1 */
   int nheaders;
   cr_http_header_t *headers;
   const char *body;
@@ -95,5 +141,12 @@ void cr_http_respond_error(cr_http_req_t *req, int status, const char *msg);
 void cr_http_error_body(cr_buf_t *b, const cr_http_req_t *req, int status, const char *msg);
 
 const char *cr_http_reason(int status);
+
+/* Drains without losing a request already received (issue 10, item 11; the
+ * rule is in http.c): closes the listener (take in its accept queue first),
+ * closes idle connections, answers every request received on the others
+ * (being received, being handled, pipelined), the last answer of each with
+ * "Connection: close", and calls done once no connection is left. */
+void cr_http_server_drain_received(cr_http_server_t *s, cr_http_drained_cb done, void *data);
 
 #endif
