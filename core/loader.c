@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <lua.h>
 #include <poll.h>
 #include <signal.h>
@@ -19,10 +20,66 @@
 #include "clock.h"
 #include "error.h"
 #include "log.h"
+#include "registry.h"
 #include "vm.h"
 #include "wire.h"
 
 #define MAX_SOURCE (16 * 1024 * 1024)
+
+/* Is relpath a module's file: a .lua file that is not a function's? */
+static int is_module_path(const char *relpath) {
+  size_t n = strlen(relpath);
+  return n >= 5 && strcmp(relpath + n - 4, ".lua") == 0 && !cr_registry_is_function_path(relpath);
+}
+
+int cr_loader_read_module(const char *root, const char *relpath, char **src, size_t *len, char *err, size_t errlen) {
+  *src = NULL;
+  *len = 0;
+  if (!root || !is_module_path(relpath)) {
+    snprintf(err, errlen, "%s is a function's file, not a module (modules are under lib/ or have a file or folder name starting with '_')",
+             relpath);
+    return CR_EINVAL;
+  }
+  char path[4096];
+  if ((size_t)snprintf(path, sizeof path, "%s/%s", root, relpath) >= sizeof path) return CR_ENOENT;
+  /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below). */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? CR_ENOENT : CR_EIO;
+  /* Where the opened file really is (symlinks followed), and the folder's real path. */
+  char real[PATH_MAX], link[64], rroot[PATH_MAX];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t rn = readlink(link, real, sizeof real - 1);
+  if (rn > 0) real[rn] = '\0';
+  else if (!realpath(path, real)) real[0] = '\0';
+  size_t rl = realpath(root, rroot) ? strlen(rroot) : 0;
+  struct stat st;
+  int inside = rl > 0 && real[0] && strncmp(real, rroot, rl) == 0 && real[rl] == '/';
+  if (!inside || !is_module_path(real + rl + 1)) {
+    close(fd);
+    snprintf(err, errlen, "%s leads to %s, which is not a module file inside the functions folder", relpath,
+             inside ? real + rl + 1 : "a file outside the functions folder");
+    return CR_EINVAL;
+  }
+  if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > MAX_SOURCE) {
+    close(fd);
+    snprintf(err, errlen, "%s is not a regular file of at most 16 MB", relpath);
+    return CR_EINVAL;
+  }
+  char *buf = malloc((size_t)st.st_size + 1);
+  size_t got = 0;
+  while (buf && got < (size_t)st.st_size) {
+    ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  close(fd);
+  if (!buf) return CR_ENOMEM;
+  buf[got] = '\0';
+  *src = buf;
+  *len = got;
+  return 0;
+}
 
 int cr_loader_read(const char *root, const char *relpath, char **src, size_t *len, char *err, size_t errlen) {
   char path[4096];

@@ -12,7 +12,17 @@
  * The master reads the sources itself and hands them to the validator, so a
  * version's source is exactly the bytes that were validated. The modules a
  * function's init required are returned too (their sources as read then):
- * they become part of its version. */
+ * they become part of its version.
+ *
+ * What require() may read (cr_loader_read_module): functions are not
+ * modules. A module name maps to NAME.lua or NAME/init.lua (dots are
+ * folders); a path that would be a function's file (core/registry.c's rule:
+ * every .lua file that is not under the top-level lib/ folder and has no
+ * folder or file name starting with '_' or '.') is refused without being
+ * opened, and so is a file that, once every symlink is followed, is not a
+ * regular module .lua file inside the functions folder (a symlink in lib/ to
+ * a function, a folder symlinked out of the folder, a FIFO). A function's
+ * settings and env can therefore only be read by that function. */
 #ifndef CR_LOADER_H
 #define CR_LOADER_H
 
@@ -32,6 +42,12 @@ typedef struct {
   cr_vm_modules_t modules; /* out, when ok: modules its init required */
   char *error;             /* out, when not ok: "file:line: message" (malloc'd) */
 } cr_load_t;
+
+/* The source of the module file ROOT/relpath (malloc'd) for require, under
+ * the rule above. Returns 0; CR_ENOENT when there is no such file (err not
+ * set); CR_EINVAL when it may not be required (err says why); CR_ENOMEM or
+ * CR_EIO. */
+int cr_loader_read_module(const char *root, const char *relpath, char **src, size_t *len, char *err, size_t errlen);
 
 /* Reads ROOT/relpath into a malloc'd buffer. */
 int cr_loader_read(const char *root, const char *relpath, char **src, size_t *len, char *err, size_t errlen);

@@ -18,6 +18,7 @@
 #include "error.h"
 #include "json.h"
 #include "log.h"
+#include "loader.h"
 #include "modules.h"
 #include "watchdog.h"
 
@@ -181,13 +182,15 @@ static int host_loadmodule(lua_State *L) {
   for (char *p = rel; *p; p++)
     if (*p == '.') *p = '/';
   static const char *const patterns[] = {"%s.lua", "%s/init.lua"};
+  char refused[600] = "";
   for (int i = 0; i < 2; i++) {
-    char relpath[300], path[4096], chunkname[320];
+    char relpath[300], chunkname[320], why[600];
     snprintf(relpath, sizeof relpath, patterns[i], rel);
-    snprintf(path, sizeof path, "%s/%s", vm->root, relpath);
     size_t len;
     char *src = NULL;
-    cr_read_file(path, 16 * 1024 * 1024, &src, &len);
+    /* Functions are not modules (core/loader.h says what may be required). */
+    int rrc = cr_loader_read_module(vm->root, relpath, &src, &len, why, sizeof why);
+    if (rrc == CR_EINVAL && !refused[0]) snprintf(refused, sizeof refused, "%s", why);
     if (!src) continue;
     snprintf(chunkname, sizeof chunkname, "@%s", relpath);
     int rc = luaL_loadbufferx(L, src, len, chunkname, "t");
@@ -201,8 +204,10 @@ static int host_loadmodule(lua_State *L) {
     return 1;
   }
   lua_pushnil(L);
-  lua_pushfstring(L, "module '%s' not found (looked for %s.lua and %s/init.lua in the functions folder)",
-                  name, rel, rel);
+  if (refused[0]) lua_pushfstring(L, "module '%s' cannot be required: %s", name, refused);
+  else
+    lua_pushfstring(L, "module '%s' not found (looked for %s.lua and %s/init.lua in the functions folder)", name,
+                    rel, rel);
   return 2;
 }
 

@@ -50,6 +50,82 @@ static void put_file(const char *rel, const char *content) {
 
 static double now_s(void) { return (double)cr_clock_ns() / 1e9; }
 
+/* --- cr_loader_read_module: what require may read ----------------------------------------------- */
+
+static int read_module(const char *rel, char **src, char *err, size_t n) {
+  size_t len = 0;
+  *src = NULL;
+  err[0] = '\0';
+  return cr_loader_read_module(g_root, rel, src, &len, err, n);
+}
+
+static void test_read_module(void **state) {
+  (void)state;
+  char err[700], *src, path[600], target[600];
+  put_file("billing.lua", "return { env = { KEY = 'secret' } }");
+  put_file("sub/fn.lua", "return 1");
+  put_file("lib/util.lua", "return 'util'");
+  put_file("_priv.lua", "return 'priv'");
+  put_file("sub/_h.lua", "return 'h'");
+  put_file("lib/notes.txt", "text");
+  /* Modules. */
+  assert_int_equal(read_module("lib/util.lua", &src, err, sizeof err), 0);
+  assert_string_equal(src, "return 'util'");
+  free(src);
+  assert_int_equal(read_module("_priv.lua", &src, err, sizeof err), 0);
+  free(src);
+  assert_int_equal(read_module("sub/_h.lua", &src, err, sizeof err), 0);
+  free(src);
+  assert_int_equal(read_module("lib/missing.lua", &src, err, sizeof err), CR_ENOENT);
+  assert_null(src);
+  /* Function files: refused without being opened (a missing one too). */
+  static const char *const fns[] = {"billing.lua", "sub/fn.lua", "missing.lua", "Lib/util.lua", "sub/init.lua"};
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    assert_int_equal(read_module(fns[i], &src, err, sizeof err), CR_EINVAL);
+    assert_null(src);
+    assert_non_null(strstr(err, "is a function's file, not a module"));
+  }
+  assert_int_equal(read_module("lib/notes.txt", &src, err, sizeof err), CR_EINVAL);
+  /* Symlinks that lead to a function, out of the folder, or to a FIFO. */
+  snprintf(path, sizeof path, "%s/lib/link.lua", g_root);
+  assert_int_equal(symlink("../billing.lua", path), 0);
+  assert_int_equal(read_module("lib/link.lua", &src, err, sizeof err), CR_EINVAL);
+  assert_null(src);
+  assert_non_null(strstr(err, "leads to billing.lua, which is not a module file"));
+  snprintf(path, sizeof path, "%s/lib/up", g_root);
+  assert_int_equal(symlink("..", path), 0);
+  assert_int_equal(read_module("lib/up/billing.lua", &src, err, sizeof err), CR_EINVAL);
+  assert_int_equal(read_module("lib/up/lib/util.lua", &src, err, sizeof err), 0); /* it is lib/util.lua */
+  free(src);
+  snprintf(path, sizeof path, "%s/lib/etc.lua", g_root);
+  assert_int_equal(symlink("/etc/passwd", path), 0);
+  assert_int_equal(read_module("lib/etc.lua", &src, err, sizeof err), CR_EINVAL);
+  assert_non_null(strstr(err, "outside the functions folder"));
+  assert_null(strstr(err, "passwd"));
+  snprintf(path, sizeof path, "%s/lib/txt.lua", g_root);
+  assert_int_equal(symlink("notes.txt", path), 0);
+  assert_int_equal(read_module("lib/txt.lua", &src, err, sizeof err), CR_EINVAL);
+  snprintf(path, sizeof path, "%s/lib/fifo.lua", g_root);
+  assert_int_equal(mkfifo(path, 0600), 0);
+  long long t0 = (long long)cr_clock_ns();
+  assert_int_equal(read_module("lib/fifo.lua", &src, err, sizeof err), CR_EINVAL); /* and does not wait */
+  assert_true((long long)cr_clock_ns() - t0 < 1000000000LL);
+  assert_non_null(strstr(err, "not a regular file"));
+  snprintf(path, sizeof path, "%s/lib/dir.lua", g_root);
+  assert_int_equal(mkdir(path, 0755), 0);
+  assert_int_equal(read_module("lib/dir.lua", &src, err, sizeof err), CR_EINVAL);
+  /* The folder reached through a symlink of its own: still inside. */
+  snprintf(target, sizeof target, "%s-alias", g_root);
+  assert_int_equal(symlink(g_root, target), 0);
+  size_t len;
+  assert_int_equal(cr_loader_read_module(target, "lib/util.lua", &src, &len, err, sizeof err), 0);
+  free(src);
+  assert_int_equal(cr_loader_read_module(target, "lib/link.lua", &src, &len, err, sizeof err), CR_EINVAL);
+  unlink(target);
+  /* No folder (a platform function): nothing. */
+  assert_int_equal(cr_loader_read_module(NULL, "lib/util.lua", &src, &len, err, sizeof err), CR_EINVAL);
+}
+
 /* --- cr_loader_read -------------------------------------------------------------------------------- */
 
 static void test_read(void **state) {
@@ -321,6 +397,7 @@ static void test_run_large_settings(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_read, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_read_module, setup, teardown),
       cmocka_unit_test_setup_teardown(test_validate, setup, teardown),
       cmocka_unit_test_setup_teardown(test_run_several, setup, teardown),
       cmocka_unit_test_setup_teardown(test_run_stuck_in_c, setup, teardown),

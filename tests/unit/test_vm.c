@@ -440,7 +440,8 @@ static void test_require_files(void **state) {
   assert_non_null(mkdtemp(g_root));
   const char *util = "local M = {} M.x = 1 M.loads = (M.loads or 0) + 1 return M";
   put_file("lib/util.lua", util, strlen(util));
-  put_file("mod/init.lua", "return 'from init'", 18);
+  put_file("_mod/init.lua", "return 'from init'", 18);
+  put_file("fnmod/init.lua", "return 'a function'", 19); /* a function's file: not requireable */
   put_file("lib/bad.lua", "return {", 8);
   put_file("lib/boom.lua", "error('module init failed')", 27);
   put_file("lib/loop_a.lua", "return require('lib.loop_b')", 28);
@@ -456,7 +457,8 @@ static void test_require_files(void **state) {
   lua_State *L = vm->L;
   assert_true(run_bool(L, "local u = require('lib.util') return u.x == 1"));
   assert_true(run_bool(L, "return require('lib.util') == require('lib.util')")); /* loaded once */
-  assert_true(run_bool(L, "return require('mod') == 'from init'"));
+  assert_true(run_bool(L, "return require('_mod') == 'from init'"));
+  run_err(L, "require('fnmod')", "is a function's file, not a module");
   assert_true(run_bool(L, "return require('lib.nothing') == true"));
   run_err(L, "require('lib.bad')", "lib/bad.lua:1:");
   run_err(L, "require('lib.boom')", "module init failed");
