@@ -14,16 +14,50 @@
 -- host (from vm.c): print, loadmodule(name) -> chunk|nil,err, json, preload
 -- (the crescent.* module loaders), seed, maxmcode and sizemcode (KB).
 -- Returns the platform's private interface (used from C through the registry).
+--
+-- Rules for platform Lua (this file, stdlib/*.lua, lua/storage_api.lua):
+--   * User code can replace any global and any field of the shared library
+--     tables (string.match = ..., table.concat = ..., json.encode = ...), and
+--     every string method call (s:match(), ("x"):format()) goes through the
+--     string metatable's __index, which IS the user-visible string table.
+--     So platform code never looks a library function up at call time: it
+--     uses upvalues captured here, at boot, before any user code ran (`lib`
+--     below, handed to the stdlib as P.lib; the stdlib chunks even run with
+--     an environment that raises on any global access, see modules.c).
+--   * A user value (an options table, a list of keys) is read once; the
+--     platform checks and uses the copy it read.
+--   * Yields: a platform yield passes up through user coroutines. It can only
+--     get to the platform if every coroutine on the way can yield at that
+--     point; `passes[co]` records, at each resume, whether the resumer could
+--     (its own isyieldable() there and its own passes), so the stdlib can
+--     refuse a call that could not yield BEFORE it sends anything (modules.c).
 local host = ...
 
 local error, type, select, tostring, pairs = error, type, select, tostring, pairs
-local setmetatable, rawget = setmetatable, rawget
+local setmetatable, rawget, pcall = setmetatable, rawget, pcall
 local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
-local co_running, co_status, co_wrap_raw = coroutine.running, coroutine.status, coroutine.wrap
+local co_running, co_status = coroutine.running, coroutine.status
+local co_isyieldable = coroutine.isyieldable
 local concat = table.concat
 local collect = collectgarbage
 local getinfo = debug.getinfo
 local G = _G
+
+-- The library as it is now, before any user code: the platform's own copy.
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+local lib = {
+  string = copy(string), table = copy(table), math = copy(math), bit = copy(bit),
+  type = type, tostring = tostring, tonumber = tonumber, pairs = pairs, ipairs = ipairs, next = next,
+  error = error, select = select, unpack = unpack, rawget = rawget, rawset = rawset, rawequal = rawequal,
+  setmetatable = setmetatable, getmetatable = getmetatable, pcall = pcall, assert = assert,
+  json_encode = host.json.safe.encode, json_decode = host.json.safe.decode,
+  json_null = host.json.null, json_array_mt = host.json.array_mt,
+}
+lib.string.dump = nil
 
 -- The JIT is on because vm.c opened the jit library; keep it on, then hide
 -- it. Machine code lives outside the allocator's meter, so bound it per state
@@ -41,6 +75,17 @@ math.randomseed(host.seed)
 ----------------------------------------------------------------------------
 local HOST = setmetatable({}, { __tostring = function() return "crescent.yield" end })
 local platform_threads = setmetatable({}, { __mode = "k" })
+-- user coroutine -> can a platform yield from it reach the platform (see the header)?
+local passes = setmetatable({}, { __mode = "k" })
+
+-- Can the running coroutine hand a yield up to the platform from here?
+-- co_isyieldable() is called from Lua, so it answers for this point of the
+-- running coroutine (false inside a gsub callback, a sort comparator, ...).
+local function can_pass()
+  if not co_isyieldable() then return false end
+  local co = co_running()
+  return platform_threads[co] == true or passes[co] == true
+end
 
 local function pass_through(co, ok, first, ...)
   -- A platform yield from inside a user coroutine: hand it up to the platform,
@@ -55,6 +100,7 @@ local function resume(co, ...)
   if type(co) ~= "thread" then
     error("bad argument #1 to 'resume' (coroutine expected)", 2)
   end
+  passes[co] = can_pass()
   return pass_through(co, co_resume(co, ...))
 end
 
@@ -79,7 +125,7 @@ end
 
 local function isyieldable()
   local co = co_running()
-  return co ~= nil and not platform_threads[co]
+  return co ~= nil and not platform_threads[co] and co_isyieldable()
 end
 
 local user_coroutine = {
@@ -113,7 +159,7 @@ local function require(name)
   local chunk, err = host.loadmodule(name)
   if not chunk then error(err, 2) end
   loading[name] = true
-  local ok, res = G.pcall(chunk, name)
+  local ok, res = pcall(chunk, name)
   loading[name] = nil
   if not ok then error(res, 0) end
   if res == nil then res = true end
@@ -171,4 +217,9 @@ return {
     return i.nparams
   end,
   modules = platform_modules,
+  -- The library captured at boot, for the stdlib (P.lib).
+  lib = lib,
+  -- user coroutine -> whether a platform yield from it can reach the platform
+  -- (read by modules.c before a stdlib call sends anything).
+  passes = passes,
 }

@@ -11,6 +11,16 @@
 -- Access: with an admin token configured (--admin-token / CRESCENT_ADMIN_TOKEN),
 -- requests need "Authorization: Bearer <token>"; without one, only loopback
 -- clients may use it.
+--
+-- Bad keys, content types and metadata are 400s (storage.key_problem,
+-- content_type_problem, metadata_problem: the rules of crescent.storage).
+-- An object stored before those rules may hold metadata or a content type a
+-- header cannot carry: GET and HEAD leave such entries out (and send the
+-- default content type) rather than fail.
+--
+-- This function's state runs no user code (it is a platform function with
+-- its own states and requires only crescent.storage), so its globals and
+-- library tables are the pristine ones.
 local storage = require "crescent.storage"
 
 local function fail(status, msg)
@@ -68,8 +78,10 @@ return {
         local m = name:match("^x%-meta%-(.+)$")
         if m then meta[m] = value end
       end
-      local info, err = storage.put(bucket, key, event.body,
-        { contentType = event.headers["content-type"], metadata = meta })
+      local ct = event.headers["content-type"]
+      local problem = storage.content_type_problem(ct) or storage.metadata_problem(meta)
+      if problem then return fail(400, problem) end
+      local info, err = storage.put(bucket, key, event.body, { contentType = ct, metadata = meta })
       if not info then return store_error(err) end
       return { status = 200, headers = { etag = info.etag }, body = info }
     elseif method == "GET" or method == "HEAD" then
@@ -85,9 +97,13 @@ return {
         data, info = storage.get(bucket, key)
         if not data then return info and store_error(info) or fail(404, "no such object") end
       end
+      local ct = info.contentType
+      if storage.content_type_problem(ct) then ct = "application/octet-stream" end
       local headers = { etag = info.etag, ["last-modified"] = os.date("!%a, %d %b %Y %H:%M:%S GMT",
-                        math.floor(info.lastModified / 1000)), ["content-type"] = info.contentType }
-      for k, v in pairs(info.metadata or {}) do headers["x-meta-" .. k] = v end
+                        math.floor(info.lastModified / 1000)), ["content-type"] = ct }
+      for k, v in pairs(info.metadata or {}) do
+        if not storage.metadata_problem({ [k] = v }) then headers["x-meta-" .. k] = v end
+      end
       if inm == info.etag then
         return { status = 304, headers = headers }
       end

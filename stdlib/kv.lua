@@ -13,24 +13,37 @@
 -- exact). Every write appends {op, key, version, time} to the namespace's
 -- changes stream, in the same atomic script. Versions grow per namespace and
 -- never repeat, so a compare-and-set cannot be fooled by delete + re-create.
+--
+-- Keys are 1 to 1024 bytes of valid UTF-8 (any code point, NUL included);
+-- namespace names 1 to 64 of letters, digits, '_', '.' and '-'. A value's
+-- encoding is bounded by the value limit as it is made. Platform rules: see
+-- lua/sandbox.lua (no globals, nothing looked up in user-mutable tables, each
+-- user value read once).
 local P = ...
 local A = P.args
-local decode_json = P.json.safe.decode
-local cmd, now = P.cmd, P.now
+local L = P.lib
+local decode_json = L.json_decode
+local cmd, now = P.command("crescent.kv"), P.now
 local kv_put, kv_delete, kv_incr = P.script("kv_put", true), P.script("kv_delete", true), P.script("kv_incr", true)
 local kv_list, kv_getmany = P.script("kv_list"), P.script("kv_getmany")
-local type, tonumber, error, unpack = type, tonumber, error, unpack
-local huge, floor = math.huge, math.floor
+local type, tonumber, error, unpack = L.type, L.tonumber, L.error, L.unpack
+local format, find = L.string.format, L.string.find
+local huge, floor = L.math.huge, L.math.floor
+local utf8 = A.utf8
 local maxlen = P.stream_maxlen
 local max_version = 2 ^ 53
 local max_ttl = 2 ^ 53 / 1000 -- seconds, so that the milliseconds stay exact
+local max_value = P.kv_max_value
 
 local function check_key(fname, key, n)
   if type(key) ~= "string" then
-    error(("bad argument #%d to '%s' (string key expected, got %s)"):format(n or 1, fname, type(key)), 3)
+    error(format("bad argument #%d to '%s' (string key expected, got %s)", n or 1, fname, type(key)), 3)
   end
   if #key == 0 or #key > 1024 then
-    error(("bad argument #%d to '%s' (key must be 1 to 1024 bytes)"):format(n or 1, fname), 3)
+    error(format("bad argument #%d to '%s' (key must be 1 to 1024 bytes)", n or 1, fname), 3)
+  end
+  if not utf8(key) then
+    error(format("bad argument #%d to '%s' (key must be valid UTF-8)", n or 1, fname), 3)
   end
 end
 
@@ -78,15 +91,16 @@ local function bind(ns)
 
   function M.put(key, value, opts)
     check_key("kv.put", key)
-    local t, s = A.encode("kv.put", 2, value, true, "string, number, boolean or table")
+    local t, s = A.encode("kv.put", 2, value, true, "string, number, boolean or table", max_value)
     opts = A.opts("kv.put", 3, opts)
     local ttl = A.number("kv.put", 3, opts.ttl, nil, 0, max_ttl, false, ttl_msg)
     if ttl == 0 then A.bad("kv.put", 3, ttl_msg) end
     local version = A.number("kv.put", 3, opts.version, nil, -max_version, max_version, false, version_msg)
-    if #s > P.kv_max_value then return nil, "value too large" end
+    local if_absent = opts.ifAbsent and "1" or "0"
+    if not t or #s > max_value then return nil, "value too large" end
     local ttl_ms = ttl and floor(ttl * 1000 + 0.5) or 0
     if ttl and ttl_ms < 1 then ttl_ms = 1 end -- 0 would mean no ttl
-    local ok, res = kv_put(4, vkey(key), idx, seq, changes, key, t, s, ttl_ms, opts.ifAbsent and "1" or "0",
+    local ok, res = kv_put(4, vkey(key), idx, seq, changes, key, t, s, ttl_ms, if_absent,
       version or "", now(), maxlen)
     if ok ~= 1 then return nil, res end -- nil, err or 0, "conflict"
     return res
@@ -121,7 +135,8 @@ local function bind(ns)
     local limit = A.number("kv.list", 2, opts.limit, 100, 1, 1000, true, "limit must be an integer from 1 to 1000")
     local cursor = opts.cursor or ""
     if type(cursor) ~= "string" then A.bad("kv.list", 2, "cursor must be a string from a previous page") end
-    local r, err = kv_list(1, idx, prefix, cursor, limit, vpre)
+    local min, max = A.range(prefix, cursor)
+    local r, err = kv_list(1, idx, min, max, limit, vpre)
     if not r then return nil, err end
     local items, flat = {}, r[2]
     for i = 1, #flat, 4 do
@@ -137,17 +152,19 @@ local function bind(ns)
     local n = #keys
     if n == 0 then return {} end
     if n > 1000 then error("bad argument #1 to 'kv.getMany' (at most 1000 keys)", 2) end
-    local args = {}
+    local args, names = {}, {}
     for i = 1, n do
-      check_key("kv.getMany", keys[i])
-      args[i] = vkey(keys[i])
+      local k = keys[i] -- read once: checked and used as read
+      check_key("kv.getMany", k)
+      names[i] = k
+      args[i] = vkey(k)
     end
     local r, err = kv_getmany(n, unpack(args))
     if not r then return nil, err end
     local out = {}
     for i = 1, n do
       local t = r[3 * i - 2]
-      if t then out[keys[i]] = (decode(t, r[3 * i - 1])) end
+      if t then out[names[i]] = (decode(t, r[3 * i - 1])) end
     end
     return out
   end
@@ -159,7 +176,7 @@ local namespaces = {}
 local kv = bind("default")
 
 function kv.namespace(name)
-  if type(name) ~= "string" or not name:match("^[%w_.%-]+$") or #name > 64 then
+  if type(name) ~= "string" or #name > 64 or not find(name, "^[%w_.%-]+$") then
     error("bad argument #1 to 'kv.namespace' (1 to 64 letters, digits, '_', '.' or '-')", 2)
   end
   local ns = namespaces[name]

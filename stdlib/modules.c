@@ -1,4 +1,20 @@
-/* modules.c - the primitives under the crescent.* modules, and their loaders. */
+/* modules.c - the primitives under the crescent.* modules, and their loaders.
+ *
+ * Rules:
+ *   - A call that cannot yield is refused before anything is sent: l_call
+ *     checks that the calling coroutine can yield at this point
+ *     (lua_isyieldable: not inside a C callback such as a string.gsub
+ *     function, a table.sort comparator or a metamethod LuaJIT runs from C)
+ *     and, for a user coroutine, that the coroutines the
+ *     yield must pass through can too (sandbox.lua's `passes`). Otherwise it
+ *     returns nil, "cannot call crescent.X here (inside a C callback)" and
+ *     Redis sees nothing: a yield that fails after the command was queued
+ *     would leave a write done behind an error.
+ *   - The stdlib chunks (and stdlib/args.lua) run with an environment of
+ *     their own that raises on any global read or write: everything they
+ *     use comes from P (P.lib: the library as sandbox.lua captured it at
+ *     boot, before user code could replace string.match, json.encode, ...).
+ *   - Keys and names are valid UTF-8 (P.utf8); see stdlib/kv.lua. */
 #include "modules.h"
 
 #include <hiredis/hiredis.h>
@@ -169,6 +185,24 @@ static cr_buf_t numbuf;
  * runs its script; send, then yield until the reply. Upvalues: the mode
  * (0 cmd, 1 a script, 2 a script whose array reply comes back as several
  * values) and the script's index. */
+/* Can L yield from here up to the platform (see the header)? L is the
+ * running coroutine and l_call was called from Lua, so lua_isyieldable
+ * answers for this very point of L. */
+static int can_yield(lua_State *L, const cr_invocation_t *inv) {
+  if (!lua_isyieldable(L)) return 0;
+  if (L == inv->co) return 1;
+  cr_vm_push_sandbox(L, "passes");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushthread(L);
+  lua_rawget(L, -2);
+  int ok = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  return ok;
+}
+
 static int l_call(lua_State *L) {
   int mode = (int)lua_tointeger(L, lua_upvalueindex(1));
   int is_eval = mode >= 1;
@@ -183,6 +217,11 @@ static int l_call(lua_State *L) {
   if (cr_clock_ns() >= inv->deadline_ns) {
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  if (!can_yield(L, inv)) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot call %s here (inside a C callback)", lua_tostring(L, lua_upvalueindex(3)));
     return 2;
   }
   int top = lua_gettop(L);
@@ -267,6 +306,14 @@ static int l_call(lua_State *L) {
   return cr_invoke_yield(L, inv, c, scall_detach);
 }
 
+/* The module a script belongs to, by its name's prefix (for messages). */
+static const char *script_module(const char *name) {
+  if (strncmp(name, "kv_", 3) == 0) return "crescent.kv";
+  if (strncmp(name, "st_", 3) == 0) return "crescent.storage";
+  if (strncmp(name, "q_", 2) == 0) return "crescent.queue";
+  return "crescent stdlib";
+}
+
 /* script(name [, spread]) -> f(nkeys, keys..., args...): runs one of the
  * scripts; with spread, an array reply of up to 16 elements comes back as
  * that many values. The name is looked up once, here. */
@@ -276,8 +323,78 @@ static int l_script(lua_State *L) {
   if (script < 0) return luaL_error(L, "no such script: %s", name);
   lua_pushinteger(L, lua_toboolean(L, 2) ? 2 : 1);
   lua_pushinteger(L, script);
-  lua_pushcclosure(L, l_call, 2);
+  lua_pushstring(L, script_module(name));
+  lua_pushcclosure(L, l_call, 3);
   return 1;
+}
+
+/* command(module) -> cmd(name, ...): sends one Redis command for module
+ * ("crescent.kv"; named in messages). */
+static int l_command(lua_State *L) {
+  luaL_checkstring(L, 1);
+  lua_pushinteger(L, 0);
+  lua_pushinteger(L, -1);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, l_call, 3);
+  return 1;
+}
+
+/* Is s[0..n) valid UTF-8 (RFC 3629: shortest forms only, no surrogates,
+ * at most U+10FFFF)? */
+static int valid_utf8(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned char c = s[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;      /* overlong */
+      else if (c == 0xED) hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;      /* overlong */
+      else if (c == 0xF4) hi = 0x8F; /* past U+10FFFF */
+    } else
+      return 0;
+    if (n - i < len) return 0;
+    if (s[i + 1] < lo || s[i + 1] > hi) return 0;
+    for (size_t k = 2; k < len; k++)
+      if (s[i + k] < 0x80 || s[i + k] > 0xBF) return 0;
+    i += len;
+  }
+  return 1;
+}
+
+/* utf8(s) -> whether the string s is valid UTF-8 (false for a non-string). */
+static int l_utf8(lua_State *L) {
+  size_t n;
+  const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &n) : NULL;
+  lua_pushboolean(L, s && valid_utf8((const unsigned char *)s, n));
+  return 1;
+}
+
+/* The environment of the stdlib chunks: reading or writing a global is a
+ * bug in the stdlib (it would see what user code put there). */
+static int l_no_global(lua_State *L) {
+  return luaL_error(L, "crescent stdlib: global '%s' used (platform code must use P.lib)", luaL_optstring(L, 2, "?"));
+}
+
+static void push_stdlib_env(lua_State *L) {
+  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, 3);
+  lua_pushcfunction(L, l_no_global);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_no_global);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
 }
 
 /* hash(data) -> 16 hex digits of a 64-bit FNV-1a hash (entity tags). */
@@ -310,12 +427,13 @@ static void push_prims(lua_State *L) {
   lua_rawget(L, LUA_REGISTRYINDEX);
   if (!lua_isnil(L, -1)) return;
   lua_pop(L, 1);
-  lua_createtable(L, 0, 12);
+  lua_createtable(L, 0, 16);
   lua_pushcfunction(L, l_script);
   lua_setfield(L, -2, "script");
-  lua_pushinteger(L, 0);
-  lua_pushcclosure(L, l_call, 1);
-  lua_setfield(L, -2, "cmd");
+  lua_pushcfunction(L, l_command);
+  lua_setfield(L, -2, "command");
+  lua_pushcfunction(L, l_utf8);
+  lua_setfield(L, -2, "utf8");
   lua_pushcfunction(L, l_hash);
   lua_setfield(L, -2, "hash");
   lua_pushcfunction(L, l_now);
@@ -330,12 +448,13 @@ static void push_prims(lua_State *L) {
   lua_setfield(L, -2, "queue_max_body");
   lua_pushnumber(L, (double)S.opts.stream_maxlen);
   lua_setfield(L, -2, "stream_maxlen");
-  cr_vm_push_sandbox(L, "modules");
-  lua_getfield(L, -1, "json");
-  lua_setfield(L, -3, "json");
-  lua_pop(L, 1);
+  /* The library as it was at boot, before any user code (sandbox.lua). */
+  cr_vm_push_sandbox(L, "lib");
+  lua_setfield(L, -2, "lib");
   /* The argument checks the modules share (stdlib/args.lua), given the table so far. */
   if (luaL_loadbufferx(L, cr_stdlib_args, cr_stdlib_args_len, "=crescent.args", "t")) lua_error(L);
+  push_stdlib_env(L);
+  lua_setfenv(L, -2);
   lua_pushvalue(L, -2);
   lua_call(L, 1, 1);
   lua_setfield(L, -2, "args");
@@ -346,6 +465,8 @@ static void push_prims(lua_State *L) {
 
 static int load_embedded(lua_State *L, const char *src, size_t len, const char *name) {
   if (luaL_loadbufferx(L, src, len, name, "t")) return lua_error(L);
+  push_stdlib_env(L);
+  lua_setfenv(L, -2);
   push_prims(L);
   lua_call(L, 1, 1);
   return 1;

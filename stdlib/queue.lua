@@ -8,18 +8,25 @@
 -- {type ("s" or "j"), body, time} of the queue's stream; a delayed one waits
 -- in the queue's delayed set and is appended once due (its entry then also
 -- carries the "delayed-N" id send returned). Consumers come with triggers.
+--
+-- Queue names are 1 to 128 of letters, digits, '_', '.', ':' and '-'; a
+-- body's JSON is bounded by the message limit as it is made. Platform rules:
+-- see lua/sandbox.lua.
 local P = ...
 local A = P.args
-local cmd, now = P.cmd, P.now
+local L = P.lib
+local cmd, now = P.command("crescent.queue"), P.now
 local q_send = P.script("q_send")
-local type, error, unpack, floor = type, error, unpack, math.floor
+local type, error, unpack, floor = L.type, L.error, L.unpack, L.math.floor
+local format, find = L.string.format, L.string.find
 local maxlen = P.stream_maxlen
+local max_body = P.queue_max_body
 
 local M = {}
 
 local function check_name(fname, name)
-  if type(name) ~= "string" or #name < 1 or #name > 128 or not name:match("^[%w_.:%-]+$") then
-    error(("bad argument #1 to '%s' (queue name: 1 to 128 letters, digits, '_', '.', ':' or '-')"):format(fname), 3)
+  if type(name) ~= "string" or #name < 1 or #name > 128 or not find(name, "^[%w_.:%-]+$") then
+    error(format("bad argument #1 to '%s' (queue name: 1 to 128 letters, digits, '_', '.', ':' or '-')", fname), 3)
   end
 end
 
@@ -41,10 +48,10 @@ end
 
 function M.send(name, body, opts)
   check_name("queue.send", name)
-  local t, s = A.encode("queue.send", 2, body, false, "string or table body")
+  local t, s = A.encode("queue.send", 2, body, false, "string or table body", max_body)
   opts = A.opts("queue.send", 3, opts)
   local delay = A.number("queue.send", 3, opts.delay, 0, 0, 900, false, delay_msg)
-  if #s > P.queue_max_body then return nil, "message too large" end
+  if not t or #s > max_body then return nil, "message too large" end
   local ids, err = send(name, { t, s }, delay)
   if not ids then return nil, err end
   return ids[1]
@@ -60,8 +67,8 @@ function M.sendBatch(name, bodies, opts)
   local delay = A.number("queue.sendBatch", 3, opts.delay, 0, 0, 900, false, delay_msg)
   local list = {}
   for i = 1, n do
-    local t, s = A.encode("queue.sendBatch", 2, bodies[i], false, "string or table body")
-    if #s > P.queue_max_body then return nil, "message too large" end
+    local t, s = A.encode("queue.sendBatch", 2, bodies[i], false, "string or table body", max_body)
+    if not t or #s > max_body then return nil, "message too large" end
     list[2 * i - 1], list[2 * i] = t, s
   end
   return send(name, list, delay)

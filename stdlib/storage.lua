@@ -9,17 +9,33 @@
 -- info = { key, size, etag, contentType, metadata (get/head only), lastModified (ms) }
 --
 -- Objects are binary-safe and at most the configured size (16 MB by default).
--- Buckets are 1-63 of [a-z0-9.-]; keys 1-1024 bytes, without "." or ".."
--- path segments, empty segments, or control characters. Put and delete
--- append {event, bucket, key, size, etag, contentType, time} to the bucket's
--- events stream, in the same atomic script.
+-- Buckets are 1-63 of [a-z0-9.-]; keys 1-1024 bytes of valid UTF-8, without
+-- "." or ".." path segments, empty segments, or control characters. Put and
+-- delete append {event, bucket, key, size, etag, contentType, time} to the
+-- bucket's events stream, in the same atomic script.
+--
+-- Metadata and the content type become HTTP headers (X-Meta-<key>,
+-- Content-Type) at /_/storage, so put refuses what a header cannot carry:
+--   * metadata: a table of at most 64 entries; keys 1 to 128 of a-z, 0-9 and
+--     !#$%&'*+-.^_`|~ (lower-case HTTP token characters: header names are
+--     case-insensitive, so "Owner" and "owner" would be one header); values
+--     strings of valid UTF-8 without control characters (no CR, LF, NUL,
+--     tab, DEL); keys and values together at most 8 KB.
+--   * contentType: 1 to 256 bytes of printable ASCII (space included).
+-- Platform rules: see lua/sandbox.lua (no globals, nothing looked up in
+-- user-mutable tables at call time, each user value read once: metadata is
+-- copied as it is checked and the copy is stored).
 local P = ...
-local json, A = P.json, P.args
-local cmd, now, hash = P.cmd, P.now, P.hash
+local A = P.args
+local L = P.lib
+local cmd, now, hash = P.command("crescent.storage"), P.now, P.hash
 local st_put, st_delete, st_list = P.script("st_put"), P.script("st_delete"), P.script("st_list")
-local type, tonumber, pairs = type, tonumber, pairs
-local decode_json = json.safe.decode
+local type, tonumber, next = L.type, L.tonumber, L.next
+local find, sub, gmatch = L.string.find, L.string.sub, L.string.gmatch
+local encode_json, decode_json = L.json_encode, L.json_decode
+local utf8 = A.utf8
 local maxlen = P.stream_maxlen
+local max_meta_entries, max_meta_bytes, max_meta_key, max_ct = 64, 8192, 128, 256
 
 local M = {}
 
@@ -27,7 +43,7 @@ local bad = A.bad
 
 local function check_bucket(fname, bucket)
   if type(bucket) ~= "string" then bad(fname, 1, "bucket name expected, got " .. type(bucket), 1) end
-  if #bucket < 1 or #bucket > 63 or not bucket:match("^[a-z0-9][a-z0-9.%-]*$") then
+  if #bucket < 1 or #bucket > 63 or not find(bucket, "^[a-z0-9][a-z0-9.%-]*$") then
     bad(fname, 1, "bucket names are 1 to 63 of a-z, 0-9, '.' and '-', starting with a letter or digit", 1)
   end
 end
@@ -37,15 +53,62 @@ local function key_problem(key)
   if type(key) ~= "string" then return "object key expected, got " .. type(key) end
   if #key == 0 then return "object key is empty" end
   if #key > 1024 then return "object key is longer than 1024 bytes" end
-  if key:find("[%z\1-\31\127]") then return "object key has control characters" end
-  if key:sub(1, 1) == "/" then return "object key starts with '/'" end
-  for seg in (key .. "/"):gmatch("([^/]*)/") do
+  if find(key, "[%z\1-\31\127]") then return "object key has control characters" end
+  if not utf8(key) then return "object key is not valid UTF-8" end
+  if sub(key, 1, 1) == "/" then return "object key starts with '/'" end
+  for seg in gmatch(key .. "/", "([^/]*)/") do
     if seg == "" then return "object key has an empty path segment" end
     if seg == "." or seg == ".." then return "object key has a '.' or '..' segment" end
   end
   return nil
 end
 M.key_problem = key_problem
+
+-- The content type (nil: the default) -> ct, or nil and what is wrong.
+local function content_type(ct)
+  if ct == nil then return "application/octet-stream" end
+  if type(ct) ~= "string" then return nil, "contentType must be a string, got " .. type(ct) end
+  if #ct < 1 or #ct > max_ct or find(ct, "[^\32-\126]") then
+    return nil, "contentType must be 1 to 256 bytes of printable ASCII (no CR, LF or other control characters)"
+  end
+  return ct
+end
+
+-- Metadata (nil: none) -> a copy of it, or nil and what is wrong. Read raw
+-- and once: the copy is what is checked and stored.
+local function metadata(meta)
+  if meta == nil then return {} end
+  if type(meta) ~= "table" then return nil, "metadata must be a table of strings, got " .. type(meta) end
+  local copy, n, bytes = {}, 0, 0
+  for k, v in next, meta do
+    if type(k) ~= "string" or type(v) ~= "string" then
+      return nil, "metadata must be a table of string keys and string values"
+    end
+    if #k < 1 or #k > max_meta_key or find(k, "[^a-z0-9!#$%%&'*+%-.^_`|~]") then
+      return nil, "metadata keys must be 1 to 128 of a-z, 0-9 and !#$%&'*+-.^_`|~ (lower-case HTTP header name characters)"
+    end
+    if find(v, "[%z\1-\31\127]") or not utf8(v) then
+      return nil, "metadata values must be valid UTF-8 without control characters (no CR, LF, NUL or tab)"
+    end
+    n, bytes = n + 1, bytes + #k + #v
+    if n > max_meta_entries then return nil, "metadata has more than 64 entries" end
+    if bytes > max_meta_bytes then return nil, "metadata is larger than 8 KB (keys and values together)" end
+    copy[k] = v
+  end
+  return copy
+end
+
+-- For lua/storage_api.lua: what is wrong with a content type or metadata, or nil.
+function M.content_type_problem(ct)
+  local ok, problem = content_type(ct)
+  if ok then return nil end
+  return problem
+end
+function M.metadata_problem(meta)
+  local ok, problem = metadata(meta)
+  if ok then return nil end
+  return problem
+end
 
 local function check_key(fname, key)
   local problem = key_problem(key)
@@ -62,19 +125,16 @@ function M.put(bucket, key, data, opts)
   check_key("storage.put", key)
   if type(data) ~= "string" then bad("storage.put", 3, "string data expected, got " .. type(data)) end
   opts = A.opts("storage.put", 4, opts)
-  local ct = opts.contentType or "application/octet-stream"
-  if type(ct) ~= "string" or ct:find("[\r\n]") then bad("storage.put", 4, "contentType must be a string") end
-  local meta = opts.metadata or {}
-  if type(meta) ~= "table" then bad("storage.put", 4, "metadata must be a table of strings") end
-  for k, v in pairs(meta) do
-    if type(k) ~= "string" or type(v) ~= "string" then
-      bad("storage.put", 4, "metadata must be a table of string keys and string values")
-    end
-  end
+  local ct, ct_problem = content_type(opts.contentType)
+  if not ct then bad("storage.put", 4, ct_problem) end
+  local meta, meta_problem = metadata(opts.metadata)
+  if not meta then bad("storage.put", 4, meta_problem) end
   if #data > P.max_object then return nil, "object too large" end
+  local meta_json, jerr = encode_json(meta, 8 * max_meta_bytes)
+  if not meta_json then bad("storage.put", 4, "metadata: " .. jerr) end
   local opre, idx, events = names(bucket)
   local etag = '"' .. hash(data) .. '"'
-  local r, err = st_put(3, opre .. key, idx, events, key, data, ct, json.encode(meta), #data, etag, now(), maxlen,
+  local r, err = st_put(3, opre .. key, idx, events, key, data, ct, meta_json, #data, etag, now(), maxlen,
     bucket)
   if not r then return nil, err end
   return { etag = etag, size = #data }
@@ -126,7 +186,8 @@ function M.list(bucket, opts)
   local cursor = opts.cursor or ""
   if type(cursor) ~= "string" then bad("storage.list", 2, "cursor must be a string from a previous page") end
   local opre, idx = names(bucket)
-  local r, err = st_list(1, idx, prefix, cursor, limit, opre)
+  local min, max = A.range(prefix, cursor)
+  local r, err = st_list(1, idx, min, max, limit, opre)
   if not r then return nil, err end
   local items, flat = {}, r[2]
   for i = 1, #flat, 5 do

@@ -1,10 +1,10 @@
 -- kv_list: one page of a namespace's keys by prefix, with their values.
 -- KEYS: namespace index
--- ARGV: prefix, cursor (the last key of the previous page, "" for the first),
---       limit, value hash key prefix (same hash tag as KEYS[1])
-local min = ARGV[2] ~= '' and ('(' .. ARGV[2]) or ('[' .. ARGV[1])
-local max = ARGV[1] ~= '' and ('[' .. ARGV[1] .. '\255') or '+'
-local keys = redis.call('ZRANGEBYLEX', KEYS[1], min, max, 'LIMIT', 0, tonumber(ARGV[3]))
+-- ARGV: min and max, the ZRANGEBYLEX bounds of the page (the keys after the
+--       cursor that start with the prefix: stdlib/args.lua's A.range, computed
+--       there because string comparison here follows the locale), limit,
+--       value hash key prefix (same hash tag as KEYS[1])
+local keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
 local items = {}
 for _, k in ipairs(keys) do
   local r = redis.call('HMGET', ARGV[4] .. k, 't', 'v', 'ver')

@@ -1,9 +1,10 @@
 -- st_list: one page of a bucket's objects by prefix (no data).
 -- KEYS: bucket index
--- ARGV: prefix, cursor ("" for the first page), limit, object hash key prefix
-local min = ARGV[2] ~= '' and ('(' .. ARGV[2]) or ('[' .. ARGV[1])
-local max = ARGV[1] ~= '' and ('[' .. ARGV[1] .. '\255') or '+'
-local keys = redis.call('ZRANGEBYLEX', KEYS[1], min, max, 'LIMIT', 0, tonumber(ARGV[3]))
+-- ARGV: min and max, the ZRANGEBYLEX bounds of the page (the keys after the
+--       cursor that start with the prefix: stdlib/args.lua's A.range, computed
+--       there because string comparison here follows the locale), limit,
+--       object hash key prefix
+local keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
 local items = {}
 for _, k in ipairs(keys) do
   local r = redis.call('HMGET', ARGV[4] .. k, 'size', 'etag', 'ct', 'mtime')
