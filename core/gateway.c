@@ -500,6 +500,7 @@ typedef struct {
   long long head_length; /* an answer to HEAD: the Content-Length the function gave (GET's), or -1 */
   int object;            /* the result is a {status, headers, body} object */
   int headers_idx;       /* where build_response() left its headers value on the stack */
+  uint64_t deadline_ns;  /* encoding a table body gives up then (walking tables costs time) */
   char err[300];
 } resp_t;
 
@@ -536,7 +537,7 @@ static int take_body(cr_gateway_t *g, lua_State *L, int idx, resp_t *r, const ch
     char jerr[200];
     /* Bounded as it goes: a table shared many times over (a DAG) cannot
      * make the worker build more than the response limit allows. */
-    int rc = cr_json_encode_max(L, idx, &g->body, g->opts.max_response, jerr, sizeof jerr);
+    int rc = cr_json_encode_until(L, idx, &g->body, g->opts.max_response, r->deadline_ns, jerr, sizeof jerr);
     if (rc) {
       snprintf(r->err, sizeof r->err, "the response body could not be encoded as JSON: %s", jerr);
       return rc == CR_ETOOBIG ? CR_ETOOBIG : CR_EINVAL;
@@ -804,6 +805,10 @@ static void finish(gw_call_t *call) {
     resp_t r;
     int top = lua_gettop(co);
     int idx = inv->nresults > 0 ? 1 : 0;
+    /* The result is encoded within the function's own time, and at most a
+     * second of the worker's. */
+    uint64_t cap = cr_clock_ns() + 1000000000ull;
+    r.deadline_ns = inv->deadline_ns && inv->deadline_ns < cap ? inv->deadline_ns : cap;
     rc = build_response(g, co, idx, &r, req);
     if (rc == 0 && r.body_len > g->opts.max_response) {
       snprintf(r.err, sizeof r.err, "the response body (%zu bytes) is over the limit of %zu bytes", r.body_len,

@@ -334,9 +334,10 @@ static size_t mem_bound(lua_State *L) {
 }
 
 /* mem: max is what the state's memory allows, say so when it is passed. */
-static int encode_run(lua_State *L, int idx, cr_buf_t *b, size_t max, int mem, char *err, size_t errlen) {
+static int encode_run(lua_State *L, int idx, cr_buf_t *b, size_t max, int mem, uint64_t deadline_ns, char *err,
+                      size_t errlen) {
   size_t mark = b->len;
-  encoder_t e = {L, b, max > SIZE_MAX - mark ? SIZE_MAX : mark + max, err, errlen, 0, 0};
+  encoder_t e = {L, b, max > SIZE_MAX - mark ? SIZE_MAX : mark + max, err, errlen, 0, deadline_ns};
   int top = lua_gettop(L);
   if (idx < 0) idx = top + idx + 1;
   int rc = enc_value(&e, idx, 0);
@@ -355,11 +356,16 @@ static int encode_run(lua_State *L, int idx, cr_buf_t *b, size_t max, int mem, c
 }
 
 int cr_json_encode_max(lua_State *L, int idx, cr_buf_t *b, size_t max, char *err, size_t errlen) {
-  return encode_run(L, idx, b, max, 0, err, errlen);
+  return encode_run(L, idx, b, max, 0, 0, err, errlen);
+}
+
+int cr_json_encode_until(lua_State *L, int idx, cr_buf_t *b, size_t max, uint64_t deadline_ns, char *err,
+                         size_t errlen) {
+  return encode_run(L, idx, b, max, 0, deadline_ns, err, errlen);
 }
 
 int cr_json_encode(lua_State *L, int idx, cr_buf_t *b, char *err, size_t errlen) {
-  return encode_run(L, idx, b, mem_bound(L), 1, err, errlen);
+  return encode_run(L, idx, b, mem_bound(L), 1, 0, err, errlen);
 }
 
 /* --- decoding ----------------------------------------------------------------------------------- */
@@ -843,7 +849,7 @@ static int encode_arg(lua_State *L, char *err, size_t errlen) {
     if (m < (lua_Number)bound) max = (size_t)m;
   }
   enc_scratch.len = 0;
-  int rc = encode_run(L, 1, &enc_scratch, max, max == bound, err, errlen);
+  int rc = encode_run(L, 1, &enc_scratch, max, max == bound, 0, err, errlen);
   if (rc) {
     scratch_done();
     return rc;

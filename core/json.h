@@ -41,6 +41,7 @@
 #define CR_JSON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 
@@ -59,6 +60,11 @@ int cr_json_format_number(double v, char out[CR_JSON_NUMBER_MAX]);
  * as the text would pass max bytes, without building the rest. max counts the bytes this call
  * appends. Values are read raw: no metamethod or other user code runs. */
 int cr_json_encode_max(lua_State *L, int idx, cr_buf_t *b, size_t max, char *err, size_t errlen);
+/* The same, giving up with CR_ETIMEDOUT at deadline_ns (monotonic) instead of
+ * the running invocation's deadline: for results encoded after their
+ * invocation ended, still within its time. */
+int cr_json_encode_until(lua_State *L, int idx, cr_buf_t *b, size_t max, uint64_t deadline_ns, char *err,
+                         size_t errlen);
 
 /* Encodes the Lua value at idx into b. On failure returns a negative code,
  * restores b->len, and writes a message to err. Uses a little Lua stack.
