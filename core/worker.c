@@ -1,9 +1,20 @@
-/* worker.c - a worker process's loop, routing, and shutdown. */
+/* worker.c - a worker process's loop, routing, and shutdown.
+ *
+ * Shutdown (SIGTERM from the master) loses no request already received
+ * (issue 10, item 11): the worker first accepts every connection waiting in
+ * its listening socket's accept queue (the kernel resets them when the socket
+ * closes), closes the socket as soon as the queue is seen empty, then drains
+ * with cr_http_server_drain_received (http.c says what is answered), and
+ * exits 0 once no connection is left. A worker busy in Lua when the signal
+ * came takes it afterwards: connections queued meanwhile are served too.
+ * What a worker holds in shared memory is taken back by the master when it
+ * exits, however it exits (shm.h). */
 #include "worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +53,9 @@ typedef struct {
   uv_pipe_t chan;        /* registry changes from the master */
   cr_buf_t chan_in;
   int stopping;
+  int listen_fd;         /* the listening socket (the HTTP server owns it) */
+  uv_timer_t accept_wait; /* stopping: the accept queue is being taken in */
+  uint64_t accept_until;
 } worker_t;
 
 int cr_listen_socket(const char *host, int port, int reuseport, int listen_backlog) {
@@ -208,14 +222,41 @@ static void on_drained(void *data) {
   cr_log_flush();
 }
 
+/* Connections the kernel has accepted for this worker wait in its
+ * listening socket's queue: closing the socket would reset them. */
+static int accept_queue_waiting(int fd) {
+  struct pollfd p = {fd, POLLIN, 0};
+  return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/* Stopping, step 1: let the loop accept what waits in the accept queue
+ * (each loop iteration accepts all of it), at most ACCEPT_WAIT_NS under a
+ * flood; step 2: close the listener at once when the queue is seen empty, and
+ * drain (http.h: every request received is answered). A connection that
+ * reaches this worker's queue before then is served; after it, new
+ * connections are refused (no socket listens once every worker closed its
+ * own; the master's reserved one does not listen). */
+#define ACCEPT_WAIT_NS 1000000000ULL
+
+static void on_accept_wait(uv_timer_t *t) {
+  worker_t *w = t->data;
+  if (accept_queue_waiting(w->listen_fd) && cr_clock_ns() < w->accept_until) return;
+  uv_timer_stop(t);
+  uv_close((uv_handle_t *)t, NULL);
+  cr_log(CR_LOG_INFO, NULL, NULL, "stopping: finishing %d open connections", cr_http_server_connections(w->http));
+  cr_log_flush();
+  cr_http_server_drain_received(w->http, on_drained, w);
+}
+
 static void on_sigterm(uv_signal_t *h, int sig) {
   (void)sig;
   worker_t *w = h->data;
   if (w->stopping) return;
   w->stopping = 1;
-  cr_log(CR_LOG_INFO, NULL, NULL, "stopping: finishing %d open connections", cr_http_server_connections(w->http));
-  cr_log_flush();
-  cr_http_server_drain(w->http, on_drained, w);
+  w->accept_until = cr_clock_ns() + ACCEPT_WAIT_NS;
+  uv_timer_init(w->loop, &w->accept_wait);
+  w->accept_wait.data = w;
+  uv_timer_start(&w->accept_wait, on_accept_wait, 0, 1);
 }
 
 static void on_sigint(uv_signal_t *h, int sig) {
@@ -296,6 +337,7 @@ int cr_worker_main(cr_worker_args_t *args) {
       .body_limit = body_limit,
       .data = &w,
   };
+  w.listen_fd = fd;
   int rc = cr_http_server_start(&w.http, w.loop, fd, &opts);
   if (rc) {
     cr_log(CR_LOG_ERROR, NULL, NULL, "cannot serve HTTP: %s", cr_strerror(rc));

@@ -332,11 +332,207 @@ static void stuck_worker_killed_by_the_master_gives_its_place_back(void **state)
   assert_int_equal(srv_stop(&s), 0);
 }
 
+
+/* --- item 11: SIGTERM answers every request received -------------------------------------------- */
+
+/* Busy in Lua for ?s= seconds: the worker does nothing else meanwhile. */
+static const char SLOW_LUA[] =
+    "return { timeout = 20, handler = function(event, ctx)\n"
+    "  local stop = ctx.remaining() - (tonumber(event.query.s) or 1) * 1000\n"
+    "  while ctx.remaining() > stop do end\n"
+    "  return 'slow ' .. (event.query.id or '')\n"
+    "end }\n";
+
+/* Reads one answer on fd: 200 with `body`; `closes`: it must say
+ * "Connection: close" (1), must not (0), or either (-1). Then, if it says
+ * close, the server closes the connection. */
+static void expect_answer(srv_t *s, int fd, const char *body, int closes, int timeout_ms) {
+  http_resp_t r;
+  if (http_read(fd, &r, 0, timeout_ms) != 0) {
+    dump_log(s);
+    fail_msg("'%s': no answer (closed: %d)", body, r.closed);
+  }
+  if (r.status != 200 || strcmp(r.body, body) != 0) {
+    dump_log(s);
+    fail_msg("got %d '%s', want 200 '%s'", r.status, r.body, body);
+  }
+  if (closes >= 0 && r.closed != closes) fail_msg("'%s': Connection: close %s", body, r.closed ? "given" : "missing");
+  int said_close = r.closed;
+  http_free(&r);
+  if (said_close && http_wait_closed(fd, 3000) != 1) fail_msg("'%s': the connection stayed open after close", body);
+}
+
+/* No socket listens on the port any more: connect() is refused. */
+static void expect_refused(int port) {
+  int fd = http_connect(port);
+  if (fd >= 0) {
+    http_close(fd);
+    fail_msg("a connection was accepted after the drain closed the listener");
+  }
+}
+
+static void wait_stopping(srv_t *s) {
+  if (srv_log_wait(s, 1, 10000, "\"msg\":\"stopping: finishing", NULL) != 1) {
+    dump_log(s);
+    fail_msg("the worker did not start draining");
+  }
+  sleep_ms(50); /* it closes the listener right after saying so */
+}
+
+/* One worker, busy in Lua: connections made meanwhile wait in its accept
+ * queue, also after SIGTERM came. All of them are answered, each with
+ * "Connection: close", then the listener is closed and the master exits 0. */
+static void sigterm_serves_the_accept_queue_of_a_busy_worker(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "slow.lua", SLOW_LUA);
+  srv_start(&s, "--workers 1");
+  int port = s.port;
+  long long t0 = now_ms();
+  int first = start_get(port, "/slow?s=1&id=0");
+  sleep_ms(200); /* the worker is inside the first call now */
+  enum { N = 5 };
+  int fds[N];
+  for (int i = 0; i < N; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/slow?s=0.4&id=%d", i + 1);
+    fds[i] = start_get(port, path);
+  }
+  sleep_ms(300);
+  srv_signal(&s, SIGTERM);
+  sleep_ms(200);
+  int late = start_get(port, "/slow?s=0.1&id=late"); /* after SIGTERM, before the worker took it */
+  expect_answer(&s, first, "slow 0", -1, 5000); /* answered before the worker saw the signal, or during */
+  assert_int_equal(http_wait_closed(first, 3000), 1);
+  wait_stopping(&s);
+  expect_refused(port);
+  for (int i = 0; i < N; i++) {
+    char body[32];
+    snprintf(body, sizeof body, "slow %d", i + 1);
+    expect_answer(&s, fds[i], body, 1, 5000);
+    http_close(fds[i]);
+  }
+  expect_answer(&s, late, "slow late", 1, 5000);
+  http_close(late);
+  http_close(first);
+  assert_int_equal(srv_wait_exit(&s, 5000), 0);
+  long long took = now_ms() - t0;
+  if (took < 1000 + N * 400 + 100 || took > 6000) fail_msg("the master exited %lld ms after the first request", took);
+  if (srv_log_count(&s, "drain timeout", NULL) != 0) fail_msg("the drain timed out");
+  if (srv_log_count(&s, "\"msg\":\"stopped\"", NULL) != 1) fail_msg("no 'stopped' line");
+  assert_int_equal(srv_stop(&s), 0);
+}
+
+/* The issue's shape: three requests at once, SIGTERM at 0.5 s. */
+static void sigterm_answers_three_concurrent_slow_requests(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "slow.lua", SLOW_LUA);
+  srv_start(&s, "--workers 1");
+  long long t0 = now_ms();
+  int fds[3];
+  for (int i = 0; i < 3; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/slow?s=2&id=%d", i);
+    fds[i] = start_get(s.port, path);
+  }
+  sleep_ms(500);
+  srv_signal(&s, SIGTERM);
+  for (int i = 0; i < 3; i++) {
+    char body[32];
+    snprintf(body, sizeof body, "slow %d", i);
+    expect_answer(&s, fds[i], body, -1, 10000);
+  }
+  /* Answered while the signal waited, or during the drain: closed now either way. */
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(http_wait_closed(fds[i], 3000), 1);
+    http_close(fds[i]);
+  }
+  assert_int_equal(srv_wait_exit(&s, 5000), 0);
+  assert_true(now_ms() - t0 < 9000);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
+/* Sleeps ?s= seconds without holding its worker (every crescent.kv call
+ * yields), one at a time (concurrency 1: the others wait for the place). */
+static const char NAP_LUA[] =
+    "local kv = require 'crescent.kv'\n"
+    "return { concurrency = 1, timeout = 20, handler = function(event, ctx)\n"
+    "  local stop = ctx.remaining() - (tonumber(event.query.s) or 1) * 1000\n"
+    "  while ctx.remaining() > stop do kv.get('nothing') end\n"
+    "  return 'nap ' .. (event.query.id or '')\n"
+    "end }\n";
+
+/* Requests waiting for a concurrency place, pipelined behind one, and one
+ * still being received when SIGTERM comes are all answered; an idle
+ * keep-alive connection is closed; new connections are refused. */
+static void sigterm_answers_queued_pipelined_and_partial_requests(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "nap.lua", NAP_LUA);
+  srv_write(&s, "q.lua", "return function(event) return 'q ' .. (event.query.id or '') end\n");
+  srv_start(&s, "--workers 1 --queue-wait 30");
+  int port = s.port;
+  int idle = start_get(port, "/q?id=idle");
+  expect_answer(&s, idle, "q idle", 0, 3000);
+
+  long long t0 = now_ms();
+  enum { N = 6 };
+  int fds[N];
+  for (int i = 0; i < N; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/nap?s=0.3&id=%d", i);
+    fds[i] = start_get(port, path);
+  }
+  int pipe_fd = http_connect(port);
+  assert_true(pipe_fd >= 0);
+  http_sends(pipe_fd,
+             "GET /nap?s=0.3&id=p1 HTTP/1.1\r\nHost: x\r\n\r\n"
+             "GET /q?id=p2 HTTP/1.1\r\nHost: x\r\n\r\n"
+             "GET /q?id=p3 HTTP/1.1\r\nHost: x\r\n\r\n");
+  int part = http_connect(port);
+  assert_true(part >= 0);
+  http_sends(part, "GET /q?id=part HTTP/1.1\r\nHost: x\r\n");
+  sleep_ms(150);
+  srv_signal(&s, SIGTERM);
+  wait_stopping(&s);
+  expect_refused(port);
+  /* The idle keep-alive connection is closed, with nothing sent. */
+  assert_int_equal(http_wait_closed(idle, 3000), 1);
+  http_close(idle);
+  /* The request being received is read to its end and answered. */
+  http_sends(part, "\r\n");
+  expect_answer(&s, part, "q part", 1, 3000);
+  http_close(part);
+  for (int i = 0; i < N; i++) {
+    char body[32];
+    snprintf(body, sizeof body, "nap %d", i);
+    expect_answer(&s, fds[i], body, 1, 10000);
+    http_close(fds[i]);
+  }
+  /* Pipelined: all three in order, only the last says close. */
+  expect_answer(&s, pipe_fd, "nap p1", 0, 10000);
+  expect_answer(&s, pipe_fd, "q p2", 0, 3000);
+  expect_answer(&s, pipe_fd, "q p3", 1, 3000);
+  http_close(pipe_fd);
+  assert_int_equal(srv_wait_exit(&s, 5000), 0);
+  long long took = now_ms() - t0;
+  if (took < 7 * 300 || took > 6000) fail_msg("the master exited %lld ms after the first nap", took);
+  if (srv_log_count(&s, "drain timeout", NULL) != 0) fail_msg("the drain timed out");
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(killed_worker_gives_its_place_back),
       cmocka_unit_test(killed_worker_gives_back_every_function_and_only_its_own),
       cmocka_unit_test(stuck_worker_killed_by_the_master_gives_its_place_back),
+      cmocka_unit_test(sigterm_serves_the_accept_queue_of_a_busy_worker),
+      cmocka_unit_test(sigterm_answers_three_concurrent_slow_requests),
+      cmocka_unit_test(sigterm_answers_queued_pipelined_and_partial_requests),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
