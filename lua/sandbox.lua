@@ -43,21 +43,17 @@ local collect = collectgarbage
 local getinfo = debug.getinfo
 local G = _G
 
--- The library as it is now, before any user code: the platform's own copy.
-local function copy(t)
-  local c = {}
-  for k, v in pairs(t) do c[k] = v end
-  return c
-end
+-- The library as it is now, before any user code: the platform's own copy
+-- of what the stdlib uses (each entry costs every state memory: add what a
+-- stdlib module needs, and nothing else; the stdlib's environment raises on
+-- a global, so a missing one shows at once).
 local lib = {
-  string = copy(string), table = copy(table), math = copy(math), bit = copy(bit),
-  type = type, tostring = tostring, tonumber = tonumber, pairs = pairs, ipairs = ipairs, next = next,
-  error = error, select = select, unpack = unpack, rawget = rawget, rawset = rawset, rawequal = rawequal,
-  setmetatable = setmetatable, getmetatable = getmetatable, pcall = pcall, assert = assert,
+  string = { byte = string.byte, char = string.char, find = string.find, format = string.format,
+             gmatch = string.gmatch, sub = string.sub },
+  math = { floor = math.floor, huge = math.huge },
+  type = type, tonumber = tonumber, next = next, error = error, unpack = unpack,
   json_encode = host.json.safe.encode, json_decode = host.json.safe.decode,
-  json_null = host.json.null, json_array_mt = host.json.array_mt,
 }
-lib.string.dump = nil
 
 -- The JIT is on because vm.c opened the jit library; keep it on, then hide
 -- it. Machine code lives outside the allocator's meter, so bound it per state

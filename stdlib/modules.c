@@ -385,7 +385,14 @@ static int l_no_global(lua_State *L) {
   return luaL_error(L, "crescent stdlib: global '%s' used (platform code must use P.lib)", luaL_optstring(L, 2, "?"));
 }
 
+/* One per state, made on first use (registry key below). */
+static char env_key;
+
 static void push_stdlib_env(lua_State *L) {
+  lua_pushlightuserdata(L, &env_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_isnil(L, -1)) return;
+  lua_pop(L, 1);
   lua_createtable(L, 0, 0);
   lua_createtable(L, 0, 3);
   lua_pushcfunction(L, l_no_global);
@@ -395,6 +402,9 @@ static void push_stdlib_env(lua_State *L) {
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, -2);
+  lua_pushlightuserdata(L, &env_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
 /* hash(data) -> 16 hex digits of a 64-bit FNV-1a hash (entity tags). */
