@@ -1503,7 +1503,12 @@ static void test_line_endings(void **state) {
       "GET / HTTP/1.1\r\nHost: t\r\n\n" NEXT_REQ,           /* ... for the empty line */
       "GET / HTTP/1.1\nHost: t\n\n" NEXT_REQ,
       "\nGET / HTTP/1.1\r\nHost: t\r\n\r\n",                 /* before the request line */
-      "GET / HTTP/1.1\r\nHost: t\rX: y\r\n\r\n",             /* bare CR */
+      "GET / HTTP/1.1\r\nHost: t\rX: y\r\n\r\n",             /* bare CR (llhttp skips the byte after some) */
+      "GET / HTTP/1.1\r\nHost:\rX: y\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: t\r\nX:  \rb\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: t\r\n\rX" NEXT_REQ,
+      "GET / HTTP/1.1\r\nHost: t\r\nX-Long-Name-Here: 0123456789abcdef\rXY: 1\r\n\r\n",
+      "GET /0123456789abcdef HTTP/1.1\r\nHost: t\r\nX: 0123456\n\r\n",
       "GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n",     /* obs-fold */
       "GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n\tb\r\n\r\n",
       "GET / HTTP/1.1\r\nHost: t\r\nX:\r\n b\r\n\r\n",
@@ -1689,6 +1694,53 @@ static void test_body_framing(void **state) {
   stop_ok();
 }
 
+/* The framing check keeps its state across reads: the same bytes split at
+ * any point get the same answers (valid: every request served, in order;
+ * invalid: 400 and nothing behind it). */
+static void test_framing_any_split(void **state) {
+  (void)state;
+  start_ok(NULL);
+  const char *good = "\r\nGET /a HTTP/1.1\r\nHost: t\r\nX-A: 0123456789abcdef\t \r\nE:\r\n\r\n"
+                     CHUNKED_HEAD "5;n=v;m\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nX-T: 1\r\n\r\n"
+                     "POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n\r\n\r\n"
+                     "GET /z HTTP/1.1\r\nHost: t\r\n\r\n";
+  const char *want[] = {"/a", "/c", "/b", "/z"};
+  size_t n = strlen(good);
+  for (size_t cut = 1; cut < n; cut++) {
+    client_t *c = connect_ok();
+    assert_int_equal(client_send(c, good, cut), 0);
+    pump_for(1);
+    assert_int_equal(client_send(c, good + cut, n - cut), 0);
+    for (int i = 0; i < 4; i++) {
+      resp_t r;
+      if (read_response(c, &r, 0, 3000)) fail_msg("split at %zu: response %d missing", cut, i);
+      if (r.status != 200) fail_msg("split at %zu: response %d is %d", cut, i, r.status);
+      assert_string_equal(resp_header(&r, "X-Path"), want[i]);
+      if (i == 1) assert_non_null(strstr(r.body, "B=hello0123456789abcdef"));
+      if (i == 2) assert_non_null(strstr(r.body, "B=\r\n\r\n"));
+      resp_free(&r);
+    }
+    client_release(c);
+  }
+  const char *bad = CHUNKED_HEAD "5\r\nhello\r\n3\r\nabc\n\r0\r\n\r\n" NEXT_REQ;
+  n = strlen(bad);
+  int before = g.nrequests;
+  for (size_t cut = 1; cut < n; cut++) {
+    client_t *c = connect_ok();
+    assert_int_equal(client_send(c, bad, cut), 0);
+    pump_for(1);
+    client_send(c, bad + cut, n - cut); /* the server may have closed already */
+    resp_t r;
+    if (read_response(c, &r, 0, 3000)) fail_msg("split at %zu: no response", cut);
+    if (r.status != 400) fail_msg("split at %zu: %d", cut, r.status);
+    resp_free(&r);
+    assert_true(wait_closed(c, 3000));
+    client_release(c);
+  }
+  assert_int_equal(g.nrequests, before);
+  stop_ok();
+}
+
 /* --- output limits (issue 10 item 5) ------------------------------------------------------------- */
 
 /* A client that pipelines requests for 1 MB answers and reads nothing: the
@@ -1814,6 +1866,7 @@ int main(void) {
       cmocka_unit_test(test_target_forms),
       cmocka_unit_test(test_path_normalization),
       cmocka_unit_test(test_body_framing),
+      cmocka_unit_test(test_framing_any_split),
       cmocka_unit_test(test_output_backpressure),
       cmocka_unit_test(test_response_head_limit),
   };
