@@ -443,7 +443,8 @@ static int valid_header_name(const char *s, size_t n) {
   if (n == 0 || n > 256) return 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c)))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          (c && strchr("!#$%&'*+-.^_`|~", c)))) /* strchr finds the NUL too */
       return 0;
   }
   return 1;
