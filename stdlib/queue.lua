@@ -3,6 +3,7 @@
 --   local queue = require "crescent.queue"
 --   queue.send(name, body, {delay=seconds}) -> message id | nil, err
 --   queue.sendBatch(name, {bodies}, {delay=seconds}) -> { ids } | nil, err
+--     (at most 500 bodies, 4 message limits = 1 MB together: "batch too large")
 --
 -- Bodies are strings or tables (sent as JSON). Each message becomes an entry
 -- {type ("s" or "j"), body, time} of the queue's stream; a delayed one waits
@@ -21,6 +22,7 @@ local type, error, unpack, floor = L.type, L.error, L.unpack, L.math.floor
 local format, find = L.string.format, L.string.find
 local maxlen = P.stream_maxlen
 local max_body = P.queue_max_body
+local max_batch = 4 * max_body -- bytes of one sendBatch's bodies together (1 MB by default)
 
 local M = {}
 
@@ -65,10 +67,13 @@ function M.sendBatch(name, bodies, opts)
   if n > 500 then error("bad argument #2 to 'queue.sendBatch' (at most 500 messages)", 2) end
   opts = A.opts("queue.sendBatch", 3, opts)
   local delay = A.number("queue.sendBatch", 3, opts.delay, 0, 0, 900, false, delay_msg)
-  local list = {}
+  local list, total = {}, 0
   for i = 1, n do
     local t, s = A.encode("queue.sendBatch", 2, bodies[i], false, "string or table body", max_body)
     if not t or #s > max_body then return nil, "message too large" end
+    total = total + #s
+    -- What one call may have in flight outside the function's memory.
+    if total > max_batch then return nil, "batch too large" end
     list[2 * i - 1], list[2 * i] = t, s
   end
   return send(name, list, delay)

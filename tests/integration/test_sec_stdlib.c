@@ -646,13 +646,16 @@ static void encode_bounded_by_limit(void **state) {
             "  local b, be = queue.send('q', t)\n"
             "  local d, de = queue.sendBatch('q', { 'small', t })\n"
             "  local fast = os.clock() - c < 0.5\n"
+            "  -- Each body fits, together they pass what one call may hold in flight.\n"
+            "  local big = {} for i = 1, 5 do big[i] = string.rep('m', 250 * 1024) end\n"
+            "  local e, ee = queue.sendBatch('q', big)\n"
             "  return table.concat({ tostring(a), ae, tostring(b), be, tostring(d), de, tostring(fast),\n"
-            "    tostring(kv.get('dag')) }, '|')\n"
+            "    tostring(kv.get('dag')), tostring(e), ee }, '|')\n"
             "end }\n");
   srv_start(&s, "--workers 1");
   char sock[400];
   sock_path(&s, sock, sizeof sock);
-  expect(s.port, "/dag", "nil|value too large|nil|message too large|nil|message too large|true|nil");
+  expect(s.port, "/dag", "nil|value too large|nil|message too large|nil|message too large|true|nil|nil|batch too large");
   rexpect("0", sock, "EXISTS", "cr:{q:q}:s", NULL);
   assert_int_equal(srv_stop(&s), 0);
 }
