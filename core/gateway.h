@@ -1,7 +1,7 @@
 /* gateway.h - HTTP requests in, function invocations out (the API gateway).
  *
  * Turns a routed HTTP request into the event a handler receives and the
- * handler's result into the HTTP response (DESIGN.md §1):
+ * handler's result into the HTTP response (docs/architecture.md §1):
  *   event: method, path, requestId (built at once); body, ip, headers, query,
  *          params, multiHeaders, multiQuery, rawQuery, source, json() (built
  *          on first access, then cached in the event);

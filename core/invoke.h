@@ -15,7 +15,7 @@
  * I/O's callback later calls cr_invoke_resume() with the results pushed on
  * inv->co. One resume path only: an invocation that reaches its deadline
  * while waiting ends as a timeout, its pending I/O is detached (its reply is
- * dropped when it comes: the id + generation check of STYLE.md §10), and its
+ * dropped when it comes: the id + generation check of docs/architecture.md §9), and its
  * instance is discarded. When an invocation that waited ends, inv->done is
  * called.
  *

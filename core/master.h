@@ -1,6 +1,6 @@
 /* master.h - the master process: loads functions, forks and supervises workers.
  *
- * The master never runs user code (DESIGN.md §2). It reads the function
+ * The master never runs user code (docs/architecture.md §2). It reads the function
  * files and has a validator process run them (loader.h), builds the registry
  * and routes, makes the shared memory, reserves the listening port, forks the
  * workers, and then only supervises: it restarts a worker that exits (with

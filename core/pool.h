@@ -3,7 +3,7 @@
  *
  * An instance is one vm bound to one version of one function, with its
  * handler, a reusable ctx table and a reusable coroutine. It runs one
- * invocation at a time (DESIGN.md §3).
+ * invocation at a time (docs/architecture.md §3).
  *   - cr_pool_acquire() hands out an idle instance of the version (a warm
  *     start) or makes one (a cold start: take a pre-booted blank vm if one is
  *     ready, bind it, run the function's init).

@@ -6,7 +6,7 @@
  * current version, or at none if it never loaded; the last load error is kept
  * either way. Versions are reference counted: instances and invocations hold
  * the version they run, so replacing a version never pulls code from under a
- * running invocation (DESIGN.md §6).
+ * running invocation (docs/architecture.md §6).
  *
  * Files and folders whose names start with '_' or '.', and the top-level lib/
  * folder, are modules for require(), not functions.

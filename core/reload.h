@@ -1,4 +1,4 @@
-/* reload.h - the functions folder becomes versions (DESIGN.md §6).
+/* reload.h - the functions folder becomes versions (docs/architecture.md §6).
  *
  * A reload scans the folder, reads every function file, and picks the ones
  * to validate: new files, changed files, files whose required modules

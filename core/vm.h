@@ -19,7 +19,7 @@ typedef struct lua_State lua_State;
 
 /* A module (a .lua file required by a function) as it was when a version was
  * made: versions carry the modules their init required, so every instance
- * of a version runs the same code (DESIGN.md §6). */
+ * of a version runs the same code (docs/architecture.md §6). */
 typedef struct {
   char *name;    /* "lib.util" */
   char *relpath; /* "lib/util.lua" */

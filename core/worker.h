@@ -1,5 +1,5 @@
 /* worker.h - a worker process: one libuv loop serving HTTP and running
- * function instances (DESIGN.md §2).
+ * function instances (docs/architecture.md §2).
  *
  * The master forks workers after loading the functions; a worker inherits
  * the registry and the shared memory, opens its own SO_REUSEPORT listening

@@ -2,7 +2,7 @@
 --
 -- Runs once per state, at boot, with every opened library still visible. It
 -- captures what the platform itself needs as upvalues, then leaves in the
--- global table only the allowlist of DESIGN.md §4. User code runs with these
+-- global table only the allowlist of docs/architecture.md §4. User code runs with these
 -- globals; nothing removed here can be reached again from Lua:
 --   * no ffi, jit, debug, io, package, load/loadstring/loadfile/dofile,
 --     getfenv/setfenv, newproxy, module, gcinfo, string.dump;

@@ -1,5 +1,5 @@
 /* reload_bench.c - how fast a save is live, and what reloads cost the
- * requests being served (DESIGN.md §6: "a save is live in well under 100 ms,
+ * requests being served (docs/architecture.md §6: "a save is live in well under 100 ms,
  * with zero failed requests under load").
  *
  * Starts `crescent serve --redis none` on a temporary folder (loopback, port

@@ -1,4 +1,4 @@
-/* test_cli.c - the command line of DESIGN.md §1: check, new, version, and
+/* test_cli.c - the command line of docs/architecture.md §1: check, new, version, and
  * the argument errors of serve, run as the real binary. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-/* test_functions.c - the function contract of DESIGN.md §1 over real HTTP:
+/* test_functions.c - the function contract of docs/architecture.md §1 over real HTTP:
  * routing from file names, the event, ctx, results, errors, report lines,
  * load errors and the sandbox as seen from a handler. One server per group. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* test_limits.c - DESIGN.md §4 "limits that hold", over real HTTP: timeouts
+/* test_limits.c - docs/architecture.md §4 "limits that hold", over real HTTP: timeouts
  * that stop runaway code with the JIT on (plain loops, numeric for loops, loops
  * that swallow errors with pcall, loops in user coroutines, recursion that
  * keeps catching its overflow), init timeouts, memory limits (refused, caught

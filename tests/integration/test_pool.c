@@ -1,4 +1,4 @@
-/* test_pool.c - the warm pool and metering of DESIGN.md §3 and §7 over real
+/* test_pool.c - the warm pool and metering of docs/architecture.md §3 and §7 over real
  * HTTP: cold then warm starts, provisioned (`warm`) instances, scale to zero
  * (`idle`), the concurrency limit across workers (queueing, then 429), and
  * the meters: report lines, /_/api/functions and /_/metrics. */

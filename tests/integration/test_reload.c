@@ -1,4 +1,4 @@
-/* test_reload.c - hot reload (DESIGN.md §6) against the real binary: files
+/* test_reload.c - hot reload (docs/architecture.md §6) against the real binary: files
  * added, changed, broken, fixed, renamed, deleted, nested folders made after
  * start, shared modules, route conflicts, SIGHUP with --no-watch, warm
  * instances of a new version, and reloads under load with zero failed

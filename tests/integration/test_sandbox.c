@@ -1,4 +1,4 @@
-/* test_sandbox.c - the sandbox of DESIGN.md §4 from the outside: every way
+/* test_sandbox.c - the sandbox of docs/architecture.md §4 from the outside: every way
  * out of a function's state we know of fails (bytecode, string.dump, the
  * string metatable, environments, io/os/debug/ffi/jit/package, require of
  * platform libraries, bytecode files or paths outside the folder,

@@ -1,4 +1,4 @@
-/* test_stdlib.c - the crescent.* modules of DESIGN.md §5 from real functions, on the managed
+/* test_stdlib.c - the crescent.* modules of docs/architecture.md §5 from real functions, on the managed
  * Redis (--redis auto, the default): kv, storage (and its HTTP face at /_/storage), queue and
  * log. What the functions see is checked in Lua (each step returns "ok" or what went wrong);
  * what reached Redis (values, change and event streams, queues) is read back with redis-cli on
