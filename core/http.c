@@ -482,14 +482,14 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
 
 /* A Host value (trimmed): uri-host [":" port], so the characters of a
  * reg-name, an IPv4 address or an IP-literal, and ':'; may be empty. */
-static unsigned char host_ok[256]; /* made by host_table_init */
-
-static void host_table_init(void) {
-  static const char ok[] = "-._~%!$&'()*+,;=:[]";
-  for (int ch = 0; ch < 256; ch++)
-    host_ok[ch] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  (ch && strchr(ok, ch));
-}
+static const unsigned char host_ok[256] = {
+#define R8(a) [a] = 1, [a + 1] = 1, [a + 2] = 1, [a + 3] = 1, [a + 4] = 1, [a + 5] = 1, [a + 6] = 1, [a + 7] = 1
+    R8('a'), R8('i'), R8('q'), ['y'] = 1, ['z'] = 1, R8('A'), R8('I'), R8('Q'), ['Y'] = 1, ['Z'] = 1,
+    R8('0'), ['8'] = 1, ['9'] = 1,
+#undef R8
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['%'] = 1, ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1,
+    ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1, [':'] = 1, ['['] = 1, [']'] = 1,
+};
 
 static int host_valid(const char *v, size_t n) {
   for (size_t i = 0; i < n; i++)
@@ -1381,7 +1381,6 @@ int cr_http_server_start(cr_http_server_t **out, uv_loop_t *loop, int fd, const 
   s->request_timeout_ms = secs_ms(opts->request_timeout);
   s->keepalive_ms = secs_ms(opts->keepalive_timeout);
   memset(s->id_counter, '0', sizeof s->id_counter);
-  host_table_init();
   llhttp_settings_init(&s->settings);
   s->settings.on_message_begin = on_message_begin;
   s->settings.on_url = on_url;
