@@ -694,15 +694,18 @@ void http_get(int port, const char *path, http_resp_t *r) {
   if (http_request(port, "GET", path, NULL, NULL, 0, r) != 0) fail_msg("GET %s: no response", path);
 }
 
-void http_expect_body(int port, const char *path, const char *want) {
+void http_expect(int port, const char *path, int status, const char *body) {
   http_resp_t r;
   http_get(port, path, &r);
-  if (r.status != 200 || strcmp(r.body, want) != 0) {
-    fprintf(stderr, "GET %s:\n--- got %d:\n%s\n--- want 200:\n%s\n", path, r.status, r.body, want);
-    fail_msg("GET %s: got %d, not 200 with the expected body", path, r.status);
+  if (r.status != status || (body && strcmp(r.body, body) != 0)) {
+    fprintf(stderr, "GET %s:\n--- got %d:\n%s\n--- want %d:\n%s\n", path, r.status, r.body, status,
+            body ? body : "(any body)");
+    fail_msg("GET %s: got %d, not %d with the expected body", path, r.status, status);
   }
   http_free(&r);
 }
+
+void http_expect_body(int port, const char *path, const char *want) { http_expect(port, path, 200, want); }
 
 void http_request_id(const http_resp_t *r, char *out, size_t n) {
   const char *id = http_header(r, "x-request-id");

@@ -95,6 +95,8 @@ int http_request_ka(int port, const char *method, const char *path, const char *
 void http_get(int port, const char *path, http_resp_t *r);
 /* GET that must answer 200 with exactly want as the body. */
 void http_expect_body(int port, const char *path, const char *want);
+/* GET that must answer status with exactly body (any body when body is NULL). */
+void http_expect(int port, const char *path, int status, const char *body);
 /* r's X-Request-Id (must be there), copied into out. */
 void http_request_id(const http_resp_t *r, char *out, size_t n);
 /* A header's value (case-insensitive name) copied into a static buffer, or NULL. */

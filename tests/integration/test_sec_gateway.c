@@ -19,14 +19,6 @@
 
 #include "harness.h"
 
-static void expect(int port, const char *path, int status, const char *body) {
-  http_resp_t r;
-  http_get(port, path, &r);
-  if (r.status != status || (body && strcmp(r.body, body) != 0))
-    fail_msg("GET %s: got %d '%.200s', want %d '%s'", path, r.status, r.body, status, body ? body : "*");
-  http_free(&r);
-}
-
 static pid_t one_worker(srv_t *s) {
   pid_t p[4];
   int n = srv_workers_wait(s, p, 4, 1, 5000);
@@ -88,7 +80,7 @@ static void result_read_once_raw(void **state) {
     assert_null(http_header(&r, "x-pass"));
     http_free(&r);
   }
-  expect(s.port, "/uaf4m", 201, "");
+  http_expect(s.port, "/uaf4m", 201, "");
   http_resp_t r;
   http_get(s.port, "/rawheaders", &r);
   assert_int_equal(r.status, 202);
@@ -96,7 +88,7 @@ static void result_read_once_raw(void **state) {
   assert_string_equal(http_header(&r, "x-a"), "one");
   assert_string_equal(http_header(&r, "x-list"), "p");
   http_free(&r);
-  expect(s.port, "/rawbody", 200, "{\"a\":1}");
+  http_expect(s.port, "/rawbody", 200, "{\"a\":1}");
 
   pid_t now[4];
   assert_int_equal(srv_worker_pids(&s, now, 4), 1);
@@ -140,13 +132,13 @@ static void no_user_code_after_invocation(void **state) {
   srv_start(&s, "--workers 1");
   pid_t w = one_worker(&s);
   long long t0 = now_ms();
-  expect(s.port, "/spin", 200, "x");
-  expect(s.port, "/boom", 200, "y");
-  expect(s.port, "/plain", 200, "[1,2]");
-  expect(s.port, "/errspin", 500, NULL);
-  expect(s.port, "/errboom", 500, NULL);
-  expect(s.port, "/ok", 200, "fine");
-  expect(s.port, "/nulname", 500, NULL);
+  http_expect(s.port, "/spin", 200, "x");
+  http_expect(s.port, "/boom", 200, "y");
+  http_expect(s.port, "/plain", 200, "[1,2]");
+  http_expect(s.port, "/errspin", 500, NULL);
+  http_expect(s.port, "/errboom", 500, NULL);
+  http_expect(s.port, "/ok", 200, "fine");
+  http_expect(s.port, "/nulname", 500, NULL);
   assert_int_equal(srv_log_wait(&s, 1, 5000, "invalid response header name", NULL), 1);
   /* Nothing waited for a deadline (the function's default is seconds). */
   assert_true(now_ms() - t0 < 2000);
@@ -215,9 +207,9 @@ static void statuses_checked(void **state) {
     if (r.status != 500) fail_msg("result status %s answered %d", bad_res[i], r.status);
     http_free(&r);
   }
-  expect(s.port, "/resstatus?s=200", 200, "b");
-  expect(s.port, "/resstatus?s=599", 599, "b");
-  expect(s.port, "/resstatus?s=301", 301, "b");
+  http_expect(s.port, "/resstatus?s=200", 200, "b");
+  http_expect(s.port, "/resstatus?s=599", 599, "b");
+  http_expect(s.port, "/resstatus?s=301", 301, "b");
   /* The invalid results were logged as bad results, each. */
   assert_int_equal(srv_log_wait(&s, 10, 5000, "bad result from the handler", "status must be an integer", NULL), 10);
   srv_stop(&s);
@@ -237,8 +229,8 @@ static void reserved_paths_are_the_platforms(void **state) {
             "return { routes = { 'GET /*rest' }, handler = function(e) return 'all:' .. e.params.rest end }\n");
   srv_start(&s, "--workers 1");
   /* The platform answers its own paths. */
-  expect(s.port, "/_/health", 200, "{\"status\":\"ok\"}");
-  expect(s.port, "/_/health/", 200, "{\"status\":\"ok\"}");
+  http_expect(s.port, "/_/health", 200, "{\"status\":\"ok\"}");
+  http_expect(s.port, "/_/health/", 200, "{\"status\":\"ok\"}");
   http_resp_t r;
   http_get(s.port, "/_/api/functions", &r);
   assert_int_equal(r.status, 200);
@@ -249,17 +241,17 @@ static void reserved_paths_are_the_platforms(void **state) {
   assert_null(strstr(r.body, "grabbed"));
   http_free(&r);
   /* Paths under /_/ the platform does not have: 404, not a user route. */
-  expect(s.port, "/_/nothing", 404, NULL);
-  expect(s.port, "/_", 404, NULL);
+  http_expect(s.port, "/_/nothing", 404, NULL);
+  http_expect(s.port, "/_", 404, NULL);
   /* The same paths percent-encoded are the same paths. */
-  expect(s.port, "/%5f/health", 200, "{\"status\":\"ok\"}");
-  expect(s.port, "/%5F/health", 200, "{\"status\":\"ok\"}");
-  expect(s.port, "/%5f/nothing", 404, NULL);
+  http_expect(s.port, "/%5f/health", 200, "{\"status\":\"ok\"}");
+  http_expect(s.port, "/%5F/health", 200, "{\"status\":\"ok\"}");
+  http_expect(s.port, "/%5f/nothing", 404, NULL);
   /* Elsewhere the user's routes answer as before. */
-  expect(s.port, "/x/health", 200, "grabbed");
-  expect(s.port, "/x/metrics", 200, "grabbed");
-  expect(s.port, "/somewhere/else", 200, "all:somewhere/else");
-  expect(s.port, "/_x/y", 200, "all:_x/y");
+  http_expect(s.port, "/x/health", 200, "grabbed");
+  http_expect(s.port, "/x/metrics", 200, "grabbed");
+  http_expect(s.port, "/somewhere/else", 200, "all:somewhere/else");
+  http_expect(s.port, "/_x/y", 200, "all:_x/y");
   srv_stop(&s);
 }
 

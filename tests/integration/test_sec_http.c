@@ -64,14 +64,6 @@ static int connect_small_rcvbuf(int port) {
   return fd;
 }
 
-static void expect_get(int port, const char *path, int status, const char *body) {
-  http_resp_t r;
-  http_get(port, path, &r);
-  if (r.status != status || strcmp(r.body, body) != 0)
-    fail_msg("GET %s: %d %s (wanted %d %s)", path, r.status, r.body, status, body);
-  http_free(&r);
-}
-
 /* Sends raw bytes on a new connection and reads one response (fails without one). */
 static void raw_exchange(int port, const char *req, http_resp_t *r) {
   int fd = http_connect(port);
@@ -122,7 +114,7 @@ static void pipelined_big_answers_are_bounded(void **state) {
   assert_int_equal(r.status, 200);
   assert_int_equal(r.body_len, 1 << 20);
   http_free(&r);
-  expect_get(s.port, "/hello", 200, "hi");
+  http_expect(s.port, "/hello", 200, "hi");
   long base = rss_kb(worker);
 
   enum { N = 300 };
@@ -141,7 +133,7 @@ static void pipelined_big_answers_are_bounded(void **state) {
     long rss = rss_kb(worker);
     if (rss > peak) peak = rss;
     if (rss > base + 48 * 1024) fail_msg("worker RSS grew from %ld KB to %ld KB", base, rss);
-    expect_get(s.port, "/hello", 200, "hi");
+    http_expect(s.port, "/hello", 200, "hi");
     served++;
     sleep_ms(20);
   }
@@ -199,7 +191,7 @@ static void response_heads_are_bounded(void **state) {
   srv_write(&s, "hello.lua", "return function() return 'hi' end\n");
   srv_start(&s, "--workers 1");
   pid_t worker = only_worker(&s);
-  expect_get(s.port, "/hello", 200, "hi");
+  http_expect(s.port, "/hello", 200, "hi");
   long base = rss_kb(worker);
   const char *over[] = {"/heads", "/one", "/heads"};
   for (int i = 0; i < 3; i++) {
@@ -220,7 +212,7 @@ static void response_heads_are_bounded(void **state) {
     assert_int_equal(srv_log_wait(&s, 1, 3000, "\"level\":\"error\"",
                                   "header fields are over the limit of 65536 bytes: answering 500", needle, NULL),
                      1);
-    expect_get(s.port, "/hello", 200, "hi");
+    http_expect(s.port, "/hello", 200, "hi");
   }
   srv_expect_errors(&s, 3);
   assert_true(rss_kb(worker) < base + 32 * 1024);
@@ -376,8 +368,8 @@ static void percent_encoded_unreserved_is_the_same_path(void **state) {
   write_strict_functions(&s);
   srv_write(&s, "a_b~c.lua", "return function(event) return event.path end\n");
   srv_start(&s, "--workers 1");
-  expect_get(s.port, "/a%5Fb%7ec", 200, "/a_b~c");
-  expect_get(s.port, "/%61_b~%63", 200, "/a_b~c");
+  http_expect(s.port, "/a%5Fb%7ec", 200, "/a_b~c");
+  http_expect(s.port, "/%61_b~%63", 200, "/a_b~c");
   /* Other escapes stay: %2F is not a '/'. */
   http_resp_t r;
   http_get(s.port, "/echo%2Fx", &r);
