@@ -11,147 +11,63 @@
 
 #include "clock.h"
 #include "error.h"
-#include "invoke.h"
-#include "freelist.h"
+#include "dispatch.h"
 #include "json.h"
 #include "log.h"
 #include "text.h"
 #include "vm.h"
 
-/* A function's meters gathered during one loop iteration, added to shared
- * memory in one go by cr_gateway_flush() (atomic adds on shared pages per
- * request showed in profiles). An iteration that runs long (slow handlers
- * answering one after another) flushes once FLUSH_AFTER_NS has passed since
- * the oldest unflushed invocation, log lines with the meters, so neither
- * waits for the iteration's end. */
-#define FLUSH_AFTER_NS 1000000
-typedef struct {
-  uint64_t invocations, errors, timeouts, cold_starts, duration_ns, billed_ms, mb_ms;
-  uint64_t hist[CR_SHM_HIST_BUCKETS];
-  int dirty;
-} meter_t;
-
-/* A request waiting for a place under its function's concurrency. */
-typedef struct waiter_s {
-  cr_http_req_t *req;
-  cr_fn_t *fn;
-  cr_route_match_t match;
-  uint64_t deadline_ns;
-  struct waiter_s *next;
-} waiter_t;
-
 struct cr_gateway_s {
-  uv_loop_t *loop;
-  cr_pool_t *pool;
-  cr_shm_t *shm;
+  cr_dispatch_t *dispatch;
   cr_gateway_opts_t opts;
-  cr_buf_t body;   /* scratch for encoding response bodies */
-  waiter_t *waiting, **waiting_tail;
-  int nwaiting;
-  cr_freelist_t free_calls; /* reused, so a request allocates nothing */
-  meter_t *meters;       /* by function slot */
-  int nmeters;
-  int *dirty;            /* slots with meters to flush */
-  int ndirty;
-  uint64_t dirty_since_ns; /* end of the oldest invocation not flushed */
-  int in_queue;    /* inside run_waiting(): no re-entry */
-  uv_timer_t retry;
+  cr_buf_t body; /* scratch for encoding response bodies */
+  int ext;       /* this trigger's index in an instance's ext[] */
 };
 
-/* How often waiting requests retry for a place (another worker may free one). */
-#define RETRY_MS 2
-
-/* One HTTP invocation. The invocation comes first: event fields find the
- * request from it (see event_index). */
-typedef struct gw_call_s {
-  cr_invocation_t inv;
+/* What an HTTP call keeps (in cr_call_t.data). */
+typedef struct {
   cr_gateway_t *g;
-  cr_http_req_t *req;
-  cr_fnver_t *ver;
   cr_route_match_t match;
-  double init_ms;
-  char reqid[40];  /* the request's id, kept: req is not ours once answered */
-} gw_call_t;
+} http_call_t;
+_Static_assert(sizeof(http_call_t) <= CR_CALL_DATA, "an HTTP call's data must fit in a call");
+
+/* What the HTTP trigger keeps per instance (its ext[] entry): the strings
+ * its events give out (event.method, event.path), kept alive and referenced
+ * so they are not hashed and allocated again, the events' metatable, and the
+ * current event. */
+typedef struct {
+  int method_refs[8];
+  int path_ref;
+  size_t path_len;
+  char path[56];
+  int event_mt_ref;  /* the events' metatable */
+  const void *event; /* the current invocation's event table (lazy fields check it) */
+} http_inst_t;
+
+static const cr_trigger_t http_trigger;
+
+static http_call_t *hcall(cr_call_t *call) { return (http_call_t *)(void *)call->data.bytes; }
+static cr_http_req_t *hreq(cr_call_t *call) { return call->ctx; }
 
 /* Registry keys (their addresses). */
 static char http_error_mt_key;
 
-static meter_t *meter_for(cr_gateway_t *g, int slot) {
-  if (!cr_shm_fn(g->shm, slot)) return NULL;
-  if (slot >= g->nmeters) {
-    int n = g->nmeters ? g->nmeters : 16;
-    while (n <= slot) n *= 2;
-    meter_t *m = realloc(g->meters, sizeof *m * (size_t)n);
-    if (!m) return NULL;
-    g->meters = m;
-    int *d = realloc(g->dirty, sizeof *d * (size_t)n);
-    if (!d) return NULL;
-    g->dirty = d;
-    memset(m + g->nmeters, 0, sizeof *m * (size_t)(n - g->nmeters));
-    g->nmeters = n;
-  }
-  meter_t *m = &g->meters[slot];
-  if (!m->dirty) {
-    m->dirty = 1;
-    g->dirty[g->ndirty++] = slot;
-  }
-  return m;
-}
-
-void cr_gateway_flush(cr_gateway_t *g) {
-  for (int i = 0; i < g->ndirty; i++) {
-    meter_t *m = &g->meters[g->dirty[i]];
-    cr_shm_fn_t *f = &g->shm->fns[g->dirty[i]];
-    atomic_fetch_add_explicit(&f->invocations, m->invocations, memory_order_relaxed);
-    if (m->errors) atomic_fetch_add_explicit(&f->errors, m->errors, memory_order_relaxed);
-    if (m->timeouts) atomic_fetch_add_explicit(&f->timeouts, m->timeouts, memory_order_relaxed);
-    if (m->cold_starts) atomic_fetch_add_explicit(&f->cold_starts, m->cold_starts, memory_order_relaxed);
-    atomic_fetch_add_explicit(&f->duration_ns, m->duration_ns, memory_order_relaxed);
-    atomic_fetch_add_explicit(&f->billed_ms, m->billed_ms, memory_order_relaxed);
-    atomic_fetch_add_explicit(&f->mb_ms, m->mb_ms, memory_order_relaxed);
-    for (int k = 0; k < CR_SHM_HIST_BUCKETS; k++)
-      if (m->hist[k]) atomic_fetch_add_explicit(&f->hist[k], m->hist[k], memory_order_relaxed);
-    memset(m, 0, sizeof *m);
-  }
-  g->ndirty = 0;
-}
-
-cr_gateway_t *cr_gateway_new(uv_loop_t *loop, cr_pool_t *pool, cr_shm_t *shm, const cr_gateway_opts_t *opts) {
+cr_gateway_t *cr_gateway_new(cr_dispatch_t *dispatch, const cr_gateway_opts_t *opts) {
+  int ext = cr_instance_ext_slot(&http_trigger);
+  if (ext < 0) return NULL;
   cr_gateway_t *g = calloc(1, sizeof *g);
   if (!g) return NULL;
-  g->loop = loop;
-  g->pool = pool;
-  g->shm = shm;
-  g->opts.queue_wait = 1;
-  g->opts.queue_max = 1024;
+  g->dispatch = dispatch;
+  g->ext = ext;
   g->opts.max_response = 6u * 1024 * 1024;
   if (opts) g->opts = *opts;
-  g->waiting_tail = &g->waiting;
-  g->free_calls.max = 64;
-  if (loop) {
-    uv_timer_init(loop, &g->retry);
-    g->retry.data = g;
-  }
   return g;
 }
 
-static void on_retry_closed(uv_handle_t *h) { free(h->data); }
-
 void cr_gateway_free(cr_gateway_t *g) {
   if (!g) return;
-  while (g->waiting) {
-    waiter_t *w = g->waiting;
-    g->waiting = w->next;
-    cr_http_respond_error(w->req, 503, "server stopping");
-    free(w);
-  }
-  cr_gateway_flush(g);
-  free(g->meters);
-  free(g->dirty);
   cr_buf_free(&g->body);
-  cr_freelist_drain(&g->free_calls);
-  if (g->loop) uv_close((uv_handle_t *)&g->retry, on_retry_closed);
-  else free(g);
+  free(g);
 }
 
 int cr_url_decode(const char *s, size_t len, int plus, cr_buf_t *out) {
@@ -174,13 +90,16 @@ int cr_url_decode(const char *s, size_t len, int plus, cr_buf_t *out) {
 
 /* --- the event -------------------------------------------------------------------------------- */
 
-/* The call an event belongs to, if that invocation is still running. */
-static gw_call_t *event_call(lua_State *L, int event) {
+/* The HTTP call an event belongs to, if that invocation is still running. */
+static cr_call_t *event_call(lua_State *L, int event) {
   cr_instance_t *inst = cr_vm_of(L)->owner;
+  cr_call_t *call = inst ? inst->current : NULL;
+  if (!call || call->trigger != &http_trigger) return NULL;
+  http_inst_t *hi = inst->ext[hcall(call)->g->ext];
   /* An event kept past its invocation is not the current one any more (a
    * live table's address cannot belong to a newer event). */
-  if (!inst || !inst->current || lua_topointer(L, event) != inst->event) return NULL;
-  return (gw_call_t *)inst->current;
+  if (!hi || lua_topointer(L, event) != hi->event) return NULL;
+  return call;
 }
 
 static void push_decoded(lua_State *L, const char *s, size_t len, int plus, cr_buf_t *tmp) {
@@ -298,12 +217,12 @@ static int event_json(lua_State *L) {
   if (!lua_isnil(L, -1)) return 1;
   lua_pop(L, 1);
   /* Straight from the request: no Lua string for the body unless asked for. */
-  gw_call_t *call = event_call(L, ev);
+  cr_call_t *call = event_call(L, ev);
   size_t len = 0;
   const char *body = NULL;
   if (call) {
-    body = call->req->body;
-    len = call->req->body_len;
+    body = hreq(call)->body;
+    len = hreq(call)->body_len;
   }
   if (!body || len == 0) {
     lua_pushnil(L);
@@ -346,7 +265,7 @@ static int method_index(unsigned bit) {
 }
 
 /* Pushes the method's name, one string per state for each known method. */
-static void push_method(lua_State *L, cr_instance_t *inst, const cr_http_req_t *req) {
+static void push_method(lua_State *L, http_inst_t *inst, const cr_http_req_t *req) {
   int *ref = &inst->method_refs[method_index(req->method)];
   if (*ref > 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, *ref);
@@ -371,15 +290,15 @@ static int event_index(lua_State *L) {
     lua_pushliteral(L, "http");
     goto cache;
   }
-  gw_call_t *call = event_call(L, 1);
+  cr_call_t *call = event_call(L, 1);
   if (!call) return 0; /* the invocation is over: its request is gone */
   if (kl == 9 && memcmp(k, "requestId", 9) == 0) {
     /* Made on first use: a new string per request costs more than the call. */
     lua_pushstring(L, call->reqid);
     goto cache;
   }
-  cr_http_req_t *req = call->req;
-  cr_instance_t *inst = call->inv.inst;
+  cr_http_req_t *req = hreq(call);
+  http_inst_t *inst = call->inv.inst->ext[hcall(call)->g->ext];
   if (kl == 6 && memcmp(k, "method", 6) == 0) {
     if (req->method != CR_M_OTHER) push_method(L, inst, req);
     else lua_pushstring(L, req->method_name);
@@ -397,7 +316,7 @@ static int event_index(lua_State *L) {
   else if (kl == 5 && memcmp(k, "query", 5) == 0) push_query(L, req, 0, &tmp);
   else if (kl == 10 && memcmp(k, "multiQuery", 10) == 0) push_query(L, req, 1, &tmp);
   else if (kl == 8 && memcmp(k, "rawQuery", 8) == 0) lua_pushlstring(L, req->query, req->query_len);
-  else if (kl == 6 && memcmp(k, "params", 6) == 0) push_params(L, &call->match, &tmp);
+  else if (kl == 6 && memcmp(k, "params", 6) == 0) push_params(L, &hcall(call)->match, &tmp);
   else {
     cr_buf_free(&tmp);
     return 0;
@@ -428,12 +347,18 @@ static int make_event_mt(lua_State *L) {
 /* The event starts as an empty table with a metatable: every field, method
  * and path too, is made on first use and kept in it. A handler that never
  * reads the event (most small ones) costs one table and no hash part. */
-static void push_event(lua_State *L, gw_call_t *call) {
+static void push_event(cr_call_t *call, lua_State *L) {
   cr_instance_t *inst = call->inv.inst;
+  void **ext = &inst->ext[hcall(call)->g->ext];
+  if (!*ext && !(*ext = calloc(1, sizeof(http_inst_t)))) {
+    lua_pushnil(L); /* out of memory: the handler gets no event */
+    return;
+  }
+  http_inst_t *hi = *ext;
   lua_createtable(L, 0, 0);
-  inst->event = lua_topointer(L, -1);
-  if (inst->event_mt_ref <= 0) inst->event_mt_ref = make_event_mt(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, inst->event_mt_ref);
+  hi->event = lua_topointer(L, -1);
+  if (hi->event_mt_ref <= 0) hi->event_mt_ref = make_event_mt(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, hi->event_mt_ref);
   lua_setmetatable(L, -2);
 }
 
@@ -695,53 +620,7 @@ static void emit_headers(lua_State *L, cr_http_req_t *req, resp_t *r) {
   if (r->object) take_headers(L, r->headers_idx, req, r, 1);
 }
 
-/* --- the invocation --------------------------------------------------------------------------- */
-
-static __attribute__((unused)) void report(cr_gateway_t *g, cr_fnver_t *ver, gw_call_t *call, int status, double init_ms) {
-  cr_invocation_t *inv = &call->inv;
-  double dur_ms = (double)(inv->end_ns - inv->start_ns) / 1e6;
-  uint64_t billed = (uint64_t)ceil(dur_ms);
-  if (billed == 0) billed = 1;
-  if (g->ndirty == 0) g->dirty_since_ns = inv->end_ns;
-  meter_t *m = meter_for(g, ver->fn->slot);
-  if (m) {
-    m->invocations++;
-    if (inv->outcome != CR_OUTCOME_OK || status >= 500) m->errors++;
-    if (inv->outcome == CR_OUTCOME_TIMEOUT) m->timeouts++;
-    if (inv->cold) m->cold_starts++;
-    m->duration_ns += inv->end_ns - inv->start_ns;
-    m->billed_ms += billed;
-    m->mb_ms += billed * (uint64_t)ver->settings.memory;
-    int k = 0;
-    while (k < CR_SHM_HIST_BUCKETS - 1 && dur_ms > cr_shm_hist_bounds_ms[k]) k++;
-    m->hist[k]++;
-  }
-
-  cr_buf_t *b = cr_log_begin(CR_LOG_INFO, "report", 6, ver->fn->name, call->reqid);
-  if (!b) return;
-  cr_log_int(b, "version", ver->number);
-  cr_log_str(b, "trigger", "http", 4);
-  cr_log_str(b, "start", inv->cold ? "cold" : "warm", 4);
-  if (inv->cold) cr_log_num(b, "initDuration", round(init_ms * 1000) / 1000);
-  cr_log_num(b, "duration", round(dur_ms * 1000) / 1000);
-  cr_log_int(b, "billedDuration", (long long)billed);
-  cr_log_num(b, "cpuTime", round((double)inv->cpu_ns / 1e3) / 1000);
-  cr_log_int(b, "maxMemoryUsed", (long long)inv->mem_peak);
-  cr_log_int(b, "memorySize", ver->settings.memory);
-  cr_log_int(b, "status", status);
-  if (inv->outcome == CR_OUTCOME_TIMEOUT) cr_log_str(b, "outcome", "timeout", 7);
-  else if (inv->outcome == CR_OUTCOME_MEMORY) cr_log_str(b, "outcome", "memory", 6);
-  else if (inv->outcome == CR_OUTCOME_ERROR) cr_log_str(b, "outcome", "error", 5);
-  cr_log_end(b);
-}
-
-/* After report(): an iteration that runs long shares what it has so far. */
-static void flush_if_late(cr_gateway_t *g, uint64_t now_ns) {
-  if (g->ndirty && now_ns - g->dirty_since_ns >= FLUSH_AFTER_NS) {
-    cr_gateway_flush(g);
-    cr_log_flush();
-  }
-}
+/* --- the invocation ---------------------------------------------------------------------------- */
 
 /* ms with three decimals, without printf (it showed in profiles). */
 static char *put_ms(char *o, double ms) {
@@ -786,17 +665,13 @@ static void respond_fn_error(cr_http_req_t *req, int status, const char *msg, co
   cr_buf_free(&b);
 }
 
-static void run_waiting(cr_gateway_t *g);
-
-/* The invocation ended: answer, report, give the instance and the
- * concurrency place back. */
-static void finish(gw_call_t *call) {
-  cr_gateway_t *g = call->g;
-  cr_http_req_t *req = call->req;
+/* The invocation ended: answer from its result. */
+static int http_finish(cr_call_t *call) {
+  cr_gateway_t *g = hcall(call)->g;
+  cr_http_req_t *req = hreq(call);
   cr_fnver_t *ver = call->ver;
   cr_fn_t *fn = ver->fn;
   cr_invocation_t *inv = &call->inv;
-  cr_instance_t *inst = inv->inst;
   lua_State *co = inv->co;
   int cold = inv->cold;
   double init_ms = call->init_ms;
@@ -870,63 +745,7 @@ static void finish(gw_call_t *call) {
     }
   }
   /* req is not ours any more: the connection may already parse the next one. */
-#ifndef CRESCENT_NO_LIMITS
-  report(g, ver, call, status, init_ms);
-  flush_if_late(g, inv->end_ns);
-#else
-  (void)init_ms;
-#endif
-  cr_invoke_end(inv);
-  cr_pool_ended(g->pool, inv->end_ns);
-  cr_pool_release(g->pool, inst);
-  cr_pool_leave(g->pool, ver);
-  cr_freelist_give(&g->free_calls, call);
-}
-
-static void on_call_done(cr_invocation_t *inv) {
-  gw_call_t *call = (gw_call_t *)inv;
-  cr_gateway_t *g = call->g;
-  finish(call);
-  if (g->waiting) run_waiting(g);
-}
-
-/* Runs ver for req; the caller holds a place under its concurrency. */
-static void run(cr_gateway_t *g, cr_http_req_t *req, cr_fnver_t *ver, const cr_route_match_t *m) {
-  cr_fn_t *fn = ver->fn;
-  cr_instance_t *inst;
-  int cold;
-  char err[2048];
-  int rc = cr_pool_acquire(g->pool, ver, &inst, &cold, err, sizeof err);
-  if (rc) {
-    cr_log(CR_LOG_ERROR, fn->name, req->id, "function init failed: %s", err);
-    meter_t *mt = meter_for(g, fn->slot);
-    if (mt) {
-      mt->invocations++;
-      mt->errors++;
-    }
-    respond_fn_error(req, 500, rc == CR_ETIMEDOUT ? "function init timed out" : "function initialization failed",
-                     ver, 1, 0, 0);
-    cr_pool_leave(g->pool, ver);
-    return;
-  }
-  gw_call_t *call = cr_freelist_take(&g->free_calls, sizeof *call);
-  if (!call) {
-    cr_pool_release(g->pool, inst);
-    cr_pool_leave(g->pool, ver);
-    cr_http_respond_error(req, 503, "server out of memory");
-    return;
-  }
-  call->g = g;
-  call->req = req;
-  call->ver = ver;
-  cr_route_match_copy(&call->match, m);
-  call->init_ms = cold ? inst->init_ms : 0;
-  memcpy(call->reqid, req->id, sizeof call->reqid);
-  lua_State *co = cr_invoke_begin(&call->inv, inst, call->reqid, cold);
-  call->inv.done = on_call_done;
-  if (inst->nargs) push_event(co, call);
-  if (cr_invoke_run(&call->inv) == CR_EAGAIN) return; /* on_call_done follows */
-  finish(call);
+  return status;
 }
 
 static void respond_unloaded(cr_http_req_t *req, const cr_fn_t *fn) {
@@ -941,78 +760,49 @@ static void respond_unloaded(cr_http_req_t *req, const cr_fn_t *fn) {
   cr_buf_free(&b);
 }
 
-static void respond_throttled(cr_gateway_t *g, cr_http_req_t *req, const cr_fn_t *fn) {
-  cr_shm_fn_t *f = cr_shm_fn(g->shm, fn->slot);
-  if (f) atomic_fetch_add_explicit(&f->throttles, 1, memory_order_relaxed);
-  cr_log(CR_LOG_WARN, fn->name, req->id, "throttled: the function is at its concurrency limit");
+static void respond_throttled(cr_http_req_t *req) {
   static const char body[] = "{\"error\":\"too many requests\"}";
   cr_http_respond_start(req, 429);
   cr_http_respond_header(req, "Retry-After", 11, "1", 1);
   cr_http_respond_finish(req, "application/json", body, sizeof body - 1);
 }
 
-static void on_retry(uv_timer_t *t);
-
-/* Runs waiting requests that got a place, answers 429 to those past their
- * wait, in arrival order. */
-static void run_waiting(cr_gateway_t *g) {
-  if (g->in_queue) return;
-  g->in_queue = 1;
-  uint64_t now = cr_clock_ns();
-  waiter_t **link = &g->waiting;
-  while (*link) {
-    waiter_t *w = *link;
-    cr_fnver_t *ver = w->fn->current;
-    int admitted = ver && cr_pool_admit(g->pool, ver) == 0;
-    if (!admitted && ver && now < w->deadline_ns) {
-      link = &w->next;
-      continue;
-    }
-    *link = w->next;
-    if (g->waiting_tail == &w->next) g->waiting_tail = link;
-    g->nwaiting--;
-    if (!ver) respond_unloaded(w->req, w->fn);
-    else if (admitted) run(g, w->req, ver, &w->match);
-    else respond_throttled(g, w->req, w->fn);
-    free(w);
-    now = cr_clock_ns();
+static void http_refused(cr_call_t *call, cr_refusal_t why) {
+  cr_http_req_t *req = hreq(call);
+  switch (why) {
+  case CR_REFUSED_UNLOADED:
+    respond_unloaded(req, call->fn);
+    break;
+  case CR_REFUSED_THROTTLED:
+    respond_throttled(req);
+    break;
+  case CR_REFUSED_INIT:
+    respond_fn_error(req, 500,
+                     call->init_rc == CR_ETIMEDOUT ? "function init timed out" : "function initialization failed",
+                     call->ver, 1, 0, 0);
+    break;
+  case CR_REFUSED_STOPPING:
+    cr_http_respond_error(req, 503, "server stopping");
+    break;
   }
-  g->in_queue = 0;
-  if (!g->waiting && g->loop) uv_timer_stop(&g->retry);
 }
 
-static void on_retry(uv_timer_t *t) { run_waiting(t->data); }
+static const cr_trigger_t http_trigger = {
+    .name = "http",
+    .push_event = push_event,
+    .finish = http_finish,
+    .refused = http_refused,
+    .report_fields = NULL,
+};
 
 void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m) {
-  cr_fnver_t *ver = fn->current;
-  if (!ver) {
-    respond_unloaded(req, fn);
+  cr_call_t *call = cr_dispatch_call(g->dispatch, &http_trigger, fn, req, req->id);
+  if (!call) {
+    cr_http_respond_error(req, 503, "server out of memory");
     return;
   }
-  /* Requests already waiting for this function go first. */
-  int queued_before = 0;
-  for (waiter_t *w = g->waiting; w && !queued_before; w = w->next) queued_before = w->fn == fn;
-  if (!queued_before && cr_pool_admit(g->pool, ver) == 0) {
-    run(g, req, ver, m);
-    if (g->waiting) run_waiting(g);
-    return;
-  }
-  if (!g->loop || g->nwaiting >= g->opts.queue_max || g->opts.queue_wait <= 0) {
-    respond_throttled(g, req, fn);
-    return;
-  }
-  waiter_t *w = malloc(sizeof *w);
-  if (!w) {
-    respond_throttled(g, req, fn);
-    return;
-  }
-  w->req = req;
-  w->fn = fn;
-  cr_route_match_copy(&w->match, m);
-  w->deadline_ns = cr_clock_ns() + (uint64_t)(g->opts.queue_wait * 1e9);
-  w->next = NULL;
-  *g->waiting_tail = w;
-  g->waiting_tail = &w->next;
-  g->nwaiting++;
-  if (!uv_is_active((uv_handle_t *)&g->retry)) uv_timer_start(&g->retry, on_retry, RETRY_MS, RETRY_MS);
+  http_call_t *hc = hcall(call);
+  hc->g = g;
+  cr_route_match_copy(&hc->match, m);
+  cr_dispatch_submit(g->dispatch, call);
 }

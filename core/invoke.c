@@ -4,6 +4,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
@@ -12,9 +13,6 @@
 #include "json.h"
 #include "log.h"
 
-static cr_shm_worker_t *busy_slot;
-
-void cr_invoke_set_busy_slot(cr_shm_worker_t *slot) { busy_slot = slot; }
 
 /* ctx.log.<level>(msg, fields): a structured line with the request id. */
 static int ctx_log(lua_State *L) {
@@ -161,10 +159,11 @@ int cr_invoke_prepare(cr_instance_t *inst, char *err, size_t errlen) {
   return rc ? CR_ELUA : 0;
 }
 
-lua_State *cr_invoke_begin(cr_invocation_t *inv, cr_instance_t *inst, const char *reqid, int cold) {
+lua_State *cr_invoke_begin(cr_invoker_t *iv, cr_invocation_t *inv, cr_instance_t *inst, const char *reqid, int cold) {
   memset(inv, 0, offsetof(cr_invocation_t, error));
   inv->error[0] = '\0';
   inv->inst = inst;
+  inv->invoker = iv;
   inv->reqid = reqid;
   inv->cold = cold;
   inst->current = inv;
@@ -176,23 +175,24 @@ lua_State *cr_invoke_begin(cr_invocation_t *inv, cr_instance_t *inst, const char
   return inv->co;
 }
 
-static __attribute__((unused)) void busy(uint64_t since, uint64_t deadline, int fn) {
-  if (!busy_slot) return;
-  atomic_store_explicit(&busy_slot->deadline_ns, deadline, memory_order_relaxed);
-  atomic_store_explicit(&busy_slot->busy_fn, fn, memory_order_relaxed);
-  atomic_store_explicit(&busy_slot->busy_since_ns, since, memory_order_release);
-}
-
 /* --- the waiting set: invocations suspended on I/O, and their deadlines ---------------------- */
 
-static struct {
+struct cr_invoker_s {
   uv_loop_t *loop;
   uv_timer_t timer;
+  cr_shm_worker_t *busy_slot;
   cr_invocation_t *head;
   int n;
-  int ready;
   uint64_t timer_ns; /* the deadline the timer is set for (0: not set) */
-} waitset;
+};
+
+static __attribute__((unused)) void busy(cr_invoker_t *iv, uint64_t since, uint64_t deadline, int fn) {
+  cr_shm_worker_t *slot = iv->busy_slot;
+  if (!slot) return;
+  atomic_store_explicit(&slot->deadline_ns, deadline, memory_order_relaxed);
+  atomic_store_explicit(&slot->busy_fn, fn, memory_order_relaxed);
+  atomic_store_explicit(&slot->busy_since_ns, since, memory_order_release);
+}
 
 static void finish_timeout(cr_invocation_t *inv);
 
@@ -202,77 +202,84 @@ static void on_deadline(uv_timer_t *t);
  * moves it when the new deadline is nearer (no scan per wait: with many
  * invocations waiting on Redis that showed in profiles); when it fires it
  * ends what is due and looks for the next. */
-static void timer_at(uint64_t deadline) {
+static void timer_at(cr_invoker_t *iv, uint64_t deadline) {
   uint64_t now = cr_clock_ns();
   uint64_t ms = deadline > now ? (deadline - now + 999999) / 1000000 : 0;
-  uv_timer_start(&waitset.timer, on_deadline, ms, 0);
-  waitset.timer_ns = deadline;
+  uv_timer_start(&iv->timer, on_deadline, ms, 0);
+  iv->timer_ns = deadline;
 }
 
-static void rearm(void) {
-  if (!waitset.ready) return;
+static void rearm(cr_invoker_t *iv) {
+  if (!iv->loop) return;
   uint64_t first = UINT64_MAX;
-  for (cr_invocation_t *i = waitset.head; i; i = i->wnext)
+  for (cr_invocation_t *i = iv->head; i; i = i->wnext)
     if (i->deadline_ns < first) first = i->deadline_ns;
   if (first == UINT64_MAX) {
-    uv_timer_stop(&waitset.timer);
-    waitset.timer_ns = 0;
+    uv_timer_stop(&iv->timer);
+    iv->timer_ns = 0;
     return;
   }
-  timer_at(first);
+  timer_at(iv, first);
 }
 
 static void wait_add(cr_invocation_t *inv) {
+  cr_invoker_t *iv = inv->invoker;
   inv->waiting = 1;
   inv->wprev = NULL;
-  inv->wnext = waitset.head;
-  if (waitset.head) waitset.head->wprev = inv;
-  waitset.head = inv;
-  waitset.n++;
-  if (waitset.ready && (!waitset.timer_ns || inv->deadline_ns < waitset.timer_ns)) timer_at(inv->deadline_ns);
+  inv->wnext = iv->head;
+  if (iv->head) iv->head->wprev = inv;
+  iv->head = inv;
+  iv->n++;
+  if (iv->loop && (!iv->timer_ns || inv->deadline_ns < iv->timer_ns)) timer_at(iv, inv->deadline_ns);
 }
 
 static void wait_remove(cr_invocation_t *inv) {
   if (!inv->waiting) return;
+  cr_invoker_t *iv = inv->invoker;
   inv->waiting = 0;
   if (inv->wprev) inv->wprev->wnext = inv->wnext;
-  else waitset.head = inv->wnext;
+  else iv->head = inv->wnext;
   if (inv->wnext) inv->wnext->wprev = inv->wprev;
-  waitset.n--;
+  iv->n--;
   /* The timer must not keep an idle loop (and a stopping worker) alive. */
-  if (waitset.n == 0 && waitset.ready) {
-    uv_timer_stop(&waitset.timer);
-    waitset.timer_ns = 0;
+  if (iv->n == 0 && iv->loop) {
+    uv_timer_stop(&iv->timer);
+    iv->timer_ns = 0;
   }
 }
 
 static void on_deadline(uv_timer_t *t) {
-  (void)t;
+  cr_invoker_t *iv = t->data;
   uint64_t now = cr_clock_ns();
-  cr_invocation_t *i = waitset.head;
+  cr_invocation_t *i = iv->head;
   while (i) {
     cr_invocation_t *next = i->wnext;
     if (i->deadline_ns <= now) finish_timeout(i);
     i = next;
   }
-  rearm();
+  rearm(iv);
 }
 
-void cr_invoke_init(uv_loop_t *loop) {
-  waitset.loop = loop;
-  uv_timer_init(loop, &waitset.timer);
-  waitset.ready = 1;
-}
-
-void cr_invoke_shutdown(void) {
-  while (waitset.head) finish_timeout(waitset.head);
-  if (waitset.ready) {
-    uv_close((uv_handle_t *)&waitset.timer, NULL);
-    waitset.ready = 0;
+cr_invoker_t *cr_invoker_new(uv_loop_t *loop, cr_shm_worker_t *busy_slot) {
+  cr_invoker_t *iv = calloc(1, sizeof *iv);
+  if (!iv) return NULL;
+  iv->loop = loop;
+  iv->busy_slot = busy_slot;
+  if (loop) {
+    uv_timer_init(loop, &iv->timer);
+    iv->timer.data = iv;
   }
+  return iv;
 }
 
-int cr_invoke_waiting(void) { return waitset.n; }
+static void on_timer_closed(uv_handle_t *h) { free(h->data); }
+
+void cr_invoker_free(cr_invoker_t *iv) {
+  if (!iv) return;
+  while (iv->head) finish_timeout(iv->head);
+  if (iv->loop) uv_close((uv_handle_t *)&iv->timer, on_timer_closed);
+  else free(iv);
+}
 
 static void detach(cr_invocation_t *inv) {
   if (inv->pending && inv->detach) inv->detach(inv->pending);
@@ -302,7 +309,7 @@ static int step(cr_invocation_t *inv, int nargs, uint64_t t0) {
   lua_State *co = inv->co;
   vm->reqid = inv->reqid;
 #ifndef CRESCENT_NO_LIMITS
-  busy(t0, inv->deadline_ns, inst->ver->fn->slot);
+  busy(inv->invoker, t0, inv->deadline_ns, inst->ver->fn->slot);
   cr_vm_arm_until(vm, inv->deadline_ns);
   vm->mem_strict = 1;
   vm->resumed = 1;
@@ -312,7 +319,7 @@ static int step(cr_invocation_t *inv, int nargs, uint64_t t0) {
   vm->resumed = 0;
   vm->mem_strict = 0;
   cr_vm_disarm(vm);
-  busy(0, 0, -1);
+  busy(inv->invoker, 0, 0, -1);
 #endif
   inv->end_ns = cr_clock_ns();
   /* The worker thread does nothing else during a resume, so its time on the

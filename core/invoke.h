@@ -11,7 +11,7 @@
  * Waiting: a stdlib C function starts its I/O and returns cr_invoke_yield(),
  * which yields the platform's marker (through user coroutines, see
  * lua/sandbox.lua). The invocation is then suspended: cr_invoke_run()
- * returns CR_EAGAIN, the invocation joins the worker's waiting set, and the
+ * returns CR_EAGAIN, the invocation joins its invoker's waiting set, and the
  * I/O's callback later calls cr_invoke_resume() with the results pushed on
  * inv->co. One resume path only: an invocation that reaches its deadline
  * while waiting ends as a timeout, its pending I/O is detached (its reply is
@@ -47,6 +47,7 @@ typedef void (*cr_invoke_detach_cb)(void *pending);
 
 struct cr_invocation_s {
   cr_instance_t *inst;
+  struct cr_invoker_s *invoker; /* the set it waits in */
   lua_State *co;
   const char *reqid;
   int cold;
@@ -66,12 +67,18 @@ struct cr_invocation_s {
   char error[4096];      /* message and traceback, when not OK */
 };
 
-/* Sets up this process's waiting set on loop (its deadline timer). */
-void cr_invoke_init(uv_loop_t *loop);
-/* Ends every waiting invocation (as timeouts) and closes the timer. */
-void cr_invoke_shutdown(void);
-/* Invocations waiting on I/O now. */
-int cr_invoke_waiting(void);
+/* A worker's invocation context: its waiting set (invocations suspended on
+ * I/O) with the timer that ends them at their deadline, and the shared-memory
+ * slot where it publishes "busy since / deadline" for the master's supervisor.
+ * One per loop; every invocation begun with it waits in it. */
+typedef struct cr_invoker_s cr_invoker_t;
+
+/* loop may be NULL (no deadline timer: a waiting invocation only ends when
+ * resumed), busy_slot too. */
+cr_invoker_t *cr_invoker_new(uv_loop_t *loop, cr_shm_worker_t *busy_slot);
+/* Ends every waiting invocation (as timeouts), closes the timer and frees;
+ * with a loop, the loop must run once more. */
+void cr_invoker_free(cr_invoker_t *iv);
 
 /* Completes a new instance: its init left the file's result (a handler or a
  * settings table) on the stack. Makes the ctx table and the coroutine. */
@@ -81,7 +88,7 @@ int cr_invoke_prepare(cr_instance_t *inst, char *err, size_t errlen);
  * returns it, for the caller to push the event if inst->nargs > 0 (a
  * handler declared without parameters is called without any, and no event
  * is made for it). */
-lua_State *cr_invoke_begin(cr_invocation_t *inv, cr_instance_t *inst, const char *reqid, int cold);
+lua_State *cr_invoke_begin(cr_invoker_t *iv, cr_invocation_t *inv, cr_instance_t *inst, const char *reqid, int cold);
 /* Calls handler(event, ctx), as many of them as it declares. Returns 0 when it ended (see inv->outcome), or
  * CR_EAGAIN when it waits on I/O (inv->done is called when it ends; inv
  * must stay valid until then). */
@@ -102,9 +109,5 @@ void cr_invoke_end(cr_invocation_t *inv);
 /* Pushes a table of log functions {debug, info, warn, error}(msg, fields):
  * ctx.log and require "crescent.log". */
 void cr_invoke_push_log(lua_State *L);
-
-/* Where this worker publishes "busy since / deadline" for the master's
- * supervisor (shared memory), or NULL. */
-void cr_invoke_set_busy_slot(cr_shm_worker_t *slot);
 
 #endif

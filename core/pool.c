@@ -10,7 +10,6 @@
 
 #include "clock.h"
 #include "error.h"
-#include "invoke.h"
 #include "log.h"
 
 #define MAX_BLANK 16
@@ -76,6 +75,7 @@ cr_pool_t *cr_pool_new(uv_loop_t *loop, cr_registry_t *registry, cr_shm_t *shm, 
 
 static void instance_close(cr_pool_t *p, cr_instance_t *inst) {
   cr_shm_instances_add(p->shm, inst->ver->fn->slot, p->opts.worker, -1);
+  for (int i = 0; i < CR_INSTANCE_EXT; i++) free(inst->ext[i]);
   cr_vm_free(inst->vm);
   cr_fnver_unref(inst->ver);
   free(inst);
@@ -182,7 +182,7 @@ static cr_instance_t *instance_new(cr_pool_t *p, cr_fnver_t *ver, char *err, siz
   cr_vm_bind(vm, fn->name, p->registry ? p->registry->root : NULL, (size_t)ver->settings.memory * 1024 * 1024);
   vm->modules = &ver->modules;
   *rc = cr_vm_load(vm, fn->chunkname, ver->source, ver->source_len, p->opts.init_timeout, err, errlen);
-  if (*rc == 0) *rc = cr_invoke_prepare(inst, err, errlen);
+  if (*rc == 0 && p->opts.prepare) *rc = p->opts.prepare(inst, err, errlen);
   if (*rc) {
     /* An init that failed leaves a state no one may reuse. */
     doom(p, inst);
@@ -245,18 +245,6 @@ int cr_pool_admit(cr_pool_t *p, const cr_fnver_t *ver) {
 
 void cr_pool_leave(cr_pool_t *p, const cr_fnver_t *ver) { cr_shm_give(p->shm, ver->fn->slot, p->opts.worker); }
 
-void cr_pool_provision(cr_pool_t *p) {
-  p->provision = 1;
-  want_chores(p);
-}
-
-void cr_pool_counts(const cr_pool_t *p, const cr_fn_t *fn, int *idle, int *busy) {
-  *idle = *busy = 0;
-  if (fn->slot < p->nslots) {
-    *idle = p->slots[fn->slot].nidle;
-    *busy = p->slots[fn->slot].nbusy;
-  }
-}
 
 void cr_pool_refresh(cr_pool_t *p, cr_fn_t *fn) {
   slot_t *s = slot_get(p, fn->slot);
@@ -373,4 +361,16 @@ static void on_sweep(uv_timer_t *t) {
   }
   p->provision = 1;
   want_chores(p);
+}
+
+int cr_instance_ext_slot(const void *key) {
+  static const void *keys[CR_INSTANCE_EXT];
+  for (int i = 0; i < CR_INSTANCE_EXT; i++) {
+    if (keys[i] == key) return i;
+    if (!keys[i]) {
+      keys[i] = key;
+      return i;
+    }
+  }
+  return -1;
 }

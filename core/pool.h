@@ -36,6 +36,8 @@
 typedef struct cr_pool_s cr_pool_t;
 typedef struct uv_loop_s uv_loop_t;
 
+#define CR_INSTANCE_EXT 8
+
 typedef struct cr_instance_s {
   cr_vm_t *vm;
   cr_fnver_t *ver;
@@ -50,22 +52,30 @@ typedef struct cr_instance_s {
   uint64_t last_used_ns;
   int broken;               /* never reuse: discard on release */
   void *current;            /* the invocation running in it, or NULL */
-  /* Strings the HTTP trigger's events give out (event.method, event.path),
-   * kept alive and referenced so they are not hashed and allocated again. */
-  int method_refs[8];
-  int path_ref;
-  size_t path_len;
-  char path[56];
-  int event_mt_ref;         /* the events' metatable */
-  const void *event;        /* the current invocation's event table (lazy fields check it) */
+  /* What each trigger keeps per instance (its caches: strings its events
+   * give out, its events' metatable), by the index cr_instance_ext_slot()
+   * gave it; NULL until it sets it. Freed with free() when the instance
+   * closes; Lua references inside it die with the vm. */
+  void *ext[CR_INSTANCE_EXT];
   struct cr_instance_s *next;
 } cr_instance_t;
+
+/* Completes a new instance after its init left the file's result on the
+ * stack (the invocation layer's cr_invoke_prepare: ctx, coroutine); 0, or an
+ * error code with err. */
+typedef int (*cr_pool_prepare_cb)(cr_instance_t *inst, char *err, size_t errlen);
 
 typedef struct {
   int blank;          /* pre-booted blank vms kept ready (default 2) */
   double init_timeout;/* seconds for a function's init */
   int worker;         /* this worker's index: its cells in shared memory */
+  cr_pool_prepare_cb prepare; /* NULL: instances are left as their init made them */
 } cr_pool_opts_t;
+
+/* An index into cr_instance_t.ext for a trigger's per-instance data: the
+ * same index for the same key (the address of the trigger's static), -1
+ * once all CR_INSTANCE_EXT are given. */
+int cr_instance_ext_slot(const void *key);
 
 /* loop may be NULL (no chores: discarded states close at once). shm may be
  * NULL (no concurrency limit, no instance counters). */
@@ -85,14 +95,9 @@ void cr_pool_ended(cr_pool_t *p, uint64_t end_ns);
 int cr_pool_admit(cr_pool_t *p, const cr_fnver_t *ver);
 void cr_pool_leave(cr_pool_t *p, const cr_fnver_t *ver);
 
-/* Asks for the warm instances to be checked soon (after a new version). */
-void cr_pool_provision(cr_pool_t *p);
 /* fn changed (a new version, or removed): closes its idle instances of other
  * versions and, with `warm`, boots the new version's instances now, before
  * this worker serves another request with it. */
 void cr_pool_refresh(cr_pool_t *p, cr_fn_t *fn);
-
-/* This worker's instances of fn: idle and busy. */
-void cr_pool_counts(const cr_pool_t *p, const cr_fn_t *fn, int *idle, int *busy);
 
 #endif

@@ -30,10 +30,10 @@ void cr_shm_destroy(cr_shm_t *shm) {
   if (shm) munmap(shm, sizeof *shm);
 }
 
-void cr_shm_observe(cr_shm_fn_t *fn, double ms) {
+int cr_shm_hist_bucket(double ms) {
   int i = 0;
   while (i < CR_SHM_HIST_BUCKETS - 1 && ms > cr_shm_hist_bounds_ms[i]) i++;
-  atomic_fetch_add_explicit(&fn->hist[i], 1, memory_order_relaxed);
+  return i;
 }
 
 static cr_shm_held_t *held_of(cr_shm_t *shm, int slot, int worker) {

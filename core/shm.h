@@ -92,8 +92,8 @@ static inline cr_shm_fn_t *cr_shm_fn(cr_shm_t *shm, int slot) {
 cr_shm_t *cr_shm_create(int nworkers);
 void cr_shm_destroy(cr_shm_t *shm);
 
-/* Adds one observation of ms to fn's histogram. */
-void cr_shm_observe(cr_shm_fn_t *fn, double ms);
+/* The histogram bucket a duration of ms falls in (0 .. CR_SHM_HIST_BUCKETS-1). */
+int cr_shm_hist_bucket(double ms);
 
 /* Takes one of function slot's `limit` concurrency places for worker: 0, or
  * CR_ELIMIT when the workers hold `limit` already (or the admission lock

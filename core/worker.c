@@ -26,8 +26,10 @@
 
 #include "admin.h"
 #include "clock.h"
+#include "dispatch.h"
 #include "error.h"
 #include "gateway.h"
+#include "meter.h"
 #include "http.h"
 #include "invoke.h"
 #include "log.h"
@@ -42,6 +44,9 @@ typedef struct {
   uv_loop_t *loop;
   cr_http_server_t *http;
   cr_pool_t *pool;
+  cr_invoker_t *invoker;
+  cr_meter_t *meter;
+  cr_dispatch_t *dispatch;
   cr_gateway_t *gateway;
   cr_admin_t admin;
   cr_shm_worker_t *slot;
@@ -106,7 +111,7 @@ static void route(worker_t *w, cr_http_req_t *req) {
   }
   /* /_/ is the platform's: its functions (storage) routed above, the rest here. */
   if (rc == CR_ENOENT && cr_admin_owns(req->path, req->path_len)) {
-    cr_gateway_flush(w->gateway); /* the numbers include this worker's latest */
+    cr_meter_flush(w->meter); /* the numbers include this worker's latest */
     cr_admin_handle(&w->admin, req);
     return;
   }
@@ -146,7 +151,7 @@ static void on_request(cr_http_req_t *req, void *data) {
 
 static void on_flush(uv_prepare_t *h) {
   worker_t *w = h->data;
-  cr_gateway_flush(w->gateway);
+  cr_meter_flush(w->meter);
   cr_log_flush();
 }
 
@@ -284,7 +289,6 @@ int cr_worker_main(cr_worker_args_t *args) {
   atomic_store(&w.slot->pid, getpid());
   atomic_store(&w.slot->started_ms, cr_wall_ms());
   atomic_store(&w.slot->busy_since_ns, 0);
-  cr_invoke_set_busy_slot(w.slot);
 
   int fd = cr_listen_socket(cfg->listen_host, cfg->listen_port, 1, 511);
   if (fd < 0) {
@@ -300,7 +304,6 @@ int cr_worker_main(cr_worker_args_t *args) {
   }
 
   w.loop = uv_default_loop();
-  cr_invoke_init(w.loop);
   if (strcmp(cfg->redis, "none") != 0) {
     cr_redis_url_t u;
     char err[600];
@@ -318,11 +321,20 @@ int cr_worker_main(cr_worker_args_t *args) {
     uv_timer_start(&w.promoter, on_promote, 100, 100);
     uv_unref((uv_handle_t *)&w.promoter);
   }
-  cr_pool_opts_t popts = {.blank = cfg->blank_states, .init_timeout = cfg->init_timeout, .worker = args->id};
+  cr_pool_opts_t popts = {.blank = cfg->blank_states, .init_timeout = cfg->init_timeout, .worker = args->id,
+                          .prepare = cr_invoke_prepare};
   w.pool = cr_pool_new(w.loop, args->registry, args->shm, &popts);
-  cr_gateway_opts_t gopts = {.queue_wait = cfg->queue_wait, .queue_max = cfg->queue_max,
-                             .max_response = cfg->max_response};
-  w.gateway = cr_gateway_new(w.loop, w.pool, args->shm, &gopts);
+  w.invoker = cr_invoker_new(w.loop, w.slot);
+  w.meter = cr_meter_new(args->shm);
+  cr_dispatch_opts_t dopts = {.queue_wait = cfg->queue_wait, .queue_max = cfg->queue_max};
+  w.dispatch = w.pool && w.invoker && w.meter ? cr_dispatch_new(w.loop, w.pool, w.invoker, w.meter, &dopts) : NULL;
+  cr_gateway_opts_t gopts = {.max_response = cfg->max_response};
+  w.gateway = w.dispatch ? cr_gateway_new(w.dispatch, &gopts) : NULL;
+  if (!w.gateway) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory setting up the worker");
+    cr_log_flush();
+    return 1;
+  }
   w.admin.registry = args->registry;
   w.admin.shm = args->shm;
   w.admin.price_request = cfg->price_request;
@@ -362,8 +374,10 @@ int cr_worker_main(cr_worker_args_t *args) {
 
   uv_run(w.loop, UV_RUN_DEFAULT);
 
-  cr_invoke_shutdown();
+  cr_invoker_free(w.invoker);   /* waiting invocations end (as timeouts) and answer */
+  cr_dispatch_free(w.dispatch); /* calls waiting for a place answer 503 */
   cr_gateway_free(w.gateway);
+  cr_meter_free(w.meter);
   cr_stdlib_bind(NULL, NULL);
   cr_redis_free(w.redis);
   cr_pool_free(w.pool);

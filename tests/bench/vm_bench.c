@@ -4,9 +4,9 @@
  *   cold start   boot a sandboxed state (cr_vm_new), bind it and run a small function's init
  *                (cr_vm_load), N times: p50/p99 of boot, init and both; also lua_close, and the
  *                pool's full cold start (acquire: boot + init + ctx + coroutine).
- *   warm call    handler(event, ctx) in a warm instance the way the gateway runs it (pool
- *                acquire, cr_invoke_begin, event table, cr_invoke_run, cr_invoke_end, release):
- *                ns per call, p50 and mean; and a bare lua_resume of the same handler with the
+ *   warm call    handler(event, ctx) in a warm instance the way every trigger runs it: through
+ *                the dispatcher (admit, acquire, begin, event, run, finish, meter, release) with
+ *                a trigger of its own: ns per call, p50 and mean; and a bare lua_resume of the same handler with the
  *                Lua API only, for what LuaJIT itself costs.
  *   memory       the allocator's mem_used of an idle instance after a full GC: blank state,
  *                with a small function loaded, with `require "crescent.kv"`, a pool instance
@@ -27,8 +27,11 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "dispatch.h"
 #include "error.h"
 #include "invoke.h"
+#include "log.h"
+#include "meter.h"
 #include "pool.h"
 #include "registry.h"
 #include "settings.h"
@@ -137,21 +140,74 @@ static void push_event(lua_State *co) {
   lua_setfield(co, -2, "headers");
 }
 
-/* One invocation through the pool and invoke, as gateway.c runs it (minus
- * HTTP). Returns the invocation's outcome. */
-static cr_outcome_t invoke_once(cr_pool_t *pool, cr_fnver_t *ver, cr_invocation_t *inv) {
-  cr_instance_t *inst;
-  int cold;
-  char err[1024];
-  if (cr_pool_acquire(pool, ver, &inst, &cold, err, sizeof err)) die("cr_pool_acquire failed", err);
-  lua_State *co = cr_invoke_begin(inv, inst, "bench-request-id", cold);
-  if (inst->nargs) push_event(co);
-  if (cr_invoke_run(inv) != 0) die("the handler waited on I/O", NULL);
-  cr_outcome_t out = inv->outcome;
-  if (out == CR_OUTCOME_OK && (inv->nresults != 1 || !lua_isstring(co, -1))) die("unexpected result", NULL);
-  cr_invoke_end(inv);
-  cr_pool_release(pool, inst);
-  return out;
+/* The objects a worker runs invocations with, without a loop or shared
+ * memory (no waiting, no concurrency limit, nothing metered). */
+typedef struct {
+  cr_pool_t *pool;
+  cr_invoker_t *invoker;
+  cr_meter_t *meter;
+  cr_dispatch_t *dispatch;
+} runner_t;
+
+static const cr_pool_opts_t bench_pool_opts = {.blank = 0, .init_timeout = CR_INIT_TIMEOUT, .prepare = cr_invoke_prepare};
+
+static void runner_open(runner_t *r, cr_registry_t *reg) {
+  r->pool = cr_pool_new(NULL, reg, NULL, &bench_pool_opts);
+  r->invoker = cr_invoker_new(NULL, NULL);
+  r->meter = cr_meter_new(NULL);
+  r->dispatch = r->pool && r->invoker && r->meter ? cr_dispatch_new(NULL, r->pool, r->invoker, r->meter, NULL) : NULL;
+  if (!r->dispatch) die("setting up the pool and the dispatcher failed", NULL);
+}
+
+static void runner_close(runner_t *r) {
+  cr_dispatch_free(r->dispatch);
+  cr_meter_free(r->meter);
+  cr_invoker_free(r->invoker);
+  cr_pool_free(r->pool);
+}
+
+/* How a bench call ended (its trigger's finish copies it out). */
+typedef struct {
+  cr_outcome_t outcome;
+  int refused;
+  int string_result;
+  uint64_t end_ns, deadline_ns;
+  char error[256];
+} result_t;
+
+static void bench_push_event(cr_call_t *call, lua_State *co) {
+  (void)call;
+  push_event(co);
+}
+
+static int bench_finish(cr_call_t *call) {
+  result_t *res = call->ctx;
+  cr_invocation_t *inv = &call->inv;
+  res->outcome = inv->outcome;
+  res->end_ns = inv->end_ns;
+  res->deadline_ns = inv->deadline_ns;
+  res->string_result = inv->outcome == CR_OUTCOME_OK && inv->nresults == 1 && lua_isstring(inv->co, -1);
+  snprintf(res->error, sizeof res->error, "%s", inv->error);
+  return inv->outcome == CR_OUTCOME_OK ? 200 : 500;
+}
+
+static void bench_refused(cr_call_t *call, cr_refusal_t why) {
+  result_t *res = call->ctx;
+  res->refused = (int)why;
+}
+
+static const cr_trigger_t bench_trigger = {
+    .name = "bench", .push_event = bench_push_event, .finish = bench_finish, .refused = bench_refused};
+
+/* One invocation through the dispatcher, as every trigger runs one. */
+static cr_outcome_t invoke_once(runner_t *r, cr_fnver_t *ver, result_t *res) {
+  res->refused = 0;
+  cr_call_t *call = cr_dispatch_call(r->dispatch, &bench_trigger, ver->fn, res, "bench-request-id");
+  if (!call) die("out of memory", NULL);
+  cr_dispatch_submit(r->dispatch, call);
+  if (res->refused) die("the call was refused", NULL);
+  if (res->outcome == CR_OUTCOME_OK && !res->string_result) die("unexpected result", NULL);
+  return res->outcome;
 }
 
 /* ------------------------------------------------------------------ cold start */
@@ -183,7 +239,7 @@ static void bench_cold(cr_registry_t *reg, cr_fnver_t *hello) {
   /* The pool's cold start: no blank vm ready (a pool without a loop keeps
    * none), so acquire boots, binds, runs the init and prepares ctx and the
    * coroutine. The instance is then discarded, so every acquire is cold. */
-  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, NULL);
+  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, &bench_pool_opts);
   if (!pool) die("cr_pool_new failed", NULL);
   for (size_t i = 0; i < n; i++) {
     cr_instance_t *inst;
@@ -228,26 +284,24 @@ static void bench_warm(cr_registry_t *reg, cr_fnver_t *hello) {
   size_t n = quick ? 20000 : 200000, warmup = n / 10;
   uint64_t *lat = calloc(n, sizeof *lat);
   if (!lat) die("out of memory", NULL);
-  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, NULL);
-  if (!pool) die("cr_pool_new failed", NULL);
-  cr_invocation_t *inv = calloc(1, sizeof *inv);
-  if (!inv) die("out of memory", NULL);
+  runner_t r;
+  runner_open(&r, reg);
+  result_t res;
   for (size_t i = 0; i < warmup; i++)
-    if (invoke_once(pool, hello, inv) != CR_OUTCOME_OK) die("warm-up call failed", inv->error);
+    if (invoke_once(&r, hello, &res) != CR_OUTCOME_OK) die("warm-up call failed", res.error);
   uint64_t start = cr_clock_ns();
   for (size_t i = 0; i < n; i++) {
     uint64_t t0 = cr_clock_ns();
-    if (invoke_once(pool, hello, inv) != CR_OUTCOME_OK) die("call failed", inv->error);
+    if (invoke_once(&r, hello, &res) != CR_OUTCOME_OK) die("call failed", res.error);
     lat[i] = cr_clock_ns() - t0;
   }
   double mean_loop = (double)(cr_clock_ns() - start) / (double)n;
-  cr_pool_free(pool);
-  free(inv);
+  runner_close(&r);
   stats_t s = stats(lat, n);
   char v[96], note[160];
   snprintf(v, sizeof v, "p50 %.0f ns, mean %.0f ns", s.p50, mean_loop);
-  snprintf(note, sizeof note, "N=%zu; acquire+begin+event+run+end+release (p99 %.0f ns)", n, s.p99);
-  row("warm call: pool + invoke (crescent's path)", v, note);
+  snprintf(note, sizeof note, "N=%zu; dispatch: admit+acquire+begin+event+run+finish+meter+release (p99 %.0f ns)", n, s.p99);
+  row("warm call: dispatch (crescent's path)", v, note);
 
   /* The same handler with the Lua API only: a reused coroutine, an event
    * table and a ctx table, lua_resume; no deadline, no meters. */
@@ -315,24 +369,21 @@ static void bench_memory(cr_registry_t *reg, cr_fnver_t *hello) {
   cr_vm_free(vm);
 
   /* A pool instance (ctx table and coroutine made) after one call. */
-  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, NULL);
-  if (!pool) die("cr_pool_new failed", NULL);
-  cr_invocation_t *inv = calloc(1, sizeof *inv);
-  if (!inv) die("out of memory", NULL);
+  runner_t r;
+  runner_open(&r, reg);
+  result_t res;
+  if (invoke_once(&r, hello, &res) != CR_OUTCOME_OK) die("call failed", res.error);
   cr_instance_t *inst;
   int cold;
-  if (cr_pool_acquire(pool, hello, &inst, &cold, err, sizeof err)) die("cr_pool_acquire failed", err);
-  lua_State *co = cr_invoke_begin(inv, inst, "bench-request-id", cold);
-  if (inst->nargs) push_event(co);
-  if (cr_invoke_run(inv) != 0 || inv->outcome != CR_OUTCOME_OK) die("call failed", inv->error);
-  cr_invoke_end(inv);
+  if (cr_pool_acquire(r.pool, hello, &inst, &cold, err, sizeof err)) die("cr_pool_acquire failed", err);
+  if (cold) die("expected the instance of the call", NULL);
   size_t instance = settle(inst->vm);
-  cr_pool_release(pool, inst);
-  cr_pool_free(pool);
+  cr_pool_release(r.pool, inst);
+  runner_close(&r);
 
   /* RSS per instance: many idle instances at once (malloc overhead, the
    * state's fixed allocations and its stacks included). */
-  pool = cr_pool_new(NULL, reg, NULL, NULL);
+  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, &bench_pool_opts);
   if (!pool) die("cr_pool_new failed", NULL);
   int many = quick ? 200 : 1000;
   cr_instance_t **all = calloc((size_t)many, sizeof *all);
@@ -347,7 +398,6 @@ static void bench_memory(cr_registry_t *reg, cr_fnver_t *hello) {
   for (int i = 0; i < many; i++) cr_pool_release(pool, all[i]);
   cr_pool_free(pool);
   free(all);
-  free(inv);
 
   row_kb("memory: blank sandboxed state", blank, "mem_used after a full GC");
   row_kb("memory: idle instance, hello.lua loaded", loaded, "mem_used after a full GC; target <= 64 KB");
@@ -384,23 +434,21 @@ static void bench_timeout(cr_registry_t *reg) {
   cr_fnver_t *loop = publish(reg, "loop", LOOP_SRC, timeout);
   uint64_t *delay = calloc(n, sizeof *delay);
   if (!delay) die("out of memory", NULL);
-  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, NULL);
-  if (!pool) die("cr_pool_new failed", NULL);
-  cr_invocation_t *inv = calloc(1, sizeof *inv);
-  if (!inv) die("out of memory", NULL);
+  runner_t r;
+  runner_open(&r, reg);
+  result_t res;
   size_t early = 0;
   for (size_t i = 0; i < n; i++) {
     /* Each run gets a fresh instance: a timed-out instance is discarded. */
-    if (invoke_once(pool, loop, inv) != CR_OUTCOME_TIMEOUT) die("the loop did not time out", inv->error);
-    if (inv->end_ns < inv->deadline_ns) {
+    if (invoke_once(&r, loop, &res) != CR_OUTCOME_TIMEOUT) die("the loop did not time out", res.error);
+    if (res.end_ns < res.deadline_ns) {
       early++;
       delay[i] = 0;
     } else {
-      delay[i] = inv->end_ns - inv->deadline_ns;
+      delay[i] = res.end_ns - res.deadline_ns;
     }
   }
-  cr_pool_free(pool);
-  free(inv);
+  runner_close(&r);
   stats_t s = stats(delay, n);
   char v[96], note[160];
   snprintf(v, sizeof v, "p50 %.2f, p99 %.2f, max %.2f ms", s.p50 / 1e6, s.p99 / 1e6, s.max / 1e6);
@@ -421,6 +469,9 @@ int main(int argc, char **argv) {
     }
   }
   if (cr_vm_watchdog_start() != 0) die("cannot start the watchdog thread", NULL);
+  /* No report lines: a worker buffers them per loop iteration, here each
+   * would be a write to the terminal. */
+  cr_log_set_level(CR_LOG_WARN);
   cr_registry_t *reg = cr_registry_new("/nonexistent-crescent-bench");
   if (!reg) die("out of memory", NULL);
   reg->quiet = 1;
