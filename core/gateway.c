@@ -60,6 +60,7 @@ cr_gateway_t *cr_gateway_new(cr_dispatch_t *dispatch, const cr_gateway_opts_t *o
   g->dispatch = dispatch;
   g->ext = ext;
   g->opts.max_response = 6u * 1024 * 1024;
+  g->opts.max_body = 6u * 1024 * 1024;
   if (opts) g->opts = *opts;
   return g;
 }
@@ -805,4 +806,47 @@ void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const c
   hc->g = g;
   cr_route_match_copy(&hc->match, m);
   cr_dispatch_submit(g->dispatch, call);
+}
+
+/* --- routing ------------------------------------------------------------------------------------ */
+
+void cr_gateway_handle(cr_gateway_t *g, cr_http_req_t *req) {
+  cr_route_match_t m;
+  cr_router_t *router = g->opts.registry ? g->opts.registry->router : NULL;
+  int rc = router ? cr_router_match(router, req->method, req->path, req->path_len, &m) : CR_ENOENT;
+  if (rc == 0) {
+    cr_gateway_invoke(g, req, m.target, &m);
+    return;
+  }
+  /* /_/ is the platform's: its functions (storage) routed above, the rest here. */
+  if (rc == CR_ENOENT && g->opts.admin && cr_admin_owns(req->path, req->path_len)) {
+    if (g->opts.meter) cr_meter_flush(g->opts.meter); /* the numbers include this worker's latest */
+    cr_admin_handle(g->opts.admin, req);
+    return;
+  }
+  if (rc == CR_EINVAL) {
+    char allow[120];
+    cr_method_list(m.allowed, allow, sizeof allow);
+    if (req->method == CR_M_OPTIONS) {
+      /* No OPTIONS route: say what the path answers. */
+      cr_http_respond_start(req, 204);
+      cr_http_respond_header(req, "Allow", 5, allow, strlen(allow));
+      cr_http_respond_finish(req, NULL, "", 0);
+      return;
+    }
+    static const char body[] = "{\"error\":\"method not allowed\"}";
+    cr_http_respond_start(req, 405);
+    cr_http_respond_header(req, "Allow", 5, allow, strlen(allow));
+    cr_http_respond_finish(req, "application/json", body, sizeof body - 1);
+    return;
+  }
+  cr_http_respond_error(req, 404, "not found");
+}
+
+size_t cr_gateway_body_limit(const cr_gateway_t *g, const char *target, size_t len) {
+  static const char storage[] = "/_/storage/";
+  if (len > sizeof storage - 1 && target[1] == '_' && memcmp(target, storage, sizeof storage - 1) == 0 &&
+      g->opts.max_object > g->opts.max_body)
+    return g->opts.max_object;
+  return g->opts.max_body;
 }

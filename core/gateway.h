@@ -15,21 +15,37 @@
 #ifndef CR_GATEWAY_H
 #define CR_GATEWAY_H
 
+#include "admin.h"
 #include "dispatch.h"
 #include "http.h"
+#include "meter.h"
 #include "registry.h"
 #include "router.h"
 
 typedef struct cr_gateway_s cr_gateway_t;
 
 typedef struct {
-  size_t max_response; /* bytes of a response body */
+  size_t max_response;  /* bytes of a response body */
+  size_t max_body;      /* bytes of a request body */
+  size_t max_object;    /* bytes of a request body to /_/storage/ (an object) */
+  cr_registry_t *registry; /* whose router (replaced when routes change) routes requests */
+  const cr_admin_t *admin; /* the platform's /_/ answers, or NULL */
+  cr_meter_t *meter;    /* flushed before the admin API reads the totals, or NULL */
 } cr_gateway_opts_t;
 
 /* NULL when memory ran out. Free the dispatcher first: its waiting calls are
  * answered (503) through the gateway. */
 cr_gateway_t *cr_gateway_new(cr_dispatch_t *dispatch, const cr_gateway_opts_t *opts);
 void cr_gateway_free(cr_gateway_t *g);
+
+/* Answers req: routes it to its function (cr_gateway_invoke), to the
+ * platform's admin API under /_/, or answers 404, 405 (with Allow), or 204
+ * for an OPTIONS request to a path without an OPTIONS route (with Allow). */
+void cr_gateway_handle(cr_gateway_t *g, cr_http_req_t *req);
+
+/* The request body limit for a target (http.h's body_limit): uploads to
+ * /_/storage/ may be as large as an object; everything else max_body. */
+size_t cr_gateway_body_limit(const cr_gateway_t *g, const char *target, size_t len);
 
 /* Runs fn for req (route match m) through the dispatcher and answers req,
  * now or once a place under the function's concurrency frees up; past the

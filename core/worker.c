@@ -102,51 +102,15 @@ int cr_listen_socket(const char *host, int port, int reuseport, int listen_backl
   return fd;
 }
 
-static void route(worker_t *w, cr_http_req_t *req) {
-  cr_route_match_t m;
-  int rc = cr_router_match(w->args->registry->router, req->method, req->path, req->path_len, &m);
-  if (rc == 0) {
-    cr_gateway_invoke(w->gateway, req, m.target, &m);
-    return;
-  }
-  /* /_/ is the platform's: its functions (storage) routed above, the rest here. */
-  if (rc == CR_ENOENT && cr_admin_owns(req->path, req->path_len)) {
-    cr_meter_flush(w->meter); /* the numbers include this worker's latest */
-    cr_admin_handle(&w->admin, req);
-    return;
-  }
-  if (rc == CR_EINVAL) {
-    char allow[120];
-    cr_method_list(m.allowed, allow, sizeof allow);
-    if (req->method == CR_M_OPTIONS) {
-      /* No OPTIONS route: say what the path answers. */
-      cr_http_respond_start(req, 204);
-      cr_http_respond_header(req, "Allow", 5, allow, strlen(allow));
-      cr_http_respond_finish(req, NULL, "", 0);
-      return;
-    }
-    static const char body[] = "{\"error\":\"method not allowed\"}";
-    cr_http_respond_start(req, 405);
-    cr_http_respond_header(req, "Allow", 5, allow, strlen(allow));
-    cr_http_respond_finish(req, "application/json", body, sizeof body - 1);
-    return;
-  }
-  cr_http_respond_error(req, 404, "not found");
-}
-
-/* Storage uploads may be as large as an object; everything else max-body. */
 static size_t body_limit(const char *target, size_t len, void *data) {
   worker_t *w = data;
-  const cr_config_t *cfg = w->args->config;
-  if (len > 11 && target[1] == '_' && memcmp(target, "/_/storage/", 11) == 0 && cfg->max_object > cfg->max_body)
-    return cfg->max_object;
-  return cfg->max_body;
+  return cr_gateway_body_limit(w->gateway, target, len);
 }
 
 static void on_request(cr_http_req_t *req, void *data) {
   worker_t *w = data;
   atomic_fetch_add_explicit(&w->slot->requests, 1, memory_order_relaxed);
-  route(w, req);
+  cr_gateway_handle(w->gateway, req);
 }
 
 static void on_flush(uv_prepare_t *h) {
@@ -328,7 +292,9 @@ int cr_worker_main(cr_worker_args_t *args) {
   w.meter = cr_meter_new(args->shm);
   cr_dispatch_opts_t dopts = {.queue_wait = cfg->queue_wait, .queue_max = cfg->queue_max};
   w.dispatch = w.pool && w.invoker && w.meter ? cr_dispatch_new(w.loop, w.pool, w.invoker, w.meter, &dopts) : NULL;
-  cr_gateway_opts_t gopts = {.max_response = cfg->max_response};
+  cr_gateway_opts_t gopts = {.max_response = cfg->max_response, .max_body = cfg->max_body,
+                             .max_object = cfg->max_object, .registry = args->registry,
+                             .admin = &w.admin, .meter = w.meter};
   w.gateway = w.dispatch ? cr_gateway_new(w.dispatch, &gopts) : NULL;
   if (!w.gateway) {
     cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory setting up the worker");
