@@ -8,7 +8,7 @@
 
 #include "buf.h"
 #include "clock.h"
-#include "json.h"
+#include "jsontext.h"
 #include "router.h"
 
 int cr_admin_owns(const char *path, size_t len) {

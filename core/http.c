@@ -36,7 +36,7 @@
 #include "buf.h"
 #include "clock.h"
 #include "error.h"
-#include "json.h"
+#include "jsontext.h"
 #include "text.h"
 #include "log.h"
 #include "router.h"

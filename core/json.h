@@ -1,4 +1,4 @@
-/* json.h - JSON output for crescent: string escaping for the C side, and an
+/* json.h - the Lua JSON codec (the C side's text helpers are jsontext.h): an
  * encoder from Lua values for responses and the `json.encode` functions see.
  *
  * Why not lua-cjson's encoder: it prints numbers with at most 14 significant
@@ -44,17 +44,9 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "jsontext.h"
 
 typedef struct lua_State lua_State;
-
-/* Appends s as a quoted JSON string. */
-int cr_json_escape(cr_buf_t *b, const char *s, size_t len);
-/* Appends a number: integers exactly, others in their shortest round-trip form.
- * Returns CR_EINVAL for NaN and infinities. */
-int cr_json_number(cr_buf_t *b, double v);
-/* The same into out (not NUL-terminated); returns the length, or CR_EINVAL. */
-#define CR_JSON_NUMBER_MAX 32
-int cr_json_format_number(double v, char out[CR_JSON_NUMBER_MAX]);
 
 /* Like cr_json_encode, but fails with CR_ETOOBIG ("... over the limit of N bytes" in err) as soon
  * as the text would pass max bytes, without building the rest. max counts the bytes this call

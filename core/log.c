@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "json.h"
+#include "jsontext.h"
 
 static struct {
   int worker;
