@@ -1,18 +1,72 @@
-/* admin.c - /_/ endpoints: health and the functions API. */
+/* admin.c - /_/ endpoints: health, the functions API, metrics, and who may use them. */
 #include "admin.h"
 
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "buf.h"
 #include "clock.h"
 #include "jsontext.h"
+#include "log.h"
 #include "router.h"
 
 int cr_admin_owns(const char *path, size_t len) {
   return (len >= 3 && memcmp(path, "/_/", 3) == 0) || (len == 2 && memcmp(path, "/_", 2) == 0);
+}
+
+int cr_admin_loopback(const char *ip) {
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (!ip) return 0;
+  if (inet_pton(AF_INET, ip, &a4) == 1) return ((const unsigned char *)&a4.s_addr)[0] == 127;
+  if (inet_pton(AF_INET6, ip, &a6) != 1) return 0;
+  if (IN6_IS_ADDR_LOOPBACK(&a6)) return 1;
+  return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+}
+
+/* Equal strings, in time that does not depend on where they differ: every
+ * byte is compared and the differences are or-ed together. A different
+ * length answers at once; the length of the token is not what guards it. */
+static int same_secret(const char *given, size_t glen, const char *token, size_t tlen) {
+  if (glen != tlen) return 0;
+  volatile unsigned char diff = 0;
+  for (size_t i = 0; i < glen; i++) diff |= (unsigned char)(given[i] ^ token[i]);
+  return diff == 0;
+}
+
+int cr_admin_access(const char *token, const char *authorization, size_t len, const char *ip) {
+  if (!token || !*token) return cr_admin_loopback(ip) ? 0 : 403;
+  /* credentials = auth-scheme 1*SP token68 (RFC 9110 11.4, RFC 6750 2.1); the
+   * scheme is case-insensitive, the token is not. */
+  if (!authorization || len < 7 || strncasecmp(authorization, "Bearer ", 7) != 0) return 401;
+  size_t i = 7;
+  while (i < len && authorization[i] == ' ') i++;
+  return same_secret(authorization + i, len - i, token, strlen(token)) ? 0 : 401;
+}
+
+/* /_/api, anything under it, and /_/metrics unless it is public. */
+static int protected_path(const cr_admin_t *a, const char *p, size_t n) {
+  if (n >= 6 && memcmp(p, "/_/api", 6) == 0 && (n == 6 || p[6] == '/')) return 1;
+  return !a->metrics_public && n == 10 && memcmp(p, "/_/metrics", 10) == 0;
+}
+
+static void refuse(cr_http_req_t *req, int status) {
+  cr_buf_t b = CR_BUF_INIT;
+  cr_http_error_body(&b, req, status,
+                     status == 401 ? "unauthorized: send Authorization: Bearer <the server's --admin-token>"
+                                   : "forbidden: without an admin token only loopback clients may use this; "
+                                     "start the server with --admin-token to allow others");
+  cr_log(CR_LOG_INFO, NULL, req->id, "refused an admin request from %s: %d", req->ip, status);
+  cr_http_respond_start(req, status);
+  cr_http_respond_header(req, "Cache-Control", 13, "no-store", 8);
+  if (status == 401) cr_http_respond_header(req, "WWW-Authenticate", 16, "Bearer realm=\"crescent\"", 23);
+  cr_http_respond_finish(req, "application/json", b.data, b.len);
+  cr_buf_free(&b);
 }
 
 static void respond_json(cr_http_req_t *req, int status, cr_buf_t *b) {
@@ -203,6 +257,14 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
   size_t n = req->path_len;
   if (n > 3 && p[n - 1] == '/') n--;
 #define IS(lit) (n == sizeof(lit) - 1 && memcmp(p, lit, n) == 0)
+  if (protected_path(a, p, n)) {
+    const cr_http_header_t *auth = cr_http_req_header(req, "authorization", 13);
+    int verdict = cr_admin_access(a->token, auth ? auth->value : NULL, auth ? auth->value_len : 0, req->ip);
+    if (verdict) {
+      refuse(req, verdict);
+      return;
+    }
+  }
   int get = req->method == CR_M_GET || req->method == CR_M_HEAD;
   if (IS("/_/health")) {
     if (!get) goto not_allowed;

@@ -8,7 +8,16 @@
  *                            busy/idle across workers, estimated cost)
  *   GET /_/metrics        -> the same meters in Prometheus text format
  * Anything else under /_/ is 404. Every worker answers from the shared memory,
- * so the numbers cover all workers. */
+ * so the numbers cover all workers.
+ *
+ * Access, decided before any route (the rule /_/storage follows too):
+ *  - /_/api and everything under it, and /_/metrics unless metrics_public,
+ *    are protected. With a token configured, a request needs
+ *    "Authorization: Bearer <token>" (from any address); without one
+ *    (401, WWW-Authenticate: Bearer) or with another token, it is refused.
+ *    Without a token configured, only loopback clients are served, others
+ *    get 403 telling the operator to set --admin-token.
+ *  - /_/health, and the 404 of any other /_/ path, are open to everyone. */
 #ifndef CR_ADMIN_H
 #define CR_ADMIN_H
 
@@ -21,10 +30,24 @@ typedef struct {
   cr_shm_t *shm;
   double price_request;   /* $ per million requests */
   double price_gb_second; /* $ per GB-second */
+  const char *token;      /* --admin-token; NULL or "" means none: loopback only */
+  int metrics_public;     /* --metrics-public: /_/metrics needs no token */
 } cr_admin_t;
 
 /* Is this path the platform's? */
 int cr_admin_owns(const char *path, size_t len);
 void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req);
+
+/* Is ip, an address as req->ip spells it, a loopback one: 127.0.0.0/8, ::1,
+ * or 127.x mapped into IPv6 (::ffff:127.0.0.1, what a dual-stack listener
+ * sees)? Anything unparsable ("unknown") is not. */
+int cr_admin_loopback(const char *ip);
+
+/* The access decision for a protected path: 0 (serve it), 401 or 403.
+ * token: the configured one (NULL or "" for none); authorization: the
+ * request's Authorization value (len bytes) or NULL; ip: the peer. The
+ * scheme "Bearer" is matched case-insensitively; the token is compared in
+ * time independent of where it differs. */
+int cr_admin_access(const char *token, const char *authorization, size_t len, const char *ip);
 
 #endif

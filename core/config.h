@@ -19,7 +19,8 @@ typedef struct cr_config_s {
   int workers;
   char *redis;           /* "auto" or a URL */
   char *data_dir;
-  char *admin_token;
+  char *admin_token;     /* guards /_/api, /_/metrics, /_/storage; none: loopback only */
+  int metrics_public;    /* /_/metrics without the token */
   char *log_level;
   size_t max_body;       /* bytes */
   size_t max_header;     /* bytes, request line + headers */

@@ -88,6 +88,7 @@ static void test_defaults(void **state) {
   assert_true(c.kill_grace == 1);
   assert_int_equal(c.max_connections, 4096);
   assert_int_equal(c.no_watch, 0);
+  assert_int_equal(c.metrics_public, 0);
   /* Nothing anywhere: defaults stay. */
   const char *argv[] = {"crescent"};
   char *rest[4];
@@ -214,6 +215,11 @@ static void test_set_values(void **state) {
   set_ok(&c, "no-watch", "1");
   set_ok(&c, "no-watch", "no");
   assert_int_equal(c.no_watch, 0);
+  set_ok(&c, "metrics-public", "true");
+  assert_int_equal(c.metrics_public, 1);
+  set_ok(&c, "metrics-public", "false");
+  assert_int_equal(c.metrics_public, 0);
+  set_err(&c, "metrics-public", "maybe", "--metrics-public");
   set_ok(&c, "functions", "");
   assert_string_equal(c.functions_dir, "");
   cr_config_free(&c);
