@@ -16,6 +16,7 @@
 #include "loader.h"
 #include "log.h"
 #include "master.h"
+#include "modules.h"
 #include "registry.h"
 #include "shm.h"
 #include "vm.h"
@@ -213,6 +214,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *cmd = argv[1];
+  /* The validators' states (`crescent check`'s and the server's) know the
+   * crescent.* modules as a worker's do. */
+  cr_loader_set_preload(cr_stdlib_preload, NULL);
   if (strcmp(cmd, "serve") == 0) return cmd_serve(argc, argv);
   if (strcmp(cmd, "check") == 0) return cmd_check(argc, argv);
   if (strcmp(cmd, "new") == 0) return cmd_new(argc, argv);

@@ -65,6 +65,7 @@ typedef struct {
   int blank;          /* pre-booted blank vms kept ready (default 2) */
   double init_timeout;/* seconds for a function's init */
   int worker;         /* this worker's index: its cells in shared memory */
+  cr_vm_opts_t vm;    /* how its vms boot: the platform modules (the worker's stdlib), the module reader */
 } cr_pool_opts_t;
 
 /* loop may be NULL (no chores: discarded states close at once). shm may be

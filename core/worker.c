@@ -30,6 +30,7 @@
 #include "gateway.h"
 #include "http.h"
 #include "invoke.h"
+#include "loader.h"
 #include "log.h"
 #include "modules.h"
 #include "redis.h"
@@ -318,7 +319,8 @@ int cr_worker_main(cr_worker_args_t *args) {
     uv_timer_start(&w.promoter, on_promote, 100, 100);
     uv_unref((uv_handle_t *)&w.promoter);
   }
-  cr_pool_opts_t popts = {.blank = cfg->blank_states, .init_timeout = cfg->init_timeout, .worker = args->id};
+  cr_pool_opts_t popts = {.blank = cfg->blank_states, .init_timeout = cfg->init_timeout, .worker = args->id,
+                          .vm = {.preload = cr_stdlib_preload, .read_module = cr_loader_module_reader}};
   w.pool = cr_pool_new(w.loop, args->registry, args->shm, &popts);
   cr_gateway_opts_t gopts = {.queue_wait = cfg->queue_wait, .queue_max = cfg->queue_max,
                              .max_response = cfg->max_response};

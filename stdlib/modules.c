@@ -492,7 +492,8 @@ static int open_log(lua_State *L) {
   return 1;
 }
 
-void cr_stdlib_preload(lua_State *L) {
+void cr_stdlib_preload(lua_State *L, void *ud) {
+  (void)ud;
   lua_pushcfunction(L, open_kv);
   lua_setfield(L, -2, "crescent.kv");
   lua_pushcfunction(L, open_storage);

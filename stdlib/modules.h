@@ -43,9 +43,10 @@ extern const int cr_stdlib_nscripts;
 void cr_stdlib_bind(cr_redis_t *redis, const cr_stdlib_opts_t *opts);
 cr_redis_t *cr_stdlib_redis(void);
 
-/* Adds the module loaders to the table at the top of L's stack (name ->
- * loader), for the sandbox's require. */
-void cr_stdlib_preload(lua_State *L);
+/* A cr_vm_preload_fn (vm.h): adds the module loaders to the table at the
+ * top of L's stack (name -> loader), for the sandbox's require. ud is
+ * unused. */
+void cr_stdlib_preload(lua_State *L, void *ud);
 
 /* Moves delayed queue messages that are due into their streams (run
  * periodically by one worker). */

@@ -29,6 +29,8 @@
 #include "clock.h"
 #include "error.h"
 #include "invoke.h"
+#include "loader.h"
+#include "modules.h"
 #include "pool.h"
 #include "registry.h"
 #include "settings.h"
@@ -52,6 +54,9 @@ static const char LOOP_SRC[] =
     "end\n";
 
 static int quick;
+/* How the vms boot: as a worker's (set in main). */
+static cr_vm_opts_t vmopts;
+static cr_pool_opts_t popts;
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -165,7 +170,7 @@ static void bench_cold(cr_registry_t *reg, cr_fnver_t *hello) {
   char err[1024];
   for (size_t i = 0; i < n; i++) {
     uint64_t t0 = cr_clock_ns();
-    cr_vm_t *vm = cr_vm_new();
+    cr_vm_t *vm = cr_vm_new(&vmopts);
     uint64_t t1 = cr_clock_ns();
     if (!vm) die("cr_vm_new failed", NULL);
     cr_vm_bind(vm, "hello", reg->root, 128u * 1024 * 1024);
@@ -183,7 +188,7 @@ static void bench_cold(cr_registry_t *reg, cr_fnver_t *hello) {
   /* The pool's cold start: no blank vm ready (a pool without a loop keeps
    * none), so acquire boots, binds, runs the init and prepares ctx and the
    * coroutine. The instance is then discarded, so every acquire is cold. */
-  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, NULL);
+  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, &popts);
   if (!pool) die("cr_pool_new failed", NULL);
   for (size_t i = 0; i < n; i++) {
     cr_instance_t *inst;
@@ -228,7 +233,7 @@ static void bench_warm(cr_registry_t *reg, cr_fnver_t *hello) {
   size_t n = quick ? 20000 : 200000, warmup = n / 10;
   uint64_t *lat = calloc(n, sizeof *lat);
   if (!lat) die("out of memory", NULL);
-  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, NULL);
+  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, &popts);
   if (!pool) die("cr_pool_new failed", NULL);
   cr_invocation_t *inv = calloc(1, sizeof *inv);
   if (!inv) die("out of memory", NULL);
@@ -251,7 +256,7 @@ static void bench_warm(cr_registry_t *reg, cr_fnver_t *hello) {
 
   /* The same handler with the Lua API only: a reused coroutine, an event
    * table and a ctx table, lua_resume; no deadline, no meters. */
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(&vmopts);
   if (!vm) die("cr_vm_new failed", NULL);
   char err[1024];
   cr_vm_bind(vm, "hello", reg->root, 128u * 1024 * 1024);
@@ -293,12 +298,12 @@ static size_t settle(cr_vm_t *vm) {
 
 static void bench_memory(cr_registry_t *reg, cr_fnver_t *hello) {
   char err[1024], note[160];
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(&vmopts);
   if (!vm) die("cr_vm_new failed", NULL);
   size_t blank = settle(vm);
   cr_vm_free(vm);
 
-  vm = cr_vm_new();
+  vm = cr_vm_new(&vmopts);
   if (!vm) die("cr_vm_new failed", NULL);
   cr_vm_bind(vm, "hello", reg->root, 128u * 1024 * 1024);
   if (cr_vm_load(vm, "@hello.lua", HELLO_SRC, sizeof HELLO_SRC - 1, CR_INIT_TIMEOUT, err, sizeof err))
@@ -306,7 +311,7 @@ static void bench_memory(cr_registry_t *reg, cr_fnver_t *hello) {
   size_t loaded = settle(vm); /* the handler stays on the stack, as an instance keeps it */
   cr_vm_free(vm);
 
-  vm = cr_vm_new();
+  vm = cr_vm_new(&vmopts);
   if (!vm) die("cr_vm_new failed", NULL);
   cr_vm_bind(vm, "kvfn", reg->root, 128u * 1024 * 1024);
   if (cr_vm_load(vm, "@kvfn.lua", KV_SRC, sizeof KV_SRC - 1, CR_INIT_TIMEOUT, err, sizeof err))
@@ -315,7 +320,7 @@ static void bench_memory(cr_registry_t *reg, cr_fnver_t *hello) {
   cr_vm_free(vm);
 
   /* A pool instance (ctx table and coroutine made) after one call. */
-  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, NULL);
+  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, &popts);
   if (!pool) die("cr_pool_new failed", NULL);
   cr_invocation_t *inv = calloc(1, sizeof *inv);
   if (!inv) die("out of memory", NULL);
@@ -332,7 +337,7 @@ static void bench_memory(cr_registry_t *reg, cr_fnver_t *hello) {
 
   /* RSS per instance: many idle instances at once (malloc overhead, the
    * state's fixed allocations and its stacks included). */
-  pool = cr_pool_new(NULL, reg, NULL, NULL);
+  pool = cr_pool_new(NULL, reg, NULL, &popts);
   if (!pool) die("cr_pool_new failed", NULL);
   int many = quick ? 200 : 1000;
   cr_instance_t **all = calloc((size_t)many, sizeof *all);
@@ -362,7 +367,7 @@ static void bench_memory(cr_registry_t *reg, cr_fnver_t *hello) {
 /* Is the JIT on in a crescent state? (The sandbox hides `jit` from user code;
  * the library itself stays in the registry's _LOADED.) */
 static const char *jit_status(void) {
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(&vmopts);
   if (!vm) return "?";
   lua_State *L = vm->L;
   const char *res = "unknown";
@@ -384,7 +389,7 @@ static void bench_timeout(cr_registry_t *reg) {
   cr_fnver_t *loop = publish(reg, "loop", LOOP_SRC, timeout);
   uint64_t *delay = calloc(n, sizeof *delay);
   if (!delay) die("out of memory", NULL);
-  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, NULL);
+  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, &popts);
   if (!pool) die("cr_pool_new failed", NULL);
   cr_invocation_t *inv = calloc(1, sizeof *inv);
   if (!inv) die("out of memory", NULL);
@@ -421,6 +426,8 @@ int main(int argc, char **argv) {
     }
   }
   if (cr_vm_watchdog_start() != 0) die("cannot start the watchdog thread", NULL);
+  vmopts = (cr_vm_opts_t){.preload = cr_stdlib_preload, .read_module = cr_loader_module_reader};
+  popts = (cr_pool_opts_t){.blank = 2, .init_timeout = CR_INIT_TIMEOUT, .vm = vmopts};
   cr_registry_t *reg = cr_registry_new("/nonexistent-crescent-bench");
   if (!reg) die("out of memory", NULL);
   reg->quiet = 1;
