@@ -54,7 +54,7 @@ static const char LOOP_SRC[] =
     "end\n";
 
 static int quick;
-/* How the vms boot: as a worker's (set in main). */
+/* How the vms boot: as a worker's, on a stdlib without Redis (set in main). */
 static cr_vm_opts_t vmopts;
 static cr_pool_opts_t popts;
 
@@ -426,7 +426,9 @@ int main(int argc, char **argv) {
     }
   }
   if (cr_vm_watchdog_start() != 0) die("cannot start the watchdog thread", NULL);
-  vmopts = (cr_vm_opts_t){.preload = cr_stdlib_preload, .read_module = cr_loader_module_reader};
+  cr_stdlib_t *stdlib = cr_stdlib_new(NULL, NULL);
+  if (!stdlib) die("out of memory", NULL);
+  vmopts = (cr_vm_opts_t){.preload = cr_stdlib_preload, .preload_ud = stdlib, .read_module = cr_loader_module_reader};
   popts = (cr_pool_opts_t){.blank = 2, .init_timeout = CR_INIT_TIMEOUT, .vm = vmopts};
   cr_registry_t *reg = cr_registry_new("/nonexistent-crescent-bench");
   if (!reg) die("out of memory", NULL);
@@ -446,5 +448,6 @@ int main(int argc, char **argv) {
   fflush(stdout);
   bench_timeout(reg);
   cr_registry_free(reg);
+  cr_stdlib_free(stdlib);
   return 0;
 }

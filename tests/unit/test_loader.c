@@ -398,7 +398,7 @@ static void test_run_large_settings(void **state) {
 /* --- the validators' platform modules (cr_loader_set_preload) --------------------------------------- */
 
 /* The stdlib's modules exist in the validators' states only once the process gave them (the
- * loader is below the stdlib); then they behave as a worker's do in init. */
+ * loader is below the stdlib); then a stdlib without Redis behaves as a worker's does in init. */
 static void test_validator_preload(void **state) {
   (void)state;
   cr_settings_t s;
@@ -408,12 +408,14 @@ static void test_validator_preload(void **state) {
   assert_int_equal(validate("kv.lua", uses_kv, &s, err, sizeof err), CR_ELUA);
   /* (read as a file, crescent/kv.lua would be a function's) */
   assert_non_null(strstr(err, "module 'crescent.kv' cannot be required: crescent/kv.lua is a function's file"));
-  cr_loader_set_preload(cr_stdlib_preload, NULL);
+  cr_stdlib_t *stdlib = cr_stdlib_new(NULL, NULL);
+  assert_non_null(stdlib);
+  cr_loader_set_preload(cr_stdlib_preload, stdlib);
   assert_int_equal(validate("kv.lua", uses_kv, &s, err, sizeof err), 0);
   cr_settings_free(&s);
   assert_int_equal(validate("call.lua", calls_kv, &s, err, sizeof err), CR_ELUA);
   assert_non_null(strstr(err, "call.lua:2: crescent stdlib calls are only possible inside a handler"));
-  /* The same in the forked validator. */
+  /* The same in the forked validator: the hook's ud is valid there. */
   cr_load_t loads[3];
   load_init(&loads[0], "kv.lua", uses_kv);
   load_init(&loads[1], "call.lua", calls_kv);
@@ -427,6 +429,7 @@ static void test_validator_preload(void **state) {
   if (!loads[2].ok) fail_msg("all.lua: %s", loads[2].error ? loads[2].error : "?");
   for (int i = 0; i < 3; i++) cr_load_clear(&loads[i]);
   cr_loader_set_preload(NULL, NULL);
+  cr_stdlib_free(stdlib);
   assert_int_equal(validate("kv.lua", uses_kv, &s, err, sizeof err), CR_ELUA);
   assert_non_null(strstr(err, "module 'crescent.kv' cannot be required"));
 }
