@@ -81,6 +81,20 @@ int cr_loader_read_module(const char *root, const char *relpath, char **src, siz
   return 0;
 }
 
+int cr_loader_module_reader(void *ud, const char *root, const char *relpath, char **src, size_t *len, char *err,
+                            size_t errlen) {
+  (void)ud;
+  return cr_loader_read_module(root, relpath, src, len, err, errlen);
+}
+
+/* Set once, before any validation (loader.h). */
+static cr_vm_opts_t validator_vm = {.read_module = cr_loader_module_reader};
+
+void cr_loader_set_preload(cr_vm_preload_fn preload, void *ud) {
+  validator_vm.preload = preload;
+  validator_vm.preload_ud = ud;
+}
+
 int cr_loader_read(const char *root, const char *relpath, char **src, size_t *len, char *err, size_t errlen) {
   char path[4096];
   snprintf(path, sizeof path, "%s/%s", root, relpath);
@@ -95,7 +109,7 @@ static int validate(const char *root, const char *relpath, const char *src, size
   char chunkname[1100], name[1024];
   snprintf(chunkname, sizeof chunkname, "@%s", relpath);
   snprintf(name, sizeof name, "%.*s", (int)(strlen(relpath) > 4 ? strlen(relpath) - 4 : 0), relpath);
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(&validator_vm);
   if (!vm) {
     snprintf(err, errlen, "%s: out of memory booting a Lua state", relpath);
     return CR_ENOMEM;

@@ -49,6 +49,17 @@ typedef struct {
  * CR_EIO. */
 int cr_loader_read_module(const char *root, const char *relpath, char **src, size_t *len, char *err, size_t errlen);
 
+/* The same as a cr_vm_reader_fn (vm.h; ud unused): the reader every vm
+ * that runs functions is given. */
+int cr_loader_module_reader(void *ud, const char *root, const char *relpath, char **src, size_t *len, char *err,
+                            size_t errlen);
+
+/* The platform modules the validators' states know (a cr_vm_preload_fn and
+ * its ud: the stdlib's, set by the process before it validates anything;
+ * the stdlib is above this layer). Without it they know only json. The ud
+ * is used in forked validators too: it must stay valid in this process. */
+void cr_loader_set_preload(cr_vm_preload_fn preload, void *ud);
+
 /* Reads ROOT/relpath into a malloc'd buffer. */
 int cr_loader_read(const char *root, const char *relpath, char **src, size_t *len, char *err, size_t errlen);
 

@@ -16,6 +16,7 @@
 #include "loader.h"
 #include "log.h"
 #include "master.h"
+#include "modules.h"
 #include "registry.h"
 #include "shm.h"
 #include "vm.h"
@@ -207,14 +208,30 @@ static int cmd_version(void) {
   return 0;
 }
 
+/* The validators' states (`crescent check`'s and the server's) know the
+ * crescent.* modules as a worker's do, on a stdlib without Redis: a call
+ * during init raises there as it would in a worker. */
+static int with_validator_stdlib(int (*cmd)(int, char **), int argc, char **argv) {
+  cr_stdlib_t *stdlib = cr_stdlib_new(NULL, NULL);
+  if (!stdlib) {
+    fprintf(stderr, "crescent: out of memory\n");
+    return 1;
+  }
+  cr_loader_set_preload(cr_stdlib_preload, stdlib);
+  int rc = cmd(argc, argv);
+  cr_loader_set_preload(NULL, NULL);
+  cr_stdlib_free(stdlib);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
     return 2;
   }
   const char *cmd = argv[1];
-  if (strcmp(cmd, "serve") == 0) return cmd_serve(argc, argv);
-  if (strcmp(cmd, "check") == 0) return cmd_check(argc, argv);
+  if (strcmp(cmd, "serve") == 0) return with_validator_stdlib(cmd_serve, argc, argv);
+  if (strcmp(cmd, "check") == 0) return with_validator_stdlib(cmd_check, argc, argv);
   if (strcmp(cmd, "new") == 0) return cmd_new(argc, argv);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cmd_version();
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

@@ -160,7 +160,7 @@ static cr_vm_t *take_vm(cr_pool_t *p) {
     want_chores(p); /* boot a replacement between requests */
     return p->blank[--p->nblank];
   }
-  return cr_vm_new();
+  return cr_vm_new(&p->opts.vm);
 }
 
 static cr_instance_t *instance_new(cr_pool_t *p, cr_fnver_t *ver, char *err, size_t errlen, int *rc) {
@@ -314,7 +314,7 @@ static void on_chores(uv_idle_t *h) {
     return;
   }
   if (p->nblank < p->opts.blank) {
-    cr_vm_t *vm = cr_vm_new();
+    cr_vm_t *vm = cr_vm_new(&p->opts.vm);
     if (vm) {
       p->blank[p->nblank++] = vm;
       return;

@@ -70,6 +70,7 @@ typedef struct {
   double init_timeout;/* seconds for a function's init */
   int worker;         /* this worker's index: its cells in shared memory */
   cr_pool_prepare_cb prepare; /* NULL: instances are left as their init made them */
+  cr_vm_opts_t vm;    /* how its vms boot: the platform modules (the worker's stdlib), the module reader */
 } cr_pool_opts_t;
 
 /* An index into cr_instance_t.ext for a trigger's per-instance data: the

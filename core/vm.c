@@ -18,8 +18,6 @@
 #include "error.h"
 #include "json.h"
 #include "log.h"
-#include "loader.h"
-#include "modules.h"
 #include "watchdog.h"
 
 extern const char cr_lua_sandbox[];
@@ -149,8 +147,8 @@ void cr_vm_modules_free(cr_vm_modules_t *m) {
 }
 
 /* host.loadmodule(name) -> chunk | nil, err. Finds name (dots are folders) in
- * the version's modules, else as ROOT/name.lua or ROOT/name/init.lua, and
- * compiles it as text only. */
+ * the version's modules, else as ROOT/name.lua or ROOT/name/init.lua read by
+ * the vm's reader, and compiles it as text only. */
 static int host_loadmodule(lua_State *L) {
   cr_vm_t *vm = cr_vm_of(L);
   size_t n;
@@ -171,7 +169,7 @@ static int host_loadmodule(lua_State *L) {
     }
     return 1;
   }
-  if (!vm->root) {
+  if (!vm->root || !vm->read_module) {
     lua_pushnil(L);
     lua_pushfstring(L, "module '%s' not found", name);
     return 2;
@@ -188,8 +186,8 @@ static int host_loadmodule(lua_State *L) {
     snprintf(relpath, sizeof relpath, patterns[i], rel);
     size_t len;
     char *src = NULL;
-    /* Functions are not modules (core/loader.h says what may be required). */
-    int rrc = cr_loader_read_module(vm->root, relpath, &src, &len, why, sizeof why);
+    /* The reader decides what may be required (the platform's: core/loader.h). */
+    int rrc = vm->read_module(vm->read_ud, vm->root, relpath, &src, &len, why, sizeof why);
     if (rrc == CR_EINVAL && !refused[0]) snprintf(refused, sizeof refused, "%s", why);
     if (!src) continue;
     snprintf(chunkname, sizeof chunkname, "@%s", relpath);
@@ -211,12 +209,10 @@ static int host_loadmodule(lua_State *L) {
   return 2;
 }
 
-static int open_lib(lua_State *L, lua_CFunction f) {
-  lua_pushcfunction(L, f);
-  return lua_pcall(L, 0, 0, 0);
-}
-
+/* boot(opts): runs protected, so that a memory error (or a failing preload
+ * hook) fails cr_vm_new instead of the process. */
 static int boot(lua_State *L) {
+  const cr_vm_opts_t *opts = lua_touserdata(L, 1);
   /* The jit library must be opened for the JIT to be on; sandbox.lua hides it
    * (and debug, of which it keeps getinfo for itself). */
   static const lua_CFunction libs[] = {luaopen_base, luaopen_string, luaopen_table, luaopen_math,
@@ -235,7 +231,7 @@ static int boot(lua_State *L) {
   cr_json_open(L);
   lua_setfield(L, -2, "json");
   lua_newtable(L);
-  cr_stdlib_preload(L);
+  if (opts && opts->preload) opts->preload(L, opts->preload_ud);
   lua_setfield(L, -2, "preload");
   unsigned int seed = 0;
   if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != sizeof seed) seed = (unsigned)getpid() ^ (unsigned)time(NULL);
@@ -269,9 +265,13 @@ static int vm_panic(lua_State *L) {
   return 0;
 }
 
-cr_vm_t *cr_vm_new(void) {
+cr_vm_t *cr_vm_new(const cr_vm_opts_t *opts) {
   cr_vm_t *vm = calloc(1, sizeof *vm);
   if (!vm) return NULL;
+  if (opts) {
+    vm->read_module = opts->read_module;
+    vm->read_ud = opts->read_ud;
+  }
   /* Booting needs room; the function's own limit applies from cr_vm_bind(). */
   vm->mem_limit = 64u * 1024 * 1024;
   vm->gc_trigger = vm->mem_limit;
@@ -289,7 +289,9 @@ cr_vm_t *cr_vm_new(void) {
     return NULL;
   }
   lua_atpanic(vm->L, vm_panic);
-  if (open_lib(vm->L, boot)) {
+  lua_pushcfunction(vm->L, boot);
+  lua_pushlightuserdata(vm->L, (void *)opts);
+  if (lua_pcall(vm->L, 1, 0, 0)) {
     cr_log(CR_LOG_ERROR, NULL, NULL, "booting a Lua state failed: %s", lua_tostring(vm->L, -1));
     cr_vm_free(vm);
     return NULL;

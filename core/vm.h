@@ -8,7 +8,12 @@
  * loaded with the function's source. It never changes function afterwards.
  *
  * The vm knows nothing about HTTP or pools: instances (pool.c) own vms,
- * invocations (invoke.c) run code in them. */
+ * invocations (invoke.c) run code in them. Nor does it know the layers above
+ * it: whoever makes a vm says, in cr_vm_opts_t, which platform modules its
+ * require() knows besides json (the stdlib's crescent.* loaders, installed
+ * at boot by a preload hook) and how a module's file is read (the loader's
+ * rule of what may be required). A vm made without them knows only json,
+ * its version's modules, and nothing on disk. */
 #ifndef CR_VM_H
 #define CR_VM_H
 
@@ -35,6 +40,27 @@ typedef struct {
 int cr_vm_modules_add(cr_vm_modules_t *m, const char *name, const char *relpath, const char *src, size_t len);
 const cr_vm_module_t *cr_vm_modules_find(const cr_vm_modules_t *m, const char *name);
 void cr_vm_modules_free(cr_vm_modules_t *m);
+
+/* Fills the table at the top of L's stack with name -> loader (a function
+ * called with the module's name on its first require, whose result require
+ * returns). Runs once per state at boot, protected, before any user code:
+ * an error fails the boot. ud is the preload_ud given with it (for the
+ * stdlib, its per-worker object, which must outlive every vm booted so). */
+typedef void (*cr_vm_preload_fn)(lua_State *L, void *ud);
+
+/* Reads the module file ROOT/relpath for require(): 0 with *src malloc'd
+ * (the vm frees it) and *len; CR_ENOENT when there is no such file;
+ * CR_EINVAL when it may not be required (why says why); another error when
+ * it cannot be read. cr_loader_module_reader (loader.h) is the platform's. */
+typedef int (*cr_vm_reader_fn)(void *ud, const char *root, const char *relpath, char **src, size_t *len,
+                               char *why, size_t whylen);
+
+typedef struct {
+  cr_vm_preload_fn preload; /* NULL: no platform modules but json */
+  void *preload_ud;
+  cr_vm_reader_fn read_module; /* NULL: require reads no file */
+  void *read_ud;
+} cr_vm_opts_t;
 
 typedef struct cr_vm_s {
   lua_State *L;
@@ -63,6 +89,9 @@ typedef struct cr_vm_s {
    * validator loads a function, modules read from root are recorded. */
   const cr_vm_modules_t *modules;
   cr_vm_modules_t *record;
+  /* How require() reads files under root (cr_vm_opts_t). */
+  cr_vm_reader_fn read_module;
+  void *read_ud;
   void *owner;
   /* Set while code runs under a deadline (monotonic ns); see cr_vm_arm(). */
   uint64_t deadline_ns;
@@ -79,8 +108,10 @@ typedef struct cr_vm_s {
 /* JIT machine code per state, in KB (outside the memory meter). */
 #define CR_VM_MAXMCODE_KB 512
 
-/* Boots a blank sandboxed state. Returns NULL if memory ran out. */
-cr_vm_t *cr_vm_new(void);
+/* Boots a blank sandboxed state with opts (NULL: none; copied, but what
+ * preload_ud and read_ud point to must outlive the vm). Returns NULL if
+ * memory ran out or the preload hook failed. */
+cr_vm_t *cr_vm_new(const cr_vm_opts_t *opts);
 /* Closes the state and frees the vm (lua_close costs ~0.1-0.4 ms: keep it off the
  * request path). */
 void cr_vm_free(cr_vm_t *vm);

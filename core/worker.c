@@ -32,6 +32,7 @@
 #include "meter.h"
 #include "http.h"
 #include "invoke.h"
+#include "loader.h"
 #include "log.h"
 #include "modules.h"
 #include "redis.h"
@@ -55,6 +56,7 @@ typedef struct {
   uv_prepare_t flusher;
   uv_timer_t promoter;
   cr_redis_t *redis;
+  cr_stdlib_t *stdlib;   /* the crescent.* modules' state, on redis */
   uv_pipe_t chan;        /* registry changes from the master */
   cr_buf_t chan_in;
   int stopping;
@@ -172,8 +174,8 @@ static void on_chan_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 static void on_promote(uv_timer_t *t) {
-  (void)t;
-  cr_stdlib_promote_delayed();
+  worker_t *w = t->data;
+  cr_stdlib_promote_delayed(w->stdlib);
 }
 
 /* Every connection is closed: close what keeps the loop alive, so uv_run
@@ -185,7 +187,7 @@ static void on_drained(void *data) {
   uv_close((uv_handle_t *)&w->sigterm, NULL);
   uv_close((uv_handle_t *)&w->sigint, NULL);
   uv_close((uv_handle_t *)&w->flusher, NULL);
-  cr_stdlib_bind(NULL, NULL);
+  cr_stdlib_detach(w->stdlib);
   cr_redis_free(w->redis);
   w->redis = NULL;
   cr_log_flush();
@@ -278,15 +280,23 @@ int cr_worker_main(cr_worker_args_t *args) {
   }
   cr_stdlib_opts_t sopts = {.prefix = cfg->redis_prefix, .kv_max_value = cfg->kv_max_value,
                             .max_object = cfg->max_object, .queue_max_body = 256 * 1024, .stream_maxlen = 100000};
-  cr_stdlib_bind(w.redis, &sopts);
+  w.stdlib = cr_stdlib_new(w.redis, &sopts);
+  if (!w.stdlib) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory making the stdlib");
+    cr_log_flush();
+    return 1;
+  }
   /* Delayed queue messages are moved into their streams by one worker. */
   uv_timer_init(w.loop, &w.promoter);
+  w.promoter.data = &w;
   if (args->id == 0 && w.redis) {
     uv_timer_start(&w.promoter, on_promote, 100, 100);
     uv_unref((uv_handle_t *)&w.promoter);
   }
   cr_pool_opts_t popts = {.blank = cfg->blank_states, .init_timeout = cfg->init_timeout, .worker = args->id,
-                          .prepare = cr_invoke_prepare};
+                          .prepare = cr_invoke_prepare,
+                          .vm = {.preload = cr_stdlib_preload, .preload_ud = w.stdlib,
+                                 .read_module = cr_loader_module_reader}};
   w.pool = cr_pool_new(w.loop, args->registry, args->shm, &popts);
   w.invoker = cr_invoker_new(w.loop, w.slot);
   w.meter = cr_meter_new(args->shm);
@@ -346,10 +356,11 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_dispatch_free(w.dispatch); /* calls waiting for a place answer 503 */
   cr_gateway_free(w.gateway);
   cr_meter_free(w.meter);
-  cr_stdlib_bind(NULL, NULL);
+  cr_stdlib_detach(w.stdlib);
   cr_redis_free(w.redis);
   cr_pool_free(w.pool);
   uv_run(w.loop, UV_RUN_DEFAULT); /* let the pool's and gateway's handles close */
+  cr_stdlib_free(w.stdlib); /* after the states it was installed in */
   cr_http_server_free(w.http);
   uv_loop_close(w.loop);
   cr_buf_free(&w.chan_in);

@@ -14,7 +14,10 @@
  *     their own that raises on any global read or write: everything they
  *     use comes from P (P.lib: the library as sandbox.lua captured it at
  *     boot, before user code could replace string.match, json.encode, ...).
- *   - Keys and names are valid UTF-8 (P.utf8); see stdlib/kv.lua. */
+ *   - Keys and names are valid UTF-8 (P.utf8); see stdlib/kv.lua.
+ *   - Every C primitive reaches its cr_stdlib_t through an upvalue, set
+ *     when cr_stdlib_preload installs the loaders in a state: nothing here
+ *     is process-wide but constants, so a worker can hold several. */
 #include "modules.h"
 
 #include <hiredis/hiredis.h>
@@ -68,42 +71,68 @@ static int find_script(const char *name) {
   return -1;
 }
 
-static struct {
-  cr_redis_t *redis;
-  cr_stdlib_opts_t opts;
-  char prefix[64];
-} S = {NULL, {"cr:", 1024 * 1024, 16u * 1024 * 1024, 256 * 1024, 100000}, "cr:"};
+static const cr_stdlib_opts_t default_opts = {"cr:", 1024 * 1024, 16u * 1024 * 1024, 256 * 1024, 100000};
 
-void cr_stdlib_bind(cr_redis_t *redis, const cr_stdlib_opts_t *opts) {
-  S.redis = redis;
-  if (opts) {
-    S.opts = *opts;
-    snprintf(S.prefix, sizeof S.prefix, "%s", opts->prefix ? opts->prefix : "cr:");
-  }
-  S.opts.prefix = S.prefix;
+struct cr_stdlib_s {
+  cr_redis_t *redis;      /* NULL: calls fail with "redis unavailable" */
+  cr_stdlib_opts_t opts;  /* opts.prefix points to prefix */
+  char prefix[64];
+  /* Calls are reused: a request allocates nothing here in steady state. */
+  cr_freelist_t free_scalls;
+  /* Number arguments are written here, not turned into Lua strings (which
+   * would be hashed and collected): one buffer, reused by every call. */
+  cr_buf_t numbuf;
+  /* The delayed-message promoter: one SMEMBERS at a time. */
+  int promoting;
+  int promote_script; /* q_promote's index */
+};
+
+cr_stdlib_t *cr_stdlib_new(cr_redis_t *redis, const cr_stdlib_opts_t *opts) {
+  cr_stdlib_t *S = calloc(1, sizeof *S);
+  if (!S) return NULL;
+  S->redis = redis;
+  S->opts = opts ? *opts : default_opts;
+  snprintf(S->prefix, sizeof S->prefix, "%s", S->opts.prefix ? S->opts.prefix : "cr:");
+  S->opts.prefix = S->prefix;
+  S->free_scalls = (cr_freelist_t)CR_FREELIST_INIT(256);
+  S->promote_script = find_script("q_promote");
+  return S;
 }
 
-cr_redis_t *cr_stdlib_redis(void) { return S.redis; }
+void cr_stdlib_detach(cr_stdlib_t *S) {
+  if (S) S->redis = NULL;
+}
+
+void cr_stdlib_free(cr_stdlib_t *S) {
+  if (!S) return;
+  cr_freelist_drain(&S->free_scalls);
+  cr_buf_free(&S->numbuf);
+  free(S);
+}
+
+/* The cr_stdlib_t a primitive was made for (its upvalue `i`). */
+static cr_stdlib_t *stdlib_at(lua_State *L, int i) { return lua_touserdata(L, lua_upvalueindex(i)); }
 
 /* --- the call primitive ------------------------------------------------------------------------- */
 
 /* A Redis call an invocation waits on. */
 typedef struct scall_s {
+  cr_stdlib_t *S;       /* whose freelist it goes back to */
   cr_invocation_t *inv; /* NULL once detached */
   cr_redis_req_t *req;
   int spread;           /* an array reply comes back as several values */
 } scall_t;
 
-/* Calls are reused: a request allocates nothing here in steady state. */
-static cr_freelist_t free_scalls = CR_FREELIST_INIT(256);
-
-static scall_t *scall_new(void) {
-  scall_t *c = cr_freelist_take(&free_scalls, sizeof *c);
-  if (c) memset(c, 0, sizeof *c);
+static scall_t *scall_new(cr_stdlib_t *S) {
+  scall_t *c = cr_freelist_take(&S->free_scalls, sizeof *c);
+  if (c) {
+    memset(c, 0, sizeof *c);
+    c->S = S;
+  }
   return c;
 }
 
-static void scall_free(scall_t *c) { cr_freelist_give(&free_scalls, c); }
+static void scall_free(scall_t *c) { cr_freelist_give(&c->S->free_scalls, c); }
 
 /* Pushes a reply as a Lua value: strings and statuses as strings, integers
  * as numbers, arrays as tables (a nil element as false, so # still works),
@@ -177,14 +206,6 @@ static void on_scall_reply(void *data, redisReply *reply, const char *err) {
   cr_invoke_resume(inv, n);
 }
 
-/* Number arguments are written here, not turned into Lua strings (which
- * would be hashed and collected): one buffer, reused by every call. */
-static cr_buf_t numbuf;
-
-/* cmd(name, ...), and the functions script() makes: f(nkeys, ...), which
- * runs its script; send, then yield until the reply. Upvalues: the mode
- * (0 cmd, 1 a script, 2 a script whose array reply comes back as several
- * values) and the script's index. */
 /* Can L yield from here up to the platform (see the header)? L is the
  * running coroutine and l_call was called from Lua, so lua_isyieldable
  * answers for this very point of L. */
@@ -203,8 +224,15 @@ static int can_yield(lua_State *L, const cr_invocation_t *inv) {
   return ok;
 }
 
+/* cmd(name, ...), and the functions script() makes: f(nkeys, ...), which
+ * runs its script; send, then yield until the reply. Upvalues: the mode
+ * (0 cmd, 1 a script, 2 a script whose array reply comes back as several
+ * values), the script's index, the module's name (for messages) and the
+ * cr_stdlib_t. */
 static int l_call(lua_State *L) {
   int mode = (int)lua_tointeger(L, lua_upvalueindex(1));
+  cr_stdlib_t *S = stdlib_at(L, 4);
+  cr_buf_t *numbuf = &S->numbuf;
   int is_eval = mode >= 1;
   cr_invocation_t *inv = cr_invoke_current(L);
   if (!inv) {
@@ -248,7 +276,7 @@ static int l_call(lua_State *L) {
   }
   /* Numbers are written in numbuf one after another (argv NULL until all
    * are there: the buffer may move while it grows). */
-  numbuf.len = 0;
+  numbuf->len = 0;
   int bad = 0, bad_type = LUA_TNONE;
   const char *bad_num = NULL;
   for (int i = 0; i < argc && !bad; i++) {
@@ -257,14 +285,14 @@ static int l_call(lua_State *L) {
       argv[i] = lua_tolstring(L, first + i, &lens[i]);
     } else if (t == LUA_TNUMBER) {
       double v = lua_tonumber(L, first + i);
-      size_t before = numbuf.len;
+      size_t before = numbuf->len;
       /* NaN and infinities have no text a script could read (cr_json_number
        * refuses them): sent as "", an expected version would mean "any". */
       if (isnan(v) || isinf(v)) bad_num = isnan(v) ? "NaN" : "infinite";
-      else if (cr_json_number(&numbuf, v)) bad_num = "out of memory";
+      else if (cr_json_number(numbuf, v)) bad_num = "out of memory";
       if (bad_num) bad = i + 1;
       argv[i] = NULL;
-      lens[i] = numbuf.len - before;
+      lens[i] = numbuf->len - before;
     } else {
       bad = i + 1;
       bad_type = t;
@@ -281,16 +309,16 @@ static int l_call(lua_State *L) {
   }
   for (size_t i = 0, off = 0; i < (size_t)argc; i++) {
     if (argv[i]) continue;
-    argv[i] = numbuf.data + off;
+    argv[i] = numbuf->data + off;
     off += lens[i];
   }
-  scall_t *c = scall_new();
+  scall_t *c = scall_new(S);
   cr_redis_req_t *req = NULL;
-  if (c && S.redis) {
+  if (c && S->redis) {
     c->inv = inv;
     c->spread = mode == 2;
-    req = is_eval ? cr_redis_eval(S.redis, script, nkeys, argc, argv, lens, on_scall_reply, c)
-                  : cr_redis_call(S.redis, argc, argv, lens, on_scall_reply, c);
+    req = is_eval ? cr_redis_eval(S->redis, script, nkeys, argc, argv, lens, on_scall_reply, c)
+                  : cr_redis_call(S->redis, argc, argv, lens, on_scall_reply, c);
   }
   if (argv != small_argv) {
     free(argv);
@@ -316,7 +344,8 @@ static const char *script_module(const char *name) {
 
 /* script(name [, spread]) -> f(nkeys, keys..., args...): runs one of the
  * scripts; with spread, an array reply of up to 16 elements comes back as
- * that many values. The name is looked up once, here. */
+ * that many values. The name is looked up once, here. Upvalue: the
+ * cr_stdlib_t, handed on to f. */
 static int l_script(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   int script = find_script(name);
@@ -324,18 +353,20 @@ static int l_script(lua_State *L) {
   lua_pushinteger(L, lua_toboolean(L, 2) ? 2 : 1);
   lua_pushinteger(L, script);
   lua_pushstring(L, script_module(name));
-  lua_pushcclosure(L, l_call, 3);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushcclosure(L, l_call, 4);
   return 1;
 }
 
 /* command(module) -> cmd(name, ...): sends one Redis command for module
- * ("crescent.kv"; named in messages). */
+ * ("crescent.kv"; named in messages). Upvalue: the cr_stdlib_t. */
 static int l_command(lua_State *L) {
   luaL_checkstring(L, 1);
   lua_pushinteger(L, 0);
   lua_pushinteger(L, -1);
   lua_pushvalue(L, 1);
-  lua_pushcclosure(L, l_call, 3);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushcclosure(L, l_call, 4);
   return 1;
 }
 
@@ -429,18 +460,21 @@ static int l_now(lua_State *L) {
 
 /* --- module loaders ------------------------------------------------------------------------------ */
 
-/* Registry key of the primitives table, made once per state. */
+/* Registry key of the primitives table, made once per state (a state has
+ * one cr_stdlib_t: the one its preload was installed with). */
 static char prims_key;
 
-static void push_prims(lua_State *L) {
+static void push_prims(lua_State *L, cr_stdlib_t *S) {
   lua_pushlightuserdata(L, &prims_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   if (!lua_isnil(L, -1)) return;
   lua_pop(L, 1);
   lua_createtable(L, 0, 16);
-  lua_pushcfunction(L, l_script);
+  lua_pushlightuserdata(L, S);
+  lua_pushcclosure(L, l_script, 1);
   lua_setfield(L, -2, "script");
-  lua_pushcfunction(L, l_command);
+  lua_pushlightuserdata(L, S);
+  lua_pushcclosure(L, l_command, 1);
   lua_setfield(L, -2, "command");
   lua_pushcfunction(L, l_utf8);
   lua_setfield(L, -2, "utf8");
@@ -448,15 +482,15 @@ static void push_prims(lua_State *L) {
   lua_setfield(L, -2, "hash");
   lua_pushcfunction(L, l_now);
   lua_setfield(L, -2, "now");
-  lua_pushstring(L, S.prefix);
+  lua_pushstring(L, S->prefix);
   lua_setfield(L, -2, "prefix");
-  lua_pushnumber(L, (double)S.opts.kv_max_value);
+  lua_pushnumber(L, (double)S->opts.kv_max_value);
   lua_setfield(L, -2, "kv_max_value");
-  lua_pushnumber(L, (double)S.opts.max_object);
+  lua_pushnumber(L, (double)S->opts.max_object);
   lua_setfield(L, -2, "max_object");
-  lua_pushnumber(L, (double)S.opts.queue_max_body);
+  lua_pushnumber(L, (double)S->opts.queue_max_body);
   lua_setfield(L, -2, "queue_max_body");
-  lua_pushnumber(L, (double)S.opts.stream_maxlen);
+  lua_pushnumber(L, (double)S->opts.stream_maxlen);
   lua_setfield(L, -2, "stream_maxlen");
   /* The library as it was at boot, before any user code (sandbox.lua). */
   cr_vm_push_sandbox(L, "lib");
@@ -473,11 +507,12 @@ static void push_prims(lua_State *L) {
   lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
+/* The loaders' upvalue is the cr_stdlib_t (cr_stdlib_preload). */
 static int load_embedded(lua_State *L, const char *src, size_t len, const char *name) {
   if (luaL_loadbufferx(L, src, len, name, "t")) return lua_error(L);
   push_stdlib_env(L);
   lua_setfenv(L, -2);
-  push_prims(L);
+  push_prims(L, stdlib_at(L, 1));
   lua_call(L, 1, 1);
   return 1;
 }
@@ -492,24 +527,25 @@ static int open_log(lua_State *L) {
   return 1;
 }
 
-void cr_stdlib_preload(lua_State *L) {
-  lua_pushcfunction(L, open_kv);
-  lua_setfield(L, -2, "crescent.kv");
-  lua_pushcfunction(L, open_storage);
-  lua_setfield(L, -2, "crescent.storage");
-  lua_pushcfunction(L, open_queue);
-  lua_setfield(L, -2, "crescent.queue");
-  lua_pushcfunction(L, open_log);
-  lua_setfield(L, -2, "crescent.log");
+void cr_stdlib_preload(lua_State *L, void *stdlib) {
+  if (!stdlib) luaL_error(L, "crescent stdlib: preloaded without a cr_stdlib_t");
+  static const struct {
+    const char *name;
+    lua_CFunction open;
+  } loaders[] = {
+      {"crescent.kv", open_kv},
+      {"crescent.storage", open_storage},
+      {"crescent.queue", open_queue},
+      {"crescent.log", open_log},
+  };
+  for (size_t i = 0; i < sizeof loaders / sizeof loaders[0]; i++) {
+    lua_pushlightuserdata(L, stdlib);
+    lua_pushcclosure(L, loaders[i].open, 1);
+    lua_setfield(L, -2, loaders[i].name);
+  }
 }
 
 /* --- delayed queue messages ---------------------------------------------------------------------- */
-
-typedef struct {
-  int busy;
-  int script; /* q_promote's index */
-} promoter_t;
-static promoter_t promoter = {0, -1};
 
 static void on_promoted(void *data, redisReply *reply, const char *err) {
   (void)data;
@@ -518,30 +554,29 @@ static void on_promoted(void *data, redisReply *reply, const char *err) {
 }
 
 static void on_queues(void *data, redisReply *reply, const char *err) {
-  (void)data;
-  promoter.busy = 0;
-  if (err || !reply || reply->type != REDIS_REPLY_ARRAY || !S.redis) return;
+  cr_stdlib_t *S = data;
+  S->promoting = 0;
+  if (err || !reply || reply->type != REDIS_REPLY_ARRAY || !S->redis) return;
   char now[32], maxlen[32];
   snprintf(now, sizeof now, "%llu", (unsigned long long)cr_wall_ms());
-  snprintf(maxlen, sizeof maxlen, "%ld", S.opts.stream_maxlen);
+  snprintf(maxlen, sizeof maxlen, "%ld", S->opts.stream_maxlen);
   for (size_t i = 0; i < reply->elements; i++) {
     const redisReply *e = reply->element[i];
     if (e->type != REDIS_REPLY_STRING || e->len > 200) continue;
     char dkey[300], skey[300];
-    snprintf(dkey, sizeof dkey, "%s{q:%.*s}:d", S.prefix, (int)e->len, e->str);
-    snprintf(skey, sizeof skey, "%s{q:%.*s}:s", S.prefix, (int)e->len, e->str);
+    snprintf(dkey, sizeof dkey, "%s{q:%.*s}:d", S->prefix, (int)e->len, e->str);
+    snprintf(skey, sizeof skey, "%s{q:%.*s}:s", S->prefix, (int)e->len, e->str);
     const char *argv[] = {dkey, skey, now, maxlen};
     size_t lens[] = {strlen(dkey), strlen(skey), strlen(now), strlen(maxlen)};
-    cr_redis_eval(S.redis, promoter.script, 2, 4, argv, lens, on_promoted, NULL);
+    cr_redis_eval(S->redis, S->promote_script, 2, 4, argv, lens, on_promoted, NULL);
   }
 }
 
-void cr_stdlib_promote_delayed(void) {
-  if (!S.redis || promoter.busy || !cr_redis_connected(S.redis)) return;
-  if (promoter.script < 0) promoter.script = find_script("q_promote");
+void cr_stdlib_promote_delayed(cr_stdlib_t *S) {
+  if (!S->redis || S->promoting || !cr_redis_connected(S->redis)) return;
   char key[96];
-  snprintf(key, sizeof key, "%squeues", S.prefix);
+  snprintf(key, sizeof key, "%squeues", S->prefix);
   const char *argv[] = {"SMEMBERS", key};
   size_t lens[] = {8, strlen(key)};
-  if (cr_redis_call(S.redis, 2, argv, lens, on_queues, NULL)) promoter.busy = 1;
+  if (cr_redis_call(S->redis, 2, argv, lens, on_queues, S)) S->promoting = 1;
 }

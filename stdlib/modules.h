@@ -17,7 +17,17 @@
  * The data layout lives in the modules and in the Redis scripts
  * (stdlib/redis/): every key starts with the prefix (default "cr:") and
  * carries a {hash tag} per KV namespace, storage bucket or queue, so each
- * could live on one Redis Cluster slot. See README.md. */
+ * could live on one Redis Cluster slot. See README.md.
+ *
+ * State: a cr_stdlib_t holds what the modules need from one worker: the
+ * Redis connection their calls go through, the limits, and the scratch the
+ * calls reuse. It is installed in a state by giving cr_stdlib_preload and it
+ * to the vm (cr_vm_opts_t: preload, preload_ud); the state's primitives
+ * reach it through their upvalues, so a process may hold several, each
+ * state bound to one. It must outlive every state it was installed in. A
+ * cr_stdlib_t without Redis (the validators' states: `crescent check`, the
+ * master's) gives the same modules: a call raises during init as anywhere,
+ * and fails with "redis unavailable" in a handler. */
 #ifndef CR_MODULES_H
 #define CR_MODULES_H
 
@@ -39,16 +49,25 @@ typedef struct {
 extern const cr_redis_script_t cr_stdlib_scripts[];
 extern const int cr_stdlib_nscripts;
 
-/* Sets this process's Redis connection (NULL: none, calls fail) and limits. */
-void cr_stdlib_bind(cr_redis_t *redis, const cr_stdlib_opts_t *opts);
-cr_redis_t *cr_stdlib_redis(void);
+typedef struct cr_stdlib_s cr_stdlib_t;
 
-/* Adds the module loaders to the table at the top of L's stack (name ->
- * loader), for the sandbox's require. */
-void cr_stdlib_preload(lua_State *L);
+/* A stdlib whose calls go through redis (NULL: none, calls fail with "redis
+ * unavailable"; not owned), with opts (NULL: the defaults; copied). NULL
+ * when out of memory. */
+cr_stdlib_t *cr_stdlib_new(cr_redis_t *redis, const cr_stdlib_opts_t *opts);
+/* Forgets the Redis connection, before it is freed: calls fail from now on
+ * with "redis unavailable", and the promoter stops. */
+void cr_stdlib_detach(cr_stdlib_t *s);
+/* After every state it was installed in is closed. */
+void cr_stdlib_free(cr_stdlib_t *s);
+
+/* A cr_vm_preload_fn (vm.h): adds the module loaders to the table at the
+ * top of L's stack (name -> loader), for the sandbox's require, bound to
+ * stdlib (a cr_stdlib_t, not NULL). */
+void cr_stdlib_preload(lua_State *L, void *stdlib);
 
 /* Moves delayed queue messages that are due into their streams (run
- * periodically by one worker). */
-void cr_stdlib_promote_delayed(void);
+ * periodically by one worker, on the connection of s). */
+void cr_stdlib_promote_delayed(cr_stdlib_t *s);
 
 #endif

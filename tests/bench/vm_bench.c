@@ -32,6 +32,8 @@
 #include "invoke.h"
 #include "log.h"
 #include "meter.h"
+#include "loader.h"
+#include "modules.h"
 #include "pool.h"
 #include "registry.h"
 #include "settings.h"
@@ -55,6 +57,9 @@ static const char LOOP_SRC[] =
     "end\n";
 
 static int quick;
+/* How the vms boot: as a worker's, on a stdlib without Redis (set in main). */
+static cr_vm_opts_t vmopts;
+static cr_pool_opts_t popts;
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -149,10 +154,9 @@ typedef struct {
   cr_dispatch_t *dispatch;
 } runner_t;
 
-static const cr_pool_opts_t bench_pool_opts = {.blank = 0, .init_timeout = CR_INIT_TIMEOUT, .prepare = cr_invoke_prepare};
 
 static void runner_open(runner_t *r, cr_registry_t *reg) {
-  r->pool = cr_pool_new(NULL, reg, NULL, &bench_pool_opts);
+  r->pool = cr_pool_new(NULL, reg, NULL, &popts);
   r->invoker = cr_invoker_new(NULL, NULL);
   r->meter = cr_meter_new(NULL);
   r->dispatch = r->pool && r->invoker && r->meter ? cr_dispatch_new(NULL, r->pool, r->invoker, r->meter, NULL) : NULL;
@@ -221,7 +225,7 @@ static void bench_cold(cr_registry_t *reg, cr_fnver_t *hello) {
   char err[1024];
   for (size_t i = 0; i < n; i++) {
     uint64_t t0 = cr_clock_ns();
-    cr_vm_t *vm = cr_vm_new();
+    cr_vm_t *vm = cr_vm_new(&vmopts);
     uint64_t t1 = cr_clock_ns();
     if (!vm) die("cr_vm_new failed", NULL);
     cr_vm_bind(vm, "hello", reg->root, 128u * 1024 * 1024);
@@ -239,7 +243,7 @@ static void bench_cold(cr_registry_t *reg, cr_fnver_t *hello) {
   /* The pool's cold start: no blank vm ready (a pool without a loop keeps
    * none), so acquire boots, binds, runs the init and prepares ctx and the
    * coroutine. The instance is then discarded, so every acquire is cold. */
-  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, &bench_pool_opts);
+  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, &popts);
   if (!pool) die("cr_pool_new failed", NULL);
   for (size_t i = 0; i < n; i++) {
     cr_instance_t *inst;
@@ -305,7 +309,7 @@ static void bench_warm(cr_registry_t *reg, cr_fnver_t *hello) {
 
   /* The same handler with the Lua API only: a reused coroutine, an event
    * table and a ctx table, lua_resume; no deadline, no meters. */
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(&vmopts);
   if (!vm) die("cr_vm_new failed", NULL);
   char err[1024];
   cr_vm_bind(vm, "hello", reg->root, 128u * 1024 * 1024);
@@ -347,12 +351,12 @@ static size_t settle(cr_vm_t *vm) {
 
 static void bench_memory(cr_registry_t *reg, cr_fnver_t *hello) {
   char err[1024], note[160];
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(&vmopts);
   if (!vm) die("cr_vm_new failed", NULL);
   size_t blank = settle(vm);
   cr_vm_free(vm);
 
-  vm = cr_vm_new();
+  vm = cr_vm_new(&vmopts);
   if (!vm) die("cr_vm_new failed", NULL);
   cr_vm_bind(vm, "hello", reg->root, 128u * 1024 * 1024);
   if (cr_vm_load(vm, "@hello.lua", HELLO_SRC, sizeof HELLO_SRC - 1, CR_INIT_TIMEOUT, err, sizeof err))
@@ -360,7 +364,7 @@ static void bench_memory(cr_registry_t *reg, cr_fnver_t *hello) {
   size_t loaded = settle(vm); /* the handler stays on the stack, as an instance keeps it */
   cr_vm_free(vm);
 
-  vm = cr_vm_new();
+  vm = cr_vm_new(&vmopts);
   if (!vm) die("cr_vm_new failed", NULL);
   cr_vm_bind(vm, "kvfn", reg->root, 128u * 1024 * 1024);
   if (cr_vm_load(vm, "@kvfn.lua", KV_SRC, sizeof KV_SRC - 1, CR_INIT_TIMEOUT, err, sizeof err))
@@ -383,7 +387,7 @@ static void bench_memory(cr_registry_t *reg, cr_fnver_t *hello) {
 
   /* RSS per instance: many idle instances at once (malloc overhead, the
    * state's fixed allocations and its stacks included). */
-  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, &bench_pool_opts);
+  cr_pool_t *pool = cr_pool_new(NULL, reg, NULL, &popts);
   if (!pool) die("cr_pool_new failed", NULL);
   int many = quick ? 200 : 1000;
   cr_instance_t **all = calloc((size_t)many, sizeof *all);
@@ -412,7 +416,7 @@ static void bench_memory(cr_registry_t *reg, cr_fnver_t *hello) {
 /* Is the JIT on in a crescent state? (The sandbox hides `jit` from user code;
  * the library itself stays in the registry's _LOADED.) */
 static const char *jit_status(void) {
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(&vmopts);
   if (!vm) return "?";
   lua_State *L = vm->L;
   const char *res = "unknown";
@@ -472,6 +476,10 @@ int main(int argc, char **argv) {
   /* No report lines: a worker buffers them per loop iteration, here each
    * would be a write to the terminal. */
   cr_log_set_level(CR_LOG_WARN);
+  cr_stdlib_t *stdlib = cr_stdlib_new(NULL, NULL);
+  if (!stdlib) die("out of memory", NULL);
+  vmopts = (cr_vm_opts_t){.preload = cr_stdlib_preload, .preload_ud = stdlib, .read_module = cr_loader_module_reader};
+  popts = (cr_pool_opts_t){.blank = 0, .init_timeout = CR_INIT_TIMEOUT, .prepare = cr_invoke_prepare, .vm = vmopts};
   cr_registry_t *reg = cr_registry_new("/nonexistent-crescent-bench");
   if (!reg) die("out of memory", NULL);
   reg->quiet = 1;
@@ -490,5 +498,6 @@ int main(int argc, char **argv) {
   fflush(stdout);
   bench_timeout(reg);
   cr_registry_free(reg);
+  cr_stdlib_free(stdlib);
   return 0;
 }

@@ -852,7 +852,7 @@ static void test_decode_lua_api(void **state) {
 /* In a sandboxed vm, json is a global and require("json") / "cjson". */
 static void test_in_vm(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   assert_non_null(vm);
   lua_State *L = vm->L;
   push_value(L, "return json.encode({a = {json.null, json.empty_array, setmetatable({}, json.array_mt)}})");
@@ -880,7 +880,7 @@ static size_t malloc_in_use(void) {
 
 /* A vm under a function's limit, as during an invocation. */
 static cr_vm_t *limited_vm(size_t mb) {
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   assert_non_null(vm);
   cr_vm_bind(vm, "t", NULL, mb << 20);
   vm->mem_strict = 1;
@@ -1059,7 +1059,7 @@ static void test_decode_memory(void **state) {
 /* Item 16: nothing user code can print shows an address in the binary. */
 static void test_platform_objects_print_names(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   assert_non_null(vm);
   lua_State *L = vm->L;
   push_value(L, "local d = json.decode('[null]') return table.concat({tostring(json.empty_array), tostring(json.null), "

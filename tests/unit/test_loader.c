@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "error.h"
 #include "loader.h"
+#include "modules.h"
 #include "router.h"
 #include "settings.h"
 #include "vm.h"
@@ -394,6 +395,45 @@ static void test_run_large_settings(void **state) {
   for (int i = 0; i < 3; i++) cr_load_clear(&loads[i]);
 }
 
+/* --- the validators' platform modules (cr_loader_set_preload) --------------------------------------- */
+
+/* The stdlib's modules exist in the validators' states only once the process gave them (the
+ * loader is below the stdlib); then a stdlib without Redis behaves as a worker's does in init. */
+static void test_validator_preload(void **state) {
+  (void)state;
+  cr_settings_t s;
+  char err[1024];
+  const char *uses_kv = "local kv = require 'crescent.kv' assert(type(kv.get) == 'function') return print";
+  const char *calls_kv = "local kv = require 'crescent.kv'\nkv.get('k')\nreturn print";
+  assert_int_equal(validate("kv.lua", uses_kv, &s, err, sizeof err), CR_ELUA);
+  /* (read as a file, crescent/kv.lua would be a function's) */
+  assert_non_null(strstr(err, "module 'crescent.kv' cannot be required: crescent/kv.lua is a function's file"));
+  cr_stdlib_t *stdlib = cr_stdlib_new(NULL, NULL);
+  assert_non_null(stdlib);
+  cr_loader_set_preload(cr_stdlib_preload, stdlib);
+  assert_int_equal(validate("kv.lua", uses_kv, &s, err, sizeof err), 0);
+  cr_settings_free(&s);
+  assert_int_equal(validate("call.lua", calls_kv, &s, err, sizeof err), CR_ELUA);
+  assert_non_null(strstr(err, "call.lua:2: crescent stdlib calls are only possible inside a handler"));
+  /* The same in the forked validator: the hook's ud is valid there. */
+  cr_load_t loads[3];
+  load_init(&loads[0], "kv.lua", uses_kv);
+  load_init(&loads[1], "call.lua", calls_kv);
+  load_init(&loads[2], "all.lua",
+            "for _, m in ipairs({'crescent.kv', 'crescent.storage', 'crescent.queue', 'crescent.log'}) do\n"
+            "  assert(type(require(m)) == 'table', m)\nend\nreturn print");
+  assert_int_equal(cr_loader_run(g_root, loads, 3, 5.0), 0);
+  if (!loads[0].ok) fail_msg("kv.lua: %s", loads[0].error ? loads[0].error : "?");
+  assert_false(loads[1].ok);
+  assert_non_null(strstr(loads[1].error, "call.lua:2: crescent stdlib calls are only possible inside a handler"));
+  if (!loads[2].ok) fail_msg("all.lua: %s", loads[2].error ? loads[2].error : "?");
+  for (int i = 0; i < 3; i++) cr_load_clear(&loads[i]);
+  cr_loader_set_preload(NULL, NULL);
+  cr_stdlib_free(stdlib);
+  assert_int_equal(validate("kv.lua", uses_kv, &s, err, sizeof err), CR_ELUA);
+  assert_non_null(strstr(err, "module 'crescent.kv' cannot be required"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_read, setup, teardown),
@@ -406,6 +446,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_platform_routes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_validate_init_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_run_large_settings, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_validator_preload, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,7 +22,7 @@ static char g_err[1024];
 
 static int setup(void **state) {
   (void)state;
-  g_vm = cr_vm_new();
+  g_vm = cr_vm_new(NULL);
   return g_vm ? 0 : -1;
 }
 

@@ -1,5 +1,6 @@
-/* test_vm.c - sandboxed LuaJIT states, the metering allocator and deadlines (core/vm.c,
- * core/watchdog.c, lua/sandbox.lua).
+/* test_vm.c - sandboxed LuaJIT states, the metering allocator, deadlines, and what a vm is
+ * given by its maker (preloaded modules, the module reader) (core/vm.c, core/watchdog.c,
+ * lua/sandbox.lua).
  *
  * Tests that could hang if a limit does not hold run under alarm(): the
  * process dies of SIGALRM (a failure) instead of hanging forever. */
@@ -24,6 +25,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "loader.h"
 #include "vm.h"
 
 static double now_s(void) { return (double)cr_clock_ns() / 1e9; }
@@ -71,7 +73,7 @@ static int setup(void **state) {
 /* The point of the CHECKHOOK build: a JIT-compiled empty loop stops. */
 static void test_checkhook_vm_loop_times_out(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   assert_non_null(vm);
   lua_State *L = vm->L;
   const char *loops[] = {
@@ -114,7 +116,7 @@ static void test_checkhook_vm_loop_times_out(void **state) {
  * has passed after disarming. */
 static void test_deadline_not_early(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   lua_State *L = vm->L;
   cr_vm_arm(vm, 0.5);
   double t0 = now_s();
@@ -140,7 +142,7 @@ static void test_deadline_not_early(void **state) {
 /* cr_vm_arm_until: an absolute deadline, as for a resumed invocation. */
 static void test_arm_until(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   lua_State *L = vm->L;
   vm->timeout_s = 1;
   vm->timed_out = 0;
@@ -214,7 +216,7 @@ static void test_checkhook_plain_state(void **state) {
 /* The JIT is on inside the sandbox although `jit` is hidden from functions. */
 static void test_jit_on_in_sandbox(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   lua_State *L = vm->L;
   assert_true(run_bool(L, "return jit == nil"));
   run_ok(L, "local n = 0 for i = 1, 1e6 do n = n + i end return n");
@@ -243,7 +245,7 @@ static void test_jit_on_in_sandbox(void **state) {
 
 static void test_sandbox_globals_absent(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   lua_State *L = vm->L;
   run_ok(L, "local bad = {}\n"
             "local function chk(name, v) if v ~= nil then bad[#bad + 1] = name end end\n"
@@ -288,7 +290,7 @@ static void test_sandbox_globals_absent(void **state) {
 
 static void test_collectgarbage(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   lua_State *L = vm->L;
   assert_true(run_bool(L, "local k = collectgarbage('count') return type(k) == 'number' and k > 0"));
   run_err(L, "collectgarbage('collect')", "only \"count\"");
@@ -300,7 +302,7 @@ static void test_collectgarbage(void **state) {
 
 static void test_user_coroutines(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   lua_State *L = vm->L;
   assert_true(run_bool(L, "local co = coroutine.create(function(a)\n"
                           "  local b = coroutine.yield(a + 1)\n"
@@ -338,7 +340,7 @@ static lua_State *adopted_thread(lua_State *L, const char *chunk) {
 
 static void test_platform_coroutine_yield_refused(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   lua_State *L = vm->L;
   lua_State *co = adopted_thread(L, "coroutine.yield(1) return 'after'");
   int rc = lua_resume(co, 0);
@@ -369,7 +371,7 @@ static int host_wait(lua_State *L) {
 
 static void test_platform_yield_passes_through(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   lua_State *L = vm->L;
   lua_pushcfunction(L, host_wait);
   lua_setglobal(L, "host_wait");
@@ -452,7 +454,8 @@ static void test_require_files(void **state) {
   assert_memory_equal(bc, "\x1bLJ", 3);
   put_file("lib/bc.lua", bc, bclen);
   free(bc);
-  cr_vm_t *vm = cr_vm_new();
+  const cr_vm_opts_t opts = {.read_module = cr_loader_module_reader};
+  cr_vm_t *vm = cr_vm_new(&opts);
   cr_vm_bind(vm, "fn", g_root, 64u << 20);
   lua_State *L = vm->L;
   assert_true(run_bool(L, "local u = require('lib.util') return u.x == 1"));
@@ -472,17 +475,159 @@ static void test_require_files(void **state) {
   run_err(L, "require('')", "not a valid module name");
   cr_vm_free(vm);
   /* Without a root (a blank vm), nothing is found. */
-  vm = cr_vm_new();
+  vm = cr_vm_new(&opts);
   run_err(vm->L, "require('lib.util')", "not found");
   cr_vm_free(vm);
+  /* Nor without a reader, root or not. */
+  vm = cr_vm_new(NULL);
+  cr_vm_bind(vm, "fn", g_root, 64u << 20);
+  run_err(vm->L, "require('lib.util')", "module 'lib.util' not found");
+  cr_vm_free(vm);
   remove_tree();
+}
+
+/* --- what the vm's maker gives it: preloads and the module reader ---------------------------------- */
+
+static int preload_opens; /* how many times a preloaded module's loader ran */
+
+/* A preloaded module's loader: {name = the name required, ud = the hook's ud}. */
+static int open_test_module(lua_State *L) {
+  preload_opens++;
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "name");
+  lua_pushstring(L, lua_touserdata(L, lua_upvalueindex(1)));
+  lua_setfield(L, -2, "ud");
+  return 1;
+}
+
+static void test_preload(lua_State *L, void *ud) {
+  static const char *const names[] = {"test.one", "test.two"};
+  for (int i = 0; i < 2; i++) {
+    lua_pushlightuserdata(L, ud);
+    lua_pushcclosure(L, open_test_module, 1);
+    lua_setfield(L, -2, names[i]);
+  }
+}
+
+static void failing_preload(lua_State *L, void *ud) {
+  (void)ud;
+  luaL_error(L, "preload refused");
+}
+
+/* A vm knows exactly the platform modules its preload hook gave it (and json, always). */
+static void test_custom_preloads(void **state) {
+  (void)state;
+  char marker[] = "the hook's ud";
+  const cr_vm_opts_t opts = {.preload = test_preload, .preload_ud = marker};
+  cr_vm_t *vm = cr_vm_new(&opts);
+  assert_non_null(vm);
+  lua_State *L = vm->L;
+  preload_opens = 0;
+  assert_true(run_bool(L, "local m = require('test.one') return m.name == 'test.one' and m.ud == \"the hook's ud\""));
+  assert_true(run_bool(L, "return require('test.one') == require('test.one')")); /* loaded once */
+  assert_int_equal(preload_opens, 1);
+  assert_true(run_bool(L, "return require('test.two').name == 'test.two'"));
+  assert_int_equal(preload_opens, 2);
+  assert_true(run_bool(L, "return require('json') == json"));
+  /* The stdlib's modules are not there: the vm does not bring them itself. */
+  run_err(L, "require('crescent.kv')", "module 'crescent.kv' not found");
+  run_err(L, "require('crescent.log')", "module 'crescent.log' not found");
+  run_err(L, "require('test.three')", "module 'test.three' not found");
+  cr_vm_free(vm);
+  /* A vm made without a hook has none of them. */
+  vm = cr_vm_new(NULL);
+  assert_non_null(vm);
+  run_err(vm->L, "require('test.one')", "module 'test.one' not found");
+  run_err(vm->L, "require('crescent.kv')", "module 'crescent.kv' not found");
+  cr_vm_free(vm);
+  /* A hook that fails fails the boot. */
+  const cr_vm_opts_t bad = {.preload = failing_preload};
+  assert_null(cr_vm_new(&bad));
+}
+
+/* What the fake reader was asked, and what it answers. */
+typedef struct {
+  int calls;
+  char root[64];
+  char relpaths[8][64];
+} fake_reader_t;
+
+static int fake_reader(void *ud, const char *root, const char *relpath, char **src, size_t *len, char *why,
+                       size_t whylen) {
+  fake_reader_t *f = ud;
+  if (f->calls < 8) snprintf(f->relpaths[f->calls], sizeof f->relpaths[0], "%s", relpath);
+  f->calls++;
+  snprintf(f->root, sizeof f->root, "%s", root);
+  const char *text = NULL;
+  if (strcmp(relpath, "lib/fake.lua") == 0) text = "return { from = 'the fake reader', name = ... }";
+  else if (strcmp(relpath, "pkg/init.lua") == 0) text = "return 'pkg from init'";
+  else if (strcmp(relpath, "lib/broken.lua") == 0) text = "return {";
+  else if (strcmp(relpath, "lib/refused.lua") == 0) {
+    snprintf(why, whylen, "the fake reader refuses it");
+    return CR_EINVAL;
+  }
+  if (!text) return CR_ENOENT;
+  *src = strdup(text);
+  *len = strlen(text);
+  return 0;
+}
+
+/* require() reads files through the reader the vm was made with, under the vm's root. */
+static void test_module_reader_hook(void **state) {
+  (void)state;
+  fake_reader_t f;
+  memset(&f, 0, sizeof f);
+  const cr_vm_opts_t opts = {.read_module = fake_reader, .read_ud = &f};
+  cr_vm_t *vm = cr_vm_new(&opts);
+  assert_non_null(vm);
+  cr_vm_bind(vm, "fn", "/no/such/root", 64u << 20);
+  cr_vm_modules_t record = {0};
+  vm->record = &record;
+  lua_State *L = vm->L;
+  assert_true(run_bool(L, "local m = require('lib.fake') return m.from == 'the fake reader' and m.name == 'lib.fake'"));
+  assert_int_equal(f.calls, 1);
+  assert_string_equal(f.root, "/no/such/root");
+  assert_string_equal(f.relpaths[0], "lib/fake.lua");
+  assert_true(run_bool(L, "return require('lib.fake') == require('lib.fake')"));
+  assert_int_equal(f.calls, 1); /* loaded once, read once */
+  /* NAME.lua first, then NAME/init.lua. */
+  assert_true(run_bool(L, "return require('pkg') == 'pkg from init'"));
+  assert_int_equal(f.calls, 3);
+  assert_string_equal(f.relpaths[1], "pkg.lua");
+  assert_string_equal(f.relpaths[2], "pkg/init.lua");
+  /* The reader's refusal is the error, with its reason. */
+  run_err(L, "require('lib.refused')", "module 'lib.refused' cannot be required: the fake reader refuses it");
+  run_err(L, "require('lib.broken')", "lib/broken.lua:1:");
+  run_err(L, "require('lib.absent')", "module 'lib.absent' not found (looked for lib/absent.lua and lib/absent/init.lua");
+  /* What it read is recorded for the version, as read. */
+  assert_int_equal(record.n, 3);
+  const cr_vm_module_t *m = cr_vm_modules_find(&record, "lib.fake");
+  assert_non_null(m);
+  assert_string_equal(m->relpath, "lib/fake.lua");
+  assert_string_equal(m->source, "return { from = 'the fake reader', name = ... }");
+  assert_non_null(cr_vm_modules_find(&record, "pkg"));
+  assert_string_equal(cr_vm_modules_find(&record, "pkg")->relpath, "pkg/init.lua");
+  assert_non_null(cr_vm_modules_find(&record, "lib.broken"));
+  cr_vm_modules_free(&record);
+  /* The version's own modules come first: the reader is not asked for them. */
+  cr_vm_modules_t snap = {0};
+  assert_int_equal(cr_vm_modules_add(&snap, "lib.snap", "lib/snap.lua", "return 'from the version'", 25), 0);
+  vm->record = NULL;
+  vm->modules = &snap;
+  int before = f.calls;
+  assert_true(run_bool(L, "return require('lib.snap') == 'from the version'"));
+  assert_int_equal(f.calls, before);
+  vm->modules = NULL;
+  cr_vm_free(vm);
+  cr_vm_modules_free(&snap);
 }
 
 /* --- cr_vm_load ------------------------------------------------------------------------------------ */
 
 static void test_load_ok(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   cr_vm_bind(vm, "hello", NULL, 64u << 20);
   lua_State *L = vm->L;
   lua_pushliteral(L, "under");
@@ -508,7 +653,7 @@ static void test_load_bytecode_refused(void **state) {
   (void)state;
   size_t len;
   char *bc = make_bytecode(&len);
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   char err[512] = "";
   int top = lua_gettop(vm->L);
   assert_int_equal(cr_vm_load(vm, "@bc.lua", bc, len, 5.0, err, sizeof err), CR_ELUA);
@@ -522,7 +667,7 @@ static void test_load_bytecode_refused(void **state) {
 
 static void test_load_errors(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   char err[2048] = "";
   int top = lua_gettop(vm->L);
   const char *syn = "local x = 1\nreturn function(";
@@ -549,7 +694,7 @@ static void test_load_errors(void **state) {
 
 static void test_load_init_timeout(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   char err[512] = "";
   int top = lua_gettop(vm->L);
   const char *srcs[] = {"while true do end", "while true do pcall(function() while true do end end) end"};
@@ -579,7 +724,7 @@ static void test_load_memory_limit(void **state) {
       "local ok = pcall(string.rep, 'x', 64 * 1024 * 1024) return print",
   };
   for (size_t i = 0; i < sizeof srcs / sizeof srcs[0]; i++) {
-    cr_vm_t *vm = cr_vm_new();
+    cr_vm_t *vm = cr_vm_new(NULL);
     size_t boot = vm->mem_used;
     assert_true(boot > 0);
     cr_vm_bind(vm, "big", NULL, boot + (4u << 20)); /* 4 MB more than booting took */
@@ -597,7 +742,7 @@ static void test_load_memory_limit(void **state) {
     cr_vm_free(vm);
   }
   /* Under the limit, the same kind of init is fine. */
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   cr_vm_bind(vm, "ok", NULL, vm->mem_used + (16u << 20));
   char err[256];
   const char *fits = "local t = {} for i = 1, 1e4 do t[i] = i end return print";
@@ -608,7 +753,7 @@ static void test_load_memory_limit(void **state) {
 
 static void test_mem_meter(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   size_t boot = vm->mem_used;
   assert_true(boot > 1000);
   assert_true(vm->mem_peak >= boot);
@@ -629,7 +774,7 @@ static void test_mem_meter(void **state) {
 
 static void test_print_logs(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   cr_vm_bind(vm, "printer", NULL, 64u << 20);
   vm->reqid = "req-print-1";
   int fds[2];
@@ -657,7 +802,7 @@ static void test_print_logs(void **state) {
 
 static void test_vm_of_and_describe(void **state) {
   (void)state;
-  cr_vm_t *vm = cr_vm_new();
+  cr_vm_t *vm = cr_vm_new(NULL);
   lua_State *L = vm->L;
   assert_ptr_equal(cr_vm_of(L), vm);
   lua_State *co = lua_newthread(L);
@@ -684,7 +829,7 @@ static void test_vm_of_and_describe(void **state) {
   assert_int_equal(lua_gettop(L), top);
   lua_settop(L, 0);
   /* Blank vms are independent: globals do not leak between them. */
-  cr_vm_t *other = cr_vm_new();
+  cr_vm_t *other = cr_vm_new(NULL);
   run_ok(L, "shared_name = 'vm1' return 1");
   lua_pop(L, 1);
   assert_true(run_bool(other->L, "return shared_name == nil"));
@@ -705,6 +850,8 @@ int main(void) {
       cmocka_unit_test(test_platform_coroutine_yield_refused),
       cmocka_unit_test(test_platform_yield_passes_through),
       cmocka_unit_test(test_require_files),
+      cmocka_unit_test(test_custom_preloads),
+      cmocka_unit_test(test_module_reader_hook),
       cmocka_unit_test(test_load_ok),
       cmocka_unit_test(test_load_bytecode_refused),
       cmocka_unit_test(test_load_errors),
