@@ -436,7 +436,8 @@ int cr_settings_copy(cr_settings_t *dst, const cr_settings_t *src) {
 int cr_settings_pack(const cr_settings_t *s, cr_buf_t *b) {
   int rc = cr_wire_u32(b, (uint32_t)s->has_routes) || cr_wire_u32(b, (uint32_t)s->nroutes);
   for (int i = 0; i < s->nroutes && !rc; i++)
-    rc = cr_wire_u32(b, s->routes[i].methods) || cr_wire_str(b, s->routes[i].path);
+    rc = cr_wire_u32(b, s->routes[i].methods) || cr_wire_str(b, s->routes[i].path) ||
+         cr_wire_u32(b, s->routes[i].policy.flags);
   rc = rc || cr_wire_f64(b, s->timeout) || cr_wire_u32(b, (uint32_t)s->memory) ||
        cr_wire_u32(b, (uint32_t)s->concurrency) || cr_wire_u32(b, (uint32_t)s->warm) || cr_wire_f64(b, s->idle) ||
        cr_wire_u32(b, (uint32_t)s->nenv);
@@ -454,8 +455,9 @@ int cr_settings_unpack_from(cr_wire_reader_t *r, cr_settings_t *s) {
   for (uint32_t i = 0; i < nroutes && !r->bad; i++) {
     s->routes[i].methods = cr_wire_get_u32(r);
     s->routes[i].path = cr_wire_get_bytes(r, NULL);
+    s->routes[i].policy.flags = cr_wire_get_u32(r);
     s->nroutes++;
-    if (!s->routes[i].path) r->bad = 1;
+    if (!s->routes[i].path || (s->routes[i].policy.flags & ~CR_POLICY_KNOWN)) r->bad = 1;
   }
   s->timeout = cr_wire_get_f64(r);
   s->memory = (int)cr_wire_get_u32(r);

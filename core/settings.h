@@ -14,9 +14,20 @@
 
 typedef struct lua_State lua_State;
 
+/* Per-route gateway policy (auth, rate limit, CORS, cache) to come. Nothing
+ * sets a policy yet: a zeroed one means "no policy", which is every route
+ * today and what the gateway does now. A policy kind is added as a
+ * CR_POLICY_* bit plus its fields here, packed in settings.c; unpack refuses
+ * bits it does not know, so a stale worker cannot drop a policy silently. */
+#define CR_POLICY_KNOWN 0u /* the CR_POLICY_* bits defined so far: none */
 typedef struct {
-  unsigned methods; /* CR_M_* bits */
-  char *path;       /* pattern, see router.h */
+  unsigned flags; /* CR_POLICY_* bits of the policies set; 0: none */
+} cr_route_policy_t;
+
+typedef struct {
+  unsigned methods;         /* CR_M_* bits */
+  char *path;               /* pattern, see router.h */
+  cr_route_policy_t policy; /* zeroed: none */
 } cr_route_spec_t;
 
 typedef struct cr_settings_s {

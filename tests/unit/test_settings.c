@@ -121,6 +121,7 @@ static void test_full_table(void **state) {
   assert_string_equal(s.routes[2].path, "/any/*rest");
   assert_int_equal(s.routes[3].methods, CR_M_DELETE);
   assert_string_equal(s.routes[3].path, "/two");
+  for (int i = 0; i < s.nroutes; i++) assert_int_equal(s.routes[i].policy.flags, 0); /* no policy yet */
   assert_true(s.timeout == 5.5);
   assert_int_equal(s.memory, 64);
   assert_int_equal(s.concurrency, 50);
@@ -453,6 +454,7 @@ static void assert_same(const cr_settings_t *a, const cr_settings_t *b) {
   for (int i = 0; i < a->nroutes; i++) {
     assert_int_equal(a->routes[i].methods, b->routes[i].methods);
     assert_string_equal(a->routes[i].path, b->routes[i].path);
+    assert_int_equal(a->routes[i].policy.flags, b->routes[i].policy.flags);
   }
   assert_true(a->timeout == b->timeout);
   assert_int_equal(a->memory, b->memory);
@@ -576,6 +578,28 @@ static void test_copy(void **state) {
   cr_settings_free(&c);
 }
 
+/* Routes carry their policy to the workers; one this binary does not know
+ * is refused, not dropped. */
+static void test_route_policy_wire(void **state) {
+  (void)state;
+  cr_settings_t s, u;
+  accepted("return { handler = print, routes = { 'GET /x', 'POST /y' } }", &s);
+  assert_int_equal(s.routes[0].policy.flags, 0);
+  assert_int_equal(s.routes[1].policy.flags, 0);
+  cr_buf_t b = CR_BUF_INIT;
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
+  assert_int_equal(u.routes[1].policy.flags, 0);
+  cr_settings_free(&u);
+  cr_buf_free(&b);
+  s.routes[1].policy.flags = 1;
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  assert_int_equal(cr_settings_unpack(b.data, b.len, &u), CR_EINVAL);
+  assert_null(u.routes);
+  cr_settings_free(&s);
+  cr_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bare_function),
@@ -600,6 +624,7 @@ int main(void) {
       cmocka_unit_test(test_unpack_truncated),
       cmocka_unit_test(test_unpack_garbage),
       cmocka_unit_test(test_copy),
+      cmocka_unit_test(test_route_policy_wire),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
