@@ -423,14 +423,6 @@ out:
   return rc;
 }
 
-int cr_settings_copy(cr_settings_t *dst, const cr_settings_t *src) {
-  cr_buf_t b = CR_BUF_INIT;
-  int rc = cr_settings_pack(src, &b);
-  if (rc == 0) rc = cr_settings_unpack(b.data, b.len, dst);
-  cr_buf_free(&b);
-  return rc;
-}
-
 /* --- pack / unpack (wire.h) */
 
 int cr_settings_pack(const cr_settings_t *s, cr_buf_t *b) {

@@ -54,7 +54,6 @@ typedef struct cr_settings_s {
 
 void cr_settings_defaults(cr_settings_t *s);
 void cr_settings_free(cr_settings_t *s);
-int cr_settings_copy(cr_settings_t *dst, const cr_settings_t *src);
 
 /* Reads the value at idx (a function, or a settings table with a handler).
  * Fills s and returns 0, or writes "setting 'x' must be ..." to err and

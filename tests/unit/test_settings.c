@@ -415,10 +415,6 @@ static void test_set_env(void **state) {
   assert_int_equal(cr_settings_set_env(&r, "X", "xx"), 0);
   assert_string_equal(cr_settings_env(&r, "X"), "xx");
   assert_string_equal(cr_settings_env(&r, "Y"), "y");
-  cr_settings_t c;
-  assert_int_equal(cr_settings_copy(&c, &s), 0);
-  assert_string_equal(cr_settings_env(&c, "A"), "one");
-  cr_settings_free(&c);
   cr_settings_free(&r);
   cr_settings_free(&s);
 }
@@ -446,7 +442,7 @@ static void test_read_platform(void **state) {
   lua_settop(L, 0);
 }
 
-/* --- pack / unpack / copy --------------------------------------------------------------------------- */
+/* --- pack / unpack ---------------------------------------------------------------------------------- */
 
 static void assert_same(const cr_settings_t *a, const cr_settings_t *b) {
   assert_int_equal(a->has_routes, b->has_routes);
@@ -557,27 +553,6 @@ static void test_unpack_garbage(void **state) {
   }
 }
 
-static void test_copy(void **state) {
-  (void)state;
-  cr_settings_t s, c;
-  accepted(FULL, &s);
-  assert_int_equal(cr_settings_copy(&c, &s), 0);
-  assert_same(&s, &c);
-  /* Deep: nothing shared. */
-  assert_ptr_not_equal(c.routes, s.routes);
-  assert_ptr_not_equal(c.routes[0].path, s.routes[0].path);
-  assert_ptr_not_equal(c.env[0], s.env[0]);
-  assert_ptr_not_equal(c.triggers, s.triggers);
-  cr_settings_free(&s);
-  assert_string_equal(c.routes[1].path, "/users/:id");
-  assert_string_equal(cr_settings_env(&c, "TABLE"), "users");
-  cr_settings_free(&c);
-  cr_settings_defaults(&s);
-  assert_int_equal(cr_settings_copy(&c, &s), 0);
-  assert_defaults(&c);
-  cr_settings_free(&c);
-}
-
 /* Routes carry their policy to the workers; one this binary does not know
  * is refused, not dropped. */
 static void test_route_policy_wire(void **state) {
@@ -623,7 +598,6 @@ int main(void) {
       cmocka_unit_test(test_pack_round_trip),
       cmocka_unit_test(test_unpack_truncated),
       cmocka_unit_test(test_unpack_garbage),
-      cmocka_unit_test(test_copy),
       cmocka_unit_test(test_route_policy_wire),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
