@@ -431,7 +431,7 @@ int cr_registry_route(cr_registry_t *r) {
       free(fn->error);
       fn->error = NULL;
     }
-    cr_route_spec_t def;
+    cr_route_spec_t def = {0}; /* the default route: no policy */
     char defpath[1024];
     const cr_route_spec_t *routes = &def;
     int nroutes = 1;

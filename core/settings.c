@@ -35,11 +35,33 @@ void cr_settings_defaults(cr_settings_t *s) {
   s->idle = CR_DEFAULT_IDLE;
 }
 
+static void trigger_free(cr_trigger_spec_t *t) {
+  switch (t->kind) {
+  case CR_TRIGGER_CRON:
+    free(t->cron.expr);
+    free(t->cron.tz);
+    break;
+  case CR_TRIGGER_QUEUE:
+    free(t->queue.name);
+    break;
+  case CR_TRIGGER_STORAGE:
+    free(t->storage.bucket);
+    free(t->storage.prefix);
+    free(t->storage.suffix);
+    break;
+  case CR_TRIGGER_KV:
+    free(t->kv.prefix);
+    free(t->kv.ns);
+    break;
+  }
+}
+
 void cr_settings_free(cr_settings_t *s) {
   for (int i = 0; i < s->nroutes; i++) free(s->routes[i].path);
   free(s->routes);
   for (int i = 0; i < 2 * s->nenv; i++) free(s->env[i]);
   free(s->env);
+  for (int i = 0; i < s->ntriggers; i++) trigger_free(&s->triggers[i]);
   free(s->triggers);
   cr_settings_defaults(s);
 }
@@ -253,7 +275,343 @@ static int read_env(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
   return 0;
 }
 
-static const char *const trigger_kinds[] = {"cron", "queue", "storage", "kv"};
+/* --- triggers */
+
+/* Character rules, the same as the stdlib module the trigger reads applies
+ * to its names: a trigger on a name the module refuses could never fire. */
+static int name_ok(const char *v, size_t n, size_t max, const char *extra) {
+  if (n < 1 || n > max) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = v[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || (c && strchr(extra, c))))
+      return 0;
+  }
+  return 1;
+}
+static int queue_name_ok(const char *v, size_t n) { return name_ok(v, n, 128, "_.:-"); }
+static int namespace_ok(const char *v, size_t n) { return name_ok(v, n, 64, "_.-"); }
+static int bucket_ok(const char *v, size_t n) {
+  if (n < 1 || n > 63 || !((v[0] >= 'a' && v[0] <= 'z') || (v[0] >= '0' && v[0] <= '9'))) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '.' || v[i] == '-')) return 0;
+  return 1;
+}
+/* Strings are kept as C strings, so none may hold a NUL. */
+static int cron_ok(const char *v, size_t n) { return n >= 1 && n <= 256 && strlen(v) == n; }
+static int tz_ok(const char *v, size_t n) {
+  if (n < 1 || n > 128) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (v[i] <= ' ' || v[i] >= 127) return 0;
+  return 1;
+}
+/* Object keys have no control characters, so an affix with one never matches. */
+static int affix_ok(const char *v, size_t n) {
+  if (n > 1024) return 0;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)v[i] < 32 || v[i] == 127) return 0;
+  return 1;
+}
+static int kv_prefix_ok(const char *v, size_t n) { return n <= 1024 && strlen(v) == n; }
+
+typedef int (*string_rule_fn)(const char *v, size_t n);
+
+/* One entry being read: its table is at -1 of L. */
+typedef struct {
+  lua_State *L;
+  int entry;
+  char *err;
+  size_t errlen;
+} entry_t;
+
+static int entry_fail(entry_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int entry_fail(entry_t *e, const char *fmt, ...) {
+  int n = snprintf(e->err, e->errlen, "setting 'triggers': entry %d: ", e->entry);
+  if (n < 0 || (size_t)n >= e->errlen) return CR_EINVAL;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e->err + n, e->errlen - (size_t)n, fmt, ap);
+  va_end(ap);
+  return CR_EINVAL;
+}
+
+/* The value at -1 for an error message: "a <type>", or a short printable
+ * string quoted. */
+static void describe(lua_State *L, char *out, size_t outlen) {
+  int t = lua_type(L, -1);
+  if (t == LUA_TSTRING) {
+    size_t n;
+    const char *v = lua_tolstring(L, -1, &n);
+    int printable = n <= 60;
+    for (size_t i = 0; i < n && printable; i++)
+      if ((unsigned char)v[i] < 32 || v[i] == 127) printable = 0;
+    if (printable) snprintf(out, outlen, "\"%s\"", v);
+    else snprintf(out, outlen, "a %zu-byte string", n);
+    return;
+  }
+  snprintf(out, outlen, "a %s", lua_typename(L, t));
+}
+
+static int entry_string(entry_t *e, const char *key, string_rule_fn ok, const char *rule, char **out) {
+  lua_State *L = e->L;
+  raw_field(L, key);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  size_t n = 0;
+  const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+  if (!v || !ok(v, n)) {
+    char got[80];
+    describe(L, got, sizeof got);
+    lua_pop(L, 1);
+    return entry_fail(e, "'%s' must be %s, got %s", key, rule, got);
+  }
+  free(*out); /* a default */
+  *out = strdup(v);
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int entry_number(entry_t *e, const char *key, double lo, double hi, int integer, double *out) {
+  lua_State *L = e->L;
+  raw_field(L, key);
+  int t = lua_type(L, -1);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  double v = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (t != LUA_TNUMBER || v != v || v < lo || v > hi || (integer && v != floor(v))) {
+    const char *what = integer ? "an integer" : "a number";
+    if (t != LUA_TNUMBER)
+      return entry_fail(e, "'%s' must be %s from %.15g to %.15g, got a %s", key, what, lo, hi, lua_typename(L, t));
+    return entry_fail(e, "'%s' must be %s from %.15g to %.15g, got %.15g", key, what, lo, hi, v);
+  }
+  *out = v;
+  return 0;
+}
+
+static int entry_int(entry_t *e, const char *key, int lo, int hi, int *out) {
+  double v = *out;
+  int rc = entry_number(e, key, lo, hi, 1, &v);
+  *out = (int)v;
+  return rc;
+}
+
+static int entry_bool(entry_t *e, const char *key, int *out) {
+  lua_State *L = e->L;
+  raw_field(L, key);
+  int t = lua_type(L, -1);
+  if (t != LUA_TNIL && t != LUA_TBOOLEAN) {
+    lua_pop(L, 1);
+    return entry_fail(e, "'%s' must be true or false, got a %s", key, lua_typename(L, t));
+  }
+  if (t == LUA_TBOOLEAN) *out = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Shared by queue, storage and kv: see cr_stream_opts_t. */
+static int entry_stream(entry_t *e, double timeout, cr_stream_opts_t *o) {
+  o->batch = CR_DEFAULT_BATCH;
+  o->window = CR_DEFAULT_WINDOW;
+  o->visibility = CR_VISIBILITY_TIMEOUTS * timeout;
+  o->max_receives = CR_DEFAULT_MAX_RECEIVES;
+  o->concurrency = CR_DEFAULT_TRIGGER_CONCURRENCY;
+  int rc;
+  if ((rc = entry_int(e, "batch", 1, CR_MAX_BATCH, &o->batch)) ||
+      (rc = entry_number(e, "window", 0, CR_MAX_WINDOW, 0, &o->window)) ||
+      (rc = entry_number(e, "visibility", 0.001, CR_MAX_VISIBILITY, 0, &o->visibility)) ||
+      (rc = entry_int(e, "maxReceives", 1, CR_MAX_MAX_RECEIVES, &o->max_receives)) ||
+      (rc = entry_int(e, "concurrency", 1, CR_MAX_TRIGGER_CONCURRENCY, &o->concurrency)))
+    return rc;
+  if (o->visibility < timeout)
+    return entry_fail(e,
+                      "'visibility' (%.15g) must be at least the function's 'timeout' (%.15g), "
+                      "or a batch still running is handed out again",
+                      o->visibility, timeout);
+  return 0;
+}
+
+static int entry_events(entry_t *e, unsigned *out) {
+  lua_State *L = e->L;
+  static const char rule[] = "a list of \"put\" and \"delete\"";
+  raw_field(L, "events");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (!lua_istable(L, -1)) {
+    char got[80];
+    describe(L, got, sizeof got);
+    lua_pop(L, 1);
+    return entry_fail(e, "'events' must be %s, got %s", rule, got);
+  }
+  int n = (int)lua_objlen(L, -1);
+  unsigned bits = 0;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (v && strcmp(v, "put") == 0) bits |= CR_STORAGE_PUT;
+    else if (v && strcmp(v, "delete") == 0) bits |= CR_STORAGE_DELETE;
+    else {
+      char got[80];
+      describe(L, got, sizeof got);
+      lua_pop(L, 2);
+      return entry_fail(e, "'events' entry %d must be \"put\" or \"delete\", got %s", i, got);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    double k = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+    if (k < 1 || k > n || k != floor(k)) {
+      lua_pop(L, 2);
+      return entry_fail(e, "'events' must be %s, got a table with other keys", rule);
+    }
+  }
+  lua_pop(L, 1);
+  if (!bits) return entry_fail(e, "'events' must be %s, got an empty list", rule);
+  *out = bits;
+  return 0;
+}
+
+#define STREAM_KEYS "batch", "window", "visibility", "maxReceives", "concurrency"
+static const char *const cron_keys[] = {"cron", "tz", "catchUp", "overlap", NULL};
+static const char *const queue_keys[] = {"queue", STREAM_KEYS, NULL};
+static const char *const storage_keys[] = {"storage", "events", "prefix", "suffix", STREAM_KEYS, NULL};
+static const char *const kv_keys[] = {"kv", "namespace", STREAM_KEYS, NULL};
+
+/* Indexed by cr_trigger_kind_t; each kind's key list starts with its name. */
+static const char *const *const kind_keys[] = {NULL, cron_keys, queue_keys, storage_keys, kv_keys};
+#define NKINDS 4
+
+/* Every key of the entry is a name this kind knows. */
+static int entry_keys(entry_t *e, cr_trigger_kind_t kind) {
+  lua_State *L = e->L;
+  const char *const *keys = kind_keys[kind];
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      int rc = entry_fail(e, "keys must be names, got a key of type %s", lua_typename(L, lua_type(L, -1)));
+      lua_pop(L, 1);
+      return rc;
+    }
+    const char *k = lua_tostring(L, -1);
+    int known = 0, best = 99;
+    const char *suggest = NULL;
+    for (int i = 0; keys[i]; i++) {
+      if (strcmp(k, keys[i]) == 0) known = 1;
+      int d = distance(k, keys[i]);
+      if (d < best) {
+        best = d;
+        suggest = keys[i];
+      }
+    }
+    if (!known) {
+      int rc;
+      if (best <= 2) {
+        rc = entry_fail(e, "unknown key '%s' for a %s trigger (did you mean '%s'?)", k, keys[0], suggest);
+      } else {
+        char list[200];
+        size_t o = 0;
+        for (int i = 0; keys[i] && o < sizeof list; i++)
+          o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "", keys[i]);
+        rc = entry_fail(e, "unknown key '%s' for a %s trigger (known: %s)", k, keys[0], list);
+      }
+      lua_pop(L, 1);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+/* Which one kind key the entry has. */
+static int entry_kind(entry_t *e, cr_trigger_kind_t *kind) {
+  lua_State *L = e->L;
+  int found = 0;
+  const char *first = NULL;
+  for (int k = 1; k <= NKINDS; k++) {
+    raw_field(L, kind_keys[k][0]);
+    int present = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (!present) continue;
+    if (found)
+      return entry_fail(e, "a trigger has exactly one of cron, queue, storage or kv (got '%s' and '%s')", first,
+                        kind_keys[k][0]);
+    found = k;
+    first = kind_keys[k][0];
+  }
+  if (!found) {
+    /* A misspelt kind ({ quue = "orders" }) deserves its name. */
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_pop(L, 1);
+      if (lua_type(L, -1) != LUA_TSTRING) continue;
+      const char *k = lua_tostring(L, -1);
+      for (int i = 1; i <= NKINDS; i++)
+        if (distance(k, kind_keys[i][0]) <= 1) {
+          int rc = entry_fail(e, "a trigger needs one of cron, queue, storage or kv (got '%s': did you mean '%s'?)",
+                              k, kind_keys[i][0]);
+          lua_pop(L, 1);
+          return rc;
+        }
+    }
+    return entry_fail(e, "a trigger needs one of cron, queue, storage or kv");
+  }
+  *kind = (cr_trigger_kind_t)found;
+  return 0;
+}
+
+/* Reads the entry at -1 into t (zeroed; on failure what it holds is freed
+ * with the settings). */
+static int read_trigger(entry_t *e, double timeout, cr_trigger_spec_t *t) {
+  cr_trigger_kind_t kind;
+  int rc;
+  if ((rc = entry_kind(e, &kind)) || (rc = entry_keys(e, kind))) return rc;
+  t->kind = kind;
+  switch (kind) {
+  case CR_TRIGGER_CRON:
+    /* The cron parser will validate the expression itself when it exists. */
+    if ((rc = entry_string(e, "cron", cron_ok, "a non-empty string of at most 256 bytes", &t->cron.expr)) ||
+        (rc = entry_string(e, "tz", tz_ok, "a time zone name such as \"Europe/Berlin\"", &t->cron.tz)) ||
+        (rc = entry_number(e, "catchUp", 0, CR_MAX_CATCH_UP, 0, &t->cron.catch_up)) ||
+        (rc = entry_bool(e, "overlap", &t->cron.overlap)))
+      return rc;
+    return 0;
+  case CR_TRIGGER_QUEUE:
+    if ((rc = entry_string(e, "queue", queue_name_ok, "a queue name (1 to 128 letters, digits, '_', '.', ':' or '-')",
+                           &t->queue.name)))
+      return rc;
+    return entry_stream(e, timeout, &t->queue.opts);
+  case CR_TRIGGER_STORAGE:
+    t->storage.events = CR_STORAGE_PUT | CR_STORAGE_DELETE;
+    if ((rc = entry_string(e, "storage", bucket_ok,
+                           "a bucket name (1 to 63 of a-z, 0-9, '.' and '-', starting with a letter or digit)",
+                           &t->storage.bucket)) ||
+        (rc = entry_events(e, &t->storage.events)) ||
+        (rc = entry_string(e, "prefix", affix_ok, "a string of at most 1024 bytes without control characters",
+                           &t->storage.prefix)) ||
+        (rc = entry_string(e, "suffix", affix_ok, "a string of at most 1024 bytes without control characters",
+                           &t->storage.suffix)))
+      return rc;
+    return entry_stream(e, timeout, &t->storage.opts);
+  case CR_TRIGGER_KV:
+    t->kv.ns = strdup("default");
+    if ((rc = entry_string(e, "kv", kv_prefix_ok, "a key prefix (a string of at most 1024 bytes, without NUL)",
+                           &t->kv.prefix)) ||
+        (rc = entry_string(e, "namespace", namespace_ok, "a namespace name (1 to 64 letters, digits, '_', '.' or '-')",
+                           &t->kv.ns)))
+      return rc;
+    return entry_stream(e, timeout, &t->kv.opts);
+  }
+  return entry_fail(e, "unknown kind"); /* not reached */
+}
+
+static const char triggers_like[] = "a list like { { cron = \"0 2 * * *\" }, { queue = \"orders\" } }";
 
 static int read_triggers(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
   raw_field(L, "triggers");
@@ -262,60 +620,45 @@ static int read_triggers(lua_State *L, cr_settings_t *s, char *err, size_t errle
     return 0;
   }
   if (!lua_istable(L, -1)) {
+    int rc = fail(err, errlen, "setting 'triggers' must be %s, got a %s", triggers_like,
+                  lua_typename(L, lua_type(L, -1)));
     lua_pop(L, 1);
-    return fail(err, errlen, "setting 'triggers' must be a list like { { cron = \"0 2 * * *\" } }");
+    return rc;
   }
   int n = (int)lua_objlen(L, -1);
-  for (int i = 1; i <= n; i++) {
-    lua_rawgeti(L, -1, i);
-    int kinds = 0;
-    if (lua_istable(L, -1)) {
-      for (size_t k = 0; k < sizeof trigger_kinds / sizeof trigger_kinds[0]; k++) {
-        raw_field(L, trigger_kinds[k]);
-        if (!lua_isnil(L, -1)) {
-          if (lua_type(L, -1) != LUA_TSTRING) {
-            int rc = fail(err, errlen, "setting 'triggers': entry %d: '%s' must be a string", i, trigger_kinds[k]);
-            lua_pop(L, 3);
-            return rc;
-          }
-          kinds++;
-        }
-        lua_pop(L, 1);
-      }
-    }
-    lua_pop(L, 1);
-    if (kinds != 1) {
-      lua_pop(L, 1);
-      return fail(err, errlen, "setting 'triggers': entry %d must be a table with exactly one of cron, queue, storage or kv", i);
-    }
-  }
+  /* A list and nothing else: every key an integer from 1 to n. */
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TNUMBER) {
+    double k = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+    if (k < 1 || k > n || k != floor(k)) {
       lua_pop(L, 2);
-      return fail(err, errlen, "setting 'triggers' must be a list (got a table with named keys)");
+      return fail(err, errlen, "setting 'triggers' must be %s (got a table with named keys)", triggers_like);
     }
   }
-  /* Always a JSON array, even empty. */
-  cr_buf_t b = CR_BUF_INIT;
-  char jerr[160];
-  cr_buf_putc(&b, '[');
+  if (n > CR_MAX_TRIGGERS) {
+    lua_pop(L, 1);
+    return fail(err, errlen, "setting 'triggers' has %d entries; at most %d", n, CR_MAX_TRIGGERS);
+  }
+  if (n) s->triggers = calloc((size_t)n, sizeof *s->triggers);
   for (int i = 1; i <= n; i++) {
-    if (i > 1) cr_buf_putc(&b, ',');
+    entry_t e = {L, i, err, errlen};
     lua_rawgeti(L, -1, i);
-    int rc = cr_json_encode(L, -1, &b, jerr, sizeof jerr);
+    if (!lua_istable(L, -1)) {
+      int rc = entry_fail(&e, "must be a table such as { queue = \"orders\" }, got a %s",
+                          lua_typename(L, lua_type(L, -1)));
+      lua_pop(L, 2);
+      return rc;
+    }
+    s->ntriggers++; /* counted first: free releases what a failed read left */
+    int rc = read_trigger(&e, s->timeout, &s->triggers[i - 1]);
     lua_pop(L, 1);
     if (rc) {
       lua_pop(L, 1);
-      cr_buf_free(&b);
-      return fail(err, errlen, "setting 'triggers': entry %d: %s", i, jerr);
+      return rc;
     }
   }
-  cr_buf_putc(&b, ']');
   lua_pop(L, 1);
-  s->triggers = strndup(b.data, b.len);
-  cr_buf_free(&b);
   return 0;
 }
 
@@ -423,26 +766,92 @@ out:
   return rc;
 }
 
-int cr_settings_copy(cr_settings_t *dst, const cr_settings_t *src) {
-  cr_buf_t b = CR_BUF_INIT;
-  int rc = cr_settings_pack(src, &b);
-  if (rc == 0) rc = cr_settings_unpack(b.data, b.len, dst);
-  cr_buf_free(&b);
-  return rc;
+/* --- pack / unpack (wire.h) */
+
+static int pack_stream(cr_buf_t *b, const cr_stream_opts_t *o) {
+  return cr_wire_u32(b, (uint32_t)o->batch) || cr_wire_f64(b, o->window) || cr_wire_f64(b, o->visibility) ||
+         cr_wire_u32(b, (uint32_t)o->max_receives) || cr_wire_u32(b, (uint32_t)o->concurrency);
 }
 
-/* --- pack / unpack (wire.h) */
+static int pack_trigger(cr_buf_t *b, const cr_trigger_spec_t *t) {
+  if (cr_wire_u32(b, (uint32_t)t->kind)) return -1;
+  switch (t->kind) {
+  case CR_TRIGGER_CRON:
+    return cr_wire_str(b, t->cron.expr) || cr_wire_str(b, t->cron.tz) || cr_wire_f64(b, t->cron.catch_up) ||
+           cr_wire_u32(b, (uint32_t)t->cron.overlap);
+  case CR_TRIGGER_QUEUE:
+    return cr_wire_str(b, t->queue.name) || pack_stream(b, &t->queue.opts);
+  case CR_TRIGGER_STORAGE:
+    return cr_wire_str(b, t->storage.bucket) || cr_wire_u32(b, t->storage.events) ||
+           cr_wire_str(b, t->storage.prefix) || cr_wire_str(b, t->storage.suffix) ||
+           pack_stream(b, &t->storage.opts);
+  case CR_TRIGGER_KV:
+    return cr_wire_str(b, t->kv.prefix) || cr_wire_str(b, t->kv.ns) || pack_stream(b, &t->kv.opts);
+  }
+  return -1;
+}
 
 int cr_settings_pack(const cr_settings_t *s, cr_buf_t *b) {
   int rc = cr_wire_u32(b, (uint32_t)s->has_routes) || cr_wire_u32(b, (uint32_t)s->nroutes);
   for (int i = 0; i < s->nroutes && !rc; i++)
-    rc = cr_wire_u32(b, s->routes[i].methods) || cr_wire_str(b, s->routes[i].path);
+    rc = cr_wire_u32(b, s->routes[i].methods) || cr_wire_str(b, s->routes[i].path) ||
+         cr_wire_u32(b, s->routes[i].policy.flags);
   rc = rc || cr_wire_f64(b, s->timeout) || cr_wire_u32(b, (uint32_t)s->memory) ||
        cr_wire_u32(b, (uint32_t)s->concurrency) || cr_wire_u32(b, (uint32_t)s->warm) || cr_wire_f64(b, s->idle) ||
        cr_wire_u32(b, (uint32_t)s->nenv);
   for (int i = 0; i < 2 * s->nenv && !rc; i++) rc = cr_wire_str(b, s->env[i]);
-  rc = rc || cr_wire_str(b, s->triggers);
+  rc = rc || cr_wire_u32(b, (uint32_t)s->ntriggers);
+  for (int i = 0; i < s->ntriggers && !rc; i++) rc = pack_trigger(b, &s->triggers[i]);
   return rc ? CR_ENOMEM : 0;
+}
+
+static void unpack_stream(cr_wire_reader_t *r, cr_stream_opts_t *o) {
+  o->batch = (int)cr_wire_get_u32(r);
+  o->window = cr_wire_get_f64(r);
+  o->visibility = cr_wire_get_f64(r);
+  o->max_receives = (int)cr_wire_get_u32(r);
+  o->concurrency = (int)cr_wire_get_u32(r);
+}
+
+/* The packer is this binary, so values are not range-checked again; what
+ * the structure relies on is (a known kind, the strings that may not be
+ * NULL), so a bad message cannot hand a worker a spec it would misread. */
+static void unpack_trigger(cr_wire_reader_t *r, cr_trigger_spec_t *t) {
+  uint32_t kind = cr_wire_get_u32(r);
+  if (r->bad || kind < CR_TRIGGER_CRON || kind > CR_TRIGGER_KV) {
+    r->bad = 1;
+    return;
+  }
+  t->kind = (cr_trigger_kind_t)kind;
+  switch (t->kind) {
+  case CR_TRIGGER_CRON:
+    t->cron.expr = cr_wire_get_bytes(r, NULL);
+    t->cron.tz = cr_wire_get_bytes(r, NULL);
+    t->cron.catch_up = cr_wire_get_f64(r);
+    t->cron.overlap = cr_wire_get_u32(r) != 0;
+    if (!t->cron.expr) r->bad = 1;
+    break;
+  case CR_TRIGGER_QUEUE:
+    t->queue.name = cr_wire_get_bytes(r, NULL);
+    unpack_stream(r, &t->queue.opts);
+    if (!t->queue.name) r->bad = 1;
+    break;
+  case CR_TRIGGER_STORAGE:
+    t->storage.bucket = cr_wire_get_bytes(r, NULL);
+    t->storage.events = cr_wire_get_u32(r);
+    t->storage.prefix = cr_wire_get_bytes(r, NULL);
+    t->storage.suffix = cr_wire_get_bytes(r, NULL);
+    unpack_stream(r, &t->storage.opts);
+    if (!t->storage.bucket || !t->storage.events || (t->storage.events & ~(CR_STORAGE_PUT | CR_STORAGE_DELETE)))
+      r->bad = 1;
+    break;
+  case CR_TRIGGER_KV:
+    t->kv.prefix = cr_wire_get_bytes(r, NULL);
+    t->kv.ns = cr_wire_get_bytes(r, NULL);
+    unpack_stream(r, &t->kv.opts);
+    if (!t->kv.prefix || !t->kv.ns) r->bad = 1;
+    break;
+  }
 }
 
 int cr_settings_unpack_from(cr_wire_reader_t *r, cr_settings_t *s) {
@@ -454,8 +863,9 @@ int cr_settings_unpack_from(cr_wire_reader_t *r, cr_settings_t *s) {
   for (uint32_t i = 0; i < nroutes && !r->bad; i++) {
     s->routes[i].methods = cr_wire_get_u32(r);
     s->routes[i].path = cr_wire_get_bytes(r, NULL);
+    s->routes[i].policy.flags = cr_wire_get_u32(r);
     s->nroutes++;
-    if (!s->routes[i].path) r->bad = 1;
+    if (!s->routes[i].path || (s->routes[i].policy.flags & ~CR_POLICY_KNOWN)) r->bad = 1;
   }
   s->timeout = cr_wire_get_f64(r);
   s->memory = (int)cr_wire_get_u32(r);
@@ -474,7 +884,16 @@ int cr_settings_unpack_from(cr_wire_reader_t *r, cr_settings_t *s) {
   } else {
     r->bad = 1;
   }
-  s->triggers = cr_wire_get_bytes(r, NULL);
+  uint32_t ntriggers = cr_wire_get_u32(r);
+  if (!r->bad && ntriggers <= CR_MAX_TRIGGERS) {
+    if (ntriggers) s->triggers = calloc(ntriggers, sizeof *s->triggers);
+    for (uint32_t i = 0; i < ntriggers && !r->bad; i++) {
+      s->ntriggers++;
+      unpack_trigger(r, &s->triggers[i]);
+    }
+  } else {
+    r->bad = 1;
+  }
   if (r->bad) {
     cr_settings_free(s);
     return CR_EINVAL;

@@ -4,7 +4,12 @@
  * timeout, memory, concurrency, warm, idle, env, triggers }. This module reads
  * that table (cr_settings_read), checking every key and type with messages
  * that name the key, and moves settings between processes (pack/unpack): the
- * validator process reads them, the master and the workers use them. */
+ * validator process reads them, the master and the workers use them.
+ *
+ * Each `triggers` entry becomes a typed cr_trigger_spec_t at load, every key,
+ * type, range and enum value checked and unknown keys refused, so the
+ * trigger implementations only read C fields and never re-validate. Nothing
+ * acts on the specs yet: a function's triggers change nothing it does. */
 #ifndef CR_SETTINGS_H
 #define CR_SETTINGS_H
 
@@ -14,10 +19,101 @@
 
 typedef struct lua_State lua_State;
 
+/* Per-route gateway policy (auth, rate limit, CORS, cache) to come. Nothing
+ * sets a policy yet: a zeroed one means "no policy", which is every route
+ * today and what the gateway does now. A policy kind is added as a
+ * CR_POLICY_* bit plus its fields here, packed in settings.c; unpack refuses
+ * bits it does not know, so a stale worker cannot drop a policy silently. */
+#define CR_POLICY_KNOWN 0u /* the CR_POLICY_* bits defined so far: none */
 typedef struct {
-  unsigned methods; /* CR_M_* bits */
-  char *path;       /* pattern, see router.h */
+  unsigned flags; /* CR_POLICY_* bits of the policies set; 0: none */
+} cr_route_policy_t;
+
+typedef struct {
+  unsigned methods;         /* CR_M_* bits */
+  char *path;               /* pattern, see router.h */
+  cr_route_policy_t policy; /* zeroed: none */
 } cr_route_spec_t;
+
+/* --- triggers: { cron = ... } | { queue = ... } | { storage = ... } | { kv = ... } */
+
+typedef enum {
+  CR_TRIGGER_CRON = 1, /* 0 is never a valid kind, so a zeroed spec is not one */
+  CR_TRIGGER_QUEUE,
+  CR_TRIGGER_STORAGE,
+  CR_TRIGGER_KV,
+} cr_trigger_kind_t;
+
+#define CR_MAX_TRIGGERS 64 /* entries per function */
+
+/* How a trigger that reads a stream through a consumer group (queue,
+ * storage, kv) takes its records; the three share the ack, retry and
+ * dead-letter rules, so they share the keys. Seconds are numbers, counts
+ * integers, like the function's own settings. */
+typedef struct {
+  int batch;         /* batch: records per invocation, [1, 100], default 10 */
+  double window;     /* window: seconds to wait to fill a batch, [0, 60], default 0 */
+  double visibility; /* visibility: seconds before an unacknowledged record is handed out again,
+                        [timeout, 43200], default 6 x timeout (see below) */
+  int max_receives;  /* maxReceives: deliveries before the dead-letter queue, [1, 1000], default 5 */
+  int concurrency;   /* concurrency: this trigger's invocations in flight across all workers,
+                        [1, 1000], default 2 (the function's own concurrency applies too) */
+} cr_stream_opts_t;
+
+#define CR_DEFAULT_BATCH 10
+#define CR_MAX_BATCH 100
+#define CR_DEFAULT_WINDOW 0.0
+#define CR_MAX_WINDOW 60.0
+/* visibility defaults to CR_VISIBILITY_TIMEOUTS x the function's timeout (as
+ * AWS advises for SQS) and may not be below the timeout, or a batch still
+ * running would be handed out again; at most 12 h, SQS's maximum. */
+#define CR_VISIBILITY_TIMEOUTS 6
+#define CR_MAX_VISIBILITY 43200.0
+#define CR_DEFAULT_MAX_RECEIVES 5
+#define CR_MAX_MAX_RECEIVES 1000
+#define CR_DEFAULT_TRIGGER_CONCURRENCY 2
+#define CR_MAX_TRIGGER_CONCURRENCY 1000
+/* catchUp: seconds within which a tick missed while down still fires, at
+ * most 31 days (a monthly schedule can catch up its tick). Default 0. */
+#define CR_MAX_CATCH_UP 2678400.0
+
+/* storage events bits */
+#define CR_STORAGE_PUT 1u
+#define CR_STORAGE_DELETE 2u
+
+/* One entry of `triggers`: kind says which member of the union is set. The
+ * Lua key each field comes from starts its comment. Strings are malloc'd,
+ * owned by the settings (cr_settings_free), and never hold a NUL. */
+typedef struct {
+  cr_trigger_kind_t kind;
+  union {
+    struct {
+      /* cron: the expression, 1-256 bytes ("0 2 * * *", "cron(...)",
+       * "rate(5 minutes)"). Only checked to be a non-empty string: the cron
+       * parser will validate the expression when it exists. */
+      char *expr;
+      char *tz;        /* tz: a zone name (1-128 bytes), or NULL for UTC */
+      double catch_up; /* catchUp: [0, CR_MAX_CATCH_UP] seconds, default 0 (skip missed ticks) */
+      int overlap;     /* overlap: boolean, default 0 (a tick waits for the last run) */
+    } cron;
+    struct {
+      char *name; /* queue: 1-128 of letters, digits, '_', '.', ':', '-' (crescent.queue's rule) */
+      cr_stream_opts_t opts;
+    } queue;
+    struct {
+      char *bucket;     /* storage: 1-63 of a-z, 0-9, '.', '-', first a letter or digit */
+      unsigned events;  /* events: CR_STORAGE_* bits, a list of "put"/"delete", default both */
+      char *prefix;     /* prefix: 0-1024 bytes without control characters, or NULL (any key) */
+      char *suffix;     /* suffix: likewise */
+      cr_stream_opts_t opts;
+    } storage;
+    struct {
+      char *prefix; /* kv: the key prefix, 0-1024 bytes ("" = every key), no NUL */
+      char *ns;     /* namespace: 1-64 of letters, digits, '_', '.', '-', default "default" */
+      cr_stream_opts_t opts;
+    } kv;
+  };
+} cr_trigger_spec_t;
 
 typedef struct cr_settings_s {
   int has_routes;           /* 0: the default route from the file's path */
@@ -30,7 +126,8 @@ typedef struct cr_settings_s {
   double idle;              /* seconds before an unused instance is closed */
   int nenv;
   char **env;               /* 2*nenv strings: name, value, ... */
-  char *triggers;           /* JSON array, or NULL */
+  int ntriggers;            /* 0: none (absent or an empty list), at most CR_MAX_TRIGGERS */
+  cr_trigger_spec_t *triggers; /* in the order listed, or NULL */
 } cr_settings_t;
 
 #define CR_DEFAULT_TIMEOUT 10.0
@@ -43,7 +140,6 @@ typedef struct cr_settings_s {
 
 void cr_settings_defaults(cr_settings_t *s);
 void cr_settings_free(cr_settings_t *s);
-int cr_settings_copy(cr_settings_t *dst, const cr_settings_t *src);
 
 /* Reads the value at idx (a function, or a settings table with a handler).
  * Fills s and returns 0, or writes "setting 'x' must be ..." to err and

@@ -16,6 +16,7 @@
 #include "router.h"
 #include "settings.h"
 #include "vm.h"
+#include "wire.h"
 
 static cr_vm_t *g_vm;
 static char g_err[1024];
@@ -52,6 +53,7 @@ static int read_chunk(const char *chunk, cr_settings_t *s) {
     assert_null(s->routes);
     assert_int_equal(s->nenv, 0);
     assert_null(s->env);
+    assert_int_equal(s->ntriggers, 0);
     assert_null(s->triggers);
   }
   lua_settop(L, 0);
@@ -70,6 +72,16 @@ static void refused(const char *chunk, const char *needle1, const char *needle2)
   if (needle2 && !strstr(g_err, needle2)) fail_msg("%s\n  error: %s\n  lacks: %s", chunk, g_err, needle2);
 }
 
+/* chunk must be refused with exactly this message. */
+static void refused_exact(const char *chunk, const char *message) {
+  cr_settings_t s;
+  if (read_chunk(chunk, &s) == 0) {
+    cr_settings_free(&s);
+    fail_msg("accepted: %s", chunk);
+  }
+  if (strcmp(g_err, message) != 0) fail_msg("%s\n  error: %s\n   want: %s", chunk, g_err, message);
+}
+
 static void accepted(const char *chunk, cr_settings_t *s) {
   if (read_chunk(chunk, s)) fail_msg("refused: %s\n  error: %s", chunk, g_err);
 }
@@ -83,6 +95,7 @@ static void assert_defaults(const cr_settings_t *s) {
   assert_int_equal(s->warm, 0);
   assert_true(s->idle == CR_DEFAULT_IDLE);
   assert_int_equal(s->nenv, 0);
+  assert_int_equal(s->ntriggers, 0);
   assert_null(s->triggers);
 }
 
@@ -91,7 +104,11 @@ static void assert_defaults(const cr_settings_t *s) {
   "  routes = { 'GET /users/:id', 'PUT,POST /users/:id', '/any/*rest', 'DELETE  /two' },\n" \
   "  timeout = 5.5, memory = 64, concurrency = 50, warm = 2, idle = 900,\n"                \
   "  env = { TABLE = 'users', N = 5, BIG = 2^53, F = 0.5, B = true, NO = false, E = '' },\n" \
-  "  triggers = { { cron = '0 2 * * *' }, { queue = 'orders', batch = 10 } } }"
+  "  triggers = { { cron = '0 2 * * *' }, { queue = 'orders', batch = 10 },\n"              \
+  "    { cron = 'rate(5 minutes)', tz = 'Europe/Berlin', catchUp = 60, overlap = true },\n" \
+  "    { storage = 'uploads', events = { 'delete' }, prefix = 'img/', suffix = '.png',\n"   \
+  "      batch = 3, window = 1.5, visibility = 40, maxReceives = 7, concurrency = 9 },\n"   \
+  "    { kv = '', namespace = 'users', maxReceives = 2 } } }"
 
 /* --- reading -------------------------------------------------------------------------------------- */
 
@@ -121,6 +138,7 @@ static void test_full_table(void **state) {
   assert_string_equal(s.routes[2].path, "/any/*rest");
   assert_int_equal(s.routes[3].methods, CR_M_DELETE);
   assert_string_equal(s.routes[3].path, "/two");
+  for (int i = 0; i < s.nroutes; i++) assert_int_equal(s.routes[i].policy.flags, 0); /* no policy yet */
   assert_true(s.timeout == 5.5);
   assert_int_equal(s.memory, 64);
   assert_int_equal(s.concurrency, 50);
@@ -136,12 +154,19 @@ static void test_full_table(void **state) {
   assert_string_equal(cr_settings_env(&s, "E"), "");
   assert_null(cr_settings_env(&s, "MISSING"));
   assert_null(cr_settings_env(&s, "table")); /* names are case-sensitive */
-  assert_non_null(s.triggers);
-  const char *head = "[{\"cron\":\"0 2 * * *\"},{";
-  assert_memory_equal(s.triggers, head, strlen(head));
-  assert_non_null(strstr(s.triggers, "\"queue\":\"orders\""));
-  assert_non_null(strstr(s.triggers, "\"batch\":10"));
-  assert_int_equal(s.triggers[strlen(s.triggers) - 1], ']');
+  assert_int_equal(s.ntriggers, 5);
+  assert_int_equal(s.triggers[0].kind, CR_TRIGGER_CRON);
+  assert_string_equal(s.triggers[0].cron.expr, "0 2 * * *");
+  assert_int_equal(s.triggers[1].kind, CR_TRIGGER_QUEUE);
+  assert_string_equal(s.triggers[1].queue.name, "orders");
+  assert_int_equal(s.triggers[1].queue.opts.batch, 10);
+  assert_true(s.triggers[1].queue.opts.visibility == 6 * 5.5); /* the default follows timeout */
+  assert_int_equal(s.triggers[2].kind, CR_TRIGGER_CRON);
+  assert_string_equal(s.triggers[2].cron.tz, "Europe/Berlin");
+  assert_int_equal(s.triggers[3].kind, CR_TRIGGER_STORAGE);
+  assert_int_equal(s.triggers[3].storage.events, CR_STORAGE_DELETE);
+  assert_int_equal(s.triggers[4].kind, CR_TRIGGER_KV);
+  assert_string_equal(s.triggers[4].kv.prefix, "");
   cr_settings_free(&s);
   assert_defaults(&s); /* free leaves defaults */
   assert_null(s.routes);
@@ -205,7 +230,8 @@ static void test_wrong_types(void **state) {
   refused("return { handler = print, idle = print }", "setting 'idle'", "function");
   refused("return { handler = print, routes = 'GET /x' }", "setting 'routes'", NULL);
   refused("return { handler = print, env = 'A=1' }", "setting 'env'", NULL);
-  refused("return { handler = print, triggers = 'cron' }", "setting 'triggers'", NULL);
+  refused_exact("return { handler = print, triggers = 'cron' }",
+                "setting 'triggers' must be a list like { { cron = \"0 2 * * *\" }, { queue = \"orders\" } }, got a string");
 }
 
 static void test_ranges(void **state) {
@@ -352,41 +378,338 @@ static void test_env(void **state) {
   cr_settings_free(&s);
 }
 
-static void test_triggers(void **state) {
+/* --- triggers ------------------------------------------------------------------------------------- */
+
+#define H "return { handler = print, "
+
+static void assert_stream_defaults(const cr_stream_opts_t *o, double timeout) {
+  assert_int_equal(o->batch, 10);
+  assert_true(o->window == 0);
+  assert_true(o->visibility == 6 * timeout);
+  assert_int_equal(o->max_receives, 5);
+  assert_int_equal(o->concurrency, 2);
+}
+
+static void test_trigger_cron(void **state) {
   (void)state;
-  refused("return { handler = print, triggers = { 'cron' } }", "setting 'triggers'", "entry 1");
-  refused("return { handler = print, triggers = { { cron = 'x' }, 5 } }", "setting 'triggers'", "entry 2");
-  refused("return { handler = print, triggers = { { cron = 'x', queue = 'q' } } }", "entry 1", "exactly one");
-  refused("return { handler = print, triggers = { { batch = 10 } } }", "entry 1", "exactly one");
-  refused("return { handler = print, triggers = { { cron = 5 } } }", "setting 'triggers'", "'cron' must be a string");
-  refused("return { handler = print, triggers = { { kv = {} } } }", "'kv' must be a string", NULL);
-  refused("return { handler = print, triggers = { { queue = 'q', f = print } } }", "setting 'triggers'", "function");
   cr_settings_t s;
-  accepted("return { handler = print, triggers = { { storage = 'uploads', prefix = 'img/' }, { kv = 'users:' } } }", &s);
-  assert_non_null(s.triggers);
-  assert_int_equal(s.triggers[0], '[');
-  assert_non_null(strstr(s.triggers, "\"storage\":\"uploads\""));
-  assert_non_null(strstr(s.triggers, "{\"kv\":\"users:\"}"));
+  accepted(H "triggers = { { cron = '0 2 * * *' } } }", &s);
+  assert_int_equal(s.ntriggers, 1);
+  assert_int_equal(s.triggers[0].kind, CR_TRIGGER_CRON);
+  assert_string_equal(s.triggers[0].cron.expr, "0 2 * * *");
+  assert_null(s.triggers[0].cron.tz);
+  assert_true(s.triggers[0].cron.catch_up == 0);
+  assert_int_equal(s.triggers[0].cron.overlap, 0);
+  cr_settings_free(&s);
+  accepted(H "triggers = { { cron = 'rate(5 minutes)', tz = 'America/Argentina/Buenos_Aires', catchUp = 3600.5,"
+             " overlap = true } } }",
+           &s);
+  assert_int_equal(s.ntriggers, 1);
+  assert_int_equal(s.triggers[0].kind, CR_TRIGGER_CRON);
+  assert_string_equal(s.triggers[0].cron.expr, "rate(5 minutes)");
+  assert_string_equal(s.triggers[0].cron.tz, "America/Argentina/Buenos_Aires");
+  assert_true(s.triggers[0].cron.catch_up == 3600.5);
+  assert_int_equal(s.triggers[0].cron.overlap, 1);
+  cr_settings_free(&s);
+  /* The expression itself is not parsed yet: any non-empty string will do. */
+  accepted(H "triggers = { { cron = 'not a schedule', overlap = false, catchUp = 2678400 } } }", &s);
+  assert_string_equal(s.triggers[0].cron.expr, "not a schedule");
+  assert_int_equal(s.triggers[0].cron.overlap, 0);
+  assert_true(s.triggers[0].cron.catch_up == 2678400);
   cr_settings_free(&s);
 }
 
-/* settings.h: triggers is "a JSON array, or NULL". */
-static void test_triggers_always_array(void **state) {
+static void test_trigger_queue(void **state) {
   (void)state;
   cr_settings_t s;
-  accepted("return { handler = print, triggers = {} }", &s);
-  int ok = s.triggers == NULL || strcmp(s.triggers, "[]") == 0;
-  char got[64];
-  snprintf(got, sizeof got, "%s", s.triggers ? s.triggers : "(null)");
+  accepted(H "triggers = { { queue = 'orders' } } }", &s);
+  assert_int_equal(s.ntriggers, 1);
+  assert_int_equal(s.triggers[0].kind, CR_TRIGGER_QUEUE);
+  assert_string_equal(s.triggers[0].queue.name, "orders");
+  assert_stream_defaults(&s.triggers[0].queue.opts, CR_DEFAULT_TIMEOUT);
+  assert_true(s.triggers[0].queue.opts.visibility == 60);
   cr_settings_free(&s);
-  if (!ok) fail_msg("triggers = {} gave %s, not a JSON array", got);
-  /* A list with extra named keys is not a list of triggers either. */
-  if (read_chunk("return { handler = print, triggers = { { cron = '* * * * *' }, extra = 1 } }", &s) == 0) {
-    ok = s.triggers && s.triggers[0] == '[';
-    snprintf(got, sizeof got, "%s", s.triggers ? s.triggers : "(null)");
-    cr_settings_free(&s);
-    if (!ok) fail_msg("triggers with a named key gave %s, not a JSON array", got);
+  /* The visibility default follows the function's timeout, wherever the key is. */
+  accepted(H "triggers = { { queue = 'orders' } }, timeout = 3 }", &s);
+  assert_true(s.triggers[0].queue.opts.visibility == 18);
+  cr_settings_free(&s);
+  accepted(H "triggers = { { queue = 'orders.v2:eu-1_X', batch = 100, window = 0.5, visibility = 30,"
+             " maxReceives = 1000, concurrency = 1000 } } }",
+           &s);
+  assert_int_equal(s.ntriggers, 1);
+  assert_int_equal(s.triggers[0].kind, CR_TRIGGER_QUEUE);
+  assert_string_equal(s.triggers[0].queue.name, "orders.v2:eu-1_X");
+  assert_int_equal(s.triggers[0].queue.opts.batch, 100);
+  assert_true(s.triggers[0].queue.opts.window == 0.5);
+  assert_true(s.triggers[0].queue.opts.visibility == 30);
+  assert_int_equal(s.triggers[0].queue.opts.max_receives, 1000);
+  assert_int_equal(s.triggers[0].queue.opts.concurrency, 1000);
+  cr_settings_free(&s);
+  /* The low edges; visibility may equal the timeout. */
+  accepted(H "timeout = 2, triggers = { { queue = 'q', batch = 1, window = 0, visibility = 2, maxReceives = 1,"
+             " concurrency = 1 } } }",
+           &s);
+  assert_int_equal(s.triggers[0].queue.opts.batch, 1);
+  assert_true(s.triggers[0].queue.opts.window == 0);
+  assert_true(s.triggers[0].queue.opts.visibility == 2);
+  assert_int_equal(s.triggers[0].queue.opts.max_receives, 1);
+  assert_int_equal(s.triggers[0].queue.opts.concurrency, 1);
+  cr_settings_free(&s);
+}
+
+static void test_trigger_storage(void **state) {
+  (void)state;
+  cr_settings_t s;
+  accepted(H "triggers = { { storage = 'uploads' } } }", &s);
+  assert_int_equal(s.ntriggers, 1);
+  assert_int_equal(s.triggers[0].kind, CR_TRIGGER_STORAGE);
+  assert_string_equal(s.triggers[0].storage.bucket, "uploads");
+  assert_int_equal(s.triggers[0].storage.events, CR_STORAGE_PUT | CR_STORAGE_DELETE);
+  assert_null(s.triggers[0].storage.prefix);
+  assert_null(s.triggers[0].storage.suffix);
+  assert_stream_defaults(&s.triggers[0].storage.opts, CR_DEFAULT_TIMEOUT);
+  cr_settings_free(&s);
+  accepted(H "triggers = { { storage = '0-bucket.a', events = { 'put' }, prefix = 'images/', suffix = '.png',"
+             " batch = 20, window = 60, visibility = 43200, maxReceives = 3, concurrency = 4 } } }",
+           &s);
+  assert_int_equal(s.triggers[0].kind, CR_TRIGGER_STORAGE);
+  assert_string_equal(s.triggers[0].storage.bucket, "0-bucket.a");
+  assert_int_equal(s.triggers[0].storage.events, CR_STORAGE_PUT);
+  assert_string_equal(s.triggers[0].storage.prefix, "images/");
+  assert_string_equal(s.triggers[0].storage.suffix, ".png");
+  assert_int_equal(s.triggers[0].storage.opts.batch, 20);
+  assert_true(s.triggers[0].storage.opts.window == 60);
+  assert_true(s.triggers[0].storage.opts.visibility == 43200);
+  assert_int_equal(s.triggers[0].storage.opts.max_receives, 3);
+  assert_int_equal(s.triggers[0].storage.opts.concurrency, 4);
+  cr_settings_free(&s);
+  /* events: either, both, repeats; an empty prefix is kept as given. */
+  accepted(H "triggers = { { storage = 'b', events = { 'delete' }, prefix = '' },"
+             " { storage = 'b', events = { 'delete', 'put', 'put' } } } }",
+           &s);
+  assert_int_equal(s.ntriggers, 2);
+  assert_int_equal(s.triggers[0].storage.events, CR_STORAGE_DELETE);
+  assert_string_equal(s.triggers[0].storage.prefix, "");
+  assert_null(s.triggers[0].storage.suffix);
+  assert_int_equal(s.triggers[1].storage.events, CR_STORAGE_PUT | CR_STORAGE_DELETE);
+  cr_settings_free(&s);
+}
+
+static void test_trigger_kv(void **state) {
+  (void)state;
+  cr_settings_t s;
+  accepted(H "triggers = { { kv = 'users:' } } }", &s);
+  assert_int_equal(s.ntriggers, 1);
+  assert_int_equal(s.triggers[0].kind, CR_TRIGGER_KV);
+  assert_string_equal(s.triggers[0].kv.prefix, "users:");
+  assert_string_equal(s.triggers[0].kv.ns, "default");
+  assert_stream_defaults(&s.triggers[0].kv.opts, CR_DEFAULT_TIMEOUT);
+  cr_settings_free(&s);
+  /* An empty prefix: every key of the namespace. */
+  accepted(H "triggers = { { kv = '', namespace = 'Sessions_v1.eu-2', batch = 50, window = 2, visibility = 90,"
+             " maxReceives = 10, concurrency = 8 } } }",
+           &s);
+  assert_int_equal(s.triggers[0].kind, CR_TRIGGER_KV);
+  assert_string_equal(s.triggers[0].kv.prefix, "");
+  assert_string_equal(s.triggers[0].kv.ns, "Sessions_v1.eu-2");
+  assert_int_equal(s.triggers[0].kv.opts.batch, 50);
+  assert_true(s.triggers[0].kv.opts.window == 2);
+  assert_true(s.triggers[0].kv.opts.visibility == 90);
+  assert_int_equal(s.triggers[0].kv.opts.max_receives, 10);
+  assert_int_equal(s.triggers[0].kv.opts.concurrency, 8);
+  cr_settings_free(&s);
+  /* Key prefixes are bytes: a tab or a long one is fine. */
+  accepted(H "triggers = { { kv = 'a\\tb' }, { kv = string.rep('k', 1024) } } }", &s);
+  assert_string_equal(s.triggers[0].kv.prefix, "a\tb");
+  assert_int_equal(strlen(s.triggers[1].kv.prefix), 1024);
+  cr_settings_free(&s);
+}
+
+static void test_triggers_list(void **state) {
+  (void)state;
+  cr_settings_t s;
+  /* An empty list is no triggers. */
+  accepted(H "triggers = {} }", &s);
+  assert_int_equal(s.ntriggers, 0);
+  assert_null(s.triggers);
+  cr_settings_free(&s);
+  /* Entries keep their order and kinds mix. */
+  accepted(H "triggers = { { kv = 'a' }, { cron = '@daily' }, { queue = 'q' }, { storage = 's' } } }", &s);
+  assert_int_equal(s.ntriggers, 4);
+  assert_int_equal(s.triggers[0].kind, CR_TRIGGER_KV);
+  assert_int_equal(s.triggers[1].kind, CR_TRIGGER_CRON);
+  assert_string_equal(s.triggers[1].cron.expr, "@daily");
+  assert_int_equal(s.triggers[2].kind, CR_TRIGGER_QUEUE);
+  assert_int_equal(s.triggers[3].kind, CR_TRIGGER_STORAGE);
+  cr_settings_free(&s);
+  /* At most CR_MAX_TRIGGERS. */
+  accepted("local t = {} for i = 1, 64 do t[i] = { queue = 'q' .. i } end return { handler = print, triggers = t }", &s);
+  assert_int_equal(s.ntriggers, CR_MAX_TRIGGERS);
+  assert_string_equal(s.triggers[63].queue.name, "q64");
+  cr_settings_free(&s);
+  refused_exact("local t = {} for i = 1, 65 do t[i] = { queue = 'q' } end return { handler = print, triggers = t }",
+                "setting 'triggers' has 65 entries; at most 64");
+  /* A failure after some entries were read frees them (ASan would see a leak). */
+  refused_exact(H "triggers = { { storage = 'b', prefix = 'p', suffix = 's' }, { kv = 'x', namespace = 'n' },"
+                  " { cron = 'x', tz = 'UTC' }, { queue = 'q', batch = 0 } } }",
+                "setting 'triggers': entry 4: 'batch' must be an integer from 1 to 100, got 0");
+  refused_exact(H "triggers = { { storage = 'b', prefix = 'p', suffix = 1 } } }",
+                "setting 'triggers': entry 1: 'suffix' must be a string of at most 1024 bytes without control "
+                "characters, got a number");
+  /* Without triggers, all else as before. */
+  accepted(H "routes = { 'GET /x' } }", &s);
+  assert_int_equal(s.ntriggers, 0);
+  assert_null(s.triggers);
+  cr_settings_free(&s);
+}
+
+static void test_trigger_errors_shape(void **state) {
+  (void)state;
+  const char *like = "a list like { { cron = \"0 2 * * *\" }, { queue = \"orders\" } }";
+  char want[300];
+  snprintf(want, sizeof want, "setting 'triggers' must be %s, got a boolean", like);
+  refused_exact(H "triggers = true }", want);
+  snprintf(want, sizeof want, "setting 'triggers' must be %s (got a table with named keys)", like);
+  refused_exact(H "triggers = { queue = 'orders' } }", want);
+  refused_exact(H "triggers = { { cron = '* * * * *' }, extra = 1 } }", want);
+  refused_exact(H "triggers = { { cron = '* * * * *' }, [1.5] = { cron = 'x' } } }", want);
+  /* Entries that are not tables. */
+  refused_exact(H "triggers = { 'cron' } }",
+                "setting 'triggers': entry 1: must be a table such as { queue = \"orders\" }, got a string");
+  refused_exact(H "triggers = { { cron = 'x' }, 5 } }",
+                "setting 'triggers': entry 2: must be a table such as { queue = \"orders\" }, got a number");
+  /* No kind key, a misspelt one, two of them. */
+  refused_exact(H "triggers = { { batch = 10 } } }",
+                "setting 'triggers': entry 1: a trigger needs one of cron, queue, storage or kv");
+  refused_exact(H "triggers = { {} } }", "setting 'triggers': entry 1: a trigger needs one of cron, queue, storage or kv");
+  refused_exact(H "triggers = { { quue = 'orders' } } }",
+                "setting 'triggers': entry 1: a trigger needs one of cron, queue, storage or kv "
+                "(got 'quue': did you mean 'queue'?)");
+  refused_exact(H "triggers = { { cron = 'x' }, { cron = 'x', queue = 'q' } } }",
+                "setting 'triggers': entry 2: a trigger has exactly one of cron, queue, storage or kv "
+                "(got 'cron' and 'queue')");
+  refused_exact(H "triggers = { { storage = 'b', kv = 'k' } } }",
+                "setting 'triggers': entry 1: a trigger has exactly one of cron, queue, storage or kv "
+                "(got 'storage' and 'kv')");
+}
+
+static void test_trigger_errors_keys(void **state) {
+  (void)state;
+  refused_exact(H "triggers = { { queue = 'q', bach = 5 } } }",
+                "setting 'triggers': entry 1: unknown key 'bach' for a queue trigger (did you mean 'batch'?)");
+  refused_exact(H "triggers = { { storage = 'b', event = { 'put' } } } }",
+                "setting 'triggers': entry 1: unknown key 'event' for a storage trigger (did you mean 'events'?)");
+  refused_exact(H "triggers = { { kv = 'a', colour = 'red' } } }",
+                "setting 'triggers': entry 1: unknown key 'colour' for a kv trigger "
+                "(known: kv, namespace, batch, window, visibility, maxReceives, concurrency)");
+  /* A key of another kind is unknown to this one. */
+  refused_exact(H "triggers = { { cron = 'x', batch = 5 } } }",
+                "setting 'triggers': entry 1: unknown key 'batch' for a cron trigger (known: cron, tz, catchUp, overlap)");
+  refused_exact(H "triggers = { { queue = 'q', prefix = 'a' } } }",
+                "setting 'triggers': entry 1: unknown key 'prefix' for a queue trigger "
+                "(known: queue, batch, window, visibility, maxReceives, concurrency)");
+  refused_exact(H "triggers = { { queue = 'q', maxreceives = 3 } } }",
+                "setting 'triggers': entry 1: unknown key 'maxreceives' for a queue trigger (did you mean 'maxReceives'?)");
+  refused_exact(H "triggers = { { queue = 'q', 'orders' } } }",
+                "setting 'triggers': entry 1: keys must be names, got a key of type number");
+}
+
+static void test_trigger_errors_types(void **state) {
+  (void)state;
+  const char *e1 = "setting 'triggers': entry 1: ";
+  struct {
+    const char *entry, *message;
+  } cases[] = {
+      {"{ cron = 5 }", "'cron' must be a non-empty string of at most 256 bytes, got a number"},
+      {"{ cron = '' }", "'cron' must be a non-empty string of at most 256 bytes, got \"\""},
+      {"{ cron = 'a\\0b' }", "'cron' must be a non-empty string of at most 256 bytes, got a 3-byte string"},
+      {"{ cron = string.rep('*', 257) }", "'cron' must be a non-empty string of at most 256 bytes, got a 257-byte string"},
+      {"{ cron = 'x', tz = '' }", "'tz' must be a time zone name such as \"Europe/Berlin\", got \"\""},
+      {"{ cron = 'x', tz = 'Europe/ Berlin' }", "'tz' must be a time zone name such as \"Europe/Berlin\", got \"Europe/ Berlin\""},
+      {"{ cron = 'x', tz = 1 }", "'tz' must be a time zone name such as \"Europe/Berlin\", got a number"},
+      {"{ cron = 'x', overlap = 1 }", "'overlap' must be true or false, got a number"},
+      {"{ cron = 'x', overlap = 'yes' }", "'overlap' must be true or false, got a string"},
+      {"{ cron = 'x', catchUp = '60' }", "'catchUp' must be a number from 0 to 2678400, got a string"},
+      {"{ queue = {} }", "'queue' must be a queue name (1 to 128 letters, digits, '_', '.', ':' or '-'), got a table"},
+      {"{ queue = '' }", "'queue' must be a queue name (1 to 128 letters, digits, '_', '.', ':' or '-'), got \"\""},
+      {"{ queue = 'my queue' }",
+       "'queue' must be a queue name (1 to 128 letters, digits, '_', '.', ':' or '-'), got \"my queue\""},
+      {"{ queue = string.rep('q', 129) }",
+       "'queue' must be a queue name (1 to 128 letters, digits, '_', '.', ':' or '-'), got a 129-byte string"},
+      {"{ queue = 'q', batch = '10' }", "'batch' must be an integer from 1 to 100, got a string"},
+      {"{ queue = 'q', batch = 2.5 }", "'batch' must be an integer from 1 to 100, got 2.5"},
+      {"{ queue = 'q', window = true }", "'window' must be a number from 0 to 60, got a boolean"},
+      {"{ queue = 'q', visibility = '30' }", "'visibility' must be a number from 0.001 to 43200, got a string"},
+      {"{ queue = 'q', maxReceives = 1.5 }", "'maxReceives' must be an integer from 1 to 1000, got 1.5"},
+      {"{ queue = 'q', concurrency = print }", "'concurrency' must be an integer from 1 to 1000, got a function"},
+      {"{ storage = 'Uploads' }",
+       "'storage' must be a bucket name (1 to 63 of a-z, 0-9, '.' and '-', starting with a letter or digit), got \"Uploads\""},
+      {"{ storage = '-b' }",
+       "'storage' must be a bucket name (1 to 63 of a-z, 0-9, '.' and '-', starting with a letter or digit), got \"-b\""},
+      {"{ storage = 'b', events = 'put' }", "'events' must be a list of \"put\" and \"delete\", got \"put\""},
+      {"{ storage = 'b', events = {} }", "'events' must be a list of \"put\" and \"delete\", got an empty list"},
+      {"{ storage = 'b', events = { 'put', 'get' } }", "'events' entry 2 must be \"put\" or \"delete\", got \"get\""},
+      {"{ storage = 'b', events = { 'PUT' } }", "'events' entry 1 must be \"put\" or \"delete\", got \"PUT\""},
+      {"{ storage = 'b', events = { 1 } }", "'events' entry 1 must be \"put\" or \"delete\", got a number"},
+      {"{ storage = 'b', events = { put = true } }",
+       "'events' must be a list of \"put\" and \"delete\", got a table with other keys"},
+      {"{ storage = 'b', prefix = 'a\\nb' }",
+       "'prefix' must be a string of at most 1024 bytes without control characters, got a 3-byte string"},
+      {"{ storage = 'b', suffix = string.rep('s', 1025) }",
+       "'suffix' must be a string of at most 1024 bytes without control characters, got a 1025-byte string"},
+      {"{ kv = 5 }", "'kv' must be a key prefix (a string of at most 1024 bytes, without NUL), got a number"},
+      {"{ kv = 'a\\0' }", "'kv' must be a key prefix (a string of at most 1024 bytes, without NUL), got a 2-byte string"},
+      {"{ kv = 'a', namespace = '' }",
+       "'namespace' must be a namespace name (1 to 64 letters, digits, '_', '.' or '-'), got \"\""},
+      {"{ kv = 'a', namespace = 'a:b' }",
+       "'namespace' must be a namespace name (1 to 64 letters, digits, '_', '.' or '-'), got \"a:b\""},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char chunk[300], want[300];
+    snprintf(chunk, sizeof chunk, H "triggers = { %s } }", cases[i].entry);
+    snprintf(want, sizeof want, "%s%s", e1, cases[i].message);
+    refused_exact(chunk, want);
   }
+}
+
+static void test_trigger_errors_ranges(void **state) {
+  (void)state;
+  const char *e1 = "setting 'triggers': entry 1: ";
+  struct {
+    const char *entry, *message;
+  } cases[] = {
+      {"{ queue = 'q', batch = 0 }", "'batch' must be an integer from 1 to 100, got 0"},
+      {"{ queue = 'q', batch = 101 }", "'batch' must be an integer from 1 to 100, got 101"},
+      {"{ queue = 'q', window = -1 }", "'window' must be a number from 0 to 60, got -1"},
+      {"{ queue = 'q', window = 60.5 }", "'window' must be a number from 0 to 60, got 60.5"},
+      {"{ queue = 'q', visibility = 0 }", "'visibility' must be a number from 0.001 to 43200, got 0"},
+      {"{ queue = 'q', visibility = 43201 }", "'visibility' must be a number from 0.001 to 43200, got 43201"},
+      {"{ queue = 'q', visibility = math.huge }", "'visibility' must be a number from 0.001 to 43200, got inf"},
+      {"{ queue = 'q', maxReceives = 0 }", "'maxReceives' must be an integer from 1 to 1000, got 0"},
+      {"{ queue = 'q', maxReceives = 1001 }", "'maxReceives' must be an integer from 1 to 1000, got 1001"},
+      {"{ queue = 'q', concurrency = 0 }", "'concurrency' must be an integer from 1 to 1000, got 0"},
+      {"{ storage = 'b', concurrency = 1001 }", "'concurrency' must be an integer from 1 to 1000, got 1001"},
+      {"{ kv = 'k', batch = -5 }", "'batch' must be an integer from 1 to 100, got -5"},
+      {"{ cron = 'x', catchUp = -1 }", "'catchUp' must be a number from 0 to 2678400, got -1"},
+      {"{ cron = 'x', catchUp = 2678401 }", "'catchUp' must be a number from 0 to 2678400, got 2678401"},
+      /* Below the function's timeout (10 s by default). */
+      {"{ queue = 'q', visibility = 9.5 }",
+       "'visibility' (9.5) must be at least the function's 'timeout' (10), or a batch still running is handed out again"},
+      {"{ kv = 'k', visibility = 1 }",
+       "'visibility' (1) must be at least the function's 'timeout' (10), or a batch still running is handed out again"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char chunk[300], want[300];
+    snprintf(chunk, sizeof chunk, H "triggers = { %s } }", cases[i].entry);
+    snprintf(want, sizeof want, "%s%s", e1, cases[i].message);
+    refused_exact(chunk, want);
+  }
+  /* NaN is out of every range (its sign, and so its printing, varies). */
+  refused(H "triggers = { { queue = 'q', window = 0/0 } } }", "entry 1: 'window' must be a number from 0 to 60, got ", NULL);
+  /* The timeout the check uses is the function's own. */
+  refused_exact(H "timeout = 120, triggers = { { queue = 'q', visibility = 60 } } }",
+                "setting 'triggers': entry 1: 'visibility' (60) must be at least the function's 'timeout' (120), or a "
+                "batch still running is handed out again");
 }
 
 static void test_set_env(void **state) {
@@ -414,10 +737,6 @@ static void test_set_env(void **state) {
   assert_int_equal(cr_settings_set_env(&r, "X", "xx"), 0);
   assert_string_equal(cr_settings_env(&r, "X"), "xx");
   assert_string_equal(cr_settings_env(&r, "Y"), "y");
-  cr_settings_t c;
-  assert_int_equal(cr_settings_copy(&c, &s), 0);
-  assert_string_equal(cr_settings_env(&c, "A"), "one");
-  cr_settings_free(&c);
   cr_settings_free(&r);
   cr_settings_free(&s);
 }
@@ -445,7 +764,50 @@ static void test_read_platform(void **state) {
   lua_settop(L, 0);
 }
 
-/* --- pack / unpack / copy --------------------------------------------------------------------------- */
+/* --- pack / unpack ---------------------------------------------------------------------------------- */
+
+static void assert_same_str(const char *a, const char *b) {
+  if (!a || !b) assert_ptr_equal(a, b); /* NULL stays NULL, "" stays "" */
+  else assert_string_equal(a, b);
+}
+
+static void assert_same_stream(const cr_stream_opts_t *a, const cr_stream_opts_t *b) {
+  assert_int_equal(a->batch, b->batch);
+  assert_true(a->window == b->window);
+  assert_true(a->visibility == b->visibility);
+  assert_int_equal(a->max_receives, b->max_receives);
+  assert_int_equal(a->concurrency, b->concurrency);
+}
+
+static void assert_same_trigger(const cr_trigger_spec_t *a, const cr_trigger_spec_t *b) {
+  assert_int_equal(a->kind, b->kind);
+  switch (a->kind) {
+  case CR_TRIGGER_CRON:
+    assert_same_str(a->cron.expr, b->cron.expr);
+    assert_same_str(a->cron.tz, b->cron.tz);
+    assert_true(a->cron.catch_up == b->cron.catch_up);
+    assert_int_equal(a->cron.overlap, b->cron.overlap);
+    break;
+  case CR_TRIGGER_QUEUE:
+    assert_same_str(a->queue.name, b->queue.name);
+    assert_same_stream(&a->queue.opts, &b->queue.opts);
+    break;
+  case CR_TRIGGER_STORAGE:
+    assert_same_str(a->storage.bucket, b->storage.bucket);
+    assert_int_equal(a->storage.events, b->storage.events);
+    assert_same_str(a->storage.prefix, b->storage.prefix);
+    assert_same_str(a->storage.suffix, b->storage.suffix);
+    assert_same_stream(&a->storage.opts, &b->storage.opts);
+    break;
+  case CR_TRIGGER_KV:
+    assert_same_str(a->kv.prefix, b->kv.prefix);
+    assert_same_str(a->kv.ns, b->kv.ns);
+    assert_same_stream(&a->kv.opts, &b->kv.opts);
+    break;
+  default:
+    fail_msg("trigger kind %d", (int)a->kind);
+  }
+}
 
 static void assert_same(const cr_settings_t *a, const cr_settings_t *b) {
   assert_int_equal(a->has_routes, b->has_routes);
@@ -453,6 +815,7 @@ static void assert_same(const cr_settings_t *a, const cr_settings_t *b) {
   for (int i = 0; i < a->nroutes; i++) {
     assert_int_equal(a->routes[i].methods, b->routes[i].methods);
     assert_string_equal(a->routes[i].path, b->routes[i].path);
+    assert_int_equal(a->routes[i].policy.flags, b->routes[i].policy.flags);
   }
   assert_true(a->timeout == b->timeout);
   assert_int_equal(a->memory, b->memory);
@@ -461,11 +824,8 @@ static void assert_same(const cr_settings_t *a, const cr_settings_t *b) {
   assert_true(a->idle == b->idle);
   assert_int_equal(a->nenv, b->nenv);
   for (int i = 0; i < 2 * a->nenv; i++) assert_string_equal(a->env[i], b->env[i]);
-  if (a->triggers || b->triggers) {
-    assert_non_null(a->triggers);
-    assert_non_null(b->triggers);
-    assert_string_equal(a->triggers, b->triggers);
-  }
+  assert_int_equal(a->ntriggers, b->ntriggers);
+  for (int i = 0; i < a->ntriggers; i++) assert_same_trigger(&a->triggers[i], &b->triggers[i]);
 }
 
 static void test_pack_round_trip(void **state) {
@@ -479,11 +839,12 @@ static void test_pack_round_trip(void **state) {
   cr_settings_free(&u);
   cr_buf_free(&b);
   cr_settings_free(&s);
-  /* Defaults (no routes, no env, NULL triggers) too. */
+  /* Defaults (no routes, no env, no triggers) too. */
   cr_settings_defaults(&s);
   assert_int_equal(cr_settings_pack(&s, &b), 0);
   assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
   assert_same(&s, &u);
+  assert_int_equal(u.ntriggers, 0);
   assert_null(u.triggers);
   assert_int_equal(u.has_routes, 0);
   cr_settings_free(&u);
@@ -555,25 +916,155 @@ static void test_unpack_garbage(void **state) {
   }
 }
 
-static void test_copy(void **state) {
+/* The master packs a version's settings into its publish message, followed
+ * by the module set (registry.c); a worker unpacks them with a reader that
+ * goes on past them. Every trigger field, NULL and "" strings included,
+ * comes out as it went in. */
+static void test_pack_triggers_master_to_worker(void **state) {
   (void)state;
-  cr_settings_t s, c;
-  accepted(FULL, &s);
-  assert_int_equal(cr_settings_copy(&c, &s), 0);
-  assert_same(&s, &c);
-  /* Deep: nothing shared. */
-  assert_ptr_not_equal(c.routes, s.routes);
-  assert_ptr_not_equal(c.routes[0].path, s.routes[0].path);
-  assert_ptr_not_equal(c.env[0], s.env[0]);
-  assert_ptr_not_equal(c.triggers, s.triggers);
+  cr_settings_t s, u;
+  accepted(H "timeout = 2, triggers = {"
+             " { cron = '0 2 * * *' },"
+             " { cron = 'rate(1 second)', tz = 'Europe/Berlin', catchUp = 30.5, overlap = true },"
+             " { queue = 'orders' },"
+             " { queue = 'q:2', batch = 7, window = 0.25, visibility = 9.5, maxReceives = 11, concurrency = 13 },"
+             " { storage = 'uploads' },"
+             " { storage = 'b', events = { 'put' }, prefix = '', suffix = '.png', batch = 2 },"
+             " { kv = '' },"
+             " { kv = 'users:', namespace = 'ns', maxReceives = 1 } } }",
+           &s);
+  assert_int_equal(s.ntriggers, 8);
+  cr_buf_t b = CR_BUF_INIT;
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  assert_int_equal(cr_buf_append(&b, "more", 4), 0); /* what the publish message carries next */
+  cr_wire_reader_t r;
+  cr_wire_reader(&r, b.data, b.len);
+  assert_int_equal(cr_settings_unpack_from(&r, &u), 0);
+  assert_int_equal(r.end - r.p, 4);
+  assert_memory_equal(r.p, "more", 4);
+  assert_same(&s, &u);
+  /* Spot checks against the literal, so assert_same cannot agree with itself on zeros. */
+  assert_null(u.triggers[0].cron.tz);
+  assert_string_equal(u.triggers[1].cron.tz, "Europe/Berlin");
+  assert_true(u.triggers[1].cron.catch_up == 30.5);
+  assert_int_equal(u.triggers[1].cron.overlap, 1);
+  assert_true(u.triggers[2].queue.opts.visibility == 12);
+  assert_string_equal(u.triggers[3].queue.name, "q:2");
+  assert_int_equal(u.triggers[3].queue.opts.batch, 7);
+  assert_true(u.triggers[3].queue.opts.window == 0.25);
+  assert_true(u.triggers[3].queue.opts.visibility == 9.5);
+  assert_int_equal(u.triggers[3].queue.opts.max_receives, 11);
+  assert_int_equal(u.triggers[3].queue.opts.concurrency, 13);
+  assert_int_equal(u.triggers[4].storage.events, CR_STORAGE_PUT | CR_STORAGE_DELETE);
+  assert_null(u.triggers[4].storage.prefix);
+  assert_string_equal(u.triggers[5].storage.prefix, "");
+  assert_string_equal(u.triggers[5].storage.suffix, ".png");
+  assert_int_equal(u.triggers[5].storage.events, CR_STORAGE_PUT);
+  assert_string_equal(u.triggers[6].kv.prefix, "");
+  assert_string_equal(u.triggers[6].kv.ns, "default");
+  assert_string_equal(u.triggers[7].kv.ns, "ns");
+  assert_int_equal(u.triggers[7].kv.opts.max_receives, 1);
+  /* Deep: nothing shared with what was packed. */
+  assert_ptr_not_equal(u.triggers, s.triggers);
+  assert_ptr_not_equal(u.triggers[3].queue.name, s.triggers[3].queue.name);
   cr_settings_free(&s);
-  assert_string_equal(c.routes[1].path, "/users/:id");
-  assert_string_equal(cr_settings_env(&c, "TABLE"), "users");
-  cr_settings_free(&c);
+  assert_string_equal(u.triggers[7].kv.prefix, "users:");
+  cr_settings_free(&u);
+  assert_int_equal(u.ntriggers, 0);
+  assert_null(u.triggers);
+  cr_buf_free(&b);
+}
+
+/* Packs s, replacing its last 4 bytes (the trigger count, for settings
+ * without triggers) by tail. */
+static int unpack_with_triggers(const uint32_t *tail, size_t n) {
+  cr_settings_t s, u;
   cr_settings_defaults(&s);
-  assert_int_equal(cr_settings_copy(&c, &s), 0);
-  assert_defaults(&c);
-  cr_settings_free(&c);
+  cr_buf_t b = CR_BUF_INIT;
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  b.len -= 4;
+  assert_int_equal(cr_buf_append(&b, tail, n * sizeof *tail), 0);
+  char *copy = malloc(b.len);
+  memcpy(copy, b.data, b.len);
+  int rc = cr_settings_unpack(copy, b.len, &u);
+  free(copy);
+  cr_buf_free(&b);
+  if (rc == 0) cr_settings_free(&u);
+  return rc;
+}
+
+static void test_unpack_bad_triggers(void **state) {
+  (void)state;
+  const uint32_t null = 0xffffffffu;
+  {
+    /* The frame the tables below break: one cron trigger "x", no tz, overlap. */
+    cr_buf_t b = CR_BUF_INIT;
+    cr_settings_t s, u;
+    cr_settings_defaults(&s);
+    assert_int_equal(cr_settings_pack(&s, &b), 0);
+    b.len -= 4;
+    double zero = 0;
+    uint32_t one = 1, kind = CR_TRIGGER_CRON;
+    cr_buf_append(&b, &one, 4);
+    cr_buf_append(&b, &kind, 4);
+    cr_wire_str(&b, "x");
+    cr_wire_str(&b, NULL);
+    cr_buf_append(&b, &zero, 8);
+    cr_buf_append(&b, &one, 4);
+    assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
+    assert_int_equal(u.ntriggers, 1);
+    assert_string_equal(u.triggers[0].cron.expr, "x");
+    assert_null(u.triggers[0].cron.tz);
+    assert_int_equal(u.triggers[0].cron.overlap, 1);
+    cr_settings_free(&u);
+    cr_buf_free(&b);
+  }
+  /* An unknown kind, kind 0, too many triggers. */
+  uint32_t kind9[] = {1, 9, 0, 0, 0, 0};
+  assert_int_equal(unpack_with_triggers(kind9, 6), CR_EINVAL);
+  uint32_t kind0[] = {1, 0, 0, 0, 0, 0};
+  assert_int_equal(unpack_with_triggers(kind0, 6), CR_EINVAL);
+  uint32_t many[] = {CR_MAX_TRIGGERS + 1};
+  assert_int_equal(unpack_with_triggers(many, 1), CR_EINVAL);
+  /* Strings a spec may not lack: a NULL queue name, cron, bucket, kv prefix or namespace. */
+  uint32_t queue_null[] = {1, CR_TRIGGER_QUEUE, null, 1, 0, 0, 0, 0, 1, 1};
+  assert_int_equal(unpack_with_triggers(queue_null, 10), CR_EINVAL);
+  uint32_t cron_null[] = {1, CR_TRIGGER_CRON, null, null, 0, 0, 0};
+  assert_int_equal(unpack_with_triggers(cron_null, 7), CR_EINVAL);
+  uint32_t bucket_null[] = {1, CR_TRIGGER_STORAGE, null, CR_STORAGE_PUT, null, null, 1, 0, 0, 0, 0, 1, 1};
+  assert_int_equal(unpack_with_triggers(bucket_null, 13), CR_EINVAL);
+  uint32_t kv_null[] = {1, CR_TRIGGER_KV, 0, null, 1, 0, 0, 0, 0, 1, 1};
+  assert_int_equal(unpack_with_triggers(kv_null, 11), CR_EINVAL);
+  /* Storage events: none, or bits that are not events. */
+  uint32_t no_events[] = {1, CR_TRIGGER_STORAGE, 0, 0, null, null, 1, 0, 0, 0, 0, 1, 1};
+  assert_int_equal(unpack_with_triggers(no_events, 13), CR_EINVAL);
+  uint32_t odd_events[] = {1, CR_TRIGGER_STORAGE, 0, 4, null, null, 1, 0, 0, 0, 0, 1, 1};
+  assert_int_equal(unpack_with_triggers(odd_events, 13), CR_EINVAL);
+  /* The same frame with events = put is accepted (the bucket "" aside, which only load refuses). */
+  uint32_t put_events[] = {1, CR_TRIGGER_STORAGE, 0, CR_STORAGE_PUT, null, null, 1, 0, 0, 0, 0, 1, 1};
+  assert_int_equal(unpack_with_triggers(put_events, 13), 0);
+}
+
+/* Routes carry their policy to the workers; one this binary does not know
+ * is refused, not dropped. */
+static void test_route_policy_wire(void **state) {
+  (void)state;
+  cr_settings_t s, u;
+  accepted("return { handler = print, routes = { 'GET /x', 'POST /y' } }", &s);
+  assert_int_equal(s.routes[0].policy.flags, 0);
+  assert_int_equal(s.routes[1].policy.flags, 0);
+  cr_buf_t b = CR_BUF_INIT;
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
+  assert_int_equal(u.routes[1].policy.flags, 0);
+  cr_settings_free(&u);
+  cr_buf_free(&b);
+  s.routes[1].policy.flags = 1;
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  assert_int_equal(cr_settings_unpack(b.data, b.len, &u), CR_EINVAL);
+  assert_null(u.routes);
+  cr_settings_free(&s);
+  cr_buf_free(&b);
 }
 
 int main(void) {
@@ -592,14 +1083,23 @@ int main(void) {
       cmocka_unit_test(test_routes_duplicates),
       cmocka_unit_test(test_routes_same_shape_twice),
       cmocka_unit_test(test_env),
-      cmocka_unit_test(test_triggers),
-      cmocka_unit_test(test_triggers_always_array),
+      cmocka_unit_test(test_trigger_cron),
+      cmocka_unit_test(test_trigger_queue),
+      cmocka_unit_test(test_trigger_storage),
+      cmocka_unit_test(test_trigger_kv),
+      cmocka_unit_test(test_triggers_list),
+      cmocka_unit_test(test_trigger_errors_shape),
+      cmocka_unit_test(test_trigger_errors_keys),
+      cmocka_unit_test(test_trigger_errors_types),
+      cmocka_unit_test(test_trigger_errors_ranges),
       cmocka_unit_test(test_set_env),
       cmocka_unit_test(test_read_platform),
       cmocka_unit_test(test_pack_round_trip),
       cmocka_unit_test(test_unpack_truncated),
       cmocka_unit_test(test_unpack_garbage),
-      cmocka_unit_test(test_copy),
+      cmocka_unit_test(test_pack_triggers_master_to_worker),
+      cmocka_unit_test(test_unpack_bad_triggers),
+      cmocka_unit_test(test_route_policy_wire),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
