@@ -38,7 +38,4 @@ void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const c
  * loop iteration, and before the platform reads them). */
 void cr_gateway_flush(cr_gateway_t *g);
 
-/* Percent-decodes s into out ('+' as space when plus is set). */
-int cr_url_decode(const char *s, size_t len, int plus, cr_buf_t *out);
-
 #endif

@@ -13,9 +13,9 @@
 #include "clock.h"
 #include "error.h"
 #include "freelist.h"
-#include "gateway.h" /* cr_url_decode */
 #include "log.h"
 #include "sha1.h"
+#include "url.h"
 
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 2000
