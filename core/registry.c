@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "hash.h"
 #include "log.h"
 #include "shm.h"
 #include "wire.h"
@@ -163,16 +164,8 @@ cr_fn_t *cr_registry_add(cr_registry_t *r, const char *relpath) {
   return fn;
 }
 
-static uint64_t fnv1a(uint64_t h, const char *data, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    h ^= (unsigned char)data[i];
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
 void cr_registry_hash(const char *data, size_t len, char out[13]) {
-  uint64_t h = fnv1a(14695981039346656037ULL, data, len);
+  uint64_t h = cr_fnv1a(data, len);
   snprintf(out, 13, "%012llx", (unsigned long long)(h >> 16));
 }
 
@@ -185,10 +178,10 @@ cr_fn_t *cr_registry_add_platform(cr_registry_t *r, const char *name) {
 }
 
 void cr_registry_version_hash(const char *source, size_t len, const cr_vm_modules_t *modules, char out[13]) {
-  uint64_t h = fnv1a(14695981039346656037ULL, source, len);
+  uint64_t h = cr_fnv1a(source, len);
   for (int i = 0; modules && i < modules->n; i++) {
-    h = fnv1a(h, modules->items[i].name, strlen(modules->items[i].name) + 1);
-    h = fnv1a(h, modules->items[i].source, modules->items[i].len);
+    h = cr_fnv1a_more(h, modules->items[i].name, strlen(modules->items[i].name) + 1);
+    h = cr_fnv1a_more(h, modules->items[i].source, modules->items[i].len);
   }
   snprintf(out, 13, "%012llx", (unsigned long long)(h >> 16));
 }

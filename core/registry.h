@@ -127,7 +127,7 @@ int cr_registry_route(cr_registry_t *r);
  * wildcard segment named path. Writes into out. */
 int cr_registry_default_route(const char *name, char *out, size_t outlen);
 
-/* 12 hex digits of a 64-bit FNV-1a hash of data. */
+/* 12 hex digits: the top 48 bits of cr_fnv1a(data) (hash.h). */
 void cr_registry_hash(const char *data, size_t len, char out[13]);
 /* The hash a version of this source with these modules gets. */
 void cr_registry_version_hash(const char *source, size_t len, const cr_vm_modules_t *modules, char out[13]);
