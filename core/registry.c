@@ -11,6 +11,7 @@
 #include "error.h"
 #include "hash.h"
 #include "log.h"
+#include "modset.h"
 #include "shm.h"
 #include "wire.h"
 
@@ -255,10 +256,7 @@ int cr_registry_op_publish(cr_buf_t *out, const cr_fn_t *fn, const char *source,
                            const cr_settings_t *settings, const cr_vm_modules_t *modules) {
   int rc = op_head(out, CR_OP_PUBLISH, fn) || cr_wire_u32(out, fn->versions + 1) || cr_wire_u64(out, cr_wall_ms()) ||
            cr_wire_bytes(out, source, len) || cr_settings_pack(settings, out) ||
-           cr_wire_u32(out, modules ? (uint32_t)modules->n : 0);
-  for (int i = 0; modules && i < modules->n && !rc; i++)
-    rc = cr_wire_str(out, modules->items[i].name) || cr_wire_str(out, modules->items[i].relpath) ||
-         cr_wire_bytes(out, modules->items[i].source, modules->items[i].len);
+           cr_modset_pack(modules, out);
   return rc ? CR_ENOMEM : 0;
 }
 
@@ -334,20 +332,11 @@ int cr_registry_apply(cr_registry_t *r, const char *msg, size_t len, int *op, cr
     return CR_EINVAL;
   }
   cr_vm_modules_t modules = {0};
-  uint32_t nm = cr_wire_get_u32(&rd);
-  for (uint32_t i = 0; i < nm && !rd.bad && i < 10000; i++) {
-    size_t ml;
-    char *name = cr_wire_get_bytes(&rd, NULL), *rel = cr_wire_get_bytes(&rd, NULL), *src = cr_wire_get_bytes(&rd, &ml);
-    if (name && rel && src) cr_vm_modules_add(&modules, name, rel, src, ml);
-    free(name);
-    free(rel);
-    free(src);
-  }
-  if (rd.bad) {
+  int rc = cr_modset_unpack_from(&rd, &modules);
+  if (rc) {
     free(source);
     cr_settings_free(&settings);
-    cr_vm_modules_free(&modules);
-    return CR_EINVAL;
+    return rc;
   }
   fn->versions = number - 1;
   cr_fnver_t *v = cr_registry_publish_with(r, fn, source, slen, &settings, &modules);
