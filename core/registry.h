@@ -117,9 +117,13 @@ void cr_fnver_ref(cr_fnver_t *v);
 void cr_fnver_unref(cr_fnver_t *v);
 
 /* Rebuilds the router. Functions whose routes conflict with a function
- * routed earlier get an error naming both files and no routes. Functions
- * without a version are routed on their default path (they answer 503).
- * Returns the number of conflicts. */
+ * routed earlier get an error naming both files and no routes. The order is
+ * fixed, never a matter of timing: the platform's functions first, then
+ * functions in the order they first got routes, and functions getting
+ * routes for the first time in the same rebuild in path order (strcmp of
+ * their relpaths; at start-up, a.lua wins over b.lua). Functions without a
+ * version are routed on their default path (they answer 503). Returns the
+ * number of conflicts. */
 int cr_registry_route(cr_registry_t *r);
 
 /* The default route pattern for a function name. "users/[id]" gives
