@@ -15,6 +15,7 @@
 #include "json.h"
 #include "log.h"
 #include "text.h"
+#include "url.h"
 #include "vm.h"
 
 struct cr_gateway_s {
@@ -69,24 +70,6 @@ void cr_gateway_free(cr_gateway_t *g) {
   if (!g) return;
   cr_buf_free(&g->body);
   free(g);
-}
-
-int cr_url_decode(const char *s, size_t len, int plus, cr_buf_t *out) {
-  out->len = 0;
-  if (cr_buf_reserve(out, len + 1)) return CR_ENOMEM;
-  char *o = out->data;
-  for (size_t i = 0; i < len; i++) {
-    char c = s[i];
-    if (c == '%' && i + 2 < len && cr_hexval(s[i + 1]) >= 0 && cr_hexval(s[i + 2]) >= 0) {
-      c = (char)(cr_hexval(s[i + 1]) * 16 + cr_hexval(s[i + 2]));
-      i += 2;
-    } else if (c == '+' && plus) {
-      c = ' ';
-    }
-    *o++ = c;
-  }
-  out->len = (size_t)(o - out->data);
-  return 0;
 }
 
 /* --- the event -------------------------------------------------------------------------------- */

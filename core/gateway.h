@@ -52,7 +52,4 @@ size_t cr_gateway_body_limit(const cr_gateway_t *g, const char *target, size_t l
  * wait, 429. */
 void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m);
 
-/* Percent-decodes s into out ('+' as space when plus is set). */
-int cr_url_decode(const char *s, size_t len, int plus, cr_buf_t *out);
-
 #endif

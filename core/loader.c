@@ -20,6 +20,7 @@
 #include "clock.h"
 #include "error.h"
 #include "log.h"
+#include "modset.h"
 #include "registry.h"
 #include "vm.h"
 #include "wire.h"
@@ -156,8 +157,8 @@ static int write_all(int fd, const void *p, size_t n) {
 }
 
 /* The validator process: one record per file, then exit. A record is
- * [index, ok, length] then, when ok, the packed settings and modules, else
- * the error message. */
+ * [index, ok, length] then, when ok, the packed settings and module set
+ * (modset.h), else the error message. */
 static void validator_main(int fd, const char *root, cr_load_t *loads, int from, int n, double init_timeout) {
   cr_log_setup(-1, 0);
   if (cr_vm_watchdog_start()) _exit(2);
@@ -170,17 +171,14 @@ static void validator_main(int fd, const char *root, cr_load_t *loads, int from,
     int rc = validate(root, loads[i].relpath, loads[i].source, loads[i].len, init_timeout, loads[i].platform, &s,
                       &modules, err, sizeof err);
     if (rc == 0) {
-      cr_settings_pack(&s, &b);
-      cr_wire_u32(&b, (uint32_t)modules.n);
-      for (int k = 0; k < modules.n; k++) {
-        cr_wire_str(&b, modules.items[k].name);
-        cr_wire_str(&b, modules.items[k].relpath);
-        cr_wire_bytes(&b, modules.items[k].source, modules.items[k].len);
+      if (cr_settings_pack(&s, &b) || cr_modset_pack(&modules, &b)) {
+        rc = CR_ENOMEM;
+        snprintf(err, sizeof err, "%s: the validator ran out of memory sending its result", loads[i].relpath);
+        b.len = 0;
       }
       cr_settings_free(&s);
-    } else {
-      cr_buf_append_str(&b, err);
     }
+    if (rc) cr_buf_append_str(&b, err);
     cr_vm_modules_free(&modules);
     hdr[0] = (uint32_t)i;
     hdr[1] = rc == 0;
@@ -246,17 +244,7 @@ static void take_record(cr_loader_job_t *j, const uint32_t hdr[3], const char *p
     cr_wire_reader_t r;
     cr_wire_reader(&r, payload, hdr[2]);
     if (cr_settings_unpack_from(&r, &l->settings) == 0) {
-      uint32_t nm = cr_wire_get_u32(&r);
-      for (uint32_t k = 0; k < nm && !r.bad && k < 10000; k++) {
-        size_t len;
-        char *name = cr_wire_get_bytes(&r, NULL), *rel = cr_wire_get_bytes(&r, NULL);
-        char *src = cr_wire_get_bytes(&r, &len);
-        if (name && rel && src) cr_vm_modules_add(&l->modules, name, rel, src, len);
-        free(name);
-        free(rel);
-        free(src);
-      }
-      if (!r.bad && r.p == r.end) {
+      if (cr_modset_unpack_from(&r, &l->modules) == 0 && r.p == r.end) {
         l->ok = 1;
         return;
       }

@@ -13,9 +13,9 @@
 #include "clock.h"
 #include "error.h"
 #include "freelist.h"
-#include "gateway.h" /* cr_url_decode */
 #include "log.h"
 #include "sha1.h"
+#include "url.h"
 
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 2000
@@ -23,16 +23,31 @@
 
 /* --- URLs --------------------------------------------------------------------------------------- */
 
-/* Percent-decodes s (n bytes) into out, NUL-terminated; -1 if it does not fit. */
+/* Percent-decodes s (n bytes) into out, NUL-terminated: 0, -1 if it does not
+ * fit, -2 if it holds a NUL byte (AUTH takes C strings: it would be cut). */
 static int decode_into(const char *s, size_t n, char *out, size_t outlen) {
   cr_buf_t b = CR_BUF_INIT;
   int rc = cr_url_decode(s, n, 0, &b) == 0 && b.len < outlen ? 0 : -1;
+  if (rc == 0 && b.len && memchr(b.data, '\0', b.len)) rc = -2;
   if (rc == 0) {
     if (b.len) memcpy(out, b.data, b.len);
     out[b.len] = '\0';
   }
   cr_buf_free(&b);
   return rc;
+}
+
+/* A decimal number in [min, max] filling s..end exactly (digits only: no
+ * sign, no space); -1 otherwise. */
+static long parse_number(const char *s, const char *end, long min, long max) {
+  if (s >= end || *s < '0' || *s > '9') return -1;
+  long v = 0;
+  for (; s < end; s++) {
+    if (*s < '0' || *s > '9') return -1;
+    v = v * 10 + (*s - '0');
+    if (v > max) return -1;
+  }
+  return v < min ? -1 : v;
 }
 
 int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t errlen) {
@@ -47,7 +62,18 @@ int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t err
     }
     memcpy(u->path, path, pl);
     u->is_unix = 1;
-    if (q && strncmp(q, "?db=", 4) == 0) u->db = atoi(q + 4);
+    if (q) {
+      if (strncmp(q, "?db=", 4) != 0) {
+        snprintf(err, errlen, "bad Redis URL '%s': expected unix:///absolute/path.sock[?db=N]", url);
+        return CR_EINVAL;
+      }
+      long db = parse_number(q + 4, q + strlen(q), 0, 65535);
+      if (db < 0) {
+        snprintf(err, errlen, "bad Redis URL '%s': bad database number", url);
+        return CR_EINVAL;
+      }
+      u->db = (int)db;
+    }
     return 0;
   }
   if (strncmp(url, "redis://", 8) != 0) {
@@ -60,52 +86,60 @@ int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t err
     /* redis://user:pass@ (an ACL user), redis://:pass@ or redis://pass@ (the default user) */
     const char *colon = memchr(p, ':', (size_t)(at - p));
     const char *pw = colon ? colon + 1 : p;
-    if (colon && decode_into(p, (size_t)(colon - p), u->user, sizeof u->user)) {
-      snprintf(err, errlen, "bad Redis URL: user name too long");
+    int rc = colon ? decode_into(p, (size_t)(colon - p), u->user, sizeof u->user) : 0;
+    if (rc) {
+      snprintf(err, errlen, "bad Redis URL: %s",
+               rc == -2 ? "the user name contains a NUL byte (%00)" : "user name too long");
       return CR_EINVAL;
     }
-    if (decode_into(pw, (size_t)(at - pw), u->password, sizeof u->password)) {
-      snprintf(err, errlen, "bad Redis URL: password too long");
+    if ((rc = decode_into(pw, (size_t)(at - pw), u->password, sizeof u->password))) {
+      snprintf(err, errlen, "bad Redis URL: %s",
+               rc == -2 ? "the password contains a NUL byte (%00)" : "password too long");
       return CR_EINVAL;
     }
     p = at + 1;
   }
   const char *slash = strchr(p, '/');
   const char *hend = slash ? slash : p + strlen(p);
-  const char *colon = NULL;
+  const char *host = p, *colon = NULL;
+  size_t hl;
   if (*p == '[') {
+    /* [IPv6]; what follows the ']' can only be the port. */
     const char *rb = memchr(p, ']', (size_t)(hend - p));
     if (!rb) {
-      snprintf(err, errlen, "bad Redis URL '%s'", url);
+      snprintf(err, errlen, "bad Redis URL '%s': no ']' after the IPv6 address", url);
       return CR_EINVAL;
     }
-    if (rb + 1 < hend && rb[1] == ':') colon = rb + 1;
-    size_t hl = (size_t)(rb - p - 1);
-    if (hl >= sizeof u->host) return CR_EINVAL;
-    memcpy(u->host, p + 1, hl);
+    host = p + 1;
+    hl = (size_t)(rb - host);
+    if (rb + 1 < hend) {
+      if (rb[1] != ':') {
+        snprintf(err, errlen, "bad Redis URL '%s': bad port", url);
+        return CR_EINVAL;
+      }
+      colon = rb + 1;
+    }
   } else {
     colon = memchr(p, ':', (size_t)(hend - p));
-    size_t hl = (size_t)((colon ? colon : hend) - p);
-    if (hl == 0 || hl >= sizeof u->host) {
-      snprintf(err, errlen, "bad Redis URL '%s': no host", url);
-      return CR_EINVAL;
-    }
-    memcpy(u->host, p, hl);
+    hl = (size_t)((colon ? colon : hend) - p);
   }
+  if (hl == 0 || hl >= sizeof u->host) {
+    snprintf(err, errlen, "bad Redis URL '%s': %s", url, hl ? "host name too long" : "no host");
+    return CR_EINVAL;
+  }
+  memcpy(u->host, host, hl);
   u->port = 6379;
   if (colon) {
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (end != hend || port <= 0 || port > 65535) {
+    long port = parse_number(colon + 1, hend, 1, 65535);
+    if (port < 0) {
       snprintf(err, errlen, "bad Redis URL '%s': bad port", url);
       return CR_EINVAL;
     }
     u->port = (int)port;
   }
   if (slash && slash[1]) {
-    char *end;
-    long db = strtol(slash + 1, &end, 10);
-    if (*end || db < 0 || db > 65535) {
+    long db = parse_number(slash + 1, slash + strlen(slash), 0, 65535);
+    if (db < 0) {
       snprintf(err, errlen, "bad Redis URL '%s': bad database number", url);
       return CR_EINVAL;
     }
@@ -116,6 +150,7 @@ int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t err
 
 void cr_redis_url_describe(const cr_redis_url_t *u, char *out, size_t outlen) {
   if (u->is_unix) snprintf(out, outlen, "unix://%s%s", u->path, u->db ? "?db=" : "");
+  else if (strchr(u->host, ':')) snprintf(out, outlen, "redis://[%s]:%d", u->host, u->port); /* IPv6 */
   else snprintf(out, outlen, "redis://%s:%d", u->host, u->port);
   if (u->db) {
     size_t n = strlen(out);

@@ -37,8 +37,11 @@ typedef struct {
   int db;
 } cr_redis_url_t;
 
-/* redis://[[user]:password@]host:port[/db] or unix:///path/to.sock[?db=N];
- * user and password may be percent-encoded. */
+/* redis://[[user]:password@]host[:port][/db] or unix:///path/to.sock[?db=N];
+ * host may be an IPv6 address in brackets ([::1]); port (1..65535, 6379 when
+ * left out) and db (0..65535) are plain digits; user and password may be
+ * percent-encoded, but not hold a NUL byte. Anything else is refused with a
+ * message in err. */
 int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t errlen);
 /* Writes the URL back, without the password, for messages. */
 void cr_redis_url_describe(const cr_redis_url_t *u, char *out, size_t outlen);

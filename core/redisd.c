@@ -18,9 +18,9 @@
 
 #include "clock.h"
 #include "error.h"
+#include "hash.h"
 #include "log.h"
 #include "redis.h"
-#include "registry.h"
 
 #define START_TIMEOUT_MS 10000
 #define STOP_TIMEOUT_MS 10000
@@ -190,9 +190,9 @@ int cr_redisd_start(cr_redisd_t *d, const char *data_dir, char *err, size_t errl
     memcpy(d->sock, d->dir, strlen(d->dir));
     memcpy(d->sock + strlen(d->dir), "/redis.sock", sizeof "/redis.sock");
   } else {
-    char hash[13];
-    cr_registry_hash(d->dir, strlen(d->dir), hash);
-    snprintf(d->sock, sizeof d->sock, "/tmp/crescent-redis-%s.sock", hash);
+    /* 12 hex digits, as a version's hash is written (the name must not change between runs). */
+    unsigned long long h = cr_fnv1a(d->dir, strlen(d->dir)) >> 16;
+    snprintf(d->sock, sizeof d->sock, "/tmp/crescent-redis-%012llx.sock", h);
   }
   snprintf(d->url, sizeof d->url, "unix://%s", d->sock);
   clear_stale(d);

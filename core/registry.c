@@ -9,7 +9,9 @@
 
 #include "clock.h"
 #include "error.h"
+#include "hash.h"
 #include "log.h"
+#include "modset.h"
 #include "shm.h"
 #include "wire.h"
 
@@ -163,16 +165,8 @@ cr_fn_t *cr_registry_add(cr_registry_t *r, const char *relpath) {
   return fn;
 }
 
-static uint64_t fnv1a(uint64_t h, const char *data, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    h ^= (unsigned char)data[i];
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
 void cr_registry_hash(const char *data, size_t len, char out[13]) {
-  uint64_t h = fnv1a(14695981039346656037ULL, data, len);
+  uint64_t h = cr_fnv1a(data, len);
   snprintf(out, 13, "%012llx", (unsigned long long)(h >> 16));
 }
 
@@ -185,10 +179,10 @@ cr_fn_t *cr_registry_add_platform(cr_registry_t *r, const char *name) {
 }
 
 void cr_registry_version_hash(const char *source, size_t len, const cr_vm_modules_t *modules, char out[13]) {
-  uint64_t h = fnv1a(14695981039346656037ULL, source, len);
+  uint64_t h = cr_fnv1a(source, len);
   for (int i = 0; modules && i < modules->n; i++) {
-    h = fnv1a(h, modules->items[i].name, strlen(modules->items[i].name) + 1);
-    h = fnv1a(h, modules->items[i].source, modules->items[i].len);
+    h = cr_fnv1a_more(h, modules->items[i].name, strlen(modules->items[i].name) + 1);
+    h = cr_fnv1a_more(h, modules->items[i].source, modules->items[i].len);
   }
   snprintf(out, 13, "%012llx", (unsigned long long)(h >> 16));
 }
@@ -262,10 +256,7 @@ int cr_registry_op_publish(cr_buf_t *out, const cr_fn_t *fn, const char *source,
                            const cr_settings_t *settings, const cr_vm_modules_t *modules) {
   int rc = op_head(out, CR_OP_PUBLISH, fn) || cr_wire_u32(out, fn->versions + 1) || cr_wire_u64(out, cr_wall_ms()) ||
            cr_wire_bytes(out, source, len) || cr_settings_pack(settings, out) ||
-           cr_wire_u32(out, modules ? (uint32_t)modules->n : 0);
-  for (int i = 0; modules && i < modules->n && !rc; i++)
-    rc = cr_wire_str(out, modules->items[i].name) || cr_wire_str(out, modules->items[i].relpath) ||
-         cr_wire_bytes(out, modules->items[i].source, modules->items[i].len);
+           cr_modset_pack(modules, out);
   return rc ? CR_ENOMEM : 0;
 }
 
@@ -341,20 +332,11 @@ int cr_registry_apply(cr_registry_t *r, const char *msg, size_t len, int *op, cr
     return CR_EINVAL;
   }
   cr_vm_modules_t modules = {0};
-  uint32_t nm = cr_wire_get_u32(&rd);
-  for (uint32_t i = 0; i < nm && !rd.bad && i < 10000; i++) {
-    size_t ml;
-    char *name = cr_wire_get_bytes(&rd, NULL), *rel = cr_wire_get_bytes(&rd, NULL), *src = cr_wire_get_bytes(&rd, &ml);
-    if (name && rel && src) cr_vm_modules_add(&modules, name, rel, src, ml);
-    free(name);
-    free(rel);
-    free(src);
-  }
-  if (rd.bad) {
+  int rc = cr_modset_unpack_from(&rd, &modules);
+  if (rc) {
     free(source);
     cr_settings_free(&settings);
-    cr_vm_modules_free(&modules);
-    return CR_EINVAL;
+    return rc;
   }
   fn->versions = number - 1;
   cr_fnver_t *v = cr_registry_publish_with(r, fn, source, slen, &settings, &modules);

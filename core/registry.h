@@ -117,9 +117,13 @@ void cr_fnver_ref(cr_fnver_t *v);
 void cr_fnver_unref(cr_fnver_t *v);
 
 /* Rebuilds the router. Functions whose routes conflict with a function
- * routed earlier get an error naming both files and no routes. Functions
- * without a version are routed on their default path (they answer 503).
- * Returns the number of conflicts. */
+ * routed earlier get an error naming both files and no routes. The order is
+ * fixed, never a matter of timing: the platform's functions first, then
+ * functions in the order they first got routes, and functions getting
+ * routes for the first time in the same rebuild in path order (strcmp of
+ * their relpaths; at start-up, a.lua wins over b.lua). Functions without a
+ * version are routed on their default path (they answer 503). Returns the
+ * number of conflicts. */
 int cr_registry_route(cr_registry_t *r);
 
 /* The default route pattern for a function name. "users/[id]" gives
@@ -127,7 +131,7 @@ int cr_registry_route(cr_registry_t *r);
  * wildcard segment named path. Writes into out. */
 int cr_registry_default_route(const char *name, char *out, size_t outlen);
 
-/* 12 hex digits of a 64-bit FNV-1a hash of data. */
+/* 12 hex digits: the top 48 bits of cr_fnv1a(data) (hash.h). */
 void cr_registry_hash(const char *data, size_t len, char out[13]);
 /* The hash a version of this source with these modules gets. */
 void cr_registry_version_hash(const char *source, size_t len, const cr_vm_modules_t *modules, char out[13]);

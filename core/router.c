@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "hash.h"
 #include "text.h"
 
 typedef struct {
@@ -68,10 +69,11 @@ struct cr_router_s {
   size_t nexact, exact_cap;
 };
 
+/* The 64-bit hash folded to 32 bits: the table takes its low bits, and
+ * FNV-1a mixes its high bits best. */
 static uint32_t path_hash(const char *s, size_t n) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-  return h;
+  uint64_t h = cr_fnv1a(s, n);
+  return (uint32_t)(h ^ (h >> 32));
 }
 
 static exact_t *exact_find(const cr_router_t *r, const char *key, size_t len, uint32_t h) {

@@ -12,12 +12,16 @@
 #include <string.h>
 
 #include "buf.h"
+#include "error.h"
 
 static inline int cr_wire_u32(cr_buf_t *b, uint32_t v) { return cr_buf_append(b, &v, 4); }
 static inline int cr_wire_u64(cr_buf_t *b, uint64_t v) { return cr_buf_append(b, &v, 8); }
 static inline int cr_wire_f64(cr_buf_t *b, double v) { return cr_buf_append(b, &v, 8); }
+/* CR_ETOOBIG, writing nothing, for n >= UINT32_MAX: its length would not fit
+ * the u32 (or would read as NULL), and the reader would lose its place. */
 static inline int cr_wire_bytes(cr_buf_t *b, const char *s, size_t n) {
   if (!s) return cr_wire_u32(b, UINT32_MAX);
+  if (n >= UINT32_MAX) return CR_ETOOBIG;
   return cr_wire_u32(b, (uint32_t)n) || cr_buf_append(b, s, n);
 }
 static inline int cr_wire_str(cr_buf_t *b, const char *s) { return cr_wire_bytes(b, s, s ? strlen(s) : 0); }
@@ -29,7 +33,7 @@ typedef struct cr_wire_reader_s {
 
 static inline void cr_wire_reader(cr_wire_reader_t *r, const char *data, size_t len) {
   r->p = data;
-  r->end = data + len;
+  r->end = data ? data + len : data; /* an empty cr_buf_t has no data */
   r->bad = 0;
 }
 

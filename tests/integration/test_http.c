@@ -905,16 +905,19 @@ static void bad_input_does_not_break_the_worker(void **state) {
   fds[3] = http_connect(s.port);
   http_sends(fds[3], "GET /hello HTTP/1.1\r\nHost: x\r\n"); /* never finished */
   fds[4] = http_connect(s.port);
-  http_sends(fds[4], "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n");
+  http_sends(fds[4], "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n");
   fds[5] = http_connect(s.port);
   http_sends(fds[5], "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"); /* a good one in between */
   for (int i = 0; i < 6; i++) assert_true(fds[i] >= 0);
   http_resp_t r;
-  int want[6] = {431, 413, 400, 408, 0, 200};
+  /* fds[4]'s chunk size has 19 significant hex digits: the framing check
+   * refuses it at the 16th, before the body limit could apply (it has a
+   * Host, so the chunk size is what is judged). */
+  int want[6] = {431, 413, 400, 408, 400, 200};
   for (int i = 0; i < 6; i++) {
     must_read(fds[i], &r, 0);
-    if (want[i]) expect_status(&r, want[i]);
-    else assert_true(r.status == 400 || r.status == 413);
+    expect_status(&r, want[i]);
+    if (i == 4 && !strstr(r.body, "chunk size too large")) fail_msg("the chunk size overflow answered: %s", r.body);
     http_free(&r);
   }
   for (int i = 0; i < 5; i++) assert_int_equal(http_wait_closed(fds[i], 3000), 1);
