@@ -31,6 +31,7 @@
 #include "clock.h"
 #include "error.h"
 #include "freelist.h"
+#include "hash.h"
 #include "invoke.h"
 #include "json.h"
 #include "log.h"
@@ -442,11 +443,7 @@ static void push_stdlib_env(lua_State *L) {
 static int l_hash(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
-  uint64_t h = 14695981039346656037ULL;
-  for (size_t i = 0; i < n; i++) {
-    h ^= (unsigned char)s[i];
-    h *= 1099511628211ULL;
-  }
+  uint64_t h = cr_fnv1a(s, n);
   char out[17];
   snprintf(out, sizeof out, "%016llx", (unsigned long long)h);
   lua_pushlstring(L, out, 16);
