@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "error.h"
 
 typedef enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_SECONDS, OPT_FLAG, OPT_NUMBER } opt_type_t;
@@ -52,13 +53,13 @@ static const opt_t options[] = {
 
 void cr_config_defaults(cr_config_t *c) {
   memset(c, 0, sizeof *c);
-  c->functions_dir = strdup("./functions");
-  c->listen = strdup("127.0.0.1:8080");
+  c->functions_dir = cr_xstrdup("./functions");
+  c->listen = cr_xstrdup("127.0.0.1:8080");
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   c->workers = n > 0 ? (int)n : 1;
-  c->redis = strdup("auto");
-  c->data_dir = strdup("./.crescent");
-  c->log_level = strdup("info");
+  c->redis = cr_xstrdup("auto");
+  c->data_dir = cr_xstrdup("./.crescent");
+  c->log_level = cr_xstrdup("info");
   c->max_body = 6u * 1024 * 1024;
   c->max_header = 16u * 1024;
   c->request_timeout = 30;
@@ -74,7 +75,7 @@ void cr_config_defaults(cr_config_t *c) {
   c->price_request = 0.20;
   c->price_gb_second = 0.0000166667;
   c->redis_timeout = 2;
-  c->redis_prefix = strdup("cr:");
+  c->redis_prefix = cr_xstrdup("cr:");
   c->kv_max_value = 1024 * 1024;
   c->max_object = 16u * 1024 * 1024;
   snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
@@ -171,8 +172,7 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
     switch (o->type) {
     case OPT_STR: {
       if (strcmp(name, "listen") == 0 && parse_listen(c, value, err, errlen)) return CR_EINVAL;
-      char *dup = strdup(value);
-      if (!dup) return CR_ENOMEM;
+      char *dup = cr_xstrdup(value);
       free(*(char **)field);
       *(char **)field = dup;
       return 0;

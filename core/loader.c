@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "clock.h"
 #include "error.h"
 #include "log.h"
@@ -66,6 +67,7 @@ int cr_loader_read_module(const char *root, const char *relpath, char **src, siz
     snprintf(err, errlen, "%s is not a regular file of at most 16 MB", relpath);
     return CR_EINVAL;
   }
+  /* Checked, not cr_xmalloc: require() runs in handlers too (the request path). */
   char *buf = malloc((size_t)st.st_size + 1);
   size_t got = 0;
   while (buf && got < (size_t)st.st_size) {
@@ -251,10 +253,10 @@ static void take_record(cr_loader_job_t *j, const uint32_t hdr[3], const char *p
       cr_settings_free(&l->settings);
       cr_vm_modules_free(&l->modules);
     }
-    l->error = strdup("the validator sent an unreadable result");
+    l->error = cr_xstrdup("the validator sent an unreadable result");
     return;
   }
-  l->error = strndup(payload, hdr[2]);
+  l->error = cr_xstrndup(payload, hdr[2]);
 }
 
 /* The validator is gone (exited, died or killed): reap it, fail the file it
@@ -278,15 +280,14 @@ static void validator_gone(cr_loader_job_t *j, int timed_out) {
   else
     snprintf(msg, sizeof msg, "%s: the validator process died while loading it (%s %d)", l->relpath,
              WIFSIGNALED(status) ? "signal" : "status", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-  l->error = strdup(msg);
+  l->error = cr_xstrdup(msg);
   j->next++;
   if (j->next < j->n) spawn_validator(j);
 }
 
 cr_loader_job_t *cr_loader_start(const char *root, cr_load_t *loads, int n, double init_timeout) {
-  cr_loader_job_t *j = calloc(1, sizeof *j);
-  if (!j) return NULL;
-  j->root = root ? strdup(root) : NULL;
+  cr_loader_job_t *j = cr_xcalloc(1, sizeof *j);
+  j->root = root ? cr_xstrdup(root) : NULL;
   j->loads = loads;
   j->n = n;
   j->init_timeout = init_timeout;
@@ -379,7 +380,6 @@ void cr_loader_forget(cr_loader_job_t *j) {
 
 int cr_loader_run(const char *root, cr_load_t *loads, int n, double init_timeout) {
   cr_loader_job_t *j = cr_loader_start(root, loads, n, init_timeout);
-  if (!j) return CR_ENOMEM;
   while (!cr_loader_step(j)) {
     uint64_t now = cr_clock_ns(), dl = cr_loader_deadline(j);
     int ms = dl > now ? (int)((dl - now) / 1000000) + 1 : 0;
@@ -394,7 +394,7 @@ int cr_loader_run(const char *root, cr_load_t *loads, int n, double init_timeout
   cr_loader_free(j);
   /* Entries the job could not even try (no fork at all) are failures too. */
   for (int i = 0; i < n; i++)
-    if (!loads[i].ok && !loads[i].error) loads[i].error = strdup("could not be validated");
+    if (!loads[i].ok && !loads[i].error) loads[i].error = cr_xstrdup("could not be validated");
   return 0;
 }
 

@@ -75,7 +75,7 @@ int cr_loader_validate_platform(const char *relpath, const char *src, size_t len
 typedef struct cr_loader_job_s cr_loader_job_t;
 
 /* Starts validating loads[0..n) (which must stay valid until the job is
- * freed). Returns NULL only when out of memory. */
+ * freed). Never NULL (set-up code: alloc.h). */
 cr_loader_job_t *cr_loader_start(const char *root, cr_load_t *loads, int n, double init_timeout);
 /* The pipe to poll for input (-1 between validator processes). */
 int cr_loader_fd(const cr_loader_job_t *job);
@@ -91,7 +91,8 @@ void cr_loader_free(cr_loader_job_t *job);
  * the validator is not a child. */
 void cr_loader_forget(cr_loader_job_t *job);
 
-/* Validates n files and waits for the result. Always fills every entry. */
+/* Validates n files and waits for the result. Always fills every entry;
+ * returns 0. */
 int cr_loader_run(const char *root, cr_load_t *loads, int n, double init_timeout);
 
 void cr_load_clear(cr_load_t *l);

@@ -11,6 +11,7 @@
 #include <uv.h>
 #include <hiredis/hiredis.h>
 
+#include "alloc.h"
 #include "config.h"
 #include "error.h"
 #include "loader.h"
@@ -82,9 +83,9 @@ static int cmd_check(int argc, char **argv) {
     cr_config_free(&cfg);
     return 1;
   }
-  cr_load_t *loads = calloc((size_t)(n ? n : 1), sizeof *loads);
-  char **sources = calloc((size_t)(n ? n : 1), sizeof *sources);
-  char **read_errors = calloc((size_t)(n ? n : 1), sizeof *read_errors);
+  cr_load_t *loads = cr_xcalloc((size_t)n, sizeof *loads);
+  char **sources = cr_xcalloc((size_t)n, sizeof *sources);
+  char **read_errors = cr_xcalloc((size_t)n, sizeof *read_errors);
   int problems = 0;
   for (int i = 0; i < n; i++) {
     char err[512];
@@ -95,7 +96,7 @@ static int cmd_check(int argc, char **argv) {
       loads[i].source = sources[i];
       loads[i].len = len;
     } else {
-      read_errors[i] = strdup(err[0] ? err : "out of memory");
+      read_errors[i] = cr_xstrdup(err[0] ? err : "out of memory");
     }
   }
   cr_loader_run(dir, loads, n, cfg.init_timeout);
@@ -194,6 +195,7 @@ static int cmd_new(int argc, char **argv) {
     return 1;
   }
   FILE *f = fdopen(fd, "w");
+  if (!f) cr_oom(BUFSIZ);
   fprintf(f, template_http, name, route);
   fclose(f);
   printf("created %s (served at %s)\n", path, route);

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "clock.h"
 #include "error.h"
 #include "loader.h"
@@ -82,7 +83,8 @@ static void broadcast(master_t *m, const cr_buf_t *frames) {
   for (int i = 0; i < m->nworkers; i++) {
     wslot_t *w = &m->workers[i];
     if (w->pid <= 0 || w->chan_fd < 0) continue;
-    cr_buf_append(&w->out, frames->data, frames->len);
+    /* A lost frame would leave the worker's registry behind for good. */
+    if (cr_buf_append(&w->out, frames->data, frames->len)) cr_oom(w->out.len + frames->len);
   }
 }
 
@@ -454,10 +456,10 @@ int cr_master_run(cr_config_t *cfg) {
 
   m.nworkers = cfg->workers;
   m.shm = cr_shm_create(m.nworkers);
-  m.workers = calloc((size_t)m.nworkers, sizeof *m.workers);
-  for (int i = 0; m.workers && i < m.nworkers; i++) m.workers[i].chan_fd = -1;
-  if (!m.shm || !m.workers || m.sfd < 0 || reserve_port(&m)) {
-    if (!m.shm || !m.workers) cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory starting the master");
+  m.workers = cr_xcalloc((size_t)m.nworkers, sizeof *m.workers);
+  for (int i = 0; i < m.nworkers; i++) m.workers[i].chan_fd = -1;
+  if (!m.shm || m.sfd < 0 || reserve_port(&m)) {
+    if (!m.shm) cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory starting the master");
     cr_registry_free(m.registry);
     free(m.workers);
     cr_shm_destroy(m.shm);

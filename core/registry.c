@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "alloc.h"
 #include "clock.h"
 #include "error.h"
 #include "hash.h"
@@ -18,9 +19,8 @@
 #define MAX_DEPTH 16
 
 cr_registry_t *cr_registry_new(const char *root) {
-  cr_registry_t *r = calloc(1, sizeof *r);
-  if (!r) return NULL;
-  r->root = strdup(root);
+  cr_registry_t *r = cr_xcalloc(1, sizeof *r);
+  r->root = cr_xstrdup(root);
   r->router = cr_router_new();
   return r;
 }
@@ -62,17 +62,12 @@ typedef struct {
   int n, cap;
 } list_t;
 
-static int list_push(list_t *l, const char *path) {
+static void list_push(list_t *l, const char *path) {
   if (l->n == l->cap) {
-    int cap = l->cap ? l->cap * 2 : 32;
-    char **p = realloc(l->paths, sizeof(char *) * (size_t)cap);
-    if (!p) return CR_ENOMEM;
-    l->paths = p;
-    l->cap = cap;
+    l->cap = l->cap ? l->cap * 2 : 32;
+    l->paths = cr_xrealloc(l->paths, sizeof(char *) * (size_t)l->cap);
   }
-  if (!(l->paths[l->n] = strdup(path))) return CR_ENOMEM;
-  l->n++;
-  return 0;
+  l->paths[l->n++] = cr_xstrdup(path);
 }
 
 static int walk_dir(const char *root, const char *rel, int depth, list_t *l) {
@@ -81,8 +76,7 @@ static int walk_dir(const char *root, const char *rel, int depth, list_t *l) {
   DIR *d = opendir(dirpath);
   if (!d) return depth == 0 ? CR_ENOENT : 0;
   struct dirent *e;
-  int rc = 0;
-  while (rc == 0 && (e = readdir(d))) {
+  while ((e = readdir(d))) {
     if (e->d_name[0] == '.' || e->d_name[0] == '_') continue;
     char child[1024];
     int w = snprintf(child, sizeof child, "%s%s%s", rel, *rel ? "/" : "", e->d_name);
@@ -93,13 +87,13 @@ static int walk_dir(const char *root, const char *rel, int depth, list_t *l) {
     if (stat(full, &st)) continue;
     if (S_ISDIR(st.st_mode)) {
       if (depth == 0 && strcmp(e->d_name, "lib") == 0) continue;
-      if (depth + 1 < MAX_DEPTH) rc = walk_dir(root, child, depth + 1, l);
+      if (depth + 1 < MAX_DEPTH) walk_dir(root, child, depth + 1, l);
     } else if (S_ISREG(st.st_mode) && cr_registry_is_function_path(child)) {
-      rc = list_push(l, child);
+      list_push(l, child);
     }
   }
   closedir(d);
-  return rc;
+  return 0;
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -127,8 +121,7 @@ cr_fn_t *cr_registry_find(const cr_registry_t *r, const char *name) {
 cr_fn_t *cr_registry_add(cr_registry_t *r, const char *relpath) {
   size_t n = strlen(relpath);
   if (n < 5) return NULL;
-  char *name = strndup(relpath, n - 4);
-  if (!name) return NULL;
+  char *name = cr_xstrndup(relpath, n - 4);
   cr_fn_t *fn = cr_registry_find(r, name);
   if (fn) {
     free(name);
@@ -142,24 +135,14 @@ cr_fn_t *cr_registry_add(cr_registry_t *r, const char *relpath) {
     return NULL;
   }
   if (r->nfns == r->cap) {
-    int cap = r->cap ? r->cap * 2 : 16;
-    cr_fn_t **p = realloc(r->fns, sizeof(cr_fn_t *) * (size_t)cap);
-    if (!p) {
-      free(name);
-      return NULL;
-    }
-    r->fns = p;
-    r->cap = cap;
+    r->cap = r->cap ? r->cap * 2 : 16;
+    r->fns = cr_xrealloc(r->fns, sizeof(cr_fn_t *) * (size_t)r->cap);
   }
-  fn = calloc(1, sizeof *fn);
-  if (!fn) {
-    free(name);
-    return NULL;
-  }
+  fn = cr_xcalloc(1, sizeof *fn);
   fn->name = name;
-  fn->relpath = strdup(relpath);
-  fn->chunkname = malloc(n + 2);
-  if (fn->chunkname) snprintf(fn->chunkname, n + 2, "@%s", relpath);
+  fn->relpath = cr_xstrdup(relpath);
+  fn->chunkname = cr_xmalloc(n + 2);
+  snprintf(fn->chunkname, n + 2, "@%s", relpath);
   fn->slot = r->next_slot++;
   r->fns[r->nfns++] = fn;
   return fn;
@@ -195,8 +178,7 @@ cr_fnver_t *cr_registry_publish(cr_registry_t *r, cr_fn_t *fn, char *source, siz
 cr_fnver_t *cr_registry_publish_with(cr_registry_t *r, cr_fn_t *fn, char *source, size_t len,
                                      cr_settings_t *settings, cr_vm_modules_t *modules) {
   (void)r;
-  cr_fnver_t *v = calloc(1, sizeof *v);
-  if (!v) return NULL;
+  cr_fnver_t *v = cr_xcalloc(1, sizeof *v);
   v->fn = fn;
   v->number = ++fn->versions;
   /* The hash covers the modules too: a changed module is a new version. */
@@ -231,7 +213,7 @@ void cr_registry_remove(cr_fn_t *fn) {
 
 void cr_registry_fail(cr_fn_t *fn, const char *msg) {
   free(fn->error);
-  fn->error = strdup(msg);
+  fn->error = cr_xstrdup(msg);
   fn->error_ms = cr_wall_ms();
 }
 
@@ -340,7 +322,6 @@ int cr_registry_apply(cr_registry_t *r, const char *msg, size_t len, int *op, cr
   }
   fn->versions = number - 1;
   cr_fnver_t *v = cr_registry_publish_with(r, fn, source, slen, &settings, &modules);
-  if (!v) return CR_ENOMEM;
   v->loaded_ms = loaded_ms;
   return 0;
 }
@@ -395,12 +376,7 @@ static int cmp_routed(const void *a, const void *b) {
 
 int cr_registry_route(cr_registry_t *r) {
   cr_router_t *router = cr_router_new();
-  if (!router) return CR_ENOMEM;
-  cr_fn_t **order = malloc(sizeof(cr_fn_t *) * (size_t)(r->nfns ? r->nfns : 1));
-  if (!order) {
-    cr_router_free(router);
-    return CR_ENOMEM;
-  }
+  cr_fn_t **order = cr_xmalloc(sizeof(cr_fn_t *) * (size_t)r->nfns);
   memcpy(order, r->fns, sizeof(cr_fn_t *) * (size_t)r->nfns);
   qsort(order, (size_t)r->nfns, sizeof(cr_fn_t *), cmp_routed);
   int conflicts = 0;
@@ -442,7 +418,7 @@ int cr_registry_route(cr_registry_t *r) {
         if (!r->quiet && (!fn->logged || strcmp(fn->logged, msg) != 0)) {
           cr_log(CR_LOG_ERROR, fn->name, NULL, "%s: %s", fn->relpath, msg);
           free(fn->logged);
-          fn->logged = strdup(msg);
+          fn->logged = cr_xstrdup(msg);
         }
         clash = 1;
         conflicts++;

@@ -68,6 +68,8 @@ typedef struct cr_registry_s {
   int quiet;          /* do not log (workers replay the master's changes) */
 } cr_registry_t;
 
+/* Building the registry is set-up code: its allocations abort when memory
+ * runs out (alloc.h), so no function here returns NULL for want of memory. */
 cr_registry_t *cr_registry_new(const char *root);
 void cr_registry_free(cr_registry_t *r);
 
@@ -78,7 +80,7 @@ int cr_registry_list(const char *root, char ***paths, int *n);
 
 cr_fn_t *cr_registry_find(const cr_registry_t *r, const char *name);
 /* The function of relpath (name = relpath without ".lua"), made without a version if new.
- * NULL for a bad path, out of memory, or when the server has already seen
+ * NULL for a bad path, or when the server has already seen
  * CR_SHM_MAX_FUNCTIONS functions. */
 cr_fn_t *cr_registry_add(cr_registry_t *r, const char *relpath);
 

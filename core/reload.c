@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "error.h"
 #include "loader.h"
 #include "log.h"
@@ -30,8 +31,7 @@ struct cr_reload_s {
 
 cr_reload_t *cr_reload_new(cr_registry_t *registry, double init_timeout, const cr_platform_fn_t *platform,
                            int nplatform) {
-  cr_reload_t *rl = calloc(1, sizeof *rl);
-  if (!rl) return NULL;
+  cr_reload_t *rl = cr_xcalloc(1, sizeof *rl);
   rl->registry = registry;
   rl->init_timeout = init_timeout;
   rl->platform = platform;
@@ -103,12 +103,11 @@ static int modules_changed(const cr_registry_t *r, const cr_fnver_t *v) {
   return 0;
 }
 
-static int push_load(cr_reload_t *rl, char *relpath, char *source, size_t len, int platform) {
+static void push_load(cr_reload_t *rl, char *relpath, char *source, size_t len, int platform) {
   int i = rl->nloads++;
-  rl->loads = realloc(rl->loads, sizeof *rl->loads * (size_t)rl->nloads);
-  rl->paths = realloc(rl->paths, sizeof(char *) * (size_t)rl->nloads);
-  rl->sources = realloc(rl->sources, sizeof(char *) * (size_t)rl->nloads);
-  if (!rl->loads || !rl->paths || !rl->sources) return CR_ENOMEM;
+  rl->loads = cr_xrealloc(rl->loads, sizeof *rl->loads * (size_t)rl->nloads);
+  rl->paths = cr_xrealloc(rl->paths, sizeof(char *) * (size_t)rl->nloads);
+  rl->sources = cr_xrealloc(rl->sources, sizeof(char *) * (size_t)rl->nloads);
   memset(&rl->loads[i], 0, sizeof rl->loads[i]);
   rl->paths[i] = relpath;
   rl->sources[i] = source;
@@ -116,7 +115,6 @@ static int push_load(cr_reload_t *rl, char *relpath, char *source, size_t len, i
   rl->loads[i].source = source ? source : "";
   rl->loads[i].len = len;
   rl->loads[i].platform = platform;
-  return 0;
 }
 
 int cr_reload_start(cr_reload_t *rl, int force) {
@@ -171,7 +169,7 @@ int cr_reload_start_skipping(cr_reload_t *rl, int force, int (*busy)(const char 
       int present = busy && busy(fn->relpath, data);
       for (int k = 0; k < nnow && !present; k++) present = strcmp(now[k], fn->relpath) == 0;
       if (!present) {
-        rl->removed = realloc(rl->removed, sizeof(cr_fn_t *) * (size_t)(rl->nremoved + 1));
+        rl->removed = cr_xrealloc(rl->removed, sizeof(cr_fn_t *) * (size_t)(rl->nremoved + 1));
         rl->removed[rl->nremoved++] = fn;
       }
     }
@@ -182,9 +180,9 @@ int cr_reload_start_skipping(cr_reload_t *rl, int force, int (*busy)(const char 
     for (int i = 0; i < rl->nplatform; i++) {
       char rel[300];
       snprintf(rel, sizeof rel, "%s.lua", rl->platform[i].name);
-      char *src = malloc(rl->platform[i].len + 1);
+      char *src = cr_xmalloc(rl->platform[i].len + 1);
       memcpy(src, rl->platform[i].source, rl->platform[i].len + 1);
-      push_load(rl, strdup(rel), src, rl->platform[i].len, 1);
+      push_load(rl, cr_xstrdup(rel), src, rl->platform[i].len, 1);
     }
   }
   if (rl->nloads == 0) return 0;
@@ -200,12 +198,19 @@ static const cr_platform_fn_t *platform_by_relpath(const cr_reload_t *rl, const 
   return NULL;
 }
 
-/* Applies one message to the master's registry and frames it for the workers. */
-static void emit(cr_reload_t *rl, cr_buf_t *msg, cr_buf_t *frames) {
+/* Applies one message (built: what its builder returned) to the master's
+ * registry and frames it for the workers. A message or a frame that could
+ * not be built is out of memory (alloc.h): going on would leave the workers
+ * without a change the master made. */
+static void emit(cr_reload_t *rl, int built, cr_buf_t *msg, cr_buf_t *frames) {
   int op;
   cr_fn_t *fn;
-  if (cr_registry_apply(rl->registry, msg->data, msg->len, &op, &fn) == 0) cr_reload_frame(frames, msg);
-  else cr_log(CR_LOG_ERROR, NULL, NULL, "a registry change could not be applied (out of memory?)");
+  if (built) cr_oom(msg->len);
+  if (cr_registry_apply(rl->registry, msg->data, msg->len, &op, &fn) == 0) {
+    if (cr_reload_frame(frames, msg)) cr_oom(frames->len + msg->len + 4);
+  } else {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "a registry change could not be applied (out of memory?)");
+  }
   msg->len = 0;
 }
 
@@ -241,8 +246,7 @@ int cr_reload_step(cr_reload_t *rl, cr_buf_t *frames) {
     if (l->ok) {
       const cr_platform_fn_t *pf = l->platform ? platform_by_relpath(rl, l->relpath) : NULL;
       for (int k = 0; pf && pf->env && pf->env[k]; k += 2) cr_settings_set_env(&l->settings, pf->env[k], pf->env[k + 1]);
-      cr_registry_op_publish(&msg, fn, l->source, l->len, &l->settings, &l->modules);
-      emit(rl, &msg, frames);
+      emit(rl, cr_registry_op_publish(&msg, fn, l->source, l->len, &l->settings, &l->modules), &msg, frames);
       changes++;
       if (!fn->platform)
         cr_log(CR_LOG_INFO, fn->name, NULL, "loaded %s (version %u, %s)%s", fn->relpath, fn->current->number,
@@ -251,8 +255,7 @@ int cr_reload_step(cr_reload_t *rl, cr_buf_t *frames) {
       fn->logged = NULL;
     } else {
       const char *err = l->error ? l->error : "could not be validated";
-      cr_registry_op_fail(&msg, fn, err);
-      emit(rl, &msg, frames);
+      emit(rl, cr_registry_op_fail(&msg, fn, err), &msg, frames);
       changes++;
       if (!fn->logged || strcmp(fn->logged, err) != 0) {
         if (fn->current)
@@ -260,21 +263,19 @@ int cr_reload_step(cr_reload_t *rl, cr_buf_t *frames) {
         else
           cr_log(CR_LOG_ERROR, fn->name, NULL, "%s", err);
         free(fn->logged);
-        fn->logged = strdup(err);
+        fn->logged = cr_xstrdup(err);
       }
     }
   }
   for (int i = 0; i < rl->nremoved; i++) {
     cr_fn_t *fn = rl->removed[i];
-    cr_registry_op_remove(&msg, fn);
-    emit(rl, &msg, frames);
+    emit(rl, cr_registry_op_remove(&msg, fn), &msg, frames);
     changes++;
     fn->tried[0] = '\0';
     cr_log(CR_LOG_INFO, fn->name, NULL, "%s was removed: no longer routed", fn->relpath);
   }
   if (changes) {
-    cr_registry_op_route(&msg);
-    emit(rl, &msg, frames);
+    emit(rl, cr_registry_op_route(&msg), &msg, frames);
   }
   cr_buf_free(&msg);
   rl->first = 0;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "error.h"
 #include "hash.h"
 #include "text.h"
@@ -31,14 +32,10 @@ static const char *intern(const char *s, size_t n) {
   for (int i = 0; i < names_pool.n; i++)
     if (strlen(names_pool.items[i]) == n && memcmp(names_pool.items[i], s, n) == 0) return names_pool.items[i];
   if (names_pool.n == names_pool.cap) {
-    int cap = names_pool.cap ? names_pool.cap * 2 : 16;
-    char **items = realloc(names_pool.items, sizeof(char *) * (size_t)cap);
-    if (!items) return "?";
-    names_pool.items = items;
-    names_pool.cap = cap;
+    names_pool.cap = names_pool.cap ? names_pool.cap * 2 : 16;
+    names_pool.items = cr_xrealloc(names_pool.items, sizeof(char *) * (size_t)names_pool.cap);
   }
-  char *copy = strndup(s, n);
-  if (!copy) return "?";
+  char *copy = cr_xstrndup(s, n);
   names_pool.items[names_pool.n++] = copy;
   return copy;
 }
@@ -86,14 +83,13 @@ static exact_t *exact_find(const cr_router_t *r, const char *key, size_t len, ui
   }
 }
 
-static int exact_add(cr_router_t *r, const char *key, size_t len, node_t *node) {
+static void exact_add(cr_router_t *r, const char *key, size_t len, node_t *node) {
   uint32_t h = path_hash(key, len);
   exact_t *e = exact_find(r, key, len, h);
-  if (e && e->key) return 0; /* another method of the same pattern */
+  if (e && e->key) return; /* another method of the same pattern */
   if (2 * (r->nexact + 1) > r->exact_cap) {
     size_t cap = r->exact_cap ? 2 * r->exact_cap : 16;
-    exact_t *grown = calloc(cap, sizeof *grown);
-    if (!grown) return CR_ENOMEM;
+    exact_t *grown = cr_xcalloc(cap, sizeof *grown);
     exact_t *old = r->exact;
     size_t oldcap = r->exact_cap;
     r->exact = grown;
@@ -103,14 +99,13 @@ static int exact_add(cr_router_t *r, const char *key, size_t len, node_t *node) 
     free(old);
   }
   e = exact_find(r, key, len, h);
-  if (!(e->key = malloc(len + 1))) return CR_ENOMEM;
+  e->key = cr_xmalloc(len + 1);
   memcpy(e->key, key, len);
   e->key[len] = '\0';
   e->len = len;
   e->hash = h;
   e->node = node;
   r->nexact++;
-  return 0;
 }
 
 static const struct {
@@ -139,7 +134,7 @@ size_t cr_method_list(unsigned methods, char *out, size_t outlen) {
   return n;
 }
 
-cr_router_t *cr_router_new(void) { return calloc(1, sizeof(cr_router_t)); }
+cr_router_t *cr_router_new(void) { return cr_xcalloc(1, sizeof(cr_router_t)); }
 
 static void node_clear(node_t *n) {
   for (int i = 0; i < n->nstatics; i++) {
@@ -281,14 +276,9 @@ static node_t *walk(node_t *n, const pseg_t *segs, int nsegs, int create) {
         n = found;
         continue;
       }
-      node_t **grown = realloc(n->statics, sizeof(node_t *) * (size_t)(n->nstatics + 1));
-      if (!grown) return NULL;
-      n->statics = grown;
-      node_t *c = calloc(1, sizeof *c);
-      if (!c || !(c->seg = malloc(s->len + 1))) {
-        free(c);
-        return NULL;
-      }
+      n->statics = cr_xrealloc(n->statics, sizeof(node_t *) * (size_t)(n->nstatics + 1));
+      node_t *c = cr_xcalloc(1, sizeof *c);
+      c->seg = cr_xmalloc(s->len + 1);
       memcpy(c->seg, s->text, s->len);
       c->seg[s->len] = '\0';
       c->seglen = s->len;
@@ -296,7 +286,7 @@ static node_t *walk(node_t *n, const pseg_t *segs, int nsegs, int create) {
       n = c;
       continue;
     }
-    if (!*slot && create) *slot = calloc(1, sizeof(node_t));
+    if (!*slot && create) *slot = cr_xcalloc(1, sizeof(node_t));
     n = *slot;
   }
   return n;
@@ -332,15 +322,12 @@ int cr_router_add(cr_router_t *r, unsigned methods, const char *pattern, void *t
   if (parse_pattern(pattern, segs, &nsegs, err, errlen)) return CR_EINVAL;
   if (find_conflict(walk(&r->root, segs, nsegs, 0), methods, existing)) return CR_ECONFLICT;
   node_t *n = walk(&r->root, segs, nsegs, 1);
-  if (!n) return CR_ENOMEM;
-  endpoint_t *eps = realloc(n->eps, sizeof(endpoint_t) * (size_t)(n->neps + 1));
-  if (!eps) return CR_ENOMEM;
-  n->eps = eps;
-  endpoint_t *ep = &eps[n->neps];
+  n->eps = cr_xrealloc(n->eps, sizeof(endpoint_t) * (size_t)(n->neps + 1));
+  endpoint_t *ep = &n->eps[n->neps];
   memset(ep, 0, sizeof *ep);
   ep->methods = methods;
   ep->target = target;
-  ep->pattern = strdup(pattern);
+  ep->pattern = cr_xstrdup(pattern);
   for (int i = 0; i < nsegs; i++) {
     if (segs[i].kind == 0) continue;
     int star = segs[i].kind == 2 && segs[i].len == 0;
@@ -361,7 +348,7 @@ int cr_router_add(cr_router_t *r, unsigned methods, const char *pattern, void *t
       len += segs[i].len;
     }
     /* Without room for it in the lookup, the route is still found through the trie. */
-    if (fits) (void)exact_add(r, key, len, n);
+    if (fits) exact_add(r, key, len, n);
   }
   return 0;
 }

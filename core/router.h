@@ -50,6 +50,8 @@ typedef struct {
   unsigned allowed; /* on CR_EINVAL: the methods the path does answer */
 } cr_route_match_t;
 
+/* Building a router is set-up code: out of memory aborts (alloc.h). Looking
+ * routes up allocates nothing. */
 cr_router_t *cr_router_new(void);
 void cr_router_free(cr_router_t *r);
 

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "log.h"
 
 #define MASK                                                                                          \
@@ -44,14 +45,10 @@ static void writing_set(cr_watch_t *w, const char *rel, int on) {
   }
   if (!on) return;
   if (w->nwriting == w->capwriting) {
-    int cap = w->capwriting ? w->capwriting * 2 : 8;
-    char **p = realloc(w->writing, sizeof(char *) * (size_t)cap);
-    if (!p) return;
-    w->writing = p;
-    w->capwriting = cap;
+    w->capwriting = w->capwriting ? w->capwriting * 2 : 8;
+    w->writing = cr_xrealloc(w->writing, sizeof(char *) * (size_t)w->capwriting);
   }
-  char *copy = strdup(rel);
-  if (copy) w->writing[w->nwriting++] = copy;
+  w->writing[w->nwriting++] = cr_xstrdup(rel);
 }
 
 int cr_watch_writing(const cr_watch_t *w, const char *relpath) {
@@ -79,25 +76,19 @@ static void add_tree(cr_watch_t *w, const char *path, int depth) {
     if (w->dirs[i].wd == wd) {
       /* A watched folder moved here: it keeps its watch, under its new path. */
       if (strcmp(w->dirs[i].path, path) != 0) {
-        char *p = strdup(path);
-        if (p) {
-          free(w->dirs[i].path);
-          w->dirs[i].path = p;
-        }
+        free(w->dirs[i].path);
+        w->dirs[i].path = cr_xstrdup(path);
       }
       known = 1;
     }
   }
   if (!known) {
     if (w->n == w->cap) {
-      int cap = w->cap ? w->cap * 2 : 16;
-      dirwatch_t *d = realloc(w->dirs, sizeof *d * (size_t)cap);
-      if (!d) return;
-      w->dirs = d;
-      w->cap = cap;
+      w->cap = w->cap ? w->cap * 2 : 16;
+      w->dirs = cr_xrealloc(w->dirs, sizeof *w->dirs * (size_t)w->cap);
     }
     w->dirs[w->n].wd = wd;
-    w->dirs[w->n].path = strdup(path);
+    w->dirs[w->n].path = cr_xstrdup(path);
     w->n++;
   }
   DIR *d = opendir(path);
@@ -114,14 +105,13 @@ static void add_tree(cr_watch_t *w, const char *path, int depth) {
 }
 
 cr_watch_t *cr_watch_new(const char *root) {
-  cr_watch_t *w = calloc(1, sizeof *w);
-  if (!w) return NULL;
+  cr_watch_t *w = cr_xcalloc(1, sizeof *w);
   w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (w->fd < 0) {
     free(w);
     return NULL;
   }
-  w->root = strdup(root);
+  w->root = cr_xstrdup(root);
   add_tree(w, root, 0);
   return w;
 }

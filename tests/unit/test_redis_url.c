@@ -138,7 +138,7 @@ static void test_lengths(void **state) {
   host[255] = 'h';
   host[256] = '\0';
   snprintf(url, sizeof url, "redis://%s:1", host);
-  char msg[1200];
+  char msg[2200];
   snprintf(msg, sizeof msg, "bad Redis URL '%s': host name too long", url);
   expect_refused(url, msg);
   snprintf(url, sizeof url, "redis://[%s]:1", host);
