@@ -1,0 +1,110 @@
+/* check.c - crescent check [DIR]: load every function as the server would and report. */
+#include <errno.h>
+#include <fcntl.h>
+#include <llhttp.h>
+#include <luajit.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+#include <hiredis/hiredis.h>
+
+#include "alloc.h"
+#include "config.h"
+#include "error.h"
+#include "loader.h"
+#include "log.h"
+#include "master.h"
+#include "modules.h"
+#include "registry.h"
+#include "shm.h"
+#include "vm.h"
+#include "cli.h"
+
+int cr_cmd_check(int argc, char **argv) {
+  cr_config_t cfg;
+  char *rest[64];
+  int nrest;
+  if (argc > 64 + 2 || cr_cli_load_config(&cfg, argc, argv, rest, &nrest)) return 2;
+  const char *dir = nrest > 0 ? rest[0] : cfg.functions_dir;
+  cr_log_set_level(CR_LOG_WARN);
+  struct stat st;
+  if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "%s: not a folder\n", dir);
+    cr_config_free(&cfg);
+    return 1;
+  }
+  char **paths = NULL;
+  int n = 0;
+  if (cr_registry_list(dir, &paths, &n)) {
+    fprintf(stderr, "%s: cannot read the folder\n", dir);
+    cr_config_free(&cfg);
+    return 1;
+  }
+  cr_load_t *loads = cr_xcalloc((size_t)n, sizeof *loads);
+  char **sources = cr_xcalloc((size_t)n, sizeof *sources);
+  char **read_errors = cr_xcalloc((size_t)n, sizeof *read_errors);
+  int problems = 0;
+  for (int i = 0; i < n; i++) {
+    char err[512];
+    size_t len = 0;
+    loads[i].relpath = paths[i];
+    loads[i].source = "";
+    if (cr_loader_read(dir, paths[i], &sources[i], &len, err, sizeof err) == 0) {
+      loads[i].source = sources[i];
+      loads[i].len = len;
+    } else {
+      read_errors[i] = cr_xstrdup(err[0] ? err : "out of memory");
+    }
+  }
+  cr_loader_run(dir, loads, n, cfg.init_timeout);
+  cr_registry_t *reg = cr_registry_new(dir);
+  for (int i = 0; i < n; i++) {
+    cr_fn_t *fn = cr_registry_add(reg, paths[i]);
+    if (read_errors[i]) {
+      fprintf(stderr, "%s\n", read_errors[i]);
+      problems++;
+    } else if (!fn) {
+      fprintf(stderr, "%s: not checked: more than %d functions\n", paths[i], CR_SHM_MAX_FUNCTIONS);
+      problems++;
+    } else if (loads[i].ok) {
+      cr_registry_publish(reg, fn, sources[i], loads[i].len, &loads[i].settings);
+      sources[i] = NULL;
+    } else {
+      fprintf(stderr, "%s\n", loads[i].error ? loads[i].error : paths[i]);
+      problems++;
+    }
+    cr_load_clear(&loads[i]);
+  }
+  /* Route conflicts, exactly as the server decides them. */
+  cr_log_setup(-1, 0);
+  for (int i = 0; i < reg->nfns; i++) {
+    cr_fn_t *fn = reg->fns[i];
+    free(fn->error);
+    fn->error = NULL;
+  }
+  cr_registry_route(reg);
+  for (int i = 0; i < reg->nfns; i++) {
+    cr_fn_t *fn = reg->fns[i];
+    if (fn->current && fn->error) {
+      fprintf(stderr, "%s: %s\n", fn->relpath, fn->error);
+      problems++;
+    }
+  }
+  if (problems == 0) printf("ok: %d function%s in %s\n", n, n == 1 ? "" : "s", dir);
+  else fprintf(stderr, "%d problem%s in %s\n", problems, problems == 1 ? "" : "s", dir);
+  for (int i = 0; i < n; i++) {
+    free(sources[i]);
+    free(read_errors[i]);
+    free(paths[i]);
+  }
+  free(sources);
+  free(read_errors);
+  free(loads);
+  free(paths);
+  cr_registry_free(reg);
+  cr_config_free(&cfg);
+  return problems ? 1 : 0;
+}

@@ -1,0 +1,66 @@
+/* new.c - crescent new NAME: a function file from a template. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "config.h"
+#include "registry.h"
+#include "cli.h"
+
+static const char template_http[] =
+    "-- %s: an HTTP function. Try: curl localhost:8080%s\n"
+    "return {\n"
+    "  timeout = 10,   -- seconds\n"
+    "  memory = 128,   -- MB\n"
+    "  handler = function(event, ctx)\n"
+    "    local name = event.query.name or \"world\"\n"
+    "    return { message = \"hello \" .. name, requestId = ctx.requestId }\n"
+    "  end,\n"
+    "}\n";
+
+int cr_cmd_new(int argc, char **argv) {
+  cr_config_t cfg;
+  char *rest[64];
+  int nrest;
+  if (argc > 64 + 2 || cr_cli_load_config(&cfg, argc, argv, rest, &nrest)) return 2;
+  if (nrest != 1) {
+    fprintf(stderr, "usage: crescent new NAME [--functions DIR]\n");
+    cr_config_free(&cfg);
+    return 2;
+  }
+  const char *name = rest[0];
+  char rel[512], path[4096], route[600];
+  snprintf(rel, sizeof rel, "%s.lua", name);
+  if (strstr(name, "..") || name[0] == '/' || !cr_registry_is_function_path(rel)) {
+    fprintf(stderr, "crescent new: '%s' is not a valid function name (no '..', no leading '/', '_' or '.')\n", name);
+    cr_config_free(&cfg);
+    return 2;
+  }
+  snprintf(path, sizeof path, "%s/%s", cfg.functions_dir, rel);
+  if (cr_registry_default_route(name, route, sizeof route)) snprintf(route, sizeof route, "/%s", name);
+  /* Make the folders on the way. */
+  for (char *p = path + strlen(cfg.functions_dir) + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    mkdir(path, 0755);
+    *p = '/';
+  }
+  mkdir(cfg.functions_dir, 0755);
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) {
+    fprintf(stderr, "crescent new: cannot create %s: %s\n", path, strerror(errno));
+    cr_config_free(&cfg);
+    return 1;
+  }
+  FILE *f = fdopen(fd, "w");
+  if (!f) cr_oom(BUFSIZ);
+  fprintf(f, template_http, name, route);
+  fclose(f);
+  printf("created %s (served at %s)\n", path, route);
+  cr_config_free(&cfg);
+  return 0;
+}
