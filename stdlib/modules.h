@@ -4,7 +4,7 @@
  * primitives given to them, and only to them, when they load: `script(name)`
  * and `cmd`, which send one Redis script call or command for the running
  * invocation and yield until the reply (lua/sandbox.lua passes the yield
- * through user coroutines; core/invoke.h resumes); `hash`; `args`, the
+ * through user coroutines; core/exec/invoke.h resumes); `hash`; `args`, the
  * argument checks they share (stdlib/args.lua); and the limits. Users cannot reach the
  * primitives: require "crescent.kv" returns the module, not them.
  *

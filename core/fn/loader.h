@@ -16,7 +16,7 @@
  *
  * What require() may read (cr_loader_read_module): functions are not
  * modules. A module name maps to NAME.lua or NAME/init.lua (dots are
- * folders); a path that would be a function's file (core/registry.c's rule:
+ * folders); a path that would be a function's file (core/fn/registry.c's rule:
  * every .lua file that is not under the top-level lib/ folder and has no
  * folder or file name starting with '_' or '.') is refused without being
  * opened, and so is a file that, once every symlink is followed, is not a

@@ -186,7 +186,7 @@ static int host_loadmodule(lua_State *L) {
     snprintf(relpath, sizeof relpath, patterns[i], rel);
     size_t len;
     char *src = NULL;
-    /* The reader decides what may be required (the platform's: core/loader.h). */
+    /* The reader decides what may be required (the platform's: core/fn/loader.h). */
     int rrc = vm->read_module(vm->read_ud, vm->root, relpath, &src, &len, why, sizeof why);
     if (rrc == CR_EINVAL && !refused[0]) snprintf(refused, sizeof refused, "%s", why);
     if (!src) continue;

@@ -1,4 +1,4 @@
-/* test_redis.c - crescent and its Redis (docs/architecture.md §1, §5; core/redis.h, core/redisd.h): an
+/* test_redis.c - crescent and its Redis (docs/architecture.md §1, §5; core/svc/redis.h, core/proc/redisd.h): an
  * external Redis by URL (db, key prefix), one that is unreachable at start, killed, stuck or
  * late; no Redis at all; and the managed redis-server (AOF, restarts, leftovers of a killed
  * run, one server per data folder, redis-server missing). External Redis servers are started

@@ -1,4 +1,4 @@
-/* test_sec_http.c - issue 10 end to end, the HTTP layer (core/http.c):
+/* test_sec_http.c - issue 10 end to end, the HTTP layer (core/trigger/http/http.c):
  * item 5 (a client that pipelines and never reads, and response heads, cannot
  * make a worker hold memory without bound), item 14 (framing and request
  * lines llhttp 8.1 gets wrong, and valid forms it refused), and item 9's

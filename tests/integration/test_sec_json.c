@@ -1,5 +1,5 @@
 /* test_sec_json.c - issue 10, items 4, 15 and 16 end to end: what a function
- * can do with json (core/json.c) cannot make its worker hold memory outside
+ * can do with json (core/vm/json.c) cannot make its worker hold memory outside
  * its limit, build a gigabyte of text, spin on a table walk, answer 500 for a
  * number it was sent, or print an address of the binary. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* test_admin.c - the access decision of the admin endpoints (core/admin.c):
+/* test_admin.c - the access decision of the admin endpoints (core/trigger/http/admin.c):
  * which peer addresses are loopback, and what a token and an Authorization
  * value decide. The served answers are in tests/integration/test_admin_auth.c. */
 #include <stdarg.h>

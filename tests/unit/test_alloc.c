@@ -1,4 +1,4 @@
-/* test_alloc.c - set-up allocation (core/alloc.c): what it returns, and
+/* test_alloc.c - set-up allocation (core/base/alloc.c): what it returns, and
  * that running out of memory logs one line and aborts. */
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* test_buf.c - the growable byte buffer (core/buf.c). */
+/* test_buf.c - the growable byte buffer (core/base/buf.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

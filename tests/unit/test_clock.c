@@ -1,4 +1,4 @@
-/* test_clock.c - monotonic and wall clocks, HTTP and ISO 8601 dates (core/clock.c). */
+/* test_clock.c - monotonic and wall clocks, HTTP and ISO 8601 dates (core/base/clock.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* test_config.c - server settings: defaults, crescent.conf, environment, flags (core/config.c). */
+/* test_config.c - server settings: defaults, crescent.conf, environment, flags (core/base/config.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

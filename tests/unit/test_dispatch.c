@@ -1,4 +1,4 @@
-/* test_dispatch.c - the one invocation path every trigger uses (core/dispatch.c),
+/* test_dispatch.c - the one invocation path every trigger uses (core/exec/dispatch.c),
  * driven by a fake trigger: no network, no HTTP. Functions are published into
  * a registry from source; a C function given in the event stands in for I/O
  * (it suspends the invocation the way the stdlib does, and the test resumes

@@ -1,4 +1,4 @@
-/* test_hash.c - the one string hash (core/hash.h): 64-bit FNV-1a. */
+/* test_hash.c - the one string hash (core/base/hash.h): 64-bit FNV-1a. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

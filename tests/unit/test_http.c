@@ -1,4 +1,4 @@
-/* test_http.c - the HTTP/1.1 server, in process (core/http.c).
+/* test_http.c - the HTTP/1.1 server, in process (core/trigger/http/http.c).
  *
  * Each test runs a server on a libuv loop on 127.0.0.1 (an ephemeral port)
  * and talks to it through non-blocking client sockets. There is no thread:

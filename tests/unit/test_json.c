@@ -1,4 +1,4 @@
-/* test_json.c - JSON escaping, numbers and the Lua value encoder (core/json.c). */
+/* test_json.c - JSON escaping, numbers and the Lua value encoder (core/vm/json.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

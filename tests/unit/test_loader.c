@@ -1,4 +1,4 @@
-/* test_loader.c - validating function files in process and in a validator process (core/loader.c). */
+/* test_loader.c - validating function files in process and in a validator process (core/fn/loader.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

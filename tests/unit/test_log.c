@@ -1,4 +1,4 @@
-/* test_log.c - JSON log lines on stdout, buffering and PIPE_BUF pieces (core/log.c).
+/* test_log.c - JSON log lines on stdout, buffering and PIPE_BUF pieces (core/base/log.c).
  *
  * stdout is redirected to a SOCK_SEQPACKET socket while a test logs, so
  * every write() the logger makes arrives as one message: the tests see the

@@ -1,4 +1,4 @@
-/* test_modset.c - module sets as bytes (core/modset.c), and the two messages
+/* test_modset.c - module sets as bytes (core/fn/modset.c), and the two messages
  * that carry them: the validator's result (loader.c) and a new version sent
  * to the workers (registry.c). */
 #include <stdarg.h>

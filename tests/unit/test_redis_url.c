@@ -1,4 +1,4 @@
-/* test_redis_url.c - the Redis URL parser and describer (core/redis.c):
+/* test_redis_url.c - the Redis URL parser and describer (core/svc/redis.c):
  * every accepted form with what it gives, every refused form with its exact
  * message. */
 #include <stdarg.h>

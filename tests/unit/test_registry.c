@@ -1,4 +1,4 @@
-/* test_registry.c - functions, versions, listing and routing (core/registry.c). */
+/* test_registry.c - functions, versions, listing and routing (core/fn/registry.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* test_router.c - the segment trie router (core/router.c). */
+/* test_router.c - the segment trie router (core/fn/router.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

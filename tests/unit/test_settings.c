@@ -1,4 +1,4 @@
-/* test_settings.c - reading, validating and moving function settings (core/settings.c). */
+/* test_settings.c - reading, validating and moving function settings (core/fn/settings.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* test_shm.c - the shared counters region (core/shm.c): counters, the
+/* test_shm.c - the shared counters region (core/base/shm.c): counters, the
  * histogram, and what each worker holds (concurrency places, instances),
  * taken back from a worker that died holding them. Real processes, real
  * SIGKILL. */

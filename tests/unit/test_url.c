@@ -1,4 +1,4 @@
-/* test_url.c - percent-decoding (core/url.c), exact outputs. */
+/* test_url.c - percent-decoding (core/base/url.c), exact outputs. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

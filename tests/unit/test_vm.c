@@ -1,5 +1,5 @@
 /* test_vm.c - sandboxed LuaJIT states, the metering allocator, deadlines, and what a vm is
- * given by its maker (preloaded modules, the module reader) (core/vm.c, core/watchdog.c,
+ * given by its maker (preloaded modules, the module reader) (core/vm/vm.c, core/vm/watchdog.c,
  * lua/sandbox.lua).
  *
  * Tests that could hang if a limit does not hold run under alarm(): the

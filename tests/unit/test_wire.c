@@ -1,4 +1,4 @@
-/* test_wire.c - packing values and reading them back (core/wire.h): round
+/* test_wire.c - packing values and reading them back (core/base/wire.h): round
  * trips of every type, and readers that run short or are lied to about
  * lengths fail without reading past their end. */
 #include <stdarg.h>
