@@ -14,7 +14,7 @@
 #include "error.h"
 #include "clock.h"
 #include "text.h"
-#include "vm.h"
+#include "budget.h"
 
 #define JSON_MAX_DEPTH 1000
 
@@ -107,8 +107,8 @@ static int enc_table(encoder_t *e, int idx, int depth) {
   if (++e->visits >= ENC_CLOCK_FROM && e->visits % ENC_CLOCK_EVERY == 0) {
     uint64_t now = cr_clock_ns();
     if (!e->deadline) {
-      cr_vm_t *vm = cr_vm_find(L);
-      e->deadline = vm && vm->deadline_ns ? vm->deadline_ns : now + ENC_TIME_NS;
+      cr_budget_t b;
+      e->deadline = cr_budget_get(L, &b) == 0 && b.deadline_ns ? b.deadline_ns : now + ENC_TIME_NS;
     }
     if (now >= e->deadline) return CR_ETIMEDOUT;
   }
@@ -190,14 +190,12 @@ static int enc_value(encoder_t *e, int idx, int depth) {
   }
 }
 
-/* The bytes the state L may still allocate under its vm's memory limit (a
- * string of the text will need them), or SIZE_MAX for a state that is not
- * a vm's. */
+/* The bytes the state L may still allocate under its memory limit (a
+ * string of the text will need them), or SIZE_MAX for a state without a
+ * budget (not a vm's). */
 static size_t mem_bound(lua_State *L) {
-  cr_vm_t *vm = cr_vm_find(L);
-  if (!vm) return SIZE_MAX;
-  size_t limit = vm->mem_strict ? vm->mem_limit : vm->mem_limit + CR_VM_SLACK;
-  return vm->mem_used < limit ? limit - vm->mem_used : 0;
+  cr_budget_t b;
+  return cr_budget_get(L, &b) == 0 ? b.mem_left : SIZE_MAX;
 }
 
 /* mem: max is what the state's memory allows, say so when it is passed. */

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "clock.h"
 #include "error.h"
 #include "json.h"
@@ -79,6 +80,15 @@ cr_vm_t *cr_vm_find(lua_State *L) {
   void *ud = NULL;
   return lua_getallocf(L, &ud) == vm_alloc ? ud : NULL;
 }
+
+/* The state's budget, for the libraries that must stay within it (budget.h). */
+static void vm_budget(lua_State *L, cr_budget_t *out) {
+  cr_vm_t *vm = cr_vm_of(L);
+  size_t limit = vm->mem_strict ? vm->mem_limit : vm->mem_limit + CR_VM_SLACK;
+  out->mem_left = vm->mem_used < limit ? limit - vm->mem_used : 0;
+  out->deadline_ns = vm->deadline_ns;
+}
+static const cr_budget_source_t vm_budget_source = {vm_budget};
 
 /* print(...) from a function: a log line with its request id. */
 static int host_print(lua_State *L) {
@@ -212,6 +222,7 @@ static int host_loadmodule(lua_State *L) {
 /* boot(opts): runs protected, so that a memory error (or a failing preload
  * hook) fails cr_vm_new instead of the process. */
 static int boot(lua_State *L) {
+  cr_budget_register(L, &vm_budget_source);
   const cr_vm_opts_t *opts = lua_touserdata(L, 1);
   /* The jit library must be opened for the JIT to be on; sandbox.lua hides it
    * (and debug, of which it keeps getinfo for itself). */
