@@ -73,7 +73,7 @@ void cr_dispatch_free(cr_dispatch_t *d) {
 int cr_dispatch_waiting(const cr_dispatch_t *d) { return d->nwaiting; }
 
 cr_call_t *cr_dispatch_call(cr_dispatch_t *d, const cr_trigger_t *trigger, cr_fn_t *fn, void *ctx,
-                            const char *reqid) {
+                            const char *reqid, size_t len) {
   cr_call_t *call = cr_freelist_take(&d->free_calls, sizeof *call);
   if (!call) return NULL;
   call->trigger = trigger;
@@ -84,8 +84,8 @@ cr_call_t *cr_dispatch_call(cr_dispatch_t *d, const cr_trigger_t *trigger, cr_fn
   call->init_rc = 0;
   call->d = d;
   call->next = NULL;
-  size_t n = reqid ? strnlen(reqid, sizeof call->reqid - 1) : 0;
-  memcpy(call->reqid, reqid, n);
+  size_t n = len < sizeof call->reqid ? len : sizeof call->reqid - 1;
+  if (n) memcpy(call->reqid, reqid, n);
   call->reqid[n] = '\0';
   return call;
 }

@@ -93,10 +93,10 @@ cr_dispatch_t *cr_dispatch_new(uv_loop_t *loop, cr_pool_t *pool, cr_invoker_t *i
  * loop must run once more. */
 void cr_dispatch_free(cr_dispatch_t *d);
 
-/* A new call to fn from trigger, for the trigger to fill (ctx, data); reqid
- * is copied (at most 39 bytes). NULL when memory ran out. */
+/* A new call to fn from trigger, for the trigger to fill (ctx, data); the
+ * request id (len bytes) is copied, at most 39 of them. NULL when memory ran out. */
 cr_call_t *cr_dispatch_call(cr_dispatch_t *d, const cr_trigger_t *trigger, cr_fn_t *fn, void *ctx,
-                            const char *reqid);
+                            const char *reqid, size_t len);
 /* Runs call now or once a place frees up (see above). */
 void cr_dispatch_submit(cr_dispatch_t *d, cr_call_t *call);
 

@@ -206,7 +206,7 @@ static const cr_trigger_t bench_trigger = {
 /* One invocation through the dispatcher, as every trigger runs one. */
 static cr_outcome_t invoke_once(runner_t *r, cr_fnver_t *ver, result_t *res) {
   res->refused = 0;
-  cr_call_t *call = cr_dispatch_call(r->dispatch, &bench_trigger, ver->fn, res, "bench-request-id");
+  cr_call_t *call = cr_dispatch_call(r->dispatch, &bench_trigger, ver->fn, res, "bench-request-id", 16);
   if (!call) die("out of memory", NULL);
   cr_dispatch_submit(r->dispatch, call);
   if (res->refused) die("the call was refused", NULL);

@@ -171,7 +171,7 @@ static cr_fn_t *publish(env_t *e, const char *name, const char *src, int concurr
 static void submit(env_t *e, cr_fn_t *fn, rec_t *r) {
   char reqid[40];
   snprintf(reqid, sizeof reqid, "req-%d", r->id);
-  cr_call_t *call = cr_dispatch_call(e->d, &fake, fn, r, reqid);
+  cr_call_t *call = cr_dispatch_call(e->d, &fake, fn, r, reqid, strlen(reqid));
   assert_non_null(call);
   cr_dispatch_submit(e->d, call);
 }

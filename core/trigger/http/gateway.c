@@ -780,7 +780,7 @@ static const cr_trigger_t http_trigger = {
 };
 
 void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m) {
-  cr_call_t *call = cr_dispatch_call(g->dispatch, &http_trigger, fn, req, req->id);
+  cr_call_t *call = cr_dispatch_call(g->dispatch, &http_trigger, fn, req, req->id, req->id_len);
   if (!call) {
     cr_http_respond_error(req, 503, "server out of memory");
     return;

@@ -253,7 +253,8 @@ static void read_off(cr_http_conn_t *c) {
  * counter: 36 characters, like a UUID. */
 #define ID_PREFIX_LEN 24
 
-static void make_id(cr_http_server_t *s, char *out) {
+static void make_id(cr_http_server_t *s, cr_http_req_t *req) {
+  char *out = req->id;
   static const char next_hex[] = "123456789abcdef0";
   for (int i = 11; i >= 0; i--) {
     char d = s->id_counter[i];
@@ -263,6 +264,7 @@ static void make_id(cr_http_server_t *s, char *out) {
   memcpy(out, s->id_prefix, ID_PREFIX_LEN);
   memcpy(out + ID_PREFIX_LEN, s->id_counter, 12);
   out[ID_PREFIX_LEN + 12] = '\0';
+  req->id_len = ID_PREFIX_LEN + 12;
 }
 
 /* --- parser callbacks ------------------------------------------------------------------------- */
@@ -933,7 +935,7 @@ void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const 
   int with_body = !bodyless && !req->head;
   if (c->server->draining) c->close_after = 1;
   size_t ctl = content_type && !bodyless ? strlen(content_type) : 0;
-  size_t idl = req->id[0] ? ID_PREFIX_LEN + 12 : 0;
+  size_t idl = req->id[0] ? req->id_len : 0;
   if (!c->resp_failed && cr_buf_reserve(o, 128 + ctl + idl + (with_body ? len : 0)) == 0) {
     char *p = o->data + o->len;
     if (ctl) {
@@ -1110,7 +1112,7 @@ static void respond_refusal(cr_http_conn_t *c, int status, const char *msg) {
   r->conn = c;
   r->ip = c->ip;
   r->http_minor = 1;
-  make_id(c->server, r->id);
+  make_id(c->server, r);
   c->close_after = 1;
   c->error_status = status;
   c->phase = PHASE_BUSY;
@@ -1215,7 +1217,7 @@ static void feed(cr_http_conn_t *c, const char *data, size_t len, size_t pending
         if (err == HPE_OK) continue;
       } else {
         cr_http_server_t *s = c->server;
-        make_id(s, c->req.id);
+        make_id(s, &c->req);
         if (c->is_asterisk) respond_options_star(c);
         else s->opts.on_request(&c->req, s->opts.data);
         continue;
@@ -1363,7 +1365,7 @@ static void on_connection(uv_stream_t *ls, int status) {
     r->conn = c;
     r->ip = c->ip;
     r->http_minor = 1;
-    make_id(s, r->id);
+    make_id(s, r);
     cr_http_respond_error(r, 503, "server busy: too many connections");
     return;
   }

@@ -96,6 +96,7 @@ typedef struct cr_http_req_s {
   size_t body_len;
   const char *ip;             /* the peer's address */
   char id[40];                /* x-request-id */
+  size_t id_len;
   int head;                   /* HEAD: the body is not sent */
 } cr_http_req_t;
 
