@@ -50,26 +50,39 @@ static long parse_number(const char *s, const char *end, long min, long max) {
   return v < min ? -1 : v;
 }
 
+/* The URL as errors show it: a password (what follows "user:" before '@')
+ * becomes "***", so a typo in --redis never prints the secret to the log. */
+static const char *shown_url(const char *url, char *out, size_t outlen) {
+  const char *scheme = strstr(url, "://");
+  const char *start = scheme ? scheme + 3 : url;
+  const char *at = strrchr(start, '@');
+  const char *colon = at ? memchr(start, ':', (size_t)(at - start)) : NULL;
+  if (!colon) return url;
+  snprintf(out, outlen, "%.*s***%s", (int)(colon + 1 - url), url, at);
+  return out;
+}
+
 int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t errlen) {
+  char shown[600];
   memset(u, 0, sizeof *u);
   if (strncmp(url, "unix://", 7) == 0) {
     const char *path = url + 7;
     const char *q = strchr(path, '?');
     size_t pl = q ? (size_t)(q - path) : strlen(path);
     if (pl == 0 || pl >= sizeof u->path || path[0] != '/') {
-      snprintf(err, errlen, "bad Redis URL '%s': expected unix:///absolute/path.sock", url);
+      snprintf(err, errlen, "bad Redis URL '%s': expected unix:///absolute/path.sock", shown_url(url, shown, sizeof shown));
       return CR_EINVAL;
     }
     memcpy(u->path, path, pl);
     u->is_unix = 1;
     if (q) {
       if (strncmp(q, "?db=", 4) != 0) {
-        snprintf(err, errlen, "bad Redis URL '%s': expected unix:///absolute/path.sock[?db=N]", url);
+        snprintf(err, errlen, "bad Redis URL '%s': expected unix:///absolute/path.sock[?db=N]", shown_url(url, shown, sizeof shown));
         return CR_EINVAL;
       }
       long db = parse_number(q + 4, q + strlen(q), 0, 65535);
       if (db < 0) {
-        snprintf(err, errlen, "bad Redis URL '%s': bad database number", url);
+        snprintf(err, errlen, "bad Redis URL '%s': bad database number", shown_url(url, shown, sizeof shown));
         return CR_EINVAL;
       }
       u->db = (int)db;
@@ -77,7 +90,7 @@ int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t err
     return 0;
   }
   if (strncmp(url, "redis://", 8) != 0) {
-    snprintf(err, errlen, "bad Redis URL '%s': expected redis://[:password@]host:port[/db] or unix:///path", url);
+    snprintf(err, errlen, "bad Redis URL '%s': expected redis://[:password@]host:port[/db] or unix:///path", shown_url(url, shown, sizeof shown));
     return CR_EINVAL;
   }
   const char *p = url + 8;
@@ -107,14 +120,14 @@ int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t err
     /* [IPv6]; what follows the ']' can only be the port. */
     const char *rb = memchr(p, ']', (size_t)(hend - p));
     if (!rb) {
-      snprintf(err, errlen, "bad Redis URL '%s': no ']' after the IPv6 address", url);
+      snprintf(err, errlen, "bad Redis URL '%s': no ']' after the IPv6 address", shown_url(url, shown, sizeof shown));
       return CR_EINVAL;
     }
     host = p + 1;
     hl = (size_t)(rb - host);
     if (rb + 1 < hend) {
       if (rb[1] != ':') {
-        snprintf(err, errlen, "bad Redis URL '%s': bad port", url);
+        snprintf(err, errlen, "bad Redis URL '%s': bad port", shown_url(url, shown, sizeof shown));
         return CR_EINVAL;
       }
       colon = rb + 1;
@@ -124,7 +137,7 @@ int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t err
     hl = (size_t)((colon ? colon : hend) - p);
   }
   if (hl == 0 || hl >= sizeof u->host) {
-    snprintf(err, errlen, "bad Redis URL '%s': %s", url, hl ? "host name too long" : "no host");
+    snprintf(err, errlen, "bad Redis URL '%s': %s", shown_url(url, shown, sizeof shown), hl ? "host name too long" : "no host");
     return CR_EINVAL;
   }
   memcpy(u->host, host, hl);
@@ -132,7 +145,7 @@ int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t err
   if (colon) {
     long port = parse_number(colon + 1, hend, 1, 65535);
     if (port < 0) {
-      snprintf(err, errlen, "bad Redis URL '%s': bad port", url);
+      snprintf(err, errlen, "bad Redis URL '%s': bad port", shown_url(url, shown, sizeof shown));
       return CR_EINVAL;
     }
     u->port = (int)port;
@@ -140,7 +153,7 @@ int cr_redis_url_parse(const char *url, cr_redis_url_t *u, char *err, size_t err
   if (slash && slash[1]) {
     long db = parse_number(slash + 1, slash + strlen(slash), 0, 65535);
     if (db < 0) {
-      snprintf(err, errlen, "bad Redis URL '%s': bad database number", url);
+      snprintf(err, errlen, "bad Redis URL '%s': bad database number", shown_url(url, shown, sizeof shown));
       return CR_EINVAL;
     }
     u->db = (int)db;

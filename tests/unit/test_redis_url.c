@@ -208,7 +208,11 @@ static void test_refused(void **state) {
   expect_refused("redis://", "bad Redis URL 'redis://': no host");
   expect_refused("redis://:6379", "bad Redis URL 'redis://:6379': no host");
   expect_refused("redis:///1", "bad Redis URL 'redis:///1': no host");
-  expect_refused("redis://:pw@", "bad Redis URL 'redis://:pw@': no host");
+  expect_refused("redis://:pw@", "bad Redis URL 'redis://:***@': no host");
+  /* A password is never shown in an error (it would reach the log). */
+  expect_refused("redis://:s3cret@h:99999", "bad Redis URL 'redis://:***@h:99999': bad port");
+  expect_refused("redis://admin:s3cret@h:1/x", "bad Redis URL 'redis://admin:***@h:1/x': bad database number");
+  expect_refused("redis://nopass@h:0", "bad Redis URL 'redis://nopass@h:0': bad port");
   /* Ports: 1..65535, digits only. */
   const char *bad_port[] = {"redis://h:",      "redis://h:0",
                             "redis://h:65536", "redis://h:-1",
