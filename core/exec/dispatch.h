@@ -89,8 +89,9 @@ typedef struct {
 /* loop may be NULL (no waiting: a call past the limit is refused at once). */
 cr_dispatch_t *cr_dispatch_new(uv_loop_t *loop, cr_pool_t *pool, cr_invoker_t *invoker, cr_meter_t *meter,
                                const cr_dispatch_opts_t *opts);
-/* Refuses waiting calls (CR_REFUSED_STOPPING) and frees. With a loop, the
- * loop must run once more. */
+/* Refuses waiting calls (CR_REFUSED_STOPPING) and frees. No invocation may
+ * be running any more: free the invoker first (it ends those waiting on
+ * I/O). With a loop, the loop must run once more. */
 void cr_dispatch_free(cr_dispatch_t *d);
 
 /* A new call to fn from trigger, for the trigger to fill (ctx, data); the
