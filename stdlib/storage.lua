@@ -6,6 +6,7 @@
 --   storage.head(bucket, key)   -> info | nil | nil, err
 --   storage.delete(bucket, key) -> true (deleted) | false (absent) | nil, err
 --   storage.list(bucket, {prefix=, limit=, cursor=}) -> { items = {info...}, cursor = next|nil }
+--       (cursor: nil when the page ends the list, even a full page)
 -- info = { key, size, etag, contentType, metadata (get/head only), lastModified (ms) }
 --
 -- Objects are binary-safe and at most the configured size (16 MB by default).
