@@ -1,6 +1,7 @@
 /* test_stdlib_edges.c - the edges of the stdlib's list APIs and of the shipped examples:
  *   - a list page that ends the list carries no cursor (kv.list, storage.list and
- *     GET /_/storage/{bucket}), also when the keys after it have expired.
+ *     GET /_/storage/{bucket}), also when the keys after it have expired;
+ *   - functions/echo.lua decodes a JSON body whatever the parameters of its media type.
  * On the managed Redis (--redis auto). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -109,9 +110,67 @@ static void list_cursors(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* --- functions/echo.lua ---------------------------------------------------------------------------- */
+
+/* The repository's functions/echo.lua, found from this file's path (CMake compiles sources by
+ * their absolute paths): the example as shipped, not a copy. */
+static char *shipped_echo(void) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s", __FILE__);
+  char *cut = strstr(path, "tests/integration/");
+  if (!cut) fail_msg("cannot find the repository from %s", __FILE__);
+  snprintf(cut, sizeof path - (size_t)(cut - path), "functions/echo.lua");
+  char *src = read_file(path);
+  if (!src[0]) fail_msg("cannot read %s", path);
+  return src;
+}
+
+static void echo_media_type(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  char *src = shipped_echo();
+  srv_write(&s, "echo.lua", src);
+  free(src);
+  srv_start(&s, "--workers 1 --redis none");
+  static const char doc[] = "{\"a\":1}";
+  /* Decoded: the media type is application/json, whatever its parameters and case. */
+  const char *json_types[] = {"application/json", "application/json; charset=utf-8", "application/json;charset=UTF-8",
+                              "Application/JSON", "application/json ; charset=\"utf-8\""};
+  for (size_t i = 0; i < sizeof json_types / sizeof json_types[0]; i++) {
+    char hdr[200];
+    snprintf(hdr, sizeof hdr, "Content-Type: %s\r\n", json_types[i]);
+    http_resp_t r;
+    req(s.port, "POST", "/echo", hdr, doc, strlen(doc), &r);
+    assert_int_equal(r.status, 200);
+    if (!strstr(r.body, "\"json\":{\"a\":1}") || strstr(r.body, "\"body\":"))
+      fail_msg("%s: the body was not decoded: %s", json_types[i], r.body);
+    http_free(&r);
+  }
+  /* Not JSON: the body comes back as it is. */
+  const char *other_types[] = {"application/jsonl", "text/plain; x=application/json", "application/json-seq"};
+  for (size_t i = 0; i < sizeof other_types / sizeof other_types[0]; i++) {
+    char hdr[200];
+    snprintf(hdr, sizeof hdr, "Content-Type: %s\r\n", other_types[i]);
+    http_resp_t r;
+    req(s.port, "POST", "/echo", hdr, doc, strlen(doc), &r);
+    assert_int_equal(r.status, 200);
+    if (strstr(r.body, "\"json\":") || !strstr(r.body, "\"body\":\"{\\\"a\\\":1}\""))
+      fail_msg("%s: the body was decoded: %s", other_types[i], r.body);
+    http_free(&r);
+  }
+  /* A bad JSON body with parameters is still a 400 (it is JSON by its media type). */
+  http_resp_t r;
+  req(s.port, "POST", "/echo", "Content-Type: application/json; charset=utf-8\r\n", "{bad", 4, &r);
+  assert_int_equal(r.status, 400);
+  http_free(&r);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(list_cursors),
+      cmocka_unit_test(echo_media_type),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
