@@ -118,6 +118,12 @@ local function resolve(range, size)
   return range[1], math.min(range[2] or size - 1, size - 1)
 end
 
+-- Does an If-Range value (absent, an etag or a date) name this object? An
+-- etag compares strongly (a W/ one never does), a date exactly.
+local function if_range_holds(v, info)
+  return v == nil or v == info.etag or v == http_date(info.lastModified)
+end
+
 -- The storage.get options that read just the range.
 local function range_opts(range)
   if range.suffix then
@@ -190,14 +196,14 @@ return {
       if method == "GET" and not (inm and matches(inm, info.etag)) then
         data, info = storage.get(bucket, key, range and range_opts(range))
         if not data then return info and store_error(info) or fail(404, "no such object") end
-        local if_range = event.headers["if-range"]
-        if range and if_range and if_range ~= info.etag and if_range ~= http_date(info.lastModified) then
+        if range and not if_range_holds(event.headers["if-range"], info) then
           -- The client's copy is not this object: all of it, not a part.
           range = nil
           data, info = storage.get(bucket, key)
           if not data then return info and store_error(info) or fail(404, "no such object") end
         end
       end
+      if method == "HEAD" and range and not if_range_holds(event.headers["if-range"], info) then range = nil end
       local ct = info.contentType
       if storage.content_type_problem(ct) then ct = "application/octet-stream" end
       local headers = { etag = info.etag, ["last-modified"] = http_date(info.lastModified),
