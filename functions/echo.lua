@@ -1,11 +1,19 @@
 -- echo: shows what a function receives. Any method on /echo answers with the
 -- request as JSON; a JSON body comes back decoded under "json".
+--
+-- A body is JSON when its media type is application/json: the type is
+-- compared case-insensitively and without its parameters, so
+-- "application/json; charset=utf-8" is JSON too (RFC 9110 §8.3.1).
+local function media_type(ct)
+  return ct and ct:match("^%s*([^;%s]*)"):lower()
+end
+
 return {
   timeout = 5,
   memory = 64,
   handler = function(event, ctx)
     local json
-    if event.headers["content-type"] == "application/json" then
+    if media_type(event.headers["content-type"]) == "application/json" then
       json = event.json()          -- an invalid body answers 400 by itself
     end
     return {

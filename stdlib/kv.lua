@@ -7,6 +7,7 @@
 --   kv.delete(key, {version=n}) -> true (deleted) | false (absent) | nil, err
 --   kv.incr(key, by)       -> number, nil, version | nil, err
 --   kv.list(prefix, {limit=, cursor=}) -> { items = {{key=, value=, version=}...}, cursor = next|nil }
+--       (cursor: nil when the page ends the list, even a full page)
 --   kv.getMany({keys})     -> { [key] = value } (absent keys are missing)
 --
 -- Values are strings, numbers, booleans or tables (stored as JSON, integers

@@ -1,12 +1,28 @@
 -- crescent.storage: buckets of objects (bytes with a content type and metadata) on Redis.
 --
 --   local storage = require "crescent.storage"
---   storage.put(bucket, key, data, {contentType=, metadata={}}) -> { etag=, size= } | nil, err
---   storage.get(bucket, key)    -> data, info | nil (absent) | nil, err
+--   storage.put(bucket, key, data, {contentType=, metadata={}, ifMatch=, ifNoneMatch=})
+--                               -> { etag=, size= } | nil, err ("precondition failed")
+--   storage.get(bucket, key, {offset=, length=}) -> data, info | nil (absent) | nil, err
 --   storage.head(bucket, key)   -> info | nil | nil, err
 --   storage.delete(bucket, key) -> true (deleted) | false (absent) | nil, err
 --   storage.list(bucket, {prefix=, limit=, cursor=}) -> { items = {info...}, cursor = next|nil }
+--       (cursor: nil when the page ends the list, even a full page)
 -- info = { key, size, etag, contentType, metadata (get/head only), lastModified (ms) }
+--
+-- Conditional puts (HTTP's If-Match / If-None-Match, checked in the put's
+-- own script, so nothing can come between the check and the write):
+-- ifMatch = etag, a list of etags, or "*": store only if the object exists
+-- and (unless "*") its etag is one of them; ifNoneMatch = "*" (store only if
+-- there is no such object), an etag or a list: store only if the object's
+-- etag is none of them. Otherwise nil, "precondition failed" and nothing is
+-- written. Etags are compared as strings (1 to 256 bytes without control
+-- characters; lists of at most 64).
+--
+-- A part of an object: get with offset (from 0; negative: that many bytes
+-- from the end) and length (nil: to the end) reads only that part from Redis
+-- (cut there, in a script) and returns it, clamped to the object (possibly
+-- ""), with info.offset = where it starts; info.size stays the whole size.
 --
 -- Objects are binary-safe and at most the configured size (16 MB by default).
 -- Buckets are 1-63 of [a-z0-9.-]; keys 1-1024 bytes of valid UTF-8, without
@@ -30,6 +46,7 @@ local A = P.args
 local L = P.lib
 local cmd, now, hash = P.command("crescent.storage"), P.now, P.hash
 local st_put, st_delete, st_list = P.script("st_put"), P.script("st_delete"), P.script("st_list")
+local st_get = P.script("st_get")
 local type, tonumber, next = L.type, L.tonumber, L.next
 local find, sub, gmatch = L.string.find, L.string.sub, L.string.gmatch
 local encode_json, decode_json = L.json_encode, L.json_decode
@@ -115,6 +132,24 @@ local function check_key(fname, key)
   if problem then bad(fname, 2, problem, 1) end
 end
 
+-- An ifMatch / ifNoneMatch option -> the put script's form: "" (none), "*",
+-- or the etags joined by newlines (which an etag cannot hold).
+local function condition(v, what)
+  if v == nil then return "" end
+  local function etag(e)
+    if type(e) ~= "string" or #e < 1 or #e > 256 or find(e, "[%z\1-\31\127]") then
+      bad("storage.put", 4, what .. " must be \"*\", an etag or a list of etags (strings of 1 to 256 bytes without control characters)", 2)
+    end
+    return e
+  end
+  if type(v) ~= "table" then return etag(v) end
+  local n = #v
+  if n < 1 or n > 64 then bad("storage.put", 4, what .. " must list 1 to 64 etags", 1) end
+  local tags = etag(v[1])
+  for i = 2, n do tags = tags .. "\n" .. etag(v[i]) end -- each read once
+  return tags
+end
+
 local function names(bucket)
   local tag = P.prefix .. "{st:" .. bucket .. "}:"
   return tag .. "o:", tag .. "i", tag .. "events"
@@ -129,14 +164,17 @@ function M.put(bucket, key, data, opts)
   if not ct then bad("storage.put", 4, ct_problem) end
   local meta, meta_problem = metadata(opts.metadata)
   if not meta then bad("storage.put", 4, meta_problem) end
+  local if_match = condition(opts.ifMatch, "ifMatch")
+  local if_none_match = condition(opts.ifNoneMatch, "ifNoneMatch")
   if #data > P.max_object then return nil, "object too large" end
   local meta_json, jerr = encode_json(meta, 8 * max_meta_bytes)
   if not meta_json then bad("storage.put", 4, "metadata: " .. jerr) end
   local opre, idx, events = names(bucket)
   local etag = '"' .. hash(data) .. '"'
   local r, err = st_put(3, opre .. key, idx, events, key, data, ct, meta_json, #data, etag, now(), maxlen,
-    bucket)
+    bucket, if_match, if_none_match)
   if not r then return nil, err end
+  if r == 0 then return nil, "precondition failed" end
   return { etag = etag, size = #data }
 end
 
@@ -148,10 +186,25 @@ local function info_of(key, r, i)
   }
 end
 
-function M.get(bucket, key)
+local max_offset = 2 ^ 53
+
+function M.get(bucket, key, opts)
   check_bucket("storage.get", bucket)
   check_key("storage.get", key)
+  opts = A.opts("storage.get", 3, opts)
+  local offset = A.number("storage.get", 3, opts.offset, nil, -max_offset, max_offset, true,
+    "offset must be an integer (negative: from the end)")
+  local length = A.number("storage.get", 3, opts.length, nil, 0, max_offset, true,
+    "length must be a whole number of bytes")
   local opre = names(bucket)
+  if offset or length then
+    local r, err = st_get(1, opre .. key, offset or 0, length or "")
+    if err then return nil, err end
+    if not r then return nil end -- absent
+    local info = info_of(key, r, 2)
+    info.offset = tonumber(r[7])
+    return r[1], info
+  end
   local r, err = cmd("HMGET", opre .. key, "data", "size", "etag", "ct", "mtime", "meta")
   if not r then return nil, err end
   if not r[1] then return nil end

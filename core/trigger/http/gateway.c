@@ -670,9 +670,11 @@ static int http_finish(cr_call_t *call) {
     uint64_t cap = cr_clock_ns() + 1000000000ull;
     r.deadline_ns = inv->deadline_ns && inv->deadline_ns < cap ? inv->deadline_ns : cap;
     rc = build_response(g, co, idx, &r, req);
-    if (rc == 0 && r.body_len > g->opts.max_response) {
-      snprintf(r.err, sizeof r.err, "the response body (%zu bytes) is over the limit of %zu bytes", r.body_len,
-               g->opts.max_response);
+    /* The platform's functions answer with objects (/_/storage): what it
+     * accepted, up to max_object, it must be able to serve. */
+    size_t max = fn->platform && g->opts.max_object > g->opts.max_response ? g->opts.max_object : g->opts.max_response;
+    if (rc == 0 && r.body_len > max) {
+      snprintf(r.err, sizeof r.err, "the response body (%zu bytes) is over the limit of %zu bytes", r.body_len, max);
       rc = CR_ETOOBIG;
     }
     if (rc == 0) {

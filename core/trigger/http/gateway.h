@@ -25,7 +25,7 @@
 typedef struct cr_gateway_s cr_gateway_t;
 
 typedef struct {
-  size_t max_response;  /* bytes of a response body */
+  size_t max_response;  /* bytes of a response body (the platform's functions: max_object, if larger) */
   size_t max_body;      /* bytes of a request body */
   size_t max_object;    /* bytes of a request body to /_/storage/ (an object) */
   cr_registry_t *registry; /* whose router (replaced when routes change) routes requests */
