@@ -9,6 +9,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "log.h"
 
 typedef enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_SECONDS, OPT_FLAG, OPT_NUMBER } opt_type_t;
 
@@ -28,7 +29,7 @@ static const opt_t options[] = {
     {"data", OPT_STR, OFF(data_dir), "state folder, for the managed Redis (default ./.crescent)"},
     {"admin-token", OPT_STR, OFF(admin_token), "bearer token for /_/api/*, /_/metrics and /_/storage (none: loopback clients only)"},
     {"metrics-public", OPT_FLAG, OFF(metrics_public), "serve /_/metrics to anyone, without the admin token (for a scraper)"},
-    {"log-level", OPT_STR, OFF(log_level), "debug, info, warn or error (default info)"},
+    {"log-level", OPT_STR, OFF(log_level), "debug, info, warn or error, in any case (default info)"},
     {"max-body", OPT_SIZE, OFF(max_body), "largest request body (default 6m)"},
     {"max-header", OPT_SIZE, OFF(max_header), "largest request line + headers (default 16k)"},
     {"request-timeout", OPT_SECONDS, OFF(request_timeout), "time to receive a request (default 30s)"},
@@ -164,6 +165,25 @@ static int parse_listen(cr_config_t *c, const char *v, char *err, size_t errlen)
   return 0;
 }
 
+/* One of log.h's level names, in any case ("WARN" is warn); stored as the
+ * lower-case name the logger parses, so a bad value stops here and never
+ * falls back to info unnoticed. */
+static int set_log_level(cr_config_t *c, const char *v, char *err, size_t errlen) {
+  char lower[16];
+  size_t n = strlen(v);
+  cr_log_level_t level;
+  if (n < sizeof lower) {
+    for (size_t i = 0; i <= n; i++) lower[i] = (char)tolower((unsigned char)v[i]);
+    if (cr_log_level_parse(lower, &level) == 0) {
+      free(c->log_level);
+      c->log_level = cr_xstrdup(lower);
+      return 0;
+    }
+  }
+  snprintf(err, errlen, "--log-level: expected debug, info, warn or error, got '%s'", v);
+  return CR_EINVAL;
+}
+
 int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err, size_t errlen) {
   for (size_t i = 0; i < NOPTIONS; i++) {
     const opt_t *o = &options[i];
@@ -172,6 +192,7 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
     switch (o->type) {
     case OPT_STR: {
       if (strcmp(name, "listen") == 0 && parse_listen(c, value, err, errlen)) return CR_EINVAL;
+      if (strcmp(name, "log-level") == 0) return set_log_level(c, value, err, errlen);
       char *dup = cr_xstrdup(value);
       free(*(char **)field);
       *(char **)field = dup;

@@ -277,6 +277,37 @@ static void test_listen(void **state) {
   cr_config_free(&c);
 }
 
+/* --log-level takes the four names in any case, stored lower-case; anything
+ * else is an error like every other bad value, not a silent info. */
+static void test_log_level(void **state) {
+  (void)state;
+  cr_config_t c;
+  cr_config_defaults(&c);
+  const char *ok[][2] = {{"debug", "debug"}, {"WARN", "warn"}, {"Error", "error"}, {"iNfO", "info"}};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    set_ok(&c, "log-level", ok[i][0]);
+    assert_string_equal(c.log_level, ok[i][1]);
+  }
+  set_err(&c, "log-level", "loud", "--log-level: expected debug, info, warn or error, got 'loud'");
+  set_err(&c, "log-level", "", "got ''");
+  set_err(&c, "log-level", "warning", "got 'warning'");
+  set_err(&c, "log-level", "info ", "got 'info '");
+  set_err(&c, "log-level", "debugdebugdebugdebug", "got 'debugdebugdebugdebug'");
+  assert_string_equal(c.log_level, "info"); /* the last good value stays */
+  const char *argv[] = {"crescent", "--log-level", "loud"};
+  assert_int_equal(load(&c, g_conf, 3, argv, NULL, NULL), CR_EINVAL);
+  assert_string_equal(g_err, "--log-level: expected debug, info, warn or error, got 'loud'");
+  setenv("CRESCENT_LOG_LEVEL", "WARN", 1);
+  const char *none[] = {"crescent"};
+  assert_int_equal(load(&c, g_conf, 1, none, NULL, NULL), 0);
+  assert_string_equal(c.log_level, "warn");
+  setenv("CRESCENT_LOG_LEVEL", "verbose", 1);
+  assert_int_equal(load(&c, g_conf, 1, none, NULL, NULL), CR_EINVAL);
+  assert_string_equal(g_err, "CRESCENT_LOG_LEVEL: --log-level: expected debug, info, warn or error, got 'verbose'");
+  unsetenv("CRESCENT_LOG_LEVEL");
+  cr_config_free(&c);
+}
+
 static void test_parse_size(void **state) {
   (void)state;
   struct {
@@ -486,6 +517,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_set_values, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refused_value_keeps_old, setup, teardown),
       cmocka_unit_test_setup_teardown(test_listen, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_log_level, setup, teardown),
       cmocka_unit_test_setup_teardown(test_parse_size, setup, teardown),
       cmocka_unit_test_setup_teardown(test_parse_size_nan, setup, teardown),
       cmocka_unit_test_setup_teardown(test_parse_seconds, setup, teardown),
