@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
 #include "alloc.h"
 #include "error.h"
 #include "log.h"
@@ -159,8 +161,18 @@ static int parse_listen(cr_config_t *c, const char *v, char *err, size_t errlen)
     snprintf(err, errlen, "--listen: bad port in '%s'", v);
     return CR_EINVAL;
   }
-  memcpy(c->listen_host, host, hl);
-  c->listen_host[hl] = '\0';
+  /* The listening socket takes an address, not a name (a name could resolve
+   * to several, or differently tomorrow): say so here, naming the host,
+   * rather than let bind() fail later with "Invalid argument". */
+  char h[sizeof c->listen_host];
+  memcpy(h, host, hl);
+  h[hl] = '\0';
+  unsigned char addr[16];
+  if (strcmp(h, "localhost") != 0 && inet_pton(AF_INET, h, addr) != 1 && inet_pton(AF_INET6, h, addr) != 1) {
+    snprintf(err, errlen, "--listen: '%s' is not an IP address or localhost (names are not resolved: use e.g. 127.0.0.1 or 0.0.0.0)", h);
+    return CR_EINVAL;
+  }
+  memcpy(c->listen_host, h, hl + 1);
   c->listen_port = (int)port;
   return 0;
 }

@@ -14,7 +14,7 @@
 typedef struct cr_config_s {
   char *functions_dir;
   char *listen;          /* HOST:PORT as given */
-  char listen_host[64];  /* parsed from listen */
+  char listen_host[64];  /* parsed from listen: an IPv4 or IPv6 address, or localhost */
   int listen_port;
   int workers;
   char *redis;           /* "auto" or a URL */

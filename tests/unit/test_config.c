@@ -274,6 +274,15 @@ static void test_listen(void **state) {
   memset(longhost, 'h', 100);
   snprintf(longhost + 100, sizeof longhost - 100, ":80");
   set_err(&c, "listen", longhost, "too long");
+  /* A name is refused when parsed, naming it, not at bind() as "Invalid argument". */
+  set_err(&c, "listen", "nothost:1", "--listen: 'nothost' is not an IP address or localhost");
+  set_err(&c, "listen", "example.com:80", "'example.com' is not an IP address or localhost");
+  set_err(&c, "listen", "[nothost]:80", "'nothost' is not an IP address or localhost");
+  set_err(&c, "listen", "1.2.3:80", "'1.2.3' is not an IP address");
+  set_err(&c, "listen", "[::1:80", "'[::1' is not an IP address");
+  assert_string_equal(c.listen, "127.0.0.1:8080");
+  assert_string_equal(c.listen_host, "127.0.0.1");
+  listen_ok("::1:80", "::1", 80);
   cr_config_free(&c);
 }
 
