@@ -611,6 +611,33 @@ static int read_trigger(entry_t *e, double timeout, cr_trigger_spec_t *t) {
   return entry_fail(e, "unknown kind"); /* not reached */
 }
 
+/* Which kinds this build runs, indexed by cr_trigger_kind_t: each trigger's
+ * issue turns its kind on here when the trigger fires. Until then a function
+ * declaring the kind fails to load, since a trigger accepted and never fired
+ * is worse than a refusal. */
+static const int kind_supported[NKINDS + 1] = {
+    [CR_TRIGGER_CRON] = 0,
+    [CR_TRIGGER_QUEUE] = 0,
+    [CR_TRIGGER_STORAGE] = 0,
+    [CR_TRIGGER_KV] = 0,
+};
+
+int cr_trigger_supported(cr_trigger_kind_t kind) {
+  return kind >= CR_TRIGGER_CRON && kind <= NKINDS && kind_supported[kind];
+}
+
+int cr_settings_check_triggers(const cr_settings_t *s, char *err, size_t errlen) {
+  for (int i = 0; i < s->ntriggers; i++) {
+    cr_trigger_kind_t kind = s->triggers[i].kind;
+    if (!cr_trigger_supported(kind))
+      return fail(err, errlen,
+                  "setting 'triggers': entry %d: %s triggers are not supported yet (this version runs functions "
+                  "over HTTP only); remove the entry",
+                  i + 1, kind >= CR_TRIGGER_CRON && kind <= NKINDS ? kind_keys[kind][0] : "unknown");
+  }
+  return 0;
+}
+
 static const char triggers_like[] = "a list like { { cron = \"0 2 * * *\" }, { queue = \"orders\" } }";
 
 static int read_triggers(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {

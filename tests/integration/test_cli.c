@@ -174,6 +174,53 @@ static void check_bad_folder(void **state) {
   cleanup(&s);
 }
 
+/* No trigger kind is built yet: a function declaring one fails to load, in
+ * check and in the server, naming the kind; its entry's own mistakes (an
+ * unknown key, a wrong type) are reported first. */
+static void check_triggers_not_supported(void **state) {
+  (void)state;
+  srv_t s;
+  scratch(&s);
+  write_file(s.fndir, "nightly.lua",
+             "return { triggers = { { cron = '61 * * * *' } }, handler = function() return 'n' end }\n");
+  write_file(s.fndir, "jobs.lua",
+             "return { triggers = { { queue = 'jobs', bogus = 1 } }, handler = function() return 'j' end }\n");
+  write_file(s.fndir, "cronint.lua", "return { triggers = { { cron = 5 } }, handler = function() return 'c' end }\n");
+  write_file(s.fndir, "http.lua", "return { triggers = {}, handler = function() return 'h' end }\n");
+  run_t r;
+  run(&r, s.root, "check", s.fndir, NULL);
+  assert_int_equal(r.code, 1);
+  const char *want =
+      "cronint.lua: setting 'triggers': entry 1: 'cron' must be a non-empty string of at most 256 bytes, got a number\n"
+      "jobs.lua: setting 'triggers': entry 1: unknown key 'bogus' for a queue trigger (known: queue, batch, window, "
+      "visibility, maxReceives, concurrency)\n"
+      "nightly.lua: setting 'triggers': entry 1: cron triggers are not supported yet (this version runs functions "
+      "over HTTP only); remove the entry\n";
+  if (strncmp(r.err, want, strlen(want)) != 0) fail_msg("check said:\n%s\nwant:\n%s", r.err, want);
+  assert_non_null(strstr(r.err + strlen(want), "3 problems in"));
+  assert_string_equal(r.out, "");
+  run_free(&r);
+
+  /* The server refuses it the same way: a function that failed to load, its error in the API. */
+  srv_start(&s, "--workers 1 --redis none");
+  http_expect(s.port, "/http", 200, "h");
+  http_resp_t h;
+  http_get(s.port, "/nightly", &h);
+  assert_int_equal(h.status, 503);
+  assert_non_null(strstr(h.body, "\"error\":\"function failed to load\""));
+  http_free(&h);
+  http_get(s.port, "/_/api/functions", &h);
+  assert_int_equal(h.status, 200);
+  char *e = api_fn_entry(h.body, "nightly");
+  assert_non_null(e);
+  assert_non_null(strstr(e, "\"version\":null"));
+  if (!strstr(e, "cron triggers are not supported yet")) fail_msg("nightly: %s", e);
+  free(e);
+  http_free(&h);
+  srv_expect_errors(&s, 3);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 /* --- new ---------------------------------------------------------------------------------------- */
 
 static void new_makes_a_function(void **state) {
@@ -294,6 +341,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(check_good_folder),
       cmocka_unit_test(check_bad_folder),
+      cmocka_unit_test(check_triggers_not_supported),
       cmocka_unit_test(new_makes_a_function),
       cmocka_unit_test(version_and_usage_errors),
   };

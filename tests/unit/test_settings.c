@@ -672,6 +672,62 @@ static void test_trigger_errors_types(void **state) {
   }
 }
 
+/* No kind is built yet: each parses (above), and cr_settings_check_triggers,
+ * which the loader applies, refuses it naming the kind and the entry. */
+static void test_triggers_not_supported_yet(void **state) {
+  (void)state;
+  static const struct {
+    const char *chunk, *message;
+  } cases[] = {
+      {H "triggers = { { cron = '61 * * * *' } } }",
+       "setting 'triggers': entry 1: cron triggers are not supported yet (this version runs functions over HTTP "
+       "only); remove the entry"},
+      {H "triggers = { { queue = 'jobs', batch = 5 } } }",
+       "setting 'triggers': entry 1: queue triggers are not supported yet (this version runs functions over HTTP "
+       "only); remove the entry"},
+      {H "triggers = { { storage = 'uploads' } } }",
+       "setting 'triggers': entry 1: storage triggers are not supported yet (this version runs functions over HTTP "
+       "only); remove the entry"},
+      {H "triggers = { { kv = 'users:' } } }",
+       "setting 'triggers': entry 1: kv triggers are not supported yet (this version runs functions over HTTP "
+       "only); remove the entry"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    cr_settings_t s;
+    accepted(cases[i].chunk, &s);
+    char err[512] = "";
+    assert_int_equal(cr_settings_check_triggers(&s, err, sizeof err), CR_EINVAL);
+    assert_string_equal(err, cases[i].message);
+    assert_false(cr_trigger_supported(s.triggers[0].kind));
+    cr_settings_free(&s);
+  }
+  /* None, or an empty list, is nothing to refuse. */
+  cr_settings_t s;
+  char err[512] = "untouched";
+  accepted(H "timeout = 3 }", &s);
+  assert_int_equal(cr_settings_check_triggers(&s, err, sizeof err), 0);
+  cr_settings_free(&s);
+  accepted(H "triggers = {} }", &s);
+  assert_int_equal(cr_settings_check_triggers(&s, err, sizeof err), 0);
+  assert_string_equal(err, "untouched");
+  cr_settings_free(&s);
+  /* Typos first: an entry's own error wins over a supported-kind error
+   * (the read fails before the check could run), wherever it is listed. */
+  refused_exact(H "triggers = { { cron = '0 2 * * *' }, { queue = 'jobs', bogus = 1 } } }",
+                "setting 'triggers': entry 2: unknown key 'bogus' for a queue trigger (known: queue, batch, window, "
+                "visibility, maxReceives, concurrency)");
+  refused(H "triggers = { { cron = 'bogus', tz = 5 } } }", "entry 1", "'tz'");
+  /* A kind out of range is refused, never looked up past the table. */
+  accepted(H "triggers = { { cron = '0 2 * * *' } } }", &s);
+  s.triggers[0].kind = (cr_trigger_kind_t)0;
+  assert_int_equal(cr_settings_check_triggers(&s, err, sizeof err), CR_EINVAL);
+  assert_non_null(strstr(err, "entry 1: unknown triggers"));
+  s.triggers[0].kind = CR_TRIGGER_CRON;
+  cr_settings_free(&s);
+  assert_false(cr_trigger_supported((cr_trigger_kind_t)0));
+  assert_false(cr_trigger_supported((cr_trigger_kind_t)99));
+}
+
 static void test_trigger_errors_ranges(void **state) {
   (void)state;
   const char *e1 = "setting 'triggers': entry 1: ";
@@ -1092,6 +1148,7 @@ int main(void) {
       cmocka_unit_test(test_trigger_errors_keys),
       cmocka_unit_test(test_trigger_errors_types),
       cmocka_unit_test(test_trigger_errors_ranges),
+      cmocka_unit_test(test_triggers_not_supported_yet),
       cmocka_unit_test(test_set_env),
       cmocka_unit_test(test_read_platform),
       cmocka_unit_test(test_pack_round_trip),
