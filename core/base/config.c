@@ -365,8 +365,13 @@ int cr_config_load(cr_config_t *c, const char *conf_path, int argc, char **argv,
   return 0;
 }
 
-void cr_config_usage(FILE *out) {
+void cr_config_usage(FILE *out) { cr_config_usage_of(out, NULL); }
+
+void cr_config_usage_of(FILE *out, const char *const *names) {
   for (size_t i = 0; i < NOPTIONS; i++) {
+    int listed = names == NULL;
+    for (size_t k = 0; names && names[k] && !listed; k++) listed = strcmp(names[k], options[i].name) == 0;
+    if (!listed) continue;
     char flag[48];
     snprintf(flag, sizeof flag, "--%s%s", options[i].name, options[i].type == OPT_FLAG ? "" : " V");
     fprintf(out, "  %-24s %s\n", flag, options[i].help);

@@ -62,5 +62,8 @@ int cr_parse_seconds(const char *s, double *out);
 
 /* Prints the flags with their defaults. */
 void cr_config_usage(FILE *out);
+/* Prints only the named flags (a NULL-terminated list of names without
+ * dashes), in the order of cr_config_usage; NULL prints them all. */
+void cr_config_usage_of(FILE *out, const char *const *names);
 
 #endif

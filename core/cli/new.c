@@ -22,16 +22,25 @@ static const char template_http[] =
     "  end,\n"
     "}\n";
 
+static const char *const new_flags[] = {"functions", NULL};
+
+const cr_cli_cmd_t cr_cli_new = {
+    .name = "new",
+    .args = "NAME",
+    .about = "Makes DIR/NAME.lua (DIR: the --functions folder, ./functions) from a template, with the\n"
+             "folders on the way. Never overwrites a file.\n",
+    .min_args = 1,
+    .max_args = 1,
+    .reads_config = 1,
+    .flags = new_flags,
+};
+
 int cr_cmd_new(int argc, char **argv) {
   cr_config_t cfg;
   char *rest[64];
   int nrest;
-  if (argc > 64 + 2 || cr_cli_load_config(&cfg, argc, argv, rest, &nrest)) return 2;
-  if (nrest != 1) {
-    fprintf(stderr, "usage: crescent new NAME [--functions DIR]\n");
-    cr_config_free(&cfg);
-    return 2;
-  }
+  int rc = cr_cli_start(&cr_cli_new, &cfg, argc, argv, rest, &nrest);
+  if (rc >= 0) return rc;
   const char *name = rest[0];
   char rel[512], path[4096], route[600];
   snprintf(rel, sizeof rel, "%s.lua", name);

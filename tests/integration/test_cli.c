@@ -291,6 +291,70 @@ static void new_makes_a_function(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* Every command answers -h/--help with its usage and exit 0, and refuses
+ * what it does not take with exit 2 and a message naming it. */
+static void help_and_unexpected_arguments(void **state) {
+  (void)state;
+  srv_t s;
+  scratch(&s);
+  run_t r;
+  const char *cmds[] = {"serve", "check", "new", "version"};
+  const char *synopsis[] = {"usage: crescent serve [flags]\n", "usage: crescent check [DIR] [flags]\n",
+                            "usage: crescent new NAME [flags]\n", "usage: crescent version\n"};
+  for (size_t i = 0; i < 4; i++) {
+    const char *forms[][3] = {{cmds[i], "--help", NULL}, {cmds[i], "-h", NULL}, {"help", cmds[i], NULL}};
+    for (size_t k = 0; k < 3; k++) {
+      run(&r, s.root, forms[k][0], forms[k][1], NULL);
+      if (r.code != 0) fail_msg("%s %s exited %d: %s", forms[k][0], forms[k][1], r.code, r.err);
+      if (strncmp(r.out, synopsis[i], strlen(synopsis[i])) != 0)
+        fail_msg("%s %s printed: %s", forms[k][0], forms[k][1], r.out);
+      assert_string_equal(r.err, "");
+      run_free(&r);
+    }
+  }
+  /* check's help lists its flags only; serve's lists them all. */
+  run(&r, s.root, "check", "--help", NULL);
+  assert_non_null(strstr(r.out, "--functions V"));
+  assert_null(strstr(r.out, "--workers"));
+  run_free(&r);
+  run(&r, s.root, "serve", "--workers", "2", "--help", NULL);
+  assert_int_equal(r.code, 0);
+  assert_non_null(strstr(r.out, "--workers V"));
+  assert_non_null(strstr(r.out, "--max-object V"));
+  run_free(&r);
+
+  struct {
+    const char *a[4];
+    const char *err;
+  } bad[] = {
+      {{"check", "a", "b", NULL}, "crescent check: unexpected argument 'b'\nusage: crescent check [DIR] [flags]\n"},
+      {{"check", "-x", NULL}, "crescent check: unknown option '-x'\n"},
+      {{"version", "extra", NULL}, "crescent version: unexpected argument 'extra'\nusage: crescent version\n"},
+      {{"version", "--workers", "2", NULL}, "crescent version: unexpected argument '--workers'\n"},
+      {{"serve", "extra", NULL}, "crescent serve: unexpected argument 'extra'\n"},
+      {{"new", "a", "b", NULL}, "crescent new: unexpected argument 'b'\n"},
+      {{"new", NULL}, "crescent new: missing 'NAME'\nusage: crescent new NAME [flags]\n"},
+      {{"help", "nope", NULL}, "crescent: unknown command 'nope'\n"},
+      {{"serve", "--listen", "nothost:1", NULL},
+       "crescent: --listen: 'nothost' is not an IP address or localhost (names are not resolved: use e.g. 127.0.0.1 "
+       "or 0.0.0.0)\n"},
+      {{"serve", "--log-level", "loud", NULL}, "crescent: --log-level: expected debug, info, warn or error, got 'loud'\n"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    run(&r, s.root, bad[i].a[0], bad[i].a[1], bad[i].a[2], bad[i].a[3], NULL);
+    if (r.code != 2) fail_msg("%s %s: exit %d, want 2 (%s)", bad[i].a[0], bad[i].a[1] ? bad[i].a[1] : "", r.code, r.err);
+    if (strncmp(r.err, bad[i].err, strlen(bad[i].err)) != 0)
+      fail_msg("%s %s said:\n%s\nwant:\n%s", bad[i].a[0], bad[i].a[1] ? bad[i].a[1] : "", r.err, bad[i].err);
+    assert_string_equal(r.out, "");
+    run_free(&r);
+  }
+  /* A log level in another case is the same level. */
+  run(&r, s.root, "check", "--log-level", "WARN", s.fndir, NULL);
+  assert_int_equal(r.code, 0);
+  run_free(&r);
+  cleanup(&s);
+}
+
 /* --- version, unknown commands, serve's argument errors ------------------------------------------ */
 
 static void version_and_usage_errors(void **state) {
@@ -343,6 +407,7 @@ int main(void) {
       cmocka_unit_test(check_bad_folder),
       cmocka_unit_test(check_triggers_not_supported),
       cmocka_unit_test(new_makes_a_function),
+      cmocka_unit_test(help_and_unexpected_arguments),
       cmocka_unit_test(version_and_usage_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

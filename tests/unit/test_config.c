@@ -518,6 +518,25 @@ static void test_usage(void **state) {
   free(text);
 }
 
+/* A command's help lists only the flags it reads, in the usual order. */
+static void test_usage_of(void **state) {
+  (void)state;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  assert_non_null(f);
+  static const char *const names[] = {"init-timeout", "functions", NULL};
+  cr_config_usage_of(f, names);
+  fclose(f);
+  const char *a = strstr(text, "  --functions V"), *b = strstr(text, "  --init-timeout V");
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_true(a == text && b > a);
+  assert_null(strstr(text, "--listen"));
+  assert_int_equal(strchr(b, '\n')[1], '\0'); /* two lines, nothing else */
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
@@ -536,6 +555,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
       cmocka_unit_test_setup_teardown(test_default_conf_path, setup, teardown),
       cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_usage_of, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
