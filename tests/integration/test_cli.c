@@ -291,6 +291,88 @@ static void new_makes_a_function(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* new checks the name as check will, before making anything; drops a .lua
+ * suffix; takes -h as help; a template for a route with parameters answers
+ * them and names the URL that reaches it. */
+static void new_names_and_templates(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  run_t r;
+  char path[700], want[900];
+
+  run(&r, s.root, "new", "sp ace", "--functions", s.fndir, NULL);
+  assert_int_equal(r.code, 2);
+  assert_string_equal(r.err, "crescent new: 'sp ace' is not a valid function name: route path '/sp ace' has a "
+                             "character not allowed in a path\n");
+  assert_string_equal(r.out, "");
+  run_free(&r);
+  snprintf(path, sizeof path, "%s/sp ace.lua", s.fndir);
+  assert_false(file_exists(path));
+  run(&r, s.root, "new", "users/[bad-name]", "--functions", s.fndir, NULL);
+  assert_int_equal(r.code, 2);
+  assert_non_null(strstr(r.err, "bad parameter name ':bad-name'"));
+  run_free(&r);
+  snprintf(path, sizeof path, "%s/users", s.fndir);
+  assert_false(file_exists(path)); /* no folder made on the way either */
+
+  /* A .lua suffix is the file's, not the name's. */
+  run(&r, s.root, "new", "foo.lua", "--functions", s.fndir, NULL);
+  assert_int_equal(r.code, 0);
+  snprintf(want, sizeof want, "created %s/foo.lua, served at /foo: try curl localhost:8080/foo\n", s.fndir);
+  assert_string_equal(r.out, want);
+  run_free(&r);
+  snprintf(path, sizeof path, "%s/foo.lua.lua", s.fndir);
+  assert_false(file_exists(path));
+
+  /* -h and --help are help, not names. */
+  const char *helps[] = {"-h", "--help"};
+  for (size_t i = 0; i < 2; i++) {
+    run(&r, s.root, "new", helps[i], "--functions", s.fndir, NULL);
+    assert_int_equal(r.code, 0);
+    assert_memory_equal(r.out, "usage: crescent new NAME [flags]\n", 33);
+    assert_string_equal(r.err, "");
+    run_free(&r);
+    snprintf(path, sizeof path, "%s/%s.lua", s.fndir, helps[i]);
+    assert_false(file_exists(path));
+  }
+
+  /* Parameters: the handler returns them, and the URL has a value for each. */
+  run(&r, s.root, "new", "users/[id]", "--functions", s.fndir, NULL);
+  assert_int_equal(r.code, 0);
+  snprintf(want, sizeof want, "created %s/users/[id].lua, served at /users/:id: try curl localhost:8080/users/42\n",
+           s.fndir);
+  assert_string_equal(r.out, want);
+  run_free(&r);
+  snprintf(path, sizeof path, "%s/users/[id].lua", s.fndir);
+  char *text = read_file(path);
+  assert_memory_equal(text, "-- users/[id]: an HTTP function. Try: curl localhost:8080/users/42\n", 67);
+  assert_non_null(strstr(text, "id = event.params.id"));
+  free(text);
+  run(&r, s.root, "new", "docs/[...path]", "--functions", s.fndir, "--listen", "0.0.0.0:9000", NULL);
+  assert_int_equal(r.code, 0);
+  assert_non_null(strstr(r.out, "served at /docs/*path: try curl localhost:9000/docs/a/b\n"));
+  run_free(&r);
+
+  run(&r, s.root, "check", s.fndir, NULL);
+  if (r.code != 0) fail_msg("check of new functions exited %d; stderr: %s", r.code, r.err);
+  snprintf(want, sizeof want, "ok: 3 functions in %s\n", s.fndir);
+  assert_string_equal(r.out, want);
+  run_free(&r);
+
+  srv_start(&s, "--workers 1 --redis none");
+  http_resp_t h;
+  http_get(s.port, "/users/42", &h);
+  assert_int_equal(h.status, 200);
+  if (!strstr(h.body, "\"id\":\"42\"")) fail_msg("GET /users/42: %s", h.body);
+  http_free(&h);
+  http_get(s.port, "/docs/a/b", &h);
+  assert_int_equal(h.status, 200);
+  if (!strstr(h.body, "\"path\":\"a/b\"")) fail_msg("GET /docs/a/b: %s", h.body);
+  http_free(&h);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 /* Every command answers -h/--help with its usage and exit 0, and refuses
  * what it does not take with exit 2 and a message naming it. */
 static void help_and_unexpected_arguments(void **state) {
@@ -407,6 +489,7 @@ int main(void) {
       cmocka_unit_test(check_bad_folder),
       cmocka_unit_test(check_triggers_not_supported),
       cmocka_unit_test(new_makes_a_function),
+      cmocka_unit_test(new_names_and_templates),
       cmocka_unit_test(help_and_unexpected_arguments),
       cmocka_unit_test(version_and_usage_errors),
   };
