@@ -7,8 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
 #include "alloc.h"
 #include "error.h"
+#include "log.h"
 
 typedef enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_SECONDS, OPT_FLAG, OPT_NUMBER } opt_type_t;
 
@@ -28,7 +31,7 @@ static const opt_t options[] = {
     {"data", OPT_STR, OFF(data_dir), "state folder, for the managed Redis (default ./.crescent)"},
     {"admin-token", OPT_STR, OFF(admin_token), "bearer token for /_/api/*, /_/metrics and /_/storage (none: loopback clients only)"},
     {"metrics-public", OPT_FLAG, OFF(metrics_public), "serve /_/metrics to anyone, without the admin token (for a scraper)"},
-    {"log-level", OPT_STR, OFF(log_level), "debug, info, warn or error (default info)"},
+    {"log-level", OPT_STR, OFF(log_level), "debug, info, warn or error, in any case (default info)"},
     {"max-body", OPT_SIZE, OFF(max_body), "largest request body (default 6m)"},
     {"max-header", OPT_SIZE, OFF(max_header), "largest request line + headers (default 16k)"},
     {"request-timeout", OPT_SECONDS, OFF(request_timeout), "time to receive a request (default 30s)"},
@@ -158,10 +161,39 @@ static int parse_listen(cr_config_t *c, const char *v, char *err, size_t errlen)
     snprintf(err, errlen, "--listen: bad port in '%s'", v);
     return CR_EINVAL;
   }
-  memcpy(c->listen_host, host, hl);
-  c->listen_host[hl] = '\0';
+  /* The listening socket takes an address, not a name (a name could resolve
+   * to several, or differently tomorrow): say so here, naming the host,
+   * rather than let bind() fail later with "Invalid argument". */
+  char h[sizeof c->listen_host];
+  memcpy(h, host, hl);
+  h[hl] = '\0';
+  unsigned char addr[16];
+  if (strcmp(h, "localhost") != 0 && inet_pton(AF_INET, h, addr) != 1 && inet_pton(AF_INET6, h, addr) != 1) {
+    snprintf(err, errlen, "--listen: '%s' is not an IP address or localhost (names are not resolved: use e.g. 127.0.0.1 or 0.0.0.0)", h);
+    return CR_EINVAL;
+  }
+  memcpy(c->listen_host, h, hl + 1);
   c->listen_port = (int)port;
   return 0;
+}
+
+/* One of log.h's level names, in any case ("WARN" is warn); stored as the
+ * lower-case name the logger parses, so a bad value stops here and never
+ * falls back to info unnoticed. */
+static int set_log_level(cr_config_t *c, const char *v, char *err, size_t errlen) {
+  char lower[16];
+  size_t n = strlen(v);
+  cr_log_level_t level;
+  if (n < sizeof lower) {
+    for (size_t i = 0; i <= n; i++) lower[i] = (char)tolower((unsigned char)v[i]);
+    if (cr_log_level_parse(lower, &level) == 0) {
+      free(c->log_level);
+      c->log_level = cr_xstrdup(lower);
+      return 0;
+    }
+  }
+  snprintf(err, errlen, "--log-level: expected debug, info, warn or error, got '%s'", v);
+  return CR_EINVAL;
 }
 
 int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err, size_t errlen) {
@@ -172,6 +204,7 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
     switch (o->type) {
     case OPT_STR: {
       if (strcmp(name, "listen") == 0 && parse_listen(c, value, err, errlen)) return CR_EINVAL;
+      if (strcmp(name, "log-level") == 0) return set_log_level(c, value, err, errlen);
       char *dup = cr_xstrdup(value);
       free(*(char **)field);
       *(char **)field = dup;
@@ -332,8 +365,13 @@ int cr_config_load(cr_config_t *c, const char *conf_path, int argc, char **argv,
   return 0;
 }
 
-void cr_config_usage(FILE *out) {
+void cr_config_usage(FILE *out) { cr_config_usage_of(out, NULL); }
+
+void cr_config_usage_of(FILE *out, const char *const *names) {
   for (size_t i = 0; i < NOPTIONS; i++) {
+    int listed = names == NULL;
+    for (size_t k = 0; names && names[k] && !listed; k++) listed = strcmp(names[k], options[i].name) == 0;
+    if (!listed) continue;
     char flag[48];
     snprintf(flag, sizeof flag, "--%s%s", options[i].name, options[i].type == OPT_FLAG ? "" : " V");
     fprintf(out, "  %-24s %s\n", flag, options[i].help);

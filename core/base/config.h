@@ -14,7 +14,7 @@
 typedef struct cr_config_s {
   char *functions_dir;
   char *listen;          /* HOST:PORT as given */
-  char listen_host[64];  /* parsed from listen */
+  char listen_host[64];  /* parsed from listen: an IPv4 or IPv6 address, or localhost */
   int listen_port;
   int workers;
   char *redis;           /* "auto" or a URL */
@@ -62,5 +62,8 @@ int cr_parse_seconds(const char *s, double *out);
 
 /* Prints the flags with their defaults. */
 void cr_config_usage(FILE *out);
+/* Prints only the named flags (a NULL-terminated list of names without
+ * dashes), in the order of cr_config_usage; NULL prints them all. */
+void cr_config_usage_of(FILE *out, const char *const *names);
 
 #endif

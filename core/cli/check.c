@@ -23,11 +23,25 @@
 #include "vm.h"
 #include "cli.h"
 
+static const char *const check_flags[] = {"functions", "init-timeout", NULL};
+
+const cr_cli_cmd_t cr_cli_check = {
+    .name = "check",
+    .args = "[DIR]",
+    .about = "Loads every function in DIR (default: the --functions folder, ./functions) as the server\n"
+             "would, and prints each problem as FILE: message on stderr. Exits 0 when every function\n"
+             "loads and routes, 1 otherwise.\n",
+    .max_args = 1,
+    .reads_config = 1,
+    .flags = check_flags,
+};
+
 int cr_cmd_check(int argc, char **argv) {
   cr_config_t cfg;
   char *rest[64];
   int nrest;
-  if (argc > 64 + 2 || cr_cli_load_config(&cfg, argc, argv, rest, &nrest)) return 2;
+  int rc = cr_cli_start(&cr_cli_check, &cfg, argc, argv, rest, &nrest);
+  if (rc >= 0) return rc;
   const char *dir = nrest > 0 ? rest[0] : cfg.functions_dir;
   cr_log_set_level(CR_LOG_WARN);
   struct stat st;

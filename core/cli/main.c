@@ -6,6 +6,9 @@
 #include "modules.h"
 #include "cli.h"
 
+static const cr_cli_cmd_t *const commands[] = {&cr_cli_serve, &cr_cli_check, &cr_cli_new, &cr_cli_version};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
 void cr_cli_usage(FILE *out) {
   fprintf(out,
           "crescent - serverless Lua functions, self-hosted\n"
@@ -15,20 +18,76 @@ void cr_cli_usage(FILE *out) {
           "  crescent check [DIR]                validate every function in DIR (default ./functions)\n"
           "  crescent new NAME [--functions DIR] make DIR/NAME.lua from a template\n"
           "  crescent version                    print versions\n"
+          "  crescent COMMAND --help             one command's usage\n"
           "\n"
           "flags (each also CRESCENT_<NAME> in the environment, or 'name = value' in crescent.conf):\n");
   cr_config_usage(out);
 }
 
-int cr_cli_load_config(cr_config_t *cfg, int argc, char **argv, char **rest, int *nrest) {
-  char err[600];
-  cr_config_defaults(cfg);
-  if (cr_config_load(cfg, NULL, argc, argv, 2, rest, nrest, err, sizeof err)) {
-    fprintf(stderr, "crescent: %s\n", err);
-    cr_config_free(cfg);
-    return -1;
+static void synopsis(const cr_cli_cmd_t *cmd, FILE *out) {
+  fprintf(out, "usage: crescent %s%s%s%s\n", cmd->name, *cmd->args ? " " : "", cmd->args,
+          cmd->reads_config ? " [flags]" : "");
+}
+
+void cr_cli_cmd_usage(const cr_cli_cmd_t *cmd, FILE *out) {
+  synopsis(cmd, out);
+  fprintf(out, "\n%s", cmd->about);
+  if (!cmd->reads_config) return;
+  fprintf(out, "\nflags (each also CRESCENT_<NAME> in the environment, or 'name = value' in crescent.conf):\n");
+  cr_config_usage_of(out, cmd->flags);
+}
+
+static int usage_error(const cr_cli_cmd_t *cmd, const char *what, const char *arg) {
+  fprintf(stderr, "crescent %s: %s '%s'\n", cmd->name, what, arg);
+  synopsis(cmd, stderr);
+  fprintf(stderr, "(crescent %s --help for more)\n", cmd->name);
+  return 2;
+}
+
+int cr_cli_start(const cr_cli_cmd_t *cmd, cr_config_t *cfg, int argc, char **argv, char **rest, int *nrest) {
+  /* Help first, wherever it is: `new -h` is a question, not a file name,
+   * and `check --help` is not a flag that needs a value. */
+  for (int i = 2; i < argc; i++) {
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      cr_cli_cmd_usage(cmd, stdout);
+      return 0;
+    }
   }
-  return 0;
+  *nrest = 0;
+  if (argc - 2 > 64) {
+    fprintf(stderr, "crescent %s: too many arguments (%d)\n", cmd->name, argc - 2);
+    return 2;
+  }
+  if (cmd->reads_config) {
+    char err[600];
+    cr_config_defaults(cfg);
+    if (cr_config_load(cfg, NULL, argc, argv, 2, rest, nrest, err, sizeof err)) {
+      fprintf(stderr, "crescent: %s\n", err);
+      cr_config_free(cfg);
+      return 2;
+    }
+  } else {
+    for (int i = 2; i < argc; i++) rest[(*nrest)++] = argv[i];
+  }
+  const char *bad = NULL, *what = NULL;
+  for (int i = 0; i < *nrest && !bad; i++) {
+    if (rest[i][0] == '-' && rest[i][1]) {
+      bad = rest[i];
+      what = cmd->reads_config && rest[i][1] != '-' ? "unknown option" : "unexpected argument";
+    } else if (i >= cmd->max_args) {
+      bad = rest[i];
+      what = "unexpected argument";
+    }
+  }
+  if (!bad && *nrest < cmd->min_args) {
+    bad = cmd->args;
+    what = "missing";
+  }
+  if (bad) {
+    if (cmd->reads_config) cr_config_free(cfg);
+    return usage_error(cmd, what, bad);
+  }
+  return -1;
 }
 
 /* The validators' states (`crescent check`'s and the server's) know the
@@ -47,6 +106,18 @@ static int with_validator_stdlib(int (*cmd)(int, char **), int argc, char **argv
   return rc;
 }
 
+static const cr_cli_cmd_t *find_command(const char *name) {
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    if (strcmp(commands[i]->name, name) == 0) return commands[i];
+  return NULL;
+}
+
+static int unknown_command(const char *name) {
+  fprintf(stderr, "crescent: unknown command '%s'\n\n", name);
+  cr_cli_usage(stderr);
+  return 2;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     cr_cli_usage(stderr);
@@ -56,12 +127,21 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "serve") == 0) return with_validator_stdlib(cr_cmd_serve, argc, argv);
   if (strcmp(cmd, "check") == 0) return with_validator_stdlib(cr_cmd_check, argc, argv);
   if (strcmp(cmd, "new") == 0) return cr_cmd_new(argc, argv);
-  if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cr_cmd_version();
+  if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cr_cmd_version(argc, argv);
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    /* `crescent help check` is `crescent check --help`. */
+    if (argc > 3) {
+      fprintf(stderr, "crescent help: unexpected argument '%s'\n", argv[3]);
+      return 2;
+    }
+    if (argc == 3) {
+      const cr_cli_cmd_t *c = find_command(argv[2]);
+      if (!c) return unknown_command(argv[2]);
+      cr_cli_cmd_usage(c, stdout);
+      return 0;
+    }
     cr_cli_usage(stdout);
     return 0;
   }
-  fprintf(stderr, "crescent: unknown command '%s'\n\n", cmd);
-  cr_cli_usage(stderr);
-  return 2;
+  return unknown_command(cmd);
 }

@@ -124,6 +124,8 @@ static int validate(const char *root, const char *relpath, const char *src, size
     char serr[900];
     rc = platform ? cr_settings_read_platform(vm->L, -1, settings, serr, sizeof serr)
                   : cr_settings_read(vm->L, -1, settings, serr, sizeof serr);
+    /* A trigger kind not built yet fails the load (after the entries' own checks). */
+    if (rc == 0 && (rc = cr_settings_check_triggers(settings, serr, sizeof serr))) cr_settings_free(settings);
     if (rc) snprintf(err, errlen, "%s: %s", relpath, serr);
   }
   cr_vm_free(vm);

@@ -245,10 +245,34 @@ static int read_env(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
       lua_pop(L, 3);
       return fail(err, errlen, "setting 'env': names must be identifiers like API_URL");
     }
+    /* Strings only, as environment variables are (Lambda's, Workers'): a
+     * number or boolean turned into a string silently is a type the handler
+     * does not expect, and kept as is it would differ from a value the
+     * environment or a secret store sets later. So it is refused, with the
+     * spelling that works. */
     int vt = lua_type(L, -1);
-    if (vt != LUA_TSTRING && vt != LUA_TNUMBER && vt != LUA_TBOOLEAN) {
-      int rc = fail(err, errlen, "setting 'env': '%s' must be a string, number or boolean, got a %s",
-                    lua_tostring(L, -2), lua_typename(L, vt));
+    if (vt != LUA_TSTRING) {
+      const char *name = lua_tostring(L, -2);
+      int rc;
+      if (vt == LUA_TNUMBER) {
+        cr_buf_t b = CR_BUF_INIT;
+        cr_json_number(&b, lua_tonumber(L, -1));
+        const char *num = b.data ? b.data : "";
+        int nl = (int)b.len;
+        rc = fail(err, errlen,
+                  "setting 'env': '%s' must be a string, got the number %.*s (env values are strings, as in a "
+                  "process environment): write %s = \"%.*s\" and read it with tonumber(ctx.env.%s)",
+                  name, nl, num, name, nl, num, name);
+        cr_buf_free(&b);
+      } else if (vt == LUA_TBOOLEAN) {
+        const char *v = lua_toboolean(L, -1) ? "true" : "false";
+        rc = fail(err, errlen,
+                  "setting 'env': '%s' must be a string, got the boolean %s (env values are strings, as in a "
+                  "process environment): write %s = \"%s\" and test ctx.env.%s == \"%s\"",
+                  name, v, name, v, name, v);
+      } else {
+        rc = fail(err, errlen, "setting 'env': '%s' must be a string, got a %s", name, lua_typename(L, vt));
+      }
       lua_pop(L, 3);
       return rc;
     }
@@ -256,16 +280,7 @@ static int read_env(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
       cap = cap ? cap * 2 : 8;
       s->env = realloc(s->env, sizeof(char *) * 2 * (size_t)cap);
     }
-    const char *v;
-    char num[64];
-    if (vt == LUA_TBOOLEAN) v = lua_toboolean(L, -1) ? "true" : "false";
-    else if (vt == LUA_TNUMBER) {
-      cr_buf_t b = CR_BUF_INIT;
-      cr_json_number(&b, lua_tonumber(L, -1));
-      snprintf(num, sizeof num, "%.*s", (int)b.len, b.data ? b.data : "");
-      cr_buf_free(&b);
-      v = num;
-    } else v = lua_tostring(L, -1);
+    const char *v = lua_tostring(L, -1);
     s->env[2 * s->nenv] = strdup(lua_tostring(L, -2));
     s->env[2 * s->nenv + 1] = strdup(v);
     s->nenv++;
@@ -609,6 +624,33 @@ static int read_trigger(entry_t *e, double timeout, cr_trigger_spec_t *t) {
     return entry_stream(e, timeout, &t->kv.opts);
   }
   return entry_fail(e, "unknown kind"); /* not reached */
+}
+
+/* Which kinds this build runs, indexed by cr_trigger_kind_t: each trigger's
+ * issue turns its kind on here when the trigger fires. Until then a function
+ * declaring the kind fails to load, since a trigger accepted and never fired
+ * is worse than a refusal. */
+static const int kind_supported[NKINDS + 1] = {
+    [CR_TRIGGER_CRON] = 0,
+    [CR_TRIGGER_QUEUE] = 0,
+    [CR_TRIGGER_STORAGE] = 0,
+    [CR_TRIGGER_KV] = 0,
+};
+
+int cr_trigger_supported(cr_trigger_kind_t kind) {
+  return kind >= CR_TRIGGER_CRON && kind <= NKINDS && kind_supported[kind];
+}
+
+int cr_settings_check_triggers(const cr_settings_t *s, char *err, size_t errlen) {
+  for (int i = 0; i < s->ntriggers; i++) {
+    cr_trigger_kind_t kind = s->triggers[i].kind;
+    if (!cr_trigger_supported(kind))
+      return fail(err, errlen,
+                  "setting 'triggers': entry %d: %s triggers are not supported yet (this version runs functions "
+                  "over HTTP only); remove the entry",
+                  i + 1, kind >= CR_TRIGGER_CRON && kind <= NKINDS ? kind_keys[kind][0] : "unknown");
+  }
+  return 0;
 }
 
 static const char triggers_like[] = "a list like { { cron = \"0 2 * * *\" }, { queue = \"orders\" } }";

@@ -8,8 +8,9 @@
  *
  * Each `triggers` entry becomes a typed cr_trigger_spec_t at load, every key,
  * type, range and enum value checked and unknown keys refused, so the
- * trigger implementations only read C fields and never re-validate. Nothing
- * acts on the specs yet: a function's triggers change nothing it does. */
+ * trigger implementations only read C fields and never re-validate. A kind
+ * this build does not run yet is refused at load by cr_settings_check_triggers
+ * (after every entry passed its own checks, so a typo is reported first). */
 #ifndef CR_SETTINGS_H
 #define CR_SETTINGS_H
 
@@ -147,6 +148,15 @@ void cr_settings_free(cr_settings_t *s);
 int cr_settings_read(lua_State *L, int idx, cr_settings_t *s, char *err, size_t errlen);
 /* The same for the platform's own functions, which may route under /_/. */
 int cr_settings_read_platform(lua_State *L, int idx, cr_settings_t *s, char *err, size_t errlen);
+
+/* Whether this build runs triggers of the kind (a switch per kind in
+ * settings.c, turned on by the trigger's implementation). */
+int cr_trigger_supported(cr_trigger_kind_t kind);
+/* 0, or CR_EINVAL with "setting 'triggers': entry N: cron triggers are not
+ * supported yet ..." for the first entry of a kind not supported. The
+ * loader applies it after cr_settings_read, which only parses, so the
+ * parser is tested on every kind before it runs. */
+int cr_settings_check_triggers(const cr_settings_t *s, char *err, size_t errlen);
 
 /* Serialization between processes. unpack returns CR_EINVAL on bad input. */
 int cr_settings_pack(const cr_settings_t *s, cr_buf_t *out);

@@ -174,6 +174,53 @@ static void check_bad_folder(void **state) {
   cleanup(&s);
 }
 
+/* No trigger kind is built yet: a function declaring one fails to load, in
+ * check and in the server, naming the kind; its entry's own mistakes (an
+ * unknown key, a wrong type) are reported first. */
+static void check_triggers_not_supported(void **state) {
+  (void)state;
+  srv_t s;
+  scratch(&s);
+  write_file(s.fndir, "nightly.lua",
+             "return { triggers = { { cron = '61 * * * *' } }, handler = function() return 'n' end }\n");
+  write_file(s.fndir, "jobs.lua",
+             "return { triggers = { { queue = 'jobs', bogus = 1 } }, handler = function() return 'j' end }\n");
+  write_file(s.fndir, "cronint.lua", "return { triggers = { { cron = 5 } }, handler = function() return 'c' end }\n");
+  write_file(s.fndir, "http.lua", "return { triggers = {}, handler = function() return 'h' end }\n");
+  run_t r;
+  run(&r, s.root, "check", s.fndir, NULL);
+  assert_int_equal(r.code, 1);
+  const char *want =
+      "cronint.lua: setting 'triggers': entry 1: 'cron' must be a non-empty string of at most 256 bytes, got a number\n"
+      "jobs.lua: setting 'triggers': entry 1: unknown key 'bogus' for a queue trigger (known: queue, batch, window, "
+      "visibility, maxReceives, concurrency)\n"
+      "nightly.lua: setting 'triggers': entry 1: cron triggers are not supported yet (this version runs functions "
+      "over HTTP only); remove the entry\n";
+  if (strncmp(r.err, want, strlen(want)) != 0) fail_msg("check said:\n%s\nwant:\n%s", r.err, want);
+  assert_non_null(strstr(r.err + strlen(want), "3 problems in"));
+  assert_string_equal(r.out, "");
+  run_free(&r);
+
+  /* The server refuses it the same way: a function that failed to load, its error in the API. */
+  srv_start(&s, "--workers 1 --redis none");
+  http_expect(s.port, "/http", 200, "h");
+  http_resp_t h;
+  http_get(s.port, "/nightly", &h);
+  assert_int_equal(h.status, 503);
+  assert_non_null(strstr(h.body, "\"error\":\"function failed to load\""));
+  http_free(&h);
+  http_get(s.port, "/_/api/functions", &h);
+  assert_int_equal(h.status, 200);
+  char *e = api_fn_entry(h.body, "nightly");
+  assert_non_null(e);
+  assert_non_null(strstr(e, "\"version\":null"));
+  if (!strstr(e, "cron triggers are not supported yet")) fail_msg("nightly: %s", e);
+  free(e);
+  http_free(&h);
+  srv_expect_errors(&s, 3);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 /* --- new ---------------------------------------------------------------------------------------- */
 
 static void new_makes_a_function(void **state) {
@@ -244,6 +291,153 @@ static void new_makes_a_function(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* new checks the name as check will, before making anything; drops a .lua
+ * suffix; takes -h as help; a template for a route with parameters answers
+ * them and names the URL that reaches it. */
+static void new_names_and_templates(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  run_t r;
+  char path[700], want[900];
+
+  run(&r, s.root, "new", "sp ace", "--functions", s.fndir, NULL);
+  assert_int_equal(r.code, 2);
+  assert_string_equal(r.err, "crescent new: 'sp ace' is not a valid function name: route path '/sp ace' has a "
+                             "character not allowed in a path\n");
+  assert_string_equal(r.out, "");
+  run_free(&r);
+  snprintf(path, sizeof path, "%s/sp ace.lua", s.fndir);
+  assert_false(file_exists(path));
+  run(&r, s.root, "new", "users/[bad-name]", "--functions", s.fndir, NULL);
+  assert_int_equal(r.code, 2);
+  assert_non_null(strstr(r.err, "bad parameter name ':bad-name'"));
+  run_free(&r);
+  snprintf(path, sizeof path, "%s/users", s.fndir);
+  assert_false(file_exists(path)); /* no folder made on the way either */
+
+  /* A .lua suffix is the file's, not the name's. */
+  run(&r, s.root, "new", "foo.lua", "--functions", s.fndir, NULL);
+  assert_int_equal(r.code, 0);
+  snprintf(want, sizeof want, "created %s/foo.lua, served at /foo: try curl localhost:8080/foo\n", s.fndir);
+  assert_string_equal(r.out, want);
+  run_free(&r);
+  snprintf(path, sizeof path, "%s/foo.lua.lua", s.fndir);
+  assert_false(file_exists(path));
+
+  /* -h and --help are help, not names. */
+  const char *helps[] = {"-h", "--help"};
+  for (size_t i = 0; i < 2; i++) {
+    run(&r, s.root, "new", helps[i], "--functions", s.fndir, NULL);
+    assert_int_equal(r.code, 0);
+    assert_memory_equal(r.out, "usage: crescent new NAME [flags]\n", 33);
+    assert_string_equal(r.err, "");
+    run_free(&r);
+    snprintf(path, sizeof path, "%s/%s.lua", s.fndir, helps[i]);
+    assert_false(file_exists(path));
+  }
+
+  /* Parameters: the handler returns them, and the URL has a value for each. */
+  run(&r, s.root, "new", "users/[id]", "--functions", s.fndir, NULL);
+  assert_int_equal(r.code, 0);
+  snprintf(want, sizeof want, "created %s/users/[id].lua, served at /users/:id: try curl localhost:8080/users/42\n",
+           s.fndir);
+  assert_string_equal(r.out, want);
+  run_free(&r);
+  snprintf(path, sizeof path, "%s/users/[id].lua", s.fndir);
+  char *text = read_file(path);
+  assert_memory_equal(text, "-- users/[id]: an HTTP function. Try: curl localhost:8080/users/42\n", 67);
+  assert_non_null(strstr(text, "id = event.params.id"));
+  free(text);
+  run(&r, s.root, "new", "docs/[...path]", "--functions", s.fndir, "--listen", "0.0.0.0:9000", NULL);
+  assert_int_equal(r.code, 0);
+  assert_non_null(strstr(r.out, "served at /docs/*path: try curl localhost:9000/docs/a/b\n"));
+  run_free(&r);
+
+  run(&r, s.root, "check", s.fndir, NULL);
+  if (r.code != 0) fail_msg("check of new functions exited %d; stderr: %s", r.code, r.err);
+  snprintf(want, sizeof want, "ok: 3 functions in %s\n", s.fndir);
+  assert_string_equal(r.out, want);
+  run_free(&r);
+
+  srv_start(&s, "--workers 1 --redis none");
+  http_resp_t h;
+  http_get(s.port, "/users/42", &h);
+  assert_int_equal(h.status, 200);
+  if (!strstr(h.body, "\"id\":\"42\"")) fail_msg("GET /users/42: %s", h.body);
+  http_free(&h);
+  http_get(s.port, "/docs/a/b", &h);
+  assert_int_equal(h.status, 200);
+  if (!strstr(h.body, "\"path\":\"a/b\"")) fail_msg("GET /docs/a/b: %s", h.body);
+  http_free(&h);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
+/* Every command answers -h/--help with its usage and exit 0, and refuses
+ * what it does not take with exit 2 and a message naming it. */
+static void help_and_unexpected_arguments(void **state) {
+  (void)state;
+  srv_t s;
+  scratch(&s);
+  run_t r;
+  const char *cmds[] = {"serve", "check", "new", "version"};
+  const char *synopsis[] = {"usage: crescent serve [flags]\n", "usage: crescent check [DIR] [flags]\n",
+                            "usage: crescent new NAME [flags]\n", "usage: crescent version\n"};
+  for (size_t i = 0; i < 4; i++) {
+    const char *forms[][3] = {{cmds[i], "--help", NULL}, {cmds[i], "-h", NULL}, {"help", cmds[i], NULL}};
+    for (size_t k = 0; k < 3; k++) {
+      run(&r, s.root, forms[k][0], forms[k][1], NULL);
+      if (r.code != 0) fail_msg("%s %s exited %d: %s", forms[k][0], forms[k][1], r.code, r.err);
+      if (strncmp(r.out, synopsis[i], strlen(synopsis[i])) != 0)
+        fail_msg("%s %s printed: %s", forms[k][0], forms[k][1], r.out);
+      assert_string_equal(r.err, "");
+      run_free(&r);
+    }
+  }
+  /* check's help lists its flags only; serve's lists them all. */
+  run(&r, s.root, "check", "--help", NULL);
+  assert_non_null(strstr(r.out, "--functions V"));
+  assert_null(strstr(r.out, "--workers"));
+  run_free(&r);
+  run(&r, s.root, "serve", "--workers", "2", "--help", NULL);
+  assert_int_equal(r.code, 0);
+  assert_non_null(strstr(r.out, "--workers V"));
+  assert_non_null(strstr(r.out, "--max-object V"));
+  run_free(&r);
+
+  struct {
+    const char *a[4];
+    const char *err;
+  } bad[] = {
+      {{"check", "a", "b", NULL}, "crescent check: unexpected argument 'b'\nusage: crescent check [DIR] [flags]\n"},
+      {{"check", "-x", NULL}, "crescent check: unknown option '-x'\n"},
+      {{"version", "extra", NULL}, "crescent version: unexpected argument 'extra'\nusage: crescent version\n"},
+      {{"version", "--workers", "2", NULL}, "crescent version: unexpected argument '--workers'\n"},
+      {{"serve", "extra", NULL}, "crescent serve: unexpected argument 'extra'\n"},
+      {{"new", "a", "b", NULL}, "crescent new: unexpected argument 'b'\n"},
+      {{"new", NULL}, "crescent new: missing 'NAME'\nusage: crescent new NAME [flags]\n"},
+      {{"help", "nope", NULL}, "crescent: unknown command 'nope'\n"},
+      {{"serve", "--listen", "nothost:1", NULL},
+       "crescent: --listen: 'nothost' is not an IP address or localhost (names are not resolved: use e.g. 127.0.0.1 "
+       "or 0.0.0.0)\n"},
+      {{"serve", "--log-level", "loud", NULL}, "crescent: --log-level: expected debug, info, warn or error, got 'loud'\n"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    run(&r, s.root, bad[i].a[0], bad[i].a[1], bad[i].a[2], bad[i].a[3], NULL);
+    if (r.code != 2) fail_msg("%s %s: exit %d, want 2 (%s)", bad[i].a[0], bad[i].a[1] ? bad[i].a[1] : "", r.code, r.err);
+    if (strncmp(r.err, bad[i].err, strlen(bad[i].err)) != 0)
+      fail_msg("%s %s said:\n%s\nwant:\n%s", bad[i].a[0], bad[i].a[1] ? bad[i].a[1] : "", r.err, bad[i].err);
+    assert_string_equal(r.out, "");
+    run_free(&r);
+  }
+  /* A log level in another case is the same level. */
+  write_file(s.fndir, "hello.lua", "return function() return 'hi' end\n");
+  run(&r, s.root, "check", "--log-level", "WARN", s.fndir, NULL);
+  if (r.code != 0) fail_msg("check --log-level WARN exited %d: %s", r.code, r.err);
+  run_free(&r);
+  cleanup(&s);
+}
+
 /* --- version, unknown commands, serve's argument errors ------------------------------------------ */
 
 static void version_and_usage_errors(void **state) {
@@ -294,7 +488,10 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(check_good_folder),
       cmocka_unit_test(check_bad_folder),
+      cmocka_unit_test(check_triggers_not_supported),
       cmocka_unit_test(new_makes_a_function),
+      cmocka_unit_test(new_names_and_templates),
+      cmocka_unit_test(help_and_unexpected_arguments),
       cmocka_unit_test(version_and_usage_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

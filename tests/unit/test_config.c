@@ -274,6 +274,46 @@ static void test_listen(void **state) {
   memset(longhost, 'h', 100);
   snprintf(longhost + 100, sizeof longhost - 100, ":80");
   set_err(&c, "listen", longhost, "too long");
+  /* A name is refused when parsed, naming it, not at bind() as "Invalid argument". */
+  set_err(&c, "listen", "nothost:1", "--listen: 'nothost' is not an IP address or localhost");
+  set_err(&c, "listen", "example.com:80", "'example.com' is not an IP address or localhost");
+  set_err(&c, "listen", "[nothost]:80", "'nothost' is not an IP address or localhost");
+  set_err(&c, "listen", "1.2.3:80", "'1.2.3' is not an IP address");
+  set_err(&c, "listen", "[::1:80", "'[::1' is not an IP address");
+  assert_string_equal(c.listen, "127.0.0.1:8080");
+  assert_string_equal(c.listen_host, "127.0.0.1");
+  listen_ok("::1:80", "::1", 80);
+  cr_config_free(&c);
+}
+
+/* --log-level takes the four names in any case, stored lower-case; anything
+ * else is an error like every other bad value, not a silent info. */
+static void test_log_level(void **state) {
+  (void)state;
+  cr_config_t c;
+  cr_config_defaults(&c);
+  const char *ok[][2] = {{"debug", "debug"}, {"WARN", "warn"}, {"Error", "error"}, {"iNfO", "info"}};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    set_ok(&c, "log-level", ok[i][0]);
+    assert_string_equal(c.log_level, ok[i][1]);
+  }
+  set_err(&c, "log-level", "loud", "--log-level: expected debug, info, warn or error, got 'loud'");
+  set_err(&c, "log-level", "", "got ''");
+  set_err(&c, "log-level", "warning", "got 'warning'");
+  set_err(&c, "log-level", "info ", "got 'info '");
+  set_err(&c, "log-level", "debugdebugdebugdebug", "got 'debugdebugdebugdebug'");
+  assert_string_equal(c.log_level, "info"); /* the last good value stays */
+  const char *argv[] = {"crescent", "--log-level", "loud"};
+  assert_int_equal(load(&c, g_conf, 3, argv, NULL, NULL), CR_EINVAL);
+  assert_string_equal(g_err, "--log-level: expected debug, info, warn or error, got 'loud'");
+  setenv("CRESCENT_LOG_LEVEL", "WARN", 1);
+  const char *none[] = {"crescent"};
+  assert_int_equal(load(&c, g_conf, 1, none, NULL, NULL), 0);
+  assert_string_equal(c.log_level, "warn");
+  setenv("CRESCENT_LOG_LEVEL", "verbose", 1);
+  assert_int_equal(load(&c, g_conf, 1, none, NULL, NULL), CR_EINVAL);
+  assert_string_equal(g_err, "CRESCENT_LOG_LEVEL: --log-level: expected debug, info, warn or error, got 'verbose'");
+  unsetenv("CRESCENT_LOG_LEVEL");
   cr_config_free(&c);
 }
 
@@ -478,6 +518,25 @@ static void test_usage(void **state) {
   free(text);
 }
 
+/* A command's help lists only the flags it reads, in the usual order. */
+static void test_usage_of(void **state) {
+  (void)state;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  assert_non_null(f);
+  static const char *const names[] = {"init-timeout", "functions", NULL};
+  cr_config_usage_of(f, names);
+  fclose(f);
+  const char *a = strstr(text, "  --functions V"), *b = strstr(text, "  --init-timeout V");
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_true(a == text && b > a);
+  assert_null(strstr(text, "--listen"));
+  assert_int_equal(strchr(b, '\n')[1], '\0'); /* two lines, nothing else */
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
@@ -486,6 +545,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_set_values, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refused_value_keeps_old, setup, teardown),
       cmocka_unit_test_setup_teardown(test_listen, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_log_level, setup, teardown),
       cmocka_unit_test_setup_teardown(test_parse_size, setup, teardown),
       cmocka_unit_test_setup_teardown(test_parse_size_nan, setup, teardown),
       cmocka_unit_test_setup_teardown(test_parse_seconds, setup, teardown),
@@ -495,6 +555,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
       cmocka_unit_test_setup_teardown(test_default_conf_path, setup, teardown),
       cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_usage_of, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
