@@ -377,8 +377,10 @@ static int cmp_routed(const void *a, const void *b) {
 int cr_registry_route(cr_registry_t *r) {
   cr_router_t *router = cr_router_new();
   cr_fn_t **order = cr_xmalloc(sizeof(cr_fn_t *) * (size_t)r->nfns);
-  memcpy(order, r->fns, sizeof(cr_fn_t *) * (size_t)r->nfns);
-  qsort(order, (size_t)r->nfns, sizeof(cr_fn_t *), cmp_routed);
+  if (r->nfns) { /* memcpy and qsort may not be given NULL, even for 0 bytes */
+    memcpy(order, r->fns, sizeof(cr_fn_t *) * (size_t)r->nfns);
+    qsort(order, (size_t)r->nfns, sizeof(cr_fn_t *), cmp_routed);
+  }
   int conflicts = 0;
   for (int i = 0; i < r->nfns; i++) {
     cr_fn_t *fn = order[i];
