@@ -191,7 +191,9 @@ static int bench_finish(cr_call_t *call) {
   res->end_ns = inv->end_ns;
   res->deadline_ns = inv->deadline_ns;
   res->string_result = inv->outcome == CR_OUTCOME_OK && inv->nresults == 1 && lua_isstring(inv->co, -1);
-  snprintf(res->error, sizeof res->error, "%s", inv->error);
+  size_t n = strnlen(inv->error, sizeof res->error - 1);
+  memcpy(res->error, inv->error, n);
+  res->error[n] = '\0';
   return inv->outcome == CR_OUTCOME_OK ? 200 : 500;
 }
 

@@ -141,7 +141,7 @@ static void watchdog_thread_holds_no_descriptors(void **state) {
   while ((e = readdir(d))) {
     if (e->d_name[0] == '.') continue;
     threads++;
-    char fds[300];
+    char fds[600]; /* dir (at most 300) + "/" + d_name (at most 255) + "/fd" */
     snprintf(fds, sizeof fds, "%s/%s/fd", dir, e->d_name);
     int n = count_fds(fds);
     if (atoi(e->d_name) == (int)pids[0]) {
