@@ -619,8 +619,11 @@ static void rename_and_delete(void **state) {
   }
   log_exactly(&s, 1, "\"msg\":\"a.lua was removed: no longer routed\"", NULL, NULL);
   log_exactly(&s, 1, "\"msg\":\"loaded b.lua (version 1, ", NULL, NULL);
-  free(wait_api(&s, "a", "\"routed\":false", "\"version\":null", NULL));
-  free(wait_api(&s, "b", "\"routed\":true", "\"version\":1,", NULL));
+  /* A removed function says so, and keeps its meters (its two invocations) until restart. */
+  free(wait_api(&s, "a", "\"routed\":false", "\"removed\":true", "\"version\":null", "\"invocations\":2,", NULL));
+  char *eb = wait_api(&s, "b", "\"routed\":true", "\"version\":1,", NULL);
+  assert_null(strstr(eb, "\"removed\""));
+  free(eb);
 
   /* Deleted: 404. */
   srv_remove(&s, "b.lua");
@@ -634,6 +637,9 @@ static void rename_and_delete(void **state) {
   wait_answer(&s, "/b", 200, "b again", 404, NULL, NULL, &r);
   assert_int_equal(version_of(&r, NULL), 2);
   http_free(&r);
+  eb = wait_api(&s, "b", "\"routed\":true", "\"version\":2,", NULL);
+  assert_null(strstr(eb, "\"removed\""));
+  free(eb);
   assert_int_equal(srv_stop(&s), 0);
 }
 
