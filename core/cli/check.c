@@ -92,8 +92,10 @@ int cr_cmd_check(int argc, char **argv) {
     }
     cr_load_clear(&loads[i]);
   }
-  /* Route conflicts, exactly as the server decides them. */
+  /* Route conflicts, exactly as the server decides them (path order),
+   * printed once below: the registry's own error log line stays quiet. */
   cr_log_setup(-1, 0);
+  reg->quiet = 1;
   for (int i = 0; i < reg->nfns; i++) {
     cr_fn_t *fn = reg->fns[i];
     free(fn->error);

@@ -27,6 +27,8 @@
 #include "wire.h"
 
 #define MAX_SOURCE (16 * 1024 * 1024)
+/* The first byte of a Lua (and LuaJIT) bytecode dump: source never starts so. */
+#define BYTECODE_MARK '\033'
 
 /* Is relpath a module's file: a .lua file that is not a function's? */
 static int is_module_path(const char *relpath) {
@@ -79,6 +81,12 @@ int cr_loader_read_module(const char *root, const char *relpath, char **src, siz
   close(fd);
   if (!buf) return CR_ENOMEM;
   buf[got] = '\0';
+  if (got > 0 && buf[0] == BYTECODE_MARK) {
+    /* LuaJIT would only say "attempt to load chunk with wrong mode". */
+    free(buf);
+    snprintf(err, errlen, "%s is Lua bytecode: modules are loaded from source only, bytecode is refused", relpath);
+    return CR_EINVAL;
+  }
   *src = buf;
   *len = got;
   return 0;
@@ -92,6 +100,22 @@ int cr_loader_module_reader(void *ud, const char *root, const char *relpath, cha
 
 /* Set once, before any validation (loader.h). */
 static cr_vm_opts_t validator_vm = {.read_module = cr_loader_module_reader};
+
+/* The validators' reader: the platform's, noting every file asked for and
+ * what it found (cr_dep_t), so the master knows which module changes call
+ * for validating the function again, whether the load succeeded or not. */
+static int recording_reader(void *ud, const char *root, const char *relpath, char **src, size_t *len, char *err,
+                            size_t errlen) {
+  int rc = cr_loader_read_module(root, relpath, src, len, err, errlen);
+  char hash[13] = "";
+  if (rc == 0) cr_registry_hash(*src, *len, hash);
+  if (cr_deps_add(ud, relpath, hash)) {
+    free(*src);
+    *src = NULL;
+    return CR_ENOMEM;
+  }
+  return rc;
+}
 
 void cr_loader_set_preload(cr_vm_preload_fn preload, void *ud) {
   validator_vm.preload = preload;
@@ -108,11 +132,21 @@ int cr_loader_read(const char *root, const char *relpath, char **src, size_t *le
 }
 
 static int validate(const char *root, const char *relpath, const char *src, size_t len, double init_timeout,
-                    int platform, cr_settings_t *settings, cr_vm_modules_t *modules, char *err, size_t errlen) {
+                    int platform, cr_settings_t *settings, cr_vm_modules_t *modules, cr_deps_t *deps, char *err,
+                    size_t errlen) {
   char chunkname[1100], name[1024];
   snprintf(chunkname, sizeof chunkname, "@%s", relpath);
   snprintf(name, sizeof name, "%.*s", (int)(strlen(relpath) > 4 ? strlen(relpath) - 4 : 0), relpath);
-  cr_vm_t *vm = cr_vm_new(&validator_vm);
+  if (len > 0 && src[0] == BYTECODE_MARK) {
+    snprintf(err, errlen, "%s: is Lua bytecode: functions are loaded from source only, bytecode is refused", relpath);
+    return CR_ELUA;
+  }
+  cr_vm_opts_t opts = validator_vm;
+  if (deps && root) {
+    opts.read_module = recording_reader;
+    opts.read_ud = deps;
+  }
+  cr_vm_t *vm = cr_vm_new(&opts);
   if (!vm) {
     snprintf(err, errlen, "%s: out of memory booting a Lua state", relpath);
     return CR_ENOMEM;
@@ -135,7 +169,7 @@ static int validate(const char *root, const char *relpath, const char *src, size
 int cr_loader_validate(const char *root, const char *relpath, const char *src, size_t len,
                        double init_timeout, cr_settings_t *settings, char *err, size_t errlen) {
   cr_vm_modules_t modules = {0};
-  int rc = validate(root, relpath, src, len, init_timeout, 0, settings, &modules, err, errlen);
+  int rc = validate(root, relpath, src, len, init_timeout, 0, settings, &modules, NULL, err, errlen);
   cr_vm_modules_free(&modules);
   return rc;
 }
@@ -143,7 +177,7 @@ int cr_loader_validate(const char *root, const char *relpath, const char *src, s
 int cr_loader_validate_platform(const char *relpath, const char *src, size_t len, cr_settings_t *settings,
                                 char *err, size_t errlen) {
   cr_vm_modules_t modules = {0};
-  int rc = validate(NULL, relpath, src, len, CR_INIT_TIMEOUT, 1, settings, &modules, err, errlen);
+  int rc = validate(NULL, relpath, src, len, CR_INIT_TIMEOUT, 1, settings, &modules, NULL, err, errlen);
   cr_vm_modules_free(&modules);
   return rc;
 }
@@ -160,30 +194,54 @@ static int write_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
+/* The module files asked for: a u32 count, then per file its relpath and hash. */
+static int deps_pack(const cr_deps_t *d, cr_buf_t *out) {
+  if (cr_wire_u32(out, (uint32_t)d->n)) return CR_ENOMEM;
+  for (int i = 0; i < d->n; i++)
+    if (cr_wire_str(out, d->items[i].relpath) || cr_wire_str(out, d->items[i].hash)) return CR_ENOMEM;
+  return 0;
+}
+
+static int deps_unpack_from(cr_wire_reader_t *r, cr_deps_t *d) {
+  uint32_t n = cr_wire_get_u32(r);
+  if (n > CR_MODSET_MAX) r->bad = 1;
+  for (uint32_t i = 0; i < n && !r->bad; i++) {
+    char *rel = cr_wire_get_bytes(r, NULL), *hash = cr_wire_get_bytes(r, NULL);
+    if (!rel || !hash || strlen(hash) > 12 || cr_deps_add(d, rel, hash)) r->bad = 1;
+    free(rel);
+    free(hash);
+  }
+  if (r->bad) cr_deps_free(d);
+  return r->bad ? CR_EINVAL : 0;
+}
+
 /* The validator process: one record per file, then exit. A record is
  * [index, ok, length] then, when ok, the packed settings and module set
- * (modset.h), else the error message. */
+ * (modset.h), else the error message (a wire string); then the module files
+ * asked for, either way. */
 static void validator_main(int fd, const char *root, cr_load_t *loads, int from, int n, double init_timeout) {
   cr_log_setup(-1, 0);
   if (cr_vm_watchdog_start()) _exit(2);
   for (int i = from; i < n; i++) {
     cr_settings_t s;
     cr_vm_modules_t modules = {0};
+    cr_deps_t deps = {0};
     char err[4096];
     cr_buf_t b = CR_BUF_INIT;
     uint32_t hdr[3];
     int rc = validate(root, loads[i].relpath, loads[i].source, loads[i].len, init_timeout, loads[i].platform, &s,
-                      &modules, err, sizeof err);
+                      &modules, &deps, err, sizeof err);
     if (rc == 0) {
-      if (cr_settings_pack(&s, &b) || cr_modset_pack(&modules, &b)) {
+      if (cr_settings_pack(&s, &b) || cr_modset_pack(&modules, &b) || deps_pack(&deps, &b)) {
         rc = CR_ENOMEM;
         snprintf(err, sizeof err, "%s: the validator ran out of memory sending its result", loads[i].relpath);
         b.len = 0;
       }
       cr_settings_free(&s);
     }
-    if (rc) cr_buf_append_str(&b, err);
+    if (rc && (cr_wire_str(&b, err) || deps_pack(&deps, &b))) _exit(1);
     cr_vm_modules_free(&modules);
+    cr_deps_free(&deps);
     hdr[0] = (uint32_t)i;
     hdr[1] = rc == 0;
     hdr[2] = (uint32_t)b.len;
@@ -248,7 +306,7 @@ static void take_record(cr_loader_job_t *j, const uint32_t hdr[3], const char *p
     cr_wire_reader_t r;
     cr_wire_reader(&r, payload, hdr[2]);
     if (cr_settings_unpack_from(&r, &l->settings) == 0) {
-      if (cr_modset_unpack_from(&r, &l->modules) == 0 && r.p == r.end) {
+      if (cr_modset_unpack_from(&r, &l->modules) == 0 && deps_unpack_from(&r, &l->deps) == 0 && r.p == r.end) {
         l->ok = 1;
         return;
       }
@@ -258,7 +316,14 @@ static void take_record(cr_loader_job_t *j, const uint32_t hdr[3], const char *p
     l->error = cr_xstrdup("the validator sent an unreadable result");
     return;
   }
-  l->error = cr_xstrndup(payload, hdr[2]);
+  cr_wire_reader_t r;
+  cr_wire_reader(&r, payload, hdr[2]);
+  l->error = cr_wire_get_bytes(&r, NULL);
+  if (!l->error || deps_unpack_from(&r, &l->deps) || r.p != r.end) {
+    free(l->error);
+    cr_deps_free(&l->deps);
+    l->error = cr_xstrdup("the validator sent an unreadable result");
+  }
 }
 
 /* The validator is gone (exited, died or killed): reap it, fail the file it
@@ -298,6 +363,7 @@ cr_loader_job_t *cr_loader_start(const char *root, cr_load_t *loads, int n, doub
     loads[i].ok = 0;
     loads[i].error = NULL;
     memset(&loads[i].modules, 0, sizeof loads[i].modules);
+    memset(&loads[i].deps, 0, sizeof loads[i].deps);
     cr_settings_defaults(&loads[i].settings);
   }
   if (n > 0) spawn_validator(j);
@@ -403,6 +469,7 @@ int cr_loader_run(const char *root, cr_load_t *loads, int n, double init_timeout
 void cr_load_clear(cr_load_t *l) {
   cr_settings_free(&l->settings);
   cr_vm_modules_free(&l->modules);
+  cr_deps_free(&l->deps);
   free(l->error);
   l->error = NULL;
   l->ok = 0;

@@ -22,13 +22,16 @@
  * opened, and so is a file that, once every symlink is followed, is not a
  * regular module .lua file inside the functions folder (a symlink in lib/ to
  * a function, a folder symlinked out of the folder, a FIFO). A function's
- * settings and env can therefore only be read by that function. */
+ * settings and env can therefore only be read by that function. Lua
+ * bytecode (a file starting with ESC) is refused, as a module or a function,
+ * with an error naming the file. */
 #ifndef CR_LOADER_H
 #define CR_LOADER_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "registry.h"
 #include "settings.h"
 #include "vm.h"
 
@@ -41,6 +44,7 @@ typedef struct {
   cr_settings_t settings;  /* out, when ok */
   cr_vm_modules_t modules; /* out, when ok: modules its init required */
   char *error;             /* out, when not ok: "file:line: message" (malloc'd) */
+  cr_deps_t deps;          /* out, ok or not: the module files its init asked for */
 } cr_load_t;
 
 /* The source of the module file ROOT/relpath (malloc'd) for require, under

@@ -32,7 +32,29 @@ static void fn_free(cr_fn_t *fn) {
   free(fn->chunkname);
   free(fn->error);
   free(fn->logged);
+  cr_deps_free(&fn->deps);
   free(fn);
+}
+
+int cr_deps_add(cr_deps_t *d, const char *relpath, const char *hash) {
+  for (int i = 0; i < d->n; i++)
+    if (strcmp(d->items[i].relpath, relpath) == 0) return 0;
+  cr_dep_t *items = realloc(d->items, sizeof *items * (size_t)(d->n + 1));
+  if (!items) return CR_ENOMEM;
+  d->items = items;
+  char *rel = strdup(relpath);
+  if (!rel) return CR_ENOMEM;
+  items[d->n].relpath = rel;
+  snprintf(items[d->n].hash, sizeof items[d->n].hash, "%s", hash);
+  d->n++;
+  return 0;
+}
+
+void cr_deps_free(cr_deps_t *d) {
+  for (int i = 0; i < d->n; i++) free(d->items[i].relpath);
+  free(d->items);
+  d->items = NULL;
+  d->n = 0;
 }
 
 void cr_registry_free(cr_registry_t *r) {
@@ -206,7 +228,7 @@ void cr_registry_remove(cr_fn_t *fn) {
   if (fn->current) cr_fnver_unref(fn->current);
   fn->current = NULL;
   fn->removed = 1;
-  fn->routed_seq = 0;
+  fn->conflict = 0;
   free(fn->error);
   fn->error = NULL;
 }
@@ -245,6 +267,8 @@ int cr_registry_op_publish(cr_buf_t *out, const cr_fn_t *fn, const char *source,
 int cr_registry_op_fail(cr_buf_t *out, const cr_fn_t *fn, const char *error) {
   return op_head(out, CR_OP_FAIL, fn) || cr_wire_str(out, error) || cr_wire_u64(out, cr_wall_ms()) ? CR_ENOMEM : 0;
 }
+
+int cr_registry_op_clear(cr_buf_t *out, const cr_fn_t *fn) { return op_head(out, CR_OP_CLEAR, fn) ? CR_ENOMEM : 0; }
 
 int cr_registry_op_remove(cr_buf_t *out, const cr_fn_t *fn) { return op_head(out, CR_OP_REMOVE, fn) ? CR_ENOMEM : 0; }
 
@@ -289,6 +313,12 @@ int cr_registry_apply(cr_registry_t *r, const char *msg, size_t len, int *op, cr
   *fnp = fn;
   if (*op == CR_OP_REMOVE) {
     cr_registry_remove(fn);
+    return 0;
+  }
+  if (*op == CR_OP_CLEAR) {
+    free(fn->error);
+    fn->error = NULL;
+    fn->conflict = 0;
     return 0;
   }
   if (*op == CR_OP_FAIL) {
@@ -365,12 +395,9 @@ int cr_registry_default_route(const char *name, char *out, size_t outlen) {
 
 static int cmp_routed(const void *a, const void *b) {
   const cr_fn_t *x = *(cr_fn_t *const *)a, *y = *(cr_fn_t *const *)b;
-  /* The platform's functions first; then functions routed before keep
-   * priority; new ones follow in path order. */
+  /* The platform's functions first, then path order: nothing but the
+   * folder decides, so every restart and `crescent check` agree. */
   if (x->platform != y->platform) return x->platform ? -1 : 1;
-  uint64_t sx = x->routed_seq ? x->routed_seq : UINT64_MAX;
-  uint64_t sy = y->routed_seq ? y->routed_seq : UINT64_MAX;
-  if (sx != sy) return sx < sy ? -1 : 1;
   return strcmp(x->relpath, y->relpath);
 }
 
@@ -387,9 +414,10 @@ int cr_registry_route(cr_registry_t *r) {
     fn->routed = 0;
     if (fn->removed) continue;
     /* Conflicts are decided again at every rebuild: forget the last one. */
-    if (fn->error && strncmp(fn->error, "route conflict:", 15) == 0) {
+    if (fn->conflict) {
       free(fn->error);
       fn->error = NULL;
+      fn->conflict = 0;
     }
     cr_route_spec_t def = {0}; /* the default route: no policy */
     char defpath[1024];
@@ -407,33 +435,46 @@ int cr_registry_route(cr_registry_t *r) {
       def.methods = CR_M_ANY;
       def.path = defpath;
     }
-    int clash = 0;
-    for (int k = 0; k < nroutes && !clash; k++) {
+    /* Route by route: a conflict costs the loser that route only, so a
+     * clash on GET /users does not take its POST /users too. */
+    char msg[1024] = "";
+    int lost = 0;
+    for (int k = 0; k < nroutes; k++) {
       void *other = NULL;
-      if (cr_router_probe(router, routes[k].methods, routes[k].path, &other) == CR_ECONFLICT) {
-        char methods[80], msg[1024];
-        cr_method_list(routes[k].methods, methods, sizeof methods);
-        snprintf(msg, sizeof msg, "route conflict: %s %s is already served by %s (first come, first served)",
-                 routes[k].methods == CR_M_ANY ? "ANY" : methods, routes[k].path, ((cr_fn_t *)other)->relpath);
-        cr_registry_fail(fn, msg);
-        /* Each conflict is logged once, not at every rebuild. */
-        if (!r->quiet && (!fn->logged || strcmp(fn->logged, msg) != 0)) {
-          cr_log(CR_LOG_ERROR, fn->name, NULL, "%s: %s", fn->relpath, msg);
-          free(fn->logged);
-          fn->logged = cr_xstrdup(msg);
+      if (cr_router_probe(router, routes[k].methods, routes[k].path, &other) == CR_ECONFLICT && other != fn) {
+        if (!lost) {
+          char methods[80];
+          cr_method_list(routes[k].methods, methods, sizeof methods);
+          snprintf(msg, sizeof msg,
+                   "route conflict: %s %s is also claimed by %s, which serves it (of two files claiming a route, "
+                   "the one whose path sorts first wins)",
+                   routes[k].methods == CR_M_ANY ? "ANY" : methods, routes[k].path, ((cr_fn_t *)other)->relpath);
         }
-        clash = 1;
-        conflicts++;
+        lost++;
+        continue;
+      }
+      char err[256];
+      if (cr_router_add(router, routes[k].methods, routes[k].path, fn, &other, err, sizeof err) == 0) fn->routed = 1;
+    }
+    if (lost) {
+      if (lost > 1) {
+        size_t used = strlen(msg);
+        snprintf(msg + used, sizeof msg - used, " (nor %d more of its routes)", lost - 1);
+      }
+      /* A load error (its current version keeps serving) is not
+       * overwritten: it is the one to fix first, and the conflict is logged. */
+      if (!fn->error) {
+        cr_registry_fail(fn, msg);
+        fn->conflict = 1;
+      }
+      conflicts++;
+      /* Each conflict is logged once, not at every rebuild. */
+      if (!r->quiet && (!fn->logged || strcmp(fn->logged, msg) != 0)) {
+        cr_log(CR_LOG_ERROR, fn->name, NULL, "%s: %s", fn->relpath, msg);
+        free(fn->logged);
+        fn->logged = cr_xstrdup(msg);
       }
     }
-    if (clash) continue;
-    for (int k = 0; k < nroutes; k++) {
-      char err[256];
-      void *other;
-      cr_router_add(router, routes[k].methods, routes[k].path, fn, &other, err, sizeof err);
-    }
-    fn->routed = 1;
-    if (!fn->routed_seq) fn->routed_seq = ++r->route_seq;
   }
   free(order);
   cr_router_free(r->router);

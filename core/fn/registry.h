@@ -11,8 +11,11 @@
  * Files and folders whose names start with '_' or '.', and the top-level lib/
  * folder, are modules for require(), not functions.
  *
- * The registry also builds the router from the current versions' routes,
- * refusing conflicting routes with an error that names both files. */
+ * The registry also builds the router from the current versions' routes.
+ * When two functions claim the same route, the one whose file path sorts
+ * first wins it, always (start-up, reloads, `crescent check`): the outcome
+ * depends on the folder alone, never on the order files arrived in. The
+ * loser keeps its other routes and gets an error naming both files. */
 #ifndef CR_REGISTRY_H
 #define CR_REGISTRY_H
 
@@ -25,6 +28,23 @@
 #include "vm.h"
 
 typedef struct cr_fn_s cr_fn_t;
+
+/* A module file a validation of a function asked require() for, and what it
+ * found: the hash of its bytes, or "" when there was no file it could
+ * require. The last validation's set decides whether a module change calls
+ * for validating the function again (reload.c). */
+typedef struct {
+  char *relpath;
+  char hash[13];
+} cr_dep_t;
+typedef struct {
+  cr_dep_t *items;
+  int n;
+} cr_deps_t;
+/* Adds relpath with hash unless relpath is there already. 0 or CR_ENOMEM
+ * (the validator's result is built with checked allocations). */
+int cr_deps_add(cr_deps_t *d, const char *relpath, const char *hash);
+void cr_deps_free(cr_deps_t *d);
 
 typedef struct cr_fnver_s {
   cr_fn_t *fn;
@@ -49,11 +69,12 @@ struct cr_fn_s {
   char *error;       /* last load or routing error, or NULL */
   uint64_t error_ms;
   unsigned versions; /* versions made so far */
-  uint64_t routed_seq; /* when it first got its routes: earlier wins conflicts */
-  int routed;
+  int routed;        /* at least one of its routes is in the router */
+  int conflict;      /* error is a route conflict (decided again at every rebuild) */
   int platform;        /* one of crescent's own (embedded, not a file) */
   int removed;         /* its file is gone: no version, no routes (kept for in-flight work) */
   char tried[13];      /* hash of the source last validated (not validated again unchanged) */
+  cr_deps_t deps;      /* the module files that validation asked for (the master's) */
   char *logged;        /* the last error logged, so each is logged once */
 };
 
@@ -63,7 +84,6 @@ typedef struct cr_registry_s {
   int nfns;
   int cap;
   int next_slot;
-  uint64_t route_seq;
   cr_router_t *router;
   int quiet;          /* do not log (workers replay the master's changes) */
 } cr_registry_t;
@@ -103,11 +123,14 @@ void cr_registry_remove(cr_fn_t *fn);
  * messages to its own registry with cr_registry_apply(), and sends the same
  * bytes to the workers, which apply them to their copies: one code path, so
  * every process ends with the same functions, versions and routes. */
-enum { CR_OP_PUBLISH = 'P', CR_OP_FAIL = 'F', CR_OP_REMOVE = 'R', CR_OP_ROUTE = 'T' };
+enum { CR_OP_PUBLISH = 'P', CR_OP_FAIL = 'F', CR_OP_CLEAR = 'C', CR_OP_REMOVE = 'R', CR_OP_ROUTE = 'T' };
 /* fn's slot and name with a new version (number fn->versions + 1). */
 int cr_registry_op_publish(cr_buf_t *out, const cr_fn_t *fn, const char *source, size_t len,
                            const cr_settings_t *settings, const cr_vm_modules_t *modules);
 int cr_registry_op_fail(cr_buf_t *out, const cr_fn_t *fn, const char *error);
+/* fn validated again to its current version (same hash): its load error is
+ * gone, and no new version (nor cold start) is made. */
+int cr_registry_op_clear(cr_buf_t *out, const cr_fn_t *fn);
 int cr_registry_op_remove(cr_buf_t *out, const cr_fn_t *fn);
 int cr_registry_op_route(cr_buf_t *out);
 /* Applies one message; *fn is the function it was about (NULL for route). */
@@ -118,14 +141,15 @@ void cr_registry_fail(cr_fn_t *fn, const char *msg);
 void cr_fnver_ref(cr_fnver_t *v);
 void cr_fnver_unref(cr_fnver_t *v);
 
-/* Rebuilds the router. Functions whose routes conflict with a function
- * routed earlier get an error naming both files and no routes. The order is
- * fixed, never a matter of timing: the platform's functions first, then
- * functions in the order they first got routes, and functions getting
- * routes for the first time in the same rebuild in path order (strcmp of
- * their relpaths; at start-up, a.lua wins over b.lua). Functions without a
- * version are routed on their default path (they answer 503). Returns the
- * number of conflicts. */
+/* Rebuilds the router. Functions are routed in a fixed order: the
+ * platform's functions first, then by path (strcmp of their relpaths:
+ * a.lua before b.lua), whatever order they loaded in, so a restart, a
+ * rescan and `crescent check` all pick the same winner. A route that
+ * conflicts with one routed before is left out, and its function gets an
+ * error naming the route and both files (logged once unless quiet); its
+ * other routes are routed. Functions without a version are routed on their
+ * default path (they answer 503). Returns the number of functions with a
+ * conflict. */
 int cr_registry_route(cr_registry_t *r);
 
 /* The default route pattern for a function name. "users/[id]" gives

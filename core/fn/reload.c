@@ -88,17 +88,18 @@ static cr_fn_t *find_by_relpath(cr_registry_t *r, const char *relpath) {
   return NULL;
 }
 
-/* Did a module the version required change (or vanish) on disk? */
-static int modules_changed(const cr_registry_t *r, const cr_fnver_t *v) {
-  for (int i = 0; i < v->modules.n; i++) {
-    const cr_vm_module_t *m = &v->modules.items[i];
-    char *src;
+/* Did a module file the last validation asked for change, vanish or
+ * appear? That validation's result, loaded or failed, followed that set:
+ * a broken module put back, even to its old bytes, is validated again. */
+static int deps_changed(const cr_registry_t *r, const cr_fn_t *fn) {
+  for (int i = 0; i < fn->deps.n; i++) {
+    const cr_dep_t *d = &fn->deps.items[i];
+    char *src = NULL, err[64];
     size_t len;
-    char err[64];
-    if (cr_loader_read(r->root, m->relpath, &src, &len, err, sizeof err)) return 1;
-    int same = len == m->len && memcmp(src, m->source, len) == 0;
+    char hash[13] = "";
+    if (cr_loader_read_module(r->root, d->relpath, &src, &len, err, sizeof err) == 0) cr_registry_hash(src, len, hash);
     free(src);
-    if (!same) return 1;
+    if (strcmp(hash, d->hash) != 0) return 1;
   }
   return 0;
 }
@@ -149,8 +150,7 @@ int cr_reload_start_skipping(cr_reload_t *rl, int force, int (*busy)(const char 
     char hash[13];
     cr_registry_hash(src, len, hash);
     cr_fn_t *fn = find_by_relpath(r, paths[i]);
-    int need = force || !fn || fn->removed || strcmp(fn->tried, hash) != 0 ||
-               (fn->current && modules_changed(r, fn->current));
+    int need = force || !fn || fn->removed || strcmp(fn->tried, hash) != 0 || deps_changed(r, fn);
     if (need) push_load(rl, paths[i], src, len, 0);
     else {
       free(paths[i]);
@@ -214,12 +214,33 @@ static void emit(cr_reload_t *rl, int built, cr_buf_t *msg, cr_buf_t *frames) {
   msg->len = 0;
 }
 
+/* What a reload did to a function, to log once its routes are known. */
+enum { DID_PUBLISH = 1, DID_CLEAR = 2 };
+
+/* "loaded" is logged after the route rebuild: a new version whose every
+ * route lost a conflict does not serve, and must not say it does. */
+static void log_loaded(const cr_fn_t *fn, int did) {
+  const cr_fnver_t *v = fn->current;
+  if (fn->platform || !v) return;
+  if (!fn->routed)
+    cr_log(CR_LOG_INFO, fn->name, NULL, "loaded %s (version %u, %s) but not routed: %s", fn->relpath, v->number,
+           v->hash, fn->error ? fn->error : "no route");
+  else if (did == DID_CLEAR)
+    cr_log(CR_LOG_INFO, fn->name, NULL, "loaded %s (version %u, %s): unchanged, its load error is cleared",
+           fn->relpath, v->number, v->hash);
+  else
+    cr_log(CR_LOG_INFO, fn->name, NULL, "loaded %s (version %u, %s)%s", fn->relpath, v->number, v->hash,
+           v->number > 1 ? ": new invocations get this version" : "");
+}
+
 int cr_reload_step(cr_reload_t *rl, cr_buf_t *frames) {
   if (!rl->active) return 1;
   if (rl->job && !cr_loader_step(rl->job)) return 0;
   cr_registry_t *r = rl->registry;
   cr_buf_t msg = CR_BUF_INIT;
   int changes = 0;
+  cr_fn_t **did_fn = cr_xcalloc((size_t)(rl->nloads ? rl->nloads : 1), sizeof *did_fn);
+  int *did = cr_xcalloc((size_t)(rl->nloads ? rl->nloads : 1), sizeof *did);
   for (int i = 0; i < rl->nloads; i++) {
     cr_load_t *l = &rl->loads[i];
     cr_fn_t *fn;
@@ -237,20 +258,35 @@ int cr_reload_step(cr_reload_t *rl, cr_buf_t *frames) {
       continue;
     }
     cr_registry_hash(l->source, l->len, fn->tried);
-    if (l->ok && fn->current && !fn->error && !fn->removed) {
-      /* Unchanged (a forced rescan): keep the version and its warm instances. */
+    /* The module files this validation asked for decide when to validate again. */
+    cr_deps_free(&fn->deps);
+    fn->deps = l->deps;
+    memset(&l->deps, 0, sizeof l->deps);
+    if (l->ok && fn->current && !fn->removed) {
+      /* The same source and modules as the current version (a forced
+       * rescan, or a file or module put back after a failed edit): not a
+       * new version, so its warm instances stay. A load error is gone. */
       char h[13];
       cr_registry_version_hash(l->source, l->len, &l->modules, h);
-      if (strcmp(h, fn->current->hash) == 0) continue;
+      if (strcmp(h, fn->current->hash) == 0) {
+        if (fn->error && !fn->conflict) {
+          emit(rl, cr_registry_op_clear(&msg, fn), &msg, frames);
+          changes++;
+          did_fn[i] = fn;
+          did[i] = DID_CLEAR;
+          free(fn->logged);
+          fn->logged = NULL;
+        }
+        continue;
+      }
     }
     if (l->ok) {
       const cr_platform_fn_t *pf = l->platform ? platform_by_relpath(rl, l->relpath) : NULL;
       for (int k = 0; pf && pf->env && pf->env[k]; k += 2) cr_settings_set_env(&l->settings, pf->env[k], pf->env[k + 1]);
       emit(rl, cr_registry_op_publish(&msg, fn, l->source, l->len, &l->settings, &l->modules), &msg, frames);
       changes++;
-      if (!fn->platform)
-        cr_log(CR_LOG_INFO, fn->name, NULL, "loaded %s (version %u, %s)%s", fn->relpath, fn->current->number,
-               fn->current->hash, fn->current->number > 1 ? ": new invocations get this version" : "");
+      did_fn[i] = fn;
+      did[i] = DID_PUBLISH;
       free(fn->logged);
       fn->logged = NULL;
     } else {
@@ -272,11 +308,16 @@ int cr_reload_step(cr_reload_t *rl, cr_buf_t *frames) {
     emit(rl, cr_registry_op_remove(&msg, fn), &msg, frames);
     changes++;
     fn->tried[0] = '\0';
+    cr_deps_free(&fn->deps);
     cr_log(CR_LOG_INFO, fn->name, NULL, "%s was removed: no longer routed", fn->relpath);
   }
   if (changes) {
     emit(rl, cr_registry_op_route(&msg), &msg, frames);
   }
+  for (int i = 0; i < rl->nloads; i++)
+    if (did_fn[i]) log_loaded(did_fn[i], did[i]);
+  free(did_fn);
+  free(did);
   cr_buf_free(&msg);
   rl->first = 0;
   clear(rl, 0);

@@ -158,8 +158,13 @@ static void check_bad_folder(void **state) {
   if (!text_lines_with(r.err, "syntax.lua:3:", NULL)) fail_msg("no syntax.lua:3: in: %s", r.err);
   if (!text_lines_with(r.err, "settings.lua", "'timout'", NULL)) fail_msg("no settings error in: %s", r.err);
   /* Path order decides, as in the server: dup_a.lua keeps the route. */
-  if (!text_lines_with(r.err, "dup_b.lua: route conflict: GET /same is already served by dup_a.lua", NULL))
+  if (!text_lines_with(r.err, "dup_b.lua: route conflict: GET /same is also claimed by dup_a.lua, which serves it", NULL))
     fail_msg("no conflict naming both files in: %s", r.err);
+  /* Printed once, as text on stderr: no JSON log line besides it. */
+  assert_int_equal(text_lines_with(r.err, "route conflict", NULL), 1);
+  assert_int_equal(text_lines_with(r.out, "route conflict", NULL), 0);
+  assert_string_equal(r.out, "");
+  assert_int_equal(text_lines_with(r.err, "3 problems in", NULL), 1);
   assert_false(text_lines_with(r.err, "good.lua", NULL));
   assert_false(text_lines_with(r.out, "ok", NULL));
   run_free(&r);

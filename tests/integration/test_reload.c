@@ -619,8 +619,11 @@ static void rename_and_delete(void **state) {
   }
   log_exactly(&s, 1, "\"msg\":\"a.lua was removed: no longer routed\"", NULL, NULL);
   log_exactly(&s, 1, "\"msg\":\"loaded b.lua (version 1, ", NULL, NULL);
-  free(wait_api(&s, "a", "\"routed\":false", "\"version\":null", NULL));
-  free(wait_api(&s, "b", "\"routed\":true", "\"version\":1,", NULL));
+  /* A removed function says so, and keeps its meters (its two invocations) until restart. */
+  free(wait_api(&s, "a", "\"routed\":false", "\"removed\":true", "\"version\":null", "\"invocations\":2,", NULL));
+  char *eb = wait_api(&s, "b", "\"routed\":true", "\"version\":1,", NULL);
+  assert_null(strstr(eb, "\"removed\""));
+  free(eb);
 
   /* Deleted: 404. */
   srv_remove(&s, "b.lua");
@@ -634,6 +637,9 @@ static void rename_and_delete(void **state) {
   wait_answer(&s, "/b", 200, "b again", 404, NULL, NULL, &r);
   assert_int_equal(version_of(&r, NULL), 2);
   http_free(&r);
+  eb = wait_api(&s, "b", "\"routed\":true", "\"version\":2,", NULL);
+  assert_null(strstr(eb, "\"removed\""));
+  free(eb);
   assert_int_equal(srv_stop(&s), 0);
 }
 
@@ -830,11 +836,11 @@ static void route_conflict(void **state) {
   /* The line names both files. */
   assert_int_equal(srv_log_count(&s, "\"level\":\"error\"", "route conflict", "second.lua", "first.lua", NULL), 1);
   assert_int_equal(srv_log_count(&s, "\"level\":\"error\"", "GET /same", NULL), 1);
-  /* The old file keeps the route; the new one is not routed at all. */
+  /* first.lua sorts first and keeps the route; the new file loses that route only. */
+  wait_answer(&s, "/second-only", 200, "second", 404, NULL, NULL, NULL);
   for (int i = 0; i < 10; i++) expect_body(&s, "/same", "first", 1, hf);
-  expect_status(&s, "/second-only", 404);
   free(wait_api(&s, "first", "\"routed\":true", "\"error\":null", NULL));
-  char *e = wait_api(&s, "second", "\"routed\":false", "\"error\":\"route conflict", "first.lua", NULL);
+  char *e = wait_api(&s, "second", "\"routed\":true", "\"error\":\"route conflict", "first.lua", NULL);
 
   /* Later reloads (other files change) do not log it again. */
   srv_write(&s, "other.lua", "return function() return 'o2' end\n");
@@ -848,7 +854,7 @@ static void route_conflict(void **state) {
   /* The API shows it on the new file's entry, naming the file that keeps the route. */
   assert_non_null(strstr(e, "\"file\":\"second.lua\""));
   assert_non_null(strstr(e, "\"version\":1,"));
-  assert_non_null(strstr(e, "GET /same is already served by first.lua"));
+  assert_non_null(strstr(e, "GET /same is also claimed by first.lua, which serves it"));
   free(e);
 
   /* The first file goes: the second takes the route, its error clears. */
@@ -856,6 +862,132 @@ static void route_conflict(void **state) {
   wait_answer(&s, "/same", 200, "second", 200, "first", NULL, NULL);
   expect_body(&s, "/second-only", "second", 1, NULL);
   free(wait_api(&s, "second", "\"routed\":true", "\"error\":null", NULL));
+  assert_int_equal(srv_stop(&s), 0);
+}
+
+/* --- a route conflict won by the newcomer: the path rule, live and after a restart ------------------ */
+
+static void route_conflict_path_order(void **state) {
+  (void)state;
+  static const char users[] =
+      "return { routes = { 'GET /users', 'POST /users' }, handler = function(e) return 'users ' .. e.method end }\n";
+  static const char clash[] = "return { routes = { 'GET /users' }, handler = function() return 'clash' end }\n";
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "users.lua", users);
+  srv_start(&s, SERVER_ARGS);
+  http_resp_t r;
+  expect_body(&s, "/users", "users GET", 1, NULL);
+
+  /* clash.lua sorts first: it takes GET /users at once, as a restart would;
+   * users.lua keeps POST /users. */
+  srv_write(&s, "clash.lua", clash);
+  srv_expect_errors(&s, 1);
+  wait_answer(&s, "/users", 200, "clash", 200, "users GET", NULL, NULL);
+  assert_int_equal(http_request(s.port, "POST", "/users", NULL, "", 0, &r), 0);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "users POST");
+  http_free(&r);
+  /* One error line naming the route, the loser and the winner. */
+  log_exactly(&s, 1, "\"level\":\"error\"", "\"function\":\"users\"",
+              "users.lua: route conflict: GET /users is also claimed by clash.lua, which serves it");
+  assert_int_equal(srv_log_count(&s, "route conflict", NULL), 1);
+  char *e = wait_api(&s, "users", "\"routed\":true", "\"error\":\"route conflict: GET /users is also claimed by clash.lua",
+                     NULL);
+  free(e);
+  free(wait_api(&s, "clash", "\"routed\":true", "\"error\":null", NULL));
+
+  /* A rescan keeps it so, without new versions or log lines. */
+  srv_signal(&s, SIGHUP);
+  log_exactly(&s, 1, "\"msg\":\"SIGHUP: rescanning ", NULL, NULL);
+  sleep_ms(300);
+  expect_body(&s, "/users", "clash", 1, NULL);
+  assert_int_equal(srv_log_count(&s, "\"msg\":\"loaded ", NULL), 2);
+  assert_int_equal(srv_log_count(&s, "route conflict", NULL), 1);
+  assert_int_equal(srv_stop(&s), 0);
+
+  /* A restart (the same files, started together): the same winner. */
+  srv_init(&s);
+  srv_write(&s, "users.lua", users);
+  srv_write(&s, "clash.lua", clash);
+  srv_start(&s, SERVER_ARGS);
+  srv_expect_errors(&s, 1);
+  expect_body(&s, "/users", "clash", 1, NULL);
+  assert_int_equal(http_request(s.port, "POST", "/users", NULL, "", 0, &r), 0);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "users POST");
+  http_free(&r);
+  log_exactly(&s, 1, "\"level\":\"error\"", "\"function\":\"users\"",
+              "users.lua: route conflict: GET /users is also claimed by clash.lua, which serves it");
+  assert_int_equal(srv_stop(&s), 0);
+}
+
+/* --- a loser with no route left is not said to serve ------------------------------------------------ */
+
+static void refused_newcomer_log(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "a.lua", "return { routes = { 'GET /same' }, handler = function() return 'a' end }\n");
+  srv_start(&s, SERVER_ARGS " --no-watch");
+  expect_body(&s, "/same", "a", 1, NULL);
+  srv_write(&s, "b.lua", "return { routes = { 'GET /same' }, handler = function() return 'b' end }\n");
+  srv_expect_errors(&s, 1);
+  srv_signal(&s, SIGHUP);
+  log_exactly(&s, 1, "\"level\":\"error\"", "b.lua: route conflict: GET /same is also claimed by a.lua", NULL);
+  log_exactly(&s, 1, "\"msg\":\"loaded b.lua (version 1, ", "but not routed: route conflict: GET /same", NULL);
+  free(wait_api(&s, "b", "\"routed\":false", "\"version\":1,", "\"error\":\"route conflict", NULL));
+  /* Rescanned unchanged: still version 1, nothing logged again. */
+  srv_signal(&s, SIGHUP);
+  log_exactly(&s, 2, "\"msg\":\"SIGHUP: rescanning ", NULL, NULL);
+  sleep_ms(300);
+  assert_int_equal(srv_log_count(&s, "loaded b.lua", NULL), 1);
+  assert_int_equal(srv_log_count(&s, "new invocations get this version", NULL), 0);
+  free(wait_api(&s, "b", "\"routed\":false", "\"version\":1,", NULL));
+  expect_body(&s, "/same", "a", 1, NULL);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
+/* --- a module broken and put back ------------------------------------------------------------------ */
+
+static void module_restored(void **state) {
+  (void)state;
+  static const char util[] = "return { tag = 'u1' }\n";
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "lib/util.lua", util);
+  srv_write(&s, "one.lua", "local u = require 'lib.util'\nreturn function() return 'one:' .. u.tag end\n");
+  srv_write(&s, "two.lua", "local ok, m = pcall(require, 'lib.later')\n"
+                           "return function() return ok and m.tag or 'none' end\n");
+  srv_start(&s, SERVER_ARGS);
+  http_resp_t r;
+  char h1[16];
+  http_get(s.port, "/one", &r);
+  assert_string_equal(r.body, "one:u1");
+  assert_int_equal(version_of(&r, h1), 1);
+  http_free(&r);
+  expect_body(&s, "/two", "none", 1, NULL);
+
+  /* Broken: an error, version 1 keeps serving. */
+  srv_write(&s, "lib/util.lua", "return { tag = 'u1' }\nsyntax error\n");
+  srv_expect_errors(&s, 1);
+  log_exactly(&s, 1, "\"level\":\"error\"", "lib/util.lua:2:", "(version 1 keeps serving)");
+  free(wait_api(&s, "one", "\"error\":\"one.lua:1: lib/util.lua:2: '<eof>' expected", NULL));
+  /* Put back to the very same bytes: the error clears, and it is the same
+   * version (no new version, no cold start). */
+  srv_write(&s, "lib/util.lua", util);
+  free(wait_api(&s, "one", "\"error\":null", "\"version\":1,", h1, NULL));
+  log_exactly(&s, 1, "\"msg\":\"loaded one.lua (version 1, ", "unchanged, its load error is cleared", NULL);
+  expect_body(&s, "/one", "one:u1", 1, h1);
+  assert_int_equal(srv_log_count(&s, "loaded one.lua", NULL), 2);
+
+  /* A module that was not there when two.lua loaded appears: two.lua's
+   * init found nothing then, so it is validated again: a new version
+   * (with the module in it). */
+  srv_write(&s, "lib/later.lua", "return { tag = 'later' }\n");
+  log_exactly(&s, 1, "\"msg\":\"loaded two.lua (version 2, ", NULL, NULL);
+  free(wait_api(&s, "two", "\"version\":2,", "\"error\":null", NULL));
+  expect_body(&s, "/two", "later", 2, NULL);
   assert_int_equal(srv_stop(&s), 0);
 }
 
@@ -1176,6 +1308,9 @@ int main(void) {
       cmocka_unit_test(renamed_folder),
       cmocka_unit_test(shared_module),
       cmocka_unit_test(route_conflict),
+      cmocka_unit_test(route_conflict_path_order),
+      cmocka_unit_test(refused_newcomer_log),
+      cmocka_unit_test(module_restored),
       cmocka_unit_test(sighup_rescan),
       cmocka_unit_test(warm_reload),
       cmocka_unit_test(reload_under_load),

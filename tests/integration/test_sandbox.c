@@ -243,7 +243,7 @@ static void require_is_confined(void **state) {
   srv_expect_errors(&s, 1);
   snprintf(idf, sizeof idf, "\"requestId\":\"%s\"", rid);
   assert_int_equal(srv_log_wait(&s, 1, 3000, "\"level\":\"error\"", idf, "\"function\":\"evil\"", NULL), 1);
-  assert_int_equal(srv_log_count(&s, "\"level\":\"error\"", idf, "mode", NULL), 1);
+  assert_int_equal(srv_log_count(&s, "\"level\":\"error\"", idf, "_evil.lua is Lua bytecode", "bytecode is refused", NULL), 1);
   http_expect_body(s.port, "/req", "ffi err\njit err\ndebug err\nio err\nos err\npackage err\njit.util err\n"
                            "string.buffer err\n_evil err\n../x err\n.. err\n/etc/passwd err\nlib/../req err\n"
                            "lib..ok err\n.lib.ok err\nnope err\nlib.ok ok text module\njson ok function\n"

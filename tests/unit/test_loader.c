@@ -198,6 +198,13 @@ static void test_validate(void **state) {
   assert_non_null(strstr(err, "not found"));
   /* Bytecode is not a function file. */
   assert_int_equal(cr_loader_validate(g_root, "bc.lua", "\x1bLJ\x02\x00", 5, 5.0, &s, err, sizeof err), CR_ELUA);
+  assert_string_equal(err, "bc.lua: is Lua bytecode: functions are loaded from source only, bytecode is refused");
+  /* Nor is it a module: the error names the file instead of LuaJIT's "wrong mode". */
+  put_file("lib/bc.lua", "\x1bLJ\x02\x00");
+  assert_int_equal(validate("uses_bc.lua", "local m = require('lib.bc') return print", &s, err, sizeof err), CR_ELUA);
+  assert_non_null(strstr(err, "module 'lib.bc' cannot be required: lib/bc.lua is Lua bytecode: modules are loaded "
+                              "from source only, bytecode is refused"));
+  assert_null(strstr(err, "wrong mode"));
   /* Memory: the default limit (128 MB) holds during init. */
   assert_int_equal(validate("hog.lua", "local t = {} for i = 1, 1e9 do t[i] = i end return print", &s, err, sizeof err), CR_ENOMEM);
   assert_non_null(strstr(err, "hog.lua"));

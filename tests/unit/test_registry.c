@@ -392,59 +392,88 @@ static void test_route_conflicts(void **state) {
   cr_fn_t *b = cr_registry_add(r, "b.lua");
   cr_fn_t *c = cr_registry_add(r, "c.lua");
   const char *ra[] = {"GET /x/:id"};
-  const char *rb[] = {"GET /free", "POST /x/:name", "GET /x/:other"};
+  const char *rb[] = {"GET /free", "GET /x/:other", "POST /x/:id"};
   const char *rc[] = {"DELETE /x/:id"};
   publish(r, a, "return print", ra, 1);
   publish(r, b, "return print", rb, 3);
   publish(r, c, "return print", rc, 1);
   assert_int_equal(cr_registry_route(r), 1);
-  /* a came first (path order on the first routing): b is refused. */
+  /* a sorts first: it keeps GET /x/:id; b loses that route only. */
   assert_null(a->error);
   assert_true(a->routed);
-  assert_false(b->routed);
-  assert_non_null(b->error);
-  assert_non_null(strstr(b->error, "conflict"));
-  assert_non_null(strstr(b->error, "a.lua")); /* names the file that has the route */
-  assert_non_null(strstr(b->error, "/x/:other"));
-  /* b gets no routes at all, not even the free one. */
-  assert_null(routed_to(r, CR_M_GET, "/free"));
-  assert_null(routed_to(r, CR_M_POST, "/x/1"));
+  assert_true(b->routed);
+  assert_true(b->conflict);
+  assert_string_equal(b->error, "route conflict: GET /x/:other is also claimed by a.lua, which serves it (of two "
+                                "files claiming a route, the one whose path sorts first wins)");
+  /* b's other routes serve: a conflict on one route does not take the rest. */
+  assert_ptr_equal(routed_to(r, CR_M_GET, "/free"), b);
+  assert_ptr_equal(routed_to(r, CR_M_POST, "/x/1"), b);
   /* c shares the shape with other methods: fine. */
   assert_true(c->routed);
   assert_null(c->error);
   assert_ptr_equal(routed_to(r, CR_M_GET, "/x/1"), a);
   assert_ptr_equal(routed_to(r, CR_M_DELETE, "/x/1"), c);
-  /* b's current version still serves nothing, but it is kept. */
-  assert_non_null(b->current);
   cr_registry_free(r);
 }
 
-static void test_route_first_routed_wins(void **state) {
+/* Every route of the loser lost: not routed at all, and the error counts them. */
+static void test_route_conflict_every_route(void **state) {
   (void)state;
   cr_registry_t *r = cr_registry_new(g_root);
-  cr_fn_t *z = cr_registry_add(r, "z.lua");
-  const char *routes[] = {"GET /shared"};
-  publish(r, z, "return print", routes, 1);
-  assert_int_equal(cr_registry_route(r), 0);
-  /* a.lua arrives later with the same route: z keeps it although a sorts first. */
   cr_fn_t *a = cr_registry_add(r, "a.lua");
-  publish(r, a, "return print", routes, 1);
+  cr_fn_t *b = cr_registry_add(r, "b.lua");
+  const char *routes[] = {"GET /one", "GET /two", "PUT /three"};
+  publish(r, a, "return print", routes, 3);
+  publish(r, b, "return print", routes, 3);
   assert_int_equal(cr_registry_route(r), 1);
-  assert_ptr_equal(routed_to(r, CR_M_GET, "/shared"), z);
-  assert_non_null(a->error);
-  assert_non_null(strstr(a->error, "z.lua"));
-  assert_null(z->error);
-  /* A new version of z keeps its priority. */
-  publish(r, z, "return print -- v2", routes, 1);
+  assert_true(a->routed);
+  assert_false(b->routed);
+  assert_string_equal(b->error, "route conflict: GET /one is also claimed by a.lua, which serves it (of two files "
+                                "claiming a route, the one whose path sorts first wins) (nor 2 more of its routes)");
+  cr_registry_free(r);
+}
+
+/* The file whose path sorts first wins, whatever order they came in: a
+ * newcomer that sorts first takes the route from a function that served
+ * it, exactly as a restart (a fresh registry) would decide. */
+static void test_route_path_order_wins(void **state) {
+  (void)state;
+  cr_registry_t *r = cr_registry_new(g_root);
+  cr_fn_t *users = cr_registry_add(r, "users.lua");
+  const char *ru[] = {"GET /users", "POST /users"};
+  const char *rc[] = {"GET /users"};
+  publish(r, users, "return print", ru, 2);
+  assert_int_equal(cr_registry_route(r), 0);
+  cr_fn_t *clash = cr_registry_add(r, "clash.lua");
+  publish(r, clash, "return print", rc, 1);
   assert_int_equal(cr_registry_route(r), 1);
-  assert_ptr_equal(routed_to(r, CR_M_GET, "/shared"), z);
+  assert_ptr_equal(routed_to(r, CR_M_GET, "/users"), clash);
+  assert_ptr_equal(routed_to(r, CR_M_POST, "/users"), users);
+  assert_null(clash->error);
+  assert_non_null(users->error);
+  assert_non_null(strstr(users->error, "GET /users is also claimed by clash.lua"));
+  /* Rebuilt again (a rescan, a new version of users): the same winner. */
+  publish(r, users, "return print -- v2", ru, 2);
+  assert_int_equal(cr_registry_route(r), 1);
+  assert_ptr_equal(routed_to(r, CR_M_GET, "/users"), clash);
+  cr_registry_free(r);
+
+  /* A restart: the files come in the other order, the same winner. */
+  r = cr_registry_new(g_root);
+  users = cr_registry_add(r, "users.lua");
+  publish(r, users, "return print", ru, 2);
+  clash = cr_registry_add(r, "clash.lua");
+  publish(r, clash, "return print", rc, 1);
+  assert_int_equal(cr_registry_route(r), 1);
+  assert_ptr_equal(routed_to(r, CR_M_GET, "/users"), clash);
+  assert_ptr_equal(routed_to(r, CR_M_POST, "/users"), users);
+
   /* A default route conflicts like any other: a function without a version
-   * named "shared" wants ANY /shared. */
-  cr_fn_t *s = cr_registry_add(r, "shared.lua");
+   * named "users" wants ANY /users, and sorts after clash.lua. */
+  cr_fn_t *u = cr_registry_add(r, "users/index.lua");
   assert_int_equal(cr_registry_route(r), 2);
-  assert_false(s->routed);
-  assert_non_null(s->error);
-  assert_non_null(strstr(s->error, "z.lua"));
+  assert_false(u->routed);
+  assert_non_null(strstr(u->error, "ANY /users is also claimed by clash.lua"));
   cr_registry_free(r);
 }
 
@@ -486,7 +515,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_route_defaults, make_root, remove_root),
       cmocka_unit_test_setup_teardown(test_route_bad_default_path, make_root, remove_root),
       cmocka_unit_test_setup_teardown(test_route_conflicts, make_root, remove_root),
-      cmocka_unit_test_setup_teardown(test_route_first_routed_wins, make_root, remove_root),
+      cmocka_unit_test_setup_teardown(test_route_conflict_every_route, make_root, remove_root),
+      cmocka_unit_test_setup_teardown(test_route_path_order_wins, make_root, remove_root),
       cmocka_unit_test_setup_teardown(test_route_conflict_resolved, make_root, remove_root),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

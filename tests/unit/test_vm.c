@@ -466,7 +466,7 @@ static void test_require_files(void **state) {
   run_err(L, "require('lib.bad')", "lib/bad.lua:1:");
   run_err(L, "require('lib.boom')", "module init failed");
   run_err(L, "require('lib.loop_a')", "loop");
-  run_err(L, "require('lib.bc')", "mode");
+  run_err(L, "require('lib.bc')", "lib/bc.lua is Lua bytecode: modules are loaded from source only, bytecode is refused");
   run_err(L, "require('lib.missing')", "not found");
   run_err(L, "require('../etc/passwd')", "not a valid module name");
   run_err(L, "require('lib..util')", "not a valid module name");

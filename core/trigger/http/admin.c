@@ -95,6 +95,8 @@ static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
     cr_buf_append_str(b, ",\"routed\":");
     cr_buf_append_str(b, fn->routed ? "true" : "false");
     if (fn->platform) cr_buf_append_str(b, ",\"platform\":true");
+    /* Its file is gone: kept (meters until restart) and said so. */
+    if (fn->removed) cr_buf_append_str(b, ",\"removed\":true");
     if (v) {
       cr_buf_append_str(b, ",\"version\":");
       cr_buf_append_u64(b, v->number);
