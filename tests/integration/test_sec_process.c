@@ -187,6 +187,8 @@ static void killed_worker_gives_its_place_back(void **state) {
   /* The place is back: busy 0, and the function runs again, to the end. */
   wait_busy(&s, "hold", 0, 3000);
   expect_get(&s, "/hold?s=0.1", 200, "held");
+  /* The answer is written before the place is given back: wait for it. */
+  wait_busy(&s, "hold", 0, 3000);
   int busy, idle;
   fn_instances(s.port, "hold", &busy, &idle);
   assert_int_equal(busy, 0);
