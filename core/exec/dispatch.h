@@ -52,7 +52,9 @@ typedef struct {
   void (*push_event)(cr_call_t *call, lua_State *co);
   /* The invocation ended (call->inv.outcome; when OK its results are on
    * call->inv.co, call->inv.nresults of them). Handles them and returns the
-   * status to meter and report (HTTP-like: 500 and more count as errors). */
+   * status to meter and report (HTTP-like: 500 and more count as errors; a
+   * 4xx for an invocation that raised says the event was bad, a client
+   * error: meter.h). */
   int (*finish)(cr_call_t *call);
   /* The call will not run (see cr_refusal_t). */
   void (*refused)(cr_call_t *call, cr_refusal_t why);

@@ -3,9 +3,10 @@
  *   GET /_/health         -> 200 {"status":"ok"}
  *   GET /_/api/functions  -> every function: version, hash, routes, settings,
  *                            load error, and its meters from shared memory
- *                            (invocations, errors, timeouts, throttles, cold
- *                            starts, latency histogram, GB-seconds, instances
- *                            busy/idle across workers, estimated cost)
+ *                            (invocations, errors, client errors, timeouts,
+ *                            throttles, cold starts, latency histogram,
+ *                            GB-seconds, instances busy/idle across workers,
+ *                            estimated cost)
  *   GET /_/metrics        -> the same meters in Prometheus text format
  * Anything else under /_/ is 404. Every worker answers from the shared memory,
  * so the numbers cover all workers.

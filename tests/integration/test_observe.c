@@ -1,0 +1,138 @@
+/* test_observe.c - what the platform says about requests, through the real
+ * binary: how failures are counted (errors apart from client errors, in the
+ * report line, /_/api/functions and /_/metrics), the platform's HTTP error
+ * object, tracebacks, /_/health and Redis, request ids, user log fields, and
+ * reason phrases. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* The line of the Prometheus text that starts with prefix (without its newline), or "". */
+static const char *prom_line(const char *text, const char *prefix) {
+  static char out[512];
+  out[0] = '\0';
+  size_t n = strlen(prefix);
+  for (const char *p = text; p && *p;) {
+    const char *nl = strchr(p, '\n');
+    size_t len = nl ? (size_t)(nl - p) : strlen(p);
+    if (len >= n && memcmp(p, prefix, n) == 0) {
+      snprintf(out, sizeof out, "%.*s", (int)len, p);
+      return out;
+    }
+    p = nl ? nl + 1 : NULL;
+  }
+  return out;
+}
+
+/* --- client errors are not errors --------------------------------------------------------------- */
+
+static void client_errors_counted_apart(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "parse.lua",
+            "return function(event)\n"
+            "  if event.query.nf then return { status = 404, body = 'no such thing' } end\n"
+            "  if event.query.boom then error('boom') end\n"
+            "  return { got = event.json().a }\n"
+            "end\n");
+  srv_start(&s, "--workers 1 --redis none");
+
+  char rid_bad[200], rid_nf[200], rid_ok[200], rid_boom[200];
+  http_resp_t r;
+  assert_int_equal(http_request(s.port, "POST", "/parse", NULL, "{bad", 4, &r), 0);
+  assert_int_equal(r.status, 400);
+  assert_non_null(strstr(r.body, "invalid JSON in request body"));
+  http_request_id(&r, rid_bad, sizeof rid_bad);
+  http_free(&r);
+  http_get(s.port, "/parse?nf=1", &r);
+  assert_int_equal(r.status, 404);
+  http_request_id(&r, rid_nf, sizeof rid_nf);
+  http_free(&r);
+  assert_int_equal(http_request(s.port, "POST", "/parse", NULL, "{\"a\":1}", 7, &r), 0);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "{\"got\":1}");
+  http_request_id(&r, rid_ok, sizeof rid_ok);
+  http_free(&r);
+  http_get(s.port, "/parse?boom=1", &r);
+  assert_int_equal(r.status, 500);
+  http_request_id(&r, rid_boom, sizeof rid_boom);
+  http_free(&r);
+  srv_expect_errors(&s, 1);
+
+  /* The report lines: a bad body is a client error, a 404 the function
+   * returned and a 200 are not failures, a raised error is one. */
+  char *rep = srv_report_of(&s, rid_bad);
+  assert_non_null(strstr(rep, "\"status\":400"));
+  assert_non_null(strstr(rep, "\"outcome\":\"client_error\""));
+  free(rep);
+  rep = srv_report_of(&s, rid_nf);
+  assert_non_null(strstr(rep, "\"status\":404"));
+  assert_null(strstr(rep, "\"outcome\""));
+  free(rep);
+  rep = srv_report_of(&s, rid_ok);
+  assert_null(strstr(rep, "\"outcome\""));
+  free(rep);
+  rep = srv_report_of(&s, rid_boom);
+  assert_non_null(strstr(rep, "\"status\":500"));
+  assert_non_null(strstr(rep, "\"outcome\":\"error\""));
+  free(rep);
+
+  http_get(s.port, "/_/api/functions", &r);
+  assert_int_equal(r.status, 200);
+  char *e = api_fn_entry(r.body, "parse");
+  assert_non_null(e);
+  const char *m = json_val(e, "metrics");
+  assert_non_null(m);
+  assert_int_equal((int)json_num(m, "invocations"), 4);
+  assert_int_equal((int)json_num(m, "errors"), 1);
+  assert_int_equal((int)json_num(m, "clientErrors"), 1);
+  free(e);
+  http_free(&r);
+
+  http_get(s.port, "/_/metrics", &r);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(prom_line(r.body, "crescent_errors_total{function=\"parse\"}"),
+                      "crescent_errors_total{function=\"parse\"} 1");
+  assert_string_equal(prom_line(r.body, "crescent_client_errors_total{function=\"parse\"}"),
+                      "crescent_client_errors_total{function=\"parse\"} 1");
+  assert_string_equal(prom_line(r.body, "# TYPE crescent_client_errors_total"),
+                      "# TYPE crescent_client_errors_total counter");
+  assert_true(strlen(prom_line(r.body, "# HELP crescent_client_errors_total ")) > 40);
+  /* Every sample's metric has its HELP and TYPE before it (promtool's rule). */
+  for (const char *p = r.body; *p;) {
+    const char *nl = strchr(p, '\n');
+    assert_non_null(nl);
+    if (*p != '#') {
+      char name[128];
+      size_t n = strcspn(p, "{ ");
+      snprintf(name, sizeof name, "%.*s", (int)n, p);
+      char *cut = NULL;
+      if ((cut = strstr(name, "_bucket")) || (cut = strstr(name, "_sum")) || (cut = strstr(name, "_count"))) *cut = '\0';
+      char help[160], type[160];
+      snprintf(help, sizeof help, "# HELP %s ", name);
+      snprintf(type, sizeof type, "# TYPE %s ", name);
+      const char *h = strstr(r.body, help), *t = strstr(r.body, type);
+      if (!h || !t || h > p || t > p) fail_msg("no HELP/TYPE before the sample '%.*s'", (int)(nl - p), p);
+    }
+    p = nl + 1;
+  }
+  http_free(&r);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(client_errors_counted_apart),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
