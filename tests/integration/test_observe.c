@@ -130,9 +130,34 @@ static void client_errors_counted_apart(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* --- the platform's HTTP error, caught ----------------------------------------------------------- */
+
+static void http_error_prints_its_message(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "caught.lua",
+            "return function(event)\n"
+            "  local ok, e = pcall(event.json)\n"
+            "  return table.concat({ tostring(ok), tostring(e), 'got: ' .. e, e .. '!', e.status,\n"
+            "                        e.message, tostring(getmetatable(e)) }, '|')\n"
+            "end\n");
+  srv_start(&s, "--workers 1 --redis none");
+  http_resp_t r;
+  assert_int_equal(http_request(s.port, "POST", "/caught", NULL, "[1,", 3, &r), 0);
+  assert_int_equal(r.status, 200);
+  const char *msg = "invalid JSON in request body: unexpected end of input (expected a value) at character 4";
+  char want[600];
+  snprintf(want, sizeof want, "false|%s|got: %s|%s!|400|%s|crescent.http_error", msg, msg, msg, msg);
+  assert_string_equal(r.body, want);
+  http_free(&r);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(client_errors_counted_apart),
+      cmocka_unit_test(http_error_prints_its_message),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
