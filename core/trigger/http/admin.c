@@ -275,8 +275,16 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
   int get = req->method == CR_M_GET || req->method == CR_M_HEAD;
   if (IS("/_/health")) {
     if (!get) goto not_allowed;
-    cr_buf_append_str(&b, "{\"status\":\"ok\"}");
-    respond_json(req, 200, &b);
+    /* The worker's own Redis connection: what its invocations would get. */
+    int up = cr_redis_connected(a->redis);
+    if (a->redis_configured && !up) {
+      cr_buf_append_str(&b, "{\"status\":\"unavailable\",\"redis\":\"down\"}");
+      respond_json(req, 503, &b);
+    } else {
+      cr_buf_append_str(&b, a->redis_configured ? "{\"status\":\"ok\",\"redis\":\"up\"}"
+                                                : "{\"status\":\"ok\",\"redis\":\"none\"}");
+      respond_json(req, 200, &b);
+    }
   } else if (IS("/_/api/functions")) {
     if (!get) goto not_allowed;
     functions_json(a, &b);

@@ -1,6 +1,9 @@
 /* admin.h - the platform's own HTTP endpoints, under the reserved /_/ prefix.
  *
- *   GET /_/health         -> 200 {"status":"ok"}
+ *   GET /_/health         -> 200 {"status":"ok","redis":"up"|"none"}, or 503
+ *                            {"status":"unavailable","redis":"down"} while the
+ *                            Redis this server is configured with is not
+ *                            connected (a load balancer takes it out)
  *   GET /_/api/functions  -> every function: version, hash, routes, settings,
  *                            load error, and its meters from shared memory
  *                            (invocations, errors, client errors, timeouts,
@@ -23,6 +26,7 @@
 #define CR_ADMIN_H
 
 #include "http.h"
+#include "redis.h"
 #include "registry.h"
 #include "shm.h"
 
@@ -33,6 +37,8 @@ typedef struct {
   double price_gb_second; /* $ per GB-second */
   const char *token;      /* --admin-token; NULL or "" means none: loopback only */
   int metrics_public;     /* --metrics-public: /_/metrics needs no token */
+  int redis_configured;   /* not --redis none: Redis is part of being healthy */
+  const cr_redis_t *redis;/* the worker's client (NULL when its URL was refused) */
 } cr_admin_t;
 
 /* Is this path the platform's? */
