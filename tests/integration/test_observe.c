@@ -16,6 +16,9 @@
 
 #include "harness.h"
 
+/* The longest X-Request-Id a client may bring (core/base/reqid.h). */
+#define CR_TEST_ID 128
+
 /* The line of the Prometheus text that starts with prefix (without its newline), or "". */
 static const char *prom_line(const char *text, const char *prefix) {
   static char out[512];
@@ -154,10 +157,79 @@ static void http_error_prints_its_message(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* --- request ids a client brings --------------------------------------------------------------- */
+
+/* GET /rid with an X-Request-Id header line (or none); returns the response. */
+static void get_with_id(int port, const char *id, http_resp_t *r) {
+  char h[400];
+  if (id) snprintf(h, sizeof h, "X-Request-Id: %s\r\n", id);
+  assert_int_equal(http_request(port, "GET", "/rid", id ? h : NULL, NULL, 0, r), 0);
+}
+
+static void request_id_from_the_client(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "rid.lua",
+            "return function(event, ctx)\n"
+            "  ctx.log.info('tracing')\n"
+            "  return event.requestId .. '|' .. ctx.requestId\n"
+            "end\n");
+  srv_start(&s, "--workers 1 --redis none");
+  char longest[CR_TEST_ID + 1];
+  for (int i = 0; i < CR_TEST_ID; i++) longest[i] = "abcXYZ019._:-"[i % 13];
+  longest[CR_TEST_ID] = '\0';
+  const char *good[] = {"trace-7f3a.b_c:1", longest};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    http_resp_t r;
+    get_with_id(s.port, good[i], &r);
+    assert_int_equal(r.status, 200);
+    char want[600], rid[300];
+    snprintf(want, sizeof want, "%s|%s", good[i], good[i]);
+    assert_string_equal(r.body, want);
+    http_request_id(&r, rid, sizeof rid);
+    assert_string_equal(rid, good[i]);
+    http_free(&r);
+    char idf[300];
+    snprintf(idf, sizeof idf, "\"requestId\":\"%s\"", good[i]);
+    assert_int_equal(srv_log_wait(&s, 1, 3000, "\"msg\":\"tracing\"", idf, NULL), 1);
+    char *rep = srv_report_of(&s, good[i]);
+    assert_non_null(strstr(rep, idf));
+    free(rep);
+  }
+  /* Too long, bad characters, empty: ignored, the platform makes one. */
+  char too_long[CR_TEST_ID + 2];
+  memset(too_long, 'a', CR_TEST_ID + 1);
+  too_long[CR_TEST_ID + 1] = '\0';
+  const char *bad[] = {too_long, "has space", "quo\"te", "a=b", "", NULL};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    http_resp_t r;
+    get_with_id(s.port, bad[i], &r);
+    assert_int_equal(r.status, 200);
+    char rid[300];
+    http_request_id(&r, rid, sizeof rid);
+    assert_int_equal(strlen(rid), 36);
+    char want[600];
+    snprintf(want, sizeof want, "%s|%s", rid, rid);
+    assert_string_equal(r.body, want);
+    http_free(&r);
+  }
+  /* A platform error answer carries it too. */
+  http_resp_t r;
+  assert_int_equal(http_request(s.port, "GET", "/_/nope", "X-Request-Id: from-lb-1\r\n", NULL, 0, &r), 0);
+  assert_int_equal(r.status, 404);
+  char rid[300];
+  http_request_id(&r, rid, sizeof rid);
+  assert_string_equal(rid, "from-lb-1");
+  http_free(&r);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(client_errors_counted_apart),
       cmocka_unit_test(http_error_prints_its_message),
+      cmocka_unit_test(request_id_from_the_client),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

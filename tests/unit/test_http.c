@@ -73,7 +73,7 @@ static struct {
   char body[8192];
   size_t body_len;
   char ip[64];
-  char ids[16][40];
+  char ids[16][CR_REQID_MAX + 1];
   int headers_bad; /* a header without a name, or x-first not "1" */
   char host[256];  /* the Host value the handler saw ("-": none) */
   char xa[256];    /* the X-A value */

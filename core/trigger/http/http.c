@@ -267,6 +267,20 @@ static void make_id(cr_http_server_t *s, cr_http_req_t *req) {
   req->id_len = ID_PREFIX_LEN + 12;
 }
 
+/* The id of a request received whole: the X-Request-Id it brought if that is
+ * well-formed (reqid.h), so a request can be traced across services; a new
+ * one otherwise. */
+static void take_id(cr_http_server_t *s, cr_http_req_t *req) {
+  const cr_http_header_t *h = cr_http_req_header(req, "x-request-id", 12);
+  if (h && cr_reqid_valid(h->value, h->value_len)) {
+    memcpy(req->id, h->value, h->value_len);
+    req->id[h->value_len] = '\0';
+    req->id_len = h->value_len;
+    return;
+  }
+  make_id(s, req);
+}
+
 /* --- parser callbacks ------------------------------------------------------------------------- */
 
 static int refuse(cr_http_conn_t *c, int status) {
@@ -1217,7 +1231,7 @@ static void feed(cr_http_conn_t *c, const char *data, size_t len, size_t pending
         if (err == HPE_OK) continue;
       } else {
         cr_http_server_t *s = c->server;
-        make_id(s, &c->req);
+        take_id(s, &c->req);
         if (c->is_asterisk) respond_options_star(c);
         else s->opts.on_request(&c->req, s->opts.data);
         continue;
