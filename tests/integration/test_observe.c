@@ -225,11 +225,57 @@ static void request_id_from_the_client(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* --- user log fields named like the line's own ----------------------------------------------- */
+
+static int count_of(const char *text, const char *needle) {
+  int n = 0;
+  for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) n++;
+  return n;
+}
+
+static void log_fields_kept(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "logs.lua",
+            "local log = require 'crescent.log'\n"
+            "return function(event, ctx)\n"
+            "  ctx.log.warn('own-names', { level = 'x', msg = 'y', time = 1, requestId = 'r',\n"
+            "                             ['function'] = 'f', worker = 2, other = 3 })\n"
+            "  log.info('module-names', { level = 'z' })\n"
+            "  return 'ok'\n"
+            "end\n");
+  srv_start(&s, "--workers 1 --redis none");
+  http_expect_body(s.port, "/logs", "ok");
+  assert_int_equal(srv_log_wait(&s, 1, 3000, "\"msg\":\"module-names\"", NULL), 1);
+  char *l = srv_log_line(&s, "\"msg\":\"own-names\"", NULL);
+  assert_non_null(l);
+  const char *want[] = {"\"level\":\"warn\"",         "\"fields.level\":\"x\"",    "\"fields.msg\":\"y\"",
+                        "\"fields.time\":1",           "\"fields.requestId\":\"r\"", "\"fields.function\":\"f\"",
+                        "\"fields.worker\":2",         "\"other\":3",                "\"function\":\"logs\""};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    if (!strstr(l, want[i])) fail_msg("the line lacks %s: %s", want[i], l);
+  /* Each of the line's own keys once. */
+  assert_int_equal(count_of(l, "\"level\":"), 1);
+  assert_int_equal(count_of(l, "\"msg\":"), 1);
+  assert_int_equal(count_of(l, "\"time\":"), 1);
+  assert_int_equal(count_of(l, "\"requestId\":"), 1);
+  assert_int_equal(count_of(l, "\"function\":"), 1);
+  assert_int_equal(count_of(l, "\"worker\":"), 1);
+  free(l);
+  l = srv_log_line(&s, "\"msg\":\"module-names\"", NULL);
+  assert_non_null(strstr(l, "\"level\":\"info\""));
+  assert_non_null(strstr(l, "\"fields.level\":\"z\""));
+  free(l);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(client_errors_counted_apart),
       cmocka_unit_test(http_error_prints_its_message),
       cmocka_unit_test(request_id_from_the_client),
+      cmocka_unit_test(log_fields_kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
