@@ -270,12 +270,40 @@ static void log_fields_kept(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* --- reason phrases ------------------------------------------------------------------------------ */
+
+static void reason_phrases(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "st.lua", "return function(event) return { status = tonumber(event.query.s) } end\n");
+  srv_start(&s, "--workers 1 --redis none");
+  static const struct {
+    const char *path, *line;
+  } cases[] = {
+      {"/st?s=418", "HTTP/1.1 418 I'm a teapot\r\n"},
+      {"/st?s=451", "HTTP/1.1 451 Unavailable For Legal Reasons\r\n"},
+      {"/st?s=226", "HTTP/1.1 226 IM Used\r\n"},
+      {"/st?s=499", "HTTP/1.1 499 Client Error\r\n"},
+      {"/st?s=299", "HTTP/1.1 299 Successful\r\n"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    http_resp_t r;
+    http_get(s.port, cases[i].path, &r);
+    if (strncmp(r.head, cases[i].line, strlen(cases[i].line)) != 0)
+      fail_msg("%s: status line '%.60s', want '%s'", cases[i].path, r.head, cases[i].line);
+    http_free(&r);
+  }
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(client_errors_counted_apart),
       cmocka_unit_test(http_error_prints_its_message),
       cmocka_unit_test(request_id_from_the_client),
       cmocka_unit_test(log_fields_kept),
+      cmocka_unit_test(reason_phrases),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
