@@ -55,7 +55,8 @@ typedef struct {
 
 typedef struct {
   _Atomic uint64_t invocations;
-  _Atomic uint64_t errors;
+  _Atomic uint64_t errors;        /* failed: raised, timed out, out of memory, init failed, or answered 5xx */
+  _Atomic uint64_t client_errors; /* failed on a bad request (the trigger answered a raised error with a 4xx) */
   _Atomic uint64_t timeouts;
   _Atomic uint64_t throttles;
   _Atomic uint64_t cold_starts;

@@ -33,6 +33,7 @@
 #include "meter.h"
 #include "pool.h"
 #include "registry.h"
+#include "reqid.h"
 
 typedef struct cr_dispatch_s cr_dispatch_t;
 typedef struct cr_call_s cr_call_t;
@@ -52,7 +53,9 @@ typedef struct {
   void (*push_event)(cr_call_t *call, lua_State *co);
   /* The invocation ended (call->inv.outcome; when OK its results are on
    * call->inv.co, call->inv.nresults of them). Handles them and returns the
-   * status to meter and report (HTTP-like: 500 and more count as errors). */
+   * status to meter and report (HTTP-like: 500 and more count as errors; a
+   * 4xx for an invocation that raised says the event was bad, a client
+   * error: meter.h). */
   int (*finish)(cr_call_t *call);
   /* The call will not run (see cr_refusal_t). */
   void (*refused)(cr_call_t *call, cr_refusal_t why);
@@ -71,7 +74,7 @@ struct cr_call_s {
   void *ctx;                  /* the trigger's (the HTTP request) */
   double init_ms;             /* the cold start's init, or 0 */
   int init_rc;                /* CR_REFUSED_INIT: CR_ELUA, CR_ETIMEDOUT or CR_ENOMEM */
-  char reqid[40];             /* the invocation's request id */
+  char reqid[CR_REQID_MAX + 1]; /* the invocation's request id */
   uint64_t wait_until_ns;     /* queued: refused as throttled after this */
   cr_dispatch_t *d;
   cr_call_t *next;            /* in the wait queue */
@@ -95,7 +98,7 @@ cr_dispatch_t *cr_dispatch_new(uv_loop_t *loop, cr_pool_t *pool, cr_invoker_t *i
 void cr_dispatch_free(cr_dispatch_t *d);
 
 /* A new call to fn from trigger, for the trigger to fill (ctx, data); the
- * request id (len bytes) is copied, at most 39 of them. NULL when memory ran out. */
+ * request id (len bytes) is copied, at most CR_REQID_MAX of them. NULL when memory ran out. */
 cr_call_t *cr_dispatch_call(cr_dispatch_t *d, const cr_trigger_t *trigger, cr_fn_t *fn, void *ctx,
                             const char *reqid, size_t len);
 /* Runs call now or once a place frees up (see above). */

@@ -14,7 +14,10 @@
 #include "log.h"
 
 
-/* ctx.log.<level>(msg, fields): a structured line with the request id. */
+/* ctx.log.<level>(msg, fields): a structured line with the request id. A
+ * field named like one of the line's own (time, level, msg, requestId,
+ * function, worker) is kept as "fields.<name>": dropping it silently lost
+ * data, and writing it as is would give the line two keys of that name. */
 static int ctx_log(lua_State *L) {
   cr_log_level_t level = (cr_log_level_t)lua_tointeger(L, lua_upvalueindex(1));
   cr_vm_t *vm = cr_vm_of(L);
@@ -34,16 +37,20 @@ static int ctx_log(lua_State *L) {
       if (lua_type(L, -2) == LUA_TSTRING) {
         size_t kl;
         const char *k = lua_tolstring(L, -2, &kl);
-        int skip = 0;
+        int own = 0;
         for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
-          if (strcmp(k, reserved[i]) == 0) skip = 1;
-        if (!skip) {
-          size_t mark = b->len;
-          cr_buf_putc(b, ',');
+          if (kl == strlen(reserved[i]) && memcmp(k, reserved[i], kl) == 0) own = 1;
+        size_t mark = b->len;
+        cr_buf_putc(b, ',');
+        if (own) {
+          char key[24];
+          int n = snprintf(key, sizeof key, "fields.%s", k);
+          cr_json_escape(b, key, (size_t)n);
+        } else {
           cr_json_escape(b, k, kl);
-          cr_buf_putc(b, ':');
-          if (cr_json_encode(L, -1, b, err, sizeof err)) b->len = mark;
         }
+        cr_buf_putc(b, ':');
+        if (cr_json_encode(L, -1, b, err, sizeof err)) b->len = mark;
       }
       lua_pop(L, 1);
     }

@@ -11,7 +11,7 @@
 #define FLUSH_AFTER_NS 1000000
 
 typedef struct {
-  uint64_t invocations, errors, timeouts, cold_starts, duration_ns, billed_ms, mb_ms;
+  uint64_t invocations, errors, client_errors, timeouts, cold_starts, duration_ns, billed_ms, mb_ms;
   uint64_t hist[CR_SHM_HIST_BUCKETS];
   int dirty;
 } fn_meter_t;
@@ -68,6 +68,7 @@ void cr_meter_flush(cr_meter_t *m) {
     cr_shm_fn_t *s = &m->shm->fns[m->dirty[i]];
     atomic_fetch_add_explicit(&s->invocations, f->invocations, memory_order_relaxed);
     if (f->errors) atomic_fetch_add_explicit(&s->errors, f->errors, memory_order_relaxed);
+    if (f->client_errors) atomic_fetch_add_explicit(&s->client_errors, f->client_errors, memory_order_relaxed);
     if (f->timeouts) atomic_fetch_add_explicit(&s->timeouts, f->timeouts, memory_order_relaxed);
     if (f->cold_starts) atomic_fetch_add_explicit(&s->cold_starts, f->cold_starts, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->duration_ns, f->duration_ns, memory_order_relaxed);
@@ -87,16 +88,22 @@ void cr_meter_flush_if_late(cr_meter_t *m, uint64_t now_ns) {
   }
 }
 
+int cr_meter_client_error(cr_outcome_t outcome, int status) {
+  return outcome == CR_OUTCOME_ERROR && status >= 400 && status <= 499;
+}
+
 void cr_meter_report(cr_meter_t *m, const cr_fnver_t *ver, const cr_invocation_t *inv, double init_ms,
                      const char *trigger, int status, cr_meter_fields_cb fields, void *data) {
   double dur_ms = (double)(inv->end_ns - inv->start_ns) / 1e6;
   uint64_t billed = (uint64_t)ceil(dur_ms);
   if (billed == 0) billed = 1;
   if (m->ndirty == 0) m->dirty_since_ns = inv->end_ns;
+  int client = cr_meter_client_error(inv->outcome, status);
   fn_meter_t *f = meter_for(m, ver->fn->slot);
   if (f) {
     f->invocations++;
-    if (inv->outcome != CR_OUTCOME_OK || status >= 500) f->errors++;
+    if (client) f->client_errors++;
+    else if (inv->outcome != CR_OUTCOME_OK || status >= 500) f->errors++;
     if (inv->outcome == CR_OUTCOME_TIMEOUT) f->timeouts++;
     if (inv->cold) f->cold_starts++;
     f->duration_ns += inv->end_ns - inv->start_ns;
@@ -119,6 +126,7 @@ void cr_meter_report(cr_meter_t *m, const cr_fnver_t *ver, const cr_invocation_t
   cr_log_int(b, "status", status);
   if (inv->outcome == CR_OUTCOME_TIMEOUT) cr_log_str(b, "outcome", "timeout", 7);
   else if (inv->outcome == CR_OUTCOME_MEMORY) cr_log_str(b, "outcome", "memory", 6);
+  else if (client) cr_log_str(b, "outcome", "client_error", 12);
   else if (inv->outcome == CR_OUTCOME_ERROR) cr_log_str(b, "outcome", "error", 5);
   if (fields) fields(data, b);
   cr_log_end(b);

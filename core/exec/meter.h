@@ -8,9 +8,16 @@
  *   {"msg":"report","function":F,"requestId":R,"version":N,"trigger":"http",
  *    "start":"cold"|"warm","initDuration":ms (cold only),"duration":ms,
  *    "billedDuration":ms,"cpuTime":ms,"maxMemoryUsed":bytes,"memorySize":MB,
- *    "status":S, ["outcome":"timeout"|"memory"|"error"], <the trigger's fields>}
- * An invocation counts as an error when it did not end OK or its status is
- * 500 or more; billing rounds the duration up to the next ms (at least 1).
+ *    "status":S, ["outcome":"timeout"|"memory"|"error"|"client_error"], <the trigger's fields>}
+ * Two kinds of failure are counted apart. A client error: the handler raised
+ * an error and the trigger answered it with a 4xx status, which only a
+ * platform error about the request does (event.json() on a body that is not
+ * JSON: 400); the request was bad, not the function ("outcome":"client_error",
+ * the client_errors counter). An error: anything else that did not end OK
+ * (raised, timeout, memory) or answered 500 or more ("outcome" says how it
+ * ended; the errors counter). A function that returns a 4xx itself (say
+ * {status = 404}) answered as it meant to: neither. Billing rounds the
+ * duration up to the next ms (at least 1).
  *
  * The meters go to shared memory in one go (atomic adds on shared pages per
  * invocation showed in profiles): cr_meter_flush() once per loop iteration,
@@ -25,6 +32,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "invoke.h"
 #include "registry.h"
 #include "shm.h"
 
@@ -38,6 +46,10 @@ typedef void (*cr_meter_fields_cb)(void *data, cr_buf_t *b);
 cr_meter_t *cr_meter_new(cr_shm_t *shm);
 /* Flushes, then frees. */
 void cr_meter_free(cr_meter_t *m);
+
+/* Is an invocation that ended with outcome, answered with status, a client
+ * error (see above)? */
+int cr_meter_client_error(cr_outcome_t outcome, int status);
 
 /* One invocation of ver that ran (inv ended), started by trigger, answered
  * with status; fields (may be NULL) adds the trigger's own to the line. */

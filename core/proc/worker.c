@@ -317,6 +317,8 @@ int cr_worker_main(cr_worker_args_t *args) {
   w.admin.price_gb_second = cfg->price_gb_second;
   w.admin.token = cfg->admin_token;
   w.admin.metrics_public = cfg->metrics_public;
+  w.admin.redis_configured = strcmp(cfg->redis, "none") != 0;
+  w.admin.redis = w.redis;
   cr_http_opts_t opts = {
       .max_body = cfg->max_body,
       .max_header = cfg->max_header,

@@ -6,6 +6,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,23 +326,128 @@ void cr_vm_bind(cr_vm_t *vm, const char *fn_name, const char *root, size_t mem_l
   vm->gc_trigger = mem_limit / 100 * 85;
 }
 
-void cr_vm_describe_error(lua_State *co, int idx, char *out, size_t outlen, int traceback) {
+/* Appends printf text to out (len bytes used of cap), never past its end. */
+static void out_add(char *out, size_t cap, size_t *len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void out_add(char *out, size_t cap, size_t *len, const char *fmt, ...) {
+  if (*len + 1 >= cap) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(out + *len, cap - *len, fmt, ap);
+  va_end(ap);
+  if (n > 0) *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
+}
+
+/* The name of the function on top of L's stack among the standard libraries'
+ * fields ("error", "string.format"), into name; 0 when not found. Raw reads
+ * only (lua_rawget, lua_next): no user code runs while an error is described.
+ * A C function called from C (pcall(error, ...)) or in a tail call has no
+ * name in its frame: this is where "[C]: in function 'error'" comes from. */
+static int library_name(lua_State *L, char *name, size_t n) {
+  static const char *const libs[] = {"_G", "string", "table", "math", "coroutine", "bit", "os", "io", "jit"};
+  int fn = lua_gettop(L);
+  int found = 0;
+  lua_pushliteral(L, "_LOADED");
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_istable(L, -1)) {
+    lua_settop(L, fn);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof libs / sizeof libs[0] && !found; i++) {
+    lua_pushstring(L, libs[i]);
+    lua_rawget(L, fn + 1);
+    if (lua_istable(L, -1)) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, fn)) {
+          if (i == 0) snprintf(name, n, "%s", lua_tostring(L, -2));
+          else snprintf(name, n, "%s.%s", libs[i], lua_tostring(L, -2));
+          found = 1;
+          lua_pop(L, 2);
+          break;
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, fn);
+  return found;
+}
+
+/* How many frames co's stack holds: levels 0 .. depth-1 exist. lua_getstack
+ * walks from the top, so the depth is found in a logarithmic number of
+ * probes, not one per frame (a stack overflow has thousands). */
+static int stack_depth(lua_State *co) {
+  lua_Debug ar;
+  if (!lua_getstack(co, 0, &ar)) return 0;
+  int lo = 0, hi = 1; /* lo exists */
+  while (lua_getstack(co, hi, &ar)) {
+    lo = hi;
+    hi *= 2;
+  }
+  while (hi - lo > 1) { /* lo exists, hi does not */
+    int mid = lo + (hi - lo) / 2;
+    if (lua_getstack(co, mid, &ar)) lo = mid;
+    else hi = mid;
+  }
+  return hi;
+}
+
+/* One frame of a traceback: "file:line: in function 'name'". C functions
+ * are "[C]" (LuaJIT's fast functions too, never "[builtin#N]"), named where
+ * the frame or the standard libraries know them and "in ?" otherwise: never
+ * an address (it says nothing to a user and leaks the layout). */
+static void traceback_frame(lua_State *co, lua_Debug *ar, char *out, size_t cap, size_t *len) {
+  char name[128];
+  int have_fn = lua_getinfo(co, "Slnf", ar) != 0;
+  int is_c = ar->what && ar->what[0] == 'C';
+  out_add(out, cap, len, "\n\t%s:", is_c ? "[C]" : ar->short_src);
+  if (!is_c && ar->currentline > 0) out_add(out, cap, len, "%d:", ar->currentline);
+  if (ar->namewhat && *ar->namewhat && ar->name) out_add(out, cap, len, " in function '%s'", ar->name);
+  else if (ar->what && ar->what[0] == 'm') out_add(out, cap, len, " in main chunk");
+  else if (is_c && have_fn && library_name(co, name, sizeof name)) out_add(out, cap, len, " in function '%s'", name);
+  else if (is_c) out_add(out, cap, len, " in ?");
+  else out_add(out, cap, len, " in function <%s:%d>", ar->short_src, ar->linedefined);
+  if (have_fn) lua_pop(co, 1);
+}
+
+/* The first 12 and the last 10 frames from level, like luaL_traceback. */
+static void traceback(lua_State *co, int level, char *out, size_t cap, size_t *len) {
+  enum { FIRST = 12, LAST = 10 };
+  lua_Debug ar;
+  out_add(out, cap, len, "\nstack traceback:");
+  if (!lua_checkstack(co, 8)) return;
+  int depth = stack_depth(co);
+  for (int l = level; l < depth; l++) {
+    if (l - level == FIRST && depth - l > LAST) {
+      out_add(out, cap, len, "\n\t...");
+      l = depth - LAST;
+    }
+    if (!lua_getstack(co, l, &ar)) break;
+    traceback_frame(co, &ar, out, cap, len);
+  }
+}
+
+/* cr_vm_describe_error, the traceback starting at level. */
+static void describe_error(lua_State *co, int idx, char *out, size_t outlen, int with_traceback, int level) {
   const char *msg = NULL;
   if (lua_type(co, idx) == LUA_TSTRING || lua_type(co, idx) == LUA_TNUMBER) msg = lua_tostring(co, idx);
   else if (lua_isnoneornil(co, idx)) msg = "nil";
   else msg = lua_typename(co, lua_type(co, idx));
-  if (!traceback) {
-    snprintf(out, outlen, "%s", msg);
-    return;
-  }
-  luaL_traceback(co, co, msg, 0);
-  snprintf(out, outlen, "%s", lua_tostring(co, -1));
-  lua_pop(co, 1);
+  if (outlen == 0) return;
+  size_t len = 0;
+  out[0] = '\0';
+  out_add(out, outlen, &len, "%s", msg);
+  if (with_traceback) traceback(co, level, out, outlen, &len);
+}
+
+void cr_vm_describe_error(lua_State *co, int idx, char *out, size_t outlen, int traceback) {
+  describe_error(co, idx, out, outlen, traceback, 0);
 }
 
 static int traceback_handler(lua_State *L) {
   char msg[4096];
-  cr_vm_describe_error(L, 1, msg, sizeof msg, 1);
+  describe_error(L, 1, msg, sizeof msg, 1, 1); /* from level 1: not this handler's own frame */
   lua_pushstring(L, msg);
   return 1;
 }

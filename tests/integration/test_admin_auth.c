@@ -110,7 +110,7 @@ static void with_token(void **state) {
   http_free(&r);
 
   /* Open to everyone: health, and the 404 of other /_/ paths. */
-  get_expect(s.port, "/_/health", NULL, 200, "{\"status\":\"ok\"}");
+  get_expect(s.port, "/_/health", NULL, 200, "{\"status\":\"ok\",\"redis\":\"up\"}");
   get_expect(s.port, "/_/nothing", NULL, 404, "{\"error\":\"not found\"}");
   /* User functions are not the admin's business. */
   get_expect(s.port, "/hello", NULL, 200, "hi");
@@ -139,7 +139,7 @@ static void no_token_loopback(void **state) {
   srv_start(&s, "--workers 1");
   get_expect(s.port, "/_/api/functions", NULL, 200, NULL);
   get_expect(s.port, "/_/metrics", NULL, 200, NULL);
-  get_expect(s.port, "/_/health", NULL, 200, "{\"status\":\"ok\"}");
+  get_expect(s.port, "/_/health", NULL, 200, "{\"status\":\"ok\",\"redis\":\"up\"}");
   /* A header sent anyway changes nothing. */
   get_expect(s.port, "/_/api/functions", "Authorization: Bearer whatever\r\n", 200, NULL);
   assert_int_equal(srv_stop(&s), 0);
@@ -221,7 +221,7 @@ static void remote_ipv4(void **state) {
   expect_from(&addr, s.port, "/_/api/functions", NULL, 403, forbidden);
   expect_from(&addr, s.port, "/_/api/functions", "Authorization: Bearer whatever\r\n", 403, forbidden);
   expect_from(&addr, s.port, "/_/metrics", NULL, 403, forbidden);
-  expect_from(&addr, s.port, "/_/health", NULL, 200, "{\"status\":\"ok\"}");
+  expect_from(&addr, s.port, "/_/health", NULL, 200, "{\"status\":\"ok\",\"redis\":\"up\"}");
   /* The same server still serves loopback. */
   get_expect(s.port, "/_/api/functions", NULL, 200, NULL);
   /* The refusal is logged with the peer's address. */

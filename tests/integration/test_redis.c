@@ -481,10 +481,11 @@ static void external_killed_and_back(void **state) {
   assert_string_equal(b, "err:redis unavailable");
   assert_true(ms < 2000);
   free(b);
-  /* The server stays up. */
+  /* The server stays up, and says Redis is down (503: a load balancer acts). */
   http_resp_t r;
   kget(s.port, "/_/health", &r);
-  assert_int_equal(r.status, 200);
+  assert_int_equal(r.status, 503);
+  assert_string_equal(r.body, "{\"status\":\"unavailable\",\"redis\":\"down\"}");
   http_free(&r);
   get_body(s.port, "/plain", "plain");
   assert_true(srv_log_wait(&s, 1, 3000, "\"level\":\"warn\"", "lost the Redis connection", NULL) >= 1);
@@ -494,6 +495,10 @@ static void external_killed_and_back(void **state) {
   long long took = wait_body_prefix(s.port, "/k", "ok:", 8000);
   if (took > 5000) fail_msg("calls succeeded again only after %lld ms", took);
   get_body(s.port, "/k", "ok:2"); /* a fresh Redis (no persistence): 1 then 2 */
+  kget(s.port, "/_/health", &r);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "{\"status\":\"ok\",\"redis\":\"up\"}");
+  http_free(&r);
   assert_true(srv_log_wait(&s, 1, 3000, "connected to Redis again", NULL) >= 1);
   pid_t after[4];
   assert_int_equal(srv_worker_pids(&s, after, 4), 1);
@@ -627,6 +632,7 @@ static void redis_none(void **state) {
   http_resp_t r;
   kget(s.port, "/_/health", &r);
   assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "{\"status\":\"ok\",\"redis\":\"none\"}");
   http_free(&r);
   kget(s.port, "/_/storage/b/k", &r);
   assert_int_equal(r.status, 503);

@@ -229,8 +229,8 @@ static void reserved_paths_are_the_platforms(void **state) {
             "return { routes = { 'GET /*rest' }, handler = function(e) return 'all:' .. e.params.rest end }\n");
   srv_start(&s, "--workers 1");
   /* The platform answers its own paths. */
-  http_expect(s.port, "/_/health", 200, "{\"status\":\"ok\"}");
-  http_expect(s.port, "/_/health/", 200, "{\"status\":\"ok\"}");
+  http_expect(s.port, "/_/health", 200, "{\"status\":\"ok\",\"redis\":\"up\"}");
+  http_expect(s.port, "/_/health/", 200, "{\"status\":\"ok\",\"redis\":\"up\"}");
   http_resp_t r;
   http_get(s.port, "/_/api/functions", &r);
   assert_int_equal(r.status, 200);
@@ -244,8 +244,8 @@ static void reserved_paths_are_the_platforms(void **state) {
   http_expect(s.port, "/_/nothing", 404, NULL);
   http_expect(s.port, "/_", 404, NULL);
   /* The same paths percent-encoded are the same paths. */
-  http_expect(s.port, "/%5f/health", 200, "{\"status\":\"ok\"}");
-  http_expect(s.port, "/%5F/health", 200, "{\"status\":\"ok\"}");
+  http_expect(s.port, "/%5f/health", 200, "{\"status\":\"ok\",\"redis\":\"up\"}");
+  http_expect(s.port, "/%5F/health", 200, "{\"status\":\"ok\",\"redis\":\"up\"}");
   http_expect(s.port, "/%5f/nothing", 404, NULL);
   /* Elsewhere the user's routes answer as before. */
   http_expect(s.port, "/x/health", 200, "grabbed");

@@ -26,7 +26,7 @@ static void hello_answers(void **state) {
   http_free(&r);
   http_get(s.port, "/_/health", &r);
   assert_int_equal(r.status, 200);
-  assert_string_equal(r.body, "{\"status\":\"ok\"}");
+  assert_string_equal(r.body, "{\"status\":\"ok\",\"redis\":\"up\"}");
   http_free(&r);
   assert_int_equal(srv_stop(&s), 0);
 }

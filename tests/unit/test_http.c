@@ -73,7 +73,7 @@ static struct {
   char body[8192];
   size_t body_len;
   char ip[64];
-  char ids[16][40];
+  char ids[16][CR_REQID_MAX + 1];
   int headers_bad; /* a header without a name, or x-first not "1" */
   char host[256];  /* the Host value the handler saw ("-": none) */
   char xa[256];    /* the X-A value */
@@ -829,8 +829,25 @@ static void test_reasons(void **state) {
   assert_string_equal(cr_http_reason(431), "Request Header Fields Too Large");
   assert_string_equal(cr_http_reason(503), "Service Unavailable");
   assert_string_equal(cr_http_reason(504), "Gateway Timeout");
-  assert_non_null(cr_http_reason(299));
-  assert_non_null(cr_http_reason(599));
+  /* Every registered status has its IANA phrase (418: RFC 2324's). */
+  assert_string_equal(cr_http_reason(418), "I'm a teapot");
+  assert_string_equal(cr_http_reason(203), "Non-Authoritative Information");
+  assert_string_equal(cr_http_reason(226), "IM Used");
+  assert_string_equal(cr_http_reason(300), "Multiple Choices");
+  assert_string_equal(cr_http_reason(402), "Payment Required");
+  assert_string_equal(cr_http_reason(416), "Range Not Satisfiable");
+  assert_string_equal(cr_http_reason(421), "Misdirected Request");
+  assert_string_equal(cr_http_reason(425), "Too Early");
+  assert_string_equal(cr_http_reason(451), "Unavailable For Legal Reasons");
+  assert_string_equal(cr_http_reason(507), "Insufficient Storage");
+  assert_string_equal(cr_http_reason(511), "Network Authentication Required");
+  /* Unregistered ones: their class's name (RFC 9110 section 15). */
+  assert_string_equal(cr_http_reason(199), "Informational");
+  assert_string_equal(cr_http_reason(299), "Successful");
+  assert_string_equal(cr_http_reason(306), "Redirection");
+  assert_string_equal(cr_http_reason(419), "Client Error");
+  assert_string_equal(cr_http_reason(509), "Server Error");
+  assert_string_equal(cr_http_reason(599), "Server Error");
   assert_non_null(cr_http_reason(0));
 }
 

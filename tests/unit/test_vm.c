@@ -800,6 +800,55 @@ static void test_print_logs(void **state) {
   cr_vm_free(vm);
 }
 
+static int host_raise(lua_State *L) { return luaL_error(L, "from the host"); }
+
+/* Tracebacks name C functions, never print their address: a C function
+ * called in a tail call or from C has no name in its frame, and LuaJIT's own
+ * traceback printed "[builtin#19]: at 0x55..." for it. */
+static void test_traceback_without_addresses(void **state) {
+  (void)state;
+  cr_vm_t *vm = cr_vm_new(NULL);
+  lua_State *L = vm->L;
+  static const struct {
+    const char *chunk, *want;
+  } cases[] = {
+      {"return error('tail')", "tail\nstack traceback:\n\t[C]: in function 'error'"},
+      {"return string.rep()",
+       "bad argument #1 to '?' (string expected, got no value)\nstack traceback:\n\t[C]: in function 'string.rep'"},
+      {"local f = ...; return f()", "from the host\nstack traceback:\n\t[C]: in ?"},
+      {"local function g() error('deep') end\nlocal function f() g() end\nf()",
+       "[string \"local function g() error('deep') end...\"]:1: deep\nstack traceback:\n"
+       "\t[C]: in function 'error'\n"
+       "\t[string \"local function g() error('deep') end...\"]:1: in function 'g'\n"
+       "\t[string \"local function g() error('deep') end...\"]:2: in function 'f'\n"
+       "\t[string \"local function g() error('deep') end...\"]:3: in main chunk"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    lua_State *co = lua_newthread(L);
+    assert_int_equal(luaL_loadstring(co, cases[i].chunk), 0);
+    lua_pushcfunction(co, host_raise);
+    assert_int_equal(lua_resume(co, 1), LUA_ERRRUN);
+    char out[2048];
+    cr_vm_describe_error(co, -1, out, sizeof out, 1);
+    assert_string_equal(out, cases[i].want);
+    lua_pop(L, 1);
+  }
+  /* A deep stack: the first 12 frames, "...", the last 10. */
+  lua_State *co = lua_newthread(L);
+  assert_int_equal(luaL_loadstring(co, "local function f(n) if n == 0 then error('x') end f(n - 1) end f(100)"), 0);
+  assert_int_equal(lua_resume(co, 0), LUA_ERRRUN);
+  char out[4096];
+  cr_vm_describe_error(co, -1, out, sizeof out, 1);
+  int frames = 0;
+  for (const char *p = out; (p = strstr(p, "\n\t")); p += 2) frames++;
+  assert_int_equal(frames, 12 + 1 + 10);
+  assert_non_null(strstr(out, "\n\t...\n"));
+  assert_non_null(strstr(out, "in main chunk"));
+  assert_null(strstr(out, "0x"));
+  lua_settop(L, 0);
+  cr_vm_free(vm);
+}
+
 static void test_vm_of_and_describe(void **state) {
   (void)state;
   cr_vm_t *vm = cr_vm_new(NULL);
@@ -860,6 +909,7 @@ int main(void) {
       cmocka_unit_test(test_mem_meter),
       cmocka_unit_test(test_print_logs),
       cmocka_unit_test(test_vm_of_and_describe),
+      cmocka_unit_test(test_traceback_without_addresses),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -141,9 +141,11 @@ static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
       double gbs = (double)atomic_load(&f->mb_ms) / 1024.0 / 1000.0;
       long long busy = cr_shm_busy(a->shm, fn->slot), alive = cr_shm_instances(a->shm, fn->slot);
       double req_cost = (double)inv * a->price_request / 1e6, compute_cost = gbs * a->price_gb_second;
-      cr_buf_printf(b, ",\"metrics\":{\"invocations\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"throttles\":%llu,"
-                       "\"coldStarts\":%llu,\"durationMsSum\":%.3f,\"billedMsSum\":%llu,\"gbSeconds\":%.6f,",
-                    inv, (unsigned long long)atomic_load(&f->errors), (unsigned long long)atomic_load(&f->timeouts),
+      cr_buf_printf(b, ",\"metrics\":{\"invocations\":%llu,\"errors\":%llu,\"clientErrors\":%llu,\"timeouts\":%llu,"
+                       "\"throttles\":%llu,\"coldStarts\":%llu,\"durationMsSum\":%.3f,\"billedMsSum\":%llu,"
+                       "\"gbSeconds\":%.6f,",
+                    inv, (unsigned long long)atomic_load(&f->errors),
+                    (unsigned long long)atomic_load(&f->client_errors), (unsigned long long)atomic_load(&f->timeouts),
                     (unsigned long long)atomic_load(&f->throttles), (unsigned long long)atomic_load(&f->cold_starts),
                     (double)atomic_load(&f->duration_ns) / 1e6, (unsigned long long)atomic_load(&f->billed_ms), gbs);
       cr_buf_printf(b, "\"instances\":{\"busy\":%lld,\"idle\":%lld},", busy < 0 ? 0 : busy,
@@ -186,7 +188,12 @@ static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
     size_t off;
   } counters[] = {
       {"crescent_invocations_total", "Invocations of the function.", offsetof(cr_shm_fn_t, invocations)},
-      {"crescent_errors_total", "Invocations that ended in an error (5xx).", offsetof(cr_shm_fn_t, errors)},
+      {"crescent_errors_total",
+       "Invocations that failed: raised an error, timed out, ran out of memory, failed their init or answered 5xx.",
+       offsetof(cr_shm_fn_t, errors)},
+      {"crescent_client_errors_total",
+       "Invocations that failed on a bad request: a platform 4xx such as event.json() on a body that is not JSON.",
+       offsetof(cr_shm_fn_t, client_errors)},
       {"crescent_timeouts_total", "Invocations stopped at their timeout.", offsetof(cr_shm_fn_t, timeouts)},
       {"crescent_throttles_total", "Requests refused with 429 at the concurrency limit.", offsetof(cr_shm_fn_t, throttles)},
       {"crescent_cold_starts_total", "Invocations that paid for an instance's init.", offsetof(cr_shm_fn_t, cold_starts)},
@@ -270,8 +277,16 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
   int get = req->method == CR_M_GET || req->method == CR_M_HEAD;
   if (IS("/_/health")) {
     if (!get) goto not_allowed;
-    cr_buf_append_str(&b, "{\"status\":\"ok\"}");
-    respond_json(req, 200, &b);
+    /* The worker's own Redis connection: what its invocations would get. */
+    int up = cr_redis_connected(a->redis);
+    if (a->redis_configured && !up) {
+      cr_buf_append_str(&b, "{\"status\":\"unavailable\",\"redis\":\"down\"}");
+      respond_json(req, 503, &b);
+    } else {
+      cr_buf_append_str(&b, a->redis_configured ? "{\"status\":\"ok\",\"redis\":\"up\"}"
+                                                : "{\"status\":\"ok\",\"redis\":\"none\"}");
+      respond_json(req, 200, &b);
+    }
   } else if (IS("/_/api/functions")) {
     if (!get) goto not_allowed;
     functions_json(a, &b);

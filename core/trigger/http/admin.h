@@ -1,11 +1,15 @@
 /* admin.h - the platform's own HTTP endpoints, under the reserved /_/ prefix.
  *
- *   GET /_/health         -> 200 {"status":"ok"}
+ *   GET /_/health         -> 200 {"status":"ok","redis":"up"|"none"}, or 503
+ *                            {"status":"unavailable","redis":"down"} while the
+ *                            Redis this server is configured with is not
+ *                            connected (a load balancer takes it out)
  *   GET /_/api/functions  -> every function: version, hash, routes, settings,
  *                            load error, and its meters from shared memory
- *                            (invocations, errors, timeouts, throttles, cold
- *                            starts, latency histogram, GB-seconds, instances
- *                            busy/idle across workers, estimated cost)
+ *                            (invocations, errors, client errors, timeouts,
+ *                            throttles, cold starts, latency histogram,
+ *                            GB-seconds, instances busy/idle across workers,
+ *                            estimated cost)
  *   GET /_/metrics        -> the same meters in Prometheus text format
  * Anything else under /_/ is 404. Every worker answers from the shared memory,
  * so the numbers cover all workers.
@@ -22,6 +26,7 @@
 #define CR_ADMIN_H
 
 #include "http.h"
+#include "redis.h"
 #include "registry.h"
 #include "shm.h"
 
@@ -32,6 +37,8 @@ typedef struct {
   double price_gb_second; /* $ per GB-second */
   const char *token;      /* --admin-token; NULL or "" means none: loopback only */
   int metrics_public;     /* --metrics-public: /_/metrics needs no token */
+  int redis_configured;   /* not --redis none: Redis is part of being healthy */
+  const cr_redis_t *redis;/* the worker's client (NULL when its URL was refused) */
 } cr_admin_t;
 
 /* Is this path the platform's? */

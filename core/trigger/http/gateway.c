@@ -313,6 +313,42 @@ cache:
   return 1;
 }
 
+/* tostring() of a platform HTTP error: its message (what a handler that
+ * caught it with pcall wants to print or concatenate), read raw. */
+static int http_error_tostring(lua_State *L) {
+  if (lua_istable(L, 1)) {
+    lua_pushliteral(L, "message");
+    lua_rawget(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) return 1;
+    lua_pushliteral(L, "status");
+    lua_rawget(L, 1);
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+      lua_pushfstring(L, "HTTP error %d", (int)lua_tointeger(L, -1));
+      return 1;
+    }
+  }
+  lua_pushliteral(L, "HTTP error");
+  return 1;
+}
+
+/* "..." .. err and err .. "...": its message, like tostring(). */
+static int http_error_concat(lua_State *L) {
+  for (int i = 1; i <= 2; i++) {
+    int t = lua_type(L, i);
+    if (t == LUA_TTABLE) {
+      lua_pushcfunction(L, http_error_tostring);
+      lua_pushvalue(L, i);
+      lua_call(L, 1, 1);
+    } else if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+      lua_pushvalue(L, i);
+    } else {
+      return luaL_error(L, "attempt to concatenate a %s value", lua_typename(L, t));
+    }
+  }
+  lua_concat(L, 2);
+  return 1;
+}
+
 /* Makes the events' metatable (once per state; HTTP errors' one with it). */
 static int make_event_mt(lua_State *L) {
   lua_createtable(L, 0, 2);
@@ -321,9 +357,13 @@ static int make_event_mt(lua_State *L) {
   lua_pushliteral(L, "event");
   lua_setfield(L, -2, "__metatable");
   lua_pushlightuserdata(L, &http_error_mt_key);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 3);
   lua_pushliteral(L, "crescent.http_error");
   lua_setfield(L, -2, "__metatable");
+  lua_pushcfunction(L, http_error_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, http_error_concat);
+  lua_setfield(L, -2, "__concat");
   lua_rawset(L, LUA_REGISTRYINDEX);
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }

@@ -167,25 +167,43 @@ static void request_done(cr_http_conn_t *c);
 
 /* --- status texts ----------------------------------------------------------------------------- */
 
+/* The reason phrases of the IANA HTTP Status Code Registry (RFC 9110 and
+ * the RFCs it lists), for every registered status. 418 is registered as
+ * "(Unused)", reserved because of RFC 2324's teapot: it gets that RFC's
+ * phrase, which is what clients expect of it. A status that is not registered
+ * (306, 419, 599...) gets its class's name from RFC 9110 section 15. */
 const char *cr_http_reason(int status) {
   switch (status) {
   case 100: return "Continue";
+  case 101: return "Switching Protocols";
+  case 102: return "Processing";
+  case 103: return "Early Hints";
   case 200: return "OK";
   case 201: return "Created";
   case 202: return "Accepted";
+  case 203: return "Non-Authoritative Information";
   case 204: return "No Content";
+  case 205: return "Reset Content";
   case 206: return "Partial Content";
+  case 207: return "Multi-Status";
+  case 208: return "Already Reported";
+  case 226: return "IM Used";
+  case 300: return "Multiple Choices";
   case 301: return "Moved Permanently";
   case 302: return "Found";
   case 303: return "See Other";
   case 304: return "Not Modified";
+  case 305: return "Use Proxy";
   case 307: return "Temporary Redirect";
   case 308: return "Permanent Redirect";
   case 400: return "Bad Request";
   case 401: return "Unauthorized";
+  case 402: return "Payment Required";
   case 403: return "Forbidden";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
+  case 406: return "Not Acceptable";
+  case 407: return "Proxy Authentication Required";
   case 408: return "Request Timeout";
   case 409: return "Conflict";
   case 410: return "Gone";
@@ -194,17 +212,36 @@ const char *cr_http_reason(int status) {
   case 413: return "Content Too Large";
   case 414: return "URI Too Long";
   case 415: return "Unsupported Media Type";
+  case 416: return "Range Not Satisfiable";
   case 417: return "Expectation Failed";
+  case 418: return "I'm a teapot";
+  case 421: return "Misdirected Request";
   case 422: return "Unprocessable Content";
+  case 423: return "Locked";
+  case 424: return "Failed Dependency";
+  case 425: return "Too Early";
+  case 426: return "Upgrade Required";
+  case 428: return "Precondition Required";
   case 429: return "Too Many Requests";
   case 431: return "Request Header Fields Too Large";
+  case 451: return "Unavailable For Legal Reasons";
   case 500: return "Internal Server Error";
   case 501: return "Not Implemented";
   case 502: return "Bad Gateway";
   case 503: return "Service Unavailable";
   case 504: return "Gateway Timeout";
   case 505: return "HTTP Version Not Supported";
-  default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+  case 506: return "Variant Also Negotiates";
+  case 507: return "Insufficient Storage";
+  case 508: return "Loop Detected";
+  case 510: return "Not Extended";
+  case 511: return "Network Authentication Required";
+  default:
+    return status < 200 ? "Informational"
+           : status < 300 ? "Successful"
+           : status < 400 ? "Redirection"
+           : status < 500 ? "Client Error"
+                          : "Server Error";
   }
 }
 
@@ -265,6 +302,20 @@ static void make_id(cr_http_server_t *s, cr_http_req_t *req) {
   memcpy(out + ID_PREFIX_LEN, s->id_counter, 12);
   out[ID_PREFIX_LEN + 12] = '\0';
   req->id_len = ID_PREFIX_LEN + 12;
+}
+
+/* The id of a request received whole: the X-Request-Id it brought if that is
+ * well-formed (reqid.h), so a request can be traced across services; a new
+ * one otherwise. */
+static void take_id(cr_http_server_t *s, cr_http_req_t *req) {
+  const cr_http_header_t *h = cr_http_req_header(req, "x-request-id", 12);
+  if (h && cr_reqid_valid(h->value, h->value_len)) {
+    memcpy(req->id, h->value, h->value_len);
+    req->id[h->value_len] = '\0';
+    req->id_len = h->value_len;
+    return;
+  }
+  make_id(s, req);
 }
 
 /* --- parser callbacks ------------------------------------------------------------------------- */
@@ -1217,7 +1268,7 @@ static void feed(cr_http_conn_t *c, const char *data, size_t len, size_t pending
         if (err == HPE_OK) continue;
       } else {
         cr_http_server_t *s = c->server;
-        make_id(s, &c->req);
+        take_id(s, &c->req);
         if (c->is_asterisk) respond_options_star(c);
         else s->opts.on_request(&c->req, s->opts.data);
         continue;

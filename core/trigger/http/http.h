@@ -67,6 +67,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "reqid.h"
 
 typedef struct uv_loop_s uv_loop_t;
 typedef struct cr_http_server_s cr_http_server_t;
@@ -95,7 +96,7 @@ typedef struct cr_http_req_s {
   const char *body;
   size_t body_len;
   const char *ip;             /* the peer's address */
-  char id[40];                /* x-request-id */
+  char id[CR_REQID_MAX + 1];  /* the request id: a well-formed X-Request-Id it brought, or a new one (reqid.h) */
   size_t id_len;
   int head;                   /* HEAD: the body is not sent */
 } cr_http_req_t;
