@@ -89,26 +89,28 @@ const char *cr_buf_cstr(cr_buf_t *b) {
   return b->data;
 }
 
-int cr_read_file(const char *path, size_t max, char **data, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
+int cr_read_fd(int fd, size_t max, char **data, size_t *len) {
   struct stat st;
-  if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
-    close(fd);
-    return CR_ETOOBIG;
-  }
+  if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) return CR_ETOOBIG;
   char *buf = malloc((size_t)st.st_size + 1);
+  if (!buf) return CR_ENOMEM;
   size_t got = 0;
-  while (buf && got < (size_t)st.st_size) {
+  while (got < (size_t)st.st_size) {
     ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     got += (size_t)r;
   }
-  close(fd);
-  if (!buf) return CR_ENOMEM;
   buf[got] = '\0';
   *data = buf;
   *len = got;
   return 0;
+}
+
+int cr_read_file(const char *path, size_t max, char **data, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  int rc = cr_read_fd(fd, max, data, len);
+  close(fd);
+  return rc;
 }

@@ -55,6 +55,8 @@ const char *cr_buf_cstr(cr_buf_t *b);
  * opened, CR_ETOOBIG when it is not a regular file of at most max bytes, or
  * CR_ENOMEM. */
 int cr_read_file(const char *path, size_t max, char **data, size_t *len);
+/* The same from an open file (left open): CR_ETOOBIG or CR_ENOMEM. */
+int cr_read_fd(int fd, size_t max, char **data, size_t *len);
 
 static inline int cr_buf_append_str(cr_buf_t *b, const char *s) { return cr_buf_append(b, s, strlen(s)); }
 

@@ -56,7 +56,6 @@ int cr_loader_read_module(const char *root, const char *relpath, char **src, siz
   if (rn > 0) real[rn] = '\0';
   else if (!realpath(path, real)) real[0] = '\0';
   size_t rl = realpath(root, rroot) ? strlen(rroot) : 0;
-  struct stat st;
   int inside = rl > 0 && real[0] && strncmp(real, rroot, rl) == 0 && real[rl] == '/';
   if (!inside || !is_module_path(real + rl + 1)) {
     close(fd);
@@ -64,23 +63,16 @@ int cr_loader_read_module(const char *root, const char *relpath, char **src, siz
              inside ? real + rl + 1 : "a file outside the functions folder");
     return CR_EINVAL;
   }
-  if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > MAX_SOURCE) {
-    close(fd);
+  /* Checked, not cr_xmalloc: require() runs in handlers too (the request path). */
+  char *buf;
+  size_t got;
+  int rc = cr_read_fd(fd, MAX_SOURCE, &buf, &got);
+  close(fd);
+  if (rc == CR_ETOOBIG) {
     snprintf(err, errlen, "%s is not a regular file of at most 16 MB", relpath);
     return CR_EINVAL;
   }
-  /* Checked, not cr_xmalloc: require() runs in handlers too (the request path). */
-  char *buf = malloc((size_t)st.st_size + 1);
-  size_t got = 0;
-  while (buf && got < (size_t)st.st_size) {
-    ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += (size_t)r;
-  }
-  close(fd);
-  if (!buf) return CR_ENOMEM;
-  buf[got] = '\0';
+  if (rc) return rc;
   if (got > 0 && buf[0] == BYTECODE_MARK) {
     /* LuaJIT would only say "attempt to load chunk with wrong mode". */
     free(buf);
