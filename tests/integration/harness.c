@@ -779,3 +779,19 @@ void srv_mkdir(srv_t *s, const char *relpath) {
   snprintf(path, sizeof path, "%s/%s", s->fndir, relpath);
   mkdirs(path);
 }
+
+void srv_redis_sock(const srv_t *s, char *out, size_t n) { snprintf(out, n, "%s/.crescent/redis.sock", s->root); }
+
+char *redis_cli_sock(const char *sock, ...) {
+  const char *args[32];
+  int n = 0;
+  args[n++] = "-s";
+  args[n++] = sock;
+  va_list ap;
+  va_start(ap, sock);
+  const char *a;
+  while (n < 31 && (a = va_arg(ap, const char *))) args[n++] = a;
+  va_end(ap);
+  args[n] = NULL;
+  return redis_cli(NULL, args);
+}

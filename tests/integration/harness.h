@@ -115,6 +115,11 @@ void sleep_ms(int ms);
  * stdout and stderr (malloc'd); bounded at 5 s. *status gets the exit status
  * when status is not NULL; otherwise a failure fails the test. */
 char *redis_cli(int *status, const char *const *args);
+/* The managed Redis' socket of a server started by srv_start. */
+void srv_redis_sock(const srv_t *s, char *out, size_t n);
+/* redis-cli -s sock args... (NULL-terminated): its output (malloc'd); a
+ * failure fails the test. */
+char *redis_cli_sock(const char *sock, ...);
 
 /* --- JSON text (log lines, /_/api/functions) ----------------------------------------------------- */
 

@@ -40,23 +40,6 @@ static void expect(int port, const char *path, const char *want) {
   http_free(&r);
 }
 
-static void sock_path(const srv_t *s, char *out, size_t n) { snprintf(out, n, "%s/.crescent/redis.sock", s->root); }
-
-/* redis-cli -s sock args... (NULL-terminated), output malloc'd. */
-static char *rcli(const char *sock, ...) {
-  const char *args[32];
-  int n = 0;
-  args[n++] = "-s";
-  args[n++] = sock;
-  va_list ap;
-  va_start(ap, sock);
-  const char *a;
-  while (n < 31 && (a = va_arg(ap, const char *))) args[n++] = a;
-  va_end(ap);
-  args[n] = NULL;
-  return redis_cli(NULL, args);
-}
-
 /* The output of redis-cli must be exactly want (a trailing newline dropped). */
 static void rexpect(const char *want, const char *sock, ...) {
   const char *args[32];
@@ -149,7 +132,7 @@ static void yields_refused_before_sending(void **state) {
   srv_write(&s, "y.lua", yields_fn);
   srv_start(&s, "--workers 1");
   char sock[400];
-  sock_path(&s, sock, sizeof sock);
+  srv_redis_sock(&s, sock, sizeof sock);
   const char *want =
       "10 incr in gsub, first: true nil cannot call crescent.kv here (inside a C callback)\n"
       "10 incr in gsub, last: true nil cannot call crescent.kv here (inside a C callback)\n"
@@ -270,7 +253,7 @@ static void library_captured_at_boot(void **state) {
   srv_write(&s, "evil.lua", evil_fn);
   srv_start(&s, "--workers 1");
   char sock[400];
-  sock_path(&s, sock, sizeof sock);
+  srv_redis_sock(&s, sock, sizeof sock);
   expect(s.port, "/evil",
          "namespace with a hash tag: false bad argument #1 to 'kv.namespace' (1 to 64 letters, digits, '_', '.' or '-') nil nil\n"
          "namespace with a space: false bad argument #1 to 'kv.namespace' (1 to 64 letters, digits, '_', '.' or '-') nil nil\n"
@@ -295,7 +278,7 @@ static void library_captured_at_boot(void **state) {
          "queue send: string\n"
          "kv list: 1 K");
   /* Exactly the keys of what was allowed, nothing in anybody else's namespace. */
-  char *keys = rcli(sock, "--no-raw", "KEYS", "cr:*", NULL);
+  char *keys = redis_cli_sock(sock, "--no-raw", "KEYS", "cr:*", NULL);
   static const char *const want[] = {"cr:{kv:default}:v:K", "cr:{kv:default}:i", "cr:{kv:default}:seq",
                                      "cr:{kv:default}:changes", "cr:{kv:own}:v:K", "cr:{kv:own}:i",
                                      "cr:{kv:own}:seq", "cr:{kv:own}:changes", "cr:{st:b}:o:k",
@@ -313,11 +296,11 @@ static void library_captured_at_boot(void **state) {
   /* The real encoder wrote them, and the real floor made the ttl. */
   rexpect("{\"a\":1}", sock, "HGET", "cr:{kv:default}:v:K", "v", NULL);
   rexpect("{\"m\":\"v\"}", sock, "HGET", "cr:{st:b}:o:k", "meta", NULL);
-  char *ttl = rcli(sock, "PTTL", "cr:{kv:default}:v:K", NULL);
+  char *ttl = redis_cli_sock(sock, "PTTL", "cr:{kv:default}:v:K", NULL);
   if (atoi(ttl) < 90000 || atoi(ttl) > 100000) fail_msg("PTTL %s, want about 100000", ttl);
   free(ttl);
   {
-    char *x = rcli(sock, "XRANGE", "cr:{q:q}:s", "-", "+", NULL);
+    char *x = redis_cli_sock(sock, "XRANGE", "cr:{q:q}:s", "-", "+", NULL);
     if (!strstr(x, "{\"x\":1}")) fail_msg("queue body not the real JSON: %s", x);
     free(x);
   }
@@ -470,7 +453,7 @@ static void storage_metadata_header_safe(void **state) {
   srv_write(&s, "meta.lua", meta_fn);
   srv_start(&s, "--workers 1");
   char sock[400];
-  sock_path(&s, sock, sizeof sock);
+  srv_redis_sock(&s, sock, sizeof sock);
   const char *vmsg = "bad argument #4 to 'storage.put' (metadata values must be valid UTF-8 without control characters (no CR, LF, NUL or tab))";
   const char *kmsg = "bad argument #4 to 'storage.put' (metadata keys must be 1 to 128 of a-z, 0-9 and !#$%&'*+-.^_`|~ (lower-case HTTP header name characters))";
   const char *cmsg = "bad argument #4 to 'storage.put' (contentType must be 1 to 256 bytes of printable ASCII (no CR, LF or other control characters))";
@@ -583,7 +566,7 @@ static void prefix_lists_and_utf8_keys(void **state) {
   srv_write(&s, "ls.lua", list_fn);
   srv_start(&s, "--workers 1");
   char sock[400];
-  sock_path(&s, sock, sizeof sock);
+  srv_redis_sock(&s, sock, sizeof sock);
   const char *u = "bad argument #1 to 'kv.put' (key must be valid UTF-8)";
   char want[4096];
   snprintf(want, sizeof want,
@@ -654,7 +637,7 @@ static void encode_bounded_by_limit(void **state) {
             "end }\n");
   srv_start(&s, "--workers 1");
   char sock[400];
-  sock_path(&s, sock, sizeof sock);
+  srv_redis_sock(&s, sock, sizeof sock);
   expect(s.port, "/dag", "nil|value too large|nil|message too large|nil|message too large|true|nil|nil|batch too large");
   rexpect("0", sock, "EXISTS", "cr:{q:q}:s", NULL);
   assert_int_equal(srv_stop(&s), 0);

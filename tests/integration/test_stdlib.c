@@ -54,24 +54,8 @@ static char *get_200(int port, const char *path) {
   return b;
 }
 
-static void sock_path(const srv_t *s, char *out, size_t n) { snprintf(out, n, "%s/.crescent/redis.sock", s->root); }
-
 /* Runs `redis-cli -s sock args...` (NULL-terminated) and returns its output (malloc'd);
  * bounded at 5 s. */
-static char *rcli(const char *sock, ...) {
-  const char *args[32];
-  int n = 0;
-  args[n++] = "-s";
-  args[n++] = sock;
-  va_list ap;
-  va_start(ap, sock);
-  const char *a;
-  while (n < 31 && (a = va_arg(ap, const char *))) args[n++] = a;
-  va_end(ap);
-  args[n] = NULL;
-  return redis_cli(NULL, args);
-}
-
 /* Drops the trailing newline of one value printed by redis-cli. */
 static char *chomp(char *s) {
   size_t n = strlen(s);
@@ -99,7 +83,7 @@ static int is_stream_id(const char *s) {
 
 /* XRANGE key - + into e (pointing into *buf, which the caller frees); returns the count. */
 static int xrange(const char *sock, const char *key, xent_t *e, int max, char **buf) {
-  char *out = rcli(sock, "XRANGE", key, "-", "+", NULL);
+  char *out = redis_cli_sock(sock, "XRANGE", key, "-", "+", NULL);
   *buf = out;
   int n = -1;
   int field = 0; /* lines since the id */
@@ -395,20 +379,20 @@ static void kv_api(void **state) {
   srv_write(&s, "kvt.lua", kv_fn);
   srv_start(&s, "--workers 2 --kv-max-value 1k");
   char sock[400];
-  sock_path(&s, sock, sizeof sock);
+  srv_redis_sock(&s, sock, sizeof sock);
 
   /* Values round-trip exactly. */
   step_ok(s.port, "/kvt?t=roundtrip");
-  char *v = chomp(rcli(sock, "HGET", "cr:{kv:rt}:v:n53", "v", NULL));
+  char *v = chomp(redis_cli_sock(sock, "HGET", "cr:{kv:rt}:v:n53", "v", NULL));
   assert_string_equal(v, "9007199254740992"); /* stored exact, not 9.007199254741e+15 */
   free(v);
-  v = chomp(rcli(sock, "HGET", "cr:{kv:rt}:v:nested", "v", NULL));
+  v = chomp(redis_cli_sock(sock, "HGET", "cr:{kv:rt}:v:nested", "v", NULL));
   if (!strstr(v, "9007199254740992")) fail_msg("nested 2^53 not stored exactly: %s", v);
   free(v);
-  v = chomp(rcli(sock, "HSTRLEN", "cr:{kv:rt}:v:nul", "v", NULL));
+  v = chomp(redis_cli_sock(sock, "HSTRLEN", "cr:{kv:rt}:v:nul", "v", NULL));
   assert_string_equal(v, "7"); /* the NUL bytes are stored, not cut */
   free(v);
-  v = chomp(rcli(sock, "ZCARD", "cr:{kv:rt}:i", NULL));
+  v = chomp(redis_cli_sock(sock, "ZCARD", "cr:{kv:rt}:i", NULL));
   assert_string_equal(v, "14");
   free(v);
   {
@@ -430,10 +414,10 @@ static void kv_api(void **state) {
     static const change_t want_a[] = {{"put", "same", 1}};
     check_changes(sock, "a", want_a, 1);
   }
-  v = chomp(rcli(sock, "HGET", "cr:{kv:default}:v:c", "v", NULL));
+  v = chomp(redis_cli_sock(sock, "HGET", "cr:{kv:default}:v:c", "v", NULL));
   assert_string_equal(v, "41.5");
   free(v);
-  v = chomp(rcli(sock, "EXISTS", "cr:{kv:default}:v:n", NULL));
+  v = chomp(redis_cli_sock(sock, "EXISTS", "cr:{kv:default}:v:n", NULL));
   assert_string_equal(v, "0");
   free(v);
 
@@ -449,10 +433,10 @@ static void kv_api(void **state) {
 
   /* ttl: gone after it expires (and from list); a put without ttl makes a value permanent. */
   step_ok(s.port, "/kvt?t=ttl1");
-  v = chomp(rcli(sock, "PTTL", "cr:{kv:ttl}:v:t", NULL));
+  v = chomp(redis_cli_sock(sock, "PTTL", "cr:{kv:ttl}:v:t", NULL));
   if (atoi(v) <= 0 || atoi(v) > 1000) fail_msg("PTTL of a ttl=1 value: %s", v);
   free(v);
-  v = chomp(rcli(sock, "PTTL", "cr:{kv:ttl}:v:keep", NULL));
+  v = chomp(redis_cli_sock(sock, "PTTL", "cr:{kv:ttl}:v:keep", NULL));
   assert_string_equal(v, "-1");
   free(v);
   sleep_ms(1500);
@@ -698,7 +682,7 @@ static void storage_module(void **state) {
   srv_write(&s, "st.lua", storage_fn);
   srv_start(&s, "--workers 1 --max-object 1k");
   char sock[400];
-  sock_path(&s, sock, sizeof sock);
+  srv_redis_sock(&s, sock, sizeof sock);
 
   char *b = get_200(s.port, "/st");
   char *f[6];
@@ -707,7 +691,7 @@ static void storage_module(void **state) {
   const char *e_bin = f[1], *e_txt = f[2], *e_empty = f[3], *e_fits = f[4];
 
   /* The object as stored: binary-safe. */
-  char *v = chomp(rcli(sock, "HSTRLEN", "cr:{st:pics}:o:a/b.bin", "data", NULL));
+  char *v = chomp(redis_cli_sock(sock, "HSTRLEN", "cr:{st:pics}:o:a/b.bin", "data", NULL));
   assert_string_equal(v, "256");
   free(v);
 
@@ -896,7 +880,7 @@ static void storage_http(void **state) {
 
   /* The events of all this, in the bucket's stream. */
   char sock[400];
-  sock_path(&s, sock, sizeof sock);
+  srv_redis_sock(&s, sock, sizeof sock);
   xent_t e[16];
   char *buf;
   int n = xrange(sock, "cr:{st:docs}:events", e, 16, &buf);
@@ -915,7 +899,7 @@ static void storage_http(void **state) {
 
 /* Redis' total_net_output_bytes: what it has sent to all its clients so far. */
 static long long redis_out_bytes(const char *sock) {
-  char *out = rcli(sock, "INFO", "stats", NULL);
+  char *out = redis_cli_sock(sock, "INFO", "stats", NULL);
   const char *p = strstr(out, "total_net_output_bytes:");
   if (!p) fail_msg("INFO stats without total_net_output_bytes:\n%s", out);
   long long n = atoll(p + strlen("total_net_output_bytes:"));
@@ -931,7 +915,7 @@ static void storage_http_reads(void **state) {
   srv_init(&s);
   srv_start(&s, "--workers 1");
   char sock[400], etag[128], hdr[256];
-  sock_path(&s, sock, sizeof sock);
+  srv_redis_sock(&s, sock, sizeof sock);
   size_t big_len = 2u * 1024 * 1024;
   char *big = malloc(big_len);
   for (size_t i = 0; i < big_len; i++) big[i] = (char)(i * 7);
@@ -1051,7 +1035,7 @@ static void queue_send(void **state) {
             "end\n");
   srv_start(&s, "--workers 2");
   char sock[400];
-  sock_path(&s, sock, sizeof sock);
+  srv_redis_sock(&s, sock, sizeof sock);
 
   char *b = get_200(s.port, "/q");
   char *f[8];
@@ -1083,18 +1067,18 @@ static void queue_send(void **state) {
   b = get_200(s.port, "/q?t=delay");
   assert_string_equal(b, "delayed-1|nil");
   free(b);
-  char *v = chomp(rcli(sock, "XLEN", "cr:{q:later}:s", NULL));
+  char *v = chomp(redis_cli_sock(sock, "XLEN", "cr:{q:later}:s", NULL));
   assert_string_equal(v, "0");
   free(v);
-  v = chomp(rcli(sock, "ZCARD", "cr:{q:later}:d", NULL));
+  v = chomp(redis_cli_sock(sock, "ZCARD", "cr:{q:later}:d", NULL));
   assert_string_equal(v, "1");
   free(v);
-  v = chomp(rcli(sock, "SISMEMBER", "cr:queues", "later", NULL));
+  v = chomp(redis_cli_sock(sock, "SISMEMBER", "cr:queues", "later", NULL));
   assert_string_equal(v, "1");
   free(v);
   long long t_in = -1;
   while (now_ms() - t0 < 6000) {
-    v = chomp(rcli(sock, "XLEN", "cr:{q:later}:s", NULL));
+    v = chomp(redis_cli_sock(sock, "XLEN", "cr:{q:later}:s", NULL));
     int len = atoi(v);
     free(v);
     if (len > 0) {
@@ -1112,7 +1096,7 @@ static void queue_send(void **state) {
   expect_field(e, 0, "id", "delayed-1", "later");
   check_time_field(&e[0], "later");
   free(buf);
-  v = chomp(rcli(sock, "ZCARD", "cr:{q:later}:d", NULL));
+  v = chomp(redis_cli_sock(sock, "ZCARD", "cr:{q:later}:d", NULL));
   assert_string_equal(v, "0");
   free(v);
   assert_int_equal(srv_stop(&s), 0);
@@ -1146,12 +1130,12 @@ static void scripts_flushed(void **state) {
             "end\n");
   srv_start(&s, "--workers 1");
   char sock[400];
-  sock_path(&s, sock, sizeof sock);
+  srv_redis_sock(&s, sock, sizeof sock);
   char *b = get_200(s.port, "/all");
   assert_string_equal(b, "1");
   free(b);
 
-  char *v = chomp(rcli(sock, "SCRIPT", "FLUSH", NULL));
+  char *v = chomp(redis_cli_sock(sock, "SCRIPT", "FLUSH", NULL));
   assert_string_equal(v, "OK");
   free(v);
   b = get_200(s.port, "/all");
@@ -1164,7 +1148,7 @@ static void scripts_flushed(void **state) {
   assert_int_equal(srv_log_count(&s, "loading them again", NULL), 1);
 
   /* Again, with several invocations meeting the empty cache at once. */
-  v = chomp(rcli(sock, "SCRIPT", "FLUSH", NULL));
+  v = chomp(redis_cli_sock(sock, "SCRIPT", "FLUSH", NULL));
   assert_string_equal(v, "OK");
   free(v);
   enum { N = 6 };

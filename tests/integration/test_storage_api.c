@@ -21,25 +21,9 @@ static void req(int port, const char *method, const char *path, const char *head
     fail_msg("%s %s: no response", method, path);
 }
 
-static void sock_path(const srv_t *s, char *out, size_t n) { snprintf(out, n, "%s/.crescent/redis.sock", s->root); }
-
-static char *rcli(const char *sock, ...) {
-  const char *args[32];
-  int n = 0;
-  args[n++] = "-s";
-  args[n++] = sock;
-  va_list ap;
-  va_start(ap, sock);
-  const char *a;
-  while (n < 31 && (a = va_arg(ap, const char *))) args[n++] = a;
-  va_end(ap);
-  args[n] = NULL;
-  return redis_cli(NULL, args);
-}
-
 /* Redis' total_net_output_bytes: what it has sent to all its clients so far. */
 static long long redis_out_bytes(const char *sock) {
-  char *out = rcli(sock, "INFO", "stats", NULL);
+  char *out = redis_cli_sock(sock, "INFO", "stats", NULL);
   const char *p = strstr(out, "total_net_output_bytes:");
   if (!p) fail_msg("INFO stats without total_net_output_bytes:\n%s", out);
   long long n = atoll(p + strlen("total_net_output_bytes:"));
@@ -129,7 +113,7 @@ static void ranges(void **state) {
   srv_init(&s);
   srv_start(&s, "--workers 1");
   char sock[400], etag[128], hdr[512];
-  sock_path(&s, sock, sizeof sock);
+  srv_redis_sock(&s, sock, sizeof sock);
   char *obj = pattern(1000);
   http_resp_t r;
   req(s.port, "PUT", "/_/storage/r/obj.txt", "Content-Type: text/plain\r\nX-Meta-Owner: ana\r\n", obj, 1000, &r);
@@ -271,7 +255,7 @@ static void ranges(void **state) {
 /* --- conditional puts ------------------------------------------------------------------------------ */
 
 static int xlen(const char *sock, const char *stream) {
-  char *out = rcli(sock, "XLEN", stream, NULL);
+  char *out = redis_cli_sock(sock, "XLEN", stream, NULL);
   int n = atoi(out);
   free(out);
   return n;
@@ -301,7 +285,7 @@ static void conditional_puts(void **state) {
   srv_init(&s);
   srv_start(&s, "--workers 2");
   char sock[400], e1[128], e2[128], hdr[512];
-  sock_path(&s, sock, sizeof sock);
+  srv_redis_sock(&s, sock, sizeof sock);
   const char *p = "/_/storage/c/doc";
 
   /* If-None-Match: * creates only. */
