@@ -28,6 +28,8 @@
 
 /* How often an idle queue is read. */
 #define POLL_MS 20
+/* How long a consumer whose group could not be made waits to try again. */
+#define GROUP_RETRY_NS 5000000000ull
 
 typedef struct consumer_s consumer_t;
 
@@ -56,6 +58,7 @@ struct consumer_s {
   int dead;      /* removed: freed once refs is 0 */
   int refs;      /* the pending request (at most one) and calls in flight */
   int group_ok;  /* the group exists */
+  uint64_t group_retry_ns; /* making it failed: not again before this */
   int pending;   /* a request is out */
   int inflight;  /* calls submitted and not ended */
   cr_qbatch_t *filling;
@@ -284,8 +287,11 @@ static void on_group(void *data, redisReply *reply, const char *err) {
   consumer_t *c = data;
   c->pending = 0;
   if (!err && reply && (reply->type == REDIS_REPLY_STATUS || is_error(reply, "BUSYGROUP"))) c->group_ok = 1;
-  else if (!err && reply && reply->type == REDIS_REPLY_ERROR)
+  else if (!err && reply && reply->type == REDIS_REPLY_ERROR) {
+    /* WRONGTYPE (the key is not a stream), an ACL...: said every GROUP_RETRY_NS, not every tick. */
     cr_log(CR_LOG_ERROR, c->fn->name, NULL, "queue %s: cannot make its consumer group: %s", c->queue, reply->str);
+    c->group_retry_ns = cr_clock_ns() + GROUP_RETRY_NS;
+  }
   if (c->group_ok && !c->dead) step(c);
   unref(c);
 }
@@ -364,6 +370,7 @@ static void step(consumer_t *c) {
   if (room <= 0) return;
   const char *group = c->fn->name;
   if (!c->group_ok) {
+    if (cr_clock_ns() < c->group_retry_ns) return;
     const char *argv[] = {"XGROUP", "CREATE", c->key, group, "0", "MKSTREAM"};
     size_t lens[] = {6, 6, strlen(c->key), strlen(group), 1, 8};
     sent(c, cr_redis_call(set->redis, 6, argv, lens, on_group, c));
