@@ -58,12 +58,14 @@ EMBEDDED(cr_redis_st_list)
 EMBEDDED(cr_redis_st_get)
 EMBEDDED(cr_redis_q_send)
 EMBEDDED(cr_redis_q_promote)
+EMBEDDED(cr_redis_q_claim)
 
 const cr_redis_script_t cr_stdlib_scripts[] = {
     {"kv_put", cr_redis_kv_put},       {"kv_delete", cr_redis_kv_delete}, {"kv_incr", cr_redis_kv_incr},
     {"kv_getmany", cr_redis_kv_getmany}, {"kv_list", cr_redis_kv_list},   {"st_put", cr_redis_st_put},
     {"st_delete", cr_redis_st_delete}, {"st_list", cr_redis_st_list},     {"q_send", cr_redis_q_send},
     {"q_promote", cr_redis_q_promote}, {"st_get", cr_redis_st_get},
+    {"q_claim", cr_redis_q_claim}, /* the queue trigger's (core/trigger/queue) */
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
 

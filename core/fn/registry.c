@@ -426,6 +426,8 @@ int cr_registry_route(cr_registry_t *r) {
     if (fn->current && fn->current->settings.has_routes) {
       routes = fn->current->settings.routes;
       nroutes = fn->current->settings.nroutes;
+    } else if (fn->current && fn->current->settings.ntriggers > 0) {
+      continue; /* run by its triggers only: no default route (a `routes` setting can add one) */
     } else {
       if (cr_registry_default_route(fn->name, defpath, sizeof defpath) ||
           cr_router_check_pattern(defpath, (char[8]){0}, 8)) {

@@ -148,8 +148,9 @@ void cr_fnver_unref(cr_fnver_t *v);
  * conflicts with one routed before is left out, and its function gets an
  * error naming the route and both files (logged once unless quiet); its
  * other routes are routed. Functions without a version are routed on their
- * default path (they answer 503). Returns the number of functions with a
- * conflict. */
+ * default path (they answer 503); a version with triggers and no `routes`
+ * gets no route (it runs on its triggers only). Returns the number of
+ * functions with a conflict. */
 int cr_registry_route(cr_registry_t *r);
 
 /* The default route pattern for a function name. "users/[id]" gives

@@ -632,7 +632,7 @@ static int read_trigger(entry_t *e, double timeout, cr_trigger_spec_t *t) {
  * is worse than a refusal. */
 static const int kind_supported[NKINDS + 1] = {
     [CR_TRIGGER_CRON] = 0,
-    [CR_TRIGGER_QUEUE] = 0,
+    [CR_TRIGGER_QUEUE] = 1, /* core/trigger/queue */
     [CR_TRIGGER_STORAGE] = 0,
     [CR_TRIGGER_KV] = 0,
 };
@@ -646,8 +646,8 @@ int cr_settings_check_triggers(const cr_settings_t *s, char *err, size_t errlen)
     cr_trigger_kind_t kind = s->triggers[i].kind;
     if (!cr_trigger_supported(kind))
       return fail(err, errlen,
-                  "setting 'triggers': entry %d: %s triggers are not supported yet (this version runs functions "
-                  "over HTTP only); remove the entry",
+                  "setting 'triggers': entry %d: %s triggers are not supported yet (this version runs HTTP and "
+                  "queue triggers only); remove the entry",
                   i + 1, kind >= CR_TRIGGER_CRON && kind <= NKINDS ? kind_keys[kind][0] : "unknown");
   }
   return 0;

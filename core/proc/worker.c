@@ -26,6 +26,7 @@
 
 #include "admin.h"
 #include "clock.h"
+#include "consumer.h"
 #include "dispatch.h"
 #include "error.h"
 #include "gateway.h"
@@ -49,6 +50,7 @@ typedef struct {
   cr_meter_t *meter;
   cr_dispatch_t *dispatch;
   cr_gateway_t *gateway;
+  cr_consumers_t *consumers; /* the queue triggers */
   cr_admin_t admin;
   cr_shm_worker_t *slot;
   uv_signal_t sigterm;
@@ -135,6 +137,12 @@ static void on_chan_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = w->chan_in.cap - w->chan_in.len;
 }
 
+/* The pool and the queue consumers follow fn's new version (or its removal). */
+static void refresh(worker_t *w, cr_fn_t *fn) {
+  cr_pool_refresh(w->pool, fn);
+  cr_consumers_follow(w->consumers, fn);
+}
+
 /* Applies each complete message to this worker's registry copy, then lets
  * the pool follow the functions that changed. */
 static void on_chan_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -162,14 +170,14 @@ static void on_chan_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       int seen = 0;
       for (int i = 0; i < nchanged; i++) seen |= changed[i] == fn;
       if (!seen && nchanged < 64) changed[nchanged++] = fn;
-      else if (!seen) cr_pool_refresh(w->pool, fn);
+      else if (!seen) refresh(w, fn);
     }
     if (op == CR_OP_ROUTE) {
-      for (int i = 0; i < nchanged; i++) cr_pool_refresh(w->pool, changed[i]);
+      for (int i = 0; i < nchanged; i++) refresh(w, changed[i]);
       nchanged = 0;
     }
   }
-  for (int i = 0; i < nchanged; i++) cr_pool_refresh(w->pool, changed[i]);
+  for (int i = 0; i < nchanged; i++) refresh(w, changed[i]);
   cr_buf_consume(&w->chan_in, off);
 }
 
@@ -187,6 +195,7 @@ static void on_drained(void *data) {
   uv_close((uv_handle_t *)&w->sigterm, NULL);
   uv_close((uv_handle_t *)&w->sigint, NULL);
   uv_close((uv_handle_t *)&w->flusher, NULL);
+  cr_consumers_stop(w->consumers);
   cr_stdlib_detach(w->stdlib);
   cr_redis_free(w->redis);
   w->redis = NULL;
@@ -306,7 +315,9 @@ int cr_worker_main(cr_worker_args_t *args) {
                              .max_object = cfg->max_object, .registry = args->registry,
                              .admin = &w.admin, .meter = w.meter};
   w.gateway = w.dispatch ? cr_gateway_new(w.dispatch, &gopts) : NULL;
-  if (!w.gateway) {
+  cr_consumers_opts_t copts = {.prefix = cfg->redis_prefix, .worker = args->id};
+  w.consumers = w.gateway ? cr_consumers_new(w.loop, w.redis, w.dispatch, args->registry, &copts) : NULL;
+  if (!w.consumers) {
     cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory setting up the worker");
     cr_log_flush();
     return 1;
@@ -350,12 +361,14 @@ int cr_worker_main(cr_worker_args_t *args) {
     uv_read_start((uv_stream_t *)&w.chan, on_chan_alloc, on_chan_read);
     uv_unref((uv_handle_t *)&w.chan);
   }
+  cr_consumers_follow_all(w.consumers);
   cr_log(CR_LOG_DEBUG, NULL, NULL, "worker started (pid %d)", (int)getpid());
 
   uv_run(w.loop, UV_RUN_DEFAULT);
 
   cr_invoker_free(w.invoker);   /* waiting invocations end (as timeouts) and answer */
   cr_dispatch_free(w.dispatch); /* calls waiting for a place answer 503 */
+  cr_consumers_stop(w.consumers); /* (done already when the worker drained) */
   cr_gateway_free(w.gateway);
   cr_meter_free(w.meter);
   cr_stdlib_detach(w.stdlib);
@@ -363,6 +376,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_pool_free(w.pool);
   uv_run(w.loop, UV_RUN_DEFAULT); /* let the pool's and gateway's handles close */
   cr_stdlib_free(w.stdlib); /* after the states it was installed in */
+  cr_consumers_free(w.consumers); /* no reply nor call of theirs can come now */
   cr_http_server_free(w.http);
   uv_loop_close(w.loop);
   cr_buf_free(&w.chan_in);

@@ -684,25 +684,23 @@ static void test_trigger_errors_types(void **state) {
   }
 }
 
-/* No kind is built yet: each parses (above), and cr_settings_check_triggers,
- * which the loader applies, refuses it naming the kind and the entry. */
+/* Kinds not built yet parse (above), and cr_settings_check_triggers, which
+ * the loader applies, refuses them naming the kind and the entry; queue
+ * triggers run (core/trigger/queue). */
 static void test_triggers_not_supported_yet(void **state) {
   (void)state;
   static const struct {
     const char *chunk, *message;
   } cases[] = {
       {H "triggers = { { cron = '61 * * * *' } } }",
-       "setting 'triggers': entry 1: cron triggers are not supported yet (this version runs functions over HTTP "
-       "only); remove the entry"},
-      {H "triggers = { { queue = 'jobs', batch = 5 } } }",
-       "setting 'triggers': entry 1: queue triggers are not supported yet (this version runs functions over HTTP "
-       "only); remove the entry"},
+       "setting 'triggers': entry 1: cron triggers are not supported yet (this version runs HTTP and "
+       "queue triggers only); remove the entry"},
       {H "triggers = { { storage = 'uploads' } } }",
-       "setting 'triggers': entry 1: storage triggers are not supported yet (this version runs functions over HTTP "
-       "only); remove the entry"},
+       "setting 'triggers': entry 1: storage triggers are not supported yet (this version runs HTTP and "
+       "queue triggers only); remove the entry"},
       {H "triggers = { { kv = 'users:' } } }",
-       "setting 'triggers': entry 1: kv triggers are not supported yet (this version runs functions over HTTP "
-       "only); remove the entry"},
+       "setting 'triggers': entry 1: kv triggers are not supported yet (this version runs HTTP and "
+       "queue triggers only); remove the entry"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     cr_settings_t s;
@@ -713,9 +711,14 @@ static void test_triggers_not_supported_yet(void **state) {
     assert_false(cr_trigger_supported(s.triggers[0].kind));
     cr_settings_free(&s);
   }
-  /* None, or an empty list, is nothing to refuse. */
+  /* None, or an empty list, is nothing to refuse; nor is a queue trigger. */
   cr_settings_t s;
   char err[512] = "untouched";
+  accepted(H "triggers = { { queue = 'jobs', batch = 5 } } }", &s);
+  assert_true(cr_trigger_supported(CR_TRIGGER_QUEUE));
+  assert_int_equal(cr_settings_check_triggers(&s, err, sizeof err), 0);
+  assert_string_equal(err, "untouched");
+  cr_settings_free(&s);
   accepted(H "timeout = 3 }", &s);
   assert_int_equal(cr_settings_check_triggers(&s, err, sizeof err), 0);
   cr_settings_free(&s);

@@ -1,0 +1,480 @@
+/* consumer.c - reading queues, invoking batches, acknowledging, claiming.
+ *
+ * One consumer per (function, queue trigger). Its life: the group is made
+ * once (XGROUP CREATE, BUSYGROUP is fine); then each poll tick, while it has
+ * room (fewer than `concurrency` batches in flight), it either claims records
+ * whose visibility ran out (q_claim, every claim interval) or reads new ones
+ * (XREADGROUP >), one request at a time. The records fill `filling`, which
+ * is submitted when full or `window` after its first record.
+ *
+ * A consumer is referenced by its pending Redis request and its calls in
+ * flight (refs); removed (its function or trigger gone) it is marked dead,
+ * does nothing more, and is freed when the last of them ends. */
+#include "consumer.h"
+
+#include <hiredis/hiredis.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "batch.h"
+#include "clock.h"
+#include "error.h"
+#include "log.h"
+#include "modules.h"
+
+/* How often an idle queue is read. */
+#define POLL_MS 20
+/* How long a consumer whose group could not be made waits to try again. */
+#define GROUP_RETRY_NS 5000000000ull
+
+typedef struct consumer_s consumer_t;
+
+struct cr_consumers_s {
+  uv_loop_t *loop;
+  cr_redis_t *redis; /* NULL once stopped */
+  cr_dispatch_t *d;
+  cr_registry_t *reg;
+  char prefix[64];
+  char name[16];     /* the consumer name: "w<worker>" */
+  int claim_script;  /* q_claim's index in cr_stdlib_scripts */
+  unsigned id_base;  /* request ids: per process, plus a counter */
+  unsigned long long ncalls;
+  uv_timer_t timer;
+  int stopped;
+  consumer_t *list;
+};
+
+struct consumer_s {
+  cr_consumers_t *set;
+  cr_fn_t *fn;
+  char *queue;   /* its name */
+  char *key;     /* its stream */
+  char *dlq_key; /* NAME.dlq's stream */
+  cr_stream_opts_t opts;
+  int dead;      /* removed: freed once refs is 0 */
+  int refs;      /* the pending request (at most one) and calls in flight */
+  int group_ok;  /* the group exists */
+  uint64_t group_retry_ns; /* making it failed: not again before this */
+  int pending;   /* a request is out */
+  int inflight;  /* calls submitted and not ended */
+  cr_qbatch_t *filling;
+  uint64_t fill_since_ns;
+  uint64_t next_claim_ns;
+  char cursor[48]; /* XAUTOCLAIM's */
+  consumer_t *next;
+};
+
+/* What a call keeps (in call->data). */
+typedef struct {
+  consumer_t *c;
+  cr_qbatch_t *b;
+  int n;      /* its records (b is freed before the report line is written) */
+  int failed; /* records the result marked failed */
+} qcall_t;
+
+static qcall_t *qcall(cr_call_t *call) { return (qcall_t *)call->data.bytes; }
+
+static void step(consumer_t *c);
+static void on_tick(uv_timer_t *t);
+
+/* --- lifetime ----------------------------------------------------------------------------------- */
+
+static void consumer_free(consumer_t *c) {
+  cr_qbatch_free(c->filling);
+  free(c->queue);
+  free(c->key);
+  free(c->dlq_key);
+  free(c);
+}
+
+/* Drops a reference; a dead consumer goes with its last one. */
+static void unref(consumer_t *c) {
+  if (--c->refs > 0 || !c->dead) return;
+  for (consumer_t **l = &c->set->list; *l; l = &(*l)->next) {
+    if (*l == c) {
+      *l = c->next;
+      break;
+    }
+  }
+  consumer_free(c);
+}
+
+static char *key_of(const char *prefix, const char *queue, const char *suffix) {
+  size_t n = strlen(prefix) + strlen(queue) + strlen(suffix) + 8;
+  char *k = malloc(n);
+  if (k) snprintf(k, n, "%s{q:%s%s}:s", prefix, queue, suffix);
+  return k;
+}
+
+static consumer_t *consumer_new(cr_consumers_t *set, cr_fn_t *fn, const char *queue, const cr_stream_opts_t *o) {
+  consumer_t *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->set = set;
+  c->fn = fn;
+  c->queue = strdup(queue);
+  c->key = key_of(set->prefix, queue, "");
+  c->dlq_key = key_of(set->prefix, queue, ".dlq");
+  if (!c->queue || !c->key || !c->dlq_key) {
+    consumer_free(c);
+    return NULL;
+  }
+  c->opts = *o;
+  strcpy(c->cursor, "0-0");
+  c->next = set->list;
+  set->list = c;
+  return c;
+}
+
+static void consumer_kill(consumer_t *c) {
+  c->dead = 1;
+  /* Its unsubmitted records are pending in the group: handed out again
+   * after their visibility, to whichever version consumes then. */
+  cr_qbatch_free(c->filling);
+  c->filling = NULL;
+  c->refs++;
+  unref(c);
+}
+
+/* --- the trigger -------------------------------------------------------------------------------- */
+
+static void push_event(cr_call_t *call, lua_State *co) {
+  qcall_t *q = qcall(call);
+  cr_qbatch_push_event(co, q->b, q->c->queue);
+}
+
+static void on_acked(void *data, redisReply *reply, const char *err) {
+  (void)data;
+  (void)reply;
+  (void)err; /* a lost XACK only means a redelivery after the visibility */
+}
+
+/* XACK of every record not marked failed. */
+static void ack(consumer_t *c, const cr_qbatch_t *b) {
+  cr_redis_t *r = c->set->redis;
+  if (!r) return;
+  const char *argv[3 + CR_MAX_BATCH];
+  size_t lens[3 + CR_MAX_BATCH];
+  int argc = 0;
+  argv[argc] = "XACK", lens[argc++] = 4;
+  argv[argc] = c->key, lens[argc++] = strlen(c->key);
+  argv[argc] = c->fn->name, lens[argc++] = strlen(c->fn->name);
+  for (int i = 0; i < b->n && argc < 3 + CR_MAX_BATCH; i++)
+    if (!b->recs[i].failed) argv[argc] = b->recs[i].id, lens[argc++] = strlen(b->recs[i].id);
+  if (argc > 3) cr_redis_call(r, argc, argv, lens, on_acked, NULL);
+}
+
+/* The call is over: the consumer may read again. */
+static void call_ended(qcall_t *q) {
+  consumer_t *c = q->c;
+  cr_qbatch_free(q->b);
+  q->b = NULL;
+  c->inflight--;
+  /* Read again soon, from the loop, not from inside the dispatcher. */
+  if (!c->dead && !c->set->stopped) uv_timer_start(&c->set->timer, on_tick, 0, POLL_MS);
+  unref(c);
+}
+
+static int finish(cr_call_t *call) {
+  qcall_t *q = qcall(call);
+  consumer_t *c = q->c;
+  cr_invocation_t *inv = &call->inv;
+  int status = 500;
+  if (inv->outcome == CR_OUTCOME_OK) {
+    status = 200;
+    if (inv->nresults > 0) q->failed = cr_qbatch_mark_failed(inv->co, 1, q->b);
+    if (!c->dead) ack(c, q->b);
+  } else {
+    const char *why = inv->outcome == CR_OUTCOME_TIMEOUT  ? "timeout"
+                      : inv->outcome == CR_OUTCOME_MEMORY ? "memory limit exceeded"
+                                                          : inv->error;
+    char msg[300];
+    int n = snprintf(msg, sizeof msg, "queue %s: the handler failed on a batch of %d: none acknowledged", c->queue,
+                     q->b->n);
+    cr_buf_t *lb = cr_log_begin(CR_LOG_ERROR, msg, n > 0 && (size_t)n < sizeof msg ? (size_t)n : strlen(msg),
+                                call->fn->name, call->reqid);
+    if (lb) {
+      cr_log_str(lb, "error", why, strlen(why));
+      cr_log_end(lb);
+    }
+    q->failed = q->b->n;
+  }
+  call_ended(q);
+  return status;
+}
+
+static void refused(cr_call_t *call, cr_refusal_t why) {
+  qcall_t *q = qcall(call);
+  static const char *const reasons[] = {"", "the function is not loaded", "throttled", "its init failed",
+                                        "the worker is stopping"};
+  cr_log(CR_LOG_WARN, call->fn->name, call->reqid, "queue %s: a batch of %d did not run (%s): handed out again later",
+         q->c->queue, q->b->n, why >= 1 && why <= 4 ? reasons[why] : "refused");
+  call_ended(q);
+}
+
+static void report_fields(cr_call_t *call, cr_buf_t *line) {
+  qcall_t *q = qcall(call);
+  cr_log_str(line, "queue", q->c->queue, strlen(q->c->queue));
+  cr_log_int(line, "batch", q->n);
+  cr_log_int(line, "failed", q->failed);
+}
+
+static const cr_trigger_t queue_trigger = {
+    .name = "queue",
+    .push_event = push_event,
+    .finish = finish,
+    .refused = refused,
+    .report_fields = report_fields,
+};
+
+static void submit(consumer_t *c) {
+  cr_consumers_t *set = c->set;
+  char reqid[40];
+  int n = snprintf(reqid, sizeof reqid, "%08x-q%s-%llx", set->id_base, set->name + 1, ++set->ncalls);
+  cr_call_t *call = cr_dispatch_call(set->d, &queue_trigger, c->fn, c, reqid, (size_t)n);
+  if (!call) return; /* out of memory: try again at the next tick */
+  qcall_t *q = qcall(call);
+  q->c = c;
+  q->b = c->filling;
+  q->n = q->b->n;
+  q->failed = 0;
+  c->filling = NULL;
+  c->inflight++;
+  c->refs++;
+  cr_dispatch_submit(set->d, call);
+}
+
+/* Submits the batch being filled if it is full or its window is over. */
+static void maybe_submit(consumer_t *c) {
+  if (!c->filling || c->filling->n == 0 || c->inflight >= c->opts.concurrency) return;
+  uint64_t window_ns = (uint64_t)(c->opts.window * 1e9);
+  if (c->filling->n >= c->opts.batch || cr_clock_ns() - c->fill_since_ns >= window_ns) submit(c);
+}
+
+/* --- reading ------------------------------------------------------------------------------------ */
+
+/* Adds one entry to the batch being filled, with its receive count.
+ * Returns 1 when it was added. */
+static int take(consumer_t *c, const redisReply *entry, int receive_count) {
+  if (!c->filling) {
+    c->filling = cr_qbatch_new(c->opts.batch);
+    if (!c->filling) return 0;
+    c->fill_since_ns = cr_clock_ns();
+  }
+  if (c->filling->n == 0) c->fill_since_ns = cr_clock_ns();
+  int rc = cr_qbatch_add(c->filling, entry, receive_count);
+  if (rc == CR_EINVAL) {
+    /* Not a crescent message: acknowledged so it is not handed out forever. */
+    if (entry && entry->type == REDIS_REPLY_ARRAY && entry->elements >= 1 &&
+        entry->element[0]->type == REDIS_REPLY_STRING && c->set->redis) {
+      const char *argv[] = {"XACK", c->key, c->fn->name, entry->element[0]->str};
+      size_t lens[] = {4, strlen(c->key), strlen(c->fn->name), entry->element[0]->len};
+      cr_redis_call(c->set->redis, 4, argv, lens, on_acked, NULL);
+    }
+    cr_log(CR_LOG_WARN, c->fn->name, NULL, "queue %s: an entry without a body was dropped", c->queue);
+  }
+  return rc == 0;
+}
+
+static int is_error(const redisReply *r, const char *code) {
+  return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, code, strlen(code)) == 0;
+}
+
+static void on_group(void *data, redisReply *reply, const char *err) {
+  consumer_t *c = data;
+  c->pending = 0;
+  if (!err && reply && (reply->type == REDIS_REPLY_STATUS || is_error(reply, "BUSYGROUP"))) c->group_ok = 1;
+  else if (!err && reply && reply->type == REDIS_REPLY_ERROR) {
+    /* WRONGTYPE (the key is not a stream), an ACL...: said every GROUP_RETRY_NS, not every tick. */
+    cr_log(CR_LOG_ERROR, c->fn->name, NULL, "queue %s: cannot make its consumer group: %s", c->queue, reply->str);
+    c->group_retry_ns = cr_clock_ns() + GROUP_RETRY_NS;
+  }
+  if (c->group_ok && !c->dead) step(c);
+  unref(c);
+}
+
+/* XREADGROUP's reply: nil, or [[key, [entry, ...]]]. */
+static void on_read(void *data, redisReply *reply, const char *err) {
+  consumer_t *c = data;
+  c->pending = 0;
+  int asked = c->opts.batch - (c->filling ? c->filling->n : 0), got = 0;
+  if (!err && !c->dead && reply) {
+    if (is_error(reply, "NOGROUP")) {
+      c->group_ok = 0; /* the stream was deleted: make the group again */
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+               reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2) {
+      const redisReply *entries = reply->element[0]->element[1];
+      for (size_t i = 0; entries->type == REDIS_REPLY_ARRAY && i < entries->elements; i++) {
+        got++;
+        take(c, entries->element[i], 1);
+      }
+    }
+  }
+  if (!c->dead) {
+    maybe_submit(c);
+    if (got > 0 && got >= asked) step(c); /* there may be more: read again at once */
+  }
+  unref(c);
+}
+
+/* q_claim's reply: [cursor, [[id, fields, count], ...], moved]. */
+static void on_claim(void *data, redisReply *reply, const char *err) {
+  consumer_t *c = data;
+  c->pending = 0;
+  if (!err && !c->dead && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
+    const redisReply *cur = reply->element[0], *list = reply->element[1], *moved = reply->element[2];
+    if (cur->type == REDIS_REPLY_STRING && cur->len < sizeof c->cursor) {
+      memcpy(c->cursor, cur->str, cur->len);
+      c->cursor[cur->len] = '\0';
+    }
+    for (size_t i = 0; list->type == REDIS_REPLY_ARRAY && i < list->elements; i++) {
+      const redisReply *e = list->element[i];
+      if (e->type != REDIS_REPLY_ARRAY || e->elements != 3 || e->element[2]->type != REDIS_REPLY_INTEGER) continue;
+      redisReply entry = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = e->element};
+      take(c, &entry, (int)e->element[2]->integer);
+    }
+    if (moved->type == REDIS_REPLY_INTEGER && moved->integer > 0)
+      cr_log(CR_LOG_WARN, c->fn->name, NULL, "queue %s: %lld records moved to %s.dlq after %d receives", c->queue,
+             moved->integer, c->queue, c->opts.max_receives);
+  } else if (!err && reply && reply->type == REDIS_REPLY_ERROR) {
+    if (strstr(reply->str, "NOGROUP")) c->group_ok = 0;
+    else cr_log(CR_LOG_ERROR, c->fn->name, NULL, "queue %s: claiming records failed: %s", c->queue, reply->str);
+  }
+  if (!c->dead) maybe_submit(c);
+  unref(c);
+}
+
+static uint64_t claim_interval_ns(const consumer_t *c) {
+  double ms = c->opts.visibility * 1000 / 4;
+  if (ms < 50) ms = 50;
+  if (ms > 1000) ms = 1000;
+  return (uint64_t)(ms * 1e6);
+}
+
+static void sent(consumer_t *c, cr_redis_req_t *req) {
+  if (!req) return; /* not connected: the next tick tries again */
+  c->pending = 1;
+  c->refs++;
+}
+
+/* One request at a time: make the group, claim, or read. */
+static void step(consumer_t *c) {
+  cr_consumers_t *set = c->set;
+  if (c->dead || set->stopped || !set->redis || c->pending) return;
+  maybe_submit(c);
+  if (c->inflight >= c->opts.concurrency || !cr_redis_connected(set->redis)) return;
+  int room = c->opts.batch - (c->filling ? c->filling->n : 0);
+  if (room <= 0) return;
+  const char *group = c->fn->name;
+  if (!c->group_ok) {
+    if (cr_clock_ns() < c->group_retry_ns) return;
+    const char *argv[] = {"XGROUP", "CREATE", c->key, group, "0", "MKSTREAM"};
+    size_t lens[] = {6, 6, strlen(c->key), strlen(group), 1, 8};
+    sent(c, cr_redis_call(set->redis, 6, argv, lens, on_group, c));
+    return;
+  }
+  char count[16];
+  snprintf(count, sizeof count, "%d", room);
+  uint64_t now = cr_clock_ns();
+  if (now >= c->next_claim_ns && set->claim_script >= 0) {
+    c->next_claim_ns = now + claim_interval_ns(c);
+    char idle[32], maxr[16], ms[32];
+    snprintf(idle, sizeof idle, "%lld", (long long)(c->opts.visibility * 1000));
+    snprintf(maxr, sizeof maxr, "%d", c->opts.max_receives);
+    snprintf(ms, sizeof ms, "%llu", (unsigned long long)cr_wall_ms());
+    const char *argv[] = {c->key, c->dlq_key, group, set->name, idle, count, maxr, ms, c->cursor};
+    size_t lens[9];
+    for (int i = 0; i < 9; i++) lens[i] = strlen(argv[i]);
+    sent(c, cr_redis_eval(set->redis, set->claim_script, 2, 9, argv, lens, on_claim, c));
+    return;
+  }
+  const char *argv[] = {"XREADGROUP", "GROUP", group, set->name, "COUNT", count, "STREAMS", c->key, ">"};
+  size_t lens[9];
+  for (int i = 0; i < 9; i++) lens[i] = strlen(argv[i]);
+  sent(c, cr_redis_call(set->redis, 9, argv, lens, on_read, c));
+}
+
+static void on_tick(uv_timer_t *t) {
+  cr_consumers_t *set = t->data;
+  for (consumer_t *c = set->list; c; c = c->next) step(c);
+}
+
+/* --- the set ------------------------------------------------------------------------------------ */
+
+cr_consumers_t *cr_consumers_new(uv_loop_t *loop, cr_redis_t *redis, cr_dispatch_t *d, cr_registry_t *reg,
+                                 const cr_consumers_opts_t *opts) {
+  cr_consumers_t *set = calloc(1, sizeof *set);
+  if (!set) return NULL;
+  set->loop = loop;
+  set->redis = redis;
+  set->d = d;
+  set->reg = reg;
+  snprintf(set->prefix, sizeof set->prefix, "%s", opts && opts->prefix ? opts->prefix : "cr:");
+  snprintf(set->name, sizeof set->name, "w%d", opts ? opts->worker : 0);
+  set->claim_script = -1;
+  for (int i = 0; i < cr_stdlib_nscripts; i++)
+    if (strcmp(cr_stdlib_scripts[i].name, "q_claim") == 0) set->claim_script = i;
+  set->id_base = (unsigned)(cr_wall_ms() * 2654435761u) ^ (unsigned)getpid();
+  uv_timer_init(loop, &set->timer);
+  set->timer.data = set;
+  if (redis) {
+    uv_timer_start(&set->timer, on_tick, POLL_MS, POLL_MS);
+    uv_unref((uv_handle_t *)&set->timer);
+  }
+  return set;
+}
+
+void cr_consumers_follow(cr_consumers_t *set, cr_fn_t *fn) {
+  if (set->stopped) return;
+  const cr_settings_t *s = fn->current && !fn->removed ? &fn->current->settings : NULL;
+  int ntr = s ? s->ntriggers : 0;
+  char have[CR_MAX_TRIGGERS] = {0}; /* the triggers a consumer already serves */
+  consumer_t *next;
+  for (consumer_t *c = set->list; c; c = next) {
+    next = c->next;
+    if (c->fn != fn || c->dead) continue;
+    int k = -1;
+    for (int i = 0; i < ntr && k < 0; i++)
+      if (s->triggers[i].kind == CR_TRIGGER_QUEUE && !have[i] && strcmp(s->triggers[i].queue.name, c->queue) == 0)
+        k = i;
+    if (k < 0) {
+      consumer_kill(c);
+      continue;
+    }
+    have[k] = 1;
+    c->opts = s->triggers[k].queue.opts; /* the new version's batch, window, ... */
+  }
+  for (int i = 0; i < ntr; i++) {
+    if (s->triggers[i].kind != CR_TRIGGER_QUEUE || have[i]) continue;
+    int dup = 0; /* the same queue listed twice is consumed once */
+    for (int j = 0; j < i && !dup; j++)
+      dup = s->triggers[j].kind == CR_TRIGGER_QUEUE && strcmp(s->triggers[j].queue.name, s->triggers[i].queue.name) == 0;
+    if (dup) continue;
+    if (!consumer_new(set, fn, s->triggers[i].queue.name, &s->triggers[i].queue.opts))
+      cr_log(CR_LOG_ERROR, fn->name, NULL, "out of memory: queue %s is not consumed", s->triggers[i].queue.name);
+  }
+}
+
+void cr_consumers_follow_all(cr_consumers_t *set) {
+  for (int i = 0; i < set->reg->nfns; i++) cr_consumers_follow(set, set->reg->fns[i]);
+}
+
+void cr_consumers_stop(cr_consumers_t *set) {
+  if (!set || set->stopped) return;
+  set->stopped = 1;
+  set->redis = NULL;
+  uv_close((uv_handle_t *)&set->timer, NULL);
+}
+
+void cr_consumers_free(cr_consumers_t *set) {
+  if (!set) return;
+  while (set->list) {
+    consumer_t *c = set->list;
+    set->list = c->next;
+    consumer_free(c);
+  }
+  free(set);
+}

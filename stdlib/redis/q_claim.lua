@@ -1,0 +1,43 @@
+-- q_claim: hand out again the records of a queue whose visibility ran out,
+-- and move those delivered maxReceives times to the dead-letter queue.
+-- KEYS: stream, dead-letter stream
+-- ARGV: group, consumer, min idle ms, count, maxReceives, time ms, cursor
+-- Returns { next cursor, { { id, fields, receiveCount }, ... }, records moved }.
+-- The claim counts as a delivery (XAUTOCLAIM adds one to the count), so a
+-- record whose count passes maxReceives was delivered maxReceives times: it
+-- goes to the dead-letter stream, with the same fields plus receiveCount,
+-- sourceId and deadAt, and is acknowledged here, in one step.
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[7], 'COUNT', ARGV[4])
+local max = tonumber(ARGV[5])
+local out, moved = {}, 0
+for _, e in ipairs(r[2]) do
+  local id, fields = e[1], e[2]
+  if not fields then
+    redis.call('XACK', KEYS[1], ARGV[1], id) -- the entry is gone (Redis 6.2 still lists it)
+  else
+    local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+    local count = p[1] and p[1][4] or 1
+    if count > max then
+      local args = {}
+      for i = 1, #fields, 2 do
+        local k = fields[i]
+        if k ~= 'receiveCount' and k ~= 'sourceId' and k ~= 'deadAt' then
+          args[#args + 1] = k
+          args[#args + 1] = fields[i + 1]
+        end
+      end
+      args[#args + 1] = 'receiveCount'
+      args[#args + 1] = count - 1
+      args[#args + 1] = 'sourceId'
+      args[#args + 1] = id
+      args[#args + 1] = 'deadAt'
+      args[#args + 1] = ARGV[6]
+      redis.call('XADD', KEYS[2], '*', unpack(args))
+      redis.call('XACK', KEYS[1], ARGV[1], id)
+      moved = moved + 1
+    else
+      out[#out + 1] = { id, fields, count }
+    end
+  end
+end
+return { r[1], out, moved }

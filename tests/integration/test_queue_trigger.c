@@ -1,0 +1,282 @@
+/* test_queue_trigger.c - functions run by { queue = NAME } triggers (core/trigger/queue), on the
+ * managed Redis: the event, batches, acknowledgements (all, all but the failed, none),
+ * redelivery after the visibility, the dead-letter queue, the report line, no HTTP route for a
+ * trigger-only function, and hot reload. Messages go in with crescent.queue (an HTTP function) or
+ * with redis-cli; what the consumers saw comes back in their log lines ("rec BODY COUNT"). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static void sock_path(const srv_t *s, char *out, size_t n) { snprintf(out, n, "%s/.crescent/redis.sock", s->root); }
+
+/* redis-cli -s <the managed socket> args... (NULL-terminated): its output, malloc'd. */
+static char *rcli(const srv_t *s, ...) {
+  char sock[400];
+  sock_path(s, sock, sizeof sock);
+  const char *args[32];
+  int n = 0;
+  args[n++] = "-s";
+  args[n++] = sock;
+  va_list ap;
+  va_start(ap, s);
+  const char *a;
+  while (n < 31 && (a = va_arg(ap, const char *))) args[n++] = a;
+  va_end(ap);
+  args[n] = NULL;
+  return redis_cli(NULL, args);
+}
+
+/* An integer redis-cli printed. */
+static long rcli_int(const srv_t *s, const char *a, const char *b, const char *c) {
+  char *out = rcli(s, a, b, c, NULL);
+  long v = strtol(out, NULL, 10);
+  free(out);
+  return v;
+}
+
+/* The sender: GET /send?q=NAME&b=BODY sends one string message; /send?q=NAME&batch=N sends N
+ * tables { n = i } in one sendBatch (one script: they arrive together). */
+static const char sender[] =
+    "local queue = require 'crescent.queue'\n"
+    "return function(event)\n"
+    "  local q = event.query.q\n"
+    "  if event.query.batch then\n"
+    "    local list = {}\n"
+    "    for i = 1, tonumber(event.query.batch) do list[i] = { n = i } end\n"
+    "    local ids, err = queue.sendBatch(q, list)\n"
+    "    return ids and #ids or err\n"
+    "  end\n"
+    "  local id, err = queue.send(q, event.query.b)\n"
+    "  return id or err\n"
+    "end\n";
+
+static void send_msg(srv_t *s, const char *queue, const char *body) {
+  char path[300];
+  snprintf(path, sizeof path, "/send?q=%s&b=%s", queue, body);
+  http_resp_t r;
+  http_get(s->port, path, &r);
+  if (r.status != 200 || !strchr(r.body, '-')) fail_msg("%s: %d %s", path, r.status, r.body);
+  http_free(&r);
+}
+
+/* Waits for n log lines with message msg; fails past the timeout. */
+static void wait_msg(srv_t *s, int n, const char *msg) {
+  char needle[300];
+  snprintf(needle, sizeof needle, "\"msg\":\"%s\"", msg);
+  int got = srv_log_wait(s, n, 10000, needle, NULL);
+  if (got < n) fail_msg("%d lines with %s, want %d; log:\n%s", got, needle, n, srv_log(s));
+}
+
+static int count_msg(srv_t *s, const char *msg) {
+  char needle[300];
+  snprintf(needle, sizeof needle, "\"msg\":\"%s\"", msg);
+  return srv_log_count(s, needle, NULL);
+}
+
+/* The event as the handler sees it, batches, the report line, and no route. */
+static void event_and_batches(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "send.lua", sender);
+  srv_write(&s, "jobs.lua",
+            "return { triggers = { { queue = 'jobs', batch = 3 } },\n"
+            "  handler = function(event, ctx)\n"
+            "    assert(event.source == 'queue' and event.queue == 'jobs', 'event')\n"
+            "    for _, r in ipairs(event.records) do\n"
+            "      assert(type(r.id) == 'string' and r.id:find('^%d+%-%d+$'), 'id')\n"
+            "      assert(type(r.sentAt) == 'number' and r.sentAt > 1.6e12, 'sentAt')\n"
+            "      local b = type(r.body) == 'table' and ('n' .. r.body.n) or ('s:' .. r.body)\n"
+            "      ctx.log.info('rec ' .. b .. ' ' .. r.receiveCount .. ' of ' .. #event.records)\n"
+            "    end\n"
+            "  end }\n");
+  srv_start(&s, "--workers 2");
+  /* A trigger-only function has no HTTP route. */
+  http_expect(s.port, "/jobs", 404, NULL);
+
+  send_msg(&s, "jobs", "hello");
+  wait_msg(&s, 1, "rec s:hello 1 of 1");
+
+  /* Seven at once: batches of 3, 3 and 1, each record once, decoded. */
+  http_expect_body(s.port, "/send?q=jobs&batch=7", "7");
+  wait_msg(&s, 1, "rec n7 1 of 1");
+  for (int i = 1; i <= 6; i++) {
+    char m[64];
+    snprintf(m, sizeof m, "rec n%d 1 of 3", i);
+    wait_msg(&s, 1, m);
+  }
+  sleep_ms(300);
+  for (int i = 1; i <= 7; i++) {
+    char m[64];
+    snprintf(m, sizeof m, "rec n%d 1 of %d", i, i == 7 ? 1 : 3);
+    assert_int_equal(count_msg(&s, m), 1);
+  }
+  /* The report lines: trigger, queue and batch size; all acknowledged. */
+  assert_int_equal(srv_log_count(&s, "\"msg\":\"report\"", "\"trigger\":\"queue\"", "\"queue\":\"jobs\"",
+                                 "\"batch\":3", "\"failed\":0", "\"status\":200", NULL),
+                   2);
+  assert_int_equal(srv_log_count(&s, "\"msg\":\"report\"", "\"trigger\":\"queue\"", "\"batch\":1", NULL), 2);
+  assert_int_equal(rcli_int(&s, "XLEN", "cr:{q:jobs}:s", NULL), 8);
+  char *p = rcli(&s, "XPENDING", "cr:{q:jobs}:s", "jobs", NULL);
+  if (strncmp(p, "0\n", 2) != 0) fail_msg("pending: %s", p);
+  free(p);
+  srv_stop(&s);
+}
+
+/* { failed = { ids } } acknowledges the others: only the failed one comes back, after the
+ * visibility, with receiveCount 2. */
+static void partial_failure(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "send.lua", sender);
+  srv_write(&s, "work.lua",
+            "return { timeout = 0.5, triggers = { { queue = 'work', visibility = 1 } },\n"
+            "  handler = function(event, ctx)\n"
+            "    local failed = {}\n"
+            "    for _, r in ipairs(event.records) do\n"
+            "      ctx.log.info('rec ' .. r.body .. ' ' .. r.receiveCount)\n"
+            "      if r.body == 'bad' and r.receiveCount == 1 then failed[#failed + 1] = r.id end\n"
+            "    end\n"
+            "    return { failed = failed }\n"
+            "  end }\n");
+  srv_start(&s, "--workers 1");
+  /* Sent before the group exists: the backlog is consumed too. */
+  char *out = rcli(&s, "XADD", "cr:{q:work}:s", "*", "type", "s", "body", "good", "time", "1700000000000", NULL);
+  free(out);
+  out = rcli(&s, "XADD", "cr:{q:work}:s", "*", "type", "s", "body", "bad", "time", "1700000000000", NULL);
+  free(out);
+  wait_msg(&s, 1, "rec good 1");
+  wait_msg(&s, 1, "rec bad 1");
+  long long t0 = now_ms();
+  wait_msg(&s, 1, "rec bad 2");
+  long long waited = now_ms() - t0;
+  if (waited < 700) fail_msg("redelivered after %lld ms, before the visibility of 1 s", waited);
+  sleep_ms(1500);
+  assert_int_equal(count_msg(&s, "rec good 1"), 1);
+  assert_int_equal(count_msg(&s, "rec good 2"), 0);
+  assert_int_equal(count_msg(&s, "rec bad 2"), 1);
+  assert_int_equal(count_msg(&s, "rec bad 3"), 0);
+  assert_int_equal(srv_log_count(&s, "\"msg\":\"report\"", "\"trigger\":\"queue\"", "\"failed\":1", NULL), 1);
+  srv_stop(&s);
+}
+
+/* A handler that fails acknowledges nothing: redelivered after the visibility, and after
+ * maxReceives deliveries moved to NAME.dlq with its fields. */
+static void errors_and_dead_letters(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "send.lua", sender);
+  srv_write(&s, "fragile.lua",
+            "return { timeout = 0.3, triggers = { { queue = 'fragile', visibility = 0.5, maxReceives = 2 } },\n"
+            "  handler = function(event, ctx)\n"
+            "    for _, r in ipairs(event.records) do ctx.log.info('rec ' .. r.body .. ' ' .. r.receiveCount) end\n"
+            "    if event.records[1].body == 'slow' then while true do end end\n"
+            "    error('cannot take ' .. event.records[1].body)\n"
+            "  end }\n");
+  srv_start(&s, "--workers 1");
+  send_msg(&s, "fragile", "boom");
+  wait_msg(&s, 1, "rec boom 1");
+  wait_msg(&s, 1, "rec boom 2");
+  /* A third delivery would pass maxReceives: it goes to the dead-letter queue instead. */
+  long n = 0;
+  for (int i = 0; i < 100 && (n = rcli_int(&s, "XLEN", "cr:{q:fragile.dlq}:s", NULL)) == 0; i++) sleep_ms(50);
+  assert_int_equal(n, 1);
+  char *d = rcli(&s, "XRANGE", "cr:{q:fragile.dlq}:s", "-", "+", NULL);
+  if (!strstr(d, "\ntype\ns\nbody\nboom\ntime\n") || !strstr(d, "\nreceiveCount\n2\nsourceId\n") ||
+      !strstr(d, "\ndeadAt\n"))
+    fail_msg("dead letter: %s", d);
+  free(d);
+  char *p = rcli(&s, "XPENDING", "cr:{q:fragile}:s", "fragile", NULL);
+  if (strncmp(p, "0\n", 2) != 0) fail_msg("pending: %s", p);
+  free(p);
+  sleep_ms(800);
+  assert_int_equal(count_msg(&s, "rec boom 3"), 0);
+  /* A timeout does not acknowledge either. */
+  send_msg(&s, "fragile", "slow");
+  wait_msg(&s, 1, "rec slow 1");
+  wait_msg(&s, 1, "rec slow 2");
+  assert_int_equal(srv_log_count(&s, "\"msg\":\"report\"", "\"trigger\":\"queue\"", "\"outcome\":\"timeout\"",
+                                 "\"status\":500", NULL),
+                   2);
+  for (int i = 0; i < 100 && rcli_int(&s, "XLEN", "cr:{q:fragile.dlq}:s", NULL) < 2; i++) sleep_ms(50);
+  assert_int_equal(rcli_int(&s, "XLEN", "cr:{q:fragile.dlq}:s", NULL), 2);
+  /* Each failed batch is one error line: two errors, two timeouts. */
+  assert_int_equal(srv_log_count(&s, "\"level\":\"error\"", "\"msg\":\"queue fragile: the handler failed on a batch of 1: "
+                                 "none acknowledged\"", NULL),
+                   4);
+  assert_int_equal(srv_log_count(&s, "\"error\":\"fragile.lua:5: cannot take boom", NULL), 2);
+  srv_expect_errors(&s, 4);
+  srv_stop(&s);
+}
+
+/* A new version takes over the same group; a removed function stops consuming. */
+static void hot_reload(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "send.lua", sender);
+  srv_write(&s, "hot.lua",
+            "return { triggers = { { queue = 'hot' } },\n"
+            "  handler = function(event, ctx) ctx.log.info('v1 ' .. event.records[1].body) end }\n");
+  srv_start(&s, "--workers 2");
+  send_msg(&s, "hot", "a");
+  wait_msg(&s, 1, "v1 a");
+  srv_write(&s, "hot.lua",
+            "return { triggers = { { queue = 'hot' } }, routes = { 'GET /hot' },\n"
+            "  handler = function(event, ctx)\n"
+            "    if event.source == 'http' then return 'routed' end\n"
+            "    ctx.log.info('v2 ' .. event.records[1].body)\n"
+            "  end }\n");
+  /* routes adds a route to a trigger function */
+  for (int i = 0; i < 100; i++) {
+    http_resp_t r;
+    http_get(s.port, "/hot", &r);
+    int st = r.status;
+    http_free(&r);
+    if (st == 200) break;
+    sleep_ms(50);
+  }
+  http_expect_body(s.port, "/hot", "routed");
+  send_msg(&s, "hot", "b");
+  wait_msg(&s, 1, "v2 b");
+  assert_int_equal(count_msg(&s, "v1 b"), 0);
+  srv_remove(&s, "hot.lua");
+  for (int i = 0; i < 100; i++) {
+    http_resp_t r;
+    http_get(s.port, "/hot", &r);
+    int st = r.status;
+    http_free(&r);
+    if (st == 404) break;
+    sleep_ms(50);
+  }
+  http_expect(s.port, "/hot", 404, NULL);
+  send_msg(&s, "hot", "c");
+  sleep_ms(500);
+  assert_int_equal(count_msg(&s, "v2 c"), 0);
+  /* The message stays, pending for nobody: XLEN 3, and the group read 2. */
+  assert_int_equal(rcli_int(&s, "XLEN", "cr:{q:hot}:s", NULL), 3);
+  char *g = rcli(&s, "XINFO", "GROUPS", "cr:{q:hot}:s", NULL);
+  if (!strstr(g, "\nlag\n1\n")) fail_msg("groups: %s", g);
+  free(g);
+  srv_stop(&s);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(event_and_batches),
+      cmocka_unit_test(partial_failure),
+      cmocka_unit_test(errors_and_dead_letters),
+      cmocka_unit_test(hot_reload),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
