@@ -58,12 +58,13 @@ EMBEDDED(cr_redis_st_list)
 EMBEDDED(cr_redis_st_get)
 EMBEDDED(cr_redis_q_send)
 EMBEDDED(cr_redis_q_promote)
+EMBEDDED(cr_redis_q_trim)
 
 const cr_redis_script_t cr_stdlib_scripts[] = {
     {"kv_put", cr_redis_kv_put},       {"kv_delete", cr_redis_kv_delete}, {"kv_incr", cr_redis_kv_incr},
     {"kv_getmany", cr_redis_kv_getmany}, {"kv_list", cr_redis_kv_list},   {"st_put", cr_redis_st_put},
     {"st_delete", cr_redis_st_delete}, {"st_list", cr_redis_st_list},     {"q_send", cr_redis_q_send},
-    {"q_promote", cr_redis_q_promote}, {"st_get", cr_redis_st_get},
+    {"q_promote", cr_redis_q_promote}, {"st_get", cr_redis_st_get},     {"q_trim", cr_redis_q_trim},
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
 
@@ -73,7 +74,7 @@ static int find_script(const char *name) {
   return -1;
 }
 
-static const cr_stdlib_opts_t default_opts = {"cr:", 1024 * 1024, 16u * 1024 * 1024, 256 * 1024, 100000};
+static const cr_stdlib_opts_t default_opts = {"cr:", 1024 * 1024, 16u * 1024 * 1024, 256 * 1024, 100000, 1000000};
 
 struct cr_stdlib_s {
   cr_redis_t *redis;      /* NULL: calls fail with "redis unavailable" */
@@ -87,6 +88,8 @@ struct cr_stdlib_s {
   /* The delayed-message promoter: one SMEMBERS at a time. */
   int promoting;
   int promote_script; /* q_promote's index */
+  int trim_script;    /* q_trim's index */
+  unsigned rounds;    /* promoter rounds: every TRIM_EVERY-th also trims */
 };
 
 cr_stdlib_t *cr_stdlib_new(cr_redis_t *redis, const cr_stdlib_opts_t *opts) {
@@ -96,8 +99,10 @@ cr_stdlib_t *cr_stdlib_new(cr_redis_t *redis, const cr_stdlib_opts_t *opts) {
   S->opts = opts ? *opts : default_opts;
   snprintf(S->prefix, sizeof S->prefix, "%s", S->opts.prefix ? S->opts.prefix : "cr:");
   S->opts.prefix = S->prefix;
+  if (S->opts.queue_max_depth <= 0) S->opts.queue_max_depth = default_opts.queue_max_depth;
   S->free_scalls = (cr_freelist_t)CR_FREELIST_INIT(256);
   S->promote_script = find_script("q_promote");
+  S->trim_script = find_script("q_trim");
   return S;
 }
 
@@ -490,6 +495,8 @@ static void push_prims(lua_State *L, cr_stdlib_t *S) {
   lua_setfield(L, -2, "queue_max_body");
   lua_pushnumber(L, (double)S->opts.stream_maxlen);
   lua_setfield(L, -2, "stream_maxlen");
+  lua_pushnumber(L, (double)S->opts.queue_max_depth);
+  lua_setfield(L, -2, "queue_max_depth");
   /* The library as it was at boot, before any user code (sandbox.lua). */
   cr_vm_push_sandbox(L, "lib");
   lua_setfield(L, -2, "lib");
@@ -543,9 +550,14 @@ void cr_stdlib_preload(lua_State *L, void *stdlib) {
   }
 }
 
-/* --- delayed queue messages ---------------------------------------------------------------------- */
+/* --- delayed queue messages, trimming acknowledged ones ---------------------------------------- */
 
-static void on_promoted(void *data, redisReply *reply, const char *err) {
+/* Trimming reads every consumer group of a queue: once a second (every
+ * 10th round of a 100 ms promoter) is enough, as the depth bound counts
+ * acknowledged entries only until they are trimmed. */
+#define TRIM_EVERY 10
+
+static void on_chore_done(void *data, redisReply *reply, const char *err) {
   (void)data;
   (void)reply;
   (void)err;
@@ -555,18 +567,19 @@ static void on_queues(void *data, redisReply *reply, const char *err) {
   cr_stdlib_t *S = data;
   S->promoting = 0;
   if (err || !reply || reply->type != REDIS_REPLY_ARRAY || !S->redis) return;
-  char now[32], maxlen[32];
+  int trim = S->rounds++ % TRIM_EVERY == 0;
+  char now[32];
   snprintf(now, sizeof now, "%llu", (unsigned long long)cr_wall_ms());
-  snprintf(maxlen, sizeof maxlen, "%ld", S->opts.stream_maxlen);
   for (size_t i = 0; i < reply->elements; i++) {
     const redisReply *e = reply->element[i];
     if (e->type != REDIS_REPLY_STRING || e->len > 200) continue;
     char dkey[300], skey[300];
     snprintf(dkey, sizeof dkey, "%s{q:%.*s}:d", S->prefix, (int)e->len, e->str);
     snprintf(skey, sizeof skey, "%s{q:%.*s}:s", S->prefix, (int)e->len, e->str);
-    const char *argv[] = {dkey, skey, now, maxlen};
-    size_t lens[] = {strlen(dkey), strlen(skey), strlen(now), strlen(maxlen)};
-    cr_redis_eval(S->redis, S->promote_script, 2, 4, argv, lens, on_promoted, NULL);
+    const char *argv[] = {dkey, skey, now};
+    size_t lens[] = {strlen(dkey), strlen(skey), strlen(now)};
+    cr_redis_eval(S->redis, S->promote_script, 2, 3, argv, lens, on_chore_done, NULL);
+    if (trim) cr_redis_eval(S->redis, S->trim_script, 1, 1, argv + 1, lens + 1, on_chore_done, NULL);
   }
 }
 
