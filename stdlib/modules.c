@@ -47,6 +47,7 @@ EMBEDDED(cr_stdlib_args)
 EMBEDDED(cr_stdlib_kv)
 EMBEDDED(cr_stdlib_storage)
 EMBEDDED(cr_stdlib_queue)
+EMBEDDED(cr_stdlib_once)
 EMBEDDED(cr_redis_kv_put)
 EMBEDDED(cr_redis_kv_delete)
 EMBEDDED(cr_redis_kv_incr)
@@ -532,6 +533,27 @@ static int open_log(lua_State *L) {
   return 1;
 }
 
+/* Registry key of the ctx extender once.lua returns, loaded on first use. */
+static char ctx_extend_key;
+
+/* extend(ctx): adds the stdlib's fields to an instance's ctx (ctx.once),
+ * for invoke.c's prepare, which finds it in the registry under
+ * CR_CTX_EXTEND. Upvalue: the cr_stdlib_t. */
+static int l_ctx_extend(lua_State *L) {
+  lua_pushlightuserdata(L, &ctx_extend_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    load_embedded(L, cr_stdlib_once, cr_stdlib_once_len, "=crescent.once");
+    lua_pushlightuserdata(L, &ctx_extend_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
 void cr_stdlib_preload(lua_State *L, void *stdlib) {
   if (!stdlib) luaL_error(L, "crescent stdlib: preloaded without a cr_stdlib_t");
   static const struct {
@@ -548,6 +570,9 @@ void cr_stdlib_preload(lua_State *L, void *stdlib) {
     lua_pushcclosure(L, loaders[i].open, 1);
     lua_setfield(L, -2, loaders[i].name);
   }
+  lua_pushlightuserdata(L, stdlib);
+  lua_pushcclosure(L, l_ctx_extend, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, CR_CTX_EXTEND);
 }
 
 /* --- delayed queue messages, trimming acknowledged ones ---------------------------------------- */

@@ -64,7 +64,8 @@ void cr_stdlib_free(cr_stdlib_t *s);
 
 /* A cr_vm_preload_fn (vm.h): adds the module loaders to the table at the
  * top of L's stack (name -> loader), for the sandbox's require, bound to
- * stdlib (a cr_stdlib_t, not NULL). */
+ * stdlib (a cr_stdlib_t, not NULL). Also sets the registry's CR_CTX_EXTEND
+ * (invoke.h): the function that adds ctx.once to each instance's ctx. */
 void cr_stdlib_preload(lua_State *L, void *stdlib);
 
 /* Moves delayed queue messages that are due into their streams and, about

@@ -206,10 +206,66 @@ static void trim_acknowledged(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* ctx.once: true the first time, false after (across workers), per function; bad arguments
+ * raise; the key lives under the prefix with its ttl. */
+static void ctx_once(void **state) {
+  (void)state;
+  srv_t s;
+  static const char *fn =
+      "return function(event, ctx)\n"
+      "  if event.query.bad then\n"
+      "    local ok1, e1 = pcall(ctx.once, '', 5)\n"
+      "    local ok2, e2 = pcall(ctx.once, 'k', 1.5)\n"
+      "    local ok3, e3 = pcall(ctx.once, 'k')\n"
+      "    return tostring(ok1 or e1:match('%(.*%)')) .. '|' .. tostring(ok2 or e2:match('%(.*%)')) .. '|' ..\n"
+      "      tostring(ok3 or e3:match('%(.*%)'))\n"
+      "  end\n"
+      "  local r, err = ctx.once(event.query.k, 60)\n"
+      "  return tostring(r) .. '|' .. tostring(err)\n"
+      "end\n";
+  start(&s, "--workers 2");
+  srv_write(&s, "once.lua", fn);
+  srv_write(&s, "other.lua", fn);
+  /* The new files are loaded by the watcher: wait for them to answer. */
+  long long t0 = now_ms();
+  http_resp_t r;
+  for (;;) {
+    if (http_request(s.port, "GET", "/other?k=warm", NULL, NULL, 0, &r) != 0) fail_msg("GET /other: no response");
+    int st = r.status;
+    http_free(&r);
+    if (st == 200) break;
+    if (now_ms() - t0 > 10000) fail_msg("/other never answered 200");
+    sleep_ms(50);
+  }
+  while (1) {
+    if (http_request(s.port, "GET", "/once?k=warm0", NULL, NULL, 0, &r) != 0) fail_msg("GET /once: no response");
+    int st = r.status;
+    http_free(&r);
+    if (st == 200) break;
+    if (now_ms() - t0 > 10000) fail_msg("/once never answered 200");
+    sleep_ms(50);
+  }
+  send_expect(s.port, "/once?k=job-1", "true|nil");
+  for (int i = 0; i < 4; i++) send_expect(s.port, "/once?k=job-1", "false|nil"); /* both workers */
+  send_expect(s.port, "/other?k=job-1", "true|nil");                       /* its own namespace */
+  send_expect(s.port, "/other?k=job-1", "false|nil");
+  send_expect(s.port, "/once?k=job-2", "true|nil");
+  send_expect(s.port, "/once?bad=1",
+              "(key: 1 to 1024 bytes of UTF-8)|(ttl: whole seconds, 1 to 31536000)|"
+              "(ttl expected (whole seconds, 1 to 31536000))");
+  rcli_expect("1", "EXISTS", "cr:{once:once}:job-1", NULL);
+  char *ttl = rcli("TTL", "cr:{once:once}:job-1", NULL);
+  int t = atoi(ttl);
+  if (t < 55 || t > 60) fail_msg("TTL of the once key: %s, want about 60", ttl);
+  free(ttl);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(depth_bound),
       cmocka_unit_test(trim_acknowledged),
+      cmocka_unit_test(ctx_once),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
