@@ -47,6 +47,7 @@ EMBEDDED(cr_stdlib_args)
 EMBEDDED(cr_stdlib_kv)
 EMBEDDED(cr_stdlib_storage)
 EMBEDDED(cr_stdlib_queue)
+EMBEDDED(cr_stdlib_once)
 EMBEDDED(cr_redis_kv_put)
 EMBEDDED(cr_redis_kv_delete)
 EMBEDDED(cr_redis_kv_incr)
@@ -59,12 +60,13 @@ EMBEDDED(cr_redis_st_get)
 EMBEDDED(cr_redis_q_send)
 EMBEDDED(cr_redis_q_promote)
 EMBEDDED(cr_redis_q_claim)
+EMBEDDED(cr_redis_q_trim)
 
 const cr_redis_script_t cr_stdlib_scripts[] = {
     {"kv_put", cr_redis_kv_put},       {"kv_delete", cr_redis_kv_delete}, {"kv_incr", cr_redis_kv_incr},
     {"kv_getmany", cr_redis_kv_getmany}, {"kv_list", cr_redis_kv_list},   {"st_put", cr_redis_st_put},
     {"st_delete", cr_redis_st_delete}, {"st_list", cr_redis_st_list},     {"q_send", cr_redis_q_send},
-    {"q_promote", cr_redis_q_promote}, {"st_get", cr_redis_st_get},
+    {"q_promote", cr_redis_q_promote}, {"st_get", cr_redis_st_get},     {"q_trim", cr_redis_q_trim},
     {"q_claim", cr_redis_q_claim}, /* the queue trigger's (core/trigger/queue) */
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
@@ -75,7 +77,7 @@ static int find_script(const char *name) {
   return -1;
 }
 
-static const cr_stdlib_opts_t default_opts = {"cr:", 1024 * 1024, 16u * 1024 * 1024, 256 * 1024, 100000};
+static const cr_stdlib_opts_t default_opts = {"cr:", 1024 * 1024, 16u * 1024 * 1024, 256 * 1024, 100000, 1000000};
 
 struct cr_stdlib_s {
   cr_redis_t *redis;      /* NULL: calls fail with "redis unavailable" */
@@ -89,6 +91,8 @@ struct cr_stdlib_s {
   /* The delayed-message promoter: one SMEMBERS at a time. */
   int promoting;
   int promote_script; /* q_promote's index */
+  int trim_script;    /* q_trim's index */
+  unsigned rounds;    /* promoter rounds: every TRIM_EVERY-th also trims */
 };
 
 cr_stdlib_t *cr_stdlib_new(cr_redis_t *redis, const cr_stdlib_opts_t *opts) {
@@ -98,8 +102,10 @@ cr_stdlib_t *cr_stdlib_new(cr_redis_t *redis, const cr_stdlib_opts_t *opts) {
   S->opts = opts ? *opts : default_opts;
   snprintf(S->prefix, sizeof S->prefix, "%s", S->opts.prefix ? S->opts.prefix : "cr:");
   S->opts.prefix = S->prefix;
+  if (S->opts.queue_max_depth <= 0) S->opts.queue_max_depth = default_opts.queue_max_depth;
   S->free_scalls = (cr_freelist_t)CR_FREELIST_INIT(256);
   S->promote_script = find_script("q_promote");
+  S->trim_script = find_script("q_trim");
   return S;
 }
 
@@ -492,6 +498,8 @@ static void push_prims(lua_State *L, cr_stdlib_t *S) {
   lua_setfield(L, -2, "queue_max_body");
   lua_pushnumber(L, (double)S->opts.stream_maxlen);
   lua_setfield(L, -2, "stream_maxlen");
+  lua_pushnumber(L, (double)S->opts.queue_max_depth);
+  lua_setfield(L, -2, "queue_max_depth");
   /* The library as it was at boot, before any user code (sandbox.lua). */
   cr_vm_push_sandbox(L, "lib");
   lua_setfield(L, -2, "lib");
@@ -527,6 +535,27 @@ static int open_log(lua_State *L) {
   return 1;
 }
 
+/* Registry key of the ctx extender once.lua returns, loaded on first use. */
+static char ctx_extend_key;
+
+/* extend(ctx): adds the stdlib's fields to an instance's ctx (ctx.once),
+ * for invoke.c's prepare, which finds it in the registry under
+ * CR_CTX_EXTEND. Upvalue: the cr_stdlib_t. */
+static int l_ctx_extend(lua_State *L) {
+  lua_pushlightuserdata(L, &ctx_extend_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    load_embedded(L, cr_stdlib_once, cr_stdlib_once_len, "=crescent.once");
+    lua_pushlightuserdata(L, &ctx_extend_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
 void cr_stdlib_preload(lua_State *L, void *stdlib) {
   if (!stdlib) luaL_error(L, "crescent stdlib: preloaded without a cr_stdlib_t");
   static const struct {
@@ -543,11 +572,19 @@ void cr_stdlib_preload(lua_State *L, void *stdlib) {
     lua_pushcclosure(L, loaders[i].open, 1);
     lua_setfield(L, -2, loaders[i].name);
   }
+  lua_pushlightuserdata(L, stdlib);
+  lua_pushcclosure(L, l_ctx_extend, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, CR_CTX_EXTEND);
 }
 
-/* --- delayed queue messages ---------------------------------------------------------------------- */
+/* --- delayed queue messages, trimming acknowledged ones ---------------------------------------- */
 
-static void on_promoted(void *data, redisReply *reply, const char *err) {
+/* Trimming reads every consumer group of a queue: once a second (every
+ * 10th round of a 100 ms promoter) is enough, as the depth bound counts
+ * acknowledged entries only until they are trimmed. */
+#define TRIM_EVERY 10
+
+static void on_chore_done(void *data, redisReply *reply, const char *err) {
   (void)data;
   (void)reply;
   (void)err;
@@ -557,18 +594,19 @@ static void on_queues(void *data, redisReply *reply, const char *err) {
   cr_stdlib_t *S = data;
   S->promoting = 0;
   if (err || !reply || reply->type != REDIS_REPLY_ARRAY || !S->redis) return;
-  char now[32], maxlen[32];
+  int trim = S->rounds++ % TRIM_EVERY == 0;
+  char now[32];
   snprintf(now, sizeof now, "%llu", (unsigned long long)cr_wall_ms());
-  snprintf(maxlen, sizeof maxlen, "%ld", S->opts.stream_maxlen);
   for (size_t i = 0; i < reply->elements; i++) {
     const redisReply *e = reply->element[i];
     if (e->type != REDIS_REPLY_STRING || e->len > 200) continue;
     char dkey[300], skey[300];
     snprintf(dkey, sizeof dkey, "%s{q:%.*s}:d", S->prefix, (int)e->len, e->str);
     snprintf(skey, sizeof skey, "%s{q:%.*s}:s", S->prefix, (int)e->len, e->str);
-    const char *argv[] = {dkey, skey, now, maxlen};
-    size_t lens[] = {strlen(dkey), strlen(skey), strlen(now), strlen(maxlen)};
-    cr_redis_eval(S->redis, S->promote_script, 2, 4, argv, lens, on_promoted, NULL);
+    const char *argv[] = {dkey, skey, now};
+    size_t lens[] = {strlen(dkey), strlen(skey), strlen(now)};
+    cr_redis_eval(S->redis, S->promote_script, 2, 3, argv, lens, on_chore_done, NULL);
+    if (trim) cr_redis_eval(S->redis, S->trim_script, 1, 1, argv + 1, lens + 1, on_chore_done, NULL);
   }
 }
 

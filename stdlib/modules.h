@@ -42,7 +42,8 @@ typedef struct {
   size_t kv_max_value;     /* bytes of one KV value (encoded) */
   size_t max_object;       /* bytes of one storage object */
   size_t queue_max_body;   /* bytes of one queue message */
-  long stream_maxlen;      /* change/event streams are capped near this length */
+  long stream_maxlen;      /* KV change / storage event streams are capped near this length */
+  long queue_max_depth;    /* messages one queue may hold (stream + delayed set); never trimmed */
 } cr_stdlib_opts_t;
 
 /* The Redis scripts the modules run; pass them to cr_redis_new(). */
@@ -63,11 +64,15 @@ void cr_stdlib_free(cr_stdlib_t *s);
 
 /* A cr_vm_preload_fn (vm.h): adds the module loaders to the table at the
  * top of L's stack (name -> loader), for the sandbox's require, bound to
- * stdlib (a cr_stdlib_t, not NULL). */
+ * stdlib (a cr_stdlib_t, not NULL). Also sets the registry's CR_CTX_EXTEND
+ * (invoke.h): the function that adds ctx.once to each instance's ctx. */
 void cr_stdlib_preload(lua_State *L, void *stdlib);
 
-/* Moves delayed queue messages that are due into their streams (run
- * periodically by one worker, on the connection of s). */
+/* Moves delayed queue messages that are due into their streams and, about
+ * once a second, trims from each queue's stream the entries every consumer
+ * group has acknowledged (stdlib/redis/q_trim.lua); the queues are those of
+ * the prefix's "queues" set, where every send registers its queue. Run
+ * periodically (100 ms) by one worker, on the connection of s. */
 void cr_stdlib_promote_delayed(cr_stdlib_t *s);
 
 #endif

@@ -3,12 +3,19 @@
 --   local queue = require "crescent.queue"
 --   queue.send(name, body, {delay=seconds}) -> message id | nil, err
 --   queue.sendBatch(name, {bodies}, {delay=seconds}) -> { ids } | nil, err
---     (at most 500 bodies, 4 message limits = 1 MB together: "batch too large")
+--     (at most 500 bodies, 4 message limits = 1 MB together: "batch too large";
+--     all or none: "queue full" when they do not all fit)
 --
 -- Bodies are strings or tables (sent as JSON). Each message becomes an entry
 -- {type ("s" or "j"), body, time} of the queue's stream; a delayed one waits
 -- in the queue's delayed set and is appended once due (its entry then also
 -- carries the "delayed-N" id send returned). Consumers come with triggers.
+--
+-- Nothing accepted is dropped: a queue holds at most --queue-max-depth
+-- messages (stream entries and delayed ones), and a send that would take it
+-- past that fails whole with nil, "queue full" (checked in the same script
+-- that appends). The stream is never capped; worker 0 trims only entries
+-- every consumer group has acknowledged (stdlib/redis/q_trim.lua).
 --
 -- Queue names are 1 to 128 of letters, digits, '_', '.', ':' and '-'; a
 -- body's JSON is bounded by the message limit as it is made. Platform rules:
@@ -20,7 +27,7 @@ local cmd, now = P.command("crescent.queue"), P.now
 local q_send = P.script("q_send")
 local type, error, unpack, floor = L.type, L.error, L.unpack, L.math.floor
 local format, find = L.string.format, L.string.find
-local maxlen = P.stream_maxlen
+local max_depth = P.queue_max_depth
 local max_body = P.queue_max_body
 local max_batch = 4 * max_body -- bytes of one sendBatch's bodies together (1 MB by default)
 
@@ -34,17 +41,26 @@ end
 
 local delay_msg = "delay must be 0 to 900 seconds"
 
+-- Queues this state has registered in the queues set (the promoter's, the
+-- trimmer's and the queues API's list), so a send pays the SADD once per
+-- queue and state; bounded, as names are the caller's.
+local registered, nregistered = {}, 0
+
 -- delay in seconds
 local function send(name, list, delay)
   delay = floor(delay * 1000 + 0.5)
   local tag = P.prefix .. "{q:" .. name .. "}:"
-  if delay > 0 then
-    -- Register the queue for the promoter first, so a parked message is never forgotten.
+  -- Register the queue first, so a message is never forgotten by the chores.
+  -- A delayed one always registers: it waits on the promoter alone.
+  if delay > 0 or not registered[name] then
     local ok, err = cmd("SADD", P.prefix .. "queues", name)
     if not ok then return nil, err end
+    if nregistered >= 1024 then registered, nregistered = {}, 0 end
+    if not registered[name] then registered[name], nregistered = true, nregistered + 1 end
   end
-  local r, err = q_send(3, tag .. "s", tag .. "d", tag .. "n", now(), maxlen, delay, unpack(list))
+  local r, err = q_send(3, tag .. "s", tag .. "d", tag .. "n", now(), max_depth, delay, unpack(list))
   if not r then return nil, err end
+  if r == 0 then return nil, "queue full" end
   return r
 end
 

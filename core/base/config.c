@@ -51,6 +51,7 @@ static const opt_t options[] = {
     {"redis-prefix", OPT_STR, OFF(redis_prefix), "prefix of every Redis key (default cr:)"},
     {"kv-max-value", OPT_SIZE, OFF(kv_max_value), "largest KV value (default 1m)"},
     {"max-object", OPT_SIZE, OFF(max_object), "largest storage object (default 16m)"},
+    {"queue-max-depth", OPT_INT, OFF(queue_max_depth), "messages one queue may hold, delayed ones included (default 1000000)"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -81,6 +82,7 @@ void cr_config_defaults(cr_config_t *c) {
   c->redis_prefix = cr_xstrdup("cr:");
   c->kv_max_value = 1024 * 1024;
   c->max_object = 16u * 1024 * 1024;
+  c->queue_max_depth = 1000000;
   snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
   c->listen_port = 8080;
 }
@@ -214,7 +216,9 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
       char *end;
       long v = strtol(value, &end, 10);
       long min = strcmp(name, "blank-states") == 0 ? 0 : 1;
-      if (*end || end == value || v < min || v > 1000000) {
+      /* A queue's depth bound may be set past a million (Redis holds it, not a worker). */
+      long max = strcmp(name, "queue-max-depth") == 0 ? 1000000000 : 1000000;
+      if (*end || end == value || v < min || v > max) {
         snprintf(err, errlen, "--%s: expected a%s integer, got '%s'", name, min ? " positive" : "n", value);
         return CR_EINVAL;
       }

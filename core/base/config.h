@@ -41,6 +41,7 @@ typedef struct cr_config_s {
   char *redis_prefix;       /* every key starts with it */
   size_t kv_max_value;      /* bytes of one KV value */
   size_t max_object;        /* bytes of one storage object */
+  int queue_max_depth;      /* messages one queue may hold (stream + delayed); sends past it fail */
 } cr_config_t;
 
 void cr_config_defaults(cr_config_t *c);

@@ -145,6 +145,13 @@ static int prepare(lua_State *L) {
   lua_setfield(L, -2, "log");
   lua_pushcfunction(L, ctx_remaining);
   lua_setfield(L, -2, "remaining");
+  lua_getfield(L, LUA_REGISTRYINDEX, CR_CTX_EXTEND);
+  if (lua_isfunction(L, -1)) {
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
+  } else {
+    lua_pop(L, 1);
+  }
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, ctx_index);
   lua_setfield(L, -2, "__index");

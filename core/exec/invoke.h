@@ -80,8 +80,14 @@ cr_invoker_t *cr_invoker_new(uv_loop_t *loop, cr_shm_worker_t *busy_slot);
  * with a loop, the loop must run once more. */
 void cr_invoker_free(cr_invoker_t *iv);
 
+/* The registry field where a layer above (the stdlib) may put a function
+ * extend(ctx), which prepare calls on each new instance's ctx (ctx.once):
+ * exec cannot know the stdlib, so the stdlib's preload registers it. */
+#define CR_CTX_EXTEND "crescent.ctx_extend"
+
 /* Completes a new instance: its init left the file's result (a handler or a
- * settings table) on the stack. Makes the ctx table and the coroutine. */
+ * settings table) on the stack. Makes the ctx table (extended by
+ * CR_CTX_EXTEND when the state has one) and the coroutine. */
 int cr_invoke_prepare(cr_instance_t *inst, char *err, size_t errlen);
 
 /* Starts an invocation in inst: pushes the handler onto the coroutine and

@@ -288,7 +288,8 @@ int cr_worker_main(cr_worker_args_t *args) {
       cr_log(CR_LOG_ERROR, NULL, NULL, "%s", err);
   }
   cr_stdlib_opts_t sopts = {.prefix = cfg->redis_prefix, .kv_max_value = cfg->kv_max_value,
-                            .max_object = cfg->max_object, .queue_max_body = 256 * 1024, .stream_maxlen = 100000};
+                            .max_object = cfg->max_object, .queue_max_body = 256 * 1024, .stream_maxlen = 100000,
+                            .queue_max_depth = cfg->queue_max_depth};
   w.stdlib = cr_stdlib_new(w.redis, &sopts);
   if (!w.stdlib) {
     cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory making the stdlib");

@@ -222,6 +222,12 @@ static void test_set_values(void **state) {
   set_err(&c, "metrics-public", "maybe", "--metrics-public");
   set_ok(&c, "functions", "");
   assert_string_equal(c.functions_dir, "");
+  /* A queue's depth bound: positive, and allowed past the other counts' million. */
+  assert_int_equal(c.queue_max_depth, 1000000);
+  set_err(&c, "queue-max-depth", "0", "--queue-max-depth");
+  set_err(&c, "queue-max-depth", "1000000001", "--queue-max-depth");
+  set_ok(&c, "queue-max-depth", "50000000");
+  assert_int_equal(c.queue_max_depth, 50000000);
   cr_config_free(&c);
 }
 
