@@ -48,6 +48,7 @@ EMBEDDED(cr_stdlib_kv)
 EMBEDDED(cr_stdlib_storage)
 EMBEDDED(cr_stdlib_queue)
 EMBEDDED(cr_stdlib_once)
+EMBEDDED(cr_stdlib_queue_admin)
 EMBEDDED(cr_redis_kv_put)
 EMBEDDED(cr_redis_kv_delete)
 EMBEDDED(cr_redis_kv_incr)
@@ -61,6 +62,8 @@ EMBEDDED(cr_redis_q_send)
 EMBEDDED(cr_redis_q_promote)
 EMBEDDED(cr_redis_q_claim)
 EMBEDDED(cr_redis_q_trim)
+EMBEDDED(cr_redis_q_stats)
+EMBEDDED(cr_redis_q_redrive)
 
 const cr_redis_script_t cr_stdlib_scripts[] = {
     {"kv_put", cr_redis_kv_put},       {"kv_delete", cr_redis_kv_delete}, {"kv_incr", cr_redis_kv_incr},
@@ -68,6 +71,7 @@ const cr_redis_script_t cr_stdlib_scripts[] = {
     {"st_delete", cr_redis_st_delete}, {"st_list", cr_redis_st_list},     {"q_send", cr_redis_q_send},
     {"q_promote", cr_redis_q_promote}, {"st_get", cr_redis_st_get},     {"q_trim", cr_redis_q_trim},
     {"q_claim", cr_redis_q_claim}, /* the queue trigger's (core/trigger/queue) */
+    {"q_stats", cr_redis_q_stats},     {"q_redrive", cr_redis_q_redrive}, /* crescent.queue_admin's */
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
 
@@ -530,6 +534,19 @@ static int open_storage(lua_State *L) {
   return load_embedded(L, cr_stdlib_storage, cr_stdlib_storage_len, "=crescent.storage");
 }
 static int open_queue(lua_State *L) { return load_embedded(L, cr_stdlib_queue, cr_stdlib_queue_len, "=crescent.queue"); }
+/* crescent.queue_admin reads every queue and moves messages between them
+ * (the queues API, lua/queues_api.lua): only the platform's own functions
+ * may load it. Theirs are the only names starting with "_/": a function
+ * file's path has no segment starting with '_' (registry.c). To anyone
+ * else it answers as a module that does not exist. */
+static int open_queue_admin(lua_State *L) {
+  const cr_vm_t *vm = cr_vm_find(L);
+  if (!vm || !vm->fn_name || strncmp(vm->fn_name, "_/", 2) != 0) {
+    lua_pushliteral(L, "module 'crescent.queue_admin' not found");
+    return lua_error(L);
+  }
+  return load_embedded(L, cr_stdlib_queue_admin, cr_stdlib_queue_admin_len, "=crescent.queue_admin");
+}
 static int open_log(lua_State *L) {
   cr_invoke_push_log(L);
   return 1;
@@ -565,6 +582,7 @@ void cr_stdlib_preload(lua_State *L, void *stdlib) {
       {"crescent.kv", open_kv},
       {"crescent.storage", open_storage},
       {"crescent.queue", open_queue},
+      {"crescent.queue_admin", open_queue_admin},
       {"crescent.log", open_log},
   };
   for (size_t i = 0; i < sizeof loaders / sizeof loaders[0]; i++) {

@@ -1,4 +1,6 @@
-/* modules.h - the crescent.* modules functions require: kv, storage, queue, log.
+/* modules.h - the crescent.* modules functions require: kv, storage, queue, log;
+ * and crescent.queue_admin, which only the platform's own functions (named
+ * "_/...") can load: the queues API's reads and redrive (lua/queues_api.lua).
  *
  * The modules are Lua (stdlib/{kv,storage,queue}.lua, compiled into the binary) on a few C
  * primitives given to them, and only to them, when they load: `script(name)`

@@ -40,6 +40,8 @@
 /* The platform's own functions, embedded from lua/. */
 extern const char cr_lua_storage_api[];
 extern const size_t cr_lua_storage_api_len;
+extern const char cr_lua_queues_api[];
+extern const size_t cr_lua_queues_api_len;
 
 typedef struct {
   pid_t pid;
@@ -437,6 +439,8 @@ int cr_master_run(cr_config_t *cfg) {
   cr_platform_fn_t platform[] = {
       {"_/storage", cr_lua_storage_api, cr_lua_storage_api_len,
        cfg->admin_token && *cfg->admin_token ? token_env : NULL},
+      /* Under /_/api/: the gateway checks the admin token before it runs. */
+      {"_/queues", cr_lua_queues_api, cr_lua_queues_api_len, NULL},
   };
   m.reload = cr_reload_new(m.registry, cfg->init_timeout, platform, (int)(sizeof platform / sizeof platform[0]));
   m.reload_pending = -1;

@@ -69,6 +69,13 @@ static void refuse(cr_http_req_t *req, int status) {
   cr_buf_free(&b);
 }
 
+int cr_admin_guard(const cr_admin_t *a, cr_http_req_t *req) {
+  const cr_http_header_t *auth = cr_http_req_header(req, "authorization", 13);
+  int verdict = cr_admin_access(a ? a->token : NULL, auth ? auth->value : NULL, auth ? auth->value_len : 0, req->ip);
+  if (verdict) refuse(req, verdict);
+  return verdict;
+}
+
 static void respond_json(cr_http_req_t *req, int status, cr_buf_t *b) {
   cr_http_respond_start(req, status);
   cr_http_respond_header(req, "Cache-Control", 13, "no-store", 8);

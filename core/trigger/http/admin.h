@@ -57,4 +57,9 @@ int cr_admin_loopback(const char *ip);
  * time independent of where it differs. */
 int cr_admin_access(const char *token, const char *authorization, size_t len, const char *ip);
 
+/* The same rule for req, answered here when it fails: 0 when req may be
+ * served; otherwise req got its 401 or 403 (as the admin API's own routes
+ * answer) and that status is returned. a NULL: no token (loopback only). */
+int cr_admin_guard(const cr_admin_t *a, cr_http_req_t *req);
+
 #endif

@@ -40,7 +40,9 @@ void cr_gateway_free(cr_gateway_t *g);
 
 /* Answers req: routes it to its function (cr_gateway_invoke), to the
  * platform's admin API under /_/, or answers 404, 405 (with Allow), or 204
- * for an OPTIONS request to a path without an OPTIONS route (with Allow). */
+ * for an OPTIONS request to a path without an OPTIONS route (with Allow).
+ * A route under /_/api/ (a platform function's) is served only as the admin
+ * API is (cr_admin_guard: the admin token, or loopback without one). */
 void cr_gateway_handle(cr_gateway_t *g, cr_http_req_t *req);
 
 /* The request body limit for a target (http.h's body_limit): uploads to
