@@ -12,7 +12,9 @@
 --
 -- Values are strings, numbers, booleans or tables (stored as JSON, integers
 -- exact). Every write appends {op, key, version, time} to the namespace's
--- changes stream, in the same atomic script. Versions grow per namespace and
+-- changes stream, in the same atomic script (op "put", "delete" or "incr");
+-- once a kv trigger watches the namespace, puts and incrs add the new value
+-- as {type, value} (its encoding, as stored), for the trigger's event. Versions grow per namespace and
 -- never repeat, so a compare-and-set cannot be fooled by delete + re-create.
 --
 -- Keys are 1 to 1024 bytes of valid UTF-8 (any code point, NUL included);
@@ -65,6 +67,7 @@ end
 local function bind(ns)
   local tag = P.prefix .. "{kv:" .. ns .. "}:"
   local vpre, idx, seq, changes = tag .. "v:", tag .. "i", tag .. "seq", tag .. "changes"
+  local watched = tag .. "watched" -- set by a kv trigger (core/trigger/queue)
   local M = { name = ns }
 
   -- The Redis key of a value, remembered for hot keys (a string made per
@@ -101,7 +104,7 @@ local function bind(ns)
     if not t or #s > max_value then return nil, "value too large" end
     local ttl_ms = ttl and floor(ttl * 1000 + 0.5) or 0
     if ttl and ttl_ms < 1 then ttl_ms = 1 end -- 0 would mean no ttl
-    local ok, res = kv_put(4, vkey(key), idx, seq, changes, key, t, s, ttl_ms, if_absent,
+    local ok, res = kv_put(5, vkey(key), idx, seq, changes, watched, key, t, s, ttl_ms, if_absent,
       version or "", now(), maxlen)
     if ok ~= 1 then return nil, res end -- nil, err or 0, "conflict"
     return res
@@ -122,7 +125,7 @@ local function bind(ns)
     if type(by) ~= "number" or by ~= by or by == huge or by == -huge then
       error("bad argument #2 to 'kv.incr' (finite number expected, got " .. type(by) .. ")", 2)
     end
-    local ok, value, version = kv_incr(4, vkey(key), idx, seq, changes, key, by, now(), maxlen)
+    local ok, value, version = kv_incr(5, vkey(key), idx, seq, changes, watched, key, by, now(), maxlen)
     if ok ~= 1 then return nil, value end
     return tonumber(value), nil, version
   end

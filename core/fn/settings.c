@@ -633,8 +633,8 @@ static int read_trigger(entry_t *e, double timeout, cr_trigger_spec_t *t) {
 static const int kind_supported[NKINDS + 1] = {
     [CR_TRIGGER_CRON] = 0,
     [CR_TRIGGER_QUEUE] = 1, /* core/trigger/queue */
-    [CR_TRIGGER_STORAGE] = 0,
-    [CR_TRIGGER_KV] = 0,
+    [CR_TRIGGER_STORAGE] = 1, /* core/trigger/queue, on the bucket's events stream */
+    [CR_TRIGGER_KV] = 1,      /* likewise, on the namespace's changes stream */
 };
 
 int cr_trigger_supported(cr_trigger_kind_t kind) {
@@ -646,9 +646,25 @@ int cr_settings_check_triggers(const cr_settings_t *s, char *err, size_t errlen)
     cr_trigger_kind_t kind = s->triggers[i].kind;
     if (!cr_trigger_supported(kind))
       return fail(err, errlen,
-                  "setting 'triggers': entry %d: %s triggers are not supported yet (this version runs HTTP and "
-                  "queue triggers only); remove the entry",
+                  "setting 'triggers': entry %d: %s triggers are not supported yet (this version runs HTTP, "
+                  "queue, storage and kv triggers only); remove the entry",
                   i + 1, kind >= CR_TRIGGER_CRON && kind <= NKINDS ? kind_keys[kind][0] : "unknown");
+    /* One consumer group per function and stream: two entries on one
+     * bucket or namespace would share it, each seeing part of the records. */
+    for (int j = 0; j < i && (kind == CR_TRIGGER_STORAGE || kind == CR_TRIGGER_KV); j++) {
+      const cr_trigger_spec_t *a = &s->triggers[j], *b = &s->triggers[i];
+      if (a->kind != kind) continue;
+      if (kind == CR_TRIGGER_STORAGE && strcmp(a->storage.bucket, b->storage.bucket) == 0)
+        return fail(err, errlen,
+                    "setting 'triggers': entry %d: bucket '%s' already has a trigger (entry %d): a function reads "
+                    "a bucket through one entry",
+                    i + 1, b->storage.bucket, j + 1);
+      if (kind == CR_TRIGGER_KV && strcmp(a->kv.ns, b->kv.ns) == 0)
+        return fail(err, errlen,
+                    "setting 'triggers': entry %d: namespace '%s' already has a trigger (entry %d): a function reads "
+                    "a namespace through one entry",
+                    i + 1, b->kv.ns, j + 1);
+    }
   }
   return 0;
 }

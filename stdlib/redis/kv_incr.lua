@@ -1,5 +1,6 @@
 -- kv_incr: add to a number value (absent counts as 0), with a change record.
--- KEYS: value hash, namespace index, version counter, changes stream
+-- KEYS: value hash, namespace index, version counter, changes stream,
+--       watched flag (see kv_put)
 -- ARGV: key, amount, time ms, stream maxlen
 local cur = redis.call('HMGET', KEYS[1], 't', 'v')
 local v = 0
@@ -19,6 +20,11 @@ end
 local ver = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], 't', 'n', 'v', s, 'ver', ver)
 if not cur[1] then redis.call('ZADD', KEYS[2], 0, ARGV[1]) end -- new key: index it
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',
-  'op', 'put', 'key', ARGV[1], 'version', ver, 'time', ARGV[3])
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',
+    'op', 'incr', 'key', ARGV[1], 'version', ver, 'time', ARGV[3], 'type', 'n', 'value', s)
+else
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',
+    'op', 'incr', 'key', ARGV[1], 'version', ver, 'time', ARGV[3])
+end
 return {1, out, ver}

@@ -1,5 +1,6 @@
 -- kv_put: write one KV value and its change record, atomically.
--- KEYS: value hash, namespace index (zset), version counter, changes stream
+-- KEYS: value hash, namespace index (zset), version counter, changes stream,
+--       watched flag (set by a kv trigger: the record carries the value then)
 -- ARGV: key, type, payload, ttl ms ("0": none), if absent ("1"/"0"),
 --       expected version ("": any), time ms, stream maxlen
 local cur = redis.call('HGET', KEYS[1], 'ver')
@@ -13,6 +14,11 @@ else
   redis.call('PERSIST', KEYS[1])
 end
 if not cur then redis.call('ZADD', KEYS[2], 0, ARGV[1]) end -- new key: index it
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*',
-  'op', 'put', 'key', ARGV[1], 'version', ver, 'time', ARGV[7])
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*',
+    'op', 'put', 'key', ARGV[1], 'version', ver, 'time', ARGV[7], 'type', ARGV[2], 'value', ARGV[3])
+else
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*',
+    'op', 'put', 'key', ARGV[1], 'version', ver, 'time', ARGV[7])
+end
 return {1, ver}

@@ -1,12 +1,15 @@
 -- q_claim: hand out again the records of a queue whose visibility ran out,
 -- and move those delivered maxReceives times to the dead-letter queue.
 -- KEYS: stream, dead-letter stream
--- ARGV: group, consumer, min idle ms, count, maxReceives, time ms, cursor
+-- ARGV: group, consumer, min idle ms, count, maxReceives, time ms, cursor,
+--       wrap ("1": the stream holds change records, not messages)
 -- Returns { next cursor, { { id, fields, receiveCount }, ... }, records moved }.
 -- The claim counts as a delivery (XAUTOCLAIM adds one to the count), so a
 -- record whose count passes maxReceives was delivered maxReceives times: it
 -- goes to the dead-letter stream, with the same fields plus receiveCount,
--- sourceId and deadAt, and is acknowledged here, in one step.
+-- sourceId and deadAt, and is acknowledged here, in one step. A change
+-- record (storage, kv) becomes a message there: type "j", body its fields
+-- as a JSON object of strings, time its time.
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[7], 'COUNT', ARGV[4])
 local max = tonumber(ARGV[5])
 local out, moved = {}, 0
@@ -19,11 +22,20 @@ for _, e in ipairs(r[2]) do
     local count = p[1] and p[1][4] or 1
     if count > max then
       local args = {}
-      for i = 1, #fields, 2 do
-        local k = fields[i]
-        if k ~= 'receiveCount' and k ~= 'sourceId' and k ~= 'deadAt' then
-          args[#args + 1] = k
-          args[#args + 1] = fields[i + 1]
+      if ARGV[8] == '1' then
+        local rec, t = {}, ''
+        for i = 1, #fields, 2 do
+          rec[fields[i]] = fields[i + 1]
+          if fields[i] == 'time' then t = fields[i + 1] end
+        end
+        args = { 'type', 'j', 'body', cjson.encode(rec), 'time', t }
+      else
+        for i = 1, #fields, 2 do
+          local k = fields[i]
+          if k ~= 'receiveCount' and k ~= 'sourceId' and k ~= 'deadAt' then
+            args[#args + 1] = k
+            args[#args + 1] = fields[i + 1]
+          end
         end
       end
       args[#args + 1] = 'receiveCount'

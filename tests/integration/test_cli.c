@@ -199,8 +199,8 @@ static void check_triggers_not_supported(void **state) {
       "cronint.lua: setting 'triggers': entry 1: 'cron' must be a non-empty string of at most 256 bytes, got a number\n"
       "jobs.lua: setting 'triggers': entry 1: unknown key 'bogus' for a queue trigger (known: queue, batch, window, "
       "visibility, maxReceives, concurrency)\n"
-      "nightly.lua: setting 'triggers': entry 1: cron triggers are not supported yet (this version runs HTTP and "
-      "queue triggers only); remove the entry\n";
+      "nightly.lua: setting 'triggers': entry 1: cron triggers are not supported yet (this version runs HTTP, "
+      "queue, storage and kv triggers only); remove the entry\n";
   if (strncmp(r.err, want, strlen(want)) != 0) fail_msg("check said:\n%s\nwant:\n%s", r.err, want);
   assert_non_null(strstr(r.err + strlen(want), "3 problems in"));
   assert_string_equal(r.out, "");

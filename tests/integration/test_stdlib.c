@@ -407,8 +407,8 @@ static void kv_api(void **state) {
   step_ok(s.port, "/kvt?t=versions");
   {
     static const change_t want[] = {{"put", "k", 1},     {"put", "k", 2},      {"put", "k", 3},
-                                    {"put", "n", 4},     {"delete", "k", 5},   {"put", "c", 6},
-                                    {"put", "c", 7},     {"put", "c", 8},      {"put", "k", 9},
+                                    {"put", "n", 4},     {"delete", "k", 5},   {"incr", "c", 6},
+                                    {"incr", "c", 7},    {"incr", "c", 8},      {"put", "k", 9},
                                     {"delete", "n", 10}, {"put", "same", 11}};
     check_changes(sock, "default", want, 11);
     static const change_t want_a[] = {{"put", "same", 1}};

@@ -685,22 +685,16 @@ static void test_trigger_errors_types(void **state) {
 }
 
 /* Kinds not built yet parse (above), and cr_settings_check_triggers, which
- * the loader applies, refuses them naming the kind and the entry; queue
- * triggers run (core/trigger/queue). */
+ * the loader applies, refuses them naming the kind and the entry; queue,
+ * storage and kv triggers run (core/trigger/queue). */
 static void test_triggers_not_supported_yet(void **state) {
   (void)state;
   static const struct {
     const char *chunk, *message;
   } cases[] = {
       {H "triggers = { { cron = '61 * * * *' } } }",
-       "setting 'triggers': entry 1: cron triggers are not supported yet (this version runs HTTP and "
-       "queue triggers only); remove the entry"},
-      {H "triggers = { { storage = 'uploads' } } }",
-       "setting 'triggers': entry 1: storage triggers are not supported yet (this version runs HTTP and "
-       "queue triggers only); remove the entry"},
-      {H "triggers = { { kv = 'users:' } } }",
-       "setting 'triggers': entry 1: kv triggers are not supported yet (this version runs HTTP and "
-       "queue triggers only); remove the entry"},
+       "setting 'triggers': entry 1: cron triggers are not supported yet (this version runs HTTP, "
+       "queue, storage and kv triggers only); remove the entry"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     cr_settings_t s;
@@ -711,9 +705,36 @@ static void test_triggers_not_supported_yet(void **state) {
     assert_false(cr_trigger_supported(s.triggers[0].kind));
     cr_settings_free(&s);
   }
-  /* None, or an empty list, is nothing to refuse; nor is a queue trigger. */
+  /* A function reads a bucket or a namespace through one entry. */
+  static const struct {
+    const char *chunk, *message;
+  } twice[] = {
+      {H "triggers = { { storage = 'up', prefix = 'a/' }, { kv = 'x' }, { storage = 'up', suffix = '.png' } } }",
+       "setting 'triggers': entry 3: bucket 'up' already has a trigger (entry 1): a function reads a bucket "
+       "through one entry"},
+      {H "triggers = { { kv = 'a:' }, { kv = 'b:', namespace = 'default' } } }",
+       "setting 'triggers': entry 2: namespace 'default' already has a trigger (entry 1): a function reads a "
+       "namespace through one entry"},
+  };
+  for (size_t i = 0; i < sizeof twice / sizeof twice[0]; i++) {
+    cr_settings_t t;
+    accepted(twice[i].chunk, &t);
+    char terr[512] = "";
+    assert_int_equal(cr_settings_check_triggers(&t, terr, sizeof terr), CR_EINVAL);
+    assert_string_equal(terr, twice[i].message);
+    cr_settings_free(&t);
+  }
+  /* None, or an empty list, is nothing to refuse; nor are queue, storage and kv triggers, other
+   * buckets and namespaces, or a queue named like a bucket. */
   cr_settings_t s;
   char err[512] = "untouched";
+  accepted(H "triggers = { { storage = 'up' }, { storage = 'down' }, { kv = 'a:' }, { kv = 'a:', namespace = 'n' },"
+             " { queue = 'up' } } }",
+           &s);
+  assert_true(cr_trigger_supported(CR_TRIGGER_STORAGE) && cr_trigger_supported(CR_TRIGGER_KV));
+  assert_int_equal(cr_settings_check_triggers(&s, err, sizeof err), 0);
+  assert_string_equal(err, "untouched");
+  cr_settings_free(&s);
   accepted(H "triggers = { { queue = 'jobs', batch = 5 } } }", &s);
   assert_true(cr_trigger_supported(CR_TRIGGER_QUEUE));
   assert_int_equal(cr_settings_check_triggers(&s, err, sizeof err), 0);

@@ -1,6 +1,9 @@
-/* consumer.c - reading queues, invoking batches, acknowledging, claiming.
+/* consumer.c - reading streams, invoking batches, acknowledging, claiming.
  *
- * One consumer per (function, queue trigger). Its life: the group is made
+ * One consumer per (function, stream trigger): a queue, a bucket's events or
+ * a namespace's changes, told apart by its source (batch.h), which also
+ * filters the records (those left out are acknowledged at once, never
+ * invoked) and builds the event. Its life: the group is made
  * once (XGROUP CREATE, BUSYGROUP is fine); then each poll tick, while it has
  * room (fewer than `concurrency` batches in flight), it either claims records
  * whose visibility ran out (q_claim, every claim interval) or reads new ones
@@ -51,9 +54,11 @@ struct cr_consumers_s {
 struct consumer_s {
   cr_consumers_t *set;
   cr_fn_t *fn;
-  char *queue;   /* its name */
-  char *key;     /* its stream */
-  char *dlq_key; /* NAME.dlq's stream */
+  cr_qsource_t src; /* its strings owned */
+  const char *kind; /* "queue", "storage" or "kv": the trigger's and the logs' word */
+  char *key;        /* its stream */
+  char *dlq;        /* its dead-letter queue's name */
+  char *dlq_key;    /* and stream */
   cr_stream_opts_t opts;
   int dead;      /* removed: freed once refs is 0 */
   int refs;      /* the pending request (at most one) and calls in flight */
@@ -85,8 +90,11 @@ static void on_tick(uv_timer_t *t);
 
 static void consumer_free(consumer_t *c) {
   cr_qbatch_free(c->filling);
-  free(c->queue);
+  free((char *)c->src.name);
+  free((char *)c->src.prefix);
+  free((char *)c->src.suffix);
   free(c->key);
+  free(c->dlq);
   free(c->dlq_key);
   free(c);
 }
@@ -103,22 +111,49 @@ static void unref(consumer_t *c) {
   consumer_free(c);
 }
 
-static char *key_of(const char *prefix, const char *queue, const char *suffix) {
-  size_t n = strlen(prefix) + strlen(queue) + strlen(suffix) + 8;
+/* prefix + a + b + c, malloc'd. */
+static char *join(const char *prefix, const char *a, const char *b, const char *c) {
+  size_t n = strlen(prefix) + strlen(a) + strlen(b) + strlen(c) + 1;
   char *k = malloc(n);
-  if (k) snprintf(k, n, "%s{q:%s%s}:s", prefix, queue, suffix);
+  if (k) snprintf(k, n, "%s%s%s%s", prefix, a, b, c);
   return k;
 }
 
-static consumer_t *consumer_new(cr_consumers_t *set, cr_fn_t *fn, const char *queue, const cr_stream_opts_t *o) {
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static const char *const kind_words[] = {"queue", "storage", "kv"};
+
+/* The stream each kind reads (the keys crescent.queue, crescent.storage and
+ * crescent.kv write) and its dead letters' queue: NAME.dlq for a queue,
+ * storage.BUCKET.dlq and kv.NAMESPACE.dlq for the others. */
+static consumer_t *consumer_new(cr_consumers_t *set, cr_fn_t *fn, const cr_qsource_t *src, const cr_stream_opts_t *o) {
   consumer_t *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->set = set;
   c->fn = fn;
-  c->queue = strdup(queue);
-  c->key = key_of(set->prefix, queue, "");
-  c->dlq_key = key_of(set->prefix, queue, ".dlq");
-  if (!c->queue || !c->key || !c->dlq_key) {
+  c->src.kind = src->kind;
+  c->src.events = src->events;
+  c->src.name = strdup(src->name);
+  c->src.prefix = dup_or_null(src->prefix);
+  c->src.suffix = dup_or_null(src->suffix);
+  c->kind = kind_words[src->kind];
+  switch (src->kind) {
+  case CR_QSRC_QUEUE:
+    c->key = join(set->prefix, "{q:", src->name, "}:s");
+    c->dlq = join("", src->name, ".dlq", "");
+    break;
+  case CR_QSRC_STORAGE:
+    c->key = join(set->prefix, "{st:", src->name, "}:events");
+    c->dlq = join("storage.", src->name, ".dlq", "");
+    break;
+  case CR_QSRC_KV:
+    c->key = join(set->prefix, "{kv:", src->name, "}:changes");
+    c->dlq = join("kv.", src->name, ".dlq", "");
+    break;
+  }
+  c->dlq_key = c->dlq ? join(set->prefix, "{q:", c->dlq, "}:s") : NULL;
+  if (!c->src.name || (src->prefix && !c->src.prefix) || (src->suffix && !c->src.suffix) || !c->key || !c->dlq ||
+      !c->dlq_key) {
     consumer_free(c);
     return NULL;
   }
@@ -143,13 +178,27 @@ static void consumer_kill(consumer_t *c) {
 
 static void push_event(cr_call_t *call, lua_State *co) {
   qcall_t *q = qcall(call);
-  cr_qbatch_push_event(co, q->b, q->c->queue);
+  cr_qbatch_push_source_event(co, q->b, &q->c->src);
 }
 
 static void on_acked(void *data, redisReply *reply, const char *err) {
   (void)data;
   (void)reply;
   (void)err; /* a lost XACK only means a redelivery after the visibility */
+}
+
+/* XACK of n ids. */
+static void ack_ids(consumer_t *c, const char *const *ids, const size_t *id_lens, int n) {
+  cr_redis_t *r = c->set->redis;
+  if (!r || n <= 0) return;
+  const char *argv[3 + CR_MAX_BATCH];
+  size_t lens[3 + CR_MAX_BATCH];
+  int argc = 0;
+  argv[argc] = "XACK", lens[argc++] = 4;
+  argv[argc] = c->key, lens[argc++] = strlen(c->key);
+  argv[argc] = c->fn->name, lens[argc++] = strlen(c->fn->name);
+  for (int i = 0; i < n && argc < 3 + CR_MAX_BATCH; i++) argv[argc] = ids[i], lens[argc++] = id_lens[i];
+  cr_redis_call(r, argc, argv, lens, on_acked, NULL);
 }
 
 /* XACK of every record not marked failed. */
@@ -192,8 +241,8 @@ static int finish(cr_call_t *call) {
                       : inv->outcome == CR_OUTCOME_MEMORY ? "memory limit exceeded"
                                                           : inv->error;
     char msg[300];
-    int n = snprintf(msg, sizeof msg, "queue %s: the handler failed on a batch of %d: none acknowledged", c->queue,
-                     q->b->n);
+    int n = snprintf(msg, sizeof msg, "%s %s: the handler failed on a batch of %d: none acknowledged", c->kind,
+                     c->src.name, q->b->n);
     cr_buf_t *lb = cr_log_begin(CR_LOG_ERROR, msg, n > 0 && (size_t)n < sizeof msg ? (size_t)n : strlen(msg),
                                 call->fn->name, call->reqid);
     if (lb) {
@@ -210,31 +259,34 @@ static void refused(cr_call_t *call, cr_refusal_t why) {
   qcall_t *q = qcall(call);
   static const char *const reasons[] = {"", "the function is not loaded", "throttled", "its init failed",
                                         "the worker is stopping"};
-  cr_log(CR_LOG_WARN, call->fn->name, call->reqid, "queue %s: a batch of %d did not run (%s): handed out again later",
-         q->c->queue, q->b->n, why >= 1 && why <= 4 ? reasons[why] : "refused");
+  cr_log(CR_LOG_WARN, call->fn->name, call->reqid, "%s %s: a batch of %d did not run (%s): handed out again later",
+         q->c->kind, q->c->src.name, q->b->n, why >= 1 && why <= 4 ? reasons[why] : "refused");
   call_ended(q);
 }
 
+/* The source's own field: queue, bucket or namespace. */
 static void report_fields(cr_call_t *call, cr_buf_t *line) {
   qcall_t *q = qcall(call);
-  cr_log_str(line, "queue", q->c->queue, strlen(q->c->queue));
+  static const char *const names[] = {"queue", "bucket", "namespace"};
+  cr_log_str(line, names[q->c->src.kind], q->c->src.name, strlen(q->c->src.name));
   cr_log_int(line, "batch", q->n);
   cr_log_int(line, "failed", q->failed);
 }
 
-static const cr_trigger_t queue_trigger = {
-    .name = "queue",
-    .push_event = push_event,
-    .finish = finish,
-    .refused = refused,
-    .report_fields = report_fields,
+static const cr_trigger_t triggers[] = {
+    [CR_QSRC_QUEUE] = {.name = "queue", .push_event = push_event, .finish = finish, .refused = refused,
+                       .report_fields = report_fields},
+    [CR_QSRC_STORAGE] = {.name = "storage", .push_event = push_event, .finish = finish, .refused = refused,
+                         .report_fields = report_fields},
+    [CR_QSRC_KV] = {.name = "kv", .push_event = push_event, .finish = finish, .refused = refused,
+                    .report_fields = report_fields},
 };
 
 static void submit(consumer_t *c) {
   cr_consumers_t *set = c->set;
   char reqid[40];
   int n = snprintf(reqid, sizeof reqid, "%08x-q%s-%llx", set->id_base, set->name + 1, ++set->ncalls);
-  cr_call_t *call = cr_dispatch_call(set->d, &queue_trigger, c->fn, c, reqid, (size_t)n);
+  cr_call_t *call = cr_dispatch_call(set->d, &triggers[c->src.kind], c->fn, c, reqid, (size_t)n);
   if (!call) return; /* out of memory: try again at the next tick */
   qcall_t *q = qcall(call);
   q->c = c;
@@ -256,27 +308,33 @@ static void maybe_submit(consumer_t *c) {
 
 /* --- reading ------------------------------------------------------------------------------------ */
 
-/* Adds one entry to the batch being filled, with its receive count.
- * Returns 1 when it was added. */
-static int take(consumer_t *c, const redisReply *entry, int receive_count) {
+/* The ids of one reply's entries that are acknowledged without a call. */
+typedef struct {
+  int n;
+  const char *ids[CR_MAX_BATCH];
+  size_t lens[CR_MAX_BATCH];
+} drops_t;
+
+/* Adds one entry to the batch being filled, with its receive count; one
+ * the source leaves out, or that is not one of its records, goes to drops
+ * (acknowledged, so it is not handed out forever). */
+static void take(consumer_t *c, const redisReply *entry, int receive_count, drops_t *drops) {
   if (!c->filling) {
     c->filling = cr_qbatch_new(c->opts.batch);
-    if (!c->filling) return 0;
+    if (!c->filling) return;
     c->fill_since_ns = cr_clock_ns();
   }
   if (c->filling->n == 0) c->fill_since_ns = cr_clock_ns();
-  int rc = cr_qbatch_add(c->filling, entry, receive_count);
-  if (rc == CR_EINVAL) {
-    /* Not a crescent message: acknowledged so it is not handed out forever. */
-    if (entry && entry->type == REDIS_REPLY_ARRAY && entry->elements >= 1 &&
-        entry->element[0]->type == REDIS_REPLY_STRING && c->set->redis) {
-      const char *argv[] = {"XACK", c->key, c->fn->name, entry->element[0]->str};
-      size_t lens[] = {4, strlen(c->key), strlen(c->fn->name), entry->element[0]->len};
-      cr_redis_call(c->set->redis, 4, argv, lens, on_acked, NULL);
-    }
-    cr_log(CR_LOG_WARN, c->fn->name, NULL, "queue %s: an entry without a body was dropped", c->queue);
+  int rc = cr_qbatch_take(c->filling, &c->src, entry, receive_count);
+  if (rc != CR_EINVAL && rc != CR_ENOENT) return;
+  if (entry && entry->type == REDIS_REPLY_ARRAY && entry->elements >= 1 &&
+      entry->element[0]->type == REDIS_REPLY_STRING && drops->n < CR_MAX_BATCH) {
+    drops->ids[drops->n] = entry->element[0]->str;
+    drops->lens[drops->n++] = entry->element[0]->len;
   }
-  return rc == 0;
+  if (rc == CR_EINVAL)
+    cr_log(CR_LOG_WARN, c->fn->name, NULL, "%s %s: an entry that is not one of its records was dropped", c->kind,
+           c->src.name);
 }
 
 static int is_error(const redisReply *r, const char *code) {
@@ -289,7 +347,8 @@ static void on_group(void *data, redisReply *reply, const char *err) {
   if (!err && reply && (reply->type == REDIS_REPLY_STATUS || is_error(reply, "BUSYGROUP"))) c->group_ok = 1;
   else if (!err && reply && reply->type == REDIS_REPLY_ERROR) {
     /* WRONGTYPE (the key is not a stream), an ACL...: said every GROUP_RETRY_NS, not every tick. */
-    cr_log(CR_LOG_ERROR, c->fn->name, NULL, "queue %s: cannot make its consumer group: %s", c->queue, reply->str);
+    cr_log(CR_LOG_ERROR, c->fn->name, NULL, "%s %s: cannot make its consumer group: %s", c->kind, c->src.name,
+           reply->str);
     c->group_retry_ns = cr_clock_ns() + GROUP_RETRY_NS;
   }
   if (c->group_ok && !c->dead) step(c);
@@ -301,6 +360,8 @@ static void on_read(void *data, redisReply *reply, const char *err) {
   consumer_t *c = data;
   c->pending = 0;
   int asked = c->opts.batch - (c->filling ? c->filling->n : 0), got = 0;
+  drops_t drops;
+  drops.n = 0;
   if (!err && !c->dead && reply) {
     if (is_error(reply, "NOGROUP")) {
       c->group_ok = 0; /* the stream was deleted: make the group again */
@@ -309,10 +370,11 @@ static void on_read(void *data, redisReply *reply, const char *err) {
       const redisReply *entries = reply->element[0]->element[1];
       for (size_t i = 0; entries->type == REDIS_REPLY_ARRAY && i < entries->elements; i++) {
         got++;
-        take(c, entries->element[i], 1);
+        take(c, entries->element[i], 1, &drops);
       }
     }
   }
+  ack_ids(c, drops.ids, drops.lens, drops.n);
   if (!c->dead) {
     maybe_submit(c);
     if (got > 0 && got >= asked) step(c); /* there may be more: read again at once */
@@ -324,6 +386,8 @@ static void on_read(void *data, redisReply *reply, const char *err) {
 static void on_claim(void *data, redisReply *reply, const char *err) {
   consumer_t *c = data;
   c->pending = 0;
+  drops_t drops;
+  drops.n = 0;
   if (!err && !c->dead && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
     const redisReply *cur = reply->element[0], *list = reply->element[1], *moved = reply->element[2];
     if (cur->type == REDIS_REPLY_STRING && cur->len < sizeof c->cursor) {
@@ -334,14 +398,16 @@ static void on_claim(void *data, redisReply *reply, const char *err) {
       const redisReply *e = list->element[i];
       if (e->type != REDIS_REPLY_ARRAY || e->elements != 3 || e->element[2]->type != REDIS_REPLY_INTEGER) continue;
       redisReply entry = {.type = REDIS_REPLY_ARRAY, .elements = 2, .element = e->element};
-      take(c, &entry, (int)e->element[2]->integer);
+      take(c, &entry, (int)e->element[2]->integer, &drops);
     }
+    ack_ids(c, drops.ids, drops.lens, drops.n);
     if (moved->type == REDIS_REPLY_INTEGER && moved->integer > 0)
-      cr_log(CR_LOG_WARN, c->fn->name, NULL, "queue %s: %lld records moved to %s.dlq after %d receives", c->queue,
-             moved->integer, c->queue, c->opts.max_receives);
+      cr_log(CR_LOG_WARN, c->fn->name, NULL, "%s %s: %lld records moved to %s after %d receives", c->kind,
+             c->src.name, moved->integer, c->dlq, c->opts.max_receives);
   } else if (!err && reply && reply->type == REDIS_REPLY_ERROR) {
     if (strstr(reply->str, "NOGROUP")) c->group_ok = 0;
-    else cr_log(CR_LOG_ERROR, c->fn->name, NULL, "queue %s: claiming records failed: %s", c->queue, reply->str);
+    else
+      cr_log(CR_LOG_ERROR, c->fn->name, NULL, "%s %s: claiming records failed: %s", c->kind, c->src.name, reply->str);
   }
   if (!c->dead) maybe_submit(c);
   unref(c);
@@ -371,7 +437,21 @@ static void step(consumer_t *c) {
   const char *group = c->fn->name;
   if (!c->group_ok) {
     if (cr_clock_ns() < c->group_retry_ns) return;
-    const char *argv[] = {"XGROUP", "CREATE", c->key, group, "0", "MKSTREAM"};
+    if (c->src.kind == CR_QSRC_KV) {
+      /* Tells kv_put and kv_incr to put the new value in their records
+       * (sent first: Redis answers in order, so before the group exists). */
+      char *flag = join(set->prefix, "{kv:", c->src.name, "}:watched");
+      if (!flag) return;
+      const char *fargv[] = {"SET", flag, "1"};
+      size_t flens[] = {3, strlen(flag), 1};
+      cr_redis_call(set->redis, 3, fargv, flens, on_acked, NULL);
+      free(flag);
+    }
+    /* A queue's backlog is its messages: read from the start. A bucket's or
+     * namespace's stream is history: a new trigger sees the writes from now
+     * on (its group, once made, keeps its place across restarts). */
+    const char *from = c->src.kind == CR_QSRC_QUEUE ? "0" : "$";
+    const char *argv[] = {"XGROUP", "CREATE", c->key, group, from, "MKSTREAM"};
     size_t lens[] = {6, 6, strlen(c->key), strlen(group), 1, 8};
     sent(c, cr_redis_call(set->redis, 6, argv, lens, on_group, c));
     return;
@@ -385,10 +465,11 @@ static void step(consumer_t *c) {
     snprintf(idle, sizeof idle, "%lld", (long long)(c->opts.visibility * 1000));
     snprintf(maxr, sizeof maxr, "%d", c->opts.max_receives);
     snprintf(ms, sizeof ms, "%llu", (unsigned long long)cr_wall_ms());
-    const char *argv[] = {c->key, c->dlq_key, group, set->name, idle, count, maxr, ms, c->cursor};
-    size_t lens[9];
-    for (int i = 0; i < 9; i++) lens[i] = strlen(argv[i]);
-    sent(c, cr_redis_eval(set->redis, set->claim_script, 2, 9, argv, lens, on_claim, c));
+    const char *wrap = c->src.kind == CR_QSRC_QUEUE ? "0" : "1";
+    const char *argv[] = {c->key, c->dlq_key, group, set->name, idle, count, maxr, ms, c->cursor, wrap};
+    size_t lens[10];
+    for (int i = 0; i < 10; i++) lens[i] = strlen(argv[i]);
+    sent(c, cr_redis_eval(set->redis, set->claim_script, 2, 10, argv, lens, on_claim, c));
     return;
   }
   const char *argv[] = {"XREADGROUP", "GROUP", group, set->name, "COUNT", count, "STREAMS", c->key, ">"};
@@ -427,34 +508,86 @@ cr_consumers_t *cr_consumers_new(uv_loop_t *loop, cr_redis_t *redis, cr_dispatch
   return set;
 }
 
+/* The source and options of a stream trigger; 0 for another kind. */
+static int spec_source(const cr_trigger_spec_t *t, cr_qsource_t *src, const cr_stream_opts_t **opts) {
+  memset(src, 0, sizeof *src);
+  switch (t->kind) {
+  case CR_TRIGGER_QUEUE:
+    src->kind = CR_QSRC_QUEUE;
+    src->name = t->queue.name;
+    *opts = &t->queue.opts;
+    return 1;
+  case CR_TRIGGER_STORAGE:
+    src->kind = CR_QSRC_STORAGE;
+    src->name = t->storage.bucket;
+    src->events = t->storage.events;
+    src->prefix = t->storage.prefix;
+    src->suffix = t->storage.suffix;
+    *opts = &t->storage.opts;
+    return 1;
+  case CR_TRIGGER_KV:
+    src->kind = CR_QSRC_KV;
+    src->name = t->kv.ns;
+    src->prefix = t->kv.prefix;
+    *opts = &t->kv.opts;
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+static int same_stream(const cr_qsource_t *a, const cr_qsource_t *b) {
+  return a->kind == b->kind && strcmp(a->name, b->name) == 0;
+}
+
+/* Takes the new version's filter (its strings copied); keeps the old one
+ * when out of memory. */
+static void set_filter(consumer_t *c, const cr_qsource_t *src) {
+  char *prefix = dup_or_null(src->prefix), *suffix = dup_or_null(src->suffix);
+  if ((src->prefix && !prefix) || (src->suffix && !suffix)) {
+    free(prefix);
+    free(suffix);
+    return;
+  }
+  free((char *)c->src.prefix);
+  free((char *)c->src.suffix);
+  c->src.prefix = prefix;
+  c->src.suffix = suffix;
+  c->src.events = src->events;
+}
+
 void cr_consumers_follow(cr_consumers_t *set, cr_fn_t *fn) {
   if (set->stopped) return;
   const cr_settings_t *s = fn->current && !fn->removed ? &fn->current->settings : NULL;
   int ntr = s ? s->ntriggers : 0;
   char have[CR_MAX_TRIGGERS] = {0}; /* the triggers a consumer already serves */
+  cr_qsource_t src;
+  const cr_stream_opts_t *opts;
   consumer_t *next;
   for (consumer_t *c = set->list; c; c = next) {
     next = c->next;
     if (c->fn != fn || c->dead) continue;
     int k = -1;
     for (int i = 0; i < ntr && k < 0; i++)
-      if (s->triggers[i].kind == CR_TRIGGER_QUEUE && !have[i] && strcmp(s->triggers[i].queue.name, c->queue) == 0)
-        k = i;
+      if (!have[i] && spec_source(&s->triggers[i], &src, &opts) && same_stream(&src, &c->src)) k = i;
     if (k < 0) {
       consumer_kill(c);
       continue;
     }
     have[k] = 1;
-    c->opts = s->triggers[k].queue.opts; /* the new version's batch, window, ... */
+    spec_source(&s->triggers[k], &src, &opts);
+    c->opts = *opts; /* the new version's batch, window, filter... */
+    set_filter(c, &src);
   }
   for (int i = 0; i < ntr; i++) {
-    if (s->triggers[i].kind != CR_TRIGGER_QUEUE || have[i]) continue;
-    int dup = 0; /* the same queue listed twice is consumed once */
-    for (int j = 0; j < i && !dup; j++)
-      dup = s->triggers[j].kind == CR_TRIGGER_QUEUE && strcmp(s->triggers[j].queue.name, s->triggers[i].queue.name) == 0;
+    if (have[i] || !spec_source(&s->triggers[i], &src, &opts)) continue;
+    int dup = 0; /* the same stream listed twice is consumed once (settings refuse it for storage and kv) */
+    cr_qsource_t other;
+    const cr_stream_opts_t *oopts;
+    for (int j = 0; j < i && !dup; j++) dup = spec_source(&s->triggers[j], &other, &oopts) && same_stream(&other, &src);
     if (dup) continue;
-    if (!consumer_new(set, fn, s->triggers[i].queue.name, &s->triggers[i].queue.opts))
-      cr_log(CR_LOG_ERROR, fn->name, NULL, "out of memory: queue %s is not consumed", s->triggers[i].queue.name);
+    if (!consumer_new(set, fn, &src, opts))
+      cr_log(CR_LOG_ERROR, fn->name, NULL, "out of memory: %s %s is not consumed", kind_words[src.kind], src.name);
   }
 }
 

@@ -1,4 +1,16 @@
-/* consumer.h - the queue trigger: functions run on the messages of a queue.
+/* consumer.h - the stream triggers: functions run on the messages of a
+ * queue, or on the change records of a storage bucket or a KV namespace.
+ *
+ * Storage and kv triggers work as described below for queues, on the
+ * bucket's events stream ("{st:BUCKET}:events") or the namespace's changes
+ * ("{kv:NS}:changes"), with these differences: their group is made at the
+ * stream's end ($: a new trigger sees writes from then on); records the
+ * trigger's filter leaves out (batch.h's source) are acknowledged at once,
+ * without a call; the report's trigger is "storage" or "kv" (fields bucket
+ * or namespace, batch, failed); dead letters go to the queue
+ * "storage.BUCKET.dlq" or "kv.NS.dlq" as JSON messages (q_claim's wrap).
+ * A kv consumer sets "{kv:NS}:watched" before making its group, so that
+ * kv_put and kv_incr put the new value in their records.
  *
  * For each function whose current version declares { queue = NAME, ... }, a
  * worker consumes the queue's stream (prefix "{q:NAME}:s", crescent.queue's
