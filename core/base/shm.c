@@ -114,6 +114,38 @@ int64_t cr_shm_instances(cr_shm_t *shm, int slot) {
   return n;
 }
 
+cr_shm_trig_t *cr_shm_trig(cr_shm_t *shm, int slot, const char *label) {
+  if (!shm || slot < 0 || slot >= CR_SHM_MAX_FUNCTIONS || strlen(label) >= CR_SHM_TRIGGER_LABEL) return NULL;
+  for (int i = 0; i < CR_SHM_TRIGGERS; i++) {
+    cr_shm_trig_t *t = &shm->trig[slot][i];
+    uint32_t free_ = 0;
+    if (atomic_compare_exchange_strong_explicit(&t->state, &free_, 1, memory_order_acquire, memory_order_acquire)) {
+      strcpy(t->label, label);
+      atomic_store_explicit(&t->state, 2, memory_order_release);
+      return t;
+    }
+    /* Another worker is writing its label (a few instructions): wait for it,
+     * or skip it if that worker died there. */
+    uint64_t give_up = 0;
+    while (atomic_load_explicit(&t->state, memory_order_acquire) == 1) {
+      uint64_t now = cr_clock_ns();
+      if (!give_up) give_up = now + LOCK_WAIT_NS;
+      else if (now >= give_up) break;
+      sched_yield();
+    }
+    if (atomic_load_explicit(&t->state, memory_order_acquire) == 2 && strcmp(t->label, label) == 0) return t;
+  }
+  return NULL;
+}
+
+int cr_shm_trigs(cr_shm_t *shm, int slot, cr_shm_trig_t **out, int max) {
+  int n = 0;
+  if (!shm || slot < 0 || slot >= CR_SHM_MAX_FUNCTIONS) return 0;
+  for (int i = 0; i < CR_SHM_TRIGGERS && n < max; i++)
+    if (atomic_load_explicit(&shm->trig[slot][i].state, memory_order_acquire) == 2) out[n++] = &shm->trig[slot][i];
+  return n;
+}
+
 void cr_shm_reclaim(cr_shm_t *shm, int worker, int nslots, cr_shm_reclaimed_t *out) {
   cr_shm_reclaimed_t r = {0, 0, 0};
   if (shm && worker >= 0 && worker < shm->nworkers) {

@@ -40,6 +40,10 @@
 /* Latency histogram bucket upper bounds, in ms (the last one is +Inf). */
 #define CR_SHM_HIST_BUCKETS 14
 extern const double cr_shm_hist_bounds_ms[CR_SHM_HIST_BUCKETS];
+/* Stream triggers metered per function (more are consumed, not metered), and
+ * the room for one's label, "queue:NAME" (names are at most 128 bytes). */
+#define CR_SHM_TRIGGERS 8
+#define CR_SHM_TRIGGER_LABEL 144
 
 typedef struct {
   _Atomic int pid;
@@ -66,6 +70,22 @@ typedef struct {
   _Atomic uint64_t hist[CR_SHM_HIST_BUCKETS];
 } cr_shm_fn_t;
 
+/* One stream trigger of a function (a queue, a bucket's events, a
+ * namespace's changes), named by its label. Its counters only grow (shared,
+ * not held: nothing to reclaim). lag is a gauge, not held either: the
+ * records of the stream its group has not been given yet, as the last
+ * worker to ask Redis saw it (lag_ms: when; 0 never). */
+typedef struct {
+  _Atomic uint32_t state; /* 0 free, 1 being labelled, 2 labelled: label is fixed from then on */
+  char label[CR_SHM_TRIGGER_LABEL];
+  _Atomic uint64_t records;       /* handed to the function (in a batch), redeliveries included */
+  _Atomic uint64_t redelivered;   /* of those, with receiveCount > 1 */
+  _Atomic uint64_t acked;         /* acknowledged after a call that ran (not marked failed) */
+  _Atomic uint64_t dead_lettered; /* moved to the dead-letter queue after maxReceives */
+  _Atomic int64_t lag;
+  _Atomic uint64_t lag_ms;
+} cr_shm_trig_t;
+
 /* What the workers hold of one function: each worker writes only its own
  * cells (the master writes a dead worker's). The lock and the first workers'
  * places share a cache line: taking a place reads one line for up to 15
@@ -82,6 +102,7 @@ typedef struct cr_shm_s {
   cr_shm_worker_t workers[CR_SHM_MAX_WORKERS];
   cr_shm_fn_t fns[CR_SHM_MAX_FUNCTIONS];
   cr_shm_held_t held[CR_SHM_MAX_FUNCTIONS];
+  cr_shm_trig_t trig[CR_SHM_MAX_FUNCTIONS][CR_SHM_TRIGGERS];
 } cr_shm_t;
 
 /* A function's counters, or NULL without shared memory or for a slot out of range. */
@@ -108,6 +129,17 @@ void cr_shm_instances_add(cr_shm_t *shm, int slot, int worker, int delta);
 int64_t cr_shm_busy(cr_shm_t *shm, int slot);
 /* Instances alive across the workers. */
 int64_t cr_shm_instances(cr_shm_t *shm, int slot);
+
+/* Function slot's meters of the trigger labelled label: found, or taken in
+ * the first free entry. NULL without shared memory, for a slot out of range,
+ * a label too long, or when the function's CR_SHM_TRIGGERS entries are
+ * taken. Every worker looks a label up in the same order, waiting for an
+ * entry being labelled by another, so a label gets one entry. Entries are
+ * never freed: a trigger removed keeps its counts until the restart, as a
+ * removed function keeps its own. */
+cr_shm_trig_t *cr_shm_trig(cr_shm_t *shm, int slot, const char *label);
+/* Function slot's labelled trigger entries (the first n used), for readers. */
+int cr_shm_trigs(cr_shm_t *shm, int slot, cr_shm_trig_t **out, int max);
 
 typedef struct {
   int places;    /* concurrency places given back */

@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -269,6 +270,42 @@ static void test_places_race(void **state) {
   cr_shm_destroy(shm);
 }
 
+/* Trigger meters: one entry per label, found again by any caller; a label too long, or one
+ * past CR_SHM_TRIGGERS, gets none; readers see only labelled entries, in order. */
+static void test_trigger_entries(void **state) {
+  (void)state;
+  cr_shm_t *shm = cr_shm_create(2);
+  assert_non_null(shm);
+  cr_shm_trig_t *a = cr_shm_trig(shm, 3, "queue:orders");
+  cr_shm_trig_t *b = cr_shm_trig(shm, 3, "kv:default");
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_ptr_not_equal(a, b);
+  assert_ptr_equal(cr_shm_trig(shm, 3, "queue:orders"), a);
+  assert_ptr_not_equal(cr_shm_trig(shm, 4, "queue:orders"), a); /* another function's */
+  atomic_fetch_add(&a->records, 5);
+  assert_int_equal(atomic_load(&cr_shm_trig(shm, 3, "queue:orders")->records), 5);
+  char longl[CR_SHM_TRIGGER_LABEL + 1];
+  memset(longl, 'x', sizeof longl - 1);
+  longl[sizeof longl - 1] = '\0';
+  assert_null(cr_shm_trig(shm, 3, longl));
+  for (int i = 2; i < CR_SHM_TRIGGERS; i++) {
+    char l[32];
+    snprintf(l, sizeof l, "queue:q%d", i);
+    assert_non_null(cr_shm_trig(shm, 3, l));
+  }
+  assert_null(cr_shm_trig(shm, 3, "queue:onetoomany"));
+  assert_ptr_equal(cr_shm_trig(shm, 3, "kv:default"), b); /* still found when full */
+  cr_shm_trig_t *seen[CR_SHM_TRIGGERS];
+  assert_int_equal(cr_shm_trigs(shm, 3, seen, CR_SHM_TRIGGERS), CR_SHM_TRIGGERS);
+  assert_ptr_equal(seen[0], a);
+  assert_string_equal(seen[1]->label, "kv:default");
+  assert_int_equal(cr_shm_trigs(shm, 5, seen, CR_SHM_TRIGGERS), 0);
+  assert_null(cr_shm_trig(shm, CR_SHM_MAX_FUNCTIONS, "queue:x"));
+  assert_null(cr_shm_trig(NULL, 0, "queue:x"));
+  cr_shm_destroy(shm);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_zeroed),
@@ -278,6 +315,7 @@ int main(void) {
       cmocka_unit_test(test_reclaim_after_sigkill),
       cmocka_unit_test(test_reclaim_several_functions_and_the_lock),
       cmocka_unit_test(test_places_race),
+      cmocka_unit_test(test_trigger_entries),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
