@@ -316,7 +316,7 @@ int cr_worker_main(cr_worker_args_t *args) {
                              .max_object = cfg->max_object, .registry = args->registry,
                              .admin = &w.admin, .meter = w.meter};
   w.gateway = w.dispatch ? cr_gateway_new(w.dispatch, &gopts) : NULL;
-  cr_consumers_opts_t copts = {.prefix = cfg->redis_prefix, .worker = args->id};
+  cr_consumers_opts_t copts = {.prefix = cfg->redis_prefix, .worker = args->id, .shm = args->shm};
   w.consumers = w.gateway ? cr_consumers_new(w.loop, w.redis, w.dispatch, args->registry, &copts) : NULL;
   if (!w.consumers) {
     cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory setting up the worker");

@@ -3,7 +3,9 @@
 -- KEYS: stream, dead-letter stream
 -- ARGV: group, consumer, min idle ms, count, maxReceives, time ms, cursor,
 --       wrap ("1": the stream holds change records, not messages)
--- Returns { next cursor, { { id, fields, receiveCount }, ... }, records moved }.
+-- Returns { next cursor, { { id, fields, receiveCount }, ... }, records moved,
+-- lag }: lag is the group's (XINFO GROUPS: records not yet given to it), -1
+-- when Redis does not know it (before 7.0, or after some deletions).
 -- The claim counts as a delivery (XAUTOCLAIM adds one to the count), so a
 -- record whose count passes maxReceives was delivered maxReceives times: it
 -- goes to the dead-letter stream, with the same fields plus receiveCount,
@@ -52,4 +54,15 @@ for _, e in ipairs(r[2]) do
     end
   end
 end
-return { r[1], out, moved }
+local lag = -1
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local name, l
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'lag' then l = g[i + 1] end
+  end
+  if name == ARGV[1] then
+    if type(l) == 'number' then lag = l end
+    break
+  end
+end
+return { r[1], out, moved, lag }

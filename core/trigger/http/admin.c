@@ -88,6 +88,24 @@ static void iso(cr_buf_t *b, uint64_t ms) {
   cr_json_escape(b, t, strlen(t));
 }
 
+/* ,"triggers":{"queue:NAME":{...},...}: the function's stream triggers'
+ * meters (shm.h's cr_shm_trig_t); lag null until a claim round read it. */
+static void triggers_json(const cr_admin_t *a, const cr_fn_t *fn, cr_buf_t *b) {
+  cr_shm_trig_t *t[CR_SHM_TRIGGERS];
+  int n = cr_shm_trigs(a->shm, fn->slot, t, CR_SHM_TRIGGERS);
+  cr_buf_append_str(b, ",\"triggers\":{");
+  for (int k = 0; k < n; k++) {
+    if (k) cr_buf_putc(b, ',');
+    cr_json_escape(b, t[k]->label, strlen(t[k]->label));
+    cr_buf_printf(b, ":{\"records\":%llu,\"redelivered\":%llu,\"acked\":%llu,\"deadLettered\":%llu,\"lag\":",
+                  (unsigned long long)atomic_load(&t[k]->records), (unsigned long long)atomic_load(&t[k]->redelivered),
+                  (unsigned long long)atomic_load(&t[k]->acked), (unsigned long long)atomic_load(&t[k]->dead_lettered));
+    if (atomic_load(&t[k]->lag_ms)) cr_buf_printf(b, "%lld}", (long long)atomic_load(&t[k]->lag));
+    else cr_buf_append_str(b, "null}");
+  }
+  cr_buf_putc(b, '}');
+}
+
 static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
   const cr_registry_t *r = a->registry;
   cr_buf_append_str(b, "{\"functions\":[");
@@ -164,8 +182,10 @@ static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
         else cr_buf_printf(b, "\"%g\":", cr_shm_hist_bounds_ms[k]);
         cr_buf_append_u64(b, atomic_load(&f->hist[k]));
       }
-      cr_buf_printf(b, "},\"cost\":{\"requests\":%.8f,\"compute\":%.8f,\"total\":%.8f,\"currency\":\"USD\"}}",
+      cr_buf_printf(b, "},\"cost\":{\"requests\":%.8f,\"compute\":%.8f,\"total\":%.8f,\"currency\":\"USD\"}",
                     req_cost, compute_cost, req_cost + compute_cost);
+      triggers_json(a, fn, b);
+      cr_buf_putc(b, '}');
     }
     cr_buf_putc(b, '}');
   }
@@ -185,6 +205,47 @@ static void prom_label(cr_buf_t *b, const char *v) {
       continue;
     }
     cr_buf_putc(b, *v);
+  }
+}
+
+/* The stream triggers' meters, labelled function and trigger ("queue:NAME",
+ * "storage:BUCKET", "kv:NAMESPACE"); the lag only once it was read. */
+static void trigger_metrics(const cr_admin_t *a, cr_buf_t *b) {
+  const cr_registry_t *r = a->registry;
+  static const struct {
+    const char *name, *help, *type;
+    size_t off;
+  } m[] = {
+      {"crescent_trigger_records_total", "Records handed to the function by a stream trigger, redeliveries included.",
+       "counter", offsetof(cr_shm_trig_t, records)},
+      {"crescent_trigger_redelivered_total", "Records handed out again (receiveCount > 1).", "counter",
+       offsetof(cr_shm_trig_t, redelivered)},
+      {"crescent_trigger_acked_total", "Records acknowledged after an invocation that did not mark them failed.",
+       "counter", offsetof(cr_shm_trig_t, acked)},
+      {"crescent_trigger_dead_lettered_total", "Records moved to the dead-letter queue after maxReceives deliveries.",
+       "counter", offsetof(cr_shm_trig_t, dead_lettered)},
+      {"crescent_trigger_lag", "Records of the stream not yet delivered to the trigger's consumer group.", "gauge",
+       offsetof(cr_shm_trig_t, lag)},
+  };
+  for (size_t c = 0; c < sizeof m / sizeof m[0]; c++) {
+    cr_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", m[c].name, m[c].help, m[c].name, m[c].type);
+    int gauge = m[c].off == offsetof(cr_shm_trig_t, lag);
+    for (int i = 0; i < r->nfns; i++) {
+      const cr_fn_t *fn = r->fns[i];
+      cr_shm_trig_t *t[CR_SHM_TRIGGERS];
+      int n = cr_shm_trigs(a->shm, fn->slot, t, CR_SHM_TRIGGERS);
+      for (int k = 0; k < n; k++) {
+        if (gauge && !atomic_load(&t[k]->lag_ms)) continue;
+        cr_buf_printf(b, "%s{function=\"", m[c].name);
+        prom_label(b, fn->name);
+        cr_buf_append_str(b, "\",trigger=\"");
+        prom_label(b, t[k]->label);
+        if (gauge) cr_buf_printf(b, "\"} %lld\n", (long long)atomic_load(&t[k]->lag));
+        else
+          cr_buf_printf(b, "\"} %llu\n",
+                        (unsigned long long)atomic_load((_Atomic uint64_t *)((char *)t[k] + m[c].off)));
+      }
+    }
   }
 }
 
@@ -257,6 +318,7 @@ static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
     prom_label(b, fn->name);
     cr_buf_printf(b, "\",state=\"idle\"} %lld\n", alive - busy < 0 ? 0 : alive - busy);
   }
+  trigger_metrics(a, b);
   prom_counter(b, "crescent_http_requests_total", "HTTP requests received, per worker.");
   for (int i = 0; i < a->shm->nworkers; i++)
     cr_buf_printf(b, "crescent_http_requests_total{worker=\"%d\"} %llu\n", i,

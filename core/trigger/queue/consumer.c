@@ -43,6 +43,7 @@ struct cr_consumers_s {
   cr_registry_t *reg;
   char prefix[64];
   char name[16];     /* the consumer name: "w<worker>" */
+  cr_shm_t *shm;
   int claim_script;  /* q_claim's index in cr_stdlib_scripts */
   unsigned id_base;  /* request ids: per process, plus a counter */
   unsigned long long ncalls;
@@ -60,6 +61,7 @@ struct consumer_s {
   char *dlq;        /* its dead-letter queue's name */
   char *dlq_key;    /* and stream */
   cr_stream_opts_t opts;
+  cr_shm_trig_t *meters; /* NULL: not metered (no shared memory, or its function's entries are taken) */
   int dead;      /* removed: freed once refs is 0 */
   int refs;      /* the pending request (at most one) and calls in flight */
   int group_ok;  /* the group exists */
@@ -158,6 +160,10 @@ static consumer_t *consumer_new(cr_consumers_t *set, cr_fn_t *fn, const cr_qsour
     return NULL;
   }
   c->opts = *o;
+  /* The same label for a new version of the function: its counts go on. */
+  char label[CR_SHM_TRIGGER_LABEL];
+  int ln = snprintf(label, sizeof label, "%s:%s", c->kind, c->src.name);
+  if (ln > 0 && (size_t)ln < sizeof label) c->meters = cr_shm_trig(set->shm, fn->slot, label);
   strcpy(c->cursor, "0-0");
   c->next = set->list;
   set->list = c;
@@ -214,6 +220,8 @@ static void ack(consumer_t *c, const cr_qbatch_t *b) {
   for (int i = 0; i < b->n && argc < 3 + CR_MAX_BATCH; i++)
     if (!b->recs[i].failed) argv[argc] = b->recs[i].id, lens[argc++] = strlen(b->recs[i].id);
   if (argc > 3) cr_redis_call(r, argc, argv, lens, on_acked, NULL);
+  /* Counted when sent: a lost XACK redelivers the record, counted again then. */
+  if (argc > 3 && c->meters) atomic_fetch_add_explicit(&c->meters->acked, (uint64_t)(argc - 3), memory_order_relaxed);
 }
 
 /* The call is over: the consumer may read again. */
@@ -313,6 +321,7 @@ typedef struct {
   int n;
   const char *ids[CR_MAX_BATCH];
   size_t lens[CR_MAX_BATCH];
+  int taken, again; /* records added to the batch, and of those redeliveries: the meters, once per reply */
 } drops_t;
 
 /* Adds one entry to the batch being filled, with its receive count; one
@@ -326,6 +335,10 @@ static void take(consumer_t *c, const redisReply *entry, int receive_count, drop
   }
   if (c->filling->n == 0) c->fill_since_ns = cr_clock_ns();
   int rc = cr_qbatch_take(c->filling, &c->src, entry, receive_count);
+  if (rc == 0) {
+    drops->taken++;
+    drops->again += receive_count > 1;
+  }
   if (rc != CR_EINVAL && rc != CR_ENOENT) return;
   if (entry && entry->type == REDIS_REPLY_ARRAY && entry->elements >= 1 &&
       entry->element[0]->type == REDIS_REPLY_STRING && drops->n < CR_MAX_BATCH) {
@@ -335,6 +348,12 @@ static void take(consumer_t *c, const redisReply *entry, int receive_count, drop
   if (rc == CR_EINVAL)
     cr_log(CR_LOG_WARN, c->fn->name, NULL, "%s %s: an entry that is not one of its records was dropped", c->kind,
            c->src.name);
+}
+
+static void count_taken(consumer_t *c, const drops_t *d) {
+  if (!c->meters || d->taken == 0) return;
+  atomic_fetch_add_explicit(&c->meters->records, (uint64_t)d->taken, memory_order_relaxed);
+  if (d->again) atomic_fetch_add_explicit(&c->meters->redelivered, (uint64_t)d->again, memory_order_relaxed);
 }
 
 static int is_error(const redisReply *r, const char *code) {
@@ -361,7 +380,7 @@ static void on_read(void *data, redisReply *reply, const char *err) {
   c->pending = 0;
   int asked = c->opts.batch - (c->filling ? c->filling->n : 0), got = 0;
   drops_t drops;
-  drops.n = 0;
+  drops.n = drops.taken = drops.again = 0;
   if (!err && !c->dead && reply) {
     if (is_error(reply, "NOGROUP")) {
       c->group_ok = 0; /* the stream was deleted: make the group again */
@@ -375,6 +394,7 @@ static void on_read(void *data, redisReply *reply, const char *err) {
     }
   }
   ack_ids(c, drops.ids, drops.lens, drops.n);
+  count_taken(c, &drops);
   if (!c->dead) {
     maybe_submit(c);
     if (got > 0 && got >= asked) step(c); /* there may be more: read again at once */
@@ -382,13 +402,13 @@ static void on_read(void *data, redisReply *reply, const char *err) {
   unref(c);
 }
 
-/* q_claim's reply: [cursor, [[id, fields, count], ...], moved]. */
+/* q_claim's reply: [cursor, [[id, fields, count], ...], moved, lag]. */
 static void on_claim(void *data, redisReply *reply, const char *err) {
   consumer_t *c = data;
   c->pending = 0;
   drops_t drops;
-  drops.n = 0;
-  if (!err && !c->dead && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
+  drops.n = drops.taken = drops.again = 0;
+  if (!err && !c->dead && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 4) {
     const redisReply *cur = reply->element[0], *list = reply->element[1], *moved = reply->element[2];
     if (cur->type == REDIS_REPLY_STRING && cur->len < sizeof c->cursor) {
       memcpy(c->cursor, cur->str, cur->len);
@@ -401,6 +421,14 @@ static void on_claim(void *data, redisReply *reply, const char *err) {
       take(c, &entry, (int)e->element[2]->integer, &drops);
     }
     ack_ids(c, drops.ids, drops.lens, drops.n);
+    count_taken(c, &drops);
+    const redisReply *lag = reply->element[3];
+    if (c->meters && lag->type == REDIS_REPLY_INTEGER && lag->integer >= 0) {
+      atomic_store_explicit(&c->meters->lag, lag->integer, memory_order_relaxed);
+      atomic_store_explicit(&c->meters->lag_ms, cr_wall_ms(), memory_order_release);
+    }
+    if (c->meters && moved->type == REDIS_REPLY_INTEGER && moved->integer > 0)
+      atomic_fetch_add_explicit(&c->meters->dead_lettered, (uint64_t)moved->integer, memory_order_relaxed);
     if (moved->type == REDIS_REPLY_INTEGER && moved->integer > 0)
       cr_log(CR_LOG_WARN, c->fn->name, NULL, "%s %s: %lld records moved to %s after %d receives", c->kind,
              c->src.name, moved->integer, c->dlq, c->opts.max_receives);
@@ -495,6 +523,7 @@ cr_consumers_t *cr_consumers_new(uv_loop_t *loop, cr_redis_t *redis, cr_dispatch
   set->reg = reg;
   snprintf(set->prefix, sizeof set->prefix, "%s", opts && opts->prefix ? opts->prefix : "cr:");
   snprintf(set->name, sizeof set->name, "w%d", opts ? opts->worker : 0);
+  set->shm = opts ? opts->shm : NULL;
   set->claim_script = -1;
   for (int i = 0; i < cr_stdlib_nscripts; i++)
     if (strcmp(cr_stdlib_scripts[i].name, "q_claim") == 0) set->claim_script = i;

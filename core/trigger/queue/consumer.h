@@ -45,13 +45,20 @@
  * any consumer (a worker that died included), and hands them out again with
  * their delivery count as receiveCount; one claimed past `maxReceives`
  * deliveries is moved to the queue "NAME.dlq" (an ordinary queue) and
- * acknowledged, atomically. Delivery is at least once. */
+ * acknowledged, atomically. Delivery is at least once.
+ *
+ * Meters, per (function, trigger labelled "queue:NAME", "storage:BUCKET" or
+ * "kv:NAMESPACE"), in shared memory: records handed to the function,
+ * redelivered (receiveCount > 1), acknowledged after a call, dead-lettered,
+ * and the group's lag as of the last claim round. Records the filter leaves
+ * out are not counted. */
 #ifndef CR_CONSUMER_H
 #define CR_CONSUMER_H
 
 #include "dispatch.h"
 #include "redis.h"
 #include "registry.h"
+#include "shm.h"
 
 typedef struct uv_loop_s uv_loop_t;
 typedef struct cr_consumers_s cr_consumers_t;
@@ -59,6 +66,7 @@ typedef struct cr_consumers_s cr_consumers_t;
 typedef struct {
   const char *prefix; /* the key prefix, "cr:" (copied) */
   int worker;         /* the consumer's name is "w<worker>" */
+  cr_shm_t *shm;      /* the per-trigger meters (shm.h's cr_shm_trig_t); NULL: none */
 } cr_consumers_opts_t;
 
 /* The queue consumers of one worker loop: reads on redis (not owned; NULL:
