@@ -1,6 +1,6 @@
 -- q_claim: hand out again the records of a queue whose visibility ran out,
 -- and move those delivered maxReceives times to the dead-letter queue.
--- KEYS: stream, dead-letter stream
+-- KEYS: stream, dead-letter stream, the group's failure bookkeeping (a hash)
 -- ARGV: group, consumer, min idle ms, count, maxReceives, time ms, cursor,
 --       wrap ("1": the stream holds change records, not messages)
 -- Returns { next cursor, { { id, fields, receiveCount }, ... }, records moved,
@@ -9,7 +9,11 @@
 -- The claim counts as a delivery (XAUTOCLAIM adds one to the count), so a
 -- record whose count passes maxReceives was delivered maxReceives times: it
 -- goes to the dead-letter stream, with the same fields plus receiveCount,
--- sourceId and deadAt, and is acknowledged here, in one step. A change
+-- sourceId and deadAt, and is acknowledged here, in one step. The consumer
+-- keeps, for each failed delivery, "<id>:f" (first receive, set once), ":l"
+-- (last receive) and ":e" (last error) in KEYS[3]: they become
+-- firstReceive, lastReceive and lastError (each only when kept) and are
+-- deleted, in the same step. A change
 -- record (storage, kv) becomes a message there: type "j", body its fields
 -- as a JSON object of strings, time its time.
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[7], 'COUNT', ARGV[4])
@@ -19,6 +23,7 @@ for _, e in ipairs(r[2]) do
   local id, fields = e[1], e[2]
   if not fields then
     redis.call('XACK', KEYS[1], ARGV[1], id) -- the entry is gone (Redis 6.2 still lists it)
+    redis.call('HDEL', KEYS[3], id .. ':f', id .. ':l', id .. ':e')
   else
     local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
     local count = p[1] and p[1][4] or 1
@@ -34,7 +39,8 @@ for _, e in ipairs(r[2]) do
       else
         for i = 1, #fields, 2 do
           local k = fields[i]
-          if k ~= 'receiveCount' and k ~= 'sourceId' and k ~= 'deadAt' then
+          if k ~= 'receiveCount' and k ~= 'sourceId' and k ~= 'deadAt' and k ~= 'firstReceive'
+              and k ~= 'lastReceive' and k ~= 'lastError' then
             args[#args + 1] = k
             args[#args + 1] = fields[i + 1]
           end
@@ -46,6 +52,15 @@ for _, e in ipairs(r[2]) do
       args[#args + 1] = id
       args[#args + 1] = 'deadAt'
       args[#args + 1] = ARGV[6]
+      local book = redis.call('HMGET', KEYS[3], id .. ':f', id .. ':l', id .. ':e')
+      local names = { 'firstReceive', 'lastReceive', 'lastError' }
+      for i = 1, 3 do
+        if book[i] then
+          args[#args + 1] = names[i]
+          args[#args + 1] = book[i]
+        end
+      end
+      redis.call('HDEL', KEYS[3], id .. ':f', id .. ':l', id .. ':e')
       redis.call('XADD', KEYS[2], '*', unpack(args))
       redis.call('XACK', KEYS[1], ARGV[1], id)
       moved = moved + 1

@@ -7,7 +7,8 @@
 -- it: stream entries + delayed ones).
 -- Each message goes back with its own fields (type, body, time: when it was
 -- first sent; a delayed one's id) and without the dead letter's
--- receiveCount, sourceId and deadAt; a new entry id; and it leaves the
+-- receiveCount, sourceId, deadAt, firstReceive, lastReceive and lastError;
+-- a new entry id; and it leaves the
 -- dead-letter stream (XDEL) in the same step, so it is never in both nor in
 -- neither. The last id bounds a redrive to what was dead when it started.
 local room = tonumber(ARGV[1]) - redis.call('XLEN', KEYS[2]) - redis.call('ZCARD', KEYS[3])
@@ -20,7 +21,8 @@ for _, e in ipairs(entries) do
   local args, fields = {}, e[2]
   for i = 1, #fields, 2 do
     local k = fields[i]
-    if k ~= 'receiveCount' and k ~= 'sourceId' and k ~= 'deadAt' then
+    if k ~= 'receiveCount' and k ~= 'sourceId' and k ~= 'deadAt' and k ~= 'firstReceive'
+        and k ~= 'lastReceive' and k ~= 'lastError' then
       args[#args + 1] = k
       args[#args + 1] = fields[i + 1]
     end

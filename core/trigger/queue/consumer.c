@@ -33,6 +33,8 @@
 #define POLL_MS 20
 /* How long a consumer whose group could not be made waits to try again. */
 #define GROUP_RETRY_NS 5000000000ull
+/* The longest last error kept for a record's dead letter. */
+#define LAST_ERROR_MAX 512
 
 typedef struct consumer_s consumer_t;
 
@@ -60,6 +62,7 @@ struct consumer_s {
   char *key;        /* its stream */
   char *dlq;        /* its dead-letter queue's name */
   char *dlq_key;    /* and stream */
+  char *book_key;   /* its failed deliveries' bookkeeping (a hash; see record_failures) */
   cr_stream_opts_t opts;
   cr_shm_trig_t *meters; /* NULL: not metered (no shared memory, or its function's entries are taken) */
   int dead;      /* removed: freed once refs is 0 */
@@ -70,6 +73,7 @@ struct consumer_s {
   int inflight;  /* calls submitted and not ended */
   cr_qbatch_t *filling;
   uint64_t fill_since_ns;
+  uint64_t recv_ms[CR_MAX_BATCH]; /* when each record of filling was received (wall clock) */
   uint64_t next_claim_ns;
   char cursor[48]; /* XAUTOCLAIM's */
   consumer_t *next;
@@ -81,6 +85,7 @@ typedef struct {
   cr_qbatch_t *b;
   int n;      /* its records (b is freed before the report line is written) */
   int failed; /* records the result marked failed */
+  uint64_t *recv_ms; /* malloc'd, n: when each record was received; NULL when out of memory */
 } qcall_t;
 
 static qcall_t *qcall(cr_call_t *call) { return (qcall_t *)call->data.bytes; }
@@ -98,6 +103,7 @@ static void consumer_free(consumer_t *c) {
   free(c->key);
   free(c->dlq);
   free(c->dlq_key);
+  free(c->book_key);
   free(c);
 }
 
@@ -154,8 +160,11 @@ static consumer_t *consumer_new(cr_consumers_t *set, cr_fn_t *fn, const cr_qsour
     break;
   }
   c->dlq_key = c->dlq ? join(set->prefix, "{q:", c->dlq, "}:s") : NULL;
+  /* Per group (every function consuming the stream has its own deliveries),
+   * in the stream's hash slot. */
+  c->book_key = c->key ? join(c->key, ":dl:", fn->name, "") : NULL;
   if (!c->src.name || (src->prefix && !c->src.prefix) || (src->suffix && !c->src.suffix) || !c->key || !c->dlq ||
-      !c->dlq_key) {
+      !c->dlq_key || !c->book_key) {
     consumer_free(c);
     return NULL;
   }
@@ -207,12 +216,13 @@ static void ack_ids(consumer_t *c, const char *const *ids, const size_t *id_lens
   cr_redis_call(r, argc, argv, lens, on_acked, NULL);
 }
 
-/* XACK of every record not marked failed. */
+/* XACK of every record not marked failed; and HDEL of the bookkeeping of
+ * those that were received before (a first receive has none). */
 static void ack(consumer_t *c, const cr_qbatch_t *b) {
   cr_redis_t *r = c->set->redis;
   if (!r) return;
-  const char *argv[3 + CR_MAX_BATCH];
-  size_t lens[3 + CR_MAX_BATCH];
+  const char *argv[3 + 3 * CR_MAX_BATCH];
+  size_t lens[3 + 3 * CR_MAX_BATCH];
   int argc = 0;
   argv[argc] = "XACK", lens[argc++] = 4;
   argv[argc] = c->key, lens[argc++] = strlen(c->key);
@@ -222,6 +232,74 @@ static void ack(consumer_t *c, const cr_qbatch_t *b) {
   if (argc > 3) cr_redis_call(r, argc, argv, lens, on_acked, NULL);
   /* Counted when sent: a lost XACK redelivers the record, counted again then. */
   if (argc > 3 && c->meters) atomic_fetch_add_explicit(&c->meters->acked, (uint64_t)(argc - 3), memory_order_relaxed);
+  char names[3 * CR_MAX_BATCH][sizeof b->recs[0].id + 2];
+  int nn = 0;
+  argc = 0;
+  argv[argc] = "HDEL", lens[argc++] = 4;
+  argv[argc] = c->book_key, lens[argc++] = strlen(c->book_key);
+  for (int i = 0; i < b->n && nn + 3 <= 3 * CR_MAX_BATCH; i++) {
+    if (b->recs[i].failed || b->recs[i].receive_count <= 1) continue;
+    for (const char *x = "fle"; *x; x++) {
+      int len = snprintf(names[nn], sizeof names[nn], "%s:%c", b->recs[i].id, *x);
+      argv[argc] = names[nn++], lens[argc++] = (size_t)len;
+    }
+  }
+  if (argc > 2) cr_redis_call(r, argc, argv, lens, on_acked, NULL);
+}
+
+/* Keeps, for each failed record of b (all of them when all), why its
+ * delivery failed and when it was received, for its dead letter (q_claim
+ * reads them when it moves the record, and deletes them): in the hash
+ * book_key, fields "<id>:f" (first receive, ms since the epoch, set once:
+ * HSETNX), "<id>:l" (last receive) and "<id>:e" (the last error, at most
+ * LAST_ERROR_MAX bytes). Sent right after the ack, on the same pipelined
+ * connection: Redis has them long before the record's visibility ends. The
+ * hash expires visibility x maxReceives + 60 s after its last write, so a
+ * record that is never claimed again (its group deleted...) does not keep
+ * its fields for ever. */
+static void record_failures(consumer_t *c, const qcall_t *q, int all, const char *error) {
+  cr_redis_t *r = c->set->redis;
+  const cr_qbatch_t *b = q->b;
+  if (!r || c->dead) return;
+  size_t elen = strlen(error);
+  if (elen > LAST_ERROR_MAX) elen = LAST_ERROR_MAX;
+  const char *argv[2 + 4 * CR_MAX_BATCH];
+  size_t lens[2 + 4 * CR_MAX_BATCH];
+  char names[2 * CR_MAX_BATCH][sizeof b->recs[0].id + 2], times[CR_MAX_BATCH][24];
+  int argc = 0, nn = 0, any = 0;
+  argv[argc] = "HSET", lens[argc++] = 4;
+  argv[argc] = c->book_key, lens[argc++] = strlen(c->book_key);
+  uint64_t now = cr_wall_ms();
+  for (int i = 0; i < b->n && i < CR_MAX_BATCH; i++) {
+    if (!all && !b->recs[i].failed) continue;
+    any = 1;
+    int tl = snprintf(times[i], sizeof times[i], "%llu", (unsigned long long)(q->recv_ms ? q->recv_ms[i] : now));
+    int fl = snprintf(names[nn], sizeof names[nn], "%s:f", b->recs[i].id);
+    const char *nx[] = {"HSETNX", c->book_key, names[nn], times[i]};
+    size_t nxl[] = {6, strlen(c->book_key), (size_t)fl, (size_t)tl};
+    cr_redis_call(r, 4, nx, nxl, on_acked, NULL);
+    nn++;
+    int ll = snprintf(names[nn], sizeof names[nn], "%s:l", b->recs[i].id);
+    argv[argc] = names[nn++], lens[argc++] = (size_t)ll;
+    argv[argc] = times[i], lens[argc++] = (size_t)tl;
+    int el = snprintf(names[nn], sizeof names[nn], "%s:e", b->recs[i].id);
+    argv[argc] = names[nn++], lens[argc++] = (size_t)el;
+    argv[argc] = error, lens[argc++] = elen;
+  }
+  if (!any) return;
+  cr_redis_call(r, argc, argv, lens, on_acked, NULL);
+  char ttl[32];
+  int tl = snprintf(ttl, sizeof ttl, "%lld", (long long)(c->opts.visibility * 1000 * c->opts.max_receives) + 60000);
+  const char *ex[] = {"PEXPIRE", c->book_key, ttl};
+  size_t exl[] = {7, strlen(c->book_key), (size_t)tl};
+  cr_redis_call(r, 3, ex, exl, on_acked, NULL);
+}
+
+/* The handler's error without its traceback (its frames say nothing a dead
+ * letter's reader needs, and are most of the text). */
+static size_t error_message_len(const char *error) {
+  const char *tb = strstr(error, "\nstack traceback:");
+  return tb ? (size_t)(tb - error) : strlen(error);
 }
 
 /* The call is over: the consumer may read again. */
@@ -229,6 +307,8 @@ static void call_ended(qcall_t *q) {
   consumer_t *c = q->c;
   cr_qbatch_free(q->b);
   q->b = NULL;
+  free(q->recv_ms);
+  q->recv_ms = NULL;
   c->inflight--;
   /* Read again soon, from the loop, not from inside the dispatcher. */
   if (!c->dead && !c->set->stopped) uv_timer_start(&c->set->timer, on_tick, 0, POLL_MS);
@@ -244,6 +324,7 @@ static int finish(cr_call_t *call) {
     status = 200;
     if (inv->nresults > 0) q->failed = cr_qbatch_mark_failed(inv->co, 1, q->b);
     if (!c->dead) ack(c, q->b);
+    if (q->failed > 0) record_failures(c, q, 0, "reported failed by the handler");
   } else {
     const char *why = inv->outcome == CR_OUTCOME_TIMEOUT  ? "timeout"
                       : inv->outcome == CR_OUTCOME_MEMORY ? "memory limit exceeded"
@@ -258,6 +339,12 @@ static int finish(cr_call_t *call) {
       cr_log_end(lb);
     }
     q->failed = q->b->n;
+    char last[LAST_ERROR_MAX + 1];
+    size_t ln = error_message_len(why);
+    if (ln > LAST_ERROR_MAX) ln = LAST_ERROR_MAX;
+    memcpy(last, why, ln);
+    last[ln] = '\0';
+    record_failures(c, q, 1, last);
   }
   call_ended(q);
   return status;
@@ -267,8 +354,13 @@ static void refused(cr_call_t *call, cr_refusal_t why) {
   qcall_t *q = qcall(call);
   static const char *const reasons[] = {"", "the function is not loaded", "throttled", "its init failed",
                                         "the worker is stopping"};
+  const char *reason = why >= 1 && why <= 4 ? reasons[why] : "refused";
   cr_log(CR_LOG_WARN, call->fn->name, call->reqid, "%s %s: a batch of %d did not run (%s): handed out again later",
-         q->c->kind, q->c->src.name, q->b->n, why >= 1 && why <= 4 ? reasons[why] : "refused");
+         q->c->kind, q->c->src.name, q->b->n, reason);
+  /* The delivery counts towards maxReceives all the same: say why. */
+  char last[80];
+  snprintf(last, sizeof last, "did not run: %s", reason);
+  record_failures(q->c, q, 1, last);
   call_ended(q);
 }
 
@@ -301,6 +393,8 @@ static void submit(consumer_t *c) {
   q->b = c->filling;
   q->n = q->b->n;
   q->failed = 0;
+  q->recv_ms = malloc((size_t)q->n * sizeof *q->recv_ms);
+  if (q->recv_ms) memcpy(q->recv_ms, c->recv_ms, (size_t)q->n * sizeof *q->recv_ms);
   c->filling = NULL;
   c->inflight++;
   c->refs++;
@@ -339,6 +433,7 @@ static void take(consumer_t *c, const redisReply *entry, int receive_count, drop
     drops->taken++;
     drops->again += receive_count > 1;
   }
+  if (rc == 0 && c->filling->n <= CR_MAX_BATCH) c->recv_ms[c->filling->n - 1] = cr_wall_ms();
   if (rc != CR_EINVAL && rc != CR_ENOENT) return;
   if (entry && entry->type == REDIS_REPLY_ARRAY && entry->elements >= 1 &&
       entry->element[0]->type == REDIS_REPLY_STRING && drops->n < CR_MAX_BATCH) {
@@ -494,10 +589,10 @@ static void step(consumer_t *c) {
     snprintf(maxr, sizeof maxr, "%d", c->opts.max_receives);
     snprintf(ms, sizeof ms, "%llu", (unsigned long long)cr_wall_ms());
     const char *wrap = c->src.kind == CR_QSRC_QUEUE ? "0" : "1";
-    const char *argv[] = {c->key, c->dlq_key, group, set->name, idle, count, maxr, ms, c->cursor, wrap};
-    size_t lens[10];
-    for (int i = 0; i < 10; i++) lens[i] = strlen(argv[i]);
-    sent(c, cr_redis_eval(set->redis, set->claim_script, 2, 10, argv, lens, on_claim, c));
+    const char *argv[] = {c->key, c->dlq_key, c->book_key, group, set->name, idle, count, maxr, ms, c->cursor, wrap};
+    size_t lens[11];
+    for (int i = 0; i < 11; i++) lens[i] = strlen(argv[i]);
+    sent(c, cr_redis_eval(set->redis, set->claim_script, 3, 11, argv, lens, on_claim, c));
     return;
   }
   const char *argv[] = {"XREADGROUP", "GROUP", group, set->name, "COUNT", count, "STREAMS", c->key, ">"};

@@ -45,7 +45,10 @@
  * any consumer (a worker that died included), and hands them out again with
  * their delivery count as receiveCount; one claimed past `maxReceives`
  * deliveries is moved to the queue "NAME.dlq" (an ordinary queue) and
- * acknowledged, atomically. Delivery is at least once.
+ * acknowledged, atomically, with firstReceive, lastReceive and lastError
+ * from the consumer's bookkeeping of its failed deliveries (the hash
+ * "<stream>:dl:<function>", written with each failed batch's ack).
+ * Delivery is at least once.
  *
  * Meters, per (function, trigger labelled "queue:NAME", "storage:BUCKET" or
  * "kv:NAMESPACE"), in shared memory: records handed to the function,
