@@ -1,6 +1,8 @@
 /* dispatch.c - admit, queue, acquire, run, finish, meter, release. */
 #include "dispatch.h"
 
+#include <lua.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -124,6 +126,37 @@ static void on_invocation_done(cr_invocation_t *inv) {
   if (d->waiting) run_waiting(d);
 }
 
+static int push_event_protected(lua_State *L) {
+  cr_call_t *call = lua_touserdata(L, 1);
+  call->trigger->push_event(call, L);
+  return 1;
+}
+
+/* Pushes the trigger's event onto co, made in a protected call on the
+ * instance's main state: an event can be large (a batch of decoded queue
+ * messages), and an allocation the memory limit refuses must end this
+ * invocation, not raise where nothing catches it. 0, or -1 with inv->error. */
+static int push_event(cr_call_t *call, cr_instance_t *inst, lua_State *co) {
+  lua_State *L = inst->vm->L;
+  int top = lua_gettop(L);
+  inst->vm->mem_exceeded = 0;
+  lua_pushcfunction(L, push_event_protected);
+  lua_pushlightuserdata(L, call);
+  if (lua_pcall(L, 1, 1, 0) == 0) {
+    lua_xmove(L, co, 1);
+    lua_settop(L, top);
+    return 0;
+  }
+  cr_invocation_t *inv = &call->inv;
+  int mem = inst->vm->mem_exceeded || !lua_isstring(L, -1);
+  snprintf(inv->error, sizeof inv->error, "%s",
+           mem ? "memory limit exceeded making the event" : lua_tostring(L, -1));
+  lua_settop(L, top);
+  inv->outcome = mem ? CR_OUTCOME_MEMORY : CR_OUTCOME_ERROR;
+  inv->start_ns = inv->end_ns = cr_clock_ns();
+  return -1;
+}
+
 /* Runs call with ver; the caller holds a place under its concurrency. */
 static void run(cr_dispatch_t *d, cr_call_t *call, cr_fnver_t *ver) {
   cr_fn_t *fn = ver->fn;
@@ -143,7 +176,10 @@ static void run(cr_dispatch_t *d, cr_call_t *call, cr_fnver_t *ver) {
   call->init_ms = cold ? inst->init_ms : 0;
   lua_State *co = cr_invoke_begin(d->invoker, &call->inv, inst, call->reqid, cold);
   call->inv.done = on_invocation_done;
-  if (inst->nargs) call->trigger->push_event(call, co);
+  if (inst->nargs && push_event(call, inst, co)) {
+    finish(call); /* as an invocation that failed at once: nothing of it ran */
+    return;
+  }
   if (cr_invoke_run(&call->inv) == CR_EAGAIN) return; /* on_invocation_done follows */
   finish(call);
 }

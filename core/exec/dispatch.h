@@ -48,8 +48,10 @@ typedef enum {
 /* What a trigger tells the dispatcher. Static and shared by its calls. */
 typedef struct {
   const char *name; /* "http", "queue", ...: the report line's trigger */
-  /* Pushes the event onto co (one value). Called only when the handler
-   * declares parameters. */
+  /* Pushes the event (one value) onto the given state, in a protected call
+   * on the instance's main state: it may raise (out of memory), which ends
+   * the invocation as failed. Called only when the handler declares
+   * parameters. */
   void (*push_event)(cr_call_t *call, lua_State *co);
   /* The invocation ended (call->inv.outcome; when OK its results are on
    * call->inv.co, call->inv.nresults of them). Handles them and returns the

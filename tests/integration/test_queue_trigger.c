@@ -276,12 +276,45 @@ static void hot_reload(void **state) {
   srv_stop(&s);
 }
 
+/* A batch whose event does not fit in the function's memory ends that
+ * invocation as a memory error (nothing acknowledged); the worker lives on
+ * and keeps serving. The event is made in a protected call (dispatch.c). */
+static void event_over_memory(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "fill.lua",
+            "local queue = require 'crescent.queue'\n"
+            "return function()\n"
+            "  for i = 1, 48 do assert(queue.send('big', { s = string.rep('x', 240000) .. i })) end\n"
+            "  return 'filled'\n"
+            "end\n");
+  srv_write(&s, "bigc.lua",
+            "return { memory = 1, triggers = { { queue = 'big', batch = 48, window = 3, visibility = 60 } },\n"
+            "  handler = function(event, ctx) ctx.log.info('got ' .. #event.records) end }\n");
+  srv_start(&s, "--workers 1");
+  http_expect(s.port, "/fill", 200, "filled");
+  int got = srv_log_wait(&s, 1, 15000, "\"msg\":\"report\"", "\"trigger\":\"queue\"", "\"outcome\":\"memory\"", NULL);
+  if (got < 1) fail_msg("no memory failure reported; log:\n%s", srv_log(&s));
+  assert_int_equal(count_msg(&s, "got 48"), 0);
+  http_expect(s.port, "/fill", 200, "filled"); /* the same worker, still serving */
+  sleep_ms(300);
+  assert_int_equal(srv_log_count(&s, "\"msg\":\"worker ", NULL), 0); /* no worker died or restarted */
+  /* The failed batch's error lines, each naming the memory limit. */
+  int errors = srv_log_count(&s, "\"level\":\"error\"", NULL);
+  assert_true(errors >= 1);
+  assert_int_equal(srv_log_count(&s, "\"level\":\"error\"", "memory limit exceeded", NULL), errors);
+  srv_expect_errors(&s, errors);
+  srv_stop(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(event_and_batches),
       cmocka_unit_test(partial_failure),
       cmocka_unit_test(errors_and_dead_letters),
       cmocka_unit_test(hot_reload),
+      cmocka_unit_test(event_over_memory),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
