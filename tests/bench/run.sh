@@ -10,10 +10,10 @@
 # Two measured groups, as issue 6 sets its targets:
 #   1 worker, pinned   floor, nginx-lua-1w, crescent-1w   (server + redis on CPU 0, wrk on CPU 1)
 #   2 workers, unpinned nginx-lua-2w, crescent-2w
-# With ../shared/bench/peers.sh (beside the repository; PEERS_SH overrides) it runs that harness
+# With an external peer harness given as PEERS_SH (a peers.sh taking crescent as an extra peer) it runs that harness
 # twice, once per group, with crescent as its extra peer. Without it, it does the same with a
 # reduced copy of the harness: nginx + lua from Debian (installed if missing, as root), and the
-# floor only if floor.c is found (FLOOR_C, default ../shared/bench/floor.c).
+# floor only if a floor server's source is given (FLOOR_C).
 # Then it prints ONE table: req/s, p50, p99, server CPU us/request per peer and workload, and
 # the ratios crescent / nginx-lua and crescent / floor, followed by issue 6's targets.
 #
@@ -31,8 +31,8 @@ export DURATION=${DURATION:-10}
 export ROUNDS=${ROUNDS:-1}
 export CONNS=${CONNS:-64}
 export WARMUP=${WARMUP:-2}
-PEERS_SH=${PEERS_SH:-$(realpath -m "$REPO/../shared/bench/peers.sh")}
-FLOOR_C=${FLOOR_C:-$(realpath -m "$REPO/../shared/bench/floor.c")}
+PEERS_SH=${PEERS_SH:-}
+FLOOR_C=${FLOOR_C:-}
 CRESCENT_BIN=${CRESCENT_BIN:-$REPO/build/crescent}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS_DIR=${RESULTS_DIR:-$HERE/results/$STAMP}
@@ -393,7 +393,7 @@ standalone() {
   WORK=$(mktemp -d -t crescent-run.XXXXXX); chmod 755 "$WORK" # nginx workers run as nobody
   printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[%s]]\n' "$JSON_BODY" > "$WORK/echo.lua"
   local groups=("1w:floor nginx-lua-1w crescent-1w" "2w:nginx-lua-2w crescent-2w")
-  if [[ -f $FLOOR_C ]] && ${CC:-cc} -O2 -o "$WORK/floor-bin" "$FLOOR_C"; then :
+  if [[ -n $FLOOR_C && -f $FLOOR_C ]] && ${CC:-cc} -O2 -o "$WORK/floor-bin" "$FLOOR_C"; then :
   else
     groups[0]="1w:nginx-lua-1w crescent-1w"
     echo "- the floor was not measured: floor.c not found at $FLOOR_C (set FLOOR_C)" >> "$RESULTS_DIR/notes.txt"
@@ -461,7 +461,7 @@ main() {
     echo "crescent: $("$CRESCENT_BIN" version 2>&1 | head -n 1) ($CRESCENT_BIN); git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$REPO" diff --quiet 2>/dev/null || echo ' + local changes')"
     echo "DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS WARMUP=$WARMUP"
   } > "$RESULTS_DIR/run.txt"
-  if [[ -f $PEERS_SH ]]; then
+  if [[ -n $PEERS_SH && -f $PEERS_SH ]]; then
     with_peers_sh "$data"
     echo "harness: $PEERS_SH (raw output, versions and summaries in the 1w/ and 2w/ folders)" >> "$RESULTS_DIR/run.txt"
   else
