@@ -49,6 +49,7 @@ EMBEDDED(cr_stdlib_storage)
 EMBEDDED(cr_stdlib_queue)
 EMBEDDED(cr_stdlib_once)
 EMBEDDED(cr_stdlib_queue_admin)
+EMBEDDED(cr_stdlib_invoke)
 EMBEDDED(cr_redis_kv_put)
 EMBEDDED(cr_redis_kv_delete)
 EMBEDDED(cr_redis_kv_incr)
@@ -64,6 +65,8 @@ EMBEDDED(cr_redis_q_claim)
 EMBEDDED(cr_redis_q_trim)
 EMBEDDED(cr_redis_q_stats)
 EMBEDDED(cr_redis_q_redrive)
+EMBEDDED(cr_redis_inv_send)
+EMBEDDED(cr_redis_inv_done)
 
 const cr_redis_script_t cr_stdlib_scripts[] = {
     {"kv_put", cr_redis_kv_put},       {"kv_delete", cr_redis_kv_delete}, {"kv_incr", cr_redis_kv_incr},
@@ -72,6 +75,7 @@ const cr_redis_script_t cr_stdlib_scripts[] = {
     {"q_promote", cr_redis_q_promote}, {"st_get", cr_redis_st_get},     {"q_trim", cr_redis_q_trim},
     {"q_claim", cr_redis_q_claim}, /* the queue trigger's (core/trigger/queue) */
     {"q_stats", cr_redis_q_stats},     {"q_redrive", cr_redis_q_redrive}, /* crescent.queue_admin's */
+    {"inv_send", cr_redis_inv_send},   {"inv_done", cr_redis_inv_done},   /* core/trigger/invoke/async.c's */
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
 
@@ -97,7 +101,14 @@ struct cr_stdlib_s {
   int promote_script; /* q_promote's index */
   int trim_script;    /* q_trim's index */
   unsigned rounds;    /* promoter rounds: every TRIM_EVERY-th also trims */
+  const cr_stdlib_calls_t *calls; /* crescent.invoke's (cr_stdlib_set_calls), or NULL */
+  void *calls_ud;
 };
+
+void cr_stdlib_set_calls(cr_stdlib_t *S, const cr_stdlib_calls_t *ops, void *ud) {
+  S->calls = ops;
+  S->calls_ud = ud;
+}
 
 cr_stdlib_t *cr_stdlib_new(cr_redis_t *redis, const cr_stdlib_opts_t *opts) {
   cr_stdlib_t *S = calloc(1, sizeof *S);
@@ -384,6 +395,89 @@ static int l_command(lua_State *L) {
   return 1;
 }
 
+/* --- calls to other functions ------------------------------------------------------------------ */
+
+/* One crescent.invoke call an invocation waits on. */
+typedef struct {
+  cr_stdlib_t *S;
+  cr_invocation_t *inv;
+  void *handle;
+} icall_t;
+
+static void icall_detach(void *pending) {
+  icall_t *c = pending;
+  c->S->calls->cancel(c->S->calls_ud, c->handle);
+  free(c);
+}
+
+/* The reply: text, nil | nil, err. The text is at most the payload limit,
+ * well within the slack a state has between resumes (vm.h). */
+static void on_icall_done(void *data, const char *err, const char *text, size_t len) {
+  icall_t *c = data;
+  cr_invocation_t *inv = c->inv;
+  free(c);
+  lua_State *co = inv->co;
+  if (err) {
+    lua_pushnil(co);
+    lua_pushstring(co, err);
+  } else {
+    lua_pushlstring(co, text, len);
+    lua_pushnil(co);
+  }
+  cr_invoke_resume(inv, 2);
+}
+
+/* call(name, event_json) / async(name, event_json, delay): upvalues the
+ * cr_stdlib_t and the kind (0 call, 1 async). stdlib/invoke.lua checks the
+ * arguments. */
+static int l_invoke(lua_State *L) {
+  cr_stdlib_t *S = stdlib_at(L, 1);
+  int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
+  cr_invocation_t *inv = cr_invoke_current(L);
+  if (!inv) {
+    luaL_where(L, 2);
+    lua_pushliteral(L, "crescent.invoke calls are only possible inside a handler, not during init (module top level)");
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  size_t nlen, elen;
+  const char *name = luaL_checklstring(L, 1, &nlen);
+  const char *event = luaL_checklstring(L, 2, &elen);
+  double delay = luaL_optnumber(L, 3, 0);
+  if (cr_clock_ns() >= inv->deadline_ns) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  if (!S->calls) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "invocation unavailable");
+    return 2;
+  }
+  if (!can_yield(L, inv)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "cannot call crescent.invoke here (inside a C callback)");
+    return 2;
+  }
+  icall_t *c = malloc(sizeof *c);
+  if (!c) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "out of memory");
+    return 2;
+  }
+  c->S = S;
+  c->inv = inv;
+  char err[256];
+  c->handle = S->calls->start(S->calls_ud, inv, kind, name, nlen, event, elen, delay, on_icall_done, c, err, sizeof err);
+  if (!c->handle) {
+    free(c);
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  return cr_invoke_yield(L, inv, c, icall_detach);
+}
+
 /* Is s[0..n) valid UTF-8 (RFC 3629: shortest forms only, no surrogates,
  * at most U+10FFFF)? */
 static int valid_utf8(const unsigned char *s, size_t n) {
@@ -494,6 +588,12 @@ static void push_prims(lua_State *L, cr_stdlib_t *S) {
   lua_setfield(L, -2, "now");
   lua_pushstring(L, S->prefix);
   lua_setfield(L, -2, "prefix");
+  for (int kind = 0; kind < 2; kind++) {
+    lua_pushlightuserdata(L, S);
+    lua_pushinteger(L, kind);
+    lua_pushcclosure(L, l_invoke, 2);
+    lua_setfield(L, -2, kind ? "invoke_async" : "invoke_call");
+  }
   lua_pushnumber(L, (double)S->opts.kv_max_value);
   lua_setfield(L, -2, "kv_max_value");
   lua_pushnumber(L, (double)S->opts.max_object);
@@ -547,6 +647,9 @@ static int open_queue_admin(lua_State *L) {
   }
   return load_embedded(L, cr_stdlib_queue_admin, cr_stdlib_queue_admin_len, "=crescent.queue_admin");
 }
+static int open_invoke(lua_State *L) {
+  return load_embedded(L, cr_stdlib_invoke, cr_stdlib_invoke_len, "=crescent.invoke");
+}
 static int open_log(lua_State *L) {
   cr_invoke_push_log(L);
   return 1;
@@ -584,6 +687,7 @@ void cr_stdlib_preload(lua_State *L, void *stdlib) {
       {"crescent.queue", open_queue},
       {"crescent.queue_admin", open_queue_admin},
       {"crescent.log", open_log},
+      {"crescent.invoke", open_invoke},
   };
   for (size_t i = 0; i < sizeof loaders / sizeof loaders[0]; i++) {
     lua_pushlightuserdata(L, stdlib);

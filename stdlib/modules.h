@@ -38,6 +38,7 @@
 #include "redis.h"
 
 typedef struct lua_State lua_State;
+struct cr_invocation_s;
 
 typedef struct {
   const char *prefix;      /* key prefix, "cr:" */
@@ -69,6 +70,24 @@ void cr_stdlib_free(cr_stdlib_t *s);
  * stdlib (a cr_stdlib_t, not NULL). Also sets the registry's CR_CTX_EXTEND
  * (invoke.h): the function that adds ctx.once to each instance's ctx. */
 void cr_stdlib_preload(lua_State *L, void *stdlib);
+
+/* Calls to other functions (crescent.invoke), which a layer above makes
+ * (core/trigger/invoke): the stdlib only checks, yields and resumes.
+ * start begins one for the invocation inv: kind 0 runs the function named
+ * name with the event's JSON text and gives its result's JSON text ("" for
+ * nil); kind 1 queues it (delay seconds) and gives the invocation id. It
+ * returns a handle, or NULL with err written (nothing started). done comes
+ * later, never from inside start, with text (len bytes) or err, unless the
+ * call was cancelled (the invocation ended first). */
+typedef void (*cr_stdlib_call_done)(void *data, const char *err, const char *text, size_t len);
+typedef struct {
+  void *(*start)(void *ud, struct cr_invocation_s *inv, int kind, const char *name, size_t nlen, const char *event,
+                 size_t elen, double delay, cr_stdlib_call_done done, void *data, char *err, size_t errlen);
+  void (*cancel)(void *ud, void *handle);
+} cr_stdlib_calls_t;
+/* Without it (the default) crescent.invoke's calls fail with "invocation
+ * unavailable". ops must outlive s. */
+void cr_stdlib_set_calls(cr_stdlib_t *s, const cr_stdlib_calls_t *ops, void *ud);
 
 /* Moves delayed queue messages that are due into their streams and, about
  * once a second, trims from each queue's stream the entries every consumer

@@ -84,6 +84,8 @@ cr_call_t *cr_dispatch_call(cr_dispatch_t *d, const cr_trigger_t *trigger, cr_fn
   call->ctx = ctx;
   call->init_ms = 0;
   call->init_rc = 0;
+  call->deadline_cap_ns = 0;
+  call->depth = 0;
   call->d = d;
   call->next = NULL;
   size_t n = len < sizeof call->reqid ? len : sizeof call->reqid - 1;
@@ -176,6 +178,7 @@ static void run(cr_dispatch_t *d, cr_call_t *call, cr_fnver_t *ver) {
   call->init_ms = cold ? inst->init_ms : 0;
   lua_State *co = cr_invoke_begin(d->invoker, &call->inv, inst, call->reqid, cold);
   call->inv.done = on_invocation_done;
+  call->inv.deadline_cap_ns = call->deadline_cap_ns;
   if (inst->nargs && push_event(call, inst, co)) {
     finish(call); /* as an invocation that failed at once: nothing of it ran */
     return;

@@ -78,6 +78,8 @@ struct cr_call_s {
   int init_rc;                /* CR_REFUSED_INIT: CR_ELUA, CR_ETIMEDOUT or CR_ENOMEM */
   char reqid[CR_REQID_MAX + 1]; /* the invocation's request id */
   uint64_t wait_until_ns;     /* queued: refused as throttled after this */
+  uint64_t deadline_cap_ns;   /* the invocation ends by then at the latest (0: its timeout alone) */
+  int depth;                  /* 0 for a trigger's call; a function's call: its caller's + 1 */
   cr_dispatch_t *d;
   cr_call_t *next;            /* in the wait queue */
   union {

@@ -379,6 +379,7 @@ int cr_invoke_run(cr_invocation_t *inv) {
 
   inv->start_ns = cr_clock_ns();
   inv->deadline_ns = inv->start_ns + (uint64_t)(inst->ver->settings.timeout * 1e9);
+  if (inv->deadline_cap_ns && inv->deadline_cap_ns < inv->deadline_ns) inv->deadline_ns = inv->deadline_cap_ns;
   vm->mem_peak = vm->mem_used;
   vm->mem_exceeded = 0;
   vm->timeout_s = inst->ver->settings.timeout;

@@ -53,6 +53,7 @@ struct cr_invocation_s {
   int cold;
   uint64_t start_ns;
   uint64_t deadline_ns;
+  uint64_t deadline_cap_ns; /* set between begin and run: the deadline is at most this (0: none) */
   uint64_t end_ns;
   uint64_t cpu_ns;       /* time running the function's code: the sum of its resumes */
   size_t mem_peak;

@@ -22,8 +22,8 @@ static void raw_field(lua_State *L, const char *key) {
   lua_rawget(L, -2);
 }
 
-static const char *const known_keys[] = {"handler", "routes", "timeout", "memory", "concurrency",
-                                         "warm",    "idle",   "env",     "triggers"};
+static const char *const known_keys[] = {"handler", "routes",  "timeout",   "memory",   "concurrency", "warm",
+                                         "idle",    "env",     "triggers",  "retries",  "onSuccess",   "onFailure"};
 #define NKNOWN (sizeof known_keys / sizeof known_keys[0])
 
 void cr_settings_defaults(cr_settings_t *s) {
@@ -33,6 +33,7 @@ void cr_settings_defaults(cr_settings_t *s) {
   s->concurrency = CR_DEFAULT_CONCURRENCY;
   s->warm = 0;
   s->idle = CR_DEFAULT_IDLE;
+  s->retries = CR_DEFAULT_RETRIES;
 }
 
 static void trigger_free(cr_trigger_spec_t *t) {
@@ -63,6 +64,8 @@ void cr_settings_free(cr_settings_t *s) {
   free(s->env);
   for (int i = 0; i < s->ntriggers; i++) trigger_free(&s->triggers[i]);
   free(s->triggers);
+  free(s->on_success);
+  free(s->on_failure);
   cr_settings_defaults(s);
 }
 
@@ -749,6 +752,43 @@ int cr_settings_set_env(cr_settings_t *s, const char *name, const char *value) {
   return 0;
 }
 
+/* onSuccess / onFailure = { queue = NAME }: an asynchronous invocation's
+ * destination (core/trigger/invoke/async.h), a queue name by crescent.queue's rule. */
+static int read_destination(lua_State *L, const char *key, char **out, char *err, size_t errlen) {
+  raw_field(L, key);
+  int rc = 0;
+  if (lua_isnil(L, -1)) goto done;
+  if (!lua_istable(L, -1)) {
+    rc = fail(err, errlen, "setting '%s' must be a table { queue = NAME }, got %s", key, lua_typename(L, lua_type(L, -1)));
+    goto done;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "queue") != 0) {
+      rc = fail(err, errlen, "setting '%s': unknown key '%s' (known: queue)", key,
+                lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : lua_typename(L, lua_type(L, -1)));
+      lua_pop(L, 1);
+      goto done;
+    }
+  }
+  raw_field(L, "queue");
+  size_t n = 0;
+  const char *q = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+  int ok = q && n >= 1 && n <= 128;
+  for (size_t i = 0; ok && i < n; i++) {
+    char c = q[i];
+    ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+         c == ':' || c == '-';
+  }
+  if (!ok) rc = fail(err, errlen, "setting '%s': 'queue' must be a queue name (1 to 128 letters, digits, '_', '.', ':' or '-')", key);
+  else if (!(*out = strdup(q))) rc = CR_ENOMEM;
+  lua_pop(L, 1);
+done:
+  lua_pop(L, 1);
+  return rc;
+}
+
 static int read_settings(lua_State *L, int idx, cr_settings_t *s, int platform, char *err, size_t errlen) {
   cr_settings_defaults(s);
   int t = lua_type(L, idx);
@@ -784,7 +824,7 @@ static int read_settings(lua_State *L, int idx, cr_settings_t *s, int platform, 
         rc = fail(err, errlen, "unknown setting '%s' (did you mean '%s'?)", k, suggest);
       else
         rc = fail(err, errlen, "unknown setting '%s' (known: handler, routes, timeout, memory, "
-                               "concurrency, warm, idle, env, triggers)", k);
+                               "concurrency, warm, idle, env, triggers, retries, onSuccess, onFailure)", k);
       goto out;
     }
   }
@@ -818,6 +858,11 @@ static int read_settings(lua_State *L, int idx, cr_settings_t *s, int platform, 
   if ((rc = read_routes(L, s, platform, err, errlen))) goto out;
   if ((rc = read_env(L, s, err, errlen))) goto out;
   if ((rc = read_triggers(L, s, err, errlen))) goto out;
+  v = s->retries;
+  if ((rc = read_number(L, "retries", 0, CR_MAX_RETRIES, 1, &v, err, errlen))) goto out;
+  s->retries = (int)v;
+  if ((rc = read_destination(L, "onSuccess", &s->on_success, err, errlen))) goto out;
+  if ((rc = read_destination(L, "onFailure", &s->on_failure, err, errlen))) goto out;
 out:
   lua_settop(L, top);
   if (rc) cr_settings_free(s);
@@ -858,6 +903,7 @@ int cr_settings_pack(const cr_settings_t *s, cr_buf_t *b) {
        cr_wire_u32(b, (uint32_t)s->concurrency) || cr_wire_u32(b, (uint32_t)s->warm) || cr_wire_f64(b, s->idle) ||
        cr_wire_u32(b, (uint32_t)s->nenv);
   for (int i = 0; i < 2 * s->nenv && !rc; i++) rc = cr_wire_str(b, s->env[i]);
+  rc = rc || cr_wire_u32(b, (uint32_t)s->retries) || cr_wire_str(b, s->on_success) || cr_wire_str(b, s->on_failure);
   rc = rc || cr_wire_u32(b, (uint32_t)s->ntriggers);
   for (int i = 0; i < s->ntriggers && !rc; i++) rc = pack_trigger(b, &s->triggers[i]);
   return rc ? CR_ENOMEM : 0;
@@ -942,6 +988,9 @@ int cr_settings_unpack_from(cr_wire_reader_t *r, cr_settings_t *s) {
   } else {
     r->bad = 1;
   }
+  s->retries = (int)cr_wire_get_u32(r);
+  s->on_success = cr_wire_get_bytes(r, NULL);
+  s->on_failure = cr_wire_get_bytes(r, NULL);
   uint32_t ntriggers = cr_wire_get_u32(r);
   if (!r->bad && ntriggers <= CR_MAX_TRIGGERS) {
     if (ntriggers) s->triggers = calloc(ntriggers, sizeof *s->triggers);

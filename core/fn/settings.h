@@ -128,6 +128,9 @@ typedef struct cr_settings_s {
   double idle;              /* seconds before an unused instance is closed */
   int nenv;
   char **env;               /* 2*nenv strings: name, value, ... */
+  int retries;              /* retries: attempts after the first of an asynchronous invocation, 0-10 (default 2) */
+  char *on_success;         /* onSuccess = { queue = NAME }: where asynchronous results go, or NULL */
+  char *on_failure;         /* onFailure = { queue = NAME }: where failed asynchronous invocations go, or NULL */
   int ntriggers;            /* 0: none (absent or an empty list), at most CR_MAX_TRIGGERS */
   cr_trigger_spec_t *triggers; /* in the order listed, or NULL */
 } cr_settings_t;
@@ -139,6 +142,8 @@ typedef struct cr_settings_s {
 #define CR_DEFAULT_CONCURRENCY 100
 #define CR_MAX_CONCURRENCY 10000
 #define CR_DEFAULT_IDLE 300.0
+#define CR_DEFAULT_RETRIES 2
+#define CR_MAX_RETRIES 10
 
 void cr_settings_defaults(cr_settings_t *s);
 void cr_settings_free(cr_settings_t *s);

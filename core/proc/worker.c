@@ -25,6 +25,8 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "async.h"
+#include "calls.h"
 #include "clock.h"
 #include "consumer.h"
 #include "dispatch.h"
@@ -51,6 +53,10 @@ typedef struct {
   cr_dispatch_t *dispatch;
   cr_gateway_t *gateway;
   cr_consumers_t *consumers; /* the queue triggers */
+  cr_fncalls_t *fncalls;     /* functions calling functions, /_/invoke */
+  cr_async_t *async;         /* asynchronous invocations */
+  cr_invoke_calls_t calls;   /* crescent.invoke's, on the two above */
+  cr_invoke_api_t invoke_api; /* the same over HTTP */
   cr_admin_t admin;
   cr_shm_worker_t *slot;
   uv_signal_t sigterm;
@@ -196,6 +202,7 @@ static void on_drained(void *data) {
   uv_close((uv_handle_t *)&w->sigint, NULL);
   uv_close((uv_handle_t *)&w->flusher, NULL);
   cr_consumers_stop(w->consumers);
+  cr_async_stop(w->async);
   cr_stdlib_detach(w->stdlib);
   cr_redis_free(w->redis);
   w->redis = NULL;
@@ -314,15 +321,26 @@ int cr_worker_main(cr_worker_args_t *args) {
   w.dispatch = w.pool && w.invoker && w.meter ? cr_dispatch_new(w.loop, w.pool, w.invoker, w.meter, &dopts) : NULL;
   cr_gateway_opts_t gopts = {.max_response = cfg->max_response, .max_body = cfg->max_body,
                              .max_object = cfg->max_object, .registry = args->registry,
-                             .admin = &w.admin, .meter = w.meter};
+                             .admin = &w.admin, .meter = w.meter, .invoke_api = &w.invoke_api};
   w.gateway = w.dispatch ? cr_gateway_new(w.dispatch, &gopts) : NULL;
   cr_consumers_opts_t copts = {.prefix = cfg->redis_prefix, .worker = args->id, .shm = args->shm};
   w.consumers = w.gateway ? cr_consumers_new(w.loop, w.redis, w.dispatch, args->registry, &copts) : NULL;
-  if (!w.consumers) {
+  w.fncalls = w.consumers ? cr_fncalls_new(w.loop, w.dispatch, args->registry) : NULL;
+  cr_async_opts_t aopts = {.prefix = cfg->redis_prefix, .worker = args->id, .retention = 86400,
+                           .queue_max_depth = cfg->queue_max_depth, .concurrency = 16};
+  w.async = w.fncalls && w.redis ? cr_async_new(w.loop, w.redis, w.fncalls, args->registry, &aopts) : NULL;
+  if (!w.consumers || !w.fncalls || (w.redis && !w.async)) {
     cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory setting up the worker");
     cr_log_flush();
     return 1;
   }
+  w.calls.fc = w.fncalls;
+  w.calls.async = w.async;
+  cr_stdlib_set_calls(w.stdlib, &cr_invoke_stdlib_calls, &w.calls);
+  w.invoke_api.admin = &w.admin;
+  w.invoke_api.registry = args->registry;
+  w.invoke_api.fc = w.fncalls;
+  w.invoke_api.async = w.async;
   w.admin.registry = args->registry;
   w.admin.shm = args->shm;
   w.admin.price_request = cfg->price_request;
@@ -363,6 +381,7 @@ int cr_worker_main(cr_worker_args_t *args) {
     uv_unref((uv_handle_t *)&w.chan);
   }
   cr_consumers_follow_all(w.consumers);
+  if (w.async) cr_async_start(w.async);
   cr_log(CR_LOG_DEBUG, NULL, NULL, "worker started (pid %d)", (int)getpid());
 
   uv_run(w.loop, UV_RUN_DEFAULT);
@@ -370,6 +389,8 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_invoker_free(w.invoker);   /* waiting invocations end (as timeouts) and answer */
   cr_dispatch_free(w.dispatch); /* calls waiting for a place answer 503 */
   cr_consumers_stop(w.consumers); /* (done already when the worker drained) */
+  cr_async_stop(w.async);
+  cr_fncalls_free(w.fncalls);     /* calls ended with the dispatcher */
   cr_gateway_free(w.gateway);
   cr_meter_free(w.meter);
   cr_stdlib_detach(w.stdlib);
@@ -378,6 +399,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   uv_run(w.loop, UV_RUN_DEFAULT); /* let the pool's and gateway's handles close */
   cr_stdlib_free(w.stdlib); /* after the states it was installed in */
   cr_consumers_free(w.consumers); /* no reply nor call of theirs can come now */
+  cr_async_free(w.async);
   cr_http_server_free(w.http);
   uv_loop_close(w.loop);
   cr_buf_free(&w.chan_in);

@@ -16,6 +16,7 @@
 #define CR_GATEWAY_H
 
 #include "admin.h"
+#include "invoke_api.h"
 #include "dispatch.h"
 #include "http.h"
 #include "meter.h"
@@ -31,6 +32,7 @@ typedef struct {
   cr_registry_t *registry; /* whose router (replaced when routes change) routes requests */
   const cr_admin_t *admin; /* the platform's /_/ answers, or NULL */
   cr_meter_t *meter;    /* flushed before the admin API reads the totals, or NULL */
+  const cr_invoke_api_t *invoke_api; /* /_/invoke and /_/api/invocations, or NULL */
 } cr_gateway_opts_t;
 
 /* NULL when memory ran out. Free the dispatcher first: its waiting calls are
