@@ -226,6 +226,79 @@ static void check_triggers_not_supported(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* --- invoke ------------------------------------------------------------------------------------ */
+
+/* crescent invoke NAME: result on stdout, report on stderr, exit 1 when the function failed. */
+static void invoke_command(void **state) {
+  (void)state;
+  srv_t s;
+  scratch(&s);
+  write_file(s.fndir, "add.lua", "return function(e) return { sum = e.a + e.b } end\n");
+  write_file(s.fndir, "boom.lua", "return function() error('kaput') end\n");
+  write_file(s.fndir, "none.lua", "return function(e) return e == nil and 'no event' or 'event' end\n");
+  write_file(s.root, "event.json", "{\"a\":40,\"b\":2}\n");
+  srv_start(&s, "--workers 1");
+  char url[64];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+  run_t r;
+  run(&r, s.root, "invoke", "add", "--data", "{\"a\":1,\"b\":2}", "--url", url, NULL);
+  assert_int_equal(r.code, 0);
+  assert_string_equal(r.out, "{\"sum\":3}\n");
+  if (strncmp(r.err, "REPORT RequestId: ", 18) != 0 || !strstr(r.err, "\tBilled Duration: 1 ms\tMemory Size: 128 MB") ||
+      !strstr(r.err, "\tInit Duration: ") || !strstr(r.err, "\tVersion: 1-"))
+    fail_msg("stderr: %s", r.err);
+  run_free(&r);
+  run(&r, s.root, "invoke", "add", "--data=@event.json", "--url", url, NULL);
+  assert_int_equal(r.code, 0);
+  assert_string_equal(r.out, "{\"sum\":42}\n");
+  assert_null(strstr(r.err, "Init Duration")); /* warm */
+  run_free(&r);
+  run(&r, s.root, "invoke", "none", "--url", url, NULL);
+  assert_int_equal(r.code, 0);
+  assert_string_equal(r.out, "\"no event\"\n");
+  run_free(&r);
+  /* Failed: the error on stdout, exit 1. */
+  run(&r, s.root, "invoke", "boom", "--url", url, NULL);
+  assert_int_equal(r.code, 1);
+  if (!strstr(r.out, "\"errorMessage\":\"error: boom.lua:1: kaput\"")) fail_msg("stdout: %s", r.out);
+  if (!strstr(r.err, "crescent invoke: the function failed (error)")) fail_msg("stderr: %s", r.err);
+  run_free(&r);
+  run(&r, s.root, "invoke", "nope", "--url", url, NULL);
+  assert_int_equal(r.code, 1);
+  if (!strstr(r.err, "function not found") || !strstr(r.err, "the server answered 404")) fail_msg("stderr: %s", r.err);
+  run_free(&r);
+  /* --async: the invocation id; it runs. */
+  run(&r, s.root, "invoke", "add", "--async", "--data", "{\"a\":2,\"b\":3}", "--url", url, NULL);
+  assert_int_equal(r.code, 0);
+  if (strncmp(r.out, "{\"invocationId\":\"", 17) != 0) fail_msg("stdout: %s", r.out);
+  run_free(&r);
+  assert_int_equal(srv_log_wait(&s, 1, 5000, "\"msg\":\"report\"", "\"function\":\"add\"", "\"invocationId\":", NULL), 1);
+  /* Nothing listening; a bad URL; usage errors. */
+  run(&r, s.root, "invoke", "add", "--url", "http://127.0.0.1:1", NULL);
+  assert_int_equal(r.code, 1);
+  if (!strstr(r.err, "cannot connect to http://127.0.0.1:1")) fail_msg("stderr: %s", r.err);
+  run_free(&r);
+  run(&r, s.root, "invoke", "add", "--url", "https://x", NULL);
+  assert_int_equal(r.code, 1);
+  run_free(&r);
+  run(&r, s.root, "invoke", NULL);
+  assert_int_equal(r.code, 2);
+  run_free(&r);
+  run(&r, s.root, "invoke", "a", "b", NULL);
+  assert_int_equal(r.code, 2);
+  assert_non_null(strstr(r.err, "unexpected argument 'b'"));
+  run_free(&r);
+  run(&r, s.root, "invoke", "a", "--bogus", NULL);
+  assert_int_equal(r.code, 2);
+  run_free(&r);
+  run(&r, s.root, "invoke", "--help", NULL);
+  assert_int_equal(r.code, 0);
+  assert_non_null(strstr(r.out, "usage: crescent invoke NAME"));
+  run_free(&r);
+  srv_expect_errors(&s, srv_log_count(&s, "\"level\":\"error\"", NULL));
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 /* --- new ---------------------------------------------------------------------------------------- */
 
 static void new_makes_a_function(void **state) {
@@ -498,6 +571,7 @@ int main(void) {
       cmocka_unit_test(new_names_and_templates),
       cmocka_unit_test(help_and_unexpected_arguments),
       cmocka_unit_test(version_and_usage_errors),
+      cmocka_unit_test(invoke_command),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include "jsontext.h"
 #include "router.h"
 #include "text.h"
+#include "url.h"
 
 static const char invoke_prefix[] = "/_/invoke/";
 static const char status_prefix[] = "/_/api/invocations/";
@@ -95,7 +96,8 @@ static void on_called(void *data, const cr_fncall_result_t *r) {
 static void on_sent(void *data, const char *err, const char *id) {
   cr_http_req_t *req = data;
   if (err) {
-    respond_error(req, strcmp(err, "function not found") == 0 ? 404 : 503, err);
+    respond_error(req, strcmp(err, "function not found") == 0 ? 404 : strcmp(err, "event too large") == 0 ? 413 : 503,
+                  err);
     return;
   }
   cr_buf_t b = CR_BUF_INIT;
@@ -122,8 +124,21 @@ static void invoke(const cr_invoke_api_t *api, cr_http_req_t *req) {
     cr_http_respond_finish(req, "application/json", body, sizeof body - 1);
     return;
   }
-  const char *name = req->path + sizeof invoke_prefix - 1;
-  size_t nlen = req->path_len - (sizeof invoke_prefix - 1);
+  /* The name as a path segment may carry it: percent-decoded. */
+  char nbuf[512];
+  cr_buf_t nb = CR_BUF_INIT;
+  size_t rawlen = req->path_len - (sizeof invoke_prefix - 1);
+  if (cr_url_decode(req->path + sizeof invoke_prefix - 1, rawlen, 0, &nb) || nb.len == 0 || nb.len >= sizeof nbuf ||
+      memchr(nb.data, '\0', nb.len)) {
+    cr_buf_free(&nb);
+    respond_error(req, 404, "function not found");
+    return;
+  }
+  memcpy(nbuf, nb.data, nb.len);
+  size_t nlen = nb.len;
+  nbuf[nlen] = '\0';
+  cr_buf_free(&nb);
+  const char *name = nbuf;
   /* An event of only whitespace is no event. */
   const char *ev = req->body;
   size_t elen = req->body_len;

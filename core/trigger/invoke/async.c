@@ -160,10 +160,12 @@ void cr_async_free(cr_async_t *a) {
 
 /* --- sending ------------------------------------------------------------------------------------- */
 
+static void on_send_closed(uv_handle_t *h) { free(h->data); }
+
 static void on_send_later(uv_timer_t *t) {
   cr_async_send_t *s = t->data;
   if (!s->cancelled) s->cb(s->data, s->err, NULL);
-  uv_close((uv_handle_t *)t, (uv_close_cb)free);
+  uv_close((uv_handle_t *)t, on_send_closed);
 }
 
 /* Answers a send that did not go to Redis from the loop, not from inside. */
@@ -201,6 +203,7 @@ cr_async_send_t *cr_async_send(cr_async_t *a, const char *name, size_t nlen, con
   s->cb = cb;
   s->data = data;
   char fname[300];
+  if (elen > CR_ASYNC_MAX_EVENT) return refuse_send(s, "event too large");
   if (nlen >= sizeof fname || memchr(name, '\n', nlen)) return refuse_send(s, "function not found");
   memcpy(fname, name, nlen);
   fname[nlen] = '\0';
@@ -503,7 +506,7 @@ static long long visibility_ms(cr_async_t *a) {
   double longest = 0;
   for (int i = 0; i < a->reg->nfns; i++) {
     const cr_fn_t *fn = a->reg->fns[i];
-    if (fn->current && fn->current->settings.timeout > longest) longest = fn->current->settings.timeout;
+    if (!fn->platform && fn->current && fn->current->settings.timeout > longest) longest = fn->current->settings.timeout;
   }
   return (long long)(longest * 1000) + 10000;
 }

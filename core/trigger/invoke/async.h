@@ -53,6 +53,8 @@ typedef struct cr_async_s cr_async_t;
 typedef struct cr_async_send_s cr_async_send_t;
 
 #define CR_ASYNC_QUEUE "crescent.async"
+/* Bytes of an asynchronous invocation's event (a queue message's limit, and Lambda's). */
+#define CR_ASYNC_MAX_EVENT (256u * 1024)
 
 typedef struct {
   const char *prefix;    /* the key prefix ("cr:"), copied */

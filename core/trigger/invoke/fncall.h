@@ -21,7 +21,9 @@
  *                              the platform's own functions, are not found)
  *   "call depth exceeded"      past CR_FNCALL_MAX_DEPTH nested calls
  *   "timeout"                  the callee ran out of time: its own timeout,
- *                              or the caller's remaining time (its cap)
+ *                              or the caller's remaining time less a tenth of
+ *                              it, at most 50 ms (its cap: so the caller has
+ *                              time left to answer)
  *   "throttled"                at its concurrency limit past the wait
  *   "error: <message>"         it raised (first line of the message, no
  *                              traceback), ran out of memory, failed to load
