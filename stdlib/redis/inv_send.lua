@@ -9,6 +9,8 @@
 -- is the meta: q_promote keeps it for a delayed one.
 if redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]) + 1 > tonumber(ARGV[2]) then return 0 end
 redis.call('SADD', KEYS[4], ARGV[8])
+-- The consumers' group, made with the stream by the first send (they wait for it).
+redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[8], '0', 'MKSTREAM')
 redis.call('HSET', KEYS[3], 'status', 'queued', 'function', ARGV[6], 'attempts', '0', 'createdAt', ARGV[1],
   'parentRequestId', ARGV[9])
 redis.call('PEXPIRE', KEYS[3], ARGV[7])

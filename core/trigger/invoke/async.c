@@ -22,6 +22,7 @@
 #define POLL_MS 20
 #define CLAIM_EVERY_NS 1000000000ull
 #define GROUP_RETRY_NS 5000000000ull
+#define GROUP_WAIT_NS 250000000ull
 #define MAX_RESULT (256u * 1024)
 #define MAX_BACKOFF_MS 60000
 
@@ -450,7 +451,10 @@ static void on_group(void *data, redisReply *reply, const char *err) {
   cr_async_t *a = data;
   a->pending = 0;
   if (!err && reply && (reply->type == REDIS_REPLY_STATUS || is_error(reply, "BUSYGROUP"))) a->group_ok = 1;
-  else if (!err && reply && reply->type == REDIS_REPLY_ERROR) {
+  else if (!err && reply && reply->type == REDIS_REPLY_ERROR && strstr(reply->str, "requires the key to exist")) {
+    /* Nothing was ever sent: the first send makes the stream and the group. */
+    a->group_retry_ns = cr_clock_ns() + GROUP_WAIT_NS;
+  } else if (!err && reply && reply->type == REDIS_REPLY_ERROR) {
     cr_log(CR_LOG_ERROR, NULL, NULL, "async queue: cannot make its consumer group: %s", reply->str);
     a->group_retry_ns = cr_clock_ns() + GROUP_RETRY_NS;
   }
@@ -549,10 +553,11 @@ static void step(cr_async_t *a) {
   if (a->stopped || !a->redis || a->pending || !cr_redis_connected(a->redis)) return;
   if (!a->group_ok) {
     if (cr_clock_ns() < a->group_retry_ns) return;
-    const char *argv[] = {"XGROUP", "CREATE", a->skey, CR_ASYNC_QUEUE, "0", "MKSTREAM"};
-    size_t lens[6];
-    for (int i = 0; i < 6; i++) lens[i] = strlen(argv[i]);
-    if (cr_redis_call(a->redis, 6, argv, lens, on_group, a)) a->pending = 1;
+    /* Not MKSTREAM: a server nobody sends to leaves no key behind. */
+    const char *argv[] = {"XGROUP", "CREATE", a->skey, CR_ASYNC_QUEUE, "0"};
+    size_t lens[5];
+    for (int i = 0; i < 5; i++) lens[i] = strlen(argv[i]);
+    if (cr_redis_call(a->redis, 5, argv, lens, on_group, a)) a->pending = 1;
     return;
   }
   int room = a->opts.concurrency - a->inflight;

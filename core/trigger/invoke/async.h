@@ -14,7 +14,8 @@
  * change. The entry's "id" field carries "<ID> <attempt> <parent> <function>".
  *
  * Every worker consumes the stream through one consumer group
- * ("crescent.async", consumer "w<worker>"), polled like the queue triggers
+ * ("crescent.async", consumer "w<worker>"; the first send makes the stream
+ * and the group, which the consumers look for every 250 ms until then), polled like the queue triggers
  * (every POLL_MS while idle, at once after a full read; never blocking the
  * loop), at most `concurrency` invocations in flight per worker. Each entry
  * is one call (fncall.h, trigger "invoke", the report with invocationId and
