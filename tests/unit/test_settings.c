@@ -918,6 +918,49 @@ static void assert_same(const cr_settings_t *a, const cr_settings_t *b) {
   for (int i = 0; i < 2 * a->nenv; i++) assert_string_equal(a->env[i], b->env[i]);
   assert_int_equal(a->ntriggers, b->ntriggers);
   for (int i = 0; i < a->ntriggers; i++) assert_same_trigger(&a->triggers[i], &b->triggers[i]);
+  assert_int_equal(a->retries, b->retries);
+  assert_same_str(a->on_success, b->on_success);
+  assert_same_str(a->on_failure, b->on_failure);
+}
+
+/* retries, onSuccess, onFailure: an asynchronous invocation's (core/trigger/invoke/async.h). */
+static void test_async_settings(void **state) {
+  (void)state;
+  cr_settings_t s, u;
+  accepted("return function() end", &s);
+  assert_int_equal(s.retries, CR_DEFAULT_RETRIES);
+  assert_null(s.on_success);
+  assert_null(s.on_failure);
+  cr_settings_free(&s);
+  accepted("return { handler = print, retries = 0, onFailure = { queue = 'failed-jobs' },\n"
+           "  onSuccess = { queue = 'done.jobs:v1' } }", &s);
+  assert_int_equal(s.retries, 0);
+  assert_string_equal(s.on_failure, "failed-jobs");
+  assert_string_equal(s.on_success, "done.jobs:v1");
+  cr_buf_t b = CR_BUF_INIT;
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
+  assert_same(&s, &u);
+  cr_settings_free(&u);
+  cr_buf_free(&b);
+  cr_settings_free(&s);
+  accepted("return { handler = print, retries = 10 }", &s);
+  assert_int_equal(s.retries, 10);
+  cr_settings_free(&s);
+  refused("return { handler = print, retries = 11 }", "setting 'retries'", NULL);
+  refused("return { handler = print, retries = 1.5 }", "setting 'retries'", NULL);
+  refused("return { handler = print, retries = -1 }", "setting 'retries'", NULL);
+  refused_exact("return { handler = print, onFailure = 'q' }",
+                "setting 'onFailure' must be a table { queue = NAME }, got string");
+  refused_exact("return { handler = print, onFailure = { queue = 'a b' } }",
+                "setting 'onFailure': 'queue' must be a queue name (1 to 128 letters, digits, '_', '.', ':' or '-')");
+  refused_exact("return { handler = print, onSuccess = { queue = '' } }",
+                "setting 'onSuccess': 'queue' must be a queue name (1 to 128 letters, digits, '_', '.', ':' or '-')");
+  refused_exact("return { handler = print, onSuccess = {} }",
+                "setting 'onSuccess': 'queue' must be a queue name (1 to 128 letters, digits, '_', '.', ':' or '-')");
+  refused_exact("return { handler = print, onSuccess = { queue = 'q', lambda = 'x' } }",
+                "setting 'onSuccess': unknown key 'lambda' (known: queue)");
+  refused("return { handler = print, onfailure = {} }", "unknown setting 'onfailure' (did you mean 'onFailure'?)", NULL);
 }
 
 static void test_pack_round_trip(void **state) {
@@ -1162,6 +1205,7 @@ static void test_route_policy_wire(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bare_function),
+      cmocka_unit_test(test_async_settings),
       cmocka_unit_test(test_full_table),
       cmocka_unit_test(test_value_index),
       cmocka_unit_test(test_not_function_or_table),
