@@ -225,8 +225,7 @@ cr_async_send_t *cr_async_send(cr_async_t *a, const char *name, size_t nlen, con
   const char *argv[] = {a->skey, a->dkey, status,    a->qset, now,           depth, delay_ms,
                         event ? event : "", meta, fname, retention, CR_ASYNC_QUEUE, parent};
   size_t lens[13];
-  for (int i = 0; i < 13; i++) lens[i] = strlen(argv[i]);
-  lens[7] = elen;
+  for (int i = 0; i < 13; i++) lens[i] = i == 7 ? elen : strlen(argv[i]); /* the event is not NUL-terminated */
   if (!cr_redis_eval(a->redis, a->send_script, 4, 13, argv, lens, on_sent, s)) return refuse_send(s, "redis unavailable");
   return s;
 }
@@ -318,10 +317,8 @@ static void end_attempt(run_t *r, const char *mode, int attempts, const char *te
                         stored, retention, due, mem.data ? mem.data : "", dest ? dest : "",
                         msg.data ? msg.data : "", depth};
   size_t lens[17];
-  for (int i = 0; i < 17; i++) lens[i] = argv[i] ? strlen(argv[i]) : 0;
-  lens[10] = stored_len;
-  lens[13] = mem.len;
-  lens[15] = msg.len;
+  /* The result, the member and the message are not NUL-terminated. */
+  for (int i = 0; i < 17; i++) lens[i] = i == 10 ? stored_len : i == 13 ? mem.len : i == 15 ? msg.len : strlen(argv[i]);
   if (bad || !cr_redis_eval(a->redis, a->done_script, 5, 17, argv, lens, on_done, r)) {
     cr_log(CR_LOG_WARN, r->fn, NULL, "async invocation %s: its end could not be recorded: it will run again", r->id);
     a->inflight--;
