@@ -7,7 +7,8 @@
 set -eu
 
 PKGS="build-essential cmake pkg-config dpkg-dev xz-utils
-      libuv1-dev libhiredis-dev lua-cjson-dev libcmocka-dev redis-server redis-tools node-llhttp"
+      libuv1-dev libhiredis-dev lua-cjson-dev libcmocka-dev redis-server redis-tools node-llhttp
+      tzdata python3 python3-croniter"
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
 
