@@ -67,6 +67,8 @@ EMBEDDED(cr_redis_q_stats)
 EMBEDDED(cr_redis_q_redrive)
 EMBEDDED(cr_redis_inv_send)
 EMBEDDED(cr_redis_inv_done)
+EMBEDDED(cr_redis_cron_claim)
+EMBEDDED(cr_redis_cron_done)
 
 const cr_redis_script_t cr_stdlib_scripts[] = {
     {"kv_put", cr_redis_kv_put},       {"kv_delete", cr_redis_kv_delete}, {"kv_incr", cr_redis_kv_incr},
@@ -76,6 +78,7 @@ const cr_redis_script_t cr_stdlib_scripts[] = {
     {"q_claim", cr_redis_q_claim}, /* the queue trigger's (core/trigger/queue) */
     {"q_stats", cr_redis_q_stats},     {"q_redrive", cr_redis_q_redrive}, /* crescent.queue_admin's */
     {"inv_send", cr_redis_inv_send},   {"inv_done", cr_redis_inv_done},   /* core/trigger/invoke/async.c's */
+    {"cron_claim", cr_redis_cron_claim}, {"cron_done", cr_redis_cron_done}, /* core/trigger/cron's */
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
 

@@ -84,6 +84,14 @@ typedef struct {
   _Atomic uint64_t dead_lettered; /* moved to the dead-letter queue after maxReceives */
   _Atomic int64_t lag;
   _Atomic uint64_t lag_ms;
+  /* A schedule's (labelled "cron:EXPR", core/trigger/cron): ticks this
+   * platform ran, skipped (overlap = false), missed (Redis unreachable, or
+   * the loop too busy), runs that failed; the next tick (ms, as the last
+   * worker to compute it saw it) and the last run: its tick, when it ended,
+   * whether it failed. */
+  _Atomic uint64_t cron_fired, cron_skipped, cron_missed, cron_errors;
+  _Atomic uint64_t cron_next_ms, cron_last_tick_ms, cron_last_end_ms;
+  _Atomic uint32_t cron_last_failed;
 } cr_shm_trig_t;
 
 /* What the workers hold of one function: each worker writes only its own

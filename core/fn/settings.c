@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cron.h"
 #include "error.h"
 #include "json.h"
 #include "router.h"
@@ -593,12 +594,19 @@ static int read_trigger(entry_t *e, double timeout, cr_trigger_spec_t *t) {
   t->kind = kind;
   switch (kind) {
   case CR_TRIGGER_CRON:
-    /* The cron parser will validate the expression itself when it exists. */
     if ((rc = entry_string(e, "cron", cron_ok, "a non-empty string of at most 256 bytes", &t->cron.expr)) ||
         (rc = entry_string(e, "tz", tz_ok, "a time zone name such as \"Europe/Berlin\"", &t->cron.tz)) ||
         (rc = entry_number(e, "catchUp", 0, CR_MAX_CATCH_UP, 0, &t->cron.catch_up)) ||
         (rc = entry_bool(e, "overlap", &t->cron.overlap)))
       return rc;
+    {
+      /* The expression and the zone, as the scheduler will read them (cron.h). */
+      char why[300];
+      cr_cron_t *c = cr_cron_parse(t->cron.expr, t->cron.tz, why, sizeof why);
+      if (!c) return entry_fail(e, "cron '%s'%s%s%s: %s", t->cron.expr, t->cron.tz ? " (tz " : "",
+                                t->cron.tz ? t->cron.tz : "", t->cron.tz ? ")" : "", why);
+      cr_cron_free(c);
+    }
     return 0;
   case CR_TRIGGER_QUEUE:
     if ((rc = entry_string(e, "queue", queue_name_ok, "a queue name (1 to 128 letters, digits, '_', '.', ':' or '-')",
@@ -634,7 +642,7 @@ static int read_trigger(entry_t *e, double timeout, cr_trigger_spec_t *t) {
  * declaring the kind fails to load, since a trigger accepted and never fired
  * is worse than a refusal. */
 static const int kind_supported[NKINDS + 1] = {
-    [CR_TRIGGER_CRON] = 0,
+    [CR_TRIGGER_CRON] = 1,    /* core/trigger/cron */
     [CR_TRIGGER_QUEUE] = 1, /* core/trigger/queue */
     [CR_TRIGGER_STORAGE] = 1, /* core/trigger/queue, on the bucket's events stream */
     [CR_TRIGGER_KV] = 1,      /* likewise, on the namespace's changes stream */

@@ -41,6 +41,7 @@
 #include "redis.h"
 #include "pool.h"
 #include "router.h"
+#include "schedule.h"
 #include "vm.h"
 
 typedef struct {
@@ -55,6 +56,7 @@ typedef struct {
   cr_consumers_t *consumers; /* the queue triggers */
   cr_fncalls_t *fncalls;     /* functions calling functions, /_/invoke */
   cr_async_t *async;         /* asynchronous invocations */
+  cr_schedules_t *schedules; /* the cron triggers */
   cr_invoke_calls_t calls;   /* crescent.invoke's, on the two above */
   cr_invoke_api_t invoke_api; /* the same over HTTP */
   cr_admin_t admin;
@@ -147,6 +149,7 @@ static void on_chan_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void refresh(worker_t *w, cr_fn_t *fn) {
   cr_pool_refresh(w->pool, fn);
   cr_consumers_follow(w->consumers, fn);
+  cr_schedules_follow(w->schedules, fn);
 }
 
 /* Applies each complete message to this worker's registry copy, then lets
@@ -203,6 +206,7 @@ static void on_drained(void *data) {
   uv_close((uv_handle_t *)&w->flusher, NULL);
   cr_consumers_stop(w->consumers);
   cr_async_stop(w->async);
+  cr_schedules_stop(w->schedules);
   cr_stdlib_detach(w->stdlib);
   cr_redis_free(w->redis);
   w->redis = NULL;
@@ -329,7 +333,9 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_async_opts_t aopts = {.prefix = cfg->redis_prefix, .worker = args->id, .retention = 86400,
                            .queue_max_depth = cfg->queue_max_depth, .concurrency = 16};
   w.async = w.fncalls && w.redis ? cr_async_new(w.loop, w.redis, w.fncalls, args->registry, &aopts) : NULL;
-  if (!w.consumers || !w.fncalls || (w.redis && !w.async)) {
+  cr_schedules_opts_t sopts2 = {.prefix = cfg->redis_prefix, .worker = args->id, .shm = args->shm};
+  w.schedules = w.fncalls ? cr_schedules_new(w.loop, w.redis, w.dispatch, args->registry, &sopts2) : NULL;
+  if (!w.consumers || !w.fncalls || (w.redis && !w.async) || !w.schedules) {
     cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory setting up the worker");
     cr_log_flush();
     return 1;
@@ -382,6 +388,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   }
   cr_consumers_follow_all(w.consumers);
   if (w.async) cr_async_start(w.async);
+  cr_schedules_follow_all(w.schedules);
   cr_log(CR_LOG_DEBUG, NULL, NULL, "worker started (pid %d)", (int)getpid());
 
   uv_run(w.loop, UV_RUN_DEFAULT);
@@ -390,6 +397,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_dispatch_free(w.dispatch); /* calls waiting for a place answer 503 */
   cr_consumers_stop(w.consumers); /* (done already when the worker drained) */
   cr_async_stop(w.async);
+  cr_schedules_stop(w.schedules);
   cr_fncalls_free(w.fncalls);     /* calls ended with the dispatcher */
   cr_gateway_free(w.gateway);
   cr_meter_free(w.meter);
@@ -400,6 +408,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_stdlib_free(w.stdlib); /* after the states it was installed in */
   cr_consumers_free(w.consumers); /* no reply nor call of theirs can come now */
   cr_async_free(w.async);
+  cr_schedules_free(w.schedules);
   cr_http_server_free(w.http);
   uv_loop_close(w.loop);
   cr_buf_free(&w.chan_in);

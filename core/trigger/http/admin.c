@@ -88,6 +88,28 @@ static void iso(cr_buf_t *b, uint64_t ms) {
   cr_json_escape(b, t, strlen(t));
 }
 
+/* A schedule's: {"fired","skipped","missed","errors","next":ISO|null,
+ * "last":{"scheduledTime","endedAt","result":"succeeded"|"failed"}|null}. */
+static void cron_json(cr_shm_trig_t *t, cr_buf_t *b) {
+  cr_buf_printf(b, ":{\"fired\":%llu,\"skipped\":%llu,\"missed\":%llu,\"errors\":%llu,\"next\":",
+                (unsigned long long)atomic_load(&t->cron_fired), (unsigned long long)atomic_load(&t->cron_skipped),
+                (unsigned long long)atomic_load(&t->cron_missed), (unsigned long long)atomic_load(&t->cron_errors));
+  uint64_t next = atomic_load(&t->cron_next_ms), tick = atomic_load(&t->cron_last_tick_ms);
+  if (next) iso(b, next);
+  else cr_buf_append_str(b, "null");
+  cr_buf_append_str(b, ",\"last\":");
+  if (tick) {
+    cr_buf_append_str(b, "{\"scheduledTime\":");
+    iso(b, tick);
+    cr_buf_append_str(b, ",\"endedAt\":");
+    iso(b, atomic_load(&t->cron_last_end_ms));
+    cr_buf_append_str(b, atomic_load(&t->cron_last_failed) ? ",\"result\":\"failed\"}" : ",\"result\":\"succeeded\"}");
+  } else {
+    cr_buf_append_str(b, "null");
+  }
+  cr_buf_putc(b, '}');
+}
+
 /* ,"triggers":{"queue:NAME":{...},...}: the function's stream triggers'
  * meters (shm.h's cr_shm_trig_t); lag null until a claim round read it. */
 static void triggers_json(const cr_admin_t *a, const cr_fn_t *fn, cr_buf_t *b) {
@@ -97,6 +119,10 @@ static void triggers_json(const cr_admin_t *a, const cr_fn_t *fn, cr_buf_t *b) {
   for (int k = 0; k < n; k++) {
     if (k) cr_buf_putc(b, ',');
     cr_json_escape(b, t[k]->label, strlen(t[k]->label));
+    if (strncmp(t[k]->label, "cron:", 5) == 0) {
+      cron_json(t[k], b);
+      continue;
+    }
     cr_buf_printf(b, ":{\"records\":%llu,\"redelivered\":%llu,\"acked\":%llu,\"deadLettered\":%llu,\"lag\":",
                   (unsigned long long)atomic_load(&t[k]->records), (unsigned long long)atomic_load(&t[k]->redelivered),
                   (unsigned long long)atomic_load(&t[k]->acked), (unsigned long long)atomic_load(&t[k]->dead_lettered));
