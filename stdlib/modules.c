@@ -54,6 +54,7 @@ EMBEDDED(cr_redis_kv_delete)
 EMBEDDED(cr_redis_kv_incr)
 EMBEDDED(cr_redis_kv_getmany)
 EMBEDDED(cr_redis_kv_list)
+EMBEDDED(cr_redis_kv_expire)
 EMBEDDED(cr_redis_st_put)
 EMBEDDED(cr_redis_st_delete)
 EMBEDDED(cr_redis_st_list)
@@ -72,6 +73,7 @@ const cr_redis_script_t cr_stdlib_scripts[] = {
     {"q_promote", cr_redis_q_promote}, {"st_get", cr_redis_st_get},     {"q_trim", cr_redis_q_trim},
     {"q_claim", cr_redis_q_claim}, /* the queue trigger's (core/trigger/queue) */
     {"q_stats", cr_redis_q_stats},     {"q_redrive", cr_redis_q_redrive}, /* crescent.queue_admin's */
+    {"kv_expire", cr_redis_kv_expire}, /* the expiry sweeper's (stdlib/kvexpire.c) */
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
 
