@@ -371,11 +371,66 @@ static void expiries_while_down(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* --- several sweepers ---------------------------------------------------------------------------- */
+
+#define NMULTI 1500
+
+/* Two servers on one Redis (the second on the first's managed one, as another node would be):
+ * both sweep, and every expiry is still recorded exactly once. */
+static void two_sweepers_write_each_once(void **state) {
+  (void)state;
+  srv_t a, b;
+  srv_init(&a);
+  srv_write(&a, "w.lua", writer);
+  srv_start(&a, "--workers 2");
+  char sock[400], args[600];
+  srv_redis_sock(&a, sock, sizeof sock);
+  srv_init(&b);
+  snprintf(args, sizeof args, "--workers 1 --redis unix://%s", sock);
+  srv_start(&b, args);
+  char want[16];
+  snprintf(want, sizeof want, "%d", NMULTI);
+  long long t0 = wall_ms();
+  get_expect(&a, want, "/w?ns=multi&op=put2&k=m&n=%d&ttl=1", NMULTI);
+  /* Due together: more than one script's count, so both sweepers chain rounds over the same set. */
+  long long until = t0 + 10000;
+  for (;;) {
+    char *z = chomp(rcli(&a, "ZCARD", "cr:{kv:multi}:exp", NULL));
+    int left = atoi(z);
+    free(z);
+    if (left == 0) break;
+    if (wall_ms() > until) fail_msg("%d expiries not swept 10 s after the puts", left);
+    sleep_ms(50);
+  }
+  rec_t *r;
+  char *buf;
+  int n = changes(&a, "cr:{kv:multi}:changes", &r, &buf);
+  assert_int_equal(n, 2 * NMULTI);
+  static int count[NMULTI];
+  memset(count, 0, sizeof count);
+  for (int i = NMULTI; i < n; i++) {
+    int k = -1;
+    char v[16];
+    snprintf(v, sizeof v, "%d", i + 1);
+    if (!r[i].op || strcmp(r[i].op, "expire") || !r[i].key || sscanf(r[i].key, "m%d", &k) != 1 || k < 0 ||
+        k >= NMULTI || !r[i].version || strcmp(r[i].version, v))
+      fail_msg("record %d: %s %s %s", i + 1, r[i].op, r[i].key, r[i].version);
+    count[k]++;
+  }
+  for (int i = 0; i < NMULTI; i++)
+    if (count[i] != 1) fail_msg("m%04d: %d expire records, want 1", i, count[i]);
+  free(r);
+  free(buf);
+  assert_int_equal(srv_stop(&b), 0);
+  assert_int_equal(srv_stop(&a), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(expire_records),
       cmocka_unit_test(write_settles_a_due_expiry),
       cmocka_unit_test(expiries_while_down),
+      cmocka_unit_test(two_sweepers_write_each_once),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
