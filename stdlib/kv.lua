@@ -17,6 +17,15 @@
 -- as {type, value} (its encoding, as stored), for the trigger's event. Versions grow per namespace and
 -- never repeat, so a compare-and-set cannot be fooled by delete + re-create.
 --
+-- Expiries: a put with a ttl also enters the key in the namespace's expiry
+-- set (key -> expiry ms), in the same script, and a put without one or a
+-- delete takes it out; the sweeper (stdlib/kvexpire.c) turns the entries that
+-- are due into {op = "expire", key, version, time = the expiry} records.
+-- The sweeper finds the namespaces in the prefix's "kvexp" set: a state adds
+-- its namespace there before its first put with a ttl, and again whenever a
+-- put made the expiry set anew (kv_put's fresh), so a registration Redis
+-- lost (an AOF that lost its last second) is made again before it matters.
+--
 -- Keys are 1 to 1024 bytes of valid UTF-8 (any code point, NUL included);
 -- namespace names 1 to 64 of letters, digits, '_', '.' and '-'. A value's
 -- encoding is bounded by the value limit as it is made. Platform rules: see
@@ -37,6 +46,7 @@ local maxlen = P.stream_maxlen
 local max_version = 2 ^ 53
 local max_ttl = 2 ^ 53 / 1000 -- seconds, so that the milliseconds stay exact
 local max_value = P.kv_max_value
+local expiring = P.prefix .. "kvexp" -- namespaces with an expiry set, for the sweeper
 
 local function check_key(fname, key, n)
   if type(key) ~= "string" then
@@ -68,6 +78,8 @@ local function bind(ns)
   local tag = P.prefix .. "{kv:" .. ns .. "}:"
   local vpre, idx, seq, changes = tag .. "v:", tag .. "i", tag .. "seq", tag .. "changes"
   local watched = tag .. "watched" -- set by a kv trigger (core/trigger/queue)
+  local exp = tag .. "exp"         -- the expiry set (kv_put.lua)
+  local registered = false         -- ns is in the sweeper's set, as far as this state knows
   local M = { name = ns }
 
   -- The Redis key of a value, remembered for hot keys (a string made per
@@ -104,9 +116,21 @@ local function bind(ns)
     if not t or #s > max_value then return nil, "value too large" end
     local ttl_ms = ttl and floor(ttl * 1000 + 0.5) or 0
     if ttl and ttl_ms < 1 then ttl_ms = 1 end -- 0 would mean no ttl
-    local ok, res = kv_put(5, vkey(key), idx, seq, changes, watched, key, t, s, ttl_ms, if_absent,
+    local just = false
+    if ttl and not registered then
+      -- Before the write: its expiry is never in a set the sweeper does not know.
+      local r, err = cmd("SADD", expiring, ns)
+      if not r then return nil, err end
+      registered, just = true, true
+    end
+    local ok, res, fresh = kv_put(6, vkey(key), idx, seq, changes, watched, exp, key, t, s, ttl_ms, if_absent,
       version or "", now(), maxlen)
     if ok ~= 1 then return nil, res end -- nil, err or 0, "conflict"
+    if fresh == 1 and not just then
+      -- The expiry set was empty: register again (Redis may have lost it).
+      -- Failing, the write stands, and the next put with a ttl registers first.
+      if not cmd("SADD", expiring, ns) then registered = false end
+    end
     return res
   end
 
@@ -114,7 +138,7 @@ local function bind(ns)
     check_key("kv.delete", key)
     opts = A.opts("kv.delete", 2, opts)
     local version = A.number("kv.delete", 2, opts.version, nil, -max_version, max_version, false, version_msg)
-    local ok, res = kv_delete(4, vkey(key), idx, seq, changes, key, version or "", now(), maxlen)
+    local ok, res = kv_delete(5, vkey(key), idx, seq, changes, exp, key, version or "", now(), maxlen)
     if ok ~= 1 then return nil, res end
     return res == 1
   end
@@ -125,7 +149,7 @@ local function bind(ns)
     if type(by) ~= "number" or by ~= by or by == huge or by == -huge then
       error("bad argument #2 to 'kv.incr' (finite number expected, got " .. type(by) .. ")", 2)
     end
-    local ok, value, version = kv_incr(5, vkey(key), idx, seq, changes, watched, key, by, now(), maxlen)
+    local ok, value, version = kv_incr(6, vkey(key), idx, seq, changes, watched, exp, key, by, now(), maxlen)
     if ok ~= 1 then return nil, value end
     return tonumber(value), nil, version
   end

@@ -55,6 +55,7 @@ EMBEDDED(cr_redis_kv_delete)
 EMBEDDED(cr_redis_kv_incr)
 EMBEDDED(cr_redis_kv_getmany)
 EMBEDDED(cr_redis_kv_list)
+EMBEDDED(cr_redis_kv_expire)
 EMBEDDED(cr_redis_st_put)
 EMBEDDED(cr_redis_st_delete)
 EMBEDDED(cr_redis_st_list)
@@ -79,6 +80,7 @@ const cr_redis_script_t cr_stdlib_scripts[] = {
     {"q_stats", cr_redis_q_stats},     {"q_redrive", cr_redis_q_redrive}, /* crescent.queue_admin's */
     {"inv_send", cr_redis_inv_send},   {"inv_done", cr_redis_inv_done},   /* core/trigger/invoke/async.c's */
     {"cron_claim", cr_redis_cron_claim}, {"cron_done", cr_redis_cron_done}, /* core/trigger/cron's */
+    {"kv_expire", cr_redis_kv_expire}, /* the expiry sweeper's (stdlib/kvexpire.c) */
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
 

@@ -35,6 +35,7 @@
 #include "meter.h"
 #include "http.h"
 #include "invoke.h"
+#include "kvexpire.h"
 #include "loader.h"
 #include "log.h"
 #include "modules.h"
@@ -65,6 +66,7 @@ typedef struct {
   uv_signal_t sigint;
   uv_prepare_t flusher;
   uv_timer_t promoter;
+  cr_kvexpire_t *kvexpire; /* worker 0's: KV expiries become expire records */
   cr_redis_t *redis;
   cr_stdlib_t *stdlib;   /* the crescent.* modules' state, on redis */
   uv_pipe_t chan;        /* registry changes from the master */
@@ -200,6 +202,7 @@ static void on_promote(uv_timer_t *t) {
 static void on_drained(void *data) {
   worker_t *w = data;
   uv_close((uv_handle_t *)&w->promoter, NULL);
+  cr_kvexpire_stop(w->kvexpire);
   uv_close((uv_handle_t *)&w->chan, NULL);
   uv_close((uv_handle_t *)&w->sigterm, NULL);
   uv_close((uv_handle_t *)&w->sigint, NULL);
@@ -313,6 +316,14 @@ int cr_worker_main(cr_worker_args_t *args) {
   if (args->id == 0 && w.redis) {
     uv_timer_start(&w.promoter, on_promote, 100, 100);
     uv_unref((uv_handle_t *)&w.promoter);
+    /* So are KV expiries swept (kvexpire.h: safe on several nodes too). */
+    cr_kvexpire_opts_t xopts = {.prefix = cfg->redis_prefix, .stream_maxlen = sopts.stream_maxlen};
+    w.kvexpire = cr_kvexpire_new(w.loop, w.redis, &xopts);
+    if (!w.kvexpire) {
+      cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory making the kv expiry sweeper");
+      cr_log_flush();
+      return 1;
+    }
   }
   cr_pool_opts_t popts = {.blank = cfg->blank_states, .init_timeout = cfg->init_timeout, .worker = args->id,
                           .prepare = cr_invoke_prepare,
@@ -402,6 +413,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_gateway_free(w.gateway);
   cr_meter_free(w.meter);
   cr_stdlib_detach(w.stdlib);
+  cr_kvexpire_stop(w.kvexpire);
   cr_redis_free(w.redis);
   cr_pool_free(w.pool);
   uv_run(w.loop, UV_RUN_DEFAULT); /* let the pool's and gateway's handles close */
@@ -409,6 +421,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_consumers_free(w.consumers); /* no reply nor call of theirs can come now */
   cr_async_free(w.async);
   cr_schedules_free(w.schedules);
+  cr_kvexpire_free(w.kvexpire);
   cr_http_server_free(w.http);
   uv_loop_close(w.loop);
   cr_buf_free(&w.chan_in);

@@ -1,12 +1,26 @@
 -- kv_incr: add to a number value (absent counts as 0), with a change record.
 -- KEYS: value hash, namespace index, version counter, changes stream,
---       watched flag (see kv_put)
+--       watched flag (see kv_put), expiry set (see kv_put)
 -- ARGV: key, amount, time ms, stream maxlen
+-- A value with a ttl keeps it (HSET leaves the TTL and the exp field alone).
 local cur = redis.call('HMGET', KEYS[1], 't', 'v')
 local v = 0
 if cur[1] then
   if cur[1] ~= 'n' then return {0, 'not a number'} end
   v = tonumber(cur[2])
+else
+  -- Expired and not swept yet: its expire record first (as kv_expire.lua
+  -- writes it); the new value has no ttl.
+  local at = redis.call('ZSCORE', KEYS[6], ARGV[1])
+  if at then
+    local t = redis.call('TIME')
+    local n = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    if tonumber(at) > n then at = string.format('%d', n) end -- evicted before its time
+    local ev = redis.call('INCR', KEYS[3])
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',
+      'op', 'expire', 'key', ARGV[1], 'version', ev, 'time', at)
+    redis.call('ZREM', KEYS[6], ARGV[1])
+  end
 end
 v = v + tonumber(ARGV[2])
 local s, out

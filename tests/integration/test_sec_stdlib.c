@@ -283,11 +283,12 @@ static void library_captured_at_boot(void **state) {
                                      "cr:{kv:default}:changes", "cr:{kv:own}:v:K", "cr:{kv:own}:i",
                                      "cr:{kv:own}:seq", "cr:{kv:own}:changes", "cr:{st:b}:o:k",
                                      "cr:{st:b}:i", "cr:{st:b}:events", "cr:{q:q}:s",
-                                     "cr:queues" /* every send registers its queue */};
+                                     "cr:queues", /* every send registers its queue */
+                                     "cr:{kv:default}:exp", "cr:kvexp" /* the ttl: the sweeper's */};
   int nlines = 0;
   for (const char *p = keys; *p; p++)
     if (*p == '\n') nlines++;
-  if (nlines != 13) fail_msg("want 13 keys, got:\n%s", keys);
+  if (nlines != 15) fail_msg("want 15 keys, got:\n%s", keys);
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
     char q[128];
     snprintf(q, sizeof q, "\"%s\"", want[i]);

@@ -20,17 +20,18 @@
  *
  * A storage change record (st_put.lua, st_delete.lua) has the fields event
  * ("put" or "delete"), bucket, key, size, etag, contentType, time; a KV one
- * (kv_put.lua, kv_delete.lua, kv_incr.lua) op ("put", "delete", "incr"),
- * key, version, time, and for put and incr the new value as type and value
- * (kv.lua's encoding: s, n, b, j) when the namespace is watched. Their
+ * (kv_put.lua, kv_delete.lua, kv_incr.lua, kv_expire.lua) op ("put",
+ * "delete", "incr", "expire"), key, version, time, and for put and incr the
+ * new value as type and value (kv.lua's encoding: s, n, b, j) when the
+ * namespace is watched. Their
  * events (cr_qbatch_push_source_event):
  *   { source = "storage", bucket = NAME, records = { { id =, event =,
  *     bucket =, key =, size =, etag =, contentType =, time =,
  *     receiveCount = }, ... } }
  *   { source = "kv", namespace = NAME, records = { { id =, op =, key =,
  *     version =, time =, value =, receiveCount = }, ... } }
- * size, version and time numbers; value decoded (nil for a delete, or a
- * record written before the namespace was watched).
+ * size, version and time numbers; value decoded (nil for a delete or an
+ * expire, or a record written before the namespace was watched).
  *
  * The result (cr_qbatch_mark_failed): nil or any value without a `failed`
  * field means every record succeeded; { failed = { id, ... } } marks those
