@@ -424,8 +424,8 @@ static void test_trigger_cron(void **state) {
   assert_int_equal(s.triggers[0].cron.overlap, 1);
   cr_settings_free(&s);
   /* The expression itself is not parsed yet: any non-empty string will do. */
-  accepted(H "triggers = { { cron = 'not a schedule', overlap = false, catchUp = 2678400 } } }", &s);
-  assert_string_equal(s.triggers[0].cron.expr, "not a schedule");
+  accepted(H "triggers = { { cron = '@hourly', overlap = false, catchUp = 2678400 } } }", &s);
+  assert_string_equal(s.triggers[0].cron.expr, "@hourly");
   assert_int_equal(s.triggers[0].cron.overlap, 0);
   assert_true(s.triggers[0].cron.catch_up == 2678400);
   cr_settings_free(&s);
@@ -563,7 +563,7 @@ static void test_triggers_list(void **state) {
                 "setting 'triggers' has 65 entries; at most 64");
   /* A failure after some entries were read frees them (ASan would see a leak). */
   refused_exact(H "triggers = { { storage = 'b', prefix = 'p', suffix = 's' }, { kv = 'x', namespace = 'n' },"
-                  " { cron = 'x', tz = 'UTC' }, { queue = 'q', batch = 0 } } }",
+                  " { cron = '@daily', tz = 'UTC' }, { queue = 'q', batch = 0 } } }",
                 "setting 'triggers': entry 4: 'batch' must be an integer from 1 to 100, got 0");
   refused_exact(H "triggers = { { storage = 'b', prefix = 'p', suffix = 1 } } }",
                 "setting 'triggers': entry 1: 'suffix' must be a string of at most 1024 bytes without control "
@@ -584,11 +584,11 @@ static void test_trigger_errors_shape(void **state) {
   snprintf(want, sizeof want, "setting 'triggers' must be %s (got a table with named keys)", like);
   refused_exact(H "triggers = { queue = 'orders' } }", want);
   refused_exact(H "triggers = { { cron = '* * * * *' }, extra = 1 } }", want);
-  refused_exact(H "triggers = { { cron = '* * * * *' }, [1.5] = { cron = 'x' } } }", want);
+  refused_exact(H "triggers = { { cron = '* * * * *' }, [1.5] = { cron = '@daily' } } }", want);
   /* Entries that are not tables. */
   refused_exact(H "triggers = { 'cron' } }",
                 "setting 'triggers': entry 1: must be a table such as { queue = \"orders\" }, got a string");
-  refused_exact(H "triggers = { { cron = 'x' }, 5 } }",
+  refused_exact(H "triggers = { { cron = '@daily' }, 5 } }",
                 "setting 'triggers': entry 2: must be a table such as { queue = \"orders\" }, got a number");
   /* No kind key, a misspelt one, two of them. */
   refused_exact(H "triggers = { { batch = 10 } } }",
@@ -597,7 +597,7 @@ static void test_trigger_errors_shape(void **state) {
   refused_exact(H "triggers = { { quue = 'orders' } } }",
                 "setting 'triggers': entry 1: a trigger needs one of cron, queue, storage or kv "
                 "(got 'quue': did you mean 'queue'?)");
-  refused_exact(H "triggers = { { cron = 'x' }, { cron = 'x', queue = 'q' } } }",
+  refused_exact(H "triggers = { { cron = '@daily' }, { cron = '@daily', queue = 'q' } } }",
                 "setting 'triggers': entry 2: a trigger has exactly one of cron, queue, storage or kv "
                 "(got 'cron' and 'queue')");
   refused_exact(H "triggers = { { storage = 'b', kv = 'k' } } }",
@@ -615,7 +615,7 @@ static void test_trigger_errors_keys(void **state) {
                 "setting 'triggers': entry 1: unknown key 'colour' for a kv trigger "
                 "(known: kv, namespace, batch, window, visibility, maxReceives, concurrency)");
   /* A key of another kind is unknown to this one. */
-  refused_exact(H "triggers = { { cron = 'x', batch = 5 } } }",
+  refused_exact(H "triggers = { { cron = '@daily', batch = 5 } } }",
                 "setting 'triggers': entry 1: unknown key 'batch' for a cron trigger (known: cron, tz, catchUp, overlap)");
   refused_exact(H "triggers = { { queue = 'q', prefix = 'a' } } }",
                 "setting 'triggers': entry 1: unknown key 'prefix' for a queue trigger "
@@ -636,12 +636,12 @@ static void test_trigger_errors_types(void **state) {
       {"{ cron = '' }", "'cron' must be a non-empty string of at most 256 bytes, got \"\""},
       {"{ cron = 'a\\0b' }", "'cron' must be a non-empty string of at most 256 bytes, got a 3-byte string"},
       {"{ cron = string.rep('*', 257) }", "'cron' must be a non-empty string of at most 256 bytes, got a 257-byte string"},
-      {"{ cron = 'x', tz = '' }", "'tz' must be a time zone name such as \"Europe/Berlin\", got \"\""},
-      {"{ cron = 'x', tz = 'Europe/ Berlin' }", "'tz' must be a time zone name such as \"Europe/Berlin\", got \"Europe/ Berlin\""},
-      {"{ cron = 'x', tz = 1 }", "'tz' must be a time zone name such as \"Europe/Berlin\", got a number"},
-      {"{ cron = 'x', overlap = 1 }", "'overlap' must be true or false, got a number"},
-      {"{ cron = 'x', overlap = 'yes' }", "'overlap' must be true or false, got a string"},
-      {"{ cron = 'x', catchUp = '60' }", "'catchUp' must be a number from 0 to 2678400, got a string"},
+      {"{ cron = '@daily', tz = '' }", "'tz' must be a time zone name such as \"Europe/Berlin\", got \"\""},
+      {"{ cron = '@daily', tz = 'Europe/ Berlin' }", "'tz' must be a time zone name such as \"Europe/Berlin\", got \"Europe/ Berlin\""},
+      {"{ cron = '@daily', tz = 1 }", "'tz' must be a time zone name such as \"Europe/Berlin\", got a number"},
+      {"{ cron = '@daily', overlap = 1 }", "'overlap' must be true or false, got a number"},
+      {"{ cron = '@daily', overlap = 'yes' }", "'overlap' must be true or false, got a string"},
+      {"{ cron = '@daily', catchUp = '60' }", "'catchUp' must be a number from 0 to 2678400, got a string"},
       {"{ queue = {} }", "'queue' must be a queue name (1 to 128 letters, digits, '_', '.', ':' or '-'), got a table"},
       {"{ queue = '' }", "'queue' must be a queue name (1 to 128 letters, digits, '_', '.', ':' or '-'), got \"\""},
       {"{ queue = 'my queue' }",
@@ -684,27 +684,16 @@ static void test_trigger_errors_types(void **state) {
   }
 }
 
-/* Kinds not built yet parse (above), and cr_settings_check_triggers, which
- * the loader applies, refuses them naming the kind and the entry; queue,
- * storage and kv triggers run (core/trigger/queue). */
+/* Every kind runs now (cron: core/trigger/cron; the others: core/trigger/queue), and a cron
+ * expression is read at load as the scheduler reads it: a bad one is refused naming the field. */
 static void test_triggers_not_supported_yet(void **state) {
   (void)state;
-  static const struct {
-    const char *chunk, *message;
-  } cases[] = {
-      {H "triggers = { { cron = '61 * * * *' } } }",
-       "setting 'triggers': entry 1: cron triggers are not supported yet (this version runs HTTP, "
-       "queue, storage and kv triggers only); remove the entry"},
-  };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    cr_settings_t s;
-    accepted(cases[i].chunk, &s);
-    char err[512] = "";
-    assert_int_equal(cr_settings_check_triggers(&s, err, sizeof err), CR_EINVAL);
-    assert_string_equal(err, cases[i].message);
-    assert_false(cr_trigger_supported(s.triggers[0].kind));
-    cr_settings_free(&s);
-  }
+  for (int k = CR_TRIGGER_CRON; k <= CR_TRIGGER_KV; k++) assert_true(cr_trigger_supported((cr_trigger_kind_t)k));
+  refused_exact(H "triggers = { { cron = '61 * * * *' } } }",
+                "setting 'triggers': entry 1: cron '61 * * * *': field 1 (minute) '61': 61 is out of range 0-59");
+  refused_exact(H "triggers = { { queue = 'q' }, { cron = '0 2 * * *', tz = 'Nowhere/City' } } }",
+                "setting 'triggers': entry 2: cron '0 2 * * *' (tz Nowhere/City): unknown time zone 'Nowhere/City' "
+                "(no /usr/share/zoneinfo/Nowhere/City)");
   /* A function reads a bucket or a namespace through one entry. */
   static const struct {
     const char *chunk, *message;
@@ -782,8 +771,8 @@ static void test_trigger_errors_ranges(void **state) {
       {"{ queue = 'q', concurrency = 0 }", "'concurrency' must be an integer from 1 to 1000, got 0"},
       {"{ storage = 'b', concurrency = 1001 }", "'concurrency' must be an integer from 1 to 1000, got 1001"},
       {"{ kv = 'k', batch = -5 }", "'batch' must be an integer from 1 to 100, got -5"},
-      {"{ cron = 'x', catchUp = -1 }", "'catchUp' must be a number from 0 to 2678400, got -1"},
-      {"{ cron = 'x', catchUp = 2678401 }", "'catchUp' must be a number from 0 to 2678400, got 2678401"},
+      {"{ cron = '@daily', catchUp = -1 }", "'catchUp' must be a number from 0 to 2678400, got -1"},
+      {"{ cron = '@daily', catchUp = 2678401 }", "'catchUp' must be a number from 0 to 2678400, got 2678401"},
       /* Below the function's timeout (10 s by default). */
       {"{ queue = 'q', visibility = 9.5 }",
        "'visibility' (9.5) must be at least the function's 'timeout' (10), or a batch still running is handed out again"},
