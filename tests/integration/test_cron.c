@@ -199,6 +199,12 @@ static void overlap_catchup_api(void **state) {
     fail_msg("fail: %s", e);
   free(e);
   http_free(&r);
+  http_get(s.port, "/_/metrics", &r);
+  if (!strstr(r.body, "crescent_schedule_fired_total{function=\"long\",schedule=\"rate(1 second)\"} ") ||
+      !strstr(r.body, "crescent_schedule_skipped_total{function=\"long\",schedule=\"rate(1 second)\"} ") ||
+      strstr(r.body, "crescent_trigger_records_total{function=\"long\""))
+    fail_msg("%s", r.body);
+  http_free(&r);
   srv_expect_errors(&s, srv_log_count(&s, "\"level\":\"error\"", NULL));
   srv_stop(&s);
 

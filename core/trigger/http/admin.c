@@ -261,6 +261,7 @@ static void trigger_metrics(const cr_admin_t *a, cr_buf_t *b) {
       cr_shm_trig_t *t[CR_SHM_TRIGGERS];
       int n = cr_shm_trigs(a->shm, fn->slot, t, CR_SHM_TRIGGERS);
       for (int k = 0; k < n; k++) {
+        if (strncmp(t[k]->label, "cron:", 5) == 0) continue; /* cron_metrics' */
         if (gauge && !atomic_load(&t[k]->lag_ms)) continue;
         cr_buf_printf(b, "%s{function=\"", m[c].name);
         prom_label(b, fn->name);
@@ -270,6 +271,40 @@ static void trigger_metrics(const cr_admin_t *a, cr_buf_t *b) {
         else
           cr_buf_printf(b, "\"} %llu\n",
                         (unsigned long long)atomic_load((_Atomic uint64_t *)((char *)t[k] + m[c].off)));
+      }
+    }
+  }
+}
+
+/* The schedules' meters, labelled function and schedule (the expression). */
+static void cron_metrics(const cr_admin_t *a, cr_buf_t *b) {
+  const cr_registry_t *r = a->registry;
+  static const struct {
+    const char *name, *help;
+    size_t off;
+  } m[] = {
+      {"crescent_schedule_fired_total", "Ticks of a schedule that ran (claimed by this platform).",
+       offsetof(cr_shm_trig_t, cron_fired)},
+      {"crescent_schedule_skipped_total", "Ticks skipped because the last run was still going (overlap = false).",
+       offsetof(cr_shm_trig_t, cron_skipped)},
+      {"crescent_schedule_missed_total", "Ticks missed: Redis unreachable, or the loop too busy to see them.",
+       offsetof(cr_shm_trig_t, cron_missed)},
+      {"crescent_schedule_errors_total", "Runs of a schedule that failed or did not run.",
+       offsetof(cr_shm_trig_t, cron_errors)},
+  };
+  for (size_t c = 0; c < sizeof m / sizeof m[0]; c++) {
+    cr_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", m[c].name, m[c].help, m[c].name);
+    for (int i = 0; i < r->nfns; i++) {
+      const cr_fn_t *fn = r->fns[i];
+      cr_shm_trig_t *t[CR_SHM_TRIGGERS];
+      int n = cr_shm_trigs(a->shm, fn->slot, t, CR_SHM_TRIGGERS);
+      for (int k = 0; k < n; k++) {
+        if (strncmp(t[k]->label, "cron:", 5) != 0) continue;
+        cr_buf_printf(b, "%s{function=\"", m[c].name);
+        prom_label(b, fn->name);
+        cr_buf_append_str(b, "\",schedule=\"");
+        prom_label(b, t[k]->label + 5);
+        cr_buf_printf(b, "\"} %llu\n", (unsigned long long)atomic_load((_Atomic uint64_t *)((char *)t[k] + m[c].off)));
       }
     }
   }
@@ -345,6 +380,7 @@ static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
     cr_buf_printf(b, "\",state=\"idle\"} %lld\n", alive - busy < 0 ? 0 : alive - busy);
   }
   trigger_metrics(a, b);
+  cron_metrics(a, b);
   prom_counter(b, "crescent_http_requests_total", "HTTP requests received, per worker.");
   for (int i = 0; i < a->shm->nworkers; i++)
     cr_buf_printf(b, "crescent_http_requests_total{worker=\"%d\"} %llu\n", i,
