@@ -19,7 +19,8 @@ struct cr_cron_s {
   uint16_t month;         /* bits 1..12 */
   uint8_t dow;            /* bits 0..6, 0 = Sunday */
   int dom_star, dow_star; /* the field started with '*' (or was '?') */
-  int hour_star;
+  int hour_star;          /* (the field started with '*') */
+  int frequent;           /* every hour allowed: runs by the clock across DST changes (cronie) */
   int has_years;
   uint8_t years[YEAR_MAX - YEAR_MIN + 1];
   cr_tz_t *tz;
@@ -254,6 +255,7 @@ cr_cron_t *cr_cron_parse(const char *expr, const char *tz, char *err, size_t err
     case 1:
       for (int v = 0; v < 24; v++) c->hour |= (uint64_t)bits[v] << v;
       c->hour_star = star;
+      (void)c->hour_star;
       break;
     case 2:
       for (int v = 1; v <= 31; v++) c->dom |= (uint32_t)bits[v] << v;
@@ -278,12 +280,27 @@ cr_cron_t *cr_cron_parse(const char *expr, const char *tz, char *err, size_t err
     }
   }
   free(bits);
+  c->frequent = c->hour == (1ull << 24) - 1;
   if (aws && (strcmp(fields[2], "?") == 0) == (strcmp(fields[4], "?") == 0)) {
     snprintf(err, errlen, "cron(...): exactly one of day-of-month (field 3) and day-of-week (field 5) must be '?'");
     cr_cron_free(c);
     return NULL;
   }
   if (aws) c->dom_star |= strcmp(fields[2], "?") == 0, c->dow_star |= strcmp(fields[4], "?") == 0;
+  /* A day of month no allowed month has (Feb 30, Apr 31), when the day of week
+   * cannot make up for it: it would never fire. */
+  if (c->dow_star || c->dow == 0) {
+    static const int longest[] = {0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int any = 0;
+    for (int m = 1; m <= 12 && !any; m++)
+      if ((c->month >> m) & 1)
+        for (int d = 1; d <= longest[m] && !any; d++) any = (c->dom >> d) & 1;
+    if (!any) {
+      snprintf(err, errlen, "never fires: no allowed month has the day of month (field 3)");
+      cr_cron_free(c);
+      return NULL;
+    }
+  }
   if (tz) {
     c->tz = cr_tz_load(tz, why, sizeof why);
     if (!c->tz) {
@@ -393,8 +410,10 @@ int64_t cr_cron_next(const cr_cron_t *c, int64_t after_ms) {
     if (w < 0 || (stop >= 0 && w > stop)) break;
     int64_t u[2], gap;
     int n = wall_to_utc(c->tz, w, u, &gap);
-    if (n == 0 && gap >= 0) u[0] = gap, n = 1;
-    if (n == 2 && !c->hour_star) n = 1; /* a fixed hour fires at its first occurrence only */
+    /* cronie: a job of every hour runs by the clock (a skipped time is skipped, a repeated
+     * one runs twice); others run once, at the change or at the first occurrence. */
+    if (n == 0 && gap >= 0 && !c->frequent) u[0] = gap, n = 1;
+    if (n == 2 && !c->frequent) n = 1;
     for (int i = 0; i < n; i++)
       if (u[i] > after && (best < 0 || u[i] < best)) best = u[i];
     if (best >= 0 && stop < 0) stop = w + 3 * 3600;

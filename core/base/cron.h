@@ -18,11 +18,12 @@
  *                           epoch, so every worker and node agrees without
  *                           talking (rate(5 minutes): :00, :05, ...).
  * Times are UTC, or wall-clock time in a zone (tz.h) when one is given;
- * there the DST rule is cronie's: a time the clocks skip (spring forward)
- * fires once, at the change; a repeated time (fall back) fires once, at its
- * first occurrence, unless the hour field is '*' (a job of every hour or
- * more often runs by the clock, in both). Rates ignore the zone.
+ * there the DST rule is cronie's: a job whose hour field allows every hour
+ * runs by the clock (a time the clocks skip is skipped, a repeated time runs
+ * at both instants); any other runs a skipped time once, at the change, and
+ * a repeated time once, at its first instant. Rates ignore the zone.
  *
+ * An expression that can never fire (day 30 of February only) is refused.
  * Errors name the field: "field 2 (hour) '25': 25 is out of range 0-23". */
 #ifndef CR_CRON_H
 #define CR_CRON_H

@@ -111,8 +111,8 @@ for (e, tz, ms), got in zip(cases, out):
         skipped += 1
         continue
     compared += 1
-    if got == "-1" and isinstance(want, str) and "failed to find next date" in want:
-        continue  # neither finds one (June 31st)
+    if (got == "-1" or "never fires" in got) and isinstance(want, str) and "failed to find next date" in want:
+        continue  # neither finds one (June 31st: crescent refuses it)
     if str(want) != got:
         bad += 1
         if bad <= 20:

@@ -23,6 +23,8 @@ static int64_t at(const char *iso) {
   return (cr_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * 1000 + ms;
 }
 
+static void refused(const char *expr, const char *tz, const char *want);
+
 static void next_is(const char *expr, const char *tz, const char *after, const char *want) {
   char err[300];
   cr_cron_t *c = cr_cron_parse(expr, tz, err, sizeof err);
@@ -64,7 +66,9 @@ static void test_standard(void **state) {
   next_is("0 0 30 * *", NULL, "2026-01-31T00:00", "2026-03-30T00:00");
   next_is("0 0 29 2 *", NULL, "2026-01-01T00:00", "2028-02-29T00:00");
   next_is("0 0 29 2 *", NULL, "2096-03-01T00:00", "2104-02-29T00:00"); /* 2100 is not a leap year */
-  next_is("0 0 30 2 *", NULL, "2026-01-01T00:00", NULL);              /* never */
+  refused("0 0 30 2 *", NULL, "never fires: no allowed month has the day of month (field 3)");
+  refused("0 0 31 4,6 *", NULL, "never fires: no allowed month has the day of month (field 3)");
+  next_is("0 0 31 4,6 MON", NULL, "2026-04-01T00:00", "2026-04-06T00:00"); /* the day of week still fires */
   next_is("59 23 31 12 *", NULL, "2026-12-31T23:59", "2027-12-31T23:59");
   /* Sunday as 0 and 7, names in any case, months by name. */
   next_is("0 0 * * 0", NULL, "2026-12-02T00:00", "2026-12-06T00:00");
@@ -136,7 +140,9 @@ static void test_zones(void **state) {
   /* Fall back: 02:30 happens twice on 2026-10-25 (00:30Z CEST, 01:30Z CET): the first only. */
   next_is("30 2 * * *", "Europe/Berlin", "2026-10-24T23:00", "2026-10-25T00:30");
   next_is("30 2 * * *", "Europe/Berlin", "2026-10-25T00:30", "2026-10-26T01:30");
-  /* ... but a job of every hour runs by the clock, in both. */
+  /* ... but a job of every hour runs by the clock: in both, and not in a skipped hour. */
+  next_is("30 * * * *", "Europe/Berlin", "2026-03-29T00:30", "2026-03-29T01:30"); /* 03:30 CEST: 02:30 skipped */
+  next_is("*/10 */2 * * *", "Europe/Berlin", "2026-03-29T00:55", "2026-03-29T01:00"); /* every 2 h: at the change */
   next_is("30 * * * *", "Europe/Berlin", "2026-10-25T00:30", "2026-10-25T01:30");
   next_is("*/30 * * * *", "Europe/Berlin", "2026-10-25T00:10", "2026-10-25T00:30");
   next_is("*/30 * * * *", "Europe/Berlin", "2026-10-25T00:30", "2026-10-25T01:00");
