@@ -98,13 +98,13 @@ static void exactly_once(void **state) {
   srv_start(&b, redis_url);
   http_expect(a.port, "/tick", 404, NULL); /* no HTTP route */
   long long from = (wall_now_ms() / 1000 + 2) * 1000;
-  sleep_ms(8000);
+  sleep_ms(20000); /* 20 s of ticks, as issue 14 asks */
   long long to = (wall_now_ms() / 1000 - 2) * 1000;
   each_once(sock, from, to);
-  /* Both nodes ran some (claims race fairly), and the report lines say cron. */
+  /* The report lines say cron (which node runs a tick is a race: not checked). */
   int ra = srv_log_count(&a, "\"msg\":\"report\"", "\"trigger\":\"cron\"", "\"schedule\":\"rate(1 second)\"", NULL);
   int rb = srv_log_count(&b, "\"msg\":\"report\"", "\"trigger\":\"cron\"", "\"schedule\":\"rate(1 second)\"", NULL);
-  if (ra + rb < 7) fail_msg("reports: %d + %d", ra, rb);
+  if (ra + rb < 19) fail_msg("reports: %d + %d", ra, rb);
   srv_stop(&b);
   srv_stop(&a);
 }
