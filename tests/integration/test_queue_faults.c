@@ -36,33 +36,9 @@ static int env_count(const char *name, int dflt) {
   return n > 0 ? n : dflt;
 }
 
-/* redis-cli on s's managed socket; NULL when it failed (Redis is down). */
-static char *rc_try(const srv_t *s, const char *first, ...) {
-  char sock[400];
-  srv_redis_sock(s, sock, sizeof sock);
-  const char *args[32];
-  int n = 0;
-  args[n++] = "-s";
-  args[n++] = sock;
-  args[n++] = first;
-  va_list ap;
-  va_start(ap, first);
-  const char *a;
-  while (n < 31 && (a = va_arg(ap, const char *))) args[n++] = a;
-  va_end(ap);
-  args[n] = NULL;
-  int status = 0;
-  char *out = redis_cli(&status, args);
-  if (status != 0 || strncmp(out, "ERR", 3) == 0 || strstr(out, "Could not connect")) {
-    free(out);
-    return NULL;
-  }
-  return out;
-}
-
 /* An integer answer, or -1 when Redis did not answer. */
 static long rc_int(const srv_t *s, const char *a, const char *b, const char *c) {
-  char *out = rc_try(s, a, b, c, NULL);
+  char *out = srv_rcli_try(s, a, b, c, NULL);
   if (!out) return -1;
   long v = strtol(out, NULL, 10);
   free(out);
@@ -181,7 +157,7 @@ static int tally(srv_t *s, int n, tally_t *t) {
  * does not answer. */
 static int dead_letters(const srv_t *s, int n, int *dead) {
   memset(dead, 0, sizeof(int) * ((size_t)n + 1));
-  char *out = rc_try(s, "XRANGE", "cr:{q:acct.dlq}:s", "-", "+", NULL);
+  char *out = srv_rcli_try(s, "XRANGE", "cr:{q:acct.dlq}:s", "-", "+", NULL);
   if (!out) return -1;
   int total = 0;
   for (char *p = strstr(out, "\nbody\n"); p; p = strstr(p + 1, "\nbody\n")) {
@@ -208,7 +184,7 @@ static int worker_id(pid_t pid) {
 
 /* Records the consumer `name` holds (delivered, not acknowledged), from XPENDING's summary. */
 static long pending_of(const srv_t *s, const char *name) {
-  char *out = rc_try(s, "XPENDING", "cr:{q:acct}:s", "work", NULL);
+  char *out = srv_rcli_try(s, "XPENDING", "cr:{q:acct}:s", "work", NULL);
   if (!out) return -1;
   char needle[32];
   snprintf(needle, sizeof needle, "\n%s\n", name);

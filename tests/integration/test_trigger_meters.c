@@ -15,23 +15,6 @@
 
 #include "harness.h"
 
-/* GET /send?q=NAME&b=BODY sends one string message. */
-static const char sender[] =
-    "local queue = require 'crescent.queue'\n"
-    "return function(event)\n"
-    "  local id, err = queue.send(event.query.q, event.query.b)\n"
-    "  return id or err\n"
-    "end\n";
-
-static void send_msg(srv_t *s, const char *queue, const char *body) {
-  char path[300];
-  snprintf(path, sizeof path, "/send?q=%s&b=%s", queue, body);
-  http_resp_t r;
-  http_get(s->port, path, &r);
-  if (r.status != 200 || !strchr(r.body, '-')) fail_msg("%s: %d %s", path, r.status, r.body);
-  http_free(&r);
-}
-
 /* The "triggers" object of function fn in /_/api/functions (malloc'd). */
 static char *triggers_of(srv_t *s, const char *fn) {
   http_resp_t r;
@@ -68,7 +51,7 @@ static void queue_scenario(void **state) {
   (void)state;
   srv_t s;
   srv_init(&s);
-  srv_write(&s, "send.lua", sender);
+  srv_write(&s, "send.lua", srv_queue_sender);
   srv_write(&s, "work.lua",
             "return { timeout = 0.3, triggers = { { queue = 'tm', batch = 1, visibility = 0.5, maxReceives = 2 } },\n"
             "  handler = function(event, ctx)\n"
@@ -83,7 +66,7 @@ static void queue_scenario(void **state) {
   expect_triggers(&s, "idle", "\"triggers\":{\"kv:default\":{\"records\":0,\"redelivered\":0,\"acked\":0,"
                               "\"deadLettered\":0,\"lag\":0}}");
   const char *bodies[] = {"a", "b", "bad", "c", "d"};
-  for (int i = 0; i < 5; i++) send_msg(&s, "tm", bodies[i]);
+  for (int i = 0; i < 5; i++) srv_send_msg(&s, "tm", bodies[i]);
   /* bad: delivered, failed, redelivered (receiveCount 2), failed, then moved to tm.dlq. */
   int got = srv_log_wait(&s, 1, 10000, "\"msg\":\"rec bad 2\"", NULL);
   if (got < 1) fail_msg("no redelivery; log:\n%s", srv_log(&s));
