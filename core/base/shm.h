@@ -72,17 +72,22 @@ typedef struct {
 
 /* One stream trigger of a function (a queue, a bucket's events, a
  * namespace's changes), named by its label. Its counters only grow (shared,
- * not held: nothing to reclaim). lag is a gauge, not held either: the
- * records of the stream its group has not been given yet, as the last
- * worker to ask Redis saw it (lag_ms: when; 0 never). */
+ * not held: nothing to reclaim). lag and oldest_age_ms are gauges, not held
+ * either, as the last worker to ask Redis saw them (lag_ms: when; 0 never):
+ * the records of the stream its group has not been given yet, and how long
+ * ago the oldest record the group still needs (pending, or else the first
+ * undelivered one) entered the stream, 0 when it needs none (q_claim.lua). */
 typedef struct {
   _Atomic uint32_t state; /* 0 free, 1 being labelled, 2 labelled: label is fixed from then on */
   char label[CR_SHM_TRIGGER_LABEL];
+  _Atomic uint64_t invocations;   /* batches the handler was called with (or whose init failed) */
+  _Atomic uint64_t errors;        /* of those, raised, timed out, out of memory or init failed */
   _Atomic uint64_t records;       /* handed to the function (in a batch), redeliveries included */
   _Atomic uint64_t redelivered;   /* of those, with receiveCount > 1 */
   _Atomic uint64_t acked;         /* acknowledged after a call that ran (not marked failed) */
   _Atomic uint64_t dead_lettered; /* moved to the dead-letter queue after maxReceives */
-  _Atomic int64_t lag;
+  _Atomic int64_t lag;           /* -1: Redis could not tell */
+  _Atomic int64_t oldest_age_ms;
   _Atomic uint64_t lag_ms;
 } cr_shm_trig_t;
 

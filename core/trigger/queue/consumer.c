@@ -315,11 +315,20 @@ static void call_ended(qcall_t *q) {
   unref(c);
 }
 
+/* One batch ran (or its init failed), failed or not: the trigger's own
+ * invocations and errors, beside the function's. */
+static void count_call(consumer_t *c, int failed) {
+  if (!c->meters) return;
+  atomic_fetch_add_explicit(&c->meters->invocations, 1, memory_order_relaxed);
+  if (failed) atomic_fetch_add_explicit(&c->meters->errors, 1, memory_order_relaxed);
+}
+
 static int finish(cr_call_t *call) {
   qcall_t *q = qcall(call);
   consumer_t *c = q->c;
   cr_invocation_t *inv = &call->inv;
   int status = 500;
+  count_call(c, inv->outcome != CR_OUTCOME_OK);
   if (inv->outcome == CR_OUTCOME_OK) {
     status = 200;
     if (inv->nresults > 0) q->failed = cr_qbatch_mark_failed(inv->co, 1, q->b);
@@ -355,6 +364,7 @@ static void refused(cr_call_t *call, cr_refusal_t why) {
   static const char *const reasons[] = {"", "the function is not loaded", "throttled", "its init failed",
                                         "the worker is stopping"};
   const char *reason = why >= 1 && why <= 4 ? reasons[why] : "refused";
+  if (why == CR_REFUSED_INIT) count_call(q->c, 1); /* as the function's meters count it */
   cr_log(CR_LOG_WARN, call->fn->name, call->reqid, "%s %s: a batch of %d did not run (%s): handed out again later",
          q->c->kind, q->c->src.name, q->b->n, reason);
   /* The delivery counts towards maxReceives all the same: say why. */
@@ -497,13 +507,13 @@ static void on_read(void *data, redisReply *reply, const char *err) {
   unref(c);
 }
 
-/* q_claim's reply: [cursor, [[id, fields, count], ...], moved, lag]. */
+/* q_claim's reply: [cursor, [[id, fields, count], ...], moved, lag, oldest age]. */
 static void on_claim(void *data, redisReply *reply, const char *err) {
   consumer_t *c = data;
   c->pending = 0;
   drops_t drops;
   drops.n = drops.taken = drops.again = 0;
-  if (!err && !c->dead && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 4) {
+  if (!err && !c->dead && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5) {
     const redisReply *cur = reply->element[0], *list = reply->element[1], *moved = reply->element[2];
     if (cur->type == REDIS_REPLY_STRING && cur->len < sizeof c->cursor) {
       memcpy(c->cursor, cur->str, cur->len);
@@ -517,9 +527,10 @@ static void on_claim(void *data, redisReply *reply, const char *err) {
     }
     ack_ids(c, drops.ids, drops.lens, drops.n);
     count_taken(c, &drops);
-    const redisReply *lag = reply->element[3];
-    if (c->meters && lag->type == REDIS_REPLY_INTEGER && lag->integer >= 0) {
-      atomic_store_explicit(&c->meters->lag, lag->integer, memory_order_relaxed);
+    const redisReply *lag = reply->element[3], *age = reply->element[4];
+    if (c->meters && lag->type == REDIS_REPLY_INTEGER && age->type == REDIS_REPLY_INTEGER) {
+      atomic_store_explicit(&c->meters->lag, lag->integer >= 0 ? lag->integer : -1, memory_order_relaxed);
+      atomic_store_explicit(&c->meters->oldest_age_ms, age->integer >= 0 ? age->integer : 0, memory_order_relaxed);
       atomic_store_explicit(&c->meters->lag_ms, cr_wall_ms(), memory_order_release);
     }
     if (c->meters && moved->type == REDIS_REPLY_INTEGER && moved->integer > 0)

@@ -51,10 +51,12 @@
  * Delivery is at least once.
  *
  * Meters, per (function, trigger labelled "queue:NAME", "storage:BUCKET" or
- * "kv:NAMESPACE"), in shared memory: records handed to the function,
- * redelivered (receiveCount > 1), acknowledged after a call, dead-lettered,
- * and the group's lag as of the last claim round. Records the filter leaves
- * out are not counted. */
+ * "kv:NAMESPACE"), in shared memory: batches invoked and of those failed
+ * (raised, timed out, out of memory, init failed), records handed to the
+ * function, redelivered (receiveCount > 1), acknowledged after a call,
+ * dead-lettered, and as of the last claim round the group's lag and the age
+ * of the oldest record it still needs (q_claim.lua). Records the filter
+ * leaves out are not counted. */
 #ifndef CR_CONSUMER_H
 #define CR_CONSUMER_H
 
