@@ -376,6 +376,17 @@ int srv_worker_pids(srv_t *s, pid_t *out, int max) {
   return n;
 }
 
+int worker_index(pid_t pid) {
+  char path[64], stat[512] = "";
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r"); /* (read_file sizes files by stat, and /proc files have none) */
+  if (!f) return -1;
+  if (!fgets(stat, sizeof stat, f)) stat[0] = '\0';
+  fclose(f);
+  const char *lp = strchr(stat, '(');
+  return lp && strncmp(lp + 1, "cr-worker ", 10) == 0 ? atoi(lp + 11) : -1;
+}
+
 int srv_workers_wait(srv_t *s, pid_t *out, int max, int want, int timeout_ms) {
   long long deadline = now_ms() + timeout_ms;
   for (;;) {

@@ -58,6 +58,8 @@ int srv_log_wait(srv_t *s, int n, int timeout_ms, const char *needle, ...);
 int srv_worker_pids(srv_t *s, pid_t *out, int max);
 /* srv_worker_pids once there are `want` workers, or whatever there is at the timeout. */
 int srv_workers_wait(srv_t *s, pid_t *out, int max, int want, int timeout_ms);
+/* The index N of the worker pid, from its name "cr-worker N" in /proc; -1 if gone. */
+int worker_index(pid_t pid);
 /* Do a and b hold the same pids (in any order)? */
 int pids_same(const pid_t *a, int na, const pid_t *b, int nb);
 /* The first complete log line holding every needle (NULL-terminated list),

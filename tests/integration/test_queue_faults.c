@@ -169,19 +169,6 @@ static int dead_letters(const srv_t *s, int n, int *dead) {
   return total;
 }
 
-/* The worker's id N, from its name "cr-worker N" in /proc (read_file sizes files by stat, and
- * /proc files have none); -1 if gone. */
-static int worker_id(pid_t pid) {
-  char path[64], stat[512] = "";
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return -1;
-  if (!fgets(stat, sizeof stat, f)) stat[0] = '\0';
-  fclose(f);
-  const char *lp = strchr(stat, '(');
-  return lp && strncmp(lp + 1, "cr-worker ", 10) == 0 ? atoi(lp + 11) : -1;
-}
-
 /* Records the consumer `name` holds (delivered, not acknowledged), from XPENDING's summary. */
 static long pending_of(const srv_t *s, const char *name) {
   char *out = srv_rcli_try(s, "XPENDING", "cr:{q:acct}:s", "work", NULL);
@@ -217,7 +204,7 @@ static void accounting_under_faults(void **state) {
   assert_int_equal(srv_workers_wait(&s, w, 4, 2, 5000), 2);
   pid_t victim = w[0];
   char cname[16];
-  snprintf(cname, sizeof cname, "w%d", worker_id(victim));
+  snprintf(cname, sizeof cname, "w%d", worker_index(victim));
   int killed_worker = 0;
   while (!killed_worker && now_ms() - t0 < 60000) {
     if (tally(&s, n, &t) == 0 && t.processed >= n / 4 && pending_of(&s, cname) > 0) {
