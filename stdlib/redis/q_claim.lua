@@ -21,7 +21,12 @@
 -- deleted, in the same step. A change
 -- record (storage, kv) becomes a message there: type "j", body its fields
 -- as a JSON object of strings, time its time.
-local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[7], 'COUNT', ARGV[4])
+-- A count of 0 claims nothing (the consumer holds no place: it may not take
+-- records) and only measures: the cursor comes back as it was.
+local r = { ARGV[7], {} }
+if ARGV[4] ~= '0' then
+  r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[7], 'COUNT', ARGV[4])
+end
 local max = tonumber(ARGV[5])
 local out, moved = {}, 0
 for _, e in ipairs(r[2]) do

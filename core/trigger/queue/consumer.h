@@ -28,10 +28,11 @@
  * order.) The records read fill a batch of at most `batch`; it is invoked
  * once full, or `window` seconds after its first record arrived (0: at once
  * with what one read gave). At most `concurrency` batches of a trigger are
- * in flight in one worker (the bound is per worker for now, not across
- * workers), and nothing is read while they are, so records do not wait
- * outside an invocation; the function's own concurrency applies too (the
- * dispatcher's).
+ * being read or filled or in flight, across all the workers (places in the
+ * trigger's shared-memory entry, shm.h; a dead worker's are taken back by
+ * the master), and a worker without a place reads nothing, so records do
+ * not wait outside an invocation; the function's own concurrency applies
+ * too (the dispatcher's).
  *
  * Each batch is one call through the dispatcher (trigger "queue", report
  * fields queue, batch and failed); the event and result are batch.h's. When
