@@ -5,8 +5,9 @@
 --        inFlight, oldestSentAt, oldestAgeMs, dlqDepth, groups:[{name, pending,
 --        lastDeliveredId, lag, consumers:[{name, pending, idleMs}]}]}, ...]}
 --   GET  /_/api/queues/{name}/messages?limit=N -> {"queue", "messages":[{id, body,
---        sentAt[, delayedId][, receiveCount, sourceId, deadAt]}]} (peek: 1-100,
---        default 10; nothing is consumed)
+--        sentAt[, delayedId][, receiveCount, sourceId, deadAt[, firstReceive]
+--        [, lastReceive][, lastError]]}]} (peek: 1-100, default 10; nothing is
+--        consumed)
 --   POST /_/api/queues/{name}/redrive         -> {"moved":N}: every message of
 --        {name}.dlq back to {name}; 409 {"error":"queue full","moved":N} when the
 --        queue's depth bound stopped it (what moved stays moved)
@@ -137,6 +138,10 @@ local function peek(name, q)
       m[#m + 1], m[#m + 2] = "receiveCount", tonumber(f.receiveCount)
       m[#m + 1], m[#m + 2] = "sourceId", f.sourceId
       m[#m + 1], m[#m + 2] = "deadAt", tonumber(f.deadAt)
+      -- Kept by the trigger for each failed delivery that ended (q_claim): absent when none did.
+      if f.firstReceive then m[#m + 1], m[#m + 2] = "firstReceive", tonumber(f.firstReceive) end
+      if f.lastReceive then m[#m + 1], m[#m + 2] = "lastReceive", tonumber(f.lastReceive) end
+      if f.lastError then m[#m + 1], m[#m + 2] = "lastError", f.lastError end
     end
     out[#out + 1] = obj(unpack(m, 1, #m))
   end

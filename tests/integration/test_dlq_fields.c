@@ -92,6 +92,16 @@ static void error_fields(void **state) {
     fail_msg("sent %lld, firstReceive %lld, lastReceive %lld, deadAt %lld", sent, first, last, dead);
   free(d);
   assert_int_equal(srv_rcli_ll(&s, "EXISTS", "cr:{q:dl}:s:dl:dl", NULL), 0);
+  /* The queues API's peek shows them. */
+  http_resp_t r;
+  http_get(s.port, "/_/api/queues/dl.dlq/messages", &r);
+  char want[400];
+  snprintf(want, sizeof want,
+           "\"receiveCount\":2,\"sourceId\":\"%lld-0\",\"deadAt\":%lld,\"firstReceive\":%lld,\"lastReceive\":%lld,"
+           "\"lastError\":\"dl.lua:5: cannot take boom\"}]}",
+           sent, dead, first, last);
+  if (r.status != 200 || !strstr(r.body, want)) fail_msg("peek: %d %s\nwant ...%s", r.status, r.body, want);
+  http_free(&r);
   xadd_msg(&s, "dl", "slow");
   srv_wait_msg(&s, 1, "rec slow 2");
   d = dead_letters(&s, "dl", 2);

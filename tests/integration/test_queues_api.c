@@ -148,6 +148,15 @@ static void peek(void **state) {
   expect(&s, "GET", "/_/api/queues/orders.dlq/messages?limit=100", NULL, 200,
          "{\"queue\":\"orders.dlq\",\"messages\":[{\"id\":\"500-1\",\"body\":\"dead\",\"sentAt\":400,"
          "\"receiveCount\":5,\"sourceId\":\"400-1\",\"deadAt\":500}]}");
+  /* A dead letter with its trigger's bookkeeping: the receive times and the last error. */
+  RCLI(&s, "XADD", "cr:{q:orders.dlq}:s", "600-1", "type", "s", "body", "why", "time", "410", "receiveCount", "3",
+       "sourceId", "410-1", "deadAt", "600", "firstReceive", "420", "lastReceive", "590", "lastError",
+       "f.lua:3: bad \"x\"");
+  expect(&s, "GET", "/_/api/queues/orders.dlq/messages?limit=100", NULL, 200,
+         "{\"queue\":\"orders.dlq\",\"messages\":[{\"id\":\"500-1\",\"body\":\"dead\",\"sentAt\":400,"
+         "\"receiveCount\":5,\"sourceId\":\"400-1\",\"deadAt\":500},{\"id\":\"600-1\",\"body\":\"why\","
+         "\"sentAt\":410,\"receiveCount\":3,\"sourceId\":\"410-1\",\"deadAt\":600,\"firstReceive\":420,"
+         "\"lastReceive\":590,\"lastError\":\"f.lua:3: bad \\\"x\\\"\"}]}");
   expect(&s, "GET", "/_/api/queues/none/messages", NULL, 200, "{\"queue\":\"none\",\"messages\":[]}");
   /* Nothing was consumed: g1 still has its two, the third is undelivered. */
   char *p = srv_rcli(&s, "XPENDING", "cr:{q:orders}:s", "g1", NULL);
