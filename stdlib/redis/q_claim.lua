@@ -14,7 +14,9 @@
 -- The claim counts as a delivery (XAUTOCLAIM adds one to the count), so a
 -- record whose count passes maxReceives was delivered maxReceives times: it
 -- goes to the dead-letter stream, with the same fields plus receiveCount,
--- sourceId and deadAt, and is acknowledged here, in one step. The consumer
+-- sourceId, deadAt and group (ARGV[1]: whose deliveries these were, for a
+-- redrive to give it back to that group only), and is acknowledged here, in
+-- one step. The consumer
 -- keeps, for each failed delivery, "<id>:f" (first receive, set once), ":l"
 -- (last receive) and ":e" (last error) in KEYS[3]: they become
 -- firstReceive, lastReceive and lastError (each only when kept) and are
@@ -49,8 +51,8 @@ for _, e in ipairs(r[2]) do
       else
         for i = 1, #fields, 2 do
           local k = fields[i]
-          if k ~= 'receiveCount' and k ~= 'sourceId' and k ~= 'deadAt' and k ~= 'firstReceive'
-              and k ~= 'lastReceive' and k ~= 'lastError' then
+          if k ~= 'receiveCount' and k ~= 'sourceId' and k ~= 'deadAt' and k ~= 'group'
+              and k ~= 'firstReceive' and k ~= 'lastReceive' and k ~= 'lastError' then
             args[#args + 1] = k
             args[#args + 1] = fields[i + 1]
           end
@@ -62,6 +64,8 @@ for _, e in ipairs(r[2]) do
       args[#args + 1] = id
       args[#args + 1] = 'deadAt'
       args[#args + 1] = ARGV[6]
+      args[#args + 1] = 'group'
+      args[#args + 1] = ARGV[1]
       local book = redis.call('HMGET', KEYS[3], id .. ':f', id .. ':l', id .. ':e')
       local names = { 'firstReceive', 'lastReceive', 'lastError' }
       for i = 1, 3 do

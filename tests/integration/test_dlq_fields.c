@@ -60,8 +60,8 @@ static long long field_ll(const char *d, const char *name) {
 }
 
 /* An erroring handler: after maxReceives = 2 deliveries the dead letter has the error's
- * message (not its traceback), both receive times a visibility apart, and the bookkeeping is
- * gone. A timeout's dead letter says "timeout". */
+ * message (not its traceback), both receive times a visibility apart and its group, the
+ * bookkeeping is gone, and the queues API's peek shows them. A timeout's dead letter says "timeout". */
 static void error_fields(void **state) {
   (void)state;
   srv_t s;
@@ -97,7 +97,8 @@ static void error_fields(void **state) {
   http_get(s.port, "/_/api/queues/dl.dlq/messages", &r);
   char want[400];
   snprintf(want, sizeof want,
-           "\"receiveCount\":2,\"sourceId\":\"%lld-0\",\"deadAt\":%lld,\"firstReceive\":%lld,\"lastReceive\":%lld,"
+           "\"receiveCount\":2,\"sourceId\":\"%lld-0\",\"deadAt\":%lld,\"group\":\"dl\",\"firstReceive\":%lld,"
+           "\"lastReceive\":%lld,"
            "\"lastError\":\"dl.lua:5: cannot take boom\"}]}",
            sent, dead, first, last);
   if (r.status != 200 || !strstr(r.body, want)) fail_msg("peek: %d %s\nwant ...%s", r.status, r.body, want);

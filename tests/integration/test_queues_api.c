@@ -176,7 +176,7 @@ static void peek(void **state) {
 /* A dead letter as q_claim writes it. */
 static void dead_letter(const srv_t *s, const char *dlq, const char *id, const char *body) {
   RCLI(s, "XADD", dlq, id, "type", "s", "body", body, "time", "100", "receiveCount", "5", "sourceId", "90-1",
-       "deadAt", "200");
+       "deadAt", "200", "group", "jobs");
 }
 
 /* Redrive: every dead letter back to its queue, where the trigger consumes it; a full queue
@@ -266,7 +266,7 @@ static void access_rule(void **state) {
   assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:jobs.dlq}:s", NULL), 1);
   expect(&s, "GET", "/_/api/queues/jobs.dlq/messages", "Authorization: Bearer s3cret\r\n", 200,
          "{\"queue\":\"jobs.dlq\",\"messages\":[{\"id\":\"300-1\",\"body\":\"m1\",\"sentAt\":100,"
-         "\"receiveCount\":5,\"sourceId\":\"90-1\",\"deadAt\":200}]}");
+         "\"receiveCount\":5,\"sourceId\":\"90-1\",\"deadAt\":200,\"group\":\"jobs\"}]}");
   expect(&s, "POST", "/_/api/queues/jobs/redrive", "Authorization: bearer s3cret\r\n", 200, "{\"moved\":1}");
   assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:jobs.dlq}:s", NULL), 0);
   assert_int_equal(srv_stop(&s), 0);

@@ -215,8 +215,115 @@ static void failures_and_dead_letters(void **state) {
   srv_stop(&s);
 }
 
+/* POST /_/api/queues/storage.BUCKET/redrive (kv.NAMESPACE): the dead letters go back into the
+ * bucket's events (the namespace's changes) for the function they died in only: it sees them
+ * again (a new id, receiveCount 1, the same fields), another function on the same stream does
+ * not; a dead letter that is not such a record stays, skipped; nothing is in both places. */
+static void redrive_records(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "w.lua", writer);
+  /* Fails on k1 (storage) and bad (kv) until the default namespace holds "fix". */
+  srv_write(&s, "flaky.lua",
+            "local kv = require 'crescent.kv'\n"
+            "return { timeout = 0.3, triggers = { { storage = 'rd', batch = 1, visibility = 0.5, maxReceives = 1 } },\n"
+            "  handler = function(event, ctx)\n"
+            "    local r = event.records[1]\n"
+            "    ctx.log.info('flaky ' .. r.event .. ' ' .. r.key .. ' ' .. r.size .. ' ' .. r.receiveCount)\n"
+            "    if r.key == 'k1' and not kv.get('fix') then error('not yet') end\n"
+            "    ctx.log.info('flaky ok ' .. r.key)\n"
+            "  end }\n");
+  srv_write(&s, "audit.lua",
+            "return { triggers = { { storage = 'rd' } }, handler = function(event, ctx)\n"
+            "  for _, r in ipairs(event.records) do ctx.log.info('audit ' .. r.key) end end }\n");
+  srv_write(&s, "kvflaky.lua",
+            "local kv = require 'crescent.kv'\n"
+            "return { timeout = 0.3, triggers = { { kv = '', namespace = 'rdn', batch = 1, visibility = 0.5,\n"
+            "                                       maxReceives = 1 } },\n"
+            "  handler = function(event, ctx)\n"
+            "    local r = event.records[1]\n"
+            "    ctx.log.info('kvflaky ' .. r.op .. ' ' .. r.key .. ' ' .. r.value.v .. ' ' .. r.receiveCount)\n"
+            "    if r.key == 'bad' and not kv.get('fix') then error('not yet') end\n"
+            "    ctx.log.info('kvflaky ok ' .. r.key)\n"
+            "  end }\n");
+  srv_write(&s, "kvaudit.lua",
+            "return { triggers = { { kv = '', namespace = 'rdn' } }, handler = function(event, ctx)\n"
+            "  for _, r in ipairs(event.records) do ctx.log.info('kvaudit ' .. r.key) end end }\n");
+  srv_start(&s, "--workers 2");
+  wait_group(&s, "cr:{st:rd}:events", "flaky");
+  wait_group(&s, "cr:{st:rd}:events", "audit");
+  wait_group(&s, "cr:{kv:rdn}:changes", "kvflaky");
+  wait_group(&s, "cr:{kv:rdn}:changes", "kvaudit");
+  http_get_ok(s.port, "/w?op=put&b=rd&k=k1");
+  http_get_ok(s.port, "/w?op=put&b=rd&k=k2");
+  http_get_ok(s.port, "/w?op=kput&ns=rdn&k=bad&v=b1");
+  srv_wait_msg(&s, 1, "flaky ok k2");
+  srv_wait_msg(&s, 1, "audit k1");
+  srv_wait_msg(&s, 1, "kvaudit bad");
+  /* maxReceives 1: after their visibility, the failed ones are dead letters naming their group. */
+  long long n = 0, m = 0;
+  for (int i = 0; i < 100 && (n == 0 || m == 0); i++) {
+    n = srv_rcli_ll(&s, "XLEN", "cr:{q:storage.rd.dlq}:s", NULL);
+    m = srv_rcli_ll(&s, "XLEN", "cr:{q:kv.rdn.dlq}:s", NULL);
+    if (n == 0 || m == 0) sleep_ms(50);
+  }
+  assert_int_equal(n, 1);
+  assert_int_equal(m, 1);
+  http_resp_t r;
+  http_get(s.port, "/_/api/queues/storage.rd.dlq/messages", &r);
+  if (r.status != 200 || !strstr(r.body, "\"receiveCount\":1,") || !strstr(r.body, "\"group\":\"flaky\",") ||
+      !strstr(r.body, "\"lastError\":\"flaky.lua:6: not yet\""))
+    fail_msg("peek: %d %s", r.status, r.body);
+  http_free(&r);
+  /* Beside it, something that is not a storage record (it stays). */
+  free(srv_rcli(&s, "XADD", "cr:{q:storage.rd.dlq}:s", "*", "type", "s", "body", "not a record", "time", "1",
+                NULL));
+  http_get_ok(s.port, "/w?op=kput&ns=default&k=fix&v=1");
+
+  http_request(s.port, "POST", "/_/api/queues/storage.rd/redrive", NULL, NULL, 0, &r);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "{\"moved\":1,\"skipped\":1}");
+  http_free(&r);
+  srv_wait_msg(&s, 1, "flaky ok k1");
+  assert_int_equal(srv_count_msg(&s, "flaky put k1 7 1"), 2); /* the same record, a first receive again */
+  assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:storage.rd.dlq}:s", NULL), 1);
+  char *left = srv_rcli(&s, "XRANGE", "cr:{q:storage.rd.dlq}:s", "-", "+", NULL);
+  if (!strstr(left, "\nbody\nnot a record\n")) fail_msg("left in the DLQ: %s", left);
+  free(left);
+  /* Appended to the bucket's events with its fields and the group it is for. */
+  char *last = srv_rcli(&s, "XREVRANGE", "cr:{st:rd}:events", "+", "-", "COUNT", "1", NULL);
+  if (!strstr(last, "\nkey\nk1\n") || !strstr(last, "\nevent\nput\n") || !strstr(last, "\nsize\n7\n") ||
+      !strstr(last, "\ngroup\nflaky"))
+    fail_msg("redriven record: %s", last);
+  free(last);
+
+  http_request(s.port, "POST", "/_/api/queues/kv.rdn/redrive", NULL, NULL, 0, &r);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "{\"moved\":1,\"skipped\":0}");
+  http_free(&r);
+  srv_wait_msg(&s, 1, "kvflaky ok bad");
+  assert_int_equal(srv_count_msg(&s, "kvflaky put bad b1 1"), 2);
+  assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:kv.rdn.dlq}:s", NULL), 0);
+
+  /* The other functions on the same streams do not see them again; nothing more comes. */
+  sleep_ms(800);
+  assert_int_equal(srv_count_msg(&s, "audit k1"), 1);
+  assert_int_equal(srv_count_msg(&s, "kvaudit bad"), 1);
+  assert_int_equal(srv_count_msg(&s, "flaky ok k1"), 1);
+  assert_int_equal(srv_count_msg(&s, "kvflaky ok bad"), 1);
+  expect_no_pending(&s, "cr:{st:rd}:events", "audit");
+  expect_no_pending(&s, "cr:{kv:rdn}:changes", "kvaudit");
+  http_request(s.port, "POST", "/_/api/queues/storage.rd/redrive", NULL, NULL, 0, &r);
+  assert_string_equal(r.body, "{\"moved\":0,\"skipped\":1}");
+  http_free(&r);
+  srv_expect_errors(&s, srv_log_count(&s, "\"level\":\"error\"", "the handler failed on a batch", NULL));
+  srv_stop(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(redrive_records),
       cmocka_unit_test(storage_events_and_filters),
       cmocka_unit_test(kv_events_and_filters),
       cmocka_unit_test(failures_and_dead_letters),

@@ -158,6 +158,7 @@ static consumer_t *consumer_new(cr_consumers_t *set, cr_fn_t *fn, const cr_qsour
   c->src.name = strdup(src->name);
   c->src.prefix = dup_or_null(src->prefix);
   c->src.suffix = dup_or_null(src->suffix);
+  c->src.group = fn->name; /* the group's name (fn outlives its consumers) */
   c->kind = kind_words[src->kind];
   switch (src->kind) {
   case CR_QSRC_QUEUE:

@@ -8,7 +8,10 @@
  * trigger's filter leaves out (batch.h's source) are acknowledged at once,
  * without a call; the report's trigger is "storage" or "kv" (fields bucket
  * or namespace, batch, failed); dead letters go to the queue
- * "storage.BUCKET.dlq" or "kv.NS.dlq" as JSON messages (q_claim's wrap).
+ * "storage.BUCKET.dlq" or "kv.NS.dlq" as JSON messages (q_claim's wrap),
+ * naming their group; redriven (q_redrive.lua) they come back into the
+ * stream with a "group" field, and every other group's consumer leaves them
+ * out (batch.h's source group).
  * A kv consumer sets "{kv:NS}:watched" before making its group, so that
  * kv_put and kv_incr put the new value in their records.
  *
