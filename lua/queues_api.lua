@@ -5,11 +5,17 @@
 --        inFlight, oldestSentAt, oldestAgeMs, dlqDepth, groups:[{name, pending,
 --        lastDeliveredId, lag, consumers:[{name, pending, idleMs}]}]}, ...]}
 --   GET  /_/api/queues/{name}/messages?limit=N -> {"queue", "messages":[{id, body,
---        sentAt[, delayedId][, receiveCount, sourceId, deadAt]}]} (peek: 1-100,
---        default 10; nothing is consumed)
+--        sentAt[, delayedId][, receiveCount, sourceId, deadAt[, group]
+--        [, firstReceive][, lastReceive][, lastError]]}]} (peek: 1-100, default
+--        10; nothing is consumed)
 --   POST /_/api/queues/{name}/redrive         -> {"moved":N}: every message of
 --        {name}.dlq back to {name}; 409 {"error":"queue full","moved":N} when the
---        queue's depth bound stopped it (what moved stays moved)
+--        queue's depth bound stopped it (what moved stays moved). For
+--        storage.BUCKET and kv.NAMESPACE -> {"moved":N,"skipped":M}: the records
+--        of storage.BUCKET.dlq / kv.NAMESPACE.dlq back into the bucket's events
+--        or the namespace's changes, each for the function it died in; M left
+--        in the dead-letter queue (not such a record, or its function's group
+--        is gone)
 --
 -- The numbers (crescent.queue_admin, stdlib/redis/q_stats.lua):
 --   depth     the stream's entries (XLEN): what the depth bound counts, so
@@ -137,6 +143,11 @@ local function peek(name, q)
       m[#m + 1], m[#m + 2] = "receiveCount", tonumber(f.receiveCount)
       m[#m + 1], m[#m + 2] = "sourceId", f.sourceId
       m[#m + 1], m[#m + 2] = "deadAt", tonumber(f.deadAt)
+      if f.group then m[#m + 1], m[#m + 2] = "group", f.group end
+      -- Kept by the trigger for each failed delivery that ended (q_claim): absent when none did.
+      if f.firstReceive then m[#m + 1], m[#m + 2] = "firstReceive", tonumber(f.firstReceive) end
+      if f.lastReceive then m[#m + 1], m[#m + 2] = "lastReceive", tonumber(f.lastReceive) end
+      if f.lastError then m[#m + 1], m[#m + 2] = "lastError", f.lastError end
     end
     out[#out + 1] = obj(unpack(m, 1, #m))
   end
@@ -145,8 +156,12 @@ end
 
 local function redrive(name)
   if #name > 128 then return fail(400, "bad queue name: 1 to 128 letters, digits, '_', '.', ':' or '-'") end
-  local moved, err = qa.redrive(name)
+  local moved, err, skipped = qa.redrive(name)
   if err == "queue full" then return respond(409, obj("error", err, "moved", moved)) end
+  if qa.source_of(name) then
+    if err then return respond(503, obj("error", err, "moved", moved, "skipped", skipped)) end
+    return respond(200, obj("moved", moved, "skipped", skipped))
+  end
   if err then return respond(503, obj("error", err, "moved", moved)) end
   return respond(200, obj("moved", moved))
 end

@@ -4,7 +4,8 @@
 --   qa.names()              -> { name, ... } (sorted) | nil, err
 --   qa.stats(name)          -> { exists, depth, delayed, oldest, groups } | nil, err
 --   qa.peek(name, limit)    -> { { id, fields = { k = v } }, ... } | nil, err
---   qa.redrive(name)        -> moved, err ("queue full", "redis unavailable", ...)
+--   qa.redrive(name)        -> moved, err ("queue full", "redis unavailable", ...), skipped
+--   qa.source_of(name)      -> "storage", bucket | "kv", namespace | nil (a queue)
 --   qa.name_ok(name)        -> whether name is a queue name (or one's ".dlq")
 --
 -- Only the platform's own functions can require it (modules.c refuses
@@ -20,12 +21,18 @@
 -- entries of the stream (acknowledged ones not yet trimmed included), not
 -- consumed. redrive(): q_redrive.lua in batches of 100 until NAME.dlq holds
 -- nothing older than when it started, or NAME is full (its depth bound).
+-- "storage.BUCKET" and "kv.NAMESPACE" (the dead-letter queues
+-- storage.BUCKET.dlq and kv.NAMESPACE.dlq of storage and kv triggers) are
+-- redriven into the bucket's events stream or the namespace's changes, each
+-- record to the group of the function it died in (q_redrive's records mode,
+-- capped like the writers' appends); what is not such a record stays
+-- (skipped).
 local P = ...
 local L = P.lib
 local cmd, now = P.command("crescent.queue"), P.now
 local q_stats, q_redrive = P.script("q_stats"), P.script("q_redrive")
 local type, find, floor = L.type, L.string.find, L.math.floor
-local max_depth = P.queue_max_depth
+local max_depth, stream_maxlen = P.queue_max_depth, P.stream_maxlen
 
 local M = {}
 
@@ -103,22 +110,43 @@ function M.peek(name, limit)
   return out
 end
 
+-- A bucket name as crescent.storage takes it; a namespace as crescent.kv does.
+local function bucket_ok(b) return #b >= 1 and #b <= 63 and find(b, "^[a-z0-9][a-z0-9.%-]*$") ~= nil end
+local function namespace_ok(ns) return #ns >= 1 and #ns <= 64 and find(ns, "^[%w_.%-]+$") ~= nil end
+
+function M.source_of(name)
+  local _, _, b = find(name, "^storage%.(.+)$")
+  if b and bucket_ok(b) then return "storage", b end
+  local _, _, ns = find(name, "^kv%.(.+)$")
+  if ns and namespace_ok(ns) then return "kv", ns end
+  return nil
+end
+
 function M.redrive(name)
   local dlq = key(name .. ".dlq", "s")
   local last, err = cmd("XREVRANGE", dlq, "+", "-", "COUNT", 1)
-  if not last then return 0, err end
-  if #last == 0 then return 0 end
-  -- Register the queue first, as send does, so its messages are never
-  -- forgotten by the promoter, the trimmer and this API.
-  local ok, err2 = cmd("SADD", P.prefix .. "queues", name)
-  if not ok then return 0, err2 end
-  local moved = 0
+  if not last then return 0, err, 0 end
+  if #last == 0 then return 0, nil, 0 end
+  local mode, source = M.source_of(name)
+  local target, bound = nil, max_depth
+  if mode == "storage" then
+    target, bound = P.prefix .. "{st:" .. source .. "}:events", stream_maxlen
+  elseif mode == "kv" then
+    target, bound = P.prefix .. "{kv:" .. source .. "}:changes", stream_maxlen
+  else
+    mode, target = "q", key(name, "s")
+    -- Register the queue first, as send does, so its messages are never
+    -- forgotten by the promoter, the trimmer and this API.
+    local ok, err2 = cmd("SADD", P.prefix .. "queues", name)
+    if not ok then return 0, err2, 0 end
+  end
+  local moved, skipped, cursor = 0, 0, ""
   while true do
-    local r, err3 = q_redrive(3, dlq, key(name, "s"), key(name, "d"), max_depth, last[1][1], 100)
-    if not r then return moved, err3 end
-    moved = moved + r[1]
-    if r[2] == 2 then return moved, "queue full" end
-    if r[2] == 1 then return moved end
+    local r, err3 = q_redrive(3, dlq, target, key(name, "d"), mode, bound, last[1][1], 100, cursor)
+    if not r then return moved, err3, skipped end
+    moved, skipped, cursor = moved + r[1], skipped + r[4], r[3]
+    if r[2] == 2 then return moved, "queue full", skipped end
+    if r[2] == 1 then return moved, nil, skipped end
   end
 end
 

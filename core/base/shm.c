@@ -49,12 +49,12 @@ static void relax(void) {
 #endif
 }
 
-static int lock_take(cr_shm_held_t *h, uint32_t me) {
+static int lock_take(_Atomic uint32_t *lock, uint32_t me) {
   uint64_t give_up = 0;
   for (int i = 0;; i++) {
     uint32_t expect = 0;
-    if (atomic_load_explicit(&h->lock, memory_order_relaxed) == 0 &&
-        atomic_compare_exchange_weak_explicit(&h->lock, &expect, me, memory_order_acquire, memory_order_relaxed))
+    if (atomic_load_explicit(lock, memory_order_relaxed) == 0 &&
+        atomic_compare_exchange_weak_explicit(lock, &expect, me, memory_order_acquire, memory_order_relaxed))
       return 0;
     if (i < LOCK_SPINS) {
       relax();
@@ -70,7 +70,7 @@ static int lock_take(cr_shm_held_t *h, uint32_t me) {
 int cr_shm_take(cr_shm_t *shm, int slot, int worker, int limit) {
   cr_shm_held_t *h = held_of(shm, slot, worker);
   if (!h) return CR_EINVAL;
-  if (lock_take(h, (uint32_t)worker + 1)) return CR_ELIMIT;
+  if (lock_take(&h->lock, (uint32_t)worker + 1)) return CR_ELIMIT;
   /* Under the lock no other worker takes a place of this function; places
    * given back meanwhile only make the sum an overestimate. */
   int64_t total = 0;
@@ -146,8 +146,47 @@ int cr_shm_trigs(cr_shm_t *shm, int slot, cr_shm_trig_t **out, int max) {
   return n;
 }
 
+/* t's places, if t is an entry of shm and worker one of its workers. */
+static cr_shm_trig_held_t *trig_held_of(cr_shm_t *shm, const cr_shm_trig_t *t, int worker) {
+  if (!shm || !t || worker < 0 || worker >= shm->nworkers) return NULL;
+  const cr_shm_trig_t *first = &shm->trig[0][0];
+  if (t < first || t >= first + (size_t)CR_SHM_MAX_FUNCTIONS * CR_SHM_TRIGGERS) return NULL;
+  return &shm->trig_held[0][0] + (t - first);
+}
+
+int cr_shm_trig_take(cr_shm_t *shm, cr_shm_trig_t *t, int worker, int limit) {
+  cr_shm_trig_held_t *h = trig_held_of(shm, t, worker);
+  if (!h) return CR_EINVAL;
+  if (lock_take(&h->lock, (uint32_t)worker + 1)) return CR_ELIMIT;
+  int64_t total = 0;
+  for (int w = 0; w < shm->nworkers; w++) total += atomic_load_explicit(&h->places[w], memory_order_relaxed);
+  int rc = CR_ELIMIT;
+  uint16_t mine = atomic_load_explicit(&h->places[worker], memory_order_relaxed);
+  if (total < limit && mine < UINT16_MAX) {
+    atomic_store_explicit(&h->places[worker], (uint16_t)(mine + 1), memory_order_relaxed);
+    rc = 0;
+  }
+  atomic_store_explicit(&h->lock, 0, memory_order_release);
+  return rc;
+}
+
+void cr_shm_trig_give(cr_shm_t *shm, cr_shm_trig_t *t, int worker) {
+  cr_shm_trig_held_t *h = trig_held_of(shm, t, worker);
+  if (!h) return;
+  uint16_t mine = atomic_load_explicit(&h->places[worker], memory_order_relaxed);
+  if (mine > 0) atomic_store_explicit(&h->places[worker], (uint16_t)(mine - 1), memory_order_release);
+}
+
+int64_t cr_shm_trig_busy(cr_shm_t *shm, cr_shm_trig_t *t) {
+  cr_shm_trig_held_t *h = trig_held_of(shm, t, 0);
+  if (!h) return 0;
+  int64_t n = 0;
+  for (int w = 0; w < shm->nworkers; w++) n += atomic_load_explicit(&h->places[w], memory_order_relaxed);
+  return n;
+}
+
 void cr_shm_reclaim(cr_shm_t *shm, int worker, int nslots, cr_shm_reclaimed_t *out) {
-  cr_shm_reclaimed_t r = {0, 0, 0};
+  cr_shm_reclaimed_t r = {0, 0, 0, 0};
   if (shm && worker >= 0 && worker < shm->nworkers) {
     if (nslots > CR_SHM_MAX_FUNCTIONS) nslots = CR_SHM_MAX_FUNCTIONS;
     for (int f = 0; f < nslots; f++) {
@@ -160,6 +199,16 @@ void cr_shm_reclaim(cr_shm_t *shm, int worker, int nslots, cr_shm_reclaimed_t *o
       uint32_t me = (uint32_t)worker + 1;
       if (atomic_compare_exchange_strong_explicit(&h->lock, &me, 0, memory_order_release, memory_order_relaxed))
         r.lock++;
+      /* Its stream trigger places: only labelled entries can have any (and
+       * the others' pages are left untouched). */
+      for (int k = 0; k < CR_SHM_TRIGGERS; k++) {
+        if (atomic_load_explicit(&shm->trig[f][k].state, memory_order_acquire) != 2) continue;
+        cr_shm_trig_held_t *th = &shm->trig_held[f][k];
+        r.trigger_places += atomic_exchange_explicit(&th->places[worker], 0, memory_order_acq_rel);
+        me = (uint32_t)worker + 1;
+        if (atomic_compare_exchange_strong_explicit(&th->lock, &me, 0, memory_order_release, memory_order_relaxed))
+          r.lock++;
+      }
     }
     cr_shm_worker_t *w = &shm->workers[worker];
     atomic_store(&w->busy_since_ns, 0);

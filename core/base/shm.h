@@ -27,7 +27,11 @@
  * worker's cell, without the lock. The lock word names its holder, so a worker
  * that dies holding it is known and the master frees the lock; a worker that
  * finds the lock held for longer than LOCK_WAIT (the holder preempted, or dead
- * and not reaped yet) answers "at the limit" instead of spinning on. */
+ * and not reaped yet) answers "at the limit" instead of spinning on.
+ *
+ * A stream trigger's places (its `concurrency`, across workers: cr_shm_trig_take)
+ * work the same way, in the trigger's cr_shm_trig_held_t: a lock naming its
+ * holder and a cell per worker, taken back by cr_shm_reclaim. */
 #ifndef CR_SHM_H
 #define CR_SHM_H
 
@@ -72,17 +76,22 @@ typedef struct {
 
 /* One stream trigger of a function (a queue, a bucket's events, a
  * namespace's changes), named by its label. Its counters only grow (shared,
- * not held: nothing to reclaim). lag is a gauge, not held either: the
- * records of the stream its group has not been given yet, as the last
- * worker to ask Redis saw it (lag_ms: when; 0 never). */
+ * not held: nothing to reclaim). lag and oldest_age_ms are gauges, not held
+ * either, as the last worker to ask Redis saw them (lag_ms: when; 0 never):
+ * the records of the stream its group has not been given yet, and how long
+ * ago the oldest record the group still needs (pending, or else the first
+ * undelivered one) entered the stream, 0 when it needs none (q_claim.lua). */
 typedef struct {
   _Atomic uint32_t state; /* 0 free, 1 being labelled, 2 labelled: label is fixed from then on */
   char label[CR_SHM_TRIGGER_LABEL];
+  _Atomic uint64_t invocations;   /* batches the handler was called with (or whose init failed) */
+  _Atomic uint64_t errors;        /* of those, raised, timed out, out of memory or init failed */
   _Atomic uint64_t records;       /* handed to the function (in a batch), redeliveries included */
   _Atomic uint64_t redelivered;   /* of those, with receiveCount > 1 */
   _Atomic uint64_t acked;         /* acknowledged after a call that ran (not marked failed) */
   _Atomic uint64_t dead_lettered; /* moved to the dead-letter queue after maxReceives */
-  _Atomic int64_t lag;
+  _Atomic int64_t lag;           /* -1: Redis could not tell */
+  _Atomic int64_t oldest_age_ms;
   _Atomic uint64_t lag_ms;
   /* A schedule's (labelled "cron:EXPR", core/trigger/cron): ticks this
    * platform ran, skipped (overlap = false), missed (Redis unreachable, or
@@ -104,6 +113,14 @@ typedef struct {
   _Atomic int32_t instances[CR_SHM_MAX_WORKERS]; /* instances alive */
 } __attribute__((aligned(64))) cr_shm_held_t;
 
+/* What the workers hold of one stream trigger: its places (a batch being
+ * read or filled, or invoked, holds one), each worker in its own cell (at
+ * most CR_MAX_TRIGGER_CONCURRENCY, 1000: 16 bits), as cr_shm_held_t. */
+typedef struct {
+  _Atomic uint32_t lock; /* 0, or 1 + the worker taking a place now */
+  _Atomic uint16_t places[CR_SHM_MAX_WORKERS];
+} __attribute__((aligned(64))) cr_shm_trig_held_t;
+
 typedef struct cr_shm_s {
   uint64_t magic;
   int nworkers;
@@ -111,6 +128,7 @@ typedef struct cr_shm_s {
   cr_shm_fn_t fns[CR_SHM_MAX_FUNCTIONS];
   cr_shm_held_t held[CR_SHM_MAX_FUNCTIONS];
   cr_shm_trig_t trig[CR_SHM_MAX_FUNCTIONS][CR_SHM_TRIGGERS];
+  cr_shm_trig_held_t trig_held[CR_SHM_MAX_FUNCTIONS][CR_SHM_TRIGGERS]; /* trig's, entry for entry */
 } cr_shm_t;
 
 /* A function's counters, or NULL without shared memory or for a slot out of range. */
@@ -149,15 +167,27 @@ cr_shm_trig_t *cr_shm_trig(cr_shm_t *shm, int slot, const char *label);
 /* Function slot's labelled trigger entries (the first n used), for readers. */
 int cr_shm_trigs(cr_shm_t *shm, int slot, cr_shm_trig_t **out, int max);
 
+/* Takes one of trigger t's `limit` places (t from cr_shm_trig) for worker,
+ * as cr_shm_take does for a function: 0, or CR_ELIMIT when the workers hold
+ * `limit` already (or the lock stayed taken); CR_EINVAL for a t or worker
+ * out of range. */
+int cr_shm_trig_take(cr_shm_t *shm, cr_shm_trig_t *t, int worker, int limit);
+/* Gives back a place of t worker took. */
+void cr_shm_trig_give(cr_shm_t *shm, cr_shm_trig_t *t, int worker);
+/* Places of t held across the workers. */
+int64_t cr_shm_trig_busy(cr_shm_t *shm, cr_shm_trig_t *t);
+
 typedef struct {
-  int places;    /* concurrency places given back */
-  int instances; /* instances counted no more */
-  int lock;      /* it died holding an admission lock */
+  int places;         /* concurrency places given back */
+  int instances;      /* instances counted no more */
+  int lock;           /* it died holding an admission lock (a function's or a trigger's) */
+  int trigger_places; /* stream trigger places given back */
 } cr_shm_reclaimed_t;
 
 /* The master, once worker has exited (reaped) and before another takes its
- * index: gives back everything it held in the first nslots functions, frees
- * an admission lock it held and clears its busy slot. out may be NULL. */
+ * index: gives back everything it held in the first nslots functions (their
+ * concurrency places, instances and stream trigger places), frees an
+ * admission lock it held and clears its busy slot. out may be NULL. */
 void cr_shm_reclaim(cr_shm_t *shm, int worker, int nslots, cr_shm_reclaimed_t *out);
 
 #endif

@@ -57,8 +57,8 @@ typedef struct {
   double visibility; /* visibility: seconds before an unacknowledged record is handed out again,
                         [timeout, 43200], default 6 x timeout (see below) */
   int max_receives;  /* maxReceives: deliveries before the dead-letter queue, [1, 1000], default 5 */
-  int concurrency;   /* concurrency: this trigger's invocations in flight in each worker (a
-                        bound across workers is not built yet), [1, 1000], default 2 (the
+  int concurrency;   /* concurrency: this trigger's batches read or in flight across all
+                        workers (core/trigger/queue/consumer.c), [1, 1000], default 2 (the
                         function's own concurrency, across workers, applies too) */
 } cr_stream_opts_t;
 

@@ -276,10 +276,13 @@ static void reap(master_t *m) {
      * busy slot go back before a new worker takes its index (shm.h). */
     cr_shm_reclaimed_t rc;
     cr_shm_reclaim(m->shm, i, m->registry->next_slot, &rc);
-    if (rc.places || rc.instances || rc.lock)
+    if (rc.places || rc.instances || rc.lock || rc.trigger_places) {
+      char tp[64] = "";
+      if (rc.trigger_places) snprintf(tp, sizeof tp, ", %d stream trigger places", rc.trigger_places);
       cr_log(CR_LOG_INFO, NULL, NULL,
-             "worker %d (pid %d) held %d concurrency places and %d instances%s: taken back", i, (int)old,
-             rc.places, rc.instances, rc.lock ? " and an admission lock" : "");
+             "worker %d (pid %d) held %d concurrency places and %d instances%s%s: taken back", i, (int)old,
+             rc.places, rc.instances, tp, rc.lock ? " and an admission lock" : "");
+    }
     uint64_t now = cr_clock_ns();
     if (m->draining) {
       if (WIFSIGNALED(status))

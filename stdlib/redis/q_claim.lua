@@ -4,19 +4,31 @@
 -- ARGV: group, consumer, min idle ms, count, maxReceives, time ms, cursor,
 --       wrap ("1": the stream holds change records, not messages)
 -- Returns { next cursor, { { id, fields, receiveCount }, ... }, records moved,
--- lag }: lag is the group's (XINFO GROUPS: records not yet given to it), -1
--- when Redis does not know it (before 7.0, or after some deletions).
+-- lag, oldest age }: lag is the group's (XINFO GROUPS: records not yet given
+-- to it), -1 when Redis does not know it (before 7.0, or after some
+-- deletions); oldest age (ms, as of ARGV[6]) is how long ago the oldest
+-- record the group still needs entered the stream (its id's time): its
+-- oldest pending one (delivered, not acknowledged: XPENDING's smallest id),
+-- or with none pending the first one after its last-delivered id; 0 when it
+-- needs none. (q_trim and q_stats use the same rule over every group.)
 -- The claim counts as a delivery (XAUTOCLAIM adds one to the count), so a
 -- record whose count passes maxReceives was delivered maxReceives times: it
 -- goes to the dead-letter stream, with the same fields plus receiveCount,
--- sourceId and deadAt, and is acknowledged here, in one step. The consumer
+-- sourceId, deadAt and group (ARGV[1]: whose deliveries these were, for a
+-- redrive to give it back to that group only), and is acknowledged here, in
+-- one step. The consumer
 -- keeps, for each failed delivery, "<id>:f" (first receive, set once), ":l"
 -- (last receive) and ":e" (last error) in KEYS[3]: they become
 -- firstReceive, lastReceive and lastError (each only when kept) and are
 -- deleted, in the same step. A change
 -- record (storage, kv) becomes a message there: type "j", body its fields
 -- as a JSON object of strings, time its time.
-local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[7], 'COUNT', ARGV[4])
+-- A count of 0 claims nothing (the consumer holds no place: it may not take
+-- records) and only measures: the cursor comes back as it was.
+local r = { ARGV[7], {} }
+if ARGV[4] ~= '0' then
+  r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[7], 'COUNT', ARGV[4])
+end
 local max = tonumber(ARGV[5])
 local out, moved = {}, 0
 for _, e in ipairs(r[2]) do
@@ -39,8 +51,8 @@ for _, e in ipairs(r[2]) do
       else
         for i = 1, #fields, 2 do
           local k = fields[i]
-          if k ~= 'receiveCount' and k ~= 'sourceId' and k ~= 'deadAt' and k ~= 'firstReceive'
-              and k ~= 'lastReceive' and k ~= 'lastError' then
+          if k ~= 'receiveCount' and k ~= 'sourceId' and k ~= 'deadAt' and k ~= 'group'
+              and k ~= 'firstReceive' and k ~= 'lastReceive' and k ~= 'lastError' then
             args[#args + 1] = k
             args[#args + 1] = fields[i + 1]
           end
@@ -52,6 +64,8 @@ for _, e in ipairs(r[2]) do
       args[#args + 1] = id
       args[#args + 1] = 'deadAt'
       args[#args + 1] = ARGV[6]
+      args[#args + 1] = 'group'
+      args[#args + 1] = ARGV[1]
       local book = redis.call('HMGET', KEYS[3], id .. ':f', id .. ':l', id .. ':e')
       local names = { 'firstReceive', 'lastReceive', 'lastError' }
       for i = 1, 3 do
@@ -69,15 +83,35 @@ for _, e in ipairs(r[2]) do
     end
   end
 end
-local lag = -1
+local lag, last = -1, nil
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  local name, l
+  local name, l, d
   for i = 1, #g, 2 do
-    if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'lag' then l = g[i + 1] end
+    if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'lag' then l = g[i + 1]
+    elseif g[i] == 'last-delivered-id' then d = g[i + 1] end
   end
   if name == ARGV[1] then
     if type(l) == 'number' then lag = l end
+    last = d
     break
   end
 end
-return { r[1], out, moved, lag }
+
+-- An id's milliseconds and sequence.
+local function parse(id)
+  local d = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, d - 1)), tonumber(string.sub(id, d + 1))
+end
+
+local oldest
+local p = redis.call('XPENDING', KEYS[1], ARGV[1])
+if p[1] > 0 then
+  oldest = parse(p[2])
+elseif last and lag ~= 0 then
+  local ms, seq = parse(last)
+  local e = redis.call('XRANGE', KEYS[1], string.format('%.0f-%.0f', ms, seq + 1), '+', 'COUNT', 1)[1]
+  if e then oldest = parse(e[1]) end
+end
+local age = 0
+if oldest then age = math.max(0, tonumber(ARGV[6]) - oldest) end
+return { r[1], out, moved, lag, age }

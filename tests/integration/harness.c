@@ -19,6 +19,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +30,12 @@ long long now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+long long wall_ms(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 void sleep_ms(int ms) {
@@ -367,6 +374,17 @@ int srv_worker_pids(srv_t *s, pid_t *out, int max) {
   }
   closedir(d);
   return n;
+}
+
+int worker_index(pid_t pid) {
+  char path[64], stat[512] = "";
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r"); /* (read_file sizes files by stat, and /proc files have none) */
+  if (!f) return -1;
+  if (!fgets(stat, sizeof stat, f)) stat[0] = '\0';
+  fclose(f);
+  const char *lp = strchr(stat, '(');
+  return lp && strncmp(lp + 1, "cr-worker ", 10) == 0 ? atoi(lp + 11) : -1;
 }
 
 int srv_workers_wait(srv_t *s, pid_t *out, int max, int want, int timeout_ms) {
@@ -794,4 +812,118 @@ char *redis_cli_sock(const char *sock, ...) {
   va_end(ap);
   args[n] = NULL;
   return redis_cli(NULL, args);
+}
+
+/* redis-cli -s <s's socket> first ap...: the output (trailing newlines cut), and its status in
+ * *status (NULL: a failure fails the test). */
+static char *rcli_v(const srv_t *s, int *status, const char *first, va_list ap) {
+  char sock[400];
+  srv_redis_sock(s, sock, sizeof sock);
+  const char *args[32];
+  int n = 0;
+  args[n++] = "-s";
+  args[n++] = sock;
+  args[n++] = first;
+  const char *a;
+  while (n < 31 && (a = va_arg(ap, const char *))) args[n++] = a;
+  args[n] = NULL;
+  char *out = redis_cli(status, args);
+  size_t len = strlen(out);
+  while (len && (out[len - 1] == '\n' || out[len - 1] == '\r')) out[--len] = '\0';
+  return out;
+}
+
+char *srv_rcli(const srv_t *s, const char *first, ...) {
+  va_list ap;
+  va_start(ap, first);
+  char *out = rcli_v(s, NULL, first, ap);
+  va_end(ap);
+  return out;
+}
+
+char *srv_rcli_try(const srv_t *s, const char *first, ...) {
+  va_list ap;
+  va_start(ap, first);
+  int status = 0;
+  char *out = rcli_v(s, &status, first, ap);
+  va_end(ap);
+  if (status != 0 || strncmp(out, "ERR", 3) == 0 || strstr(out, "Could not connect")) {
+    free(out);
+    return NULL;
+  }
+  return out;
+}
+
+long long srv_rcli_ll(const srv_t *s, const char *first, ...) {
+  va_list ap;
+  va_start(ap, first);
+  char *out = rcli_v(s, NULL, first, ap);
+  va_end(ap);
+  long long v = strtoll(out, NULL, 10);
+  free(out);
+  return v;
+}
+
+void srv_rcli_expect(const srv_t *s, const char *want, const char *first, ...) {
+  va_list ap;
+  va_start(ap, first);
+  char *out = rcli_v(s, NULL, first, ap);
+  va_end(ap);
+  if (strcmp(out, want) != 0) fail_msg("redis-cli %s ...: got '%s', want '%s'", first, out, want);
+  free(out);
+}
+
+void srv_wait_xlen(const srv_t *s, const char *key, long want) {
+  long long t0 = now_ms();
+  long n;
+  while ((n = (long)srv_rcli_ll(s, "XLEN", key, NULL)) != want && now_ms() - t0 < 5000) sleep_ms(50);
+  if (n != want) fail_msg("%s holds %ld entries after 5 s, want %ld", key, n, want);
+}
+
+void http_get_ok(int port, const char *fmt, ...) {
+  char path[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(path, sizeof path, fmt, ap);
+  va_end(ap);
+  http_resp_t r;
+  http_get(port, path, &r);
+  if (r.status != 200) fail_msg("%s: %d %s", path, r.status, r.body);
+  http_free(&r);
+}
+
+const char srv_queue_sender[] =
+    "local queue = require 'crescent.queue'\n"
+    "return function(event)\n"
+    "  local q = event.query.q\n"
+    "  if event.query.batch then\n"
+    "    local list = {}\n"
+    "    for i = 1, tonumber(event.query.batch) do list[i] = { n = i } end\n"
+    "    local ids, err = queue.sendBatch(q, list)\n"
+    "    return ids and #ids or err\n"
+    "  end\n"
+    "  local id, err = queue.send(q, event.query.b)\n"
+    "  return id or err\n"
+    "end\n";
+
+void srv_send_msg(srv_t *s, const char *queue, const char *body) {
+  char path[300];
+  snprintf(path, sizeof path, "/send?q=%s&b=%s", queue, body);
+  http_resp_t r;
+  http_get(s->port, path, &r);
+  if (r.status != 200 || !strchr(r.body, '-')) fail_msg("%s: %d %s", path, r.status, r.body);
+  http_free(&r);
+}
+
+void srv_wait_msg(srv_t *s, int n, const char *msg) {
+  char needle[400];
+  snprintf(needle, sizeof needle, "\"msg\":\"%s\"", msg);
+  int got = srv_log_wait(s, n, 10000, needle, NULL);
+  if (got < n) fail_msg("%d lines with %s, want %d; log:\n%s", got, needle, n, srv_log(s));
+}
+
+int srv_count_msg(srv_t *s, const char *msg) {
+  char needle[400];
+  snprintf(needle, sizeof needle, "\"msg\":\"%s\"", msg);
+  return srv_log_count(s, needle, NULL);
 }

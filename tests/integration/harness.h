@@ -58,6 +58,8 @@ int srv_log_wait(srv_t *s, int n, int timeout_ms, const char *needle, ...);
 int srv_worker_pids(srv_t *s, pid_t *out, int max);
 /* srv_worker_pids once there are `want` workers, or whatever there is at the timeout. */
 int srv_workers_wait(srv_t *s, pid_t *out, int max, int want, int timeout_ms);
+/* The index N of the worker pid, from its name "cr-worker N" in /proc; -1 if gone. */
+int worker_index(pid_t pid);
 /* Do a and b hold the same pids (in any order)? */
 int pids_same(const pid_t *a, int na, const pid_t *b, int nb);
 /* The first complete log line holding every needle (NULL-terminated list),
@@ -93,6 +95,8 @@ int http_request_ka(int port, const char *method, const char *path, const char *
                     size_t body_len, http_resp_t *r, int timeout_ms);
 /* GET shortcut; fails the test on a transport error. */
 void http_get(int port, const char *path, http_resp_t *r);
+/* GET of the printf-formatted path that must answer 200 (any body). */
+void http_get_ok(int port, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* GET that must answer 200 with exactly want as the body. */
 void http_expect_body(int port, const char *path, const char *want);
 /* GET that must answer status with exactly body (any body when body is NULL). */
@@ -109,6 +113,8 @@ int http_wait_closed(int fd, int timeout_ms);
 
 /* Milliseconds on the monotonic clock. */
 long long now_ms(void);
+/* Milliseconds since the epoch (the wall clock, as the server's times). */
+long long wall_ms(void);
 void sleep_ms(int ms);
 
 /* Runs `redis-cli args...` (args NULL-terminated) and returns its output,
@@ -120,6 +126,31 @@ void srv_redis_sock(const srv_t *s, char *out, size_t n);
 /* redis-cli -s sock args... (NULL-terminated): its output (malloc'd); a
  * failure fails the test. */
 char *redis_cli_sock(const char *sock, ...);
+/* redis-cli on the managed Redis of s (srv_redis_sock) with args (NULL-terminated): its
+ * output with the trailing newlines cut (malloc'd); a failure fails the test. */
+char *srv_rcli(const srv_t *s, const char *first, ...);
+/* The same, but NULL when redis-cli failed, could not connect or Redis answered ERR (Redis is
+ * down, or being restarted). */
+char *srv_rcli_try(const srv_t *s, const char *first, ...);
+/* The integer srv_rcli printed (strtoll of its output). */
+long long srv_rcli_ll(const srv_t *s, const char *first, ...);
+/* srv_rcli whose output must be exactly want. */
+void srv_rcli_expect(const srv_t *s, const char *want, const char *first, ...);
+/* Waits (at most 5 s) until the stream key holds want entries; fails the test past it. */
+void srv_wait_xlen(const srv_t *s, const char *key, long want);
+
+/* --- queues (the queue, storage and kv trigger tests) -------------------------------------------- */
+
+/* A function that sends: GET /send?q=NAME&b=BODY sends one string message and answers its id
+ * (or the error); /send?q=NAME&batch=N sends N tables { n = i } in one sendBatch and answers how
+ * many went. Write it as "send.lua" for srv_send_msg. */
+extern const char srv_queue_sender[];
+/* GET /send?q=queue&b=body through srv_queue_sender; fails unless an id comes back. */
+void srv_send_msg(srv_t *s, const char *queue, const char *body);
+/* Waits (at most 10 s) for n log lines whose "msg" is exactly msg; fails the test past it. */
+void srv_wait_msg(srv_t *s, int n, const char *msg);
+/* Log lines whose "msg" is exactly msg. */
+int srv_count_msg(srv_t *s, const char *msg);
 
 /* --- JSON text (log lines, /_/api/functions) ----------------------------------------------------- */
 

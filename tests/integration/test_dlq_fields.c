@@ -15,46 +15,15 @@
 
 #include "harness.h"
 
-/* redis-cli -s <the managed socket> args... (NULL-terminated): its output, malloc'd. */
-static char *rcli(const srv_t *s, ...) {
-  char sock[400];
-  snprintf(sock, sizeof sock, "%s/.crescent/redis.sock", s->root);
-  const char *args[32];
-  int n = 0;
-  args[n++] = "-s";
-  args[n++] = sock;
-  va_list ap;
-  va_start(ap, s);
-  const char *a;
-  while (n < 31 && (a = va_arg(ap, const char *))) args[n++] = a;
-  va_end(ap);
-  args[n] = NULL;
-  return redis_cli(NULL, args);
-}
-
-static long long rcli_ll(const srv_t *s, const char *a, const char *b) {
-  char *out = rcli(s, a, b, NULL);
-  long long v = strtoll(out, NULL, 10);
-  free(out);
-  return v;
-}
-
 /* Sends one string message to queue; its id's time (ms). */
-static long long send_msg(const srv_t *s, const char *queue, const char *body) {
+static long long xadd_msg(const srv_t *s, const char *queue, const char *body) {
   char key[100];
   snprintf(key, sizeof key, "cr:{q:%s}:s", queue);
-  char *id = rcli(s, "XADD", key, "*", "type", "s", "body", body, "time", "1700000000000", NULL);
+  char *id = srv_rcli(s, "XADD", key, "*", "type", "s", "body", body, "time", "1700000000000", NULL);
   long long ms = strtoll(id, NULL, 10);
   if (ms < 1600000000000ll) fail_msg("XADD: %s", id);
   free(id);
   return ms;
-}
-
-static void wait_msg(srv_t *s, int n, const char *msg) {
-  char needle[300];
-  snprintf(needle, sizeof needle, "\"msg\":\"%s\"", msg);
-  int got = srv_log_wait(s, n, 10000, needle, NULL);
-  if (got < n) fail_msg("%d lines with %s, want %d; log:\n%s", got, needle, n, srv_log(s));
 }
 
 /* The dead letters of queue.dlq, as redis-cli prints XRANGE (one value a line), once there are n. */
@@ -62,9 +31,9 @@ static char *dead_letters(const srv_t *s, const char *queue, long n) {
   char key[100];
   snprintf(key, sizeof key, "cr:{q:%s.dlq}:s", queue);
   long got = 0;
-  for (int i = 0; i < 200 && (got = rcli_ll(s, "XLEN", key)) < n; i++) sleep_ms(50);
+  for (int i = 0; i < 200 && (got = srv_rcli_ll(s, "XLEN", key, NULL)) < n; i++) sleep_ms(50);
   if (got != n) fail_msg("%ld dead letters in %s, want %ld", got, key, n);
-  return rcli(s, "XRANGE", key, "-", "+", NULL);
+  return srv_rcli(s, "XRANGE", key, "-", "+", NULL);
 }
 
 /* The value of field name in a dead letter printed by XRANGE (the first one), malloc'd. */
@@ -91,8 +60,8 @@ static long long field_ll(const char *d, const char *name) {
 }
 
 /* An erroring handler: after maxReceives = 2 deliveries the dead letter has the error's
- * message (not its traceback), both receive times a visibility apart, and the bookkeeping is
- * gone. A timeout's dead letter says "timeout". */
+ * message (not its traceback), both receive times a visibility apart and its group, the
+ * bookkeeping is gone, and the queues API's peek shows them. A timeout's dead letter says "timeout". */
 static void error_fields(void **state) {
   (void)state;
   srv_t s;
@@ -105,13 +74,14 @@ static void error_fields(void **state) {
             "    error('cannot take ' .. event.records[1].body)\n"
             "  end }\n");
   srv_start(&s, "--workers 1");
-  long long sent = send_msg(&s, "dl", "boom");
-  wait_msg(&s, 1, "rec boom 1");
+  long long sent = xadd_msg(&s, "dl", "boom");
+  srv_wait_msg(&s, 1, "rec boom 1");
   /* After the first failure: kept, with a TTL of visibility x maxReceives + 60 s at most. */
   long long ttl = -3;
-  for (int i = 0; i < 100 && (ttl = rcli_ll(&s, "PTTL", "cr:{q:dl}:s:dl:dl")) < 0; i++) sleep_ms(20);
+  for (int i = 0; i < 100 && (ttl = srv_rcli_ll(&s, "PTTL", "cr:{q:dl}:s:dl:dl", NULL)) < 0; i++)
+    sleep_ms(20);
   if (ttl <= 0 || ttl > 61000) fail_msg("bookkeeping TTL %lld ms", ttl);
-  wait_msg(&s, 1, "rec boom 2");
+  srv_wait_msg(&s, 1, "rec boom 2");
   char *d = dead_letters(&s, "dl", 1);
   char *err = field(d, "lastError");
   assert_string_equal(err, "dl.lua:5: cannot take boom");
@@ -121,9 +91,20 @@ static void error_fields(void **state) {
   if (!(sent <= first && first + 400 <= last && last <= dead))
     fail_msg("sent %lld, firstReceive %lld, lastReceive %lld, deadAt %lld", sent, first, last, dead);
   free(d);
-  assert_int_equal(rcli_ll(&s, "EXISTS", "cr:{q:dl}:s:dl:dl"), 0);
-  send_msg(&s, "dl", "slow");
-  wait_msg(&s, 1, "rec slow 2");
+  assert_int_equal(srv_rcli_ll(&s, "EXISTS", "cr:{q:dl}:s:dl:dl", NULL), 0);
+  /* The queues API's peek shows them. */
+  http_resp_t r;
+  http_get(s.port, "/_/api/queues/dl.dlq/messages", &r);
+  char want[400];
+  snprintf(want, sizeof want,
+           "\"receiveCount\":2,\"sourceId\":\"%lld-0\",\"deadAt\":%lld,\"group\":\"dl\",\"firstReceive\":%lld,"
+           "\"lastReceive\":%lld,"
+           "\"lastError\":\"dl.lua:5: cannot take boom\"}]}",
+           sent, dead, first, last);
+  if (r.status != 200 || !strstr(r.body, want)) fail_msg("peek: %d %s\nwant ...%s", r.status, r.body, want);
+  http_free(&r);
+  xadd_msg(&s, "dl", "slow");
+  srv_wait_msg(&s, 1, "rec slow 2");
   d = dead_letters(&s, "dl", 2);
   char *second = strstr(d, "\nslow\n");
   if (!second) fail_msg("dead letters:\n%s", d);
@@ -159,16 +140,17 @@ static void failed_fields(void **state) {
             "    if r.receiveCount == 1 then return { failed = { r.id } } end\n"
             "  end }\n");
   srv_start(&s, "--workers 1");
-  long long sent = send_msg(&s, "rep", "bad");
-  send_msg(&s, "once", "flaky");
-  wait_msg(&s, 1, "rec flaky 1");
-  for (int i = 0; i < 100 && rcli_ll(&s, "EXISTS", "cr:{q:once}:s:dl:once") == 0; i++) sleep_ms(20);
-  assert_int_equal(rcli_ll(&s, "HLEN", "cr:{q:once}:s:dl:once"), 3); /* :f, :l and :e */
-  wait_msg(&s, 1, "rec flaky 2");
+  long long sent = xadd_msg(&s, "rep", "bad");
+  xadd_msg(&s, "once", "flaky");
+  srv_wait_msg(&s, 1, "rec flaky 1");
+  for (int i = 0; i < 100 && srv_rcli_ll(&s, "EXISTS", "cr:{q:once}:s:dl:once", NULL) == 0; i++) sleep_ms(20);
+  assert_int_equal(srv_rcli_ll(&s, "HLEN", "cr:{q:once}:s:dl:once", NULL), 3); /* :f, :l and :e */
+  srv_wait_msg(&s, 1, "rec flaky 2");
   long long left = 1;
-  for (int i = 0; i < 100 && (left = rcli_ll(&s, "EXISTS", "cr:{q:once}:s:dl:once")) != 0; i++) sleep_ms(20);
+  for (int i = 0; i < 100 && (left = srv_rcli_ll(&s, "EXISTS", "cr:{q:once}:s:dl:once", NULL)) != 0; i++)
+    sleep_ms(20);
   assert_int_equal(left, 0);
-  wait_msg(&s, 1, "rec bad 1");
+  srv_wait_msg(&s, 1, "rec bad 1");
   char *d = dead_letters(&s, "rep", 1);
   char *err = field(d, "lastError");
   assert_string_equal(err, "reported failed by the handler");
@@ -178,8 +160,8 @@ static void failed_fields(void **state) {
   if (!(sent <= first && first == last && last + 400 <= dead))
     fail_msg("sent %lld, firstReceive %lld, lastReceive %lld, deadAt %lld", sent, first, last, dead);
   free(d);
-  assert_int_equal(rcli_ll(&s, "EXISTS", "cr:{q:rep}:s:dl:rep"), 0);
-  assert_int_equal(rcli_ll(&s, "XLEN", "cr:{q:once.dlq}:s"), 0);
+  assert_int_equal(srv_rcli_ll(&s, "EXISTS", "cr:{q:rep}:s:dl:rep", NULL), 0);
+  assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:once.dlq}:s", NULL), 0);
   srv_stop(&s);
 }
 

@@ -34,53 +34,6 @@ static const char *sender =
     "  return table.concat(ids, '|')\n"
     "end\n";
 
-static char sock[400];
-
-static char *rcli(const char *first, ...) {
-  const char *args[32];
-  int n = 0;
-  args[n++] = "-s";
-  args[n++] = sock;
-  args[n++] = first;
-  va_list ap;
-  va_start(ap, first);
-  const char *a;
-  while (n < 31 && (a = va_arg(ap, const char *))) args[n++] = a;
-  va_end(ap);
-  args[n] = NULL;
-  char *out = redis_cli(NULL, args);
-  size_t len = strlen(out);
-  while (len && (out[len - 1] == '\n' || out[len - 1] == '\r')) out[--len] = '\0';
-  return out;
-}
-
-/* A redis-cli answer that must be exactly want. */
-static void rcli_expect(const char *want, const char *first, ...) {
-  const char *args[32];
-  int n = 0;
-  args[n++] = "-s";
-  args[n++] = sock;
-  args[n++] = first;
-  va_list ap;
-  va_start(ap, first);
-  const char *a;
-  while (n < 31 && (a = va_arg(ap, const char *))) args[n++] = a;
-  va_end(ap);
-  args[n] = NULL;
-  char *out = redis_cli(NULL, args);
-  size_t len = strlen(out);
-  while (len && (out[len - 1] == '\n' || out[len - 1] == '\r')) out[--len] = '\0';
-  if (strcmp(out, want) != 0) fail_msg("redis-cli %s ...: got '%s', want '%s'", first, out, want);
-  free(out);
-}
-
-static long xlen(const char *key) {
-  char *v = rcli("XLEN", key, NULL);
-  long n = atol(v);
-  free(v);
-  return n;
-}
-
 /* GET /q?... (path) that must answer 200; the body, malloc'd. */
 static char *send_q(int port, const char *path) {
   http_resp_t r;
@@ -98,26 +51,17 @@ static void send_expect(int port, const char *path, const char *want) {
 }
 
 /* The first id of a stream (XRANGE - + COUNT 1), malloc'd. */
-static char *first_id(const char *key) {
-  char *out = rcli("XRANGE", key, "-", "+", "COUNT", "1", NULL);
+static char *first_id(const srv_t *s, const char *key) {
+  char *out = srv_rcli(s, "XRANGE", key, "-", "+", "COUNT", "1", NULL);
   char *nl = strchr(out, '\n');
   if (nl) *nl = '\0';
   return out;
-}
-
-/* Waits (at most 5 s: the chore trims about once a second) for key's length to be want. */
-static void wait_xlen(const char *key, long want) {
-  long long t0 = now_ms();
-  long n;
-  while ((n = xlen(key)) != want && now_ms() - t0 < 5000) sleep_ms(50);
-  if (n != want) fail_msg("%s holds %ld entries after 5 s, want %ld", key, n, want);
 }
 
 static void start(srv_t *s, const char *args) {
   srv_init(s);
   srv_write(s, "q.lua", sender);
   srv_start(s, args);
-  snprintf(sock, sizeof sock, "%s/.crescent/redis.sock", s->root);
 }
 
 /* --max-depth 5: sends fill the queue to exactly 5, then fail with "queue full", a batch
@@ -130,14 +74,14 @@ static void depth_bound(void **state) {
   assert_int_equal(strchr(ids, '|') != NULL, 1);
   free(ids);
   send_expect(s.port, "/q?q=a&n=3", "nil|queue full");
-  assert_int_equal(xlen("cr:{q:a}:s"), 3); /* the batch is refused whole */
+  assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:a}:s", NULL), 3); /* the batch is refused whole */
   ids = send_q(s.port, "/q?q=a&n=2");
   free(ids);
   send_expect(s.port, "/q?q=a&n=1", "nil|queue full");
   send_expect(s.port, "/q?q=a&n=1&delay=5", "nil|queue full");
-  assert_int_equal(xlen("cr:{q:a}:s"), 5);
+  assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:a}:s", NULL), 5);
   /* Every accepted body is there, in order: nothing was trimmed. */
-  char *out = rcli("XRANGE", "cr:{q:a}:s", "-", "+", NULL);
+  char *out = srv_rcli(&s, "XRANGE", "cr:{q:a}:s", "-", "+", NULL);
   int bodies = 0;
   for (char *p = out; (p = strstr(p, "\nbody\n")); p += 6) bodies++;
   assert_int_equal(bodies, 5);
@@ -152,11 +96,11 @@ static void depth_bound(void **state) {
   assert_null(strstr(ids, "nil"));
   free(ids);
   send_expect(s.port, "/q?q=b&n=1&delay=1", "nil|queue full");
-  assert_int_equal(xlen("cr:{q:b}:s"), 1);
-  rcli_expect("4", "ZCARD", "cr:{q:b}:d", NULL);
+  assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:b}:s", NULL), 1);
+  srv_rcli_expect(&s, "4", "ZCARD", "cr:{q:b}:d", NULL);
   /* Both queues are registered for the chores (and the queues API). */
-  rcli_expect("1", "SISMEMBER", "cr:queues", "a", NULL);
-  rcli_expect("1", "SISMEMBER", "cr:queues", "b", NULL);
+  srv_rcli_expect(&s, "1", "SISMEMBER", "cr:queues", "a", NULL);
+  srv_rcli_expect(&s, "1", "SISMEMBER", "cr:queues", "b", NULL);
   assert_int_equal(srv_stop(&s), 0);
 }
 
@@ -171,38 +115,38 @@ static void trim_acknowledged(void **state) {
   char *id[8];
   assert_int_equal(split_fields(b, id, 8), 6);
   free(send_q(s.port, "/q?q=keep&n=3"));
-  rcli_expect("OK", "XGROUP", "CREATE", key, "g1", "0", NULL);
-  rcli_expect("OK", "XGROUP", "CREATE", key, "g2", "0", NULL);
-  free(rcli("XREADGROUP", "GROUP", "g1", "c1", "COUNT", "4", "STREAMS", key, ">", NULL));
-  rcli_expect("2", "XACK", key, "g1", id[0], id[1], NULL);
-  free(rcli("XREADGROUP", "GROUP", "g2", "c1", "COUNT", "1", "STREAMS", key, ">", NULL));
-  rcli_expect("1", "XACK", key, "g2", id[0], NULL);
+  srv_rcli_expect(&s, "OK", "XGROUP", "CREATE", key, "g1", "0", NULL);
+  srv_rcli_expect(&s, "OK", "XGROUP", "CREATE", key, "g2", "0", NULL);
+  free(srv_rcli(&s, "XREADGROUP", "GROUP", "g1", "c1", "COUNT", "4", "STREAMS", key, ">", NULL));
+  srv_rcli_expect(&s, "2", "XACK", key, "g1", id[0], id[1], NULL);
+  free(srv_rcli(&s, "XREADGROUP", "GROUP", "g2", "c1", "COUNT", "1", "STREAMS", key, ">", NULL));
+  srv_rcli_expect(&s, "1", "XACK", key, "g2", id[0], NULL);
   /* g1 still needs id3 (pending) on, g2 id2 (undelivered) on: only id1 goes. */
-  wait_xlen(key, 5);
+  srv_wait_xlen(&s, key, 5);
   sleep_ms(1500); /* another round or more: still 5 */
-  assert_int_equal(xlen(key), 5);
-  char *first = first_id(key);
+  assert_int_equal(srv_rcli_ll(&s, "XLEN", key, NULL), 5);
+  char *first = first_id(&s, key);
   assert_string_equal(first, id[1]);
   free(first);
 
   /* g2 reads and acknowledges everything: now g1's pending id3 is the oldest entry needed. */
-  free(rcli("XREADGROUP", "GROUP", "g2", "c1", "COUNT", "10", "STREAMS", key, ">", NULL));
-  rcli_expect("5", "XACK", key, "g2", id[1], id[2], id[3], id[4], id[5], NULL);
-  wait_xlen(key, 4);
-  first = first_id(key);
+  free(srv_rcli(&s, "XREADGROUP", "GROUP", "g2", "c1", "COUNT", "10", "STREAMS", key, ">", NULL));
+  srv_rcli_expect(&s, "5", "XACK", key, "g2", id[1], id[2], id[3], id[4], id[5], NULL);
+  srv_wait_xlen(&s, key, 4);
+  first = first_id(&s, key);
   assert_string_equal(first, id[2]);
   free(first);
 
   /* g1 acknowledges what it read: id5 and id6 stay (never delivered to g1). */
-  rcli_expect("2", "XACK", key, "g1", id[2], id[3], NULL);
-  wait_xlen(key, 2);
-  first = first_id(key);
+  srv_rcli_expect(&s, "2", "XACK", key, "g1", id[2], id[3], NULL);
+  srv_wait_xlen(&s, key, 2);
+  first = first_id(&s, key);
   assert_string_equal(first, id[4]);
   free(first);
   free(b);
 
   /* No group: nothing trimmed, by then several rounds later. */
-  assert_int_equal(xlen("cr:{q:keep}:s"), 3);
+  assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:keep}:s", NULL), 3);
   assert_int_equal(srv_stop(&s), 0);
 }
 
@@ -253,8 +197,8 @@ static void ctx_once(void **state) {
   send_expect(s.port, "/once?bad=1",
               "(key: 1 to 1024 bytes of UTF-8)|(ttl: whole seconds, 1 to 31536000)|"
               "(ttl expected (whole seconds, 1 to 31536000))");
-  rcli_expect("1", "EXISTS", "cr:{once:once}:job-1", NULL);
-  char *ttl = rcli("TTL", "cr:{once:once}:job-1", NULL);
+  srv_rcli_expect(&s, "1", "EXISTS", "cr:{once:once}:job-1", NULL);
+  char *ttl = srv_rcli(&s, "TTL", "cr:{once:once}:job-1", NULL);
   int t = atoi(ttl);
   if (t < 55 || t > 60) fail_msg("TTL of the once key: %s, want about 60", ttl);
   free(ttl);

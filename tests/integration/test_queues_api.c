@@ -10,53 +10,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <cmocka.h>
 
 #include "harness.h"
 
-static char sock[400];
-
 static void start(srv_t *s, const char *args) {
   srv_init(s);
   srv_start(s, args);
-  srv_redis_sock(s, sock, sizeof sock);
 }
 
-/* redis-cli on the managed socket; the output, trailing newlines cut (malloc'd). */
-static char *rcli(const char *first, ...) {
-  const char *args[32];
-  int n = 0;
-  args[n++] = "-s";
-  args[n++] = sock;
-  args[n++] = first;
-  va_list ap;
-  va_start(ap, first);
-  const char *a;
-  while (n < 31 && (a = va_arg(ap, const char *))) args[n++] = a;
-  va_end(ap);
-  args[n] = NULL;
-  char *out = redis_cli(NULL, args);
-  size_t len = strlen(out);
-  while (len && (out[len - 1] == '\n' || out[len - 1] == '\r')) out[--len] = '\0';
-  return out;
-}
-
-#define RCLI(...) free(rcli(__VA_ARGS__, NULL))
-
-static long rcli_long(const char *first, const char *key) {
-  char *v = rcli(first, key, NULL);
-  long n = atol(v);
-  free(v);
-  return n;
-}
-
-static long long wall_ms(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
+#define RCLI(s, ...) free(srv_rcli(s, __VA_ARGS__, NULL))
 
 /* Replaces the number after each "key": in text with N, checking lo <= it <= hi. */
 static void mask(char *text, const char *key, long long lo, long long hi) {
@@ -100,27 +64,19 @@ static void expect_queues(srv_t *s, const char *want) {
   free(got);
 }
 
-/* Waits (at most 5 s: the trimmer runs about once a second) for key's length to be want. */
-static void wait_xlen(const char *key, long want) {
-  long long t0 = now_ms();
-  long n;
-  while ((n = rcli_long("XLEN", key)) != want && now_ms() - t0 < 5000) sleep_ms(50);
-  if (n != want) fail_msg("%s holds %ld entries after 5 s, want %ld", key, n, want);
-}
-
 /* The queue "orders": three entries (a JSON one), one delayed, a group g1 whose consumer c1
  * has the first two pending; and its dead-letter queue with one dead letter. */
-static void lay_out_orders(void) {
+static void lay_out_orders(const srv_t *srv) {
   const char *s = "cr:{q:orders}:s";
-  RCLI("XADD", s, "1000-1", "type", "j", "body", "{\"n\":1}", "time", "1000");
-  RCLI("XADD", s, "2000-1", "type", "s", "body", "two", "time", "2000");
-  RCLI("XADD", s, "3000-1", "type", "s", "body", "three", "time", "3000", "id", "delayed-7");
-  RCLI("ZADD", "cr:{q:orders}:d", "99999999999999", "delayed-8\ns\nlater");
-  RCLI("SADD", "cr:queues", "orders");
-  RCLI("XGROUP", "CREATE", s, "g1", "0");
-  RCLI("XREADGROUP", "GROUP", "g1", "c1", "COUNT", "2", "STREAMS", s, ">");
-  RCLI("XADD", "cr:{q:orders.dlq}:s", "500-1", "type", "s", "body", "dead", "time", "400", "receiveCount", "5",
-       "sourceId", "400-1", "deadAt", "500");
+  RCLI(srv, "XADD", s, "1000-1", "type", "j", "body", "{\"n\":1}", "time", "1000");
+  RCLI(srv, "XADD", s, "2000-1", "type", "s", "body", "two", "time", "2000");
+  RCLI(srv, "XADD", s, "3000-1", "type", "s", "body", "three", "time", "3000", "id", "delayed-7");
+  RCLI(srv, "ZADD", "cr:{q:orders}:d", "99999999999999", "delayed-8\ns\nlater");
+  RCLI(srv, "SADD", "cr:queues", "orders");
+  RCLI(srv, "XGROUP", "CREATE", s, "g1", "0");
+  RCLI(srv, "XREADGROUP", "GROUP", "g1", "c1", "COUNT", "2", "STREAMS", s, ">");
+  RCLI(srv, "XADD", "cr:{q:orders.dlq}:s", "500-1", "type", "s", "body", "dead", "time", "400", "receiveCount",
+       "5", "sourceId", "400-1", "deadAt", "500");
 }
 
 static const char dlq_row[] =
@@ -133,7 +89,7 @@ static void list_queues(void **state) {
   srv_t s;
   start(&s, "--workers 1");
   expect_queues(&s, "{\"queues\":[]}");
-  lay_out_orders();
+  lay_out_orders(&s);
   char want[2048];
   snprintf(want, sizeof want,
            "{\"queues\":[{\"name\":\"orders\",\"depth\":3,\"delayed\":1,\"inFlight\":2,\"oldestSentAt\":1000,"
@@ -143,8 +99,8 @@ static void list_queues(void **state) {
   expect_queues(&s, want);
 
   /* Both acknowledged: the trimmer drops them; the oldest is the undelivered third. */
-  RCLI("XACK", "cr:{q:orders}:s", "g1", "1000-1", "2000-1");
-  wait_xlen("cr:{q:orders}:s", 1);
+  RCLI(&s, "XACK", "cr:{q:orders}:s", "g1", "1000-1", "2000-1");
+  srv_wait_xlen(&s, "cr:{q:orders}:s", 1);
   snprintf(want, sizeof want,
            "{\"queues\":[{\"name\":\"orders\",\"depth\":1,\"delayed\":1,\"inFlight\":0,\"oldestSentAt\":3000,"
            "\"oldestAgeMs\":N,\"dlqDepth\":1,\"groups\":[{\"name\":\"g1\",\"pending\":0,\"lastDeliveredId\":"
@@ -153,7 +109,7 @@ static void list_queues(void **state) {
   expect_queues(&s, want);
 
   /* A second group that has read nothing needs everything again. */
-  RCLI("XGROUP", "CREATE", "cr:{q:orders}:s", "g2", "0");
+  RCLI(&s, "XGROUP", "CREATE", "cr:{q:orders}:s", "g2", "0");
   snprintf(want, sizeof want,
            "{\"queues\":[{\"name\":\"orders\",\"depth\":1,\"delayed\":1,\"inFlight\":0,\"oldestSentAt\":3000,"
            "\"oldestAgeMs\":N,\"dlqDepth\":1,\"groups\":[{\"name\":\"g1\",\"pending\":0,\"lastDeliveredId\":"
@@ -161,12 +117,12 @@ static void list_queues(void **state) {
            "\"pending\":0,\"lastDeliveredId\":\"0-0\",\"lag\":1,\"consumers\":[]}]},%s]}",
            dlq_row);
   expect_queues(&s, want);
-  RCLI("XGROUP", "DESTROY", "cr:{q:orders}:s", "g2");
+  RCLI(&s, "XGROUP", "DESTROY", "cr:{q:orders}:s", "g2");
 
   /* Everything delivered and acknowledged: no oldest message. */
-  RCLI("XREADGROUP", "GROUP", "g1", "c1", "COUNT", "5", "STREAMS", "cr:{q:orders}:s", ">");
-  RCLI("XACK", "cr:{q:orders}:s", "g1", "3000-1");
-  wait_xlen("cr:{q:orders}:s", 0);
+  RCLI(&s, "XREADGROUP", "GROUP", "g1", "c1", "COUNT", "5", "STREAMS", "cr:{q:orders}:s", ">");
+  RCLI(&s, "XACK", "cr:{q:orders}:s", "g1", "3000-1");
+  srv_wait_xlen(&s, "cr:{q:orders}:s", 0);
   snprintf(want, sizeof want,
            "{\"queues\":[{\"name\":\"orders\",\"depth\":0,\"delayed\":1,\"inFlight\":0,\"oldestSentAt\":null,"
            "\"oldestAgeMs\":null,\"dlqDepth\":1,\"groups\":[{\"name\":\"g1\",\"pending\":0,\"lastDeliveredId\":"
@@ -182,7 +138,7 @@ static void peek(void **state) {
   (void)state;
   srv_t s;
   start(&s, "--workers 1");
-  lay_out_orders();
+  lay_out_orders(&s);
   expect(&s, "GET", "/_/api/queues/orders/messages", NULL, 200,
          "{\"queue\":\"orders\",\"messages\":[{\"id\":\"1000-1\",\"body\":{\"n\":1},\"sentAt\":1000},"
          "{\"id\":\"2000-1\",\"body\":\"two\",\"sentAt\":2000},"
@@ -192,12 +148,21 @@ static void peek(void **state) {
   expect(&s, "GET", "/_/api/queues/orders.dlq/messages?limit=100", NULL, 200,
          "{\"queue\":\"orders.dlq\",\"messages\":[{\"id\":\"500-1\",\"body\":\"dead\",\"sentAt\":400,"
          "\"receiveCount\":5,\"sourceId\":\"400-1\",\"deadAt\":500}]}");
+  /* A dead letter with its trigger's bookkeeping: the receive times and the last error. */
+  RCLI(&s, "XADD", "cr:{q:orders.dlq}:s", "600-1", "type", "s", "body", "why", "time", "410", "receiveCount", "3",
+       "sourceId", "410-1", "deadAt", "600", "firstReceive", "420", "lastReceive", "590", "lastError",
+       "f.lua:3: bad \"x\"");
+  expect(&s, "GET", "/_/api/queues/orders.dlq/messages?limit=100", NULL, 200,
+         "{\"queue\":\"orders.dlq\",\"messages\":[{\"id\":\"500-1\",\"body\":\"dead\",\"sentAt\":400,"
+         "\"receiveCount\":5,\"sourceId\":\"400-1\",\"deadAt\":500},{\"id\":\"600-1\",\"body\":\"why\","
+         "\"sentAt\":410,\"receiveCount\":3,\"sourceId\":\"410-1\",\"deadAt\":600,\"firstReceive\":420,"
+         "\"lastReceive\":590,\"lastError\":\"f.lua:3: bad \\\"x\\\"\"}]}");
   expect(&s, "GET", "/_/api/queues/none/messages", NULL, 200, "{\"queue\":\"none\",\"messages\":[]}");
   /* Nothing was consumed: g1 still has its two, the third is undelivered. */
-  char *p = rcli("XPENDING", "cr:{q:orders}:s", "g1", NULL);
+  char *p = srv_rcli(&s, "XPENDING", "cr:{q:orders}:s", "g1", NULL);
   assert_int_equal(atoi(p), 2);
   free(p);
-  assert_int_equal(rcli_long("XLEN", "cr:{q:orders}:s"), 3);
+  assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:orders}:s", NULL), 3);
   const char *bad_limit = "{\"error\":\"bad limit: an integer from 1 to 100\"}";
   expect(&s, "GET", "/_/api/queues/orders/messages?limit=0", NULL, 400, bad_limit);
   expect(&s, "GET", "/_/api/queues/orders/messages?limit=101", NULL, 400, bad_limit);
@@ -209,9 +174,9 @@ static void peek(void **state) {
 }
 
 /* A dead letter as q_claim writes it. */
-static void dead_letter(const char *dlq, const char *id, const char *body) {
-  RCLI("XADD", dlq, id, "type", "s", "body", body, "time", "100", "receiveCount", "5", "sourceId", "90-1",
-       "deadAt", "200");
+static void dead_letter(const srv_t *s, const char *dlq, const char *id, const char *body) {
+  RCLI(s, "XADD", dlq, id, "type", "s", "body", body, "time", "100", "receiveCount", "5", "sourceId", "90-1",
+       "deadAt", "200", "group", "jobs");
 }
 
 /* Redrive: every dead letter back to its queue, where the trigger consumes it; a full queue
@@ -231,42 +196,41 @@ static void redrive(void **state) {
             "  return tostring(ok) .. ' ' .. tostring(err)\n"
             "end\n");
   srv_start(&s, "--workers 1 --queue-max-depth 4");
-  srv_redis_sock(&s, sock, sizeof sock);
   expect(&s, "GET", "/evil", NULL, 200, "false module 'crescent.queue_admin' not found");
 
-  dead_letter("cr:{q:jobs.dlq}:s", "300-1", "m1");
-  dead_letter("cr:{q:jobs.dlq}:s", "300-2", "m2");
-  dead_letter("cr:{q:jobs.dlq}:s", "300-3", "m3");
+  dead_letter(&s, "cr:{q:jobs.dlq}:s", "300-1", "m1");
+  dead_letter(&s, "cr:{q:jobs.dlq}:s", "300-2", "m2");
+  dead_letter(&s, "cr:{q:jobs.dlq}:s", "300-3", "m3");
   expect(&s, "POST", "/_/api/queues/jobs/redrive", NULL, 200, "{\"moved\":3}");
-  assert_int_equal(rcli_long("XLEN", "cr:{q:jobs.dlq}:s"), 0);
+  assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:jobs.dlq}:s", NULL), 0);
   for (int i = 1; i <= 3; i++) {
     char needle[32];
     snprintf(needle, sizeof needle, "got m%d 1", i);
     if (srv_log_wait(&s, 1, 10000, needle, NULL) < 1) fail_msg("%s not consumed; log:\n%s", needle, srv_log(&s));
   }
-  char *reg = rcli("SISMEMBER", "cr:queues", "jobs", NULL);
+  char *reg = srv_rcli(&s, "SISMEMBER", "cr:queues", "jobs", NULL);
   assert_string_equal(reg, "1");
   free(reg);
   expect(&s, "POST", "/_/api/queues/jobs/redrive", NULL, 200, "{\"moved\":0}");
 
   /* "full" holds 3 of 4: one dead letter goes back, two stay. */
-  RCLI("XADD", "cr:{q:full}:s", "1-1", "type", "s", "body", "a", "time", "1");
-  RCLI("XADD", "cr:{q:full}:s", "1-2", "type", "s", "body", "b", "time", "1");
-  RCLI("ZADD", "cr:{q:full}:d", "99999999999999", "delayed-1\ns\nc");
-  dead_letter("cr:{q:full.dlq}:s", "300-1", "d1");
-  dead_letter("cr:{q:full.dlq}:s", "300-2", "d2");
-  dead_letter("cr:{q:full.dlq}:s", "300-3", "d3");
+  RCLI(&s, "XADD", "cr:{q:full}:s", "1-1", "type", "s", "body", "a", "time", "1");
+  RCLI(&s, "XADD", "cr:{q:full}:s", "1-2", "type", "s", "body", "b", "time", "1");
+  RCLI(&s, "ZADD", "cr:{q:full}:d", "99999999999999", "delayed-1\ns\nc");
+  dead_letter(&s, "cr:{q:full.dlq}:s", "300-1", "d1");
+  dead_letter(&s, "cr:{q:full.dlq}:s", "300-2", "d2");
+  dead_letter(&s, "cr:{q:full.dlq}:s", "300-3", "d3");
   expect(&s, "POST", "/_/api/queues/full/redrive", NULL, 409, "{\"error\":\"queue full\",\"moved\":1}");
-  assert_int_equal(rcli_long("XLEN", "cr:{q:full}:s"), 3);
-  assert_int_equal(rcli_long("XLEN", "cr:{q:full.dlq}:s"), 2);
+  assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:full}:s", NULL), 3);
+  assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:full.dlq}:s", NULL), 2);
   /* The one moved is the oldest, with its message fields only and a new id. */
-  char *last = rcli("XREVRANGE", "cr:{q:full}:s", "+", "-", "COUNT", "1", NULL);
+  char *last = srv_rcli(&s, "XREVRANGE", "cr:{q:full}:s", "+", "-", "COUNT", "1", NULL);
   char *fields = strchr(last, '\n');
   assert_non_null(fields);
   assert_string_equal(fields, "\ntype\ns\nbody\nd1\ntime\n100");
   assert_int_equal(strncmp(last, "1-", 2) != 0, 1);
   free(last);
-  char *left = rcli("XRANGE", "cr:{q:full.dlq}:s", "-", "+", "COUNT", "1", NULL);
+  char *left = srv_rcli(&s, "XRANGE", "cr:{q:full.dlq}:s", "-", "+", "COUNT", "1", NULL);
   assert_int_equal(strncmp(left, "300-2\n", 6), 0);
   free(left);
   expect(&s, "POST", "/_/api/queues/full/redrive", NULL, 409, "{\"error\":\"queue full\",\"moved\":0}");
@@ -280,7 +244,7 @@ static void access_rule(void **state) {
   (void)state;
   srv_t s;
   start(&s, "--workers 1 --admin-token s3cret");
-  dead_letter("cr:{q:jobs.dlq}:s", "300-1", "m1");
+  dead_letter(&s, "cr:{q:jobs.dlq}:s", "300-1", "m1");
   const char *paths[][2] = {{"GET", "/_/api/queues"},
                             {"GET", "/_/api/queues/jobs/messages"},
                             {"POST", "/_/api/queues/jobs/redrive"},
@@ -299,12 +263,12 @@ static void access_rule(void **state) {
     assert_int_equal(r.status, 401);
     http_free(&r);
   }
-  assert_int_equal(rcli_long("XLEN", "cr:{q:jobs.dlq}:s"), 1);
+  assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:jobs.dlq}:s", NULL), 1);
   expect(&s, "GET", "/_/api/queues/jobs.dlq/messages", "Authorization: Bearer s3cret\r\n", 200,
          "{\"queue\":\"jobs.dlq\",\"messages\":[{\"id\":\"300-1\",\"body\":\"m1\",\"sentAt\":100,"
-         "\"receiveCount\":5,\"sourceId\":\"90-1\",\"deadAt\":200}]}");
+         "\"receiveCount\":5,\"sourceId\":\"90-1\",\"deadAt\":200,\"group\":\"jobs\"}]}");
   expect(&s, "POST", "/_/api/queues/jobs/redrive", "Authorization: bearer s3cret\r\n", 200, "{\"moved\":1}");
-  assert_int_equal(rcli_long("XLEN", "cr:{q:jobs.dlq}:s"), 0);
+  assert_int_equal(srv_rcli_ll(&s, "XLEN", "cr:{q:jobs.dlq}:s", NULL), 0);
   assert_int_equal(srv_stop(&s), 0);
 }
 

@@ -85,6 +85,29 @@ static void test_add(void **state) {
   cr_qbatch_free(b);
 }
 
+/* A change record redriven for one group ("group" field) is taken by that group's trigger
+ * only; records without the field are every group's. */
+static void test_source_group(void **state) {
+  (void)state;
+  cr_qbatch_t *b = cr_qbatch_new(4);
+  assert_non_null(b);
+  cr_qsource_t src = {.kind = CR_QSRC_STORAGE, .name = "pics", .events = CR_STORAGE_PUT, .group = "thumbs"};
+  entry_t e;
+  static const char *const plain[] = {"event", "put", "bucket", "pics", "key", "a.png", "size", "3"};
+  static const char *const mine[] = {"event", "put", "key", "b.png", "size", "3", "group", "thumbs"};
+  static const char *const other[] = {"event", "put", "key", "c.png", "size", "3", "group", "audit"};
+  static const char *const prefix[] = {"event", "put", "key", "c.png", "size", "3", "group", "thumbsx"};
+  assert_int_equal(cr_qbatch_take(b, &src, make_entry(&e, "1-1", 8, plain), 1), 0);
+  assert_int_equal(cr_qbatch_take(b, &src, make_entry(&e, "1-2", 8, mine), 1), 0);
+  assert_int_equal(cr_qbatch_take(b, &src, make_entry(&e, "1-3", 8, other), 1), CR_ENOENT);
+  assert_int_equal(cr_qbatch_take(b, &src, make_entry(&e, "1-4", 8, prefix), 1), CR_ENOENT);
+  src.group = NULL; /* no group known: every record */
+  assert_int_equal(cr_qbatch_take(b, &src, make_entry(&e, "1-5", 8, other), 1), 0);
+  assert_int_equal(b->n, 3);
+  assert_string_equal(b->recs[1].id, "1-2");
+  cr_qbatch_free(b);
+}
+
 /* A batch of three: JSON, a string, and JSON that does not decode (kept as its text). */
 static cr_qbatch_t *three(void) {
   cr_qbatch_t *b = cr_qbatch_new(3);
@@ -172,6 +195,7 @@ static void test_failed(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_add),
+      cmocka_unit_test(test_source_group),
       cmocka_unit_test(test_event),
       cmocka_unit_test(test_failed),
   };

@@ -1,6 +1,6 @@
 /* test_shm.c - the shared counters region (core/base/shm.c): counters, the
- * histogram, and what each worker holds (concurrency places, instances),
- * taken back from a worker that died holding them. Real processes, real
+ * histogram, and what each worker holds (concurrency places, instances,
+ * stream trigger places), taken back from a worker that died holding them. Real processes, real
  * SIGKILL. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -306,6 +306,68 @@ static void test_trigger_entries(void **state) {
   cr_shm_destroy(shm);
 }
 
+/* A stream trigger's places: bounded across workers, given back, taken back from a worker
+ * SIGKILLed holding them (and its lock), the others' left alone; unlabelled entries and
+ * pointers outside the region are refused. */
+static void test_trigger_places(void **state) {
+  (void)state;
+  cr_shm_t *shm = cr_shm_create(3);
+  assert_non_null(shm);
+  cr_shm_trig_t *t = cr_shm_trig(shm, 7, "queue:jobs");
+  cr_shm_trig_t *u = cr_shm_trig(shm, 7, "kv:default");
+  assert_non_null(t);
+  assert_non_null(u);
+  assert_int_equal(cr_shm_trig_take(shm, t, 0, 2), 0);
+  assert_int_equal(cr_shm_trig_take(shm, t, 1, 2), 0);
+  assert_int_equal(cr_shm_trig_take(shm, t, 2, 2), CR_ELIMIT); /* across workers */
+  assert_int_equal(cr_shm_trig_take(shm, t, 0, 2), CR_ELIMIT);
+  assert_int_equal(cr_shm_trig_take(shm, u, 2, 1), 0); /* each trigger its own */
+  assert_int_equal(cr_shm_trig_busy(shm, t), 2);
+  cr_shm_trig_give(shm, t, 0);
+  assert_int_equal(cr_shm_trig_busy(shm, t), 1);
+  assert_int_equal(cr_shm_trig_take(shm, t, 2, 2), 0);
+  cr_shm_trig_give(shm, t, 0); /* none held: nothing given */
+  assert_int_equal(cr_shm_trig_busy(shm, t), 2);
+
+  /* Worker 1 dies holding two places of t (one from before, one now) and the lock of u. */
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int rc = cr_shm_trig_take(shm, t, 1, 3);
+    atomic_store(&shm->trig_held[7][1].lock, 1 + 1); /* as if killed inside u's lock */
+    (void)rc;
+    pause();
+    _exit(0);
+  }
+  for (int i = 0; i < 2000 && cr_shm_trig_busy(shm, t) < 3; i++) usleep(1000);
+  assert_int_equal(cr_shm_trig_busy(shm, t), 3);
+  kill(pid, SIGKILL);
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_int_equal(cr_shm_trig_take(shm, t, 0, 3), CR_ELIMIT); /* dead, not reclaimed: still held */
+  assert_int_equal(cr_shm_trig_take(shm, u, 0, 5), CR_ELIMIT); /* its lock too (given up, not waited on) */
+  cr_shm_reclaimed_t r;
+  cr_shm_reclaim(shm, 1, 10, &r);
+  assert_int_equal(r.trigger_places, 2);
+  assert_int_equal(r.places, 0);
+  assert_int_equal(r.lock, 1);
+  assert_int_equal(cr_shm_trig_busy(shm, t), 1); /* worker 2's stays */
+  assert_int_equal(cr_shm_trig_take(shm, u, 0, 5), 0);
+  assert_int_equal(cr_shm_trig_take(shm, t, 1, 2), 0); /* a new worker 1 starts at zero */
+  cr_shm_reclaim(shm, 1, 10, &r);
+  assert_int_equal(r.trigger_places, 1);
+  cr_shm_reclaim(shm, 1, 10, &r);
+  assert_int_equal(r.trigger_places + r.lock, 0);
+
+  cr_shm_trig_t outside;
+  memset(&outside, 0, sizeof outside);
+  assert_int_equal(cr_shm_trig_take(shm, &outside, 0, 5), CR_EINVAL);
+  assert_int_equal(cr_shm_trig_take(shm, t, 3, 5), CR_EINVAL); /* worker out of range */
+  assert_int_equal(cr_shm_trig_take(NULL, t, 0, 5), CR_EINVAL);
+  assert_int_equal(cr_shm_trig_busy(shm, &outside), 0);
+  cr_shm_destroy(shm);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_zeroed),
@@ -316,6 +378,7 @@ int main(void) {
       cmocka_unit_test(test_reclaim_several_functions_and_the_lock),
       cmocka_unit_test(test_places_race),
       cmocka_unit_test(test_trigger_entries),
+      cmocka_unit_test(test_trigger_places),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -111,7 +111,8 @@ static void cron_json(cr_shm_trig_t *t, cr_buf_t *b) {
 }
 
 /* ,"triggers":{"queue:NAME":{...},...}: the function's stream triggers'
- * meters (shm.h's cr_shm_trig_t); lag null until a claim round read it. */
+ * meters (shm.h's cr_shm_trig_t); lag and oldestAgeMs null until a claim
+ * round read them (lag also when Redis cannot tell). */
 static void triggers_json(const cr_admin_t *a, const cr_fn_t *fn, cr_buf_t *b) {
   cr_shm_trig_t *t[CR_SHM_TRIGGERS];
   int n = cr_shm_trigs(a->shm, fn->slot, t, CR_SHM_TRIGGERS);
@@ -123,11 +124,18 @@ static void triggers_json(const cr_admin_t *a, const cr_fn_t *fn, cr_buf_t *b) {
       cron_json(t[k], b);
       continue;
     }
-    cr_buf_printf(b, ":{\"records\":%llu,\"redelivered\":%llu,\"acked\":%llu,\"deadLettered\":%llu,\"lag\":",
+    cr_buf_printf(b,
+                  ":{\"invocations\":%llu,\"errors\":%llu,\"records\":%llu,\"redelivered\":%llu,\"acked\":%llu,"
+                  "\"deadLettered\":%llu,",
+                  (unsigned long long)atomic_load(&t[k]->invocations), (unsigned long long)atomic_load(&t[k]->errors),
                   (unsigned long long)atomic_load(&t[k]->records), (unsigned long long)atomic_load(&t[k]->redelivered),
                   (unsigned long long)atomic_load(&t[k]->acked), (unsigned long long)atomic_load(&t[k]->dead_lettered));
-    if (atomic_load(&t[k]->lag_ms)) cr_buf_printf(b, "%lld}", (long long)atomic_load(&t[k]->lag));
-    else cr_buf_append_str(b, "null}");
+    int read = atomic_load(&t[k]->lag_ms) != 0;
+    long long lag = atomic_load(&t[k]->lag);
+    if (read && lag >= 0) cr_buf_printf(b, "\"lag\":%lld,", lag);
+    else cr_buf_append_str(b, "\"lag\":null,");
+    if (read) cr_buf_printf(b, "\"oldestAgeMs\":%lld}", (long long)atomic_load(&t[k]->oldest_age_ms));
+    else cr_buf_append_str(b, "\"oldestAgeMs\":null}");
   }
   cr_buf_putc(b, '}');
 }
@@ -235,39 +243,53 @@ static void prom_label(cr_buf_t *b, const char *v) {
 }
 
 /* The stream triggers' meters, labelled function and trigger ("queue:NAME",
- * "storage:BUCKET", "kv:NAMESPACE"); the lag only once it was read. */
+ * "storage:BUCKET", "kv:NAMESPACE"); the gauges only once they were read
+ * (the lag only when Redis could tell). */
 static void trigger_metrics(const cr_admin_t *a, cr_buf_t *b) {
   const cr_registry_t *r = a->registry;
+  enum { COUNTER, LAG, AGE };
   static const struct {
-    const char *name, *help, *type;
+    const char *name, *help;
+    int kind;
     size_t off;
   } m[] = {
+      {"crescent_trigger_invocations_total",
+       "Batches a stream trigger called the function with (or whose instance init failed).", COUNTER,
+       offsetof(cr_shm_trig_t, invocations)},
+      {"crescent_trigger_errors_total", "Of those, batches that raised, timed out, ran out of memory or failed init.",
+       COUNTER, offsetof(cr_shm_trig_t, errors)},
       {"crescent_trigger_records_total", "Records handed to the function by a stream trigger, redeliveries included.",
-       "counter", offsetof(cr_shm_trig_t, records)},
-      {"crescent_trigger_redelivered_total", "Records handed out again (receiveCount > 1).", "counter",
+       COUNTER, offsetof(cr_shm_trig_t, records)},
+      {"crescent_trigger_redelivered_total", "Records handed out again (receiveCount > 1).", COUNTER,
        offsetof(cr_shm_trig_t, redelivered)},
       {"crescent_trigger_acked_total", "Records acknowledged after an invocation that did not mark them failed.",
-       "counter", offsetof(cr_shm_trig_t, acked)},
+       COUNTER, offsetof(cr_shm_trig_t, acked)},
       {"crescent_trigger_dead_lettered_total", "Records moved to the dead-letter queue after maxReceives deliveries.",
-       "counter", offsetof(cr_shm_trig_t, dead_lettered)},
-      {"crescent_trigger_lag", "Records of the stream not yet delivered to the trigger's consumer group.", "gauge",
+       COUNTER, offsetof(cr_shm_trig_t, dead_lettered)},
+      {"crescent_trigger_lag", "Records of the stream not yet delivered to the trigger's consumer group.", LAG,
        offsetof(cr_shm_trig_t, lag)},
+      {"crescent_trigger_oldest_age_seconds",
+       "Age of the oldest record the trigger's group still needs (pending, else the first undelivered); 0: none.",
+       AGE, offsetof(cr_shm_trig_t, oldest_age_ms)},
   };
   for (size_t c = 0; c < sizeof m / sizeof m[0]; c++) {
-    cr_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", m[c].name, m[c].help, m[c].name, m[c].type);
-    int gauge = m[c].off == offsetof(cr_shm_trig_t, lag);
+    cr_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", m[c].name, m[c].help, m[c].name,
+                  m[c].kind == COUNTER ? "counter" : "gauge");
     for (int i = 0; i < r->nfns; i++) {
       const cr_fn_t *fn = r->fns[i];
       cr_shm_trig_t *t[CR_SHM_TRIGGERS];
       int n = cr_shm_trigs(a->shm, fn->slot, t, CR_SHM_TRIGGERS);
       for (int k = 0; k < n; k++) {
         if (strncmp(t[k]->label, "cron:", 5) == 0) continue; /* cron_metrics' */
-        if (gauge && !atomic_load(&t[k]->lag_ms)) continue;
+        if (m[c].kind != COUNTER && !atomic_load(&t[k]->lag_ms)) continue;
+        if (m[c].kind == LAG && atomic_load(&t[k]->lag) < 0) continue;
         cr_buf_printf(b, "%s{function=\"", m[c].name);
         prom_label(b, fn->name);
         cr_buf_append_str(b, "\",trigger=\"");
         prom_label(b, t[k]->label);
-        if (gauge) cr_buf_printf(b, "\"} %lld\n", (long long)atomic_load(&t[k]->lag));
+        if (m[c].kind == LAG) cr_buf_printf(b, "\"} %lld\n", (long long)atomic_load(&t[k]->lag));
+        else if (m[c].kind == AGE)
+          cr_buf_printf(b, "\"} %.3f\n", (double)atomic_load(&t[k]->oldest_age_ms) / 1000.0);
         else
           cr_buf_printf(b, "\"} %llu\n",
                         (unsigned long long)atomic_load((_Atomic uint64_t *)((char *)t[k] + m[c].off)));

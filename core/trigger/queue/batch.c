@@ -112,6 +112,13 @@ static int keeps(const cr_qsource_t *src, const redisReply *fields) {
   return has_prefix(key, src->prefix);
 }
 
+/* Is the record for src's group: no "group" field, or that one? */
+static int for_group(const cr_qsource_t *src, const redisReply *fields) {
+  const redisReply *g = entry_field(fields, "group");
+  if (!g || !src->group) return 1;
+  return g->len == strlen(src->group) && memcmp(g->str, src->group, g->len) == 0;
+}
+
 int cr_qbatch_take(cr_qbatch_t *b, const cr_qsource_t *src, const redisReply *entry, int receive_count) {
   if (src->kind == CR_QSRC_QUEUE) return cr_qbatch_add(b, entry, receive_count);
   if (!entry || entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) return CR_EINVAL;
@@ -120,7 +127,7 @@ int cr_qbatch_take(cr_qbatch_t *b, const cr_qsource_t *src, const redisReply *en
   if (fields->type != REDIS_REPLY_ARRAY || fields->elements % 2) return CR_EINVAL;
   int keep = keeps(src, fields);
   if (keep < 0) return keep;
-  if (!keep) return CR_ENOENT;
+  if (!keep || !for_group(src, fields)) return CR_ENOENT;
   if (b->n >= b->cap) return CR_ELIMIT;
   /* Every string field, names and values, in one buffer, each NUL-terminated. */
   size_t total = 0;

@@ -23,7 +23,8 @@
  * (kv_put.lua, kv_delete.lua, kv_incr.lua, kv_expire.lua) op ("put",
  * "delete", "incr", "expire"), key, version, time, and for put and incr the
  * new value as type and value (kv.lua's encoding: s, n, b, j) when the
- * namespace is watched. Their
+ * namespace is watched; a record redriven from a dead-letter queue
+ * (q_redrive.lua) also has "group", the one consumer group it is for. Their
  * events (cr_qbatch_push_source_event):
  *   { source = "storage", bucket = NAME, records = { { id =, event =,
  *     bucket =, key =, size =, etag =, contentType =, time =,
@@ -80,6 +81,9 @@ typedef struct {
   unsigned events;    /* storage: CR_STORAGE_* bits of the events kept */
   const char *prefix; /* storage, kv: keys kept start with it (NULL: any) */
   const char *suffix; /* storage: keys kept end with it (NULL: any) */
+  const char *group;  /* storage, kv: the trigger's consumer group; a record with a "group" field
+                         naming another one (a dead letter redriven to its function) is left
+                         out. NULL: none is */
 } cr_qsource_t;
 
 /* A batch with room for cap records; NULL when out of memory. */

@@ -4,11 +4,23 @@
  * a namespace's changes, told apart by its source (batch.h), which also
  * filters the records (those left out are acknowledged at once, never
  * invoked) and builds the event. Its life: the group is made
- * once (XGROUP CREATE, BUSYGROUP is fine); then each poll tick, while it has
- * room (fewer than `concurrency` batches in flight), it either claims records
- * whose visibility ran out (q_claim, every claim interval) or reads new ones
+ * once (XGROUP CREATE, BUSYGROUP is fine); then each poll tick, once it
+ * holds one of the trigger's places (below), it either claims records whose
+ * visibility ran out (q_claim, every claim interval) or reads new ones
  * (XREADGROUP >), one request at a time. The records fill `filling`, which
  * is submitted when full or `window` after its first record.
+ *
+ * Places: the trigger's `concurrency` bounds, across the workers, the
+ * batches being read or filled and those invoked. A consumer takes a place
+ * (cr_shm_trig_take, in the trigger's shared-memory entry) before it reads
+ * or claims, keeps it while its batch fills (fill_place), hands it to the
+ * call it submits, and the call gives it back when it ends; a read that
+ * brought nothing gives it back at once. Without a place it reads nothing:
+ * its claim round then only measures the lag and the oldest age (q_claim
+ * with count 0). A worker that dies holding places has them taken back by
+ * the master (cr_shm_reclaim). Without a meters entry (shared memory
+ * missing, or the function's entries all taken) the bound is this worker's
+ * own: its batches in flight plus the one being filled.
  *
  * A consumer is referenced by its pending Redis request and its calls in
  * flight (refs); removed (its function or trigger gone) it is marked dead,
@@ -45,6 +57,7 @@ struct cr_consumers_s {
   cr_registry_t *reg;
   char prefix[64];
   char name[16];     /* the consumer name: "w<worker>" */
+  int worker;
   cr_shm_t *shm;
   int claim_script;  /* q_claim's index in cr_stdlib_scripts */
   unsigned id_base;  /* request ids: per process, plus a counter */
@@ -70,7 +83,8 @@ struct consumer_s {
   int group_ok;  /* the group exists */
   uint64_t group_retry_ns; /* making it failed: not again before this */
   int pending;   /* a request is out */
-  int inflight;  /* calls submitted and not ended */
+  int inflight;  /* calls submitted and not ended: each holds a place */
+  int fill_place; /* holds a place for the read or claim out and the batch being filled */
   cr_qbatch_t *filling;
   uint64_t fill_since_ns;
   uint64_t recv_ms[CR_MAX_BATCH]; /* when each record of filling was received (wall clock) */
@@ -144,6 +158,7 @@ static consumer_t *consumer_new(cr_consumers_t *set, cr_fn_t *fn, const cr_qsour
   c->src.name = strdup(src->name);
   c->src.prefix = dup_or_null(src->prefix);
   c->src.suffix = dup_or_null(src->suffix);
+  c->src.group = fn->name; /* the group's name (fn outlives its consumers) */
   c->kind = kind_words[src->kind];
   switch (src->kind) {
   case CR_QSRC_QUEUE:
@@ -179,12 +194,41 @@ static consumer_t *consumer_new(cr_consumers_t *set, cr_fn_t *fn, const cr_qsour
   return c;
 }
 
+/* --- places ------------------------------------------------------------------------------------ */
+
+/* One of the trigger's places (see the top): 0, or CR_ELIMIT at its concurrency. */
+static int place_take(consumer_t *c) {
+  cr_consumers_t *set = c->set;
+  if (c->meters) return cr_shm_trig_take(set->shm, c->meters, set->worker, c->opts.concurrency) ? CR_ELIMIT : 0;
+  return c->inflight + c->fill_place < c->opts.concurrency ? 0 : CR_ELIMIT;
+}
+
+static void place_give(consumer_t *c) {
+  if (c->meters) cr_shm_trig_give(c->set->shm, c->meters, c->set->worker);
+}
+
+/* Gives the reading place back when no read or claim is out and no record
+ * waits in filling; dead or stopped, records waiting in filling are let go
+ * first (pending in the group: handed out again after their visibility). */
+static void settle(consumer_t *c) {
+  if (c->pending) return;
+  if (c->dead || c->set->stopped) {
+    cr_qbatch_free(c->filling);
+    c->filling = NULL;
+  }
+  if (c->fill_place && (!c->filling || c->filling->n == 0)) {
+    c->fill_place = 0;
+    place_give(c);
+  }
+}
+
 static void consumer_kill(consumer_t *c) {
   c->dead = 1;
   /* Its unsubmitted records are pending in the group: handed out again
    * after their visibility, to whichever version consumes then. */
   cr_qbatch_free(c->filling);
   c->filling = NULL;
+  settle(c);
   c->refs++;
   unref(c);
 }
@@ -310,9 +354,18 @@ static void call_ended(qcall_t *q) {
   free(q->recv_ms);
   q->recv_ms = NULL;
   c->inflight--;
+  place_give(c);
   /* Read again soon, from the loop, not from inside the dispatcher. */
   if (!c->dead && !c->set->stopped) uv_timer_start(&c->set->timer, on_tick, 0, POLL_MS);
   unref(c);
+}
+
+/* One batch ran (or its init failed), failed or not: the trigger's own
+ * invocations and errors, beside the function's. */
+static void count_call(consumer_t *c, int failed) {
+  if (!c->meters) return;
+  atomic_fetch_add_explicit(&c->meters->invocations, 1, memory_order_relaxed);
+  if (failed) atomic_fetch_add_explicit(&c->meters->errors, 1, memory_order_relaxed);
 }
 
 static int finish(cr_call_t *call) {
@@ -320,6 +373,7 @@ static int finish(cr_call_t *call) {
   consumer_t *c = q->c;
   cr_invocation_t *inv = &call->inv;
   int status = 500;
+  count_call(c, inv->outcome != CR_OUTCOME_OK);
   if (inv->outcome == CR_OUTCOME_OK) {
     status = 200;
     if (inv->nresults > 0) q->failed = cr_qbatch_mark_failed(inv->co, 1, q->b);
@@ -355,6 +409,7 @@ static void refused(cr_call_t *call, cr_refusal_t why) {
   static const char *const reasons[] = {"", "the function is not loaded", "throttled", "its init failed",
                                         "the worker is stopping"};
   const char *reason = why >= 1 && why <= 4 ? reasons[why] : "refused";
+  if (why == CR_REFUSED_INIT) count_call(q->c, 1); /* as the function's meters count it */
   cr_log(CR_LOG_WARN, call->fn->name, call->reqid, "%s %s: a batch of %d did not run (%s): handed out again later",
          q->c->kind, q->c->src.name, q->b->n, reason);
   /* The delivery counts towards maxReceives all the same: say why. */
@@ -396,6 +451,7 @@ static void submit(consumer_t *c) {
   q->recv_ms = malloc((size_t)q->n * sizeof *q->recv_ms);
   if (q->recv_ms) memcpy(q->recv_ms, c->recv_ms, (size_t)q->n * sizeof *q->recv_ms);
   c->filling = NULL;
+  c->fill_place = 0; /* the call holds it now */
   c->inflight++;
   c->refs++;
   cr_dispatch_submit(set->d, call);
@@ -403,7 +459,7 @@ static void submit(consumer_t *c) {
 
 /* Submits the batch being filled if it is full or its window is over. */
 static void maybe_submit(consumer_t *c) {
-  if (!c->filling || c->filling->n == 0 || c->inflight >= c->opts.concurrency) return;
+  if (!c->filling || c->filling->n == 0) return;
   uint64_t window_ns = (uint64_t)(c->opts.window * 1e9);
   if (c->filling->n >= c->opts.batch || cr_clock_ns() - c->fill_since_ns >= window_ns) submit(c);
 }
@@ -466,6 +522,7 @@ static void on_group(void *data, redisReply *reply, const char *err) {
     c->group_retry_ns = cr_clock_ns() + GROUP_RETRY_NS;
   }
   if (c->group_ok && !c->dead) step(c);
+  settle(c);
   unref(c);
 }
 
@@ -476,7 +533,7 @@ static void on_read(void *data, redisReply *reply, const char *err) {
   int asked = c->opts.batch - (c->filling ? c->filling->n : 0), got = 0;
   drops_t drops;
   drops.n = drops.taken = drops.again = 0;
-  if (!err && !c->dead && reply) {
+  if (!err && !c->dead && !c->set->stopped && reply) {
     if (is_error(reply, "NOGROUP")) {
       c->group_ok = 0; /* the stream was deleted: make the group again */
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
@@ -490,20 +547,22 @@ static void on_read(void *data, redisReply *reply, const char *err) {
   }
   ack_ids(c, drops.ids, drops.lens, drops.n);
   count_taken(c, &drops);
-  if (!c->dead) {
+  if (!c->dead && !c->set->stopped) {
     maybe_submit(c);
     if (got > 0 && got >= asked) step(c); /* there may be more: read again at once */
   }
+  settle(c);
   unref(c);
 }
 
-/* q_claim's reply: [cursor, [[id, fields, count], ...], moved, lag]. */
+/* q_claim's reply: [cursor, [[id, fields, count], ...], moved, lag, oldest age]. */
 static void on_claim(void *data, redisReply *reply, const char *err) {
   consumer_t *c = data;
   c->pending = 0;
   drops_t drops;
   drops.n = drops.taken = drops.again = 0;
-  if (!err && !c->dead && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 4) {
+  if (!err && !c->dead && !c->set->stopped && reply && reply->type == REDIS_REPLY_ARRAY &&
+      reply->elements == 5) {
     const redisReply *cur = reply->element[0], *list = reply->element[1], *moved = reply->element[2];
     if (cur->type == REDIS_REPLY_STRING && cur->len < sizeof c->cursor) {
       memcpy(c->cursor, cur->str, cur->len);
@@ -517,9 +576,10 @@ static void on_claim(void *data, redisReply *reply, const char *err) {
     }
     ack_ids(c, drops.ids, drops.lens, drops.n);
     count_taken(c, &drops);
-    const redisReply *lag = reply->element[3];
-    if (c->meters && lag->type == REDIS_REPLY_INTEGER && lag->integer >= 0) {
-      atomic_store_explicit(&c->meters->lag, lag->integer, memory_order_relaxed);
+    const redisReply *lag = reply->element[3], *age = reply->element[4];
+    if (c->meters && lag->type == REDIS_REPLY_INTEGER && age->type == REDIS_REPLY_INTEGER) {
+      atomic_store_explicit(&c->meters->lag, lag->integer >= 0 ? lag->integer : -1, memory_order_relaxed);
+      atomic_store_explicit(&c->meters->oldest_age_ms, age->integer >= 0 ? age->integer : 0, memory_order_relaxed);
       atomic_store_explicit(&c->meters->lag_ms, cr_wall_ms(), memory_order_release);
     }
     if (c->meters && moved->type == REDIS_REPLY_INTEGER && moved->integer > 0)
@@ -532,7 +592,8 @@ static void on_claim(void *data, redisReply *reply, const char *err) {
     else
       cr_log(CR_LOG_ERROR, c->fn->name, NULL, "%s %s: claiming records failed: %s", c->kind, c->src.name, reply->str);
   }
-  if (!c->dead) maybe_submit(c);
+  if (!c->dead && !c->set->stopped) maybe_submit(c);
+  settle(c);
   unref(c);
 }
 
@@ -549,16 +610,38 @@ static void sent(consumer_t *c, cr_redis_req_t *req) {
   c->refs++;
 }
 
+/* The claim round, for room records (0: none handed out, only the lag and
+ * the oldest age measured). */
+static void send_claim(consumer_t *c, int room) {
+  cr_consumers_t *set = c->set;
+  c->next_claim_ns = cr_clock_ns() + claim_interval_ns(c);
+  char count[16], idle[32], maxr[16], ms[32];
+  snprintf(count, sizeof count, "%d", room);
+  snprintf(idle, sizeof idle, "%lld", (long long)(c->opts.visibility * 1000));
+  snprintf(maxr, sizeof maxr, "%d", c->opts.max_receives);
+  snprintf(ms, sizeof ms, "%llu", (unsigned long long)cr_wall_ms());
+  const char *wrap = c->src.kind == CR_QSRC_QUEUE ? "0" : "1";
+  const char *argv[] = {c->key, c->dlq_key, c->book_key, c->fn->name, set->name, idle,
+                        count,  maxr,       ms,          c->cursor,   wrap};
+  size_t lens[11];
+  for (int i = 0; i < 11; i++) lens[i] = strlen(argv[i]);
+  sent(c, cr_redis_eval(set->redis, set->claim_script, 3, 11, argv, lens, on_claim, c));
+}
+
 /* One request at a time: make the group, claim, or read. */
 static void step(consumer_t *c) {
   cr_consumers_t *set = c->set;
   if (c->dead || set->stopped || !set->redis || c->pending) return;
   maybe_submit(c);
-  if (c->inflight >= c->opts.concurrency || !cr_redis_connected(set->redis)) return;
+  if (!cr_redis_connected(set->redis)) {
+    settle(c);
+    return;
+  }
   int room = c->opts.batch - (c->filling ? c->filling->n : 0);
   if (room <= 0) return;
   const char *group = c->fn->name;
   if (!c->group_ok) {
+    settle(c);
     if (cr_clock_ns() < c->group_retry_ns) return;
     if (c->src.kind == CR_QSRC_KV) {
       /* Tells kv_put and kv_incr to put the new value in their records
@@ -579,26 +662,26 @@ static void step(consumer_t *c) {
     sent(c, cr_redis_call(set->redis, 6, argv, lens, on_group, c));
     return;
   }
-  char count[16];
-  snprintf(count, sizeof count, "%d", room);
-  uint64_t now = cr_clock_ns();
-  if (now >= c->next_claim_ns && set->claim_script >= 0) {
-    c->next_claim_ns = now + claim_interval_ns(c);
-    char idle[32], maxr[16], ms[32];
-    snprintf(idle, sizeof idle, "%lld", (long long)(c->opts.visibility * 1000));
-    snprintf(maxr, sizeof maxr, "%d", c->opts.max_receives);
-    snprintf(ms, sizeof ms, "%llu", (unsigned long long)cr_wall_ms());
-    const char *wrap = c->src.kind == CR_QSRC_QUEUE ? "0" : "1";
-    const char *argv[] = {c->key, c->dlq_key, c->book_key, group, set->name, idle, count, maxr, ms, c->cursor, wrap};
-    size_t lens[11];
-    for (int i = 0; i < 11; i++) lens[i] = strlen(argv[i]);
-    sent(c, cr_redis_eval(set->redis, set->claim_script, 3, 11, argv, lens, on_claim, c));
-    return;
+  int claim_due = cr_clock_ns() >= c->next_claim_ns && set->claim_script >= 0;
+  if (!c->fill_place) {
+    if (place_take(c)) {
+      /* At the trigger's concurrency, across the workers: nothing is read. */
+      if (claim_due) send_claim(c, 0);
+      return;
+    }
+    c->fill_place = 1;
   }
-  const char *argv[] = {"XREADGROUP", "GROUP", group, set->name, "COUNT", count, "STREAMS", c->key, ">"};
-  size_t lens[9];
-  for (int i = 0; i < 9; i++) lens[i] = strlen(argv[i]);
-  sent(c, cr_redis_call(set->redis, 9, argv, lens, on_read, c));
+  if (claim_due) {
+    send_claim(c, room);
+  } else {
+    char count[16];
+    snprintf(count, sizeof count, "%d", room);
+    const char *argv[] = {"XREADGROUP", "GROUP", group, set->name, "COUNT", count, "STREAMS", c->key, ">"};
+    size_t lens[9];
+    for (int i = 0; i < 9; i++) lens[i] = strlen(argv[i]);
+    sent(c, cr_redis_call(set->redis, 9, argv, lens, on_read, c));
+  }
+  settle(c); /* nothing could be sent: the place goes back */
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -617,7 +700,8 @@ cr_consumers_t *cr_consumers_new(uv_loop_t *loop, cr_redis_t *redis, cr_dispatch
   set->d = d;
   set->reg = reg;
   snprintf(set->prefix, sizeof set->prefix, "%s", opts && opts->prefix ? opts->prefix : "cr:");
-  snprintf(set->name, sizeof set->name, "w%d", opts ? opts->worker : 0);
+  set->worker = opts ? opts->worker : 0;
+  snprintf(set->name, sizeof set->name, "w%d", set->worker);
   set->shm = opts ? opts->shm : NULL;
   set->claim_script = -1;
   for (int i = 0; i < cr_stdlib_nscripts; i++)
@@ -723,6 +807,10 @@ void cr_consumers_stop(cr_consumers_t *set) {
   if (!set || set->stopped) return;
   set->stopped = 1;
   set->redis = NULL;
+  /* Places for reading go back now (a read still out gives its place back
+   * when its reply, or its failure, comes); batches running keep theirs
+   * until they end. */
+  for (consumer_t *c = set->list; c; c = c->next) settle(c);
   uv_close((uv_handle_t *)&set->timer, NULL);
 }
 
@@ -731,6 +819,7 @@ void cr_consumers_free(cr_consumers_t *set) {
   while (set->list) {
     consumer_t *c = set->list;
     set->list = c->next;
+    if (c->fill_place) place_give(c);
     consumer_free(c);
   }
   free(set);

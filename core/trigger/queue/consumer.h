@@ -8,7 +8,10 @@
  * trigger's filter leaves out (batch.h's source) are acknowledged at once,
  * without a call; the report's trigger is "storage" or "kv" (fields bucket
  * or namespace, batch, failed); dead letters go to the queue
- * "storage.BUCKET.dlq" or "kv.NS.dlq" as JSON messages (q_claim's wrap).
+ * "storage.BUCKET.dlq" or "kv.NS.dlq" as JSON messages (q_claim's wrap),
+ * naming their group; redriven (q_redrive.lua) they come back into the
+ * stream with a "group" field, and every other group's consumer leaves them
+ * out (batch.h's source group).
  * A kv consumer sets "{kv:NS}:watched" before making its group, so that
  * kv_put and kv_incr put the new value in their records.
  *
@@ -28,10 +31,11 @@
  * order.) The records read fill a batch of at most `batch`; it is invoked
  * once full, or `window` seconds after its first record arrived (0: at once
  * with what one read gave). At most `concurrency` batches of a trigger are
- * in flight in one worker (the bound is per worker for now, not across
- * workers), and nothing is read while they are, so records do not wait
- * outside an invocation; the function's own concurrency applies too (the
- * dispatcher's).
+ * being read or filled or in flight, across all the workers (places in the
+ * trigger's shared-memory entry, shm.h; a dead worker's are taken back by
+ * the master), and a worker without a place reads nothing, so records do
+ * not wait outside an invocation; the function's own concurrency applies
+ * too (the dispatcher's).
  *
  * Each batch is one call through the dispatcher (trigger "queue", report
  * fields queue, batch and failed); the event and result are batch.h's. When
@@ -51,10 +55,12 @@
  * Delivery is at least once.
  *
  * Meters, per (function, trigger labelled "queue:NAME", "storage:BUCKET" or
- * "kv:NAMESPACE"), in shared memory: records handed to the function,
- * redelivered (receiveCount > 1), acknowledged after a call, dead-lettered,
- * and the group's lag as of the last claim round. Records the filter leaves
- * out are not counted. */
+ * "kv:NAMESPACE"), in shared memory: batches invoked and of those failed
+ * (raised, timed out, out of memory, init failed), records handed to the
+ * function, redelivered (receiveCount > 1), acknowledged after a call,
+ * dead-lettered, and as of the last claim round the group's lag and the age
+ * of the oldest record it still needs (q_claim.lua). Records the filter
+ * leaves out are not counted. */
 #ifndef CR_CONSUMER_H
 #define CR_CONSUMER_H
 
