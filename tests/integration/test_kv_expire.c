@@ -40,12 +40,6 @@ static const char writer[] =
     "  return tostring(out)\n"
     "end\n";
 
-/* Wall-clock ms (the clock Redis' TIME and the records' times use). */
-static long long wall_ms(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 static void get_expect(srv_t *s, const char *want, const char *fmt, ...) {
   char path[400];
