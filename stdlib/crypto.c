@@ -19,6 +19,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/core_names.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <string.h>
@@ -261,6 +262,21 @@ static int arg_alg(lua_State *L, const char *fn) {
   return bad_arg(L, 1, fn, "\"RS256\", \"ES256\" or \"EdDSA\" expected");
 }
 
+/* An encrypted key is refused, never prompted for (OpenSSL's default
+ * callback would read a passphrase from the terminal). */
+static int no_passphrase(char *buf, int size, int rwflag, void *u) {
+  (void)buf, (void)size, (void)rwflag, (void)u;
+  return -1;
+}
+
+/* True when an EC key is on P-256 (not merely 256 bits: secp256k1 is too). */
+static int is_p256(EVP_PKEY *k) {
+  char name[64];
+  size_t n = 0;
+  return EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, name, sizeof name, &n) == 1 &&
+         strcmp(name, "prime256v1") == 0;
+}
+
 /* NULL and *err set when the key is unreadable or not of the algorithm's type. */
 static EVP_PKEY *read_key(const char *pem, size_t len, int priv, int alg, const char **err) {
   BIO *bio = BIO_new_mem_buf(pem, (int)len);
@@ -268,15 +284,16 @@ static EVP_PKEY *read_key(const char *pem, size_t len, int priv, int alg, const 
     *err = "out of memory";
     return NULL;
   }
-  EVP_PKEY *k = priv ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+  EVP_PKEY *k = priv ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
   BIO_free(bio);
   if (!k) {
-    *err = priv ? "invalid private key (PEM expected)" : "invalid public key (PEM expected)";
+    ERR_clear_error();
+    *err = priv ? "invalid private key (PEM expected, not encrypted)" : "invalid public key (PEM expected)";
     return NULL;
   }
   int id = EVP_PKEY_get_base_id(k), ok = 0;
   if (alg == ALG_RS256) ok = id == EVP_PKEY_RSA && EVP_PKEY_get_size(k) <= MAX_SIG;
-  if (alg == ALG_ES256) ok = id == EVP_PKEY_EC && EVP_PKEY_get_bits(k) == 256;
+  if (alg == ALG_ES256) ok = id == EVP_PKEY_EC && is_p256(k);
   if (alg == ALG_EDDSA) ok = id == EVP_PKEY_ED25519;
   if (!ok) {
     EVP_PKEY_free(k);

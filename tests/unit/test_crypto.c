@@ -202,6 +202,28 @@ static void test_rs256_round_trip(void **state) {
   round_trip("RS256", "-algorithm RSA -pkeyopt rsa_keygen_bits:2048", 256);
 }
 
+/* An encrypted key and a 256-bit curve that is not P-256 are refused as keys (no passphrase prompt). */
+static void test_refused_keys(void **state) {
+  (void)state;
+  static const char *gen[] = {
+      "openssl genpkey -algorithm ED25519 -aes-128-cbc -pass pass:x 2>/dev/null",
+      "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:secp256k1 2>/dev/null",
+  };
+  static const char *want[] = {"EdDSA nil invalid private key (PEM expected, not encrypted)",
+                               "ES256 nil key is not a P-256 EC key"};
+  for (int i = 0; i < 2; i++) {
+    FILE *p = popen(gen[i], "r");
+    assert_non_null(p);
+    char pem[4096];
+    size_t n = fread(pem, 1, sizeof pem - 1, p);
+    assert_int_equal(pclose(p), 0);
+    pem[n] = 0;
+    const char *args[] = {i ? "ES256" : "EdDSA", pem};
+    assert_int_equal(run("local alg, k = ... local s, e = c.sign(alg, k, 'm') return alg .. ' ' .. tostring(s) .. ' ' .. e", 2, args), 0);
+    assert_string_equal(lua_tostring(vm->L, -1), want[i]);
+  }
+}
+
 static void test_es256_round_trip(void **state) {
   (void)state;
   round_trip("ES256", "-algorithm EC -pkeyopt ec_paramgen_curve:P-256", 64);
@@ -258,7 +280,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_digests),          cmocka_unit_test(test_hmac_vectors),
       cmocka_unit_test(test_ed25519_rfc8032),  cmocka_unit_test(test_rs256_round_trip),
-      cmocka_unit_test(test_es256_round_trip), cmocka_unit_test(test_encodings),
+      cmocka_unit_test(test_es256_round_trip), cmocka_unit_test(test_refused_keys),cmocka_unit_test(test_encodings),
       cmocka_unit_test(test_random_and_uuid),  cmocka_unit_test(test_equal),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
