@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "crypto.h"
 #include "error.h"
 #include "freelist.h"
 #include "hash.h"
@@ -655,6 +656,7 @@ static int open_queue_admin(lua_State *L) {
 static int open_invoke(lua_State *L) {
   return load_embedded(L, cr_stdlib_invoke, cr_stdlib_invoke_len, "=crescent.invoke");
 }
+static int open_crypto(lua_State *L) { return cr_crypto_open(L); }
 static int open_log(lua_State *L) {
   cr_invoke_push_log(L);
   return 1;
@@ -693,6 +695,7 @@ void cr_stdlib_preload(lua_State *L, void *stdlib) {
       {"crescent.queue_admin", open_queue_admin},
       {"crescent.log", open_log},
       {"crescent.invoke", open_invoke},
+      {"crescent.crypto", open_crypto},
   };
   for (size_t i = 0; i < sizeof loaders / sizeof loaders[0]; i++) {
     lua_pushlightuserdata(L, stdlib);

@@ -8,7 +8,7 @@ set -eu
 
 PKGS="build-essential cmake pkg-config dpkg-dev xz-utils
       libuv1-dev libhiredis-dev lua-cjson-dev libcmocka-dev redis-server redis-tools node-llhttp
-      tzdata python3 python3-croniter"
+      tzdata python3 python3-croniter libssl-dev openssl ca-certificates"
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
 

@@ -14,8 +14,16 @@
 #include "error.h"
 #include "freelist.h"
 #include "log.h"
-#include "sha1.h"
 #include "url.h"
+
+#include <openssl/sha.h>
+
+/* A script's SHA-1 as 40 hex digits: the name EVALSHA knows it by. */
+static void script_sha(const char *src, char out[41]) {
+  unsigned char d[SHA_DIGEST_LENGTH];
+  SHA1((const unsigned char *)src, strlen(src), d);
+  for (int i = 0; i < SHA_DIGEST_LENGTH; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
 
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 2000
@@ -593,7 +601,7 @@ cr_redis_t *cr_redis_new(uv_loop_t *loop, const cr_redis_url_t *u, double call_t
   r->scripts = scripts;
   r->nscripts = nscripts;
   r->shas = calloc((size_t)(nscripts ? nscripts : 1), sizeof *r->shas);
-  for (int i = 0; i < nscripts; i++) cr_sha1_hex(scripts[i].source, strlen(scripts[i].source), r->shas[i]);
+  for (int i = 0; i < nscripts; i++) script_sha(scripts[i].source, r->shas[i]);
   uv_timer_init(loop, &r->reconnect);
   r->reconnect.data = r;
   uv_timer_init(loop, &r->sweeper);
