@@ -22,7 +22,8 @@
 # Timing: crescent's consumer function is dropped into the served folder (hot reload) once the
 # backlog is in; the clock starts when its consumer group appears (made right before its first
 # read) and stops when every message was read and acknowledged (XINFO GROUPS: entries-read = N,
-# pending = 0), polled every ~1 ms (that poll's Redis cost is counted against crescent).
+# pending = 0), polled every 1-20 ms, more often as the end nears (that poll's Redis cost is
+# counted against crescent).
 # BullMQ's starts at worker.run() and stops at the N-th 'completed' event.
 #
 # Usage:  tests/bench/queue.sh        (as root the first time: installs Debian's nodejs, npm,
@@ -32,8 +33,14 @@
 #         ${XDG_CACHE_HOME:-$HOME/.cache}/crescent-bench: npm installs bullmq and ioredis there,
 #         never in the tree), REDIS_PORT (16399), HTTP_PORT (18099), RUN_TIMEOUT (s per step,
 #         default 120), RESULTS_DIR (default tests/bench/results/queue-<UTC stamp>, gitignored),
-#         SKIP_INSTALL=1, CASES (default "consume1 consume10 consumebull producecrescent
-#         producebull"). SUMMARY_ONLY=DIR prints the table of an earlier run again.
+#         SKIP_INSTALL=1, CALM_WAIT (s, default 30) and CALM_PCT (default 25): before each case,
+#         wait at most CALM_WAIT for the machine's load to fall below CALM_PCT % of one CPU,
+#         CASES (default "consume1 consume10 consumebull producecrescent producebull").
+#         SUMMARY_ONLY=DIR prints the table of an earlier run again.
+# The table's last column, "other CPU %", is what everything else on the machine used during
+# the measured interval, in % of one CPU (not counting the harness: crescent's poller or the
+# HTTP client starting its producers, kept in runs.tsv): a large one means the numbers shared
+# the machine with someone else's work.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -47,6 +54,8 @@ REDIS_PORT=${REDIS_PORT:-16399}
 HTTP_PORT=${HTTP_PORT:-18099}
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
+CALM_WAIT=${CALM_WAIT:-30}
+CALM_PCT=${CALM_PCT:-25}
 CASES=${CASES:-consume1 consume10 consumebull producecrescent producebull}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS_DIR=${RESULTS_DIR:-$HERE/results/queue-$STAMP}
@@ -56,6 +65,7 @@ IOREDIS_VERSION=5.11.1
 (( N >= 100 && N <= 1000000 )) || { echo "N must be 100..1000000" >&2; exit 2; }
 (( CONC >= 1 && CONC <= 100 )) || { echo "CONC must be 1..100 (a trigger's concurrency)" >&2; exit 2; }
 (( ROUNDS >= 1 && ROUNDS <= 10 )) || { echo "ROUNDS must be 1..10" >&2; exit 2; }
+(( CALM_WAIT >= 0 && CALM_WAIT <= 300 )) || { echo "CALM_WAIT must be 0..300 s" >&2; exit 2; }
 (( RUN_TIMEOUT >= 5 && RUN_TIMEOUT <= 600 )) || { echo "RUN_TIMEOUT must be 5..600 s" >&2; exit 2; }
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -74,7 +84,8 @@ table() {
     function f(x, fmt) { return x < 0 ? "-" : sprintf(fmt, x) }
     { k = $1; rounds[k]++
       rate[k] = rate[k] " " ($3 / $4)
-      srv[k] = srv[k] " " ($5 / $3 * 1e6); red[k] = red[k] " " ($6 / $3 * 1e6); tot[k] = tot[k] " " (($5 + $6) / $3 * 1e6) }
+      srv[k] = srv[k] " " ($5 / $3 * 1e6); red[k] = red[k] " " ($6 / $3 * 1e6); tot[k] = tot[k] " " (($5 + $6) / $3 * 1e6)
+      oth[k] = oth[k] " " ($8 / $4 * 100) }
     END {
       split("consume1 consume10 consumebull producecrescent producebull", order, " ")
       name["consume1"] = "consume, crescent batch=1"; name["consume10"] = "consume, crescent batch=10"
@@ -82,13 +93,13 @@ table() {
       name["producebull"] = "produce, BullMQ queue.add"
       peer["consume1"] = "consumebull"; peer["consume10"] = "consumebull"; peer["producecrescent"] = "producebull"
       for (i = 1; i <= 5; i++) { k = order[i]; if (!(k in rounds)) continue
-        R[k] = median(rate[k]); S[k] = median(srv[k]); D[k] = median(red[k]); T[k] = median(tot[k]) }
-      printf "| case | rounds | msgs/s | server µs/msg | redis µs/msg | total µs/msg | crescent/BullMQ msgs/s | crescent/BullMQ CPU/msg |\n"
-      printf "|---|---|---|---|---|---|---|---|\n"
+        R[k] = median(rate[k]); S[k] = median(srv[k]); D[k] = median(red[k]); T[k] = median(tot[k]); O[k] = median(oth[k]) }
+      printf "| case | rounds | msgs/s | server µs/msg | redis µs/msg | total µs/msg | crescent/BullMQ msgs/s | crescent/BullMQ CPU/msg | other CPU %% |\n"
+      printf "|---|---|---|---|---|---|---|---|---|\n"
       for (i = 1; i <= 5; i++) { k = order[i]; if (!(k in R)) continue
         rr = "-"; rc = "-"; p = peer[k]
         if (p in R && R[p] > 0) { rr = sprintf("%.2f", R[k] / R[p]); rc = sprintf("%.2f", T[k] / T[p]) }
-        printf "| %s | %d | %.0f | %s | %s | %s | %s | %s |\n", name[k], rounds[k], R[k], f(S[k], "%.1f"), f(D[k], "%.1f"), f(T[k], "%.1f"), rr, rc }
+        printf "| %s | %d | %.0f | %s | %s | %s | %s | %s | %.0f |\n", name[k], rounds[k], R[k], f(S[k], "%.1f"), f(D[k], "%.1f"), f(T[k], "%.1f"), rr, rc, O[k] }
       print ""
       print "Targets (issue 13), medians of this run:"
       tg("consume1", 1.5); tg("consume10", 5)
@@ -208,16 +219,33 @@ conc_copy() { # src dst
 }
 
 record() { # case round json
-  local c=$1 r=$2 j=$3 msgs secs server redis
-  read -r msgs secs server redis < <(node -e '
+  local c=$1 r=$2 j=$3 msgs secs server redis harness other
+  read -r msgs secs server redis harness other < <(node -e '
     const o = JSON.parse(process.argv[1]);
-    console.log(o.msgs, o.secs.toFixed(4), o.cpu[0].toFixed(2), o.cpu[1].toFixed(2))' "$j")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$r" "$msgs" "$secs" "$server" "$redis" "$(date -u +%H:%M:%S)" >> "$RESULTS_DIR/runs.tsv"
-  log "r$r $c: $msgs msgs in ${secs} s = $(awk -v m="$msgs" -v s="$secs" 'BEGIN{printf "%.0f", m/s}') msgs/s; server ${server} s, redis ${redis} s CPU"
+    console.log(o.msgs, o.secs.toFixed(4), ...o.cpu.map((x) => x.toFixed(2)))' "$j")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$r" "$msgs" "$secs" "$server" "$redis" "$harness" "$other" "$(date -u +%H:%M:%S)" \
+    >> "$RESULTS_DIR/runs.tsv"
+  log "r$r $c: $msgs msgs in ${secs} s = $(awk -v m="$msgs" -v s="$secs" 'BEGIN{printf "%.0f", m/s}') msgs/s; CPU s: server $server, redis $redis, harness $harness, other $other"
+}
+
+CLK=$(getconf CLK_TCK)
+sys_busy_ticks() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# Waits, at most CALM_WAIT s, for the machine's load to fall below CALM_PCT % of one CPU
+# (nothing of ours runs then: a busy machine is someone else's build).
+wait_calm() {
+  (( CALM_WAIT > 0 )) || return 0
+  local t0=$SECONDS a b pct
+  while :; do
+    a=$(sys_busy_ticks); sleep 1; b=$(sys_busy_ticks)
+    pct=$(( (b - a) * 100 / CLK ))
+    (( pct < CALM_PCT )) && return 0
+    if (( SECONDS - t0 >= CALM_WAIT )); then log "the machine is busy (${pct}% of a CPU) after ${CALM_WAIT} s: measuring anyway"; return 0; fi
+  done
 }
 
 run_case() { # case round
   local c=$1 r=$2 out fdir
+  wait_calm
   rcli flushall > /dev/null
   case $c in
     consume1|consume10)
@@ -270,7 +298,7 @@ main() {
     echo "peer: bullmq $BULLMQ_VERSION, ioredis $IOREDIS_VERSION, node $(node --version); $(redis-server --version | cut -d' ' -f1-3)"
     echo "N=$N CONC=$CONC ROUNDS=$ROUNDS; 1 crescent worker vs 1 node process; 200-byte JSON messages"
   } > "$RESULTS_DIR/run.txt"
-  printf 'case\tround\tmsgs\tsecs\tserver_cpu_s\tredis_cpu_s\tend_utc\n' > "$RESULTS_DIR/runs.tsv"
+  printf 'case\tround\tmsgs\tsecs\tserver_cpu_s\tredis_cpu_s\tharness_cpu_s\tother_cpu_s\tend_utc\n' > "$RESULTS_DIR/runs.tsv"
   local r
   for r in $(seq 1 "$ROUNDS"); do
     for c in $CASES; do
