@@ -1,0 +1,7 @@
+-- bench (tests/bench/queue.sh): a no-op consumer of the queue "bench", ten messages per
+-- invocation. It declares `event`, so the platform builds it (records with their JSON
+-- bodies decoded), as BullMQ's worker hands its processor a job with its data parsed.
+return {
+  triggers = { { queue = "bench", batch = 10, concurrency = 2 } }, -- queue.sh sets concurrency to its CONC
+  handler = function(event) end,
+}
