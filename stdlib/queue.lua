@@ -37,6 +37,10 @@ local function check_name(fname, name)
   if type(name) ~= "string" or #name < 1 or #name > 128 or not find(name, "^[%w_.:%-]+$") then
     error(format("bad argument #1 to '%s' (queue name: 1 to 128 letters, digits, '_', '.', ':' or '-')", fname), 3)
   end
+  if find(name, "^crescent%.") then
+    -- the platform's (crescent.async: the asynchronous invocations, core/trigger/invoke/async.h)
+    error(format("bad argument #1 to '%s' (queue names starting with 'crescent.' are the platform's)", fname), 3)
+  end
 end
 
 local delay_msg = "delay must be 0 to 900 seconds"

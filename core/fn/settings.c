@@ -612,6 +612,9 @@ static int read_trigger(entry_t *e, double timeout, cr_trigger_spec_t *t) {
     if ((rc = entry_string(e, "queue", queue_name_ok, "a queue name (1 to 128 letters, digits, '_', '.', ':' or '-')",
                            &t->queue.name)))
       return rc;
+    if (strncmp(t->queue.name, CR_RESERVED_QUEUE_PREFIX, strlen(CR_RESERVED_QUEUE_PREFIX)) == 0)
+      return entry_fail(e, "queue '%s' is the platform's (names starting with '" CR_RESERVED_QUEUE_PREFIX "' are reserved)",
+                        t->queue.name);
     return entry_stream(e, timeout, &t->queue.opts);
   case CR_TRIGGER_STORAGE:
     t->storage.events = CR_STORAGE_PUT | CR_STORAGE_DELETE;
@@ -783,13 +786,11 @@ static int read_destination(lua_State *L, const char *key, char **out, char *err
   raw_field(L, "queue");
   size_t n = 0;
   const char *q = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
-  int ok = q && n >= 1 && n <= 128;
-  for (size_t i = 0; ok && i < n; i++) {
-    char c = q[i];
-    ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-         c == ':' || c == '-';
-  }
-  if (!ok) rc = fail(err, errlen, "setting '%s': 'queue' must be a queue name (1 to 128 letters, digits, '_', '.', ':' or '-')", key);
+  if (!q || !queue_name_ok(q, n))
+    rc = fail(err, errlen, "setting '%s': 'queue' must be a queue name (1 to 128 letters, digits, '_', '.', ':' or '-')", key);
+  else if (strncmp(q, CR_RESERVED_QUEUE_PREFIX, strlen(CR_RESERVED_QUEUE_PREFIX)) == 0)
+    rc = fail(err, errlen, "setting '%s': queue '%s' is the platform's (names starting with '" CR_RESERVED_QUEUE_PREFIX
+              "' are reserved)", key, q);
   else if (!(*out = strdup(q))) rc = CR_ENOMEM;
   lua_pop(L, 1);
 done:

@@ -142,6 +142,10 @@ typedef struct cr_settings_s {
 #define CR_DEFAULT_CONCURRENCY 100
 #define CR_MAX_CONCURRENCY 10000
 #define CR_DEFAULT_IDLE 300.0
+/* Queues whose names start with this are the platform's (crescent.async, the
+ * asynchronous invocations): no trigger, destination or send may name one, so
+ * no function reads another's invocation events. */
+#define CR_RESERVED_QUEUE_PREFIX "crescent."
 #define CR_DEFAULT_RETRIES 2
 #define CR_MAX_RETRIES 10
 

@@ -250,6 +250,11 @@ static void async_invocations(void **state) {
             "  local c = { select(2, invoke.call('job', { name = string.rep('x', 7 * 1024 * 1024) })) }\n"
             "  return a[1] .. '|' .. c[1]\n"
             "end\n");
+  /* The asynchronous invocations' queue is the platform's: no function sends to it (a trigger on
+   * it, reading every function's events, is refused at load: unit_settings). */
+  srv_write(&s, "forge.lua",
+            "local queue = require 'crescent.queue'\n"
+            "return function() return select(2, pcall(queue.send, 'crescent.async', { fn = 'job' })) end\n");
   srv_write(&s, "fire.lua",
             "local invoke = require 'crescent.invoke'\n"
             "return function(event)\n"
@@ -310,6 +315,9 @@ static void async_invocations(void **state) {
   st = wait_status(&s, id, "failed", 5000);
   if (!strstr(st, "\"attempts\":1")) fail_msg("%s", st);
   free(st);
+
+  http_expect_body(s.port, "/forge",
+                   "bad argument #1 to 'queue.send' (queue names starting with 'crescent.' are the platform's)");
 
   /* Unknown function: refused at once. */
   http_get(s.port, "/fire?fn=nope&name=d", &r);

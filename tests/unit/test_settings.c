@@ -949,6 +949,11 @@ static void test_async_settings(void **state) {
                 "setting 'onSuccess': 'queue' must be a queue name (1 to 128 letters, digits, '_', '.', ':' or '-')");
   refused_exact("return { handler = print, onSuccess = { queue = 'q', lambda = 'x' } }",
                 "setting 'onSuccess': unknown key 'lambda' (known: queue)");
+  refused_exact("return { handler = print, onFailure = { queue = 'crescent.async' } }",
+                "setting 'onFailure': queue 'crescent.async' is the platform's (names starting with 'crescent.' are reserved)");
+  refused_exact("return { handler = print, triggers = { { queue = 'crescent.async' } } }",
+                "setting 'triggers': entry 1: queue 'crescent.async' is the platform's (names starting with 'crescent.' "
+                "are reserved)");
   refused("return { handler = print, onfailure = {} }", "unknown setting 'onfailure' (did you mean 'onFailure'?)", NULL);
 }
 
