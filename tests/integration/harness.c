@@ -927,3 +927,19 @@ int srv_count_msg(srv_t *s, const char *msg) {
   snprintf(needle, sizeof needle, "\"msg\":\"%s\"", msg);
   return srv_log_count(s, needle, NULL);
 }
+
+void srv_wait_group(srv_t *s, const char *key, const char *fn) {
+  char name[200];
+  snprintf(name, sizeof name, "\nname\n%s\n", fn);
+  for (int i = 0; i < 200; i++) {
+    char *g = srv_rcli(s, "XINFO", "GROUPS", key, NULL);
+    char *line = malloc(strlen(g) + 2);
+    snprintf(line, strlen(g) + 2, "\n%s", g);
+    int found = strstr(line, name) != NULL;
+    free(line);
+    free(g);
+    if (found) return;
+    sleep_ms(25);
+  }
+  fail_msg("no group %s on %s", fn, key);
+}

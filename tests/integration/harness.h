@@ -177,4 +177,8 @@ void srv_rename(srv_t *s, const char *from, const char *to);
 /* mkdir -p root/functions/relpath */
 void srv_mkdir(srv_t *s, const char *relpath);
 
+/* Waits (at most 5 s) until function fn's consumer group exists on stream key: a new storage or kv
+ * trigger reads the writes made from then on. */
+void srv_wait_group(srv_t *s, const char *key, const char *fn);
+
 #endif

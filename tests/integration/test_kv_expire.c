@@ -72,23 +72,6 @@ static void expect_cli(srv_t *s, const char *want, const char *a, const char *b,
   free(out);
 }
 
-/* Waits until the group of function fn exists on stream key (a kv trigger reads the writes made
- * from then on). */
-static void wait_group(srv_t *s, const char *key, const char *fn) {
-  char name[200];
-  snprintf(name, sizeof name, "\nname\n%s\n", fn);
-  for (int i = 0; i < 200; i++) {
-    char *g = rcli(s, "XINFO", "GROUPS", key);
-    char *line = malloc(strlen(g) + 2);
-    snprintf(line, strlen(g) + 2, "\n%s", g);
-    int found = strstr(line, name) != NULL;
-    free(line);
-    free(g);
-    if (found) return;
-    sleep_ms(25);
-  }
-  fail_msg("no group %s on %s", fn, key);
-}
 
 /* --- a stream as redis-cli prints it ------------------------------------------------------------ */
 
@@ -202,7 +185,7 @@ static void expire_records(void **state) {
             "    end\n"
             "  end }\n");
   srv_start(&s, "--workers 2");
-  wait_group(&s, "cr:{kv:sess}:changes", "watch");
+  srv_wait_group(&s, "cr:{kv:sess}:changes", "watch");
 
   long long t0 = wall_ms();
   get_expect(&s, "1", "/w?ns=sess&op=put&k=user:a&ttl=1");    /* expires at t0 + 1 s */
@@ -329,7 +312,7 @@ static void expiries_while_down(void **state) {
             "    end\n"
             "  end }\n");
   srv_start(&s, "--workers 2");
-  wait_group(&s, "cr:{kv:down}:changes", "seen");
+  srv_wait_group(&s, "cr:{kv:down}:changes", "seen");
   long long t0 = wall_ms();
   char want[16];
   snprintf(want, sizeof want, "%d", NDOWN);

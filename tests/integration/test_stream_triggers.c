@@ -31,23 +31,6 @@ static const char writer[] =
     "  if q.op == 'incr' then return (ns.incr(q.k, tonumber(q.v))) end\n"
     "end\n";
 
-/* Waits until the group of function fn exists on stream key (a new storage or kv trigger reads
- * the writes made from then on). */
-static void wait_group(srv_t *s, const char *key, const char *fn) {
-  char name[200];
-  snprintf(name, sizeof name, "\nname\n%s\n", fn);
-  for (int i = 0; i < 200; i++) {
-    char *g = srv_rcli(s, "XINFO", "GROUPS", key, NULL);
-    char *line = malloc(strlen(g) + 2);
-    snprintf(line, strlen(g) + 2, "\n%s", g);
-    int found = strstr(line, name) != NULL;
-    free(line);
-    free(g);
-    if (found) return;
-    sleep_ms(25);
-  }
-  fail_msg("no group %s on %s", fn, key);
-}
 
 static void expect_no_pending(srv_t *s, const char *key, const char *group) {
   long long n = srv_rcli_ll(s, "XPENDING", key, group, NULL);
@@ -77,8 +60,8 @@ static void storage_events_and_filters(void **state) {
             "  end }\n");
   srv_start(&s, "--workers 2");
   http_expect(s.port, "/thumbs", 404, NULL); /* trigger-only: no route */
-  wait_group(&s, "cr:{st:pics}:events", "thumbs");
-  wait_group(&s, "cr:{st:pics}:events", "gone");
+  srv_wait_group(&s, "cr:{st:pics}:events", "thumbs");
+  srv_wait_group(&s, "cr:{st:pics}:events", "gone");
   http_get_ok(s.port, "/w?op=put&b=pics&k=img/a.png");  /* fires */
   http_get_ok(s.port, "/w?op=put&b=pics&k=img/b.jpg");  /* suffix */
   http_get_ok(s.port, "/w?op=put&b=pics&k=doc/c.png");  /* prefix */
@@ -124,7 +107,7 @@ static void kv_events_and_filters(void **state) {
             "    ctx.log.info('rec ' .. r.op .. ' ' .. r.key .. ' ' .. r.version .. ' ' .. v)\n"
             "  end }\n");
   srv_start(&s, "--workers 2");
-  wait_group(&s, "cr:{kv:people}:changes", "users");
+  srv_wait_group(&s, "cr:{kv:people}:changes", "users");
   http_get_ok(s.port, "/w?op=kput&ns=people&k=user:1&v=ann");
   http_get_ok(s.port, "/w?op=kput&ns=people&k=order:1&v=x"); /* prefix */
   http_get_ok(s.port, "/w?op=kput&ns=default&k=user:2&v=y"); /* namespace */
@@ -174,8 +157,8 @@ static void failures_and_dead_letters(void **state) {
             "    return { failed = failed }\n"
             "  end }\n");
   srv_start(&s, "--workers 1");
-  wait_group(&s, "cr:{st:fail}:events", "bad_st");
-  wait_group(&s, "cr:{kv:fail}:changes", "bad_kv");
+  srv_wait_group(&s, "cr:{st:fail}:events", "bad_st");
+  srv_wait_group(&s, "cr:{kv:fail}:changes", "bad_kv");
   http_get_ok(s.port, "/w?op=put&b=fail&k=obj");
   http_get_ok(s.port, "/w?op=kput&ns=fail&k=bad&v=1");
   http_get_ok(s.port, "/w?op=kput&ns=fail&k=good&v=2");
@@ -251,10 +234,10 @@ static void redrive_records(void **state) {
             "return { triggers = { { kv = '', namespace = 'rdn' } }, handler = function(event, ctx)\n"
             "  for _, r in ipairs(event.records) do ctx.log.info('kvaudit ' .. r.key) end end }\n");
   srv_start(&s, "--workers 2");
-  wait_group(&s, "cr:{st:rd}:events", "flaky");
-  wait_group(&s, "cr:{st:rd}:events", "audit");
-  wait_group(&s, "cr:{kv:rdn}:changes", "kvflaky");
-  wait_group(&s, "cr:{kv:rdn}:changes", "kvaudit");
+  srv_wait_group(&s, "cr:{st:rd}:events", "flaky");
+  srv_wait_group(&s, "cr:{st:rd}:events", "audit");
+  srv_wait_group(&s, "cr:{kv:rdn}:changes", "kvflaky");
+  srv_wait_group(&s, "cr:{kv:rdn}:changes", "kvaudit");
   http_get_ok(s.port, "/w?op=put&b=rd&k=k1");
   http_get_ok(s.port, "/w?op=put&b=rd&k=k2");
   http_get_ok(s.port, "/w?op=kput&ns=rdn&k=bad&v=b1");
