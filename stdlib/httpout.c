@@ -1,6 +1,7 @@
 /* httpout.c - the primitive under crescent.http (httpout.h). */
 #include "httpout.h"
 
+#include <ctype.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdio.h>
@@ -61,8 +62,11 @@ static int build_result(lua_State *L) {
     lua_rawseti(L, -2, 2 * i + 1);
     lua_pushlstring(L, v, vl);
     lua_rawseti(L, -2, 2 * i + 2);
-    /* headers[name]: repeated fields joined with ", " (RFC 9110 5.3). */
-    lua_pushlstring(L, p, nl);
+    /* headers[lower-case name]: repeated fields joined with ", " (RFC 9110 5.3). */
+    luaL_Buffer lb;
+    luaL_buffinit(L, &lb);
+    for (size_t k = 0; k < nl; k++) luaL_addchar(&lb, (char)tolower((unsigned char)p[k]));
+    luaL_pushresult(&lb);
     lua_pushvalue(L, -1);
     lua_rawget(L, -4);
     if (lua_isstring(L, -1)) {
