@@ -5,7 +5,7 @@ upstream.py --port-file F [--tls CERT KEY]: listens on 127.0.0.1 port 0, writes 
 connections it accepts (GET /conns) so a test can tell a reused connection from a new one.
 Endpoints: /hello, /echo (any method; JSON of what arrived), /conns, /chunked?n=N,
 /redirect?to=URL&code=C, /redirect/N (N hops ending at /hello), /loop, /slow?ms=M, /hang,
-/big?bytes=B[&chunked=1], /status/N, /close, /headers. Python's standard library only."""
+/big?bytes=B[&chunked=1], /status/N, /close, /truncate (closes mid-body), /headers. Python's standard library only."""
 import argparse
 import http.server
 import json
@@ -146,6 +146,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(n, "status %d" % n, text)
         if path == "/close":
             return self.reply(200, "closing", text, close=True)
+        if path == "/truncate":  # promises 100 bytes, sends 10, closes
+            self.send_response_only(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            self.close_connection = True
+            return
         if path == "/headers":
             return self.reply(200, "headers", text + [("Set-Cookie", "a=1"), ("X-Multi", "one"),
                                                       ("Set-Cookie", "b=2"), ("X-Multi", "two")])
