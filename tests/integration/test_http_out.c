@@ -257,6 +257,20 @@ static void wait_api_http(srv_t *s, const char *fn, const char *want) {
   }
 }
 
+/* Waits (at most 5 s) until a function written while the server runs answers path (not 404). */
+static void wait_routed(srv_t *s, const char *path) {
+  long long until = now_ms() + 5000;
+  for (;;) {
+    http_resp_t r;
+    http_get(s->port, path, &r);
+    int st = r.status;
+    http_free(&r);
+    if (st != 404) return;
+    if (now_ms() > until) fail_msg("%s is still not routed", path);
+    sleep_ms(50);
+  }
+}
+
 /* --- requests, results, limits (one server, --workers 1) --------------------------------------- */
 
 static void requests(void **state) {
@@ -491,6 +505,10 @@ static void egress(void **state) {
   fnw(&s, "pv", 1, "", "",
       "  return show(http.get('http://10.1.2.3:8080/', { timeout = 1 })) .. '\\n' ..\n"
       "         show(http.get('http://192.168.0.1/', { timeout = 1 }))");
+  fnw(&s, "lit", 1, "", "",
+      "  return show(http.get('http://0.0.0.0:' .. UP .. '/hello')) .. '\\n' ..\n"
+      "         show(http.get('http://[::1]:' .. UP .. '/hello')) .. '\\n' ..\n"
+      "         show(http.get('http://[::ffff:127.0.0.1]:' .. UP .. '/hello'))");
   fnw(&s, "dns", 1, "", "", "  return show(http.get('http://nonexistent.invalid/', { timeout = 2 }))");
   fnw(&s, "notlisted", 0, "", "", "  return show(http.get('http://127.0.0.1:1/hello'))");
   srv_start(&s, "--workers 1");
@@ -505,6 +523,11 @@ static void egress(void **state) {
   http_expect_body(s.port, "/pv",
                    "nil|egress: 10.1.2.3:8080 is not allowed (private)\n"
                    "nil|egress: 192.168.0.1:80 is not allowed (private)");
+  expect_fmt(&s, "/lit",
+             "nil|egress: 0.0.0.0:%d is not allowed (unspecified)\n"
+             "nil|egress: [::1]:%d is not allowed (loopback)\n"
+             "nil|egress: [::ffff:127.0.0.1]:%d is not allowed (loopback)",
+             up.port, up.port, up.port);
   http_get(s.port, "/dns", &r);
   if (strncmp(r.body, "nil|dns: nonexistent.invalid: ", 30)) fail_msg("/dns: %s", r.body);
   http_free(&r);
@@ -527,6 +550,18 @@ static void egress(void **state) {
              "nil|egress: 127.0.0.1:%d is crescent's own listener\n"
              "nil|egress: 127.0.0.1:%d is crescent's own listener",
              s.port, s.port);
+  /* Listed by address and port, its own listener is allowed (written now that the port is known). */
+  char src[512];
+  snprintf(src, sizeof src,
+           "local http = require 'crescent.http'\n"
+           "return { egress = { '127.0.0.1:%d' }, handler = function()\n"
+           "  local r, err = http.get('http://127.0.0.1:%d/lb')\n"
+           "  return r and (r.status .. '|' .. r.body) or err\n"
+           "end }\n",
+           s.port, s.port);
+  srv_write(&s, "ownlisted.lua", src);
+  wait_routed(&s, "/ownlisted");
+  http_expect_body(s.port, "/ownlisted", "200|200|hello\nnil|connection refused");
   srv_expect_errors(&s, srv_log_count(&s, "\"level\":\"error\"", NULL));
   srv_stop(&s);
 }
