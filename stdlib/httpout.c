@@ -11,7 +11,6 @@
 #include "buf.h"
 #include "clock.h"
 #include "invoke.h"
-#include "modules.h"
 #include "pool.h"
 #include "registry.h"
 #include "vm.h"
@@ -258,7 +257,7 @@ static int l_request(lua_State *L) {
     snprintf(msg, sizeof msg, "too many requests (%d per invocation)", cfg->max_requests);
     return nil_err(L, msg);
   }
-  if (!cr_stdlib_can_yield(L, inv)) {
+  if (!cr_invoke_can_yield(L, inv)) {
     cr_buf_free(&hb);
     return nil_err(L, "cannot call crescent.http here (inside a C callback)");
   }
