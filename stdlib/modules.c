@@ -72,6 +72,7 @@ EMBEDDED(cr_redis_q_redrive)
 EMBEDDED(cr_redis_inv_send)
 EMBEDDED(cr_redis_inv_done)
 EMBEDDED(cr_redis_cron_claim)
+EMBEDDED(cr_redis_rate_gcra)
 EMBEDDED(cr_redis_cron_done)
 
 const cr_redis_script_t cr_stdlib_scripts[] = {
@@ -82,6 +83,7 @@ const cr_redis_script_t cr_stdlib_scripts[] = {
     {"q_claim", cr_redis_q_claim}, /* the queue trigger's (core/trigger/queue) */
     {"q_stats", cr_redis_q_stats},     {"q_redrive", cr_redis_q_redrive}, /* crescent.queue_admin's */
     {"inv_send", cr_redis_inv_send},   {"inv_done", cr_redis_inv_done},   /* core/trigger/invoke/async.c's */
+    {"rate_gcra", cr_redis_rate_gcra}, /* core/trigger/http/policy.c's */
     {"cron_claim", cr_redis_cron_claim}, {"cron_done", cr_redis_cron_done}, /* core/trigger/cron's */
     {"kv_expire", cr_redis_kv_expire}, /* the expiry sweeper's (stdlib/kvexpire.c) */
 };

@@ -74,6 +74,7 @@ typedef struct {
   _Atomic uint64_t hist[CR_SHM_HIST_BUCKETS];
   /* outbound HTTP (crescent.http): requests made, of them failed, bytes on the wire, time waited */
   _Atomic uint64_t http_requests, http_errors, http_bytes_in, http_bytes_out, http_ns;
+  _Atomic uint64_t rate_limited;  /* requests refused by the function's rateLimit (never invoked) */
 } cr_shm_fn_t;
 
 /* One stream trigger of a function (a queue, a bucket's events, a

@@ -1,6 +1,7 @@
 /* settings.c - reading, validating and moving function settings. */
 #include "settings.h"
 
+#include <ctype.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cron.h"
 #include "egress.h"
@@ -26,7 +28,7 @@ static void raw_field(lua_State *L, const char *key) {
 
 static const char *const known_keys[] = {"handler", "routes",  "timeout",   "memory",   "concurrency", "warm",
                                          "idle",    "env",     "triggers",  "retries",  "onSuccess",   "onFailure",
-                                         "egress"};
+                                         "egress",  "cors",    "rateLimit"};
 #define NKNOWN (sizeof known_keys / sizeof known_keys[0])
 
 void cr_settings_defaults(cr_settings_t *s) {
@@ -72,6 +74,12 @@ void cr_settings_free(cr_settings_t *s) {
   free(s->on_failure);
   for (int i = 0; i < s->negress; i++) free(s->egress[i]);
   free(s->egress);
+  for (int i = 0; i < s->cors.norigins; i++) free(s->cors.origins[i]);
+  free(s->cors.origins);
+  free(s->cors.methods);
+  free(s->cors.headers);
+  free(s->cors.expose);
+  free(s->rate.header);
   cr_settings_defaults(s);
 }
 
@@ -770,6 +778,234 @@ int cr_settings_set_env(cr_settings_t *s, const char *name, const char *value) {
 
 /* onSuccess / onFailure = { queue = NAME }: an asynchronous invocation's
  * destination (core/trigger/invoke/async.h), a queue name by crescent.queue's rule. */
+/* --- gateway policies: cors, rateLimit */
+
+/* Checks that the table at -1 (setting `what`) has only the keys in known. */
+static int only_keys(lua_State *L, const char *what, const char *const *known, const char *list, char *err,
+                     size_t errlen) {
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    int ok = 0;
+    if (lua_type(L, -1) == LUA_TSTRING)
+      for (const char *const *k = known; *k; k++) ok |= strcmp(lua_tostring(L, -1), *k) == 0;
+    if (!ok) {
+      int rc = fail(err, errlen, "setting '%s': unknown key '%s' (known: %s)", what,
+                    lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : lua_typename(L, lua_type(L, -1)), list);
+      lua_pop(L, 1);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+static int sub_number(lua_State *L, const char *what, const char *key, double lo, double hi, int integer,
+                      double *out, char *err, size_t errlen) {
+  raw_field(L, key);
+  int t = lua_type(L, -1);
+  double v = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (t == LUA_TNIL) return 0;
+  if (t != LUA_TNUMBER || v != v || v < lo || v > hi || (integer && v != floor(v)))
+    return fail(err, errlen, "setting '%s': '%s' must be %s from %g to %g", what, key,
+                integer ? "an integer" : "a number", lo, hi);
+  *out = v;
+  return 0;
+}
+
+static int sub_bool(lua_State *L, const char *what, const char *key, int *out, char *err, size_t errlen) {
+  raw_field(L, key);
+  int t = lua_type(L, -1);
+  if (t == LUA_TBOOLEAN) *out = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (t != LUA_TNIL && t != LUA_TBOOLEAN) return fail(err, errlen, "setting '%s': '%s' must be true or false", what, key);
+  return 0;
+}
+
+static int is_token_char(int c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c);
+}
+
+/* A list of HTTP tokens (header names or methods) at key, joined with ", "
+ * into *out (upper-case when upper, else lower-case); absent: *out NULL. */
+static int sub_tokens(lua_State *L, const char *what, const char *key, int upper, char **out, char *err,
+                      size_t errlen) {
+  raw_field(L, key);
+  int rc = 0;
+  if (lua_isnil(L, -1)) goto done;
+  if (!lua_istable(L, -1)) {
+    rc = fail(err, errlen, "setting '%s': '%s' must be a list of names like { \"%s\" }", what, key,
+              upper ? "GET" : "x-custom");
+    goto done;
+  }
+  cr_buf_t b = CR_BUF_INIT;
+  int n = (int)lua_objlen(L, -1);
+  for (int i = 1; i <= n && !rc; i++) {
+    lua_rawgeti(L, -1, i);
+    size_t len;
+    const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    int ok = v && len > 0 && len <= 64;
+    for (size_t k = 0; ok && k < len; k++) ok = is_token_char((unsigned char)v[k]);
+    if (!ok) {
+      rc = fail(err, errlen, "setting '%s': '%s' entry %d must be a name (1 to 64 token characters)", what, key, i);
+    } else {
+      if (b.len) cr_buf_append_str(&b, ", ");
+      for (size_t k = 0; k < len; k++) cr_buf_putc(&b, (char)(upper ? toupper((unsigned char)v[k]) : tolower((unsigned char)v[k])));
+    }
+    lua_pop(L, 1);
+  }
+  if (!rc) *out = strdup(b.len ? cr_buf_cstr(&b) : "");
+  if (!rc && !*out) rc = CR_ENOMEM;
+  cr_buf_free(&b);
+done:
+  lua_pop(L, 1);
+  return rc;
+}
+
+/* An origin pattern: "scheme://host[:port]", the same with "*.suffix" as the host, or "*.suffix". */
+static int origin_ok(const char *o, size_t n) {
+  if (n == 0 || n > 300) return 0;
+  const char *host = o;
+  const char *sep = strstr(o, "://");
+  if (sep) {
+    if (!((sep - o == 4 && strncasecmp(o, "http", 4) == 0) || (sep - o == 5 && strncasecmp(o, "https", 5) == 0)))
+      return 0;
+    host = sep + 3;
+  }
+  if (host[0] == '*') {
+    if (host[1] != '.' || !host[2]) return 0;
+    host += 2;
+  }
+  int port = 0, labels = 0;
+  for (const char *p = host; *p; p++) {
+    if (*p == ':') {
+      if (!sep || port || !p[1]) return 0; /* a port only with a scheme */
+      port = 1;
+      continue;
+    }
+    if (port) {
+      if (*p < '0' || *p > '9') return 0;
+    } else if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '.' || *p == '_')) {
+      return 0;
+    }
+    labels = 1;
+  }
+  return labels;
+}
+
+static int read_cors(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
+  raw_field(L, "cors");
+  int rc = 0;
+  cr_cors_spec_t *c = &s->cors;
+  if (lua_isnil(L, -1)) goto done;
+  if (!lua_istable(L, -1)) {
+    rc = fail(err, errlen, "setting 'cors' must be a table like { origins = { \"https://app.example.com\" } }, got %s",
+              lua_typename(L, lua_type(L, -1)));
+    goto done;
+  }
+  static const char *const known[] = {"origins", "methods", "headers", "exposeHeaders", "credentials", "maxAge", NULL};
+  if ((rc = only_keys(L, "cors", known, "origins, methods, headers, exposeHeaders, credentials, maxAge", err, errlen)))
+    goto done;
+  c->set = 1;
+  c->max_age = 600;
+  raw_field(L, "origins");
+  if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "*") == 0) {
+    c->any_origin = 1;
+  } else if (lua_istable(L, -1)) {
+    int n = (int)lua_objlen(L, -1);
+    if (n < 1 || n > 64) rc = fail(err, errlen, "setting 'cors': 'origins' must list 1 to 64 origins");
+    if (!rc && !(c->origins = calloc((size_t)n, sizeof(char *)))) rc = CR_ENOMEM;
+    for (int i = 1; i <= n && !rc; i++) {
+      lua_rawgeti(L, -1, i);
+      size_t len;
+      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+      if (v && len == 1 && v[0] == '*')
+        rc = fail(err, errlen, "setting 'cors': write origins = \"*\" (not in a list) to allow any origin");
+      else if (!v || !origin_ok(v, len))
+        rc = fail(err, errlen,
+                  "setting 'cors': origins entry %d must be an origin like \"https://app.example.com\", "
+                  "\"https://*.example.com\" or \"*.example.com\"",
+                  i);
+      else if (!(c->origins[c->norigins] = strdup(v))) rc = CR_ENOMEM;
+      else {
+        for (char *p = c->origins[c->norigins]; *p; p++) *p = (char)tolower((unsigned char)*p);
+        c->norigins++;
+      }
+      lua_pop(L, 1);
+    }
+  } else {
+    rc = fail(err, errlen, "setting 'cors': 'origins' must be \"*\" or a list of origins like { \"https://app.example.com\" }");
+  }
+  lua_pop(L, 1);
+  double v = c->max_age;
+  if (!rc) rc = sub_tokens(L, "cors", "methods", 1, &c->methods, err, errlen);
+  if (!rc) rc = sub_tokens(L, "cors", "headers", 0, &c->headers, err, errlen);
+  if (!rc) rc = sub_tokens(L, "cors", "exposeHeaders", 0, &c->expose, err, errlen);
+  if (!rc) rc = sub_bool(L, "cors", "credentials", &c->credentials, err, errlen);
+  if (!rc) rc = sub_number(L, "cors", "maxAge", 0, 86400, 1, &v, err, errlen);
+  c->max_age = (int)v;
+  if (!rc && c->credentials && c->any_origin)
+    rc = fail(err, errlen, "setting 'cors': credentials = true cannot go with origins = \"*\" (browsers refuse it): "
+                           "list the origins");
+done:
+  lua_pop(L, 1);
+  return rc;
+}
+
+static int read_ratelimit(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
+  raw_field(L, "rateLimit");
+  int rc = 0;
+  cr_ratelimit_spec_t *r = &s->rate;
+  if (lua_isnil(L, -1)) goto done;
+  if (!lua_istable(L, -1)) {
+    rc = fail(err, errlen, "setting 'rateLimit' must be a table like { rps = 100, burst = 200 }, got %s",
+              lua_typename(L, lua_type(L, -1)));
+    goto done;
+  }
+  static const char *const known[] = {"rps", "burst", "by", NULL};
+  if ((rc = only_keys(L, "rateLimit", known, "rps, burst, by", err, errlen))) goto done;
+  raw_field(L, "rps");
+  int has_rps = lua_type(L, -1) != LUA_TNIL;
+  lua_pop(L, 1);
+  if (!has_rps) {
+    rc = fail(err, errlen, "setting 'rateLimit': 'rps' (requests per second) is required");
+    goto done;
+  }
+  double rps = 0, burst = 0;
+  if ((rc = sub_number(L, "rateLimit", "rps", 0.001, 1e6, 0, &rps, err, errlen))) goto done;
+  burst = ceil(rps) < 1 ? 1 : ceil(rps);
+  if ((rc = sub_number(L, "rateLimit", "burst", 1, 1e6, 1, &burst, err, errlen))) goto done;
+  r->rps = rps;
+  r->burst = (int)burst;
+  r->by = CR_RL_BY_IP;
+  raw_field(L, "by");
+  if (!lua_isnil(L, -1)) {
+    size_t n;
+    const char *by = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    if (by && strcmp(by, "ip") == 0) {
+      r->by = CR_RL_BY_IP;
+    } else if (by && n > 7 && n <= 7 + 64 && strncmp(by, "header.", 7) == 0) {
+      int ok = 1;
+      for (size_t k = 7; k < n; k++) ok &= is_token_char((unsigned char)by[k]);
+      if (!ok || !(r->header = strdup(by + 7))) {
+        rc = ok ? CR_ENOMEM : fail(err, errlen, "setting 'rateLimit': 'by' header name '%s' is not a token", by + 7);
+      } else {
+        for (char *p = r->header; *p; p++) *p = (char)tolower((unsigned char)*p);
+        r->by = CR_RL_BY_HEADER;
+      }
+    } else if (by && (strcmp(by, "key") == 0 || strcmp(by, "principal") == 0)) {
+      rc = fail(err, errlen, "setting 'rateLimit': by = \"%s\" needs route authentication, which this build does not "
+                             "run yet (use \"ip\" or \"header.NAME\")", by);
+    } else {
+      rc = fail(err, errlen, "setting 'rateLimit': 'by' must be \"ip\" or \"header.NAME\"");
+    }
+  }
+  lua_pop(L, 1);
+done:
+  lua_pop(L, 1);
+  return rc;
+}
+
 /* egress = { "api.example.com", "*.stripe.com", "127.0.0.1:9000", "*" }: the
  * hosts crescent.http may reach (core/base/egress.h); absent: the default. */
 static int read_egress(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
@@ -930,6 +1166,8 @@ static int read_settings(lua_State *L, int idx, cr_settings_t *s, int platform, 
   if ((rc = read_destination(L, "onSuccess", &s->on_success, err, errlen))) goto out;
   if ((rc = read_destination(L, "onFailure", &s->on_failure, err, errlen))) goto out;
   if ((rc = read_egress(L, s, err, errlen))) goto out;
+  if ((rc = read_cors(L, s, err, errlen))) goto out;
+  if ((rc = read_ratelimit(L, s, err, errlen))) goto out;
 out:
   lua_settop(L, top);
   if (rc) cr_settings_free(s);
@@ -973,6 +1211,16 @@ int cr_settings_pack(const cr_settings_t *s, cr_buf_t *b) {
   rc = rc || cr_wire_u32(b, (uint32_t)s->retries) || cr_wire_str(b, s->on_success) || cr_wire_str(b, s->on_failure);
   rc = rc || cr_wire_u32(b, (uint32_t)(s->negress + 1));
   for (int i = 0; i < s->negress && !rc; i++) rc = cr_wire_str(b, s->egress[i]);
+  rc = rc || cr_wire_u32(b, (uint32_t)s->cors.set);
+  if (s->cors.set) {
+    const cr_cors_spec_t *c = &s->cors;
+    rc = rc || cr_wire_u32(b, (uint32_t)c->any_origin) || cr_wire_u32(b, (uint32_t)c->norigins);
+    for (int i = 0; i < c->norigins && !rc; i++) rc = cr_wire_str(b, c->origins[i]);
+    rc = rc || cr_wire_str(b, c->methods) || cr_wire_str(b, c->headers) || cr_wire_str(b, c->expose) ||
+         cr_wire_u32(b, (uint32_t)c->credentials) || cr_wire_u32(b, (uint32_t)c->max_age);
+  }
+  rc = rc || cr_wire_f64(b, s->rate.rps) || cr_wire_u32(b, (uint32_t)s->rate.burst) ||
+       cr_wire_u32(b, (uint32_t)s->rate.by) || cr_wire_str(b, s->rate.header);
   /* The triggers last: the tests build frames that end with them. */
   rc = rc || cr_wire_u32(b, (uint32_t)s->ntriggers);
   for (int i = 0; i < s->ntriggers && !rc; i++) rc = pack_trigger(b, &s->triggers[i]);
@@ -1074,6 +1322,35 @@ int cr_settings_unpack_from(cr_wire_reader_t *r, cr_settings_t *s) {
   } else if (negress != 0) {
     r->bad = 1;
   }
+  s->cors.set = cr_wire_get_u32(r) != 0;
+  if (s->cors.set && !r->bad) {
+    cr_cors_spec_t *c = &s->cors;
+    c->any_origin = cr_wire_get_u32(r) != 0;
+    uint32_t n = cr_wire_get_u32(r);
+    if (!r->bad && n <= 64) {
+      c->origins = calloc(n ? n : 1, sizeof(char *));
+      for (uint32_t i = 0; i < n && !r->bad && c->origins; i++) {
+        c->origins[i] = cr_wire_get_bytes(r, NULL);
+        if (!c->origins[i]) r->bad = 1;
+        else c->norigins++;
+      }
+      if (!c->origins) r->bad = 1;
+    } else {
+      r->bad = 1;
+    }
+    c->methods = cr_wire_get_bytes(r, NULL);
+    c->headers = cr_wire_get_bytes(r, NULL);
+    c->expose = cr_wire_get_bytes(r, NULL);
+    c->credentials = cr_wire_get_u32(r) != 0;
+    c->max_age = (int)cr_wire_get_u32(r);
+  }
+  s->rate.rps = cr_wire_get_f64(r);
+  s->rate.burst = (int)cr_wire_get_u32(r);
+  s->rate.by = (cr_rl_by_t)cr_wire_get_u32(r);
+  s->rate.header = cr_wire_get_bytes(r, NULL);
+  if (s->rate.rps > 0 && (s->rate.burst < 1 || (s->rate.by != CR_RL_BY_IP && s->rate.by != CR_RL_BY_HEADER) ||
+                          (s->rate.by == CR_RL_BY_HEADER && !s->rate.header)))
+    r->bad = 1;
   uint32_t ntriggers = cr_wire_get_u32(r);
   if (!r->bad && ntriggers <= CR_MAX_TRIGGERS) {
     if (ntriggers) s->triggers = calloc(ntriggers, sizeof *s->triggers);

@@ -2,7 +2,7 @@
  *
  * A function file returns either a handler or a table { handler = f, routes,
  * timeout, memory, concurrency, warm, idle, env, triggers, retries,
- * onSuccess, onFailure, egress }. This module reads
+ * onSuccess, onFailure, egress, cors, rateLimit }. This module reads
  * that table (cr_settings_read), checking every key and type with messages
  * that name the key, and moves settings between processes (pack/unpack): the
  * validator process reads them, the master and the workers use them.
@@ -118,6 +118,35 @@ typedef struct {
   };
 } cr_trigger_spec_t;
 
+/* --- gateway policies: the function's, on every one of its HTTP routes
+ * (core/trigger/http/policy.c enforces them before an instance is taken) */
+
+/* cors = { origins = { "https://app.example.com", "*.example.com" } | "*" (a wildcard host may also
+ *          follow a scheme: "https:" then "//" and "*.example.com"),
+ *          methods = { "GET", "PUT" }, headers = { "x-custom" }, exposeHeaders = { "x-total" },
+ *          credentials = false, maxAge = 600 } */
+typedef struct {
+  int set;            /* cors given */
+  int any_origin;     /* origins = "*" */
+  int norigins;
+  char **origins;     /* patterns, lower-case: "scheme://host[:port]", the same with a wildcard host
+                         ("*.suffix" after the scheme), or "*.suffix" alone (any scheme and port) */
+  char *methods;      /* "GET, PUT" (upper-case), or NULL: the function's route methods */
+  char *headers;      /* "x-a, x-b" (lower-case), or NULL: what the preflight asks for */
+  char *expose;       /* exposeHeaders joined, or NULL */
+  int credentials;    /* Access-Control-Allow-Credentials: true (never with "*") */
+  int max_age;        /* seconds, [0, 86400], default 600 */
+} cr_cors_spec_t;
+
+/* rateLimit = { rps = 100, burst = 200, by = "ip" | "header.x-tenant" } */
+typedef enum { CR_RL_BY_IP = 1, CR_RL_BY_HEADER } cr_rl_by_t;
+typedef struct {
+  double rps;         /* (0, 1e6]; 0: no limit */
+  int burst;          /* [1, 1e6], default max(1, ceil(rps)) */
+  cr_rl_by_t by;      /* default ip */
+  char *header;       /* by = "header.NAME": NAME lower-case */
+} cr_ratelimit_spec_t;
+
 typedef struct cr_settings_s {
   int has_routes;           /* 0: the default route from the file's path */
   int nroutes;
@@ -134,6 +163,8 @@ typedef struct cr_settings_s {
   char *on_failure;         /* onFailure = { queue = NAME }: where failed asynchronous invocations go, or NULL */
   int negress;              /* egress: entries (core/base/egress.h), -1: the setting is absent (the default policy) */
   char **egress;            /* negress strings, or NULL */
+  cr_cors_spec_t cors;      /* cors (zeroed: none) */
+  cr_ratelimit_spec_t rate; /* rateLimit (rps 0: none) */
   int ntriggers;            /* 0: none (absent or an empty list), at most CR_MAX_TRIGGERS */
   cr_trigger_spec_t *triggers; /* in the order listed, or NULL */
 } cr_settings_t;

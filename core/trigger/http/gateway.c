@@ -14,6 +14,7 @@
 #include "dispatch.h"
 #include "json.h"
 #include "log.h"
+#include "policy.h"
 #include "text.h"
 #include "url.h"
 #include "vm.h"
@@ -21,6 +22,7 @@
 struct cr_gateway_s {
   cr_dispatch_t *dispatch;
   cr_gateway_opts_t opts;
+  cr_ratelimit_t *ratelimit; /* the functions' rateLimit buckets */
   cr_buf_t body; /* scratch for encoding response bodies */
   int ext;       /* this trigger's index in an instance's ext[] */
 };
@@ -29,6 +31,10 @@ struct cr_gateway_s {
 typedef struct {
   cr_gateway_t *g;
   cr_route_match_t match;
+  int rl_set;        /* a rate limit passed it: its headers go on the answer */
+  int rl_burst;
+  double rl_rps;
+  cr_rl_result_t rl;
 } http_call_t;
 _Static_assert(sizeof(http_call_t) <= CR_CALL_DATA, "an HTTP call's data must fit in a call");
 
@@ -63,11 +69,17 @@ cr_gateway_t *cr_gateway_new(cr_dispatch_t *dispatch, const cr_gateway_opts_t *o
   g->opts.max_response = 6u * 1024 * 1024;
   g->opts.max_body = 6u * 1024 * 1024;
   if (opts) g->opts = *opts;
+  g->ratelimit = cr_ratelimit_new(g->opts.redis, g->opts.prefix);
+  if (!g->ratelimit) {
+    free(g);
+    return NULL;
+  }
   return g;
 }
 
 void cr_gateway_free(cr_gateway_t *g) {
   if (!g) return;
+  cr_ratelimit_free(g->ratelimit);
   cr_buf_free(&g->body);
   free(g);
 }
@@ -659,8 +671,18 @@ static char *put_ms(char *o, double ms) {
   return o;
 }
 
-/* Server-Timing and X-Crescent-Version, written in one piece. */
-static void fn_headers(cr_http_req_t *req, int cold, double init_ms, double fn_ms, const cr_fnver_t *ver) {
+/* The policies' headers on an answer of ver's function (CORS, rate limit). */
+static void policy_headers(cr_http_req_t *req, const cr_fnver_t *ver, const http_call_t *hc) {
+  if (ver && ver->settings.cors.set) cr_cors_headers(&ver->settings.cors, req);
+  if (hc && hc->rl_set) {
+    cr_ratelimit_spec_t spec = {.rps = hc->rl_rps, .burst = hc->rl_burst};
+    cr_ratelimit_headers(&spec, &hc->rl, req);
+  }
+}
+
+/* Server-Timing and X-Crescent-Version, written in one piece, and the policies' headers. */
+static void fn_headers(cr_http_req_t *req, int cold, double init_ms, double fn_ms, const cr_fnver_t *ver,
+                       const http_call_t *hc) {
   char h[160], *o = h;
   o = cr_put(o, "Server-Timing: ", 15);
   if (cold) {
@@ -676,15 +698,16 @@ static void fn_headers(cr_http_req_t *req, int cold, double init_ms, double fn_m
   *o++ = '\r';
   *o++ = '\n';
   cr_http_respond_lines(req, h, (size_t)(o - h));
+  policy_headers(req, ver, hc);
 }
 
 /* An error answer for a function's request, with its timing and version. */
 static void respond_fn_error(cr_http_req_t *req, int status, const char *msg, const cr_fnver_t *ver,
-                             int cold, double init_ms, double fn_ms) {
+                             int cold, double init_ms, double fn_ms, const http_call_t *hc) {
   cr_buf_t b = CR_BUF_INIT;
   cr_http_error_body(&b, req, status, msg);
   cr_http_respond_start(req, status);
-  if (ver) fn_headers(req, cold, init_ms, fn_ms, ver);
+  if (ver) fn_headers(req, cold, init_ms, fn_ms, ver, hc);
   cr_http_respond_finish(req, "application/json", b.data, b.len);
   cr_buf_free(&b);
 }
@@ -720,24 +743,24 @@ static int http_finish(cr_call_t *call) {
     if (rc == 0) {
       status = r.status;
       cr_http_respond_start(req, r.status);
-      fn_headers(req, cold, init_ms, fn_ms, ver);
+      fn_headers(req, cold, init_ms, fn_ms, ver, hcall(call));
       emit_headers(co, req, &r);
       cr_http_respond_finish(req, r.ctype, r.body, r.head_length >= 0 ? (size_t)r.head_length : r.body_len);
     } else {
       cr_log(CR_LOG_ERROR, fn->name, call->reqid, "bad result from the handler: %s", r.err);
       status = 500;
-      respond_fn_error(req, status, "internal error", ver, cold, init_ms, fn_ms);
+      respond_fn_error(req, status, "internal error", ver, cold, init_ms, fn_ms, hcall(call));
     }
     lua_settop(co, top); /* only now: r pointed into what build_response() pushed */
     cr_buf_reset(&g->body, 64 * 1024); /* a big body does not stay held */
   } else if (inv->outcome == CR_OUTCOME_TIMEOUT) {
     status = 504;
     cr_log(CR_LOG_ERROR, fn->name, call->reqid, "%s", inv->error);
-    respond_fn_error(req, status, inv->error, ver, cold, init_ms, fn_ms);
+    respond_fn_error(req, status, inv->error, ver, cold, init_ms, fn_ms, hcall(call));
   } else if (inv->outcome == CR_OUTCOME_MEMORY) {
     status = 500;
     cr_log(CR_LOG_ERROR, fn->name, call->reqid, "%s", inv->error);
-    respond_fn_error(req, status, "memory limit exceeded", ver, cold, init_ms, fn_ms);
+    respond_fn_error(req, status, "memory limit exceeded", ver, cold, init_ms, fn_ms, hcall(call));
   } else {
     /* A platform HTTP error (event.json() on a bad body) answers with its status. */
     int http_status = 0;
@@ -759,7 +782,7 @@ static int http_finish(cr_call_t *call) {
     }
     if (http_status) {
       status = http_status;
-      respond_fn_error(req, status, msg, ver, cold, init_ms, fn_ms);
+      respond_fn_error(req, status, msg, ver, cold, init_ms, fn_ms, hcall(call));
     } else {
       status = 500;
       cr_buf_t *lb = cr_log_begin(CR_LOG_ERROR, inv->error, strlen(inv->error), fn->name, call->reqid);
@@ -767,7 +790,7 @@ static int http_finish(cr_call_t *call) {
         cr_log_str(lb, "source", "handler", 7);
         cr_log_end(lb);
       }
-      respond_fn_error(req, status, "internal error", ver, cold, init_ms, fn_ms);
+      respond_fn_error(req, status, "internal error", ver, cold, init_ms, fn_ms, hcall(call));
     }
   }
   /* req is not ours any more: the connection may already parse the next one. */
@@ -786,9 +809,10 @@ static void respond_unloaded(cr_http_req_t *req, const cr_fn_t *fn) {
   cr_buf_free(&b);
 }
 
-static void respond_throttled(cr_http_req_t *req) {
+static void respond_throttled(cr_http_req_t *req, const cr_fn_t *fn) {
   static const char body[] = "{\"error\":\"too many requests\"}";
   cr_http_respond_start(req, 429);
+  policy_headers(req, fn->current, NULL);
   cr_http_respond_header(req, "Retry-After", 11, "1", 1);
   cr_http_respond_finish(req, "application/json", body, sizeof body - 1);
 }
@@ -800,12 +824,12 @@ static void http_refused(cr_call_t *call, cr_refusal_t why) {
     respond_unloaded(req, call->fn);
     break;
   case CR_REFUSED_THROTTLED:
-    respond_throttled(req);
+    respond_throttled(req, call->fn);
     break;
   case CR_REFUSED_INIT:
     respond_fn_error(req, 500,
                      call->init_rc == CR_ETIMEDOUT ? "function init timed out" : "function initialization failed",
-                     call->ver, 1, 0, 0);
+                     call->ver, 1, 0, 0, hcall(call));
     break;
   case CR_REFUSED_STOPPING:
     cr_http_respond_error(req, 503, "server stopping");
@@ -821,7 +845,8 @@ static const cr_trigger_t http_trigger = {
     .report_fields = NULL,
 };
 
-void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m) {
+static void submit(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m,
+                   const cr_ratelimit_spec_t *rate, const cr_rl_result_t *rl) {
   cr_call_t *call = cr_dispatch_call(g->dispatch, &http_trigger, fn, req, req->id, req->id_len);
   if (!call) {
     cr_http_respond_error(req, 503, "server out of memory");
@@ -830,7 +855,62 @@ void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const c
   http_call_t *hc = hcall(call);
   hc->g = g;
   cr_route_match_copy(&hc->match, m);
+  hc->rl_set = rl != NULL;
+  if (rl) {
+    hc->rl = *rl;
+    hc->rl_rps = rate->rps;
+    hc->rl_burst = rate->burst;
+  }
   cr_dispatch_submit(g->dispatch, call);
+}
+
+/* A request waiting for its rate limit's answer (the version is held). */
+typedef struct {
+  cr_gateway_t *g;
+  cr_http_req_t *req;
+  cr_fn_t *fn;
+  cr_fnver_t *ver;
+  cr_route_match_t match;
+} rl_wait_t;
+
+static void on_rate(void *data, const cr_rl_result_t *r) {
+  rl_wait_t *w = data;
+  const cr_settings_t *s = &w->ver->settings;
+  if (r->allowed) {
+    submit(w->g, w->req, w->fn, &w->match, &s->rate, r);
+  } else {
+    cr_shm_fn_t *f = w->g->opts.shm ? cr_shm_fn(w->g->opts.shm, w->fn->slot) : NULL;
+    if (f) atomic_fetch_add_explicit(&f->rate_limited, 1, memory_order_relaxed);
+    cr_buf_t b = CR_BUF_INIT;
+    cr_http_error_body(&b, w->req, 429, "rate limit exceeded");
+    cr_http_respond_start(w->req, 429);
+    if (s->cors.set) cr_cors_headers(&s->cors, w->req);
+    cr_ratelimit_headers(&s->rate, r, w->req);
+    cr_http_respond_finish(w->req, "application/json", b.data, b.len);
+    cr_buf_free(&b);
+  }
+  cr_fnver_unref(w->ver);
+  free(w);
+}
+
+void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m) {
+  cr_fnver_t *ver = fn->current;
+  if (!ver || fn->platform || ver->settings.rate.rps <= 0) {
+    submit(g, req, fn, m, NULL, NULL);
+    return;
+  }
+  rl_wait_t *w = malloc(sizeof *w);
+  if (!w) {
+    cr_http_respond_error(req, 503, "server out of memory");
+    return;
+  }
+  w->g = g;
+  w->req = req;
+  w->fn = fn;
+  w->ver = ver;
+  cr_fnver_ref(ver);
+  cr_route_match_copy(&w->match, m);
+  cr_ratelimit_check(g->ratelimit, fn->name, &ver->settings.rate, req, on_rate, w);
 }
 
 /* --- routing ------------------------------------------------------------------------------------ */
@@ -838,6 +918,17 @@ void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const c
 void cr_gateway_handle(cr_gateway_t *g, cr_http_req_t *req) {
   cr_route_match_t m;
   cr_router_t *router = g->opts.registry ? g->opts.registry->router : NULL;
+  /* A CORS preflight for a function with cors is the gateway's to answer:
+   * found by the method it asks about, whatever OPTIONS itself routes to. */
+  unsigned asked;
+  if (router && cr_cors_is_preflight(req, &asked) && asked &&
+      cr_router_match(router, asked, req->path, req->path_len, &m) == 0) {
+    const cr_fn_t *pf = m.target;
+    if (!pf->platform && pf->current && pf->current->settings.cors.set) {
+      cr_cors_preflight(&pf->current->settings.cors, req);
+      return;
+    }
+  }
   int rc = router ? cr_router_match(router, req->method, req->path, req->path_len, &m) : CR_ENOENT;
   if (rc == 0) {
     /* A platform function routed under /_/api/ (the queues API) keeps the

@@ -20,6 +20,7 @@
 #include "dispatch.h"
 #include "http.h"
 #include "meter.h"
+#include "redis.h"
 #include "registry.h"
 #include "router.h"
 
@@ -33,6 +34,9 @@ typedef struct {
   const cr_admin_t *admin; /* the platform's /_/ answers, or NULL */
   cr_meter_t *meter;    /* flushed before the admin API reads the totals, or NULL */
   const cr_invoke_api_t *invoke_api; /* /_/invoke and /_/api/invocations, or NULL */
+  cr_redis_t *redis;    /* where rate limits keep their buckets, or NULL (per worker) */
+  const char *prefix;   /* Redis key prefix */
+  cr_shm_t *shm;        /* the functions' counters (rate-limited requests), or NULL */
 } cr_gateway_opts_t;
 
 /* NULL when memory ran out. Free the dispatcher first: its waiting calls are
