@@ -52,6 +52,7 @@ local lib = {
              gmatch = string.gmatch, sub = string.sub },
   math = { floor = math.floor, huge = math.huge },
   type = type, tonumber = tonumber, next = next, error = error, unpack = unpack,
+  setmetatable = setmetatable, rawset = rawset,
   json_encode = host.json.safe.encode, json_decode = host.json.safe.decode,
 }
 

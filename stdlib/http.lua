@@ -28,6 +28,7 @@ local L = P.lib
 local request_p = P.http_request
 local encode, decode = L.json_encode, L.json_decode
 local type, find = L.type, L.string.find
+local setmetatable, rawset = L.setmetatable, L.rawset
 local max_response = P.http_max_response
 
 local M = {}
@@ -74,15 +75,22 @@ local function check(fname, opts, depth)
   return method, url, opts.headers, body, is_json, timeout, redirect, max_body, insecure
 end
 
-local function finish(res, err)
-  if not res then return nil, err end
+-- res.json is made when first read (most answers never need it).
+local res_mt = { __index = function(res, k)
+  if k ~= "json" then return nil end
   local body = res.body
-  res.json = function()
+  local f = function()
     local v, derr = decode(body)
     if v == nil and derr then return nil, "response is not JSON: " .. (type(derr) == "string" and derr or "?") end
     return v
   end
-  return res
+  rawset(res, "json", f)
+  return f
+end }
+
+local function finish(res, err)
+  if not res then return nil, err end
+  return setmetatable(res, res_mt)
 end
 
 -- level: where the user's call is, seen from the C primitive (1 is the

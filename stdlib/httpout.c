@@ -45,9 +45,16 @@ static void hreq_detach(void *pending) {
   free(h);
 }
 
-/* The answer as a table: {status, headers, rawHeaders, body, url, redirects}. */
+typedef struct {
+  const cr_outres_t *res;
+  lua_State *co;
+} build_t;
+
+/* The answer as a table {status, headers, rawHeaders, body, url, redirects},
+ * moved to the coroutine (lua_cpcall: no closure is made per answer). */
 static int build_result(lua_State *L) {
-  const cr_outres_t *res = lua_touserdata(L, 1);
+  const build_t *bt = lua_touserdata(L, 1);
+  const cr_outres_t *res = bt->res;
   lua_createtable(L, 0, 8);
   lua_pushinteger(L, res->status);
   lua_setfield(L, -2, "status");
@@ -63,10 +70,20 @@ static int build_result(lua_State *L) {
     lua_pushlstring(L, v, vl);
     lua_rawseti(L, -2, 2 * i + 2);
     /* headers[lower-case name]: repeated fields joined with ", " (RFC 9110 5.3). */
-    luaL_Buffer lb;
-    luaL_buffinit(L, &lb);
-    for (size_t k = 0; k < nl; k++) luaL_addchar(&lb, (char)tolower((unsigned char)p[k]));
-    luaL_pushresult(&lb);
+    int upper = 0;
+    for (size_t k = 0; k < nl && !upper; k++) upper = p[k] >= 'A' && p[k] <= 'Z';
+    if (!upper) {
+      lua_rawgeti(L, -1, 2 * i + 1); /* the same string */
+    } else if (nl <= 128) {
+      char low[128];
+      for (size_t k = 0; k < nl; k++) low[k] = (char)tolower((unsigned char)p[k]);
+      lua_pushlstring(L, low, nl);
+    } else {
+      luaL_Buffer lb;
+      luaL_buffinit(L, &lb);
+      for (size_t k = 0; k < nl; k++) luaL_addchar(&lb, (char)tolower((unsigned char)p[k]));
+      luaL_pushresult(&lb);
+    }
     lua_pushvalue(L, -1);
     lua_rawget(L, -4);
     if (lua_isstring(L, -1)) {
@@ -88,7 +105,8 @@ static int build_result(lua_State *L) {
   lua_setfield(L, -2, "url");
   lua_pushinteger(L, res->redirects);
   lua_setfield(L, -2, "redirects");
-  return 1;
+  lua_xmove(L, bt->co, 1);
+  return 0;
 }
 
 static void on_done(void *data, const cr_outres_t *res) {
@@ -111,20 +129,17 @@ static void on_done(void *data, const cr_outres_t *res) {
   }
   lua_State *L = vm->L;
   int top = lua_gettop(L);
-  lua_pushcfunction(L, build_result);
-  lua_pushlightuserdata(L, (void *)res);
+  build_t bt = {res, co};
 #ifndef CRESCENT_NO_LIMITS
   vm->mem_strict = 1;
 #endif
-  int rc = lua_pcall(L, 1, 1, 0);
+  int rc = lua_cpcall(L, build_result, &bt);
   vm->mem_strict = 0;
+  lua_settop(L, top);
   if (rc == 0) {
-    lua_xmove(L, co, 1);
-    lua_settop(L, top);
     cr_invoke_resume(inv, 1);
     return;
   }
-  lua_settop(L, top);
   inv->http_errors++;
   lua_pushnil(co);
   lua_pushliteral(co, "memory limit exceeded");
@@ -291,6 +306,7 @@ static int l_request(lua_State *L) {
   cr_outreq_opts_t o = {.method = method,
                         .url = url,
                         .url_len = ulen,
+                        .parts = &u,
                         .headers = hb.data,
                         .headers_len = hb.len,
                         .body = body,

@@ -16,6 +16,7 @@
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -26,6 +27,7 @@
 #include <uv.h>
 
 #include "clock.h"
+#include "hash.h"
 #include "log.h"
 
 #define MAX_ADDRS 8
@@ -37,7 +39,7 @@
 
 typedef struct conn_s conn_t;
 
-typedef enum { R_KICK, R_RESOLVING, R_CONNECTING, R_TLS, R_WAITING, R_DONE } rstate_t;
+typedef enum { R_RESOLVING, R_CONNECTING, R_TLS, R_WAITING, R_DONE } rstate_t;
 
 /* A DNS lookup, freed in its own callback. */
 typedef struct {
@@ -50,6 +52,7 @@ struct conn_s {
   uv_connect_t connect;
   cr_outbound_t *ob;
   char key[300];              /* the origin: scheme://host:port, "!" appended when insecure */
+  uint64_t key_hash;
   struct sockaddr_storage peer;
   SSL *ssl;                   /* https: with memory BIOs rb (in) and wb (out) */
   BIO *rb, *wb;
@@ -65,7 +68,10 @@ struct conn_s {
 };
 
 struct cr_outreq_s {
-  uv_timer_t timer;           /* first a kick (the start runs on the loop), then the deadline */
+  uv_timer_t timer;           /* the deadline; or, when the start failed at once, the kick that reports it */
+  /* kept when a request is reused (the freelist): the timer and these buffers */
+  cr_buf_t url, headers, body, hdrs, rbody;
+  /* everything from ob on is cleared for reuse */
   cr_outbound_t *ob;
   cr_outreq_t *lnext, *lprev; /* every live request */
   cr_outreq_cb cb;
@@ -74,8 +80,11 @@ struct cr_outreq_s {
   /* the request, copied */
   char method[24];
   int idempotent, head;
-  cr_buf_t url, headers, body;
   int has_body;
+  int starting;               /* inside cr_outreq_start: an end is reported from the loop */
+  int deferred;               /* an end waiting for the kick: its error + 1 */
+  char okey[300];             /* the origin key (origin_key) of the current hop */
+  uint64_t okey_hash;
   uint64_t deadline_ns;
   int max_redirects;
   size_t max_body;
@@ -94,10 +103,8 @@ struct cr_outreq_s {
   int retried, fresh_only;
   /* the answer */
   int status;
-  cr_buf_t hdrs;
   int nheaders, hstate; /* hstate: 0 none, 1 in a name, 2 in a value */
   size_t header_bytes;
-  cr_buf_t rbody;
   size_t resp_charged;        /* of charged: the answer's bytes */
   int got_bytes;              /* any byte of the answer arrived on this connection */
   cr_out_error_t perr;        /* an error an llhttp callback found */
@@ -115,7 +122,11 @@ struct cr_outbound_s {
   conn_t *idle_head, *idle_tail;
   int nidle, nopen;
   uv_timer_t sweep;
+  cr_buf_t head;              /* a request head being written (scratch) */
   cr_outreq_t *live;
+  cr_outreq_t *spare;         /* ended requests kept for reuse (their timers open) */
+  int nspare;
+  int freeing;
   char ua[128];
   char rbuf[READ_BUF];
 };
@@ -127,6 +138,7 @@ static void begin_hop(cr_outreq_t *r);
 static void conn_close(conn_t *c);
 static void send_request(cr_outreq_t *r);
 static void finish(cr_outreq_t *r, cr_out_error_t e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void on_timer_kick(uv_timer_t *t);
 
 /* --- URLs ------------------------------------------------------------------------------------- */
 
@@ -361,13 +373,24 @@ static int conn_write(conn_t *c, const char *data, size_t len) {
 
 /* --- the pool --------------------------------------------------------------------------------- */
 
-static void origin_key(const cr_outreq_t *r, char *out, size_t n) {
-  snprintf(out, n, "%s://%s:%d%s", r->u.tls ? "https" : "http", r->u.host, r->u.port, r->insecure ? "!" : "");
+/* r's origin key for the pool, made once per hop (pool lookups compare its hash first). */
+static void set_origin_key(cr_outreq_t *r) {
+  char *o = r->okey;
+  size_t hl = strlen(r->u.host);
+  memcpy(o, r->u.tls ? "https://" : "http://", r->u.tls ? 8 : 7);
+  o += r->u.tls ? 8 : 7;
+  memcpy(o, r->u.host, hl);
+  o += hl;
+  *o++ = ':';
+  o = o + snprintf(o, 8, "%d", r->u.port);
+  if (r->insecure) *o++ = '!';
+  *o = '\0';
+  r->okey_hash = cr_fnv1a(r->okey, (size_t)(o - r->okey));
 }
 
 static void on_sweep(uv_timer_t *t) {
   cr_outbound_t *ob = t->data;
-  uint64_t now = cr_clock_ns(), max = (uint64_t)(ob->o.idle_timeout * 1e9);
+  uint64_t now = cr_clock_coarse_ns(), max = (uint64_t)(ob->o.idle_timeout * 1e9);
   while (ob->idle_tail && now - ob->idle_tail->idle_since_ns >= max) conn_close(ob->idle_tail);
   if (!ob->nidle) uv_timer_stop(&ob->sweep);
 }
@@ -378,7 +401,7 @@ static void conn_park(conn_t *c) {
   int same = 0;
   conn_t *oldest_same = NULL;
   for (conn_t *i = ob->idle_head; i; i = i->inext)
-    if (strcmp(i->key, c->key) == 0) {
+    if (i->key_hash == c->key_hash && strcmp(i->key, c->key) == 0) {
       same++;
       oldest_same = i;
     }
@@ -388,7 +411,7 @@ static void conn_park(conn_t *c) {
   c->idle = 1;
   /* A kept connection does not keep the loop (a stopping worker) alive. */
   uv_unref((uv_handle_t *)&c->tcp);
-  c->idle_since_ns = cr_clock_ns();
+  c->idle_since_ns = cr_clock_coarse_ns();
   c->iprev = NULL;
   c->inext = ob->idle_head;
   if (ob->idle_head) ob->idle_head->iprev = c;
@@ -401,11 +424,10 @@ static void conn_park(conn_t *c) {
 /* An idle connection of r's origin its policy allows, or NULL. */
 static conn_t *pool_take(cr_outreq_t *r) {
   cr_outbound_t *ob = r->ob;
-  char key[300];
-  origin_key(r, key, sizeof key);
-  uint64_t now = cr_clock_ns();
+  if (!ob->idle_head) return NULL;
+  uint64_t now = cr_clock_coarse_ns();
   for (conn_t *c = ob->idle_head; c; c = c->inext) {
-    if (strcmp(c->key, key) != 0) continue;
+    if (c->key_hash != r->okey_hash || strcmp(c->key, r->okey) != 0) continue;
     if (!r->idempotent && now - c->idle_since_ns >= NONIDEMPOTENT_IDLE_NS) continue;
     char why[256];
     if (r->allow(r->ud, r->u.host, (const struct sockaddr *)&c->peer, why, sizeof why)) continue;
@@ -602,6 +624,7 @@ static void answered(cr_outreq_t *r, int keep) {
   cr_buf_free(&r->url);
   r->url = next;
   cr_outbound_url_parse(r->url.data, r->url.len, &r->u, err, sizeof err); /* parsed above: target into r->url */
+  set_origin_key(r);
   if (!same_origin) {
     static const char *const secrets[] = {"authorization", "cookie", "proxy-authorization", NULL};
     drop_headers(r, secrets);
@@ -800,17 +823,22 @@ static int tls_start(conn_t *c, cr_outreq_t *r) {
 
 static void send_request(cr_outreq_t *r) {
   conn_t *c = r->conn;
-  cr_buf_t head = CR_BUF_INIT;
   const char *target = r->u.target_len ? r->u.target : "/";
   size_t tlen = r->u.target_len ? r->u.target_len : 1;
-  int rc = cr_buf_printf(&head, "%s ", r->method) || cr_buf_append(&head, target, tlen) ||
-           cr_buf_append_str(&head, " HTTP/1.1\r\nHost: ") || put_origin(&head, &r->u, 0) ||
-           cr_buf_append_str(&head, "\r\n") || cr_buf_append(&head, r->headers.data, r->headers.len);
-  if (!r->has_ua) rc = rc || cr_buf_printf(&head, "User-Agent: %s\r\n", r->ob->o.user_agent);
-  if (r->has_body) rc = rc || cr_buf_printf(&head, "Content-Length: %zu\r\n", r->body.len);
-  rc = rc || cr_buf_append_str(&head, "\r\n");
+  cr_buf_t *hb = &r->ob->head;
+  hb->len = 0;
+  int rc = cr_buf_reserve(hb, 256 + tlen + r->headers.len) || cr_buf_append_str(hb, r->method) ||
+           cr_buf_putc(hb, ' ') || cr_buf_append(hb, target, tlen) ||
+           cr_buf_append(hb, " HTTP/1.1\r\nHost: ", 17) || put_origin(hb, &r->u, 0) ||
+           cr_buf_append(hb, "\r\n", 2) || cr_buf_append(hb, r->headers.data, r->headers.len);
+  if (!r->has_ua)
+    rc = rc || cr_buf_append(hb, "User-Agent: ", 12) || cr_buf_append_str(hb, r->ob->o.user_agent) ||
+         cr_buf_append(hb, "\r\n", 2);
+  if (r->has_body)
+    rc = rc || cr_buf_append(hb, "Content-Length: ", 16) || cr_buf_append_u64(hb, r->body.len) ||
+         cr_buf_append(hb, "\r\n", 2);
+  rc = rc || cr_buf_append(hb, "\r\n", 2);
   if (rc) {
-    cr_buf_free(&head);
     finish(r, CR_OUT_EMEMORY, "out of memory");
     return;
   }
@@ -821,18 +849,17 @@ static void send_request(cr_outreq_t *r) {
   r->state = R_WAITING;
   /* Small bodies go with the head in one write. */
   if (r->has_body && r->body.len && r->body.len <= 16384) {
-    rc = cr_buf_append(&head, r->body.data, r->body.len);
+    rc = cr_buf_append(hb, r->body.data, r->body.len);
     if (rc) {
-      cr_buf_free(&head);
       finish(r, CR_OUT_EMEMORY, "out of memory");
       return;
     }
-    rc = conn_write(c, head.data, head.len);
+    rc = conn_write(c, hb->data, hb->len);
   } else {
-    rc = conn_write(c, head.data, head.len);
+    rc = conn_write(c, hb->data, hb->len);
     if (!rc && r->has_body) rc = conn_write(c, r->body.data, r->body.len);
   }
-  cr_buf_free(&head);
+  cr_buf_reset(hb, 64 * 1024);
   if (rc) conn_failed(c, rc);
 }
 
@@ -874,7 +901,8 @@ static void connect_next(cr_outreq_t *r) {
     return;
   }
   c->ob = ob;
-  origin_key(r, c->key, sizeof c->key);
+  memcpy(c->key, r->okey, sizeof c->key);
+  c->key_hash = r->okey_hash;
   c->peer = r->addrs[r->addr_i];
   uv_tcp_init(ob->loop, &c->tcp);
   c->tcp.data = c;
@@ -992,6 +1020,8 @@ static void begin_hop(cr_outreq_t *r) {
 
 /* --- a request's life ----------------------------------------------------------------------------- */
 
+#define MAX_SPARE 64
+
 static void on_timer_closed(uv_handle_t *h) {
   cr_outreq_t *r = h->data;
   cr_buf_free(&r->url);
@@ -1002,7 +1032,7 @@ static void on_timer_closed(uv_handle_t *h) {
   free(r);
 }
 
-/* Unlinks r from everything; its memory goes when the timer closes. */
+/* Unlinks r from everything; its memory stays until release(). */
 static void retire(cr_outreq_t *r) {
   cr_outbound_t *ob = r->ob;
   r->state = R_DONE;
@@ -1017,7 +1047,23 @@ static void retire(cr_outreq_t *r) {
   if (r->lnext) r->lnext->lprev = r->lprev;
   r->lnext = r->lprev = NULL;
   uv_timer_stop(&r->timer);
-  uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+}
+
+/* Keeps a retired request for reuse (its timer stays open), or frees it. */
+static void release(cr_outreq_t *r) {
+  cr_outbound_t *ob = r->ob;
+  if (ob->freeing || ob->nspare >= MAX_SPARE) {
+    uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+    return;
+  }
+  cr_buf_reset(&r->url, 4096);
+  cr_buf_reset(&r->headers, 4096);
+  cr_buf_reset(&r->body, 16384);
+  cr_buf_reset(&r->hdrs, 4096);
+  cr_buf_reset(&r->rbody, 16384);
+  r->lnext = ob->spare;
+  ob->spare = r;
+  ob->nspare++;
 }
 
 static void finish(cr_outreq_t *r, cr_out_error_t e, const char *fmt, ...) {
@@ -1027,6 +1073,14 @@ static void finish(cr_outreq_t *r, cr_out_error_t e, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(r->err, sizeof r->err, fmt, ap);
     va_end(ap);
+  }
+  if (r->starting) {
+    /* Ended inside cr_outreq_start: the callback comes from the loop. */
+    if (!r->deferred) {
+      r->deferred = (int)e + 1;
+      uv_timer_start(&r->timer, on_timer_kick, 0, 0);
+    }
+    return;
   }
   if (e != CR_OUT_OK) release_response(r);
   cr_outreq_cb cb = r->cb;
@@ -1047,26 +1101,25 @@ static void finish(cr_outreq_t *r, cr_out_error_t e, const char *fmt, ...) {
       .charged = r->charged,
   };
   if (!res.url) res.url = "";
-  retire(r); /* the buffers stay until the timer closes, after the callback */
+  retire(r);
   r->charged = 0;
-  cb(data, &res);
+  cb(data, &res); /* res points into r's buffers: released only after */
+  release(r);
+}
+
+static void on_timer_kick(uv_timer_t *t) {
+  cr_outreq_t *r = t->data;
+  cr_out_error_t e = (cr_out_error_t)(r->deferred - 1);
+  r->deferred = 0;
+  finish(r, e, NULL);
 }
 
 static void on_timer(uv_timer_t *t) {
   cr_outreq_t *r = t->data;
-  if (r->state == R_KICK) {
-    uint64_t now = cr_clock_ns();
-    if (now >= r->deadline_ns) {
-      finish(r, CR_OUT_ETIMEOUT, "timeout");
-      return;
-    }
-    uv_timer_start(&r->timer, on_timer, (r->deadline_ns - now + 999999) / 1000000, 0);
-    begin_hop(r);
-    return;
-  }
-  if (cr_clock_ns() + 1000000 < r->deadline_ns) {
+  uint64_t now = cr_clock_ns();
+  if (now + 1000000 < r->deadline_ns) {
     /* Woken early (the timer's ms rounding): wait the rest. */
-    uv_timer_start(&r->timer, on_timer, (r->deadline_ns - cr_clock_ns() + 999999) / 1000000, 0);
+    uv_timer_start(&r->timer, on_timer, (r->deadline_ns - now + 999999) / 1000000, 0);
     return;
   }
   finish(r, CR_OUT_ETIMEOUT, "timeout");
@@ -1080,13 +1133,41 @@ static int is_token_method(const char *m) {
   return 1;
 }
 
+/* A request object: a spare one (its timer open) or a new one. */
+static cr_outreq_t *take_req(cr_outbound_t *ob) {
+  cr_outreq_t *r = ob->spare;
+  if (r) {
+    ob->spare = r->lnext;
+    ob->nspare--;
+    memset(&r->ob, 0, sizeof *r - offsetof(cr_outreq_t, ob));
+    return r;
+  }
+  r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  uv_timer_init(ob->loop, &r->timer);
+  r->timer.data = r;
+  return r;
+}
+
+/* Gives back a request that never started. */
+static void drop_req(cr_outreq_t *r) {
+  r->state = R_DONE;
+  release(r);
+}
+
 cr_outreq_t *cr_outreq_start(cr_outbound_t *ob, const cr_outreq_opts_t *o, cr_outreq_cb cb, void *data, char *err,
                              size_t errlen) {
   if (!is_token_method(o->method)) {
     snprintf(err, errlen, "method: must be an upper-case token like GET");
     return NULL;
   }
-  cr_outreq_t *r = calloc(1, sizeof *r);
+  cr_url_parts_t parsed;
+  const cr_url_parts_t *u = o->parts;
+  if (!u) {
+    if (cr_outbound_url_parse(o->url, o->url_len, &parsed, err, errlen)) return NULL;
+    u = &parsed;
+  }
+  cr_outreq_t *r = take_req(ob);
   if (!r) {
     snprintf(err, errlen, "out of memory");
     return NULL;
@@ -1105,39 +1186,40 @@ cr_outreq_t *cr_outreq_start(cr_outbound_t *ob, const cr_outreq_opts_t *o, cr_ou
   r->allow = o->allow;
   r->charge = o->charge;
   r->ud = o->ud;
-  if (cr_outbound_url_parse(o->url, o->url_len, &r->u, err, errlen)) {
-    free(r);
-    return NULL;
-  }
+  r->ob = ob;
   if (charge(r, o->url_len + o->headers_len + o->body_len, 0)) {
     snprintf(err, errlen, "memory limit exceeded");
-    free(r);
+    drop_req(r);
     return NULL;
   }
   if (cr_buf_append(&r->url, o->url, o->url_len) || cr_buf_append(&r->headers, o->headers, o->headers_len) ||
       cr_buf_append(&r->body, o->body, o->body_len) || !cr_buf_cstr(&r->url)) {
     if (r->charge) r->charge(r->ud, -r->charged);
-    cr_buf_free(&r->url);
-    cr_buf_free(&r->headers);
-    cr_buf_free(&r->body);
-    free(r);
     snprintf(err, errlen, "out of memory");
+    drop_req(r);
     return NULL;
   }
-  /* Parse again: target points into the copy. */
-  cr_outbound_url_parse(r->url.data, r->url.len, &r->u, err, errlen);
+  /* The parts, their target pointing into the copy. */
+  r->u = *u;
+  r->u.target = r->url.data + (u->target - o->url);
+  set_origin_key(r);
   for (const char *p = r->headers.data, *end = p ? p + r->headers.len : NULL; p && p < end;) {
     if ((size_t)(end - p) >= 11 && strncasecmp(p, "user-agent:", 11) == 0) r->has_ua = 1;
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     p = nl ? nl + 1 : end;
   }
-  uv_timer_init(ob->loop, &r->timer);
-  r->timer.data = r;
-  r->state = R_KICK;
-  uv_timer_start(&r->timer, on_timer, 0, 0);
   r->lnext = ob->live;
   if (ob->live) ob->live->lprev = r;
   ob->live = r;
+  uint64_t now = cr_clock_ns();
+  r->starting = 1;
+  if (now >= r->deadline_ns) {
+    finish(r, CR_OUT_ETIMEOUT, "timeout");
+  } else {
+    uv_timer_start(&r->timer, on_timer, (r->deadline_ns - now + 999999) / 1000000, 0);
+    begin_hop(r);
+  }
+  r->starting = 0;
   return r;
 }
 
@@ -1146,6 +1228,7 @@ void cr_outreq_cancel(cr_outreq_t *r) {
   if (r->charge && r->charged) r->charge(r->ud, -r->charged);
   r->charged = 0;
   retire(r);
+  release(r);
 }
 
 /* --- the client ------------------------------------------------------------------------------------ */
@@ -1206,7 +1289,14 @@ static void on_sweep_closed(uv_handle_t *h) {
 
 void cr_outbound_free(cr_outbound_t *ob) {
   if (!ob) return;
+  ob->freeing = 1;
   while (ob->live) cr_outreq_cancel(ob->live);
+  while (ob->spare) {
+    cr_outreq_t *r = ob->spare;
+    ob->spare = r->lnext;
+    uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+  }
+  cr_buf_free(&ob->head);
   while (ob->idle_head) conn_close(ob->idle_head);
   uv_close((uv_handle_t *)&ob->sweep, on_sweep_closed);
 }

@@ -64,6 +64,21 @@ cr_outbound_t *cr_outbound_new(uv_loop_t *loop, const cr_outbound_opts_t *opts);
  * must run once more to release them. */
 void cr_outbound_free(cr_outbound_t *ob);
 
+/* The parts of an absolute http(s) URL. */
+typedef struct {
+  int tls;               /* https */
+  char host[256];        /* lower-case; an IPv6 literal without its brackets */
+  int port;              /* explicit or the scheme's */
+  int ip;                /* 4 or 6 when host is an IP literal, else 0 */
+  const char *target;    /* path and query (inside the URL given; "/" when empty: target_len 0) */
+  size_t target_len;
+} cr_url_parts_t;
+
+/* Parses url (len bytes): "http[s]://host[:port][/path][?query][#fragment]".
+ * Refuses credentials (user@), bytes outside printable ASCII and bad hosts
+ * or ports. 0, or -1 with err written. */
+int cr_outbound_url_parse(const char *url, size_t len, cr_url_parts_t *out, char *err, size_t errlen);
+
 /* Error kinds; res->err holds the message. */
 typedef enum {
   CR_OUT_OK = 0,
@@ -90,8 +105,9 @@ typedef int (*cr_outbound_charge_cb)(void *ud, long long delta);
 
 typedef struct {
   const char *method;       /* upper-case token, e.g. "GET" */
-  const char *url;          /* absolute http:// or https:// URL (cr_outbound_url_check) */
+  const char *url;          /* absolute http:// or https:// URL (cr_outbound_url_parse) */
   size_t url_len;
+  const cr_url_parts_t *parts; /* url parsed already (its target pointing into url), or NULL */
   const char *headers;      /* "Name: value\r\n" lines, checked by the caller, without Host, Content-Length,
                                Transfer-Encoding, Connection (the client writes those); may be NULL */
   size_t headers_len;
@@ -135,20 +151,6 @@ cr_outreq_t *cr_outreq_start(cr_outbound_t *ob, const cr_outreq_opts_t *opts, cr
  * back what it had charged. */
 void cr_outreq_cancel(cr_outreq_t *r);
 
-/* The parts of an absolute http(s) URL. */
-typedef struct {
-  int tls;               /* https */
-  char host[256];        /* lower-case; an IPv6 literal without its brackets */
-  int port;              /* explicit or the scheme's */
-  int ip;                /* 4 or 6 when host is an IP literal, else 0 */
-  const char *target;    /* path and query (inside the URL given; "/" when empty: target_len 0) */
-  size_t target_len;
-} cr_url_parts_t;
-
-/* Parses url (len bytes): "http[s]://host[:port][/path][?query][#fragment]".
- * Refuses credentials (user@), bytes outside printable ASCII and bad hosts
- * or ports. 0, or -1 with err written. */
-int cr_outbound_url_parse(const char *url, size_t len, cr_url_parts_t *out, char *err, size_t errlen);
 
 /* Connections: open now, idle in the pool (for tests and metrics). */
 void cr_outbound_counts(const cr_outbound_t *ob, int *open, int *idle);
