@@ -260,7 +260,7 @@ EOF
 }
 
 PEER_PID=""
-start_peer() { # name -> PEER_PID; 1 when it did not start
+start_peer() { # name -> PEER_PID once it answers HTTP on /proxy (validate checks what); 1 when it did not start
   local name=$1 port dir=$WORK/$1 i
   port=$(port_of "$name"); rm -rf "$dir"; mkdir -p "$dir"
   if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then log "port $port busy: cannot start $name"; return 1; fi
@@ -280,7 +280,7 @@ start_peer() { # name -> PEER_PID; 1 when it did not start
   PEER_PID=$SPAWNED
   for i in $(seq 1 150); do
     kill -0 "$PEER_PID" 2>/dev/null || break
-    [[ $(curl -s --max-time 1 "http://127.0.0.1:$port/proxy" 2>/dev/null) == hello ]] && return 0
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port/proxy" 2>/dev/null) != 000 ]] && return 0
     sleep 0.1
   done
   log "$name did not answer on 127.0.0.1:$port/proxy"; tail -n 20 "$dir/stdout.log" "$dir/error.log" >&2 2>/dev/null || true
@@ -293,7 +293,7 @@ validate() { # name -> "ok" or a reason: 5 requests answer "hello" and make exac
   read -r a _ <<< "$(upstream_stats)"
   for i in 1 2 3 4 5; do
     out=$(curl -s --max-time 2 "http://127.0.0.1:$port/proxy") || true
-    [[ $out == hello ]] || { echo "GET /proxy answered '${out:0:60}'"; return; }
+    [[ $out == hello ]] || { echo "GET /proxy answered '${out:0:100}'"; return; }
   done
   read -r b _ <<< "$(upstream_stats)"
   [[ -n $a && -n $b ]] && (( b - a == 5 )) && echo ok || echo "5 requests made '$a' -> '$b' upstream calls"
@@ -344,7 +344,7 @@ measure() { # name round
   v=$(validate "$name")
   if [[ $v != ok ]]; then
     echo "r$round $name: $v" >> "$RESULTS_DIR/skipped.txt"; log "skip r$round $name: $v"
-    stop_group "$pid"; return
+    stop_group "$pid"; save_logs "$name" "$round"; return
   fi
   (( WARMUP > 0 )) && run_wrk "$port" "$WARMUP" "$RESULTS_DIR/raw/$name.r$round.warmup.txt" > /dev/null
   sleep 1
@@ -365,9 +365,12 @@ measure() { # name round
     "$reqs" "$errs" "$wall" "$scpu" "$ucpu" "$wcpu" "$ocpu" "$((q1 - q0))" "$((c1 - c0))" "$(date -u +%H:%M:%S)" \
     >> "$RESULTS_DIR/runs.tsv"
   log "r$round $name: $rps req/s p50 ${p50}ms p99 ${p99}ms errors $errs; CPU s: server $scpu upstream $ucpu wrk $wcpu other $ocpu; upstream calls $((q1 - q0)) for $reqs requests, $((c1 - c0)) new connections"
-  stop_group "$pid"
-  cp "$WORK/$name/stdout.log" "$RESULTS_DIR/raw/$name.r$round.stdout.log" 2>/dev/null || true
-  cp "$WORK/$name/error.log" "$RESULTS_DIR/raw/$name.r$round.error.log" 2>/dev/null || true
+  stop_group "$pid"; save_logs "$name" "$round"
+}
+
+save_logs() { # name round: the peer's own logs next to the raw wrk output
+  cp "$WORK/$1/stdout.log" "$RESULTS_DIR/raw/$1.r$2.stdout.log" 2>/dev/null || true
+  cp "$WORK/$1/error.log" "$RESULTS_DIR/raw/$1.r$2.error.log" 2>/dev/null || true
 }
 
 # One more crescent run under perf, not counted: the top symbols of the worker to perf.txt.
