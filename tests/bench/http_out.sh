@@ -353,7 +353,7 @@ measure() { # name round
   s0=$(group_ticks "$pid"); u0=$(group_ticks "$UP_PID"); y0=$(sys_busy_ticks)
   w=$(run_wrk "$port" "$DURATION" "$raw")
   y1=$(sys_busy_ticks); s1=$(group_ticks "$pid"); u1=$(group_ticks "$UP_PID")
-  read -r q1 c1 <<< "$(upstream_stats)"
+  read -r q1 c1 <<< "$(upstream_stats)" # its own connection is the "- 1" below
   read -r wall wcpu <<< "$w"
   local rps p50 p99 reqs errs scpu ucpu ocpu
   read -r rps p50 p99 reqs errs <<< "$(parse_wrk "$raw")"
@@ -362,9 +362,9 @@ measure() { # name round
   ocpu=$(awk -v a="$y0" -v b="$y1" -v c="$CLK" -v s="$scpu" -v u="$ucpu" -v k="$wcpu" \
          'BEGIN{o = (b-a)/c - s - u - k; printf "%.2f", (o < 0 ? 0 : o)}')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p50" "$p99" \
-    "$reqs" "$errs" "$wall" "$scpu" "$ucpu" "$wcpu" "$ocpu" "$((q1 - q0))" "$((c1 - c0))" "$(date -u +%H:%M:%S)" \
+    "$reqs" "$errs" "$wall" "$scpu" "$ucpu" "$wcpu" "$ocpu" "$((q1 - q0))" "$((c1 - c0 - 1))" "$(date -u +%H:%M:%S)" \
     >> "$RESULTS_DIR/runs.tsv"
-  log "r$round $name: $rps req/s p50 ${p50}ms p99 ${p99}ms errors $errs; CPU s: server $scpu upstream $ucpu wrk $wcpu other $ocpu; upstream calls $((q1 - q0)) for $reqs requests, $((c1 - c0)) new connections"
+  log "r$round $name: $rps req/s p50 ${p50}ms p99 ${p99}ms errors $errs; CPU s: server $scpu upstream $ucpu wrk $wcpu other $ocpu; upstream calls $((q1 - q0)) for $reqs requests, $((c1 - c0 - 1)) new connections"
   stop_group "$pid"; save_logs "$name" "$round"
 }
 
