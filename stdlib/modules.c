@@ -33,6 +33,7 @@
 #include "error.h"
 #include "freelist.h"
 #include "hash.h"
+#include "httpout.h"
 #include "invoke.h"
 #include "json.h"
 #include "log.h"
@@ -51,6 +52,7 @@ EMBEDDED(cr_stdlib_queue)
 EMBEDDED(cr_stdlib_once)
 EMBEDDED(cr_stdlib_queue_admin)
 EMBEDDED(cr_stdlib_invoke)
+EMBEDDED(cr_stdlib_http)
 EMBEDDED(cr_redis_kv_put)
 EMBEDDED(cr_redis_kv_delete)
 EMBEDDED(cr_redis_kv_incr)
@@ -109,7 +111,14 @@ struct cr_stdlib_s {
   unsigned rounds;    /* promoter rounds: every TRIM_EVERY-th also trims */
   const cr_stdlib_calls_t *calls; /* crescent.invoke's (cr_stdlib_set_calls), or NULL */
   void *calls_ud;
+  cr_http_config_t http;          /* crescent.http's (cr_stdlib_set_http); ob NULL: none */
 };
+
+void cr_stdlib_set_http(cr_stdlib_t *S, const cr_http_config_t *cfg) {
+  S->http = *cfg;
+  if (!S->http.max_response) S->http.max_response = CR_HTTP_DEFAULT_MAX_RESPONSE;
+  if (S->http.max_requests <= 0) S->http.max_requests = CR_HTTP_DEFAULT_MAX_REQUESTS;
+}
 
 void cr_stdlib_set_calls(cr_stdlib_t *S, const cr_stdlib_calls_t *ops, void *ud) {
   S->calls = ops;
@@ -125,6 +134,8 @@ cr_stdlib_t *cr_stdlib_new(cr_redis_t *redis, const cr_stdlib_opts_t *opts) {
   S->opts.prefix = S->prefix;
   if (S->opts.queue_max_depth <= 0) S->opts.queue_max_depth = default_opts.queue_max_depth;
   S->free_scalls = (cr_freelist_t)CR_FREELIST_INIT(256);
+  S->http.max_response = CR_HTTP_DEFAULT_MAX_RESPONSE;
+  S->http.max_requests = CR_HTTP_DEFAULT_MAX_REQUESTS;
   S->promote_script = find_script("q_promote");
   S->trim_script = find_script("q_trim");
   return S;
@@ -240,7 +251,7 @@ static void on_scall_reply(void *data, redisReply *reply, const char *err) {
 /* Can L yield from here up to the platform (see the header)? L is the
  * running coroutine and l_call was called from Lua, so lua_isyieldable
  * answers for this very point of L. */
-static int can_yield(lua_State *L, const cr_invocation_t *inv) {
+int cr_stdlib_can_yield(lua_State *L, const cr_invocation_t *inv) {
   if (!lua_isyieldable(L)) return 0;
   if (L == inv->co) return 1;
   cr_vm_push_sandbox(L, "passes");
@@ -278,7 +289,7 @@ static int l_call(lua_State *L) {
     lua_pushliteral(L, "timeout");
     return 2;
   }
-  if (!can_yield(L, inv)) {
+  if (!cr_stdlib_can_yield(L, inv)) {
     lua_pushnil(L);
     lua_pushfstring(L, "cannot call %s here (inside a C callback)", lua_tostring(L, lua_upvalueindex(3)));
     return 2;
@@ -460,7 +471,7 @@ static int l_invoke(lua_State *L) {
     lua_pushliteral(L, "invocation unavailable");
     return 2;
   }
-  if (!can_yield(L, inv)) {
+  if (!cr_stdlib_can_yield(L, inv)) {
     lua_pushnil(L);
     lua_pushliteral(L, "cannot call crescent.invoke here (inside a C callback)");
     return 2;
@@ -600,6 +611,10 @@ static void push_prims(lua_State *L, cr_stdlib_t *S) {
     lua_pushcclosure(L, l_invoke, 2);
     lua_setfield(L, -2, kind ? "invoke_async" : "invoke_call");
   }
+  cr_http_push_primitive(L, &S->http);
+  lua_setfield(L, -2, "http_request");
+  lua_pushnumber(L, (double)S->http.max_response);
+  lua_setfield(L, -2, "http_max_response");
   lua_pushnumber(L, (double)S->opts.kv_max_value);
   lua_setfield(L, -2, "kv_max_value");
   lua_pushnumber(L, (double)S->opts.max_object);
@@ -656,6 +671,7 @@ static int open_queue_admin(lua_State *L) {
 static int open_invoke(lua_State *L) {
   return load_embedded(L, cr_stdlib_invoke, cr_stdlib_invoke_len, "=crescent.invoke");
 }
+static int open_http(lua_State *L) { return load_embedded(L, cr_stdlib_http, cr_stdlib_http_len, "=crescent.http"); }
 static int open_crypto(lua_State *L) { return cr_crypto_open(L); }
 static int open_log(lua_State *L) {
   cr_invoke_push_log(L);
@@ -696,6 +712,7 @@ void cr_stdlib_preload(lua_State *L, void *stdlib) {
       {"crescent.log", open_log},
       {"crescent.invoke", open_invoke},
       {"crescent.crypto", open_crypto},
+      {"crescent.http", open_http},
   };
   for (size_t i = 0; i < sizeof loaders / sizeof loaders[0]; i++) {
     lua_pushlightuserdata(L, stdlib);

@@ -35,6 +35,7 @@
 
 #include <stddef.h>
 
+#include "httpout.h"
 #include "redis.h"
 
 typedef struct lua_State lua_State;
@@ -88,6 +89,16 @@ typedef struct {
 /* Without it (the default) crescent.invoke's calls fail with "invocation
  * unavailable". ops must outlive s. */
 void cr_stdlib_set_calls(cr_stdlib_t *s, const cr_stdlib_calls_t *ops, void *ud);
+
+/* Outbound HTTP (crescent.http, stdlib/httpout.h): the worker's client and
+ * policy (copied; what it points to must outlive s). Without it calls fail
+ * with "http unavailable". */
+void cr_stdlib_set_http(cr_stdlib_t *s, const cr_http_config_t *cfg);
+
+/* For the stdlib's C primitives: can L yield from here up to the platform
+ * (not inside a C callback; through user coroutines only when they pass
+ * platform yields on: lua/sandbox.lua)? */
+int cr_stdlib_can_yield(lua_State *L, const struct cr_invocation_s *inv);
 
 /* Moves delayed queue messages that are due into their streams and, about
  * once a second, trims from each queue's stream the entries every consumer

@@ -52,6 +52,9 @@ static const opt_t options[] = {
     {"kv-max-value", OPT_SIZE, OFF(kv_max_value), "largest KV value (default 1m)"},
     {"max-object", OPT_SIZE, OFF(max_object), "largest storage object (default 16m)"},
     {"queue-max-depth", OPT_INT, OFF(queue_max_depth), "messages one queue may hold, delayed ones included (default 1000000)"},
+    {"egress-private", OPT_FLAG, OFF(egress_private), "let functions without an egress setting reach loopback and private addresses (local development)"},
+    {"http-max-response", OPT_SIZE, OFF(http_max_response), "largest answer body crescent.http takes (default 6m)"},
+    {"http-max-requests", OPT_INT, OFF(http_max_requests), "crescent.http requests per invocation (default 50)"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -83,6 +86,8 @@ void cr_config_defaults(cr_config_t *c) {
   c->kv_max_value = 1024 * 1024;
   c->max_object = 16u * 1024 * 1024;
   c->queue_max_depth = 1000000;
+  c->http_max_response = 6u * 1024 * 1024;
+  c->http_max_requests = 50;
   snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
   c->listen_port = 8080;
 }

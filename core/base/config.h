@@ -42,6 +42,9 @@ typedef struct cr_config_s {
   size_t kv_max_value;      /* bytes of one KV value */
   size_t max_object;        /* bytes of one storage object */
   int queue_max_depth;      /* messages one queue may hold (stream + delayed); sends past it fail */
+  int egress_private;       /* the default egress policy also allows loopback and private addresses */
+  size_t http_max_response; /* bytes of an answer's body crescent.http takes */
+  int http_max_requests;    /* crescent.http requests per invocation */
 } cr_config_t;
 
 void cr_config_defaults(cr_config_t *c);

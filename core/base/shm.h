@@ -72,6 +72,8 @@ typedef struct {
   _Atomic uint64_t billed_ms;     /* sum */
   _Atomic uint64_t mb_ms;         /* memory size x billed duration, for GB-seconds */
   _Atomic uint64_t hist[CR_SHM_HIST_BUCKETS];
+  /* outbound HTTP (crescent.http): requests made, of them failed, bytes on the wire, time waited */
+  _Atomic uint64_t http_requests, http_errors, http_bytes_in, http_bytes_out, http_ns;
 } cr_shm_fn_t;
 
 /* One stream trigger of a function (a queue, a bucket's events, a

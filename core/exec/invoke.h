@@ -57,6 +57,10 @@ struct cr_invocation_s {
   uint64_t end_ns;
   uint64_t cpu_ns;       /* time running the function's code: the sum of its resumes */
   size_t mem_peak;
+  /* Outbound HTTP (crescent.http): calls made, of them failed, bytes on the
+   * wire and time waited; for the report line and the meters. */
+  uint32_t http_requests, http_errors;
+  uint64_t http_bytes_in, http_bytes_out, http_ns;
   cr_outcome_t outcome;
   int nresults;          /* results on co's stack, when OK */
   cr_invoke_done_cb done;/* called when an invocation that waited ends */

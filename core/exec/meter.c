@@ -13,6 +13,7 @@
 typedef struct {
   uint64_t invocations, errors, client_errors, timeouts, cold_starts, duration_ns, billed_ms, mb_ms;
   uint64_t hist[CR_SHM_HIST_BUCKETS];
+  uint64_t http_requests, http_errors, http_bytes_in, http_bytes_out, http_ns;
   int dirty;
 } fn_meter_t;
 
@@ -76,6 +77,13 @@ void cr_meter_flush(cr_meter_t *m) {
     atomic_fetch_add_explicit(&s->mb_ms, f->mb_ms, memory_order_relaxed);
     for (int k = 0; k < CR_SHM_HIST_BUCKETS; k++)
       if (f->hist[k]) atomic_fetch_add_explicit(&s->hist[k], f->hist[k], memory_order_relaxed);
+    if (f->http_requests) {
+      atomic_fetch_add_explicit(&s->http_requests, f->http_requests, memory_order_relaxed);
+      atomic_fetch_add_explicit(&s->http_errors, f->http_errors, memory_order_relaxed);
+      atomic_fetch_add_explicit(&s->http_bytes_in, f->http_bytes_in, memory_order_relaxed);
+      atomic_fetch_add_explicit(&s->http_bytes_out, f->http_bytes_out, memory_order_relaxed);
+      atomic_fetch_add_explicit(&s->http_ns, f->http_ns, memory_order_relaxed);
+    }
     memset(f, 0, sizeof *f);
   }
   m->ndirty = 0;
@@ -110,6 +118,11 @@ void cr_meter_report(cr_meter_t *m, const cr_fnver_t *ver, const cr_invocation_t
     f->billed_ms += billed;
     f->mb_ms += billed * (uint64_t)ver->settings.memory;
     f->hist[cr_shm_hist_bucket(dur_ms)]++;
+    f->http_requests += inv->http_requests;
+    f->http_errors += inv->http_errors;
+    f->http_bytes_in += inv->http_bytes_in;
+    f->http_bytes_out += inv->http_bytes_out;
+    f->http_ns += inv->http_ns;
   }
 
   cr_buf_t *b = cr_log_begin(CR_LOG_INFO, "report", 6, ver->fn->name, inv->reqid);
@@ -128,6 +141,13 @@ void cr_meter_report(cr_meter_t *m, const cr_fnver_t *ver, const cr_invocation_t
   else if (inv->outcome == CR_OUTCOME_MEMORY) cr_log_str(b, "outcome", "memory", 6);
   else if (client) cr_log_str(b, "outcome", "client_error", 12);
   else if (inv->outcome == CR_OUTCOME_ERROR) cr_log_str(b, "outcome", "error", 5);
+  if (inv->http_requests) {
+    cr_log_int(b, "httpRequests", inv->http_requests);
+    if (inv->http_errors) cr_log_int(b, "httpErrors", inv->http_errors);
+    cr_log_int(b, "httpBytesOut", (long long)inv->http_bytes_out);
+    cr_log_int(b, "httpBytesIn", (long long)inv->http_bytes_in);
+    cr_log_num(b, "httpTime", round((double)inv->http_ns / 1e3) / 1000);
+  }
   if (fields) fields(data, b);
   cr_log_end(b);
 }

@@ -8,7 +8,9 @@
  *   {"msg":"report","function":F,"requestId":R,"version":N,"trigger":"http",
  *    "start":"cold"|"warm","initDuration":ms (cold only),"duration":ms,
  *    "billedDuration":ms,"cpuTime":ms,"maxMemoryUsed":bytes,"memorySize":MB,
- *    "status":S, ["outcome":"timeout"|"memory"|"error"|"client_error"], <the trigger's fields>}
+ *    "status":S, ["outcome":"timeout"|"memory"|"error"|"client_error"],
+ *    ["httpRequests":N,["httpErrors":N,]"httpBytesOut":B,"httpBytesIn":B,"httpTime":ms]
+ *    (crescent.http calls, when it made any), <the trigger's fields>}
  * Two kinds of failure are counted apart. A client error: the handler raised
  * an error and the trigger answered it with a 4xx status, which only a
  * platform error about the request does (event.json() on a body that is not

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cron.h"
+#include "egress.h"
 #include "error.h"
 #include "json.h"
 #include "router.h"
@@ -24,7 +25,8 @@ static void raw_field(lua_State *L, const char *key) {
 }
 
 static const char *const known_keys[] = {"handler", "routes",  "timeout",   "memory",   "concurrency", "warm",
-                                         "idle",    "env",     "triggers",  "retries",  "onSuccess",   "onFailure"};
+                                         "idle",    "env",     "triggers",  "retries",  "onSuccess",   "onFailure",
+                                         "egress"};
 #define NKNOWN (sizeof known_keys / sizeof known_keys[0])
 
 void cr_settings_defaults(cr_settings_t *s) {
@@ -35,6 +37,7 @@ void cr_settings_defaults(cr_settings_t *s) {
   s->warm = 0;
   s->idle = CR_DEFAULT_IDLE;
   s->retries = CR_DEFAULT_RETRIES;
+  s->negress = -1;
 }
 
 static void trigger_free(cr_trigger_spec_t *t) {
@@ -67,6 +70,8 @@ void cr_settings_free(cr_settings_t *s) {
   free(s->triggers);
   free(s->on_success);
   free(s->on_failure);
+  for (int i = 0; i < s->negress; i++) free(s->egress[i]);
+  free(s->egress);
   cr_settings_defaults(s);
 }
 
@@ -765,6 +770,58 @@ int cr_settings_set_env(cr_settings_t *s, const char *name, const char *value) {
 
 /* onSuccess / onFailure = { queue = NAME }: an asynchronous invocation's
  * destination (core/trigger/invoke/async.h), a queue name by crescent.queue's rule. */
+/* egress = { "api.example.com", "*.stripe.com", "127.0.0.1:9000", "*" }: the
+ * hosts crescent.http may reach (core/base/egress.h); absent: the default. */
+static int read_egress(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
+  raw_field(L, "egress");
+  int rc = 0;
+  if (lua_isnil(L, -1)) goto done;
+  if (!lua_istable(L, -1)) {
+    rc = fail(err, errlen, "setting 'egress' must be a list of hosts like { \"api.example.com\", \"*.stripe.com\", "
+                           "\"127.0.0.1:9000\" }, got %s", lua_typename(L, lua_type(L, -1)));
+    goto done;
+  }
+  int n = (int)lua_objlen(L, -1);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) < 1 || lua_tonumber(L, -1) > n ||
+        lua_tonumber(L, -1) != (int)lua_tonumber(L, -1)) {
+      lua_pop(L, 1);
+      rc = fail(err, errlen, "setting 'egress' must be a list (an array of strings), not a table with other keys");
+      goto done;
+    }
+  }
+  if (n > CR_MAX_EGRESS) {
+    rc = fail(err, errlen, "setting 'egress': at most %d entries", CR_MAX_EGRESS);
+    goto done;
+  }
+  s->egress = calloc((size_t)n + 1, sizeof(char *));
+  if (!s->egress) {
+    rc = CR_ENOMEM;
+    goto done;
+  }
+  s->negress = 0;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    char why[200];
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      rc = fail(err, errlen, "setting 'egress': entry %d must be a string, got %s", i, lua_typename(L, lua_type(L, -1)));
+    } else if (cr_egress_entry_check(lua_tostring(L, -1), why, sizeof why)) {
+      rc = fail(err, errlen, "setting 'egress': entry %d (\"%s\"): %s", i, lua_tostring(L, -1), why);
+    } else if (!(s->egress[s->negress] = strdup(lua_tostring(L, -1)))) {
+      rc = CR_ENOMEM;
+    } else {
+      s->negress++;
+    }
+    lua_pop(L, 1);
+    if (rc) break;
+  }
+done:
+  lua_pop(L, 1);
+  return rc;
+}
+
 static int read_destination(lua_State *L, const char *key, char **out, char *err, size_t errlen) {
   raw_field(L, key);
   int rc = 0;
@@ -872,6 +929,7 @@ static int read_settings(lua_State *L, int idx, cr_settings_t *s, int platform, 
   s->retries = (int)v;
   if ((rc = read_destination(L, "onSuccess", &s->on_success, err, errlen))) goto out;
   if ((rc = read_destination(L, "onFailure", &s->on_failure, err, errlen))) goto out;
+  if ((rc = read_egress(L, s, err, errlen))) goto out;
 out:
   lua_settop(L, top);
   if (rc) cr_settings_free(s);
@@ -913,6 +971,9 @@ int cr_settings_pack(const cr_settings_t *s, cr_buf_t *b) {
        cr_wire_u32(b, (uint32_t)s->nenv);
   for (int i = 0; i < 2 * s->nenv && !rc; i++) rc = cr_wire_str(b, s->env[i]);
   rc = rc || cr_wire_u32(b, (uint32_t)s->retries) || cr_wire_str(b, s->on_success) || cr_wire_str(b, s->on_failure);
+  rc = rc || cr_wire_u32(b, (uint32_t)(s->negress + 1));
+  for (int i = 0; i < s->negress && !rc; i++) rc = cr_wire_str(b, s->egress[i]);
+  /* The triggers last: the tests build frames that end with them. */
   rc = rc || cr_wire_u32(b, (uint32_t)s->ntriggers);
   for (int i = 0; i < s->ntriggers && !rc; i++) rc = pack_trigger(b, &s->triggers[i]);
   return rc ? CR_ENOMEM : 0;
@@ -1000,6 +1061,19 @@ int cr_settings_unpack_from(cr_wire_reader_t *r, cr_settings_t *s) {
   s->retries = (int)cr_wire_get_u32(r);
   s->on_success = cr_wire_get_bytes(r, NULL);
   s->on_failure = cr_wire_get_bytes(r, NULL);
+  uint32_t negress = cr_wire_get_u32(r); /* count + 1: 0 is "none" */
+  if (!r->bad && negress >= 1 && negress <= CR_MAX_EGRESS + 1) {
+    s->egress = calloc(negress, sizeof(char *));
+    s->negress = 0;
+    for (uint32_t i = 0; i + 1 < negress && !r->bad && s->egress; i++) {
+      s->egress[i] = cr_wire_get_bytes(r, NULL);
+      if (!s->egress[i]) r->bad = 1;
+      else s->negress++;
+    }
+    if (!s->egress) r->bad = 1;
+  } else if (negress != 0) {
+    r->bad = 1;
+  }
   uint32_t ntriggers = cr_wire_get_u32(r);
   if (!r->bad && ntriggers <= CR_MAX_TRIGGERS) {
     if (ntriggers) s->triggers = calloc(ntriggers, sizeof *s->triggers);

@@ -1,7 +1,8 @@
 /* settings.h - a function's settings: what its file returns besides the handler.
  *
  * A function file returns either a handler or a table { handler = f, routes,
- * timeout, memory, concurrency, warm, idle, env, triggers }. This module reads
+ * timeout, memory, concurrency, warm, idle, env, triggers, retries,
+ * onSuccess, onFailure, egress }. This module reads
  * that table (cr_settings_read), checking every key and type with messages
  * that name the key, and moves settings between processes (pack/unpack): the
  * validator process reads them, the master and the workers use them.
@@ -131,10 +132,13 @@ typedef struct cr_settings_s {
   int retries;              /* retries: attempts after the first of an asynchronous invocation, 0-10 (default 2) */
   char *on_success;         /* onSuccess = { queue = NAME }: where asynchronous results go, or NULL */
   char *on_failure;         /* onFailure = { queue = NAME }: where failed asynchronous invocations go, or NULL */
+  int negress;              /* egress: entries (core/base/egress.h), -1: the setting is absent (the default policy) */
+  char **egress;            /* negress strings, or NULL */
   int ntriggers;            /* 0: none (absent or an empty list), at most CR_MAX_TRIGGERS */
   cr_trigger_spec_t *triggers; /* in the order listed, or NULL */
 } cr_settings_t;
 
+#define CR_MAX_EGRESS 64 /* entries of egress */
 #define CR_DEFAULT_TIMEOUT 10.0
 #define CR_MAX_TIMEOUT 900.0
 #define CR_DEFAULT_MEMORY 128

@@ -39,6 +39,7 @@
 #include "loader.h"
 #include "log.h"
 #include "modules.h"
+#include "outbound.h"
 #include "redis.h"
 #include "pool.h"
 #include "router.h"
@@ -69,6 +70,8 @@ typedef struct {
   cr_kvexpire_t *kvexpire; /* worker 0's: KV expiries become expire records */
   cr_redis_t *redis;
   cr_stdlib_t *stdlib;   /* the crescent.* modules' state, on redis */
+  cr_outbound_t *outbound; /* crescent.http's client */
+  cr_egress_self_t *self;  /* this server's listener, which functions may not call */
   uv_pipe_t chan;        /* registry changes from the master */
   cr_buf_t chan_in;
   int stopping;
@@ -310,6 +313,28 @@ int cr_worker_main(cr_worker_args_t *args) {
     cr_log_flush();
     return 1;
   }
+  /* crescent.http: the client, and the listener it must not call back. */
+  {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int port = cfg->listen_port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+      port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                            : ((struct sockaddr_in *)&ss)->sin_port);
+    char ua[64];
+    snprintf(ua, sizeof ua, "crescent/%s", CRESCENT_VERSION);
+    cr_outbound_opts_t oopts = {.user_agent = ua};
+    w.outbound = cr_outbound_new(w.loop, &oopts);
+    w.self = cr_egress_self_new(cfg->listen_host, port);
+    if (!w.outbound || !w.self) {
+      cr_log(CR_LOG_ERROR, NULL, NULL, "cannot set up the outbound HTTP client (out of memory, or OpenSSL failed)");
+      cr_log_flush();
+      return 1;
+    }
+    cr_http_config_t hc = {.ob = w.outbound, .self = w.self, .allow_private = cfg->egress_private,
+                           .max_response = cfg->http_max_response, .max_requests = cfg->http_max_requests};
+    cr_stdlib_set_http(w.stdlib, &hc);
+  }
   /* Delayed queue messages are moved into their streams by one worker. */
   uv_timer_init(w.loop, &w.promoter);
   w.promoter.data = &w;
@@ -412,12 +437,14 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_fncalls_free(w.fncalls);     /* calls ended with the dispatcher */
   cr_gateway_free(w.gateway);
   cr_meter_free(w.meter);
+  cr_outbound_free(w.outbound); /* requests ended with their invocations */
   cr_stdlib_detach(w.stdlib);
   cr_kvexpire_stop(w.kvexpire);
   cr_redis_free(w.redis);
   cr_pool_free(w.pool);
   uv_run(w.loop, UV_RUN_DEFAULT); /* let the pool's and gateway's handles close */
   cr_stdlib_free(w.stdlib); /* after the states it was installed in */
+  cr_egress_self_free(w.self);
   cr_consumers_free(w.consumers); /* no reply nor call of theirs can come now */
   cr_async_free(w.async);
   cr_schedules_free(w.schedules);

@@ -64,6 +64,23 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return p;
 }
 
+int cr_vm_charge(cr_vm_t *vm, long long delta) {
+  if (delta < 0) {
+    size_t d = (size_t)-delta;
+    vm->mem_used = vm->mem_used > d ? vm->mem_used - d : 0;
+    return 0;
+  }
+#ifndef CRESCENT_NO_LIMITS
+  if (vm->mem_used + (size_t)delta > vm->mem_limit) {
+    vm->mem_exceeded = 1;
+    return -1;
+  }
+#endif
+  vm->mem_used += (size_t)delta;
+  if (vm->mem_used > vm->mem_peak) vm->mem_peak = vm->mem_used;
+  return 0;
+}
+
 void cr_vm_push_sandbox(lua_State *L, const char *field) {
   lua_pushlightuserdata(L, &sandbox_key);
   lua_rawget(L, LUA_REGISTRYINDEX);

@@ -108,6 +108,13 @@ typedef struct cr_vm_s {
 /* JIT machine code per state, in KB (outside the memory meter). */
 #define CR_VM_MAXMCODE_KB 512
 
+/* Charges delta bytes held for the state outside it (an outbound answer
+ * being received) to its memory meter, as if the state had allocated them:
+ * 0, or -1 (nothing charged, and mem_exceeded set: the invocation ends as
+ * a memory failure) when the strict limit would be passed.
+ * delta < 0 gives bytes back. */
+int cr_vm_charge(cr_vm_t *vm, long long delta);
+
 /* Boots a blank sandboxed state with opts (NULL: none; copied, but what
  * preload_ud and read_ud point to must outlive the vm). Returns NULL if
  * memory ran out or the preload hook failed. */

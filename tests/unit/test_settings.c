@@ -108,7 +108,8 @@ static void assert_defaults(const cr_settings_t *s) {
   "    { cron = 'rate(5 minutes)', tz = 'Europe/Berlin', catchUp = 60, overlap = true },\n" \
   "    { storage = 'uploads', events = { 'delete' }, prefix = 'img/', suffix = '.png',\n"   \
   "      batch = 3, window = 1.5, visibility = 40, maxReceives = 7, concurrency = 9 },\n"   \
-  "    { kv = '', namespace = 'users', maxReceives = 2 } } }"
+  "    { kv = '', namespace = 'users', maxReceives = 2 } },\n"                               \
+  "  egress = { 'api.example.com', '*.stripe.com', '127.0.0.1:9000', '*' } }"
 
 /* --- reading -------------------------------------------------------------------------------------- */
 
@@ -910,6 +911,56 @@ static void assert_same(const cr_settings_t *a, const cr_settings_t *b) {
   assert_int_equal(a->retries, b->retries);
   assert_same_str(a->on_success, b->on_success);
   assert_same_str(a->on_failure, b->on_failure);
+  assert_int_equal(a->negress, b->negress);
+  for (int i = 0; i < a->negress; i++) assert_string_equal(a->egress[i], b->egress[i]);
+}
+
+/* egress: the hosts crescent.http may reach (core/base/egress.h). */
+static void test_egress_settings(void **state) {
+  (void)state;
+  cr_settings_t s, u;
+  cr_buf_t b = CR_BUF_INIT;
+  accepted("return function() end", &s);
+  assert_int_equal(s.negress, -1); /* absent: the default policy */
+  assert_null(s.egress);
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
+  assert_int_equal(u.negress, -1);
+  assert_null(u.egress);
+  cr_settings_free(&u);
+  cr_settings_free(&s);
+  b.len = 0;
+  accepted("return { handler = print, egress = {} }", &s); /* nothing allowed, not the default */
+  assert_int_equal(s.negress, 0);
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
+  assert_int_equal(u.negress, 0);
+  cr_settings_free(&u);
+  cr_settings_free(&s);
+  b.len = 0;
+  accepted(FULL, &s);
+  assert_int_equal(s.negress, 4);
+  assert_string_equal(s.egress[0], "api.example.com");
+  assert_string_equal(s.egress[3], "*");
+  cr_settings_free(&s);
+  cr_buf_free(&b);
+  refused_exact("return { handler = print, egress = 'api.example.com' }",
+                "setting 'egress' must be a list of hosts like { \"api.example.com\", \"*.stripe.com\", "
+                "\"127.0.0.1:9000\" }, got string");
+  refused_exact("return { handler = print, egress = { host = 'x' } }",
+                "setting 'egress' must be a list (an array of strings), not a table with other keys");
+  refused_exact("return { handler = print, egress = { 'a.com', 5 } }",
+                "setting 'egress': entry 2 must be a string, got number");
+  refused("return { handler = print, egress = { 'a.com:0' } }", "setting 'egress': entry 1 (\"a.com:0\"): ", NULL);
+  refused("return { handler = print, egress = { 'http://a.com' } }", "setting 'egress': entry 1 (\"http://a.com\"): ",
+          NULL);
+  refused("return { handler = print, egress = { '' } }", "setting 'egress': entry 1", NULL);
+  refused("return { handler = print, egrss = {} }", "unknown setting 'egrss' (did you mean 'egress'?)", NULL);
+  /* At most CR_MAX_EGRESS entries. */
+  char chunk[4096] = "return { handler = print, egress = {";
+  for (int i = 0; i <= CR_MAX_EGRESS; i++) strcat(chunk, "'a.com',");
+  strcat(chunk, "} }");
+  refused(chunk, "setting 'egress': at most 64 entries", NULL);
 }
 
 /* retries, onSuccess, onFailure: an asynchronous invocation's (core/trigger/invoke/async.h). */
@@ -1200,6 +1251,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bare_function),
       cmocka_unit_test(test_async_settings),
+      cmocka_unit_test(test_egress_settings),
       cmocka_unit_test(test_full_table),
       cmocka_unit_test(test_value_index),
       cmocka_unit_test(test_not_function_or_table),

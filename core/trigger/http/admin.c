@@ -207,6 +207,11 @@ static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
                     (unsigned long long)atomic_load(&f->client_errors), (unsigned long long)atomic_load(&f->timeouts),
                     (unsigned long long)atomic_load(&f->throttles), (unsigned long long)atomic_load(&f->cold_starts),
                     (double)atomic_load(&f->duration_ns) / 1e6, (unsigned long long)atomic_load(&f->billed_ms), gbs);
+      cr_buf_printf(b, "\"http\":{\"requests\":%llu,\"errors\":%llu,\"bytesOut\":%llu,\"bytesIn\":%llu,"
+                       "\"timeMsSum\":%.3f},",
+                    (unsigned long long)atomic_load(&f->http_requests), (unsigned long long)atomic_load(&f->http_errors),
+                    (unsigned long long)atomic_load(&f->http_bytes_out),
+                    (unsigned long long)atomic_load(&f->http_bytes_in), (double)atomic_load(&f->http_ns) / 1e6);
       cr_buf_printf(b, "\"instances\":{\"busy\":%lld,\"idle\":%lld},", busy < 0 ? 0 : busy,
                     alive - busy < 0 ? 0 : alive - busy);
       cr_buf_append_str(b, "\"latencyMs\":{");
@@ -348,6 +353,14 @@ static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
       {"crescent_timeouts_total", "Invocations stopped at their timeout.", offsetof(cr_shm_fn_t, timeouts)},
       {"crescent_throttles_total", "Requests refused with 429 at the concurrency limit.", offsetof(cr_shm_fn_t, throttles)},
       {"crescent_cold_starts_total", "Invocations that paid for an instance's init.", offsetof(cr_shm_fn_t, cold_starts)},
+      {"crescent_outbound_requests_total", "Outbound HTTP requests functions made (crescent.http).",
+       offsetof(cr_shm_fn_t, http_requests)},
+      {"crescent_outbound_errors_total", "Outbound HTTP requests that failed (nil, err).",
+       offsetof(cr_shm_fn_t, http_errors)},
+      {"crescent_outbound_sent_bytes_total", "Bytes outbound HTTP requests sent, TLS included.",
+       offsetof(cr_shm_fn_t, http_bytes_out)},
+      {"crescent_outbound_received_bytes_total", "Bytes outbound HTTP requests received, TLS included.",
+       offsetof(cr_shm_fn_t, http_bytes_in)},
   };
   for (size_t c = 0; c < sizeof counters / sizeof counters[0]; c++) {
     prom_counter(b, counters[c].name, counters[c].help);
