@@ -389,7 +389,7 @@ profile_crescent() {
   run_wrk "$port" "$DURATION" "$RESULTS_DIR/raw/crescent.perf.txt" > /dev/null
   wait "$perf_pid" || true
   stop_group "$pid"
-  timeout 120 perf report -i "$RESULTS_DIR/perf.data" --no-children --sort dso,symbol --stdio 2> /dev/null \
+  timeout 120 perf report -i "$RESULTS_DIR/perf.data" --no-children --sort dso,symbol --stdio -g none 2> /dev/null \
     | grep -v '^$' | grep -E '^ +[0-9]' | head -n 60 > "$RESULTS_DIR/perf.txt" || true
   log "perf: $RESULTS_DIR/perf.txt (perf report -i $RESULTS_DIR/perf.data for more)"
 }
