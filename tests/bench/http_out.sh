@@ -22,7 +22,8 @@
 # Measured per run: wrk's req/s, p50, p99, requests and errors; the server's CPU, utime + stime
 # from /proc/PID/stat of every process in its process group (crescent's master and worker,
 # nginx's master and worker, node) over the run, divided by the requests wrk completed: "server
-# µs/req". The upstream's CPU is measured the same way and reported apart, never added in.
+# µs/req" (and its user-space part, utime alone). The upstream's CPU is measured the same way
+# and reported apart, never added in.
 # "other CPU %" is what the rest of the machine used meanwhile (a large one: shared machine).
 # Before each run: a warm-up (WARMUP s, not counted) and a bounded wait for a calm machine.
 # Each round runs the peers one after the other; the table has the medians over rounds.
@@ -81,18 +82,19 @@ table() {
       n[k]++; err[k] += $7
       rps[k] = rps[k] " " $3; p50[k] = p50[k] " " $4; p99[k] = p99[k] " " $5
       srv[k] = srv[k] " " ($9 / $6 * 1e6); ups[k] = ups[k] " " ($10 / $6 * 1e6)
+      if ($16 != "") usr[k] = usr[k] " " ($16 / $6 * 1e6)
       calls[k] = calls[k] " " ($13 / $6); conns[k] = conns[k] " " $14
       oth[k] = oth[k] " " ($12 / $8 * 100) }
     END {
       label["crescent"] = "crescent (crescent.http)"; label["nginx-lua"] = "nginx + lua (capture + proxy_pass)"
       label["node"] = "Node.js"
-      printf "| peer | rounds | req/s | p50 ms | p99 ms | errors | server µs/req | upstream µs/req | upstream calls/req | new upstream conns/run | other CPU %% |\n"
-      printf "|---|---|---|---|---|---|---|---|---|---|---|\n"
+      printf "| peer | rounds | req/s | p50 ms | p99 ms | errors | server µs/req | of it user | upstream µs/req | upstream calls/req | new upstream conns/run | other CPU %% |\n"
+      printf "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
       for (i = 1; i <= np; i++) { k = order[i]
         R[k] = median(rps[k]); P50[k] = median(p50[k]); P99[k] = median(p99[k]); S[k] = median(srv[k])
-        U[k] = median(ups[k]); C[k] = median(calls[k]); N[k] = median(conns[k]); O[k] = median(oth[k])
-        printf "| %s | %d | %.0f | %.3f | %.3f | %d | %.1f | %.1f | %.3f | %.0f | %.0f |\n", (k in label ? label[k] : k), n[k],
-          R[k], P50[k], P99[k], err[k], S[k], U[k], C[k], N[k], O[k] }
+        U[k] = median(ups[k]); C[k] = median(calls[k]); N[k] = median(conns[k]); O[k] = median(oth[k]); X[k] = median(usr[k])
+        printf "| %s | %d | %.0f | %.3f | %.3f | %d | %.1f | %s | %.1f | %.3f | %.0f | %.0f |\n", (k in label ? label[k] : k), n[k],
+          R[k], P50[k], P99[k], err[k], S[k], f(X[k], "%.1f"), U[k], C[k], N[k], O[k] }
       print ""
       printf "| crescent / peer | server CPU/req | req/s | p99 |\n|---|---|---|---|\n"
       split("nginx-lua node", peers, " ")
@@ -179,14 +181,14 @@ spawn() { # cpus logfile cmd...: in its own session (process group), so it is co
 }
 
 CLK=$(getconf CLK_TCK)
-group_ticks() { # pgid -> utime + stime of every process in the group (threads included)
-  local pg=$1 f line rest total=0; local -a a
+group_ticks() { # pgid -> "utime+stime utime" of every process in the group (threads included)
+  local pg=$1 f line rest total=0 user=0; local -a a
   for f in /proc/[0-9]*/stat; do
     { read -r line < "$f"; } 2>/dev/null || continue
     rest=${line##*) }; read -r -a a <<< "$rest"
-    [[ ${a[2]} == "$pg" ]] && total=$(( total + a[11] + a[12] ))
+    [[ ${a[2]} == "$pg" ]] && { total=$(( total + a[11] + a[12] )); user=$(( user + a[11] )); }
   done
-  echo "$total"
+  echo "$total $user"
 }
 sys_busy_ticks() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 
@@ -348,23 +350,24 @@ measure() { # name round
   fi
   (( WARMUP > 0 )) && run_wrk "$port" "$WARMUP" "$RESULTS_DIR/raw/$name.r$round.warmup.txt" > /dev/null
   sleep 1
-  local raw=$RESULTS_DIR/raw/$name.r$round.txt s0 s1 u0 u1 y0 y1 q0 q1 c0 c1 w wall wcpu
+  local raw=$RESULTS_DIR/raw/$name.r$round.txt s0 s1 su0 su1 u0 u1 y0 y1 q0 q1 c0 c1 w wall wcpu
   read -r q0 c0 <<< "$(upstream_stats)"
-  s0=$(group_ticks "$pid"); u0=$(group_ticks "$UP_PID"); y0=$(sys_busy_ticks)
+  read -r s0 su0 <<< "$(group_ticks "$pid")"; read -r u0 _ <<< "$(group_ticks "$UP_PID")"; y0=$(sys_busy_ticks)
   w=$(run_wrk "$port" "$DURATION" "$raw")
-  y1=$(sys_busy_ticks); s1=$(group_ticks "$pid"); u1=$(group_ticks "$UP_PID")
+  y1=$(sys_busy_ticks); read -r s1 su1 <<< "$(group_ticks "$pid")"; read -r u1 _ <<< "$(group_ticks "$UP_PID")"
   read -r q1 c1 <<< "$(upstream_stats)" # its own connection is the "- 1" below
   read -r wall wcpu <<< "$w"
-  local rps p50 p99 reqs errs scpu ucpu ocpu
+  local rps p50 p99 reqs errs scpu sucpu ucpu ocpu
   read -r rps p50 p99 reqs errs <<< "$(parse_wrk "$raw")"
   scpu=$(awk -v a="$s0" -v b="$s1" -v c="$CLK" 'BEGIN{printf "%.2f", (b-a)/c}')
+  sucpu=$(awk -v a="$su0" -v b="$su1" -v c="$CLK" 'BEGIN{printf "%.2f", (b-a)/c}')
   ucpu=$(awk -v a="$u0" -v b="$u1" -v c="$CLK" 'BEGIN{printf "%.2f", (b-a)/c}')
   ocpu=$(awk -v a="$y0" -v b="$y1" -v c="$CLK" -v s="$scpu" -v u="$ucpu" -v k="$wcpu" \
          'BEGIN{o = (b-a)/c - s - u - k; printf "%.2f", (o < 0 ? 0 : o)}')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p50" "$p99" \
-    "$reqs" "$errs" "$wall" "$scpu" "$ucpu" "$wcpu" "$ocpu" "$((q1 - q0))" "$((c1 - c0 - 1))" "$(date -u +%H:%M:%S)" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p50" "$p99" \
+    "$reqs" "$errs" "$wall" "$scpu" "$ucpu" "$wcpu" "$ocpu" "$((q1 - q0))" "$((c1 - c0 - 1))" "$(date -u +%H:%M:%S)" "$sucpu" \
     >> "$RESULTS_DIR/runs.tsv"
-  log "r$round $name: $rps req/s p50 ${p50}ms p99 ${p99}ms errors $errs; CPU s: server $scpu upstream $ucpu wrk $wcpu other $ocpu; upstream calls $((q1 - q0)) for $reqs requests, $((c1 - c0 - 1)) new connections"
+  log "r$round $name: $rps req/s p50 ${p50}ms p99 ${p99}ms errors $errs; CPU s: server $scpu (user $sucpu) upstream $ucpu wrk $wcpu other $ocpu; upstream calls $((q1 - q0)) for $reqs requests, $((c1 - c0 - 1)) new connections"
   stop_group "$pid"; save_logs "$name" "$round"
 }
 
@@ -430,7 +433,7 @@ main() {
     fi
     echo "wrk -t1 -c$CONNS -d${DURATION}s --latency; warm-up ${WARMUP}s; ROUNDS=$ROUNDS; CPUs: server ${SERVER_CPU:-any}, wrk ${WRK_CPU:-any}, upstream ${UPSTREAM_CPU:-any}"
   } > "$RESULTS_DIR/run.txt"
-  printf 'peer\tround\trps\tp50_ms\tp99_ms\trequests\terrors\twall_s\tserver_cpu_s\tupstream_cpu_s\twrk_cpu_s\tother_cpu_s\tupstream_calls\tupstream_new_conns\tend_utc\n' \
+  printf 'peer\tround\trps\tp50_ms\tp99_ms\trequests\terrors\twall_s\tserver_cpu_s\tupstream_cpu_s\twrk_cpu_s\tother_cpu_s\tupstream_calls\tupstream_new_conns\tend_utc\tserver_user_cpu_s\n' \
     > "$RESULTS_DIR/runs.tsv"
   local r name
   for r in $(seq 1 "$ROUNDS"); do
