@@ -1,6 +1,7 @@
 /* httpout.c - the primitive under crescent.http (httpout.h). */
 #include "httpout.h"
 
+#include <ctype.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdio.h>
@@ -11,7 +12,6 @@
 #include "buf.h"
 #include "clock.h"
 #include "invoke.h"
-#include "modules.h"
 #include "pool.h"
 #include "registry.h"
 #include "vm.h"
@@ -62,8 +62,11 @@ static int build_result(lua_State *L) {
     lua_rawseti(L, -2, 2 * i + 1);
     lua_pushlstring(L, v, vl);
     lua_rawseti(L, -2, 2 * i + 2);
-    /* headers[name]: repeated fields joined with ", " (RFC 9110 5.3). */
-    lua_pushlstring(L, p, nl);
+    /* headers[lower-case name]: repeated fields joined with ", " (RFC 9110 5.3). */
+    luaL_Buffer lb;
+    luaL_buffinit(L, &lb);
+    for (size_t k = 0; k < nl; k++) luaL_addchar(&lb, (char)tolower((unsigned char)p[k]));
+    luaL_pushresult(&lb);
     lua_pushvalue(L, -1);
     lua_rawget(L, -4);
     if (lua_isstring(L, -1)) {
@@ -258,7 +261,7 @@ static int l_request(lua_State *L) {
     snprintf(msg, sizeof msg, "too many requests (%d per invocation)", cfg->max_requests);
     return nil_err(L, msg);
   }
-  if (!cr_stdlib_can_yield(L, inv)) {
+  if (!cr_invoke_can_yield(L, inv)) {
     cr_buf_free(&hb);
     return nil_err(L, "cannot call crescent.http here (inside a C callback)");
   }

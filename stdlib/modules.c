@@ -248,23 +248,6 @@ static void on_scall_reply(void *data, redisReply *reply, const char *err) {
   cr_invoke_resume(inv, n);
 }
 
-/* Can L yield from here up to the platform (see the header)? L is the
- * running coroutine and l_call was called from Lua, so lua_isyieldable
- * answers for this very point of L. */
-int cr_stdlib_can_yield(lua_State *L, const cr_invocation_t *inv) {
-  if (!lua_isyieldable(L)) return 0;
-  if (L == inv->co) return 1;
-  cr_vm_push_sandbox(L, "passes");
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  lua_pushthread(L);
-  lua_rawget(L, -2);
-  int ok = lua_toboolean(L, -1);
-  lua_pop(L, 2);
-  return ok;
-}
 
 /* cmd(name, ...), and the functions script() makes: f(nkeys, ...), which
  * runs its script; send, then yield until the reply. Upvalues: the mode
@@ -289,7 +272,7 @@ static int l_call(lua_State *L) {
     lua_pushliteral(L, "timeout");
     return 2;
   }
-  if (!cr_stdlib_can_yield(L, inv)) {
+  if (!cr_invoke_can_yield(L, inv)) {
     lua_pushnil(L);
     lua_pushfstring(L, "cannot call %s here (inside a C callback)", lua_tostring(L, lua_upvalueindex(3)));
     return 2;
@@ -471,7 +454,7 @@ static int l_invoke(lua_State *L) {
     lua_pushliteral(L, "invocation unavailable");
     return 2;
   }
-  if (!cr_stdlib_can_yield(L, inv)) {
+  if (!cr_invoke_can_yield(L, inv)) {
     lua_pushnil(L);
     lua_pushliteral(L, "cannot call crescent.invoke here (inside a C callback)");
     return 2;

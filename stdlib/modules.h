@@ -95,11 +95,6 @@ void cr_stdlib_set_calls(cr_stdlib_t *s, const cr_stdlib_calls_t *ops, void *ud)
  * with "http unavailable". */
 void cr_stdlib_set_http(cr_stdlib_t *s, const cr_http_config_t *cfg);
 
-/* For the stdlib's C primitives: can L yield from here up to the platform
- * (not inside a C callback; through user coroutines only when they pass
- * platform yields on: lua/sandbox.lua)? */
-int cr_stdlib_can_yield(lua_State *L, const struct cr_invocation_s *inv);
-
 /* Moves delayed queue messages that are due into their streams and, about
  * once a second, trims from each queue's stream the entries every consumer
  * group has acknowledged (stdlib/redis/q_trim.lua); the queues are those of

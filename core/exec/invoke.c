@@ -401,6 +401,23 @@ cr_invocation_t *cr_invoke_current(lua_State *L) {
   return inst ? inst->current : NULL;
 }
 
+/* L is the running coroutine and the caller a C function called from Lua,
+ * so lua_isyieldable answers for this very point of L. */
+int cr_invoke_can_yield(lua_State *L, const cr_invocation_t *inv) {
+  if (!lua_isyieldable(L)) return 0;
+  if (L == inv->co) return 1;
+  cr_vm_push_sandbox(L, "passes");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushthread(L);
+  lua_rawget(L, -2);
+  int ok = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  return ok;
+}
+
 int cr_invoke_yield(lua_State *L, cr_invocation_t *inv, void *pending, cr_invoke_detach_cb detach_cb) {
   /* A yield that failed before (inside a metamethod called from C, where
    * LuaJIT cannot yield) may have left I/O behind: drop its reply. */

@@ -110,6 +110,11 @@ void cr_invoke_resume(cr_invocation_t *inv, int nargs);
 /* For stdlib C functions: the invocation running in L's state, or NULL
  * (during an init, or outside the server). */
 cr_invocation_t *cr_invoke_current(lua_State *L);
+/* Can a stdlib C function running in L yield from here up to the platform:
+ * not inside a C callback (a gsub function, a sort comparator), and through
+ * user coroutines only when they pass platform yields on (lua/sandbox.lua's
+ * `passes`)? Check before starting the I/O a yield would wait on. */
+int cr_invoke_can_yield(lua_State *L, const cr_invocation_t *inv);
 /* Suspends the running invocation on pending I/O: use as
  * `return cr_invoke_yield(L, inv, pending, detach);` from a C function. */
 int cr_invoke_yield(lua_State *L, cr_invocation_t *inv, void *pending, cr_invoke_detach_cb detach);

@@ -282,6 +282,7 @@ static void idle_remove(conn_t *c) {
   c->inext = c->iprev = NULL;
   c->idle = 0;
   ob->nidle--;
+  uv_ref((uv_handle_t *)&c->tcp);
 }
 
 static void on_conn_closed(uv_handle_t *h) {
@@ -385,6 +386,8 @@ static void conn_park(conn_t *c) {
   if (ob->nidle >= ob->o.max_idle && ob->idle_tail) conn_close(ob->idle_tail);
   c->req = NULL;
   c->idle = 1;
+  /* A kept connection does not keep the loop (a stopping worker) alive. */
+  uv_unref((uv_handle_t *)&c->tcp);
   c->idle_since_ns = cr_clock_ns();
   c->iprev = NULL;
   c->inext = ob->idle_head;
@@ -454,7 +457,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   if (r->hstate == 2 && end_value(r)) return HPE_USER;
   r->hstate = 1;
   if (header_bytes(r, len) || cr_buf_reserve(&r->hdrs, len)) return HPE_USER;
-  for (size_t i = 0; i < len; i++) r->hdrs.data[r->hdrs.len++] = (char)tolower((unsigned char)at[i]);
+  memcpy(r->hdrs.data + r->hdrs.len, at, len); /* as received: rawHeaders keeps the case */
+  r->hdrs.len += len;
   return 0;
 }
 
@@ -521,12 +525,12 @@ static void settings_init(void) {
   parser_settings_ready = 1;
 }
 
-/* The value of header name (lower-case) in r's answer, or NULL. */
+/* The value of header name (any case) in r's answer, or NULL. */
 static const char *answer_header(const cr_outreq_t *r, const char *name, size_t *len) {
   const char *p = r->hdrs.data, *end = p + r->hdrs.len;
   for (int i = 0; i < r->nheaders && p < end; i++) {
     const char *v = p + strlen(p) + 1;
-    if (strcmp(p, name) == 0) {
+    if (strcasecmp(p, name) == 0) {
       *len = strlen(v);
       return v;
     }

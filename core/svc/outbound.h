@@ -111,7 +111,7 @@ typedef struct {
   cr_out_error_t error;
   const char *err;          /* NULL when OK */
   int status;
-  /* Headers as received: nheaders pairs, each name (lower-cased) NUL value NUL, in hdrs. */
+  /* Headers as received: nheaders pairs, each name NUL value NUL, in hdrs (names in their case). */
   int nheaders;
   const char *hdrs;
   size_t hdrs_len;

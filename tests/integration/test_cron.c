@@ -90,7 +90,7 @@ static void exactly_once(void **state) {
   srv_init(&a);
   srv_write(&a, "tick.lua", ticker);
   srv_start(&a, "--workers 2");
-  char sock[400], redis_url[420];
+  char sock[400], redis_url[440]; /* room for the flags and the whole socket path */
   srv_redis_sock(&a, sock, sizeof sock);
   snprintf(redis_url, sizeof redis_url, "--workers 2 --redis unix://%s", sock);
   srv_init(&b);
