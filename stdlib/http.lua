@@ -27,7 +27,7 @@ local A = P.args
 local L = P.lib
 local request_p = P.http_request
 local encode, decode = L.json_encode, L.json_decode
-local type = L.type
+local type, find = L.type, L.string.find
 local max_response = P.http_max_response
 
 local M = {}
@@ -39,8 +39,8 @@ local function check(fname, opts, depth)
   local method = opts.method
   if method == nil then
     method = "GET"
-  elseif type(method) ~= "string" then
-    A.bad(fname, 1, "method: string expected, got " .. type(method), depth)
+  elseif type(method) ~= "string" or #method > 20 or find(method, "^[A-Z][A-Z_-]*$") == nil then
+    A.bad(fname, 1, "method: an upper-case token like \"GET\" expected", depth)
   end
   local body, is_json = opts.body, false
   if type(body) == "table" then

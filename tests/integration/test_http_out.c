@@ -385,6 +385,9 @@ static void requests(void **state) {
       "  e(http.request, { url = B .. '/hello', headers = { ['x-a'] = 'a\\r\\nb' } })\n"
       "  e(http.request, { url = B .. '/hello', headers = { ['x-a'] = 'a\\nb' } })\n"
       "  e(http.get, 5)\n"
+      "  e(http.request, { url = B .. '/hello', method = 'GET /x HTTP/1.1\\r\\nX: y' })\n"
+      "  e(http.request, { url = B .. '/hello', headers = { ['Content-Length'] = '5' } })\n"
+      "  e(http.request, { url = B .. '/hello', headers = { ['a b'] = '5' } })\n"
       "  return table.concat(out, '\\n')");
   fnw(&s, "meter", 0, "", "",
       "  local a = assert(http.get(B .. '/slow?ms=100'))\n"
@@ -477,7 +480,10 @@ static void requests(void **state) {
                    "false bad argument #1 to 'http.request' (url: must start with http:// or https://)\n"
                    "false bad argument #1 to 'http.request' (headers: the value of 'x-a' holds a control character (CR, LF, NUL, ...))\n"
                    "false bad argument #1 to 'http.request' (headers: the value of 'x-a' holds a control character (CR, LF, NUL, ...))\n"
-                   "false bad argument #1 to 'http.get' (url: string expected, got number)");
+                   "false bad argument #1 to 'http.get' (url: string expected, got number)\n"
+                   "false bad argument #1 to 'http.request' (method: an upper-case token like \"GET\" expected)\n"
+                   "false bad argument #1 to 'http.request' (headers: 'Content-Length' is set by crescent.http)\n"
+                   "false bad argument #1 to 'http.request' (headers: bad name 'a b')");
 
   /* The request limit: 50 made per invocation (x2 invocations), the refused 51st is no request. */
   wait_api_http(&s, "many", "\"http\":{\"requests\":100,\"errors\":0,");
