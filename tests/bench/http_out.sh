@@ -84,7 +84,8 @@ table() {
       srv[k] = srv[k] " " ($9 / $6 * 1e6); ups[k] = ups[k] " " ($10 / $6 * 1e6)
       if ($16 != "") usr[k] = usr[k] " " ($16 / $6 * 1e6)
       calls[k] = calls[k] " " ($13 / $6); conns[k] = conns[k] " " $14
-      oth[k] = oth[k] " " ($12 / $8 * 100) }
+      oth[k] = oth[k] " " ($12 / $8 * 100)
+      if ($12 / $8 * 100 > 10) busy = busy sprintf(" %s r%s (%.0f%%)", k, $2, $12 / $8 * 100) }
     END {
       label["crescent"] = "crescent (crescent.http)"; label["nginx-lua"] = "nginx + lua (capture + proxy_pass)"
       label["node"] = "Node.js"
@@ -103,6 +104,7 @@ table() {
       print ""
       print "Targets (server CPU per request), medians of this run:"
       tg("nginx-lua", 1.0); tg("node", 0.5)
+      if (busy != "") { print ""; print "Rounds that shared the machine (other CPU > 10% of one CPU; a pinned server that shares its CPU pays more per request):" busy }
     }
     function tg(p, lim) {
       if (!("crescent" in S) || !(p in S) || S[p] <= 0) { printf "  - crescent vs %s: not measured\n", label[p]; return }
