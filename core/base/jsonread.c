@@ -369,7 +369,7 @@ static size_t parse_value(parser_t *P, int depth) {
     return v;
   }
   if (c == '-' || (c >= '0' && c <= '9')) {
-    double d;
+    double d = 0;
     if (parse_number(P, &d)) return NONE;
     size_t v = new_val(P, CR_JR_NUMBER);
     if (v == NONE) return NONE;
