@@ -8,7 +8,11 @@
  * are refused: a shared secret comes from cr_jwt_keys_secret, never from a
  * key file), one PEM public key (SPKI, "BEGIN PUBLIC KEY"), or an HS256
  * secret of at least 32 bytes. RSA keys have 2048 to 8192 bits; EC points
- * are checked to be on the curve. At most CR_JWT_MAX_KEYS keys.
+ * are checked to be on the curve. A JWKS holds at most CR_JWT_MAX_KEYS
+ * entries (skipped ones counted), and at least one usable key. Private
+ * members ("d", ...) are ignored, and so is "key_ops". A key set is
+ * read-only once made: threads may share one (OpenSSL allows concurrent
+ * operations on an EVP_PKEY nobody modifies).
  *
  * A token is accepted only when all of these hold:
  *   - it is a compact JWS: three base64url parts (no padding, canonical),
