@@ -88,8 +88,9 @@ local res_mt = { __index = function(res, k)
   return f
 end }
 
-local function finish(res, err)
+local function finish(url, res, err)
   if not res then return nil, err end
+  if res.url == nil then res.url = url end -- no redirect: the URL asked for
   return setmetatable(res, res_mt)
 end
 
@@ -97,7 +98,7 @@ end
 -- function calling it).
 function M.request(opts)
   local method, url, headers, body, is_json, timeout, redirect, max_body, insecure = check("http.request", opts, 1)
-  return finish(request_p(2, method, url, headers, body, is_json, timeout, redirect, max_body, insecure))
+  return finish(url, request_p(2, method, url, headers, body, is_json, timeout, redirect, max_body, insecure))
 end
 
 local function shorthand(fname, method, with_body)
@@ -109,7 +110,7 @@ local function shorthand(fname, method, with_body)
     local t = { url = url, method = method, body = body, headers = opts.headers, timeout = opts.timeout,
                 redirect = opts.redirect, maxBody = opts.maxBody, insecure = opts.insecure }
     local m, u, h, bd, j, to, r, mb, ins = check(fname, t, 1)
-    return finish(request_p(2, m, u, h, bd, j, to, r, mb, ins))
+    return finish(u, request_p(2, m, u, h, bd, j, to, r, mb, ins))
   end
 end
 

@@ -101,8 +101,10 @@ static int build_result(lua_State *L) {
   lua_setfield(L, -2, "headers");
   lua_pushlstring(L, res->body, res->body_len);
   lua_setfield(L, -2, "body");
-  lua_pushstring(L, res->url);
-  lua_setfield(L, -2, "url");
+  if (res->redirects) { /* otherwise crescent.http sets the URL asked for, a string already */
+    lua_pushstring(L, res->url);
+    lua_setfield(L, -2, "url");
+  }
   lua_pushinteger(L, res->redirects);
   lua_setfield(L, -2, "redirects");
   lua_xmove(L, bt->co, 1);
@@ -260,7 +262,8 @@ static int l_request(lua_State *L) {
     cr_buf_free(&hb);
     return nil_err(L, "out of memory");
   }
-  if (cr_clock_ns() >= inv->deadline_ns) {
+  uint64_t now = cr_clock_ns();
+  if (now >= inv->deadline_ns) {
     cr_buf_free(&hb);
     inv->http_requests++;
     inv->http_errors++;
@@ -290,14 +293,14 @@ static int l_request(lua_State *L) {
   h->cfg = cfg;
   h->inv = inv;
   h->vm = inst->vm;
-  h->t0 = cr_clock_ns();
+  h->t0 = now;
   h->policy.entries = s->negress >= 0 ? (const char *const *)s->egress : NULL;
   h->policy.nentries = s->negress >= 0 ? s->negress : 0;
   h->policy.allow_private = cfg->allow_private;
   h->policy.self = cfg->self;
   /* The deadline: the call's timeout, within the invocation's time less a
    * margin (a tenth of what is left, at most 50 ms) to answer "timeout" in. */
-  uint64_t now = h->t0, left = inv->deadline_ns - now, margin = left / 10;
+  uint64_t left = inv->deadline_ns - now, margin = left / 10;
   if (margin > 50000000u) margin = 50000000u;
   uint64_t deadline = inv->deadline_ns - margin;
   if (timeout > 0 && now + (uint64_t)(timeout * 1e9) < deadline) deadline = now + (uint64_t)(timeout * 1e9);

@@ -28,6 +28,7 @@
 
 #include "clock.h"
 #include "hash.h"
+#include "text.h"
 #include "log.h"
 
 #define MAX_ADDRS 8
@@ -382,7 +383,7 @@ static void set_origin_key(cr_outreq_t *r) {
   memcpy(o, r->u.host, hl);
   o += hl;
   *o++ = ':';
-  o = o + snprintf(o, 8, "%d", r->u.port);
+  o = cr_put_u64(o, (uint64_t)r->u.port);
   if (r->insecure) *o++ = '!';
   *o = '\0';
   r->okey_hash = cr_fnv1a(r->okey, (size_t)(o - r->okey));
@@ -400,7 +401,8 @@ static void conn_park(conn_t *c) {
   cr_outbound_t *ob = c->ob;
   int same = 0;
   conn_t *oldest_same = NULL;
-  for (conn_t *i = ob->idle_head; i; i = i->inext)
+  /* Only when the origin could be at its bound (never more than all idle ones). */
+  for (conn_t *i = ob->nidle >= ob->o.max_idle_per_origin ? ob->idle_head : NULL; i; i = i->inext)
     if (i->key_hash == c->key_hash && strcmp(i->key, c->key) == 0) {
       same++;
       oldest_same = i;
