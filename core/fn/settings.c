@@ -14,6 +14,7 @@
 
 #include "cron.h"
 #include "egress.h"
+#include "jwt.h"
 #include "error.h"
 #include "json.h"
 #include "router.h"
@@ -28,7 +29,7 @@ static void raw_field(lua_State *L, const char *key) {
 
 static const char *const known_keys[] = {"handler", "routes",  "timeout",   "memory",   "concurrency", "warm",
                                          "idle",    "env",     "triggers",  "retries",  "onSuccess",   "onFailure",
-                                         "egress",  "cors",    "rateLimit"};
+                                         "egress",  "cors",    "rateLimit", "auth"};
 #define NKNOWN (sizeof known_keys / sizeof known_keys[0])
 
 void cr_settings_defaults(cr_settings_t *s) {
@@ -80,6 +81,10 @@ void cr_settings_free(cr_settings_t *s) {
   free(s->cors.headers);
   free(s->cors.expose);
   free(s->rate.header);
+  free(s->auth.issuer);
+  free(s->auth.audience);
+  free(s->auth.keys_file);
+  free(s->auth.secret_env);
   cr_settings_defaults(s);
 }
 
@@ -1006,6 +1011,123 @@ done:
   return rc;
 }
 
+static int sub_string(lua_State *L, const char *what, const char *key, size_t max, char **out, char *err,
+                      size_t errlen) {
+  raw_field(L, key);
+  int rc = 0;
+  if (!lua_isnil(L, -1)) {
+    size_t n;
+    const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    if (!v || n == 0 || n > max || memchr(v, '\0', n))
+      rc = fail(err, errlen, "setting '%s': '%s' must be a string of 1 to %zu bytes", what, key, max);
+    else if (!(*out = strdup(v)))
+      rc = CR_ENOMEM;
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+/* A path inside the functions folder: relative, no "." or ".." segment, no '\\'. */
+static int inside_path(const char *p) {
+  if (!*p || *p == '/' || strchr(p, '\\')) return 0;
+  for (const char *seg = p; *seg;) {
+    const char *e = strchr(seg, '/');
+    size_t n = e ? (size_t)(e - seg) : strlen(seg);
+    if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.')) return 0;
+    seg += n + (e ? 1 : 0);
+  }
+  return 1;
+}
+
+static int read_auth(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
+  raw_field(L, "auth");
+  int rc = 0;
+  cr_auth_spec_t *a = &s->auth;
+  int t = lua_type(L, -1);
+  if (t == LUA_TNIL) goto done;
+  if (t == LUA_TSTRING) {
+    const char *v = lua_tostring(L, -1);
+    if (strcmp(v, "none") == 0) a->kind = CR_AUTH_NONE;
+    else if (strcmp(v, "apikey") == 0 || strcmp(v, "user") == 0)
+      rc = fail(err, errlen, "setting 'auth': \"%s\" is not supported by this build yet (use \"none\" or { jwt = ... })", v);
+    else rc = fail(err, errlen, "setting 'auth' must be \"none\" or { jwt = { ... } }, got \"%s\"", v);
+    goto done;
+  }
+  if (t != LUA_TTABLE) {
+    rc = fail(err, errlen, "setting 'auth' must be \"none\" or { jwt = { ... } }, got %s", lua_typename(L, t));
+    goto done;
+  }
+  static const char *const known[] = {"jwt", NULL};
+  raw_field(L, "authorizer");
+  int authorizer = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (authorizer) {
+    rc = fail(err, errlen, "setting 'auth': authorizer functions are not supported by this build yet");
+    goto done;
+  }
+  if ((rc = only_keys(L, "auth", known, "jwt", err, errlen))) goto done;
+  raw_field(L, "jwt");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    rc = fail(err, errlen, "setting 'auth': 'jwt' must be a table { issuer =, audience =, keys = | secretEnv =, ... }");
+    goto done;
+  }
+  static const char *const jknown[] = {"issuer", "audience", "keys", "secretEnv", "algorithms", "leeway", NULL};
+  a->kind = CR_AUTH_JWT;
+  a->leeway = 30;
+  double lw = 30;
+  if ((rc = only_keys(L, "auth.jwt", jknown, "issuer, audience, keys, secretEnv, algorithms, leeway", err, errlen)) ||
+      (rc = sub_string(L, "auth.jwt", "issuer", 1024, &a->issuer, err, errlen)) ||
+      (rc = sub_string(L, "auth.jwt", "audience", 1024, &a->audience, err, errlen)) ||
+      (rc = sub_string(L, "auth.jwt", "keys", 1024, &a->keys_file, err, errlen)) ||
+      (rc = sub_string(L, "auth.jwt", "secretEnv", 128, &a->secret_env, err, errlen)) ||
+      (rc = sub_number(L, "auth.jwt", "leeway", 0, 600, 0, &lw, err, errlen))) {
+    lua_pop(L, 1);
+    goto done;
+  }
+  a->leeway = lw;
+  if (!a->keys_file == !a->secret_env)
+    rc = fail(err, errlen, "setting 'auth.jwt': give exactly one of 'keys' (a JWKS or PEM file) and 'secretEnv'");
+  else if (a->keys_file && !inside_path(a->keys_file))
+    rc = fail(err, errlen, "setting 'auth.jwt': 'keys' must be a path inside the functions folder, like "
+                           "\"keys/jwks.json\"");
+  else if (a->secret_env && !valid_env_name(a->secret_env))
+    rc = fail(err, errlen, "setting 'auth.jwt': 'secretEnv' must be an environment variable name like JWT_SECRET");
+  if (!rc) {
+    raw_field(L, "algorithms");
+    if (lua_isnil(L, -1)) {
+      a->algorithms = a->keys_file ? (CR_JWT_RS256 | CR_JWT_ES256 | CR_JWT_EDDSA) : CR_JWT_HS256;
+    } else if (!lua_istable(L, -1) || lua_objlen(L, -1) == 0) {
+      rc = fail(err, errlen, "setting 'auth.jwt': 'algorithms' must be a list like { \"RS256\", \"ES256\" }");
+    } else {
+      int n = (int)lua_objlen(L, -1);
+      for (int i = 1; i <= n && !rc; i++) {
+        lua_rawgeti(L, -1, i);
+        const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+        unsigned bit = strcmp(v, "RS256") == 0   ? CR_JWT_RS256
+                       : strcmp(v, "ES256") == 0 ? CR_JWT_ES256
+                       : strcmp(v, "EdDSA") == 0 ? CR_JWT_EDDSA
+                       : strcmp(v, "HS256") == 0 ? CR_JWT_HS256
+                                                 : 0;
+        if (!bit)
+          rc = fail(err, errlen, "setting 'auth.jwt': algorithms entry %d must be one of RS256, ES256, EdDSA, HS256", i);
+        a->algorithms |= bit;
+        lua_pop(L, 1);
+      }
+      /* An HMAC secret and public keys never mix: the key decides the algorithm family. */
+      if (!rc && a->keys_file && (a->algorithms & CR_JWT_HS256))
+        rc = fail(err, errlen, "setting 'auth.jwt': HS256 needs 'secretEnv', not a key file");
+      if (!rc && a->secret_env && (a->algorithms & ~CR_JWT_HS256))
+        rc = fail(err, errlen, "setting 'auth.jwt': with 'secretEnv' the only algorithm is HS256");
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+done:
+  lua_pop(L, 1);
+  return rc;
+}
+
 /* egress = { "api.example.com", "*.stripe.com", "127.0.0.1:9000", "*" }: the
  * hosts crescent.http may reach (core/base/egress.h); absent: the default. */
 static int read_egress(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
@@ -1168,6 +1290,7 @@ static int read_settings(lua_State *L, int idx, cr_settings_t *s, int platform, 
   if ((rc = read_egress(L, s, err, errlen))) goto out;
   if ((rc = read_cors(L, s, err, errlen))) goto out;
   if ((rc = read_ratelimit(L, s, err, errlen))) goto out;
+  if ((rc = read_auth(L, s, err, errlen))) goto out;
 out:
   lua_settop(L, top);
   if (rc) cr_settings_free(s);
@@ -1221,6 +1344,9 @@ int cr_settings_pack(const cr_settings_t *s, cr_buf_t *b) {
   }
   rc = rc || cr_wire_f64(b, s->rate.rps) || cr_wire_u32(b, (uint32_t)s->rate.burst) ||
        cr_wire_u32(b, (uint32_t)s->rate.by) || cr_wire_str(b, s->rate.header);
+  rc = rc || cr_wire_u32(b, (uint32_t)s->auth.kind) || cr_wire_str(b, s->auth.issuer) ||
+       cr_wire_str(b, s->auth.audience) || cr_wire_str(b, s->auth.keys_file) || cr_wire_str(b, s->auth.secret_env) ||
+       cr_wire_u32(b, s->auth.algorithms) || cr_wire_f64(b, s->auth.leeway);
   /* The triggers last: the tests build frames that end with them. */
   rc = rc || cr_wire_u32(b, (uint32_t)s->ntriggers);
   for (int i = 0; i < s->ntriggers && !rc; i++) rc = pack_trigger(b, &s->triggers[i]);
@@ -1351,6 +1477,16 @@ int cr_settings_unpack_from(cr_wire_reader_t *r, cr_settings_t *s) {
   if (s->rate.rps > 0 && (s->rate.burst < 1 || (s->rate.by != CR_RL_BY_IP && s->rate.by != CR_RL_BY_HEADER) ||
                           (s->rate.by == CR_RL_BY_HEADER && !s->rate.header)))
     r->bad = 1;
+  uint32_t akind = cr_wire_get_u32(r);
+  s->auth.issuer = cr_wire_get_bytes(r, NULL);
+  s->auth.audience = cr_wire_get_bytes(r, NULL);
+  s->auth.keys_file = cr_wire_get_bytes(r, NULL);
+  s->auth.secret_env = cr_wire_get_bytes(r, NULL);
+  s->auth.algorithms = cr_wire_get_u32(r);
+  s->auth.leeway = cr_wire_get_f64(r);
+  if (akind > CR_AUTH_JWT || (akind == CR_AUTH_JWT && (!s->auth.keys_file == !s->auth.secret_env || !s->auth.algorithms)))
+    r->bad = 1;
+  s->auth.kind = (cr_auth_kind_t)akind;
   uint32_t ntriggers = cr_wire_get_u32(r);
   if (!r->bad && ntriggers <= CR_MAX_TRIGGERS) {
     if (ntriggers) s->triggers = calloc(ntriggers, sizeof *s->triggers);

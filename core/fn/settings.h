@@ -2,7 +2,7 @@
  *
  * A function file returns either a handler or a table { handler = f, routes,
  * timeout, memory, concurrency, warm, idle, env, triggers, retries,
- * onSuccess, onFailure, egress, cors, rateLimit }. This module reads
+ * onSuccess, onFailure, egress, cors, rateLimit, auth }. This module reads
  * that table (cr_settings_read), checking every key and type with messages
  * that name the key, and moves settings between processes (pack/unpack): the
  * validator process reads them, the master and the workers use them.
@@ -147,6 +147,20 @@ typedef struct {
   char *header;       /* by = "header.NAME": NAME lower-case */
 } cr_ratelimit_spec_t;
 
+/* auth = "none" | { jwt = { issuer =, audience =, keys = "keys/jwks.json" | secretEnv = "NAME",
+ *                          algorithms = { "RS256", "ES256", "EdDSA", "HS256" }, leeway = 30 } }
+ * (API keys and authorizer functions are refused at load until they exist.) */
+typedef enum { CR_AUTH_NONE = 0, CR_AUTH_JWT } cr_auth_kind_t;
+typedef struct {
+  cr_auth_kind_t kind;
+  char *issuer;       /* iss must equal it, or NULL */
+  char *audience;     /* aud must hold it, or NULL */
+  char *keys_file;    /* a JWKS or PEM file, relative to the functions folder (no ".."), or NULL */
+  char *secret_env;   /* the server environment variable holding an HS256 secret, or NULL */
+  unsigned algorithms;/* CR_JWT_* bits (jwt.h); default: RS256, ES256, EdDSA with keys, HS256 with secretEnv */
+  double leeway;      /* seconds for exp/nbf, [0, 600], default 30 */
+} cr_auth_spec_t;
+
 typedef struct cr_settings_s {
   int has_routes;           /* 0: the default route from the file's path */
   int nroutes;
@@ -165,6 +179,7 @@ typedef struct cr_settings_s {
   char **egress;            /* negress strings, or NULL */
   cr_cors_spec_t cors;      /* cors (zeroed: none) */
   cr_ratelimit_spec_t rate; /* rateLimit (rps 0: none) */
+  cr_auth_spec_t auth;      /* auth (kind NONE: none) */
   int ntriggers;            /* 0: none (absent or an empty list), at most CR_MAX_TRIGGERS */
   cr_trigger_spec_t *triggers; /* in the order listed, or NULL */
 } cr_settings_t;
