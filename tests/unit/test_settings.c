@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "error.h"
 #include "router.h"
+#include "jwt.h"
 #include "settings.h"
 #include "vm.h"
 #include "wire.h"
@@ -911,8 +912,81 @@ static void assert_same(const cr_settings_t *a, const cr_settings_t *b) {
   assert_int_equal(a->retries, b->retries);
   assert_same_str(a->on_success, b->on_success);
   assert_same_str(a->on_failure, b->on_failure);
+  assert_int_equal(a->auth.kind, b->auth.kind);
+  assert_same_str(a->auth.issuer, b->auth.issuer);
+  assert_same_str(a->auth.audience, b->auth.audience);
+  assert_same_str(a->auth.keys_file, b->auth.keys_file);
+  assert_same_str(a->auth.secret_env, b->auth.secret_env);
+  assert_int_equal(a->auth.algorithms, b->auth.algorithms);
+  assert_true(a->auth.leeway == b->auth.leeway);
   assert_int_equal(a->negress, b->negress);
   for (int i = 0; i < a->negress; i++) assert_string_equal(a->egress[i], b->egress[i]);
+}
+
+/* auth: JWT on the function's routes (core/trigger/http/gateway.c). */
+static void test_auth_settings(void **state) {
+  (void)state;
+  cr_settings_t s, u;
+  cr_buf_t b = CR_BUF_INIT;
+  accepted("return function() end", &s);
+  assert_int_equal(s.auth.kind, CR_AUTH_NONE);
+  cr_settings_free(&s);
+  accepted("return { handler = print, auth = 'none' }", &s);
+  assert_int_equal(s.auth.kind, CR_AUTH_NONE);
+  cr_settings_free(&s);
+  accepted("return { handler = print, auth = { jwt = { keys = 'keys/jwks.json', issuer = 'https://id', audience = 'api',"
+           " leeway = 5 } } }", &s);
+  assert_int_equal(s.auth.kind, CR_AUTH_JWT);
+  assert_string_equal(s.auth.keys_file, "keys/jwks.json");
+  assert_string_equal(s.auth.issuer, "https://id");
+  assert_string_equal(s.auth.audience, "api");
+  assert_null(s.auth.secret_env);
+  assert_int_equal(s.auth.algorithms, CR_JWT_RS256 | CR_JWT_ES256 | CR_JWT_EDDSA);
+  assert_true(s.auth.leeway == 5);
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
+  assert_same(&s, &u);
+  cr_settings_free(&u);
+  cr_settings_free(&s);
+  b.len = 0;
+  accepted("return { handler = print, auth = { jwt = { secretEnv = 'JWT_SECRET' } } }", &s);
+  assert_int_equal(s.auth.algorithms, CR_JWT_HS256);
+  assert_true(s.auth.leeway == 30);
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
+  assert_same(&s, &u);
+  cr_settings_free(&u);
+  cr_settings_free(&s);
+  cr_buf_free(&b);
+  accepted("return { handler = print, auth = { jwt = { keys = 'k.pem', algorithms = { 'EdDSA' } } } }", &s);
+  assert_int_equal(s.auth.algorithms, CR_JWT_EDDSA);
+  cr_settings_free(&s);
+  refused_exact("return { handler = print, auth = { jwt = { keys = 'k', secretEnv = 'S' } } }",
+                "setting 'auth.jwt': give exactly one of 'keys' (a JWKS or PEM file) and 'secretEnv'");
+  refused_exact("return { handler = print, auth = { jwt = { issuer = 'x' } } }",
+                "setting 'auth.jwt': give exactly one of 'keys' (a JWKS or PEM file) and 'secretEnv'");
+  refused_exact("return { handler = print, auth = { jwt = { keys = '../secret.pem' } } }",
+                "setting 'auth.jwt': 'keys' must be a path inside the functions folder, like \"keys/jwks.json\"");
+  refused_exact("return { handler = print, auth = { jwt = { keys = '/etc/k.pem' } } }",
+                "setting 'auth.jwt': 'keys' must be a path inside the functions folder, like \"keys/jwks.json\"");
+  refused_exact("return { handler = print, auth = { jwt = { keys = 'k.pem', algorithms = { 'HS256' } } } }",
+                "setting 'auth.jwt': HS256 needs 'secretEnv', not a key file");
+  refused_exact("return { handler = print, auth = { jwt = { secretEnv = 'S', algorithms = { 'RS256' } } } }",
+                "setting 'auth.jwt': with 'secretEnv' the only algorithm is HS256");
+  refused_exact("return { handler = print, auth = { jwt = { keys = 'k.pem', algorithms = { 'none' } } } }",
+                "setting 'auth.jwt': algorithms entry 1 must be one of RS256, ES256, EdDSA, HS256");
+  refused_exact("return { handler = print, auth = { jwt = { secretEnv = 'bad name' } } }",
+                "setting 'auth.jwt': 'secretEnv' must be an environment variable name like JWT_SECRET");
+  refused_exact("return { handler = print, auth = 'apikey' }",
+                "setting 'auth': \"apikey\" is not supported by this build yet (use \"none\" or { jwt = ... })");
+  refused_exact("return { handler = print, auth = { authorizer = 'auth/check' } }",
+                "setting 'auth': authorizer functions are not supported by this build yet");
+  refused_exact("return { handler = print, auth = 'jwt' }",
+                "setting 'auth' must be \"none\" or { jwt = { ... } }, got \"jwt\"");
+  refused_exact("return { handler = print, auth = { jwt = { keys = 'k', leeway = 601 } } }",
+                "setting 'auth.jwt': 'leeway' must be a number from 0 to 600");
+  refused("return { handler = print, auth = { jwt = { keys = 'k', audiences = 'x' } } }",
+          "setting 'auth.jwt': unknown key 'audiences'", NULL);
 }
 
 /* egress: the hosts crescent.http may reach (core/base/egress.h). */
@@ -1252,6 +1326,7 @@ int main(void) {
       cmocka_unit_test(test_bare_function),
       cmocka_unit_test(test_async_settings),
       cmocka_unit_test(test_egress_settings),
+      cmocka_unit_test(test_auth_settings),
       cmocka_unit_test(test_full_table),
       cmocka_unit_test(test_value_index),
       cmocka_unit_test(test_not_function_or_table),
