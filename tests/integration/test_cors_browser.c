@@ -33,7 +33,8 @@
 /* The page: fetches from the API server whose port is ?api=, writes one line per fetch into
  * <pre id="out"> and "done" last. */
 static const char PAGE_LUA[] =
-    "local html = [==[<!doctype html><html><head><title>cors</title></head><body><pre id=\"out\">pending</pre>\n"
+    "local html = [==[<!doctype html><html><head><title>cors</title></head><body><pre "
+    "id=\"out\">pending</pre>\n"
     "<script>\n"
     "const base = 'http://127.0.0.1:' + new URLSearchParams(location.search).get('api');\n"
     "const lines = [];\n"
@@ -61,7 +62,8 @@ static const char PAGE_LUA[] =
 static char *browse(const char *dir, const char *url) {
   struct stat st;
   if (stat(CHROMIUM, &st) != 0)
-    fail_msg(CHROMIUM " is not installed (%s): run `sh tools/deps.sh test` (make test does)", strerror(errno));
+    fail_msg(CHROMIUM " is not installed (%s): run `sh tools/deps.sh test` (make test does)",
+             strerror(errno));
   char profile[400], out[400], err[400];
   snprintf(profile, sizeof profile, "%s/chromium-profile", dir);
   snprintf(out, sizeof out, "%s/dom.html", dir);
@@ -128,19 +130,21 @@ static void browser_cors(void **state) {
 
   /* The API allows A's origin only. */
   char data[1024], cred[1024];
-  snprintf(data, sizeof data,
-           "return { routes = { 'GET,PUT /data' },\n"
-           "  cors = { origins = { 'http://127.0.0.1:%d' }, exposeHeaders = { 'x-total' } },\n"
-           "  handler = function(event)\n"
-           "    local body = 'data ' .. event.method\n"
-           "    if event.method == 'PUT' then\n"
-           "      body = body .. ' x-request=' .. tostring(event.headers['x-request']) .. ' body=' .. event.body\n"
-           "    end\n"
-           "    return { status = 200, headers = { ['x-total'] = '3', ['x-hidden'] = 'h' }, body = body }\n"
-           "  end }\n",
-           a.port);
+  snprintf(
+      data, sizeof data,
+      "return { routes = { 'GET,PUT /data' },\n"
+      "  cors = { origins = { 'http://127.0.0.1:%d' }, exposeHeaders = { 'x-total' } },\n"
+      "  handler = function(event)\n"
+      "    local body = 'data ' .. event.method\n"
+      "    if event.method == 'PUT' then\n"
+      "      body = body .. ' x-request=' .. tostring(event.headers['x-request']) .. ' body=' .. event.body\n"
+      "    end\n"
+      "    return { status = 200, headers = { ['x-total'] = '3', ['x-hidden'] = 'h' }, body = body }\n"
+      "  end }\n",
+      a.port);
   snprintf(cred, sizeof cred,
-           "return { routes = { 'GET /cred' }, cors = { origins = { 'http://127.0.0.1:%d' }, credentials = true },\n"
+           "return { routes = { 'GET /cred' }, cors = { origins = { 'http://127.0.0.1:%d' }, credentials = "
+           "true },\n"
            "  handler = function() return 'cred ok' end }\n",
            a.port);
   srv_init(&b);

@@ -29,7 +29,8 @@
 /* --- helpers ------------------------------------------------------------------------------------ */
 
 static void req(int port, const char *method, const char *path, const char *headers, http_resp_t *r) {
-  if (http_request(port, method, path, headers, NULL, 0, r) != 0) fail_msg("%s %s: no response", method, path);
+  if (http_request(port, method, path, headers, NULL, 0, r) != 0)
+    fail_msg("%s %s: no response", method, path);
 }
 
 static void expect_header(const http_resp_t *r, const char *name, const char *want) {
@@ -89,8 +90,8 @@ static void preflight(int port, const char *path, const char *origin, const char
 }
 
 /* A preflight that must be refused with 403 "CORS: <what> not allowed" and none of the allow headers. */
-static void preflight_refused(int port, const char *path, const char *origin, const char *method, const char *headers,
-                              const char *what) {
+static void preflight_refused(int port, const char *path, const char *origin, const char *method,
+                              const char *headers, const char *what) {
   http_resp_t r;
   preflight(port, path, origin, method, headers, &r);
   char body[128];
@@ -143,7 +144,8 @@ static void pin_workers(srv_t *s, int nworkers, int per, pin_t *pins) {
       http_close(fd);
     }
   }
-  if (done < nworkers * per) fail_msg("could not reach every worker: %d of %d connections pinned", done, nworkers * per);
+  if (done < nworkers * per)
+    fail_msg("could not reach every worker: %d of %d connections pinned", done, nworkers * per);
 }
 
 static void unpin(pin_t *pins, int n) {
@@ -165,12 +167,14 @@ static const char API_LUA[] =
 
 static const char CRED_LUA[] =
     "return { routes = { 'GET,PUT,DELETE /cred' },\n"
-    "  cors = { origins = { 'https://app.example.com' }, methods = { 'GET', 'PUT' }, headers = { 'X-Request' },\n"
+    "  cors = { origins = { 'https://app.example.com' }, methods = { 'GET', 'PUT' }, headers = { 'X-Request' "
+    "},\n"
     "           exposeHeaders = { 'x-a', 'x-b' }, credentials = true, maxAge = 60 },\n"
     "  handler = function(event) return 'cred ' .. event.method end }\n";
 
 static const char STAR_LUA[] =
-    "return { routes = { 'GET,POST /star' }, cors = { origins = '*', headers = { 'x-a', 'x-b' }, maxAge = 0 },\n"
+    "return { routes = { 'GET,POST /star' }, cors = { origins = '*', headers = { 'x-a', 'x-b' }, maxAge = 0 "
+    "},\n"
     "  handler = function() return 'star' end }\n";
 
 /* No cors: OPTIONS is its own to answer. */
@@ -235,7 +239,8 @@ static void cors_preflights(void **state) {
   expect_header(&r, "access-control-max-age", "60");
   expect_header(&r, "vary", PREFLIGHT_VARY);
   http_free(&r);
-  preflight_refused(s.port, "/cred", "https://app.example.com", "DELETE", NULL, "method"); /* routed, not listed */
+  preflight_refused(s.port, "/cred", "https://app.example.com", "DELETE", NULL,
+                    "method"); /* routed, not listed */
   preflight_refused(s.port, "/cred", "https://app.example.com", "GET", "x-request, x-other", "header");
   preflight_refused(s.port, "/cred", "https://other.example.com", "GET", NULL, "origin");
 
@@ -416,7 +421,8 @@ static void rate_exact(void **state) {
   }
   http_get(s.port, "/_/metrics", &r);
   assert_int_equal(r.status, 200);
-  if (!strstr(r.body, "\ncrescent_rate_limited_total{function=\"limited\"} 3\n")) fail_msg("metrics:\n%s", r.body);
+  if (!strstr(r.body, "\ncrescent_rate_limited_total{function=\"limited\"} 3\n"))
+    fail_msg("metrics:\n%s", r.body);
   http_free(&r);
   srv_stop(&s);
 }
@@ -452,7 +458,8 @@ static void rate_buckets(void **state) {
   srv_t s;
   srv_init(&s);
   srv_write(&s, "tenant.lua",
-            "return { rateLimit = { rps = 0.5, burst = 2, by = 'header.X-Tenant' }, handler = function() return 't' "
+            "return { rateLimit = { rps = 0.5, burst = 2, by = 'header.X-Tenant' }, handler = function() "
+            "return 't' "
             "end }\n");
   srv_write(&s, "byip.lua", "return { rateLimit = { rps = 0.5 }, handler = function() return 'ip' end }\n");
   srv_start(&s, "--workers 1");
@@ -461,7 +468,8 @@ static void rate_buckets(void **state) {
   const int want[] = {200, 200, 200, 429, 200, 429, 200, 200, 429, 200};
   for (int i = 0; i < 10; i++) {
     int st = tenant_get(s.port, "/tenant", order[i]);
-    if (st != want[i]) fail_msg("request %d (tenant %s): %d, want %d", i, order[i] ? order[i] : "(none)", st, want[i]);
+    if (st != want[i])
+      fail_msg("request %d (tenant %s): %d, want %d", i, order[i] ? order[i] : "(none)", st, want[i]);
   }
   assert_int_equal(rate_limited(s.port, "tenant"), 3);
   /* By address: 127.0.0.2 is another client than 127.0.0.1 (burst 1 = ceil(rps)). */
@@ -514,9 +522,12 @@ static void rate_shared(void **state) {
     pin_t *p = &pa[(i % 2) * 2];
     http_resp_t r;
     ka(p->fd, "GET", "/shared", "X-Tenant: w\r\n", &r);
-    if (r.status == 200) passed[p->worker]++;
-    else if (r.status == 429) refused++;
-    else fail_msg("status %d", r.status);
+    if (r.status == 200)
+      passed[p->worker]++;
+    else if (r.status == 429)
+      refused++;
+    else
+      fail_msg("status %d", r.status);
     if ((r.status == 200) != (i < 5)) fail_msg("request %d: %d", i, r.status);
     http_free(&r);
   }
@@ -531,9 +542,12 @@ static void rate_shared(void **state) {
   for (int i = 0; i < 8; i++) {
     http_resp_t r;
     ka(all[i]->fd, "GET", "/shared", "X-Tenant: n\r\n", &r);
-    if ((r.status == 200) != (i < 5) || (r.status != 200 && r.status != 429)) fail_msg("request %d: %d", i, r.status);
-    if (r.status == 429 && i % 2) on_b++;
-    else if (r.status == 429) on_a++;
+    if ((r.status == 200) != (i < 5) || (r.status != 200 && r.status != 429))
+      fail_msg("request %d: %d", i, r.status);
+    if (r.status == 429 && i % 2)
+      on_b++;
+    else if (r.status == 429)
+      on_a++;
     http_free(&r);
   }
   /* The refused ones: 5 and 7 went to b, 6 to a. */
@@ -583,7 +597,8 @@ static int take_response(hammer_t *h) {
 static void rate_accuracy(void **state) {
   (void)state;
   static const char ACC_LUA[] =
-      "return { routes = { 'GET /acc' }, rateLimit = { rps = 20, burst = 1 }, handler = function() return 'ok' end }\n";
+      "return { routes = { 'GET /acc' }, rateLimit = { rps = 20, burst = 1 }, handler = function() return "
+      "'ok' end }\n";
   srv_t a, b;
   srv_init(&a);
   srv_write(&a, "acc.lua", ACC_LUA);
@@ -633,17 +648,22 @@ static void rate_accuracy(void **state) {
       if (!st) continue;
       hs[i].inflight = 0;
       last = now_ms();
-      if (st == 200) passed++;
-      else if (st == 429) refused++;
-      else fail_msg("client %d: status %d", i, st);
+      if (st == 200)
+        passed++;
+      else if (st == 429)
+        refused++;
+      else
+        fail_msg("client %d: status %d", i, st);
     }
   }
   double seconds = (double)(last - t0) / 1000.0;
   double want = 20 * seconds + 1;
-  print_message("rate accuracy: %ld passed, %ld refused of %ld in %.3f s (2 nodes x 2 workers); want %.1f +- 10%%\n",
-                passed, refused, sent, seconds, want);
+  print_message(
+      "rate accuracy: %ld passed, %ld refused of %ld in %.3f s (2 nodes x 2 workers); want %.1f +- 10%%\n",
+      passed, refused, sent, seconds, want);
   assert_int_equal(passed + refused, sent);
-  if (refused < 10 * passed) fail_msg("not hammered hard enough: %ld refused for %ld passed", refused, passed);
+  if (refused < 10 * passed)
+    fail_msg("not hammered hard enough: %ld refused for %ld passed", refused, passed);
   if (passed < want * 0.9 || passed > want * 1.1) fail_msg("%ld passed, want %.1f +- 10%%", passed, want);
   assert_int_equal(rate_limited(a.port, "acc") + rate_limited(b.port, "acc"), refused);
   unpin(pins, 8);
@@ -684,8 +704,12 @@ static void rate_no_redis(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(cors_preflights), cmocka_unit_test(cors_answers),  cmocka_unit_test(rate_exact),
-      cmocka_unit_test(rate_buckets),    cmocka_unit_test(rate_shared),   cmocka_unit_test(rate_accuracy),
+      cmocka_unit_test(cors_preflights),
+      cmocka_unit_test(cors_answers),
+      cmocka_unit_test(rate_exact),
+      cmocka_unit_test(rate_buckets),
+      cmocka_unit_test(rate_shared),
+      cmocka_unit_test(rate_accuracy),
       cmocka_unit_test(rate_no_redis),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -88,9 +88,11 @@ static int allowed(const cr_settings_t *s, const char *origin) {
 /* Every origin in yes is allowed by s, every one in no refused (lists end with NULL). */
 static void check_origins(const cr_settings_t *s, const char *const *yes, const char *const *no) {
   for (; yes && *yes; yes++)
-    if (!allowed(s, *yes)) fail_msg("'%s' refused (patterns: %s ...)", *yes, s->cors.norigins ? s->cors.origins[0] : "*");
+    if (!allowed(s, *yes))
+      fail_msg("'%s' refused (patterns: %s ...)", *yes, s->cors.norigins ? s->cors.origins[0] : "*");
   for (; no && *no; no++)
-    if (allowed(s, *no)) fail_msg("'%s' allowed (patterns: %s ...)", *no, s->cors.norigins ? s->cors.origins[0] : "*");
+    if (allowed(s, *no))
+      fail_msg("'%s' allowed (patterns: %s ...)", *no, s->cors.norigins ? s->cors.origins[0] : "*");
 }
 
 /* --- cr_cors_origin_allowed ------------------------------------------------------------------- */
@@ -100,11 +102,20 @@ static void test_exact_origin(void **state) {
   cr_settings_t s;
   load_cors("{ 'https://app.example.com' }", &s);
   const char *yes[] = {"https://app.example.com", "HTTPS://APP.EXAMPLE.COM", "https://App.Example.Com", NULL};
-  const char *no[] = {"http://app.example.com",  "https://app.example.com:443", "https://app.example.com:8443",
-                      "https://app.example.com.", "https://app.example.co",      "https://xapp.example.com",
-                      "https://a.app.example.com", "https://example.com",        "https://app.example.com/",
-                      "https://app.example.com:", "app.example.com",             "https://app.example.comx",
-                      "wss://app.example.com",  NULL};
+  const char *no[] = {"http://app.example.com",
+                      "https://app.example.com:443",
+                      "https://app.example.com:8443",
+                      "https://app.example.com.",
+                      "https://app.example.co",
+                      "https://xapp.example.com",
+                      "https://a.app.example.com",
+                      "https://example.com",
+                      "https://app.example.com/",
+                      "https://app.example.com:",
+                      "app.example.com",
+                      "https://app.example.comx",
+                      "wss://app.example.com",
+                      NULL};
   check_origins(&s, yes, no);
   cr_settings_free(&s);
 }
@@ -115,9 +126,9 @@ static void test_exact_origin_with_port(void **state) {
   load_cors("{ 'http://localhost:3000', 'HTTP://127.0.0.1:8080' }", &s);
   assert_string_equal(s.cors.origins[1], "http://127.0.0.1:8080"); /* kept lower-case */
   const char *yes[] = {"http://localhost:3000", "http://LOCALHOST:3000", "http://127.0.0.1:8080", NULL};
-  const char *no[] = {"http://localhost",      "http://localhost:30000", "http://localhost:300",
-                      "https://localhost:3000", "http://localhost:3001", "http://127.0.0.1",
-                      "http://127.0.0.1:80",   "http://127.0.0.2:8080", NULL};
+  const char *no[] = {"http://localhost",       "http://localhost:30000", "http://localhost:300",
+                      "https://localhost:3000", "http://localhost:3001",  "http://127.0.0.1",
+                      "http://127.0.0.1:80",    "http://127.0.0.2:8080",  NULL};
   check_origins(&s, yes, no);
   cr_settings_free(&s);
 }
@@ -128,11 +139,20 @@ static void test_wildcard_with_scheme(void **state) {
   load_cors("{ 'https://*.example.com' }", &s);
   const char *yes[] = {"https://a.example.com", "https://a.b.example.com", "https://A.EXAMPLE.COM",
                        "HTTPS://x-1.Example.com", NULL};
-  const char *no[] = {"https://example.com",        "https://evilexample.com",    "https://example.com.evil.org",
-                      "https://a.example.com.evil.org", "http://a.example.com",   "https://a.example.com:8443",
-                      "https://a.example.com:443",  "https://.example.com",       "https://a.example.co",
-                      "https://a.example.com/",     "httpsx://a.example.com",     "a.example.com",
-                      "https://evil.org:a.example.com", NULL};
+  const char *no[] = {"https://example.com",
+                      "https://evilexample.com",
+                      "https://example.com.evil.org",
+                      "https://a.example.com.evil.org",
+                      "http://a.example.com",
+                      "https://a.example.com:8443",
+                      "https://a.example.com:443",
+                      "https://.example.com",
+                      "https://a.example.co",
+                      "https://a.example.com/",
+                      "httpsx://a.example.com",
+                      "a.example.com",
+                      "https://evil.org:a.example.com",
+                      NULL};
   check_origins(&s, yes, no);
   cr_settings_free(&s);
 }
@@ -142,9 +162,15 @@ static void test_wildcard_with_scheme_and_port(void **state) {
   cr_settings_t s;
   load_cors("{ 'https://*.example.com:8443' }", &s);
   const char *yes[] = {"https://a.example.com:8443", "https://b.a.example.com:8443", NULL};
-  const char *no[] = {"https://a.example.com",       "https://a.example.com:443",  "https://a.example.com:84430",
-                      "https://a.example.com:844",   "https://a.example.com:",     "https://example.com:8443",
-                      "https://evilexample.com:8443", "http://a.example.com:8443", "https://example.com.evil.org:8443",
+  const char *no[] = {"https://a.example.com",
+                      "https://a.example.com:443",
+                      "https://a.example.com:84430",
+                      "https://a.example.com:844",
+                      "https://a.example.com:",
+                      "https://example.com:8443",
+                      "https://evilexample.com:8443",
+                      "http://a.example.com:8443",
+                      "https://example.com.evil.org:8443",
                       NULL};
   check_origins(&s, yes, no);
   cr_settings_free(&s);
@@ -154,11 +180,17 @@ static void test_wildcard_any_scheme(void **state) {
   (void)state;
   cr_settings_t s;
   load_cors("{ '*.example.com' }", &s);
-  const char *yes[] = {"https://a.example.com", "http://a.example.com",     "http://a.example.com:8080",
+  const char *yes[] = {"https://a.example.com",     "http://a.example.com", "http://a.example.com:8080",
                        "https://b.a.example.com:1", "HTTP://A.EXAMPLE.COM", NULL};
-  const char *no[] = {"https://example.com",           "http://example.com:8080", "https://evilexample.com",
-                      "https://example.com.evil.org",  "https://a.example.com.evil.org:8080",
-                      "https://.example.com",          "https://a.example.com/path", "a.example.com", NULL};
+  const char *no[] = {"https://example.com",
+                      "http://example.com:8080",
+                      "https://evilexample.com",
+                      "https://example.com.evil.org",
+                      "https://a.example.com.evil.org:8080",
+                      "https://.example.com",
+                      "https://a.example.com/path",
+                      "a.example.com",
+                      NULL};
   check_origins(&s, yes, no);
   cr_settings_free(&s);
 }
@@ -169,7 +201,8 @@ static void test_several_patterns(void **state) {
   load_cors("{ 'https://app.example.com', '*.example.org', 'http://*.test:8080' }", &s);
   assert_int_equal(s.cors.norigins, 3);
   const char *yes[] = {"https://app.example.com", "http://x.example.org", "http://a.test:8080", NULL};
-  const char *no[] = {"https://b.example.com", "http://example.org", "http://a.test", "https://a.test:8080", NULL};
+  const char *no[] = {"https://b.example.com", "http://example.org", "http://a.test", "https://a.test:8080",
+                      NULL};
   check_origins(&s, yes, no);
   cr_settings_free(&s);
 }
@@ -178,8 +211,9 @@ static void test_malformed_origins(void **state) {
   (void)state;
   cr_settings_t s;
   load_cors("{ 'https://app.example.com', 'https://*.example.com', '*.example.org' }", &s);
-  const char *no[] = {"null", "https://", "", "://", "https:/", "app.example.com", "https//app.example.com",
-                      "*.example.org", NULL};
+  const char *no[] = {
+      "null",          "https://", "", "://", "https:/", "app.example.com", "https//app.example.com",
+      "*.example.org", NULL};
   check_origins(&s, NULL, no);
   /* A header value is not NUL-terminated: only its n bytes count. */
   const char *longer = "https://app.example.com.evil.org";
@@ -248,10 +282,12 @@ static void test_cors_defaults_and_values(void **state) {
   assert_int_equal(s.cors.max_age, 600);
   cr_settings_free(&s);
 
-  accepted("return { handler = function() end, cors = { origins = { 'https://a.com', '*.b.com' },\n"
-           "  methods = { 'get', 'Put' }, headers = { 'Content-Type', 'X-Request' }, exposeHeaders = { 'X-Total' },\n"
-           "  credentials = true, maxAge = 0 } }",
-           &s);
+  accepted(
+      "return { handler = function() end, cors = { origins = { 'https://a.com', '*.b.com' },\n"
+      "  methods = { 'get', 'Put' }, headers = { 'Content-Type', 'X-Request' }, exposeHeaders = { 'X-Total' "
+      "},\n"
+      "  credentials = true, maxAge = 0 } }",
+      &s);
   assert_int_equal(s.cors.norigins, 2);
   assert_string_equal(s.cors.origins[1], "*.b.com");
   assert_string_equal(s.cors.methods, "GET, PUT");
@@ -262,9 +298,10 @@ static void test_cors_defaults_and_values(void **state) {
   cr_settings_free(&s);
 
   /* Empty lists: no header allowed, none exposed (not "what is asked"). */
-  accepted("return { handler = function() end, cors = { origins = '*', headers = {}, exposeHeaders = {},\n"
-           "  credentials = false, maxAge = 86400 } }",
-           &s);
+  accepted(
+      "return { handler = function() end, cors = { origins = '*', headers = {}, exposeHeaders = {},\n"
+      "  credentials = false, maxAge = 86400 } }",
+      &s);
   assert_int_equal(s.cors.any_origin, 1);
   assert_string_equal(s.cors.headers, "");
   assert_string_equal(s.cors.expose, "");
@@ -273,7 +310,8 @@ static void test_cors_defaults_and_values(void **state) {
 
   /* 64 origins is the most. */
   char chunk[4096] = "return { handler = function() end, cors = { origins = { ";
-  for (int i = 0; i < 64; i++) snprintf(chunk + strlen(chunk), sizeof chunk - strlen(chunk), "'https://h%d.com',", i);
+  for (int i = 0; i < 64; i++)
+    snprintf(chunk + strlen(chunk), sizeof chunk - strlen(chunk), "'https://h%d.com',", i);
   strcat(chunk, " } } }");
   accepted(chunk, &s);
   assert_int_equal(s.cors.norigins, 64);
@@ -281,22 +319,27 @@ static void test_cors_defaults_and_values(void **state) {
   cr_settings_free(&s);
 }
 
-#define ORIGIN_ENTRY(n)                                                                       \
-  "setting 'cors': origins entry " #n " must be an origin like \"https://app.example.com\", " \
+#define ORIGIN_ENTRY(n)                                   \
+  "setting 'cors': origins entry " #n                     \
+  " must be an origin like \"https://app.example.com\", " \
   "\"https://*.example.com\" or \"*.example.com\""
 
 static void test_cors_errors(void **state) {
   (void)state;
-  refused_exact("cors = 'https://a.com'",
-                "setting 'cors' must be a table like { origins = { \"https://app.example.com\" } }, got string");
-  refused_exact("cors = true",
-                "setting 'cors' must be a table like { origins = { \"https://app.example.com\" } }, got boolean");
-  refused_exact("cors = { origin = { 'https://a.com' } }",
-                "setting 'cors': unknown key 'origin' (known: origins, methods, headers, exposeHeaders, credentials, "
-                "maxAge)");
-  refused_exact("cors = { 'https://a.com' }",
-                "setting 'cors': unknown key 'number' (known: origins, methods, headers, exposeHeaders, credentials, "
-                "maxAge)");
+  refused_exact(
+      "cors = 'https://a.com'",
+      "setting 'cors' must be a table like { origins = { \"https://app.example.com\" } }, got string");
+  refused_exact(
+      "cors = true",
+      "setting 'cors' must be a table like { origins = { \"https://app.example.com\" } }, got boolean");
+  refused_exact(
+      "cors = { origin = { 'https://a.com' } }",
+      "setting 'cors': unknown key 'origin' (known: origins, methods, headers, exposeHeaders, credentials, "
+      "maxAge)");
+  refused_exact(
+      "cors = { 'https://a.com' }",
+      "setting 'cors': unknown key 'number' (known: origins, methods, headers, exposeHeaders, credentials, "
+      "maxAge)");
   const char *no_origins =
       "setting 'cors': 'origins' must be \"*\" or a list of origins like { \"https://app.example.com\" }";
   refused_exact("cors = {}", no_origins);
@@ -304,23 +347,38 @@ static void test_cors_errors(void **state) {
   refused_exact("cors = { origins = 5 }", no_origins);
   refused_exact("cors = { origins = {} }", "setting 'cors': 'origins' must list 1 to 64 origins");
   char many[4096] = "cors = { origins = { ";
-  for (int i = 0; i < 65; i++) snprintf(many + strlen(many), sizeof many - strlen(many), "'https://h%d.com',", i);
+  for (int i = 0; i < 65; i++)
+    snprintf(many + strlen(many), sizeof many - strlen(many), "'https://h%d.com',", i);
   strcat(many, " } }");
   refused_exact(many, "setting 'cors': 'origins' must list 1 to 64 origins");
   refused_exact("cors = { origins = { 'https://a.com', '*' } }",
                 "setting 'cors': write origins = \"*\" (not in a list) to allow any origin");
   /* Not an origin pattern: each names its entry. */
-  const char *bad[] = {"ftp://a.com",       "https://",         "https://*example.com", "https://*.",
-                       "https://a.com/",    "https://a.com:",   "https://a.com:8x",     "https://a.com:80:90",
-                       "a.com:80",          "*.a.com:80",       "https://a*.com",       "https://*.*.com",
-                       "",                  "null",             "https://a com",        "*",
-                       "app.example.com",   "localhost:3000",
+  const char *bad[] = {"ftp://a.com",
+                       "https://",
+                       "https://*example.com",
+                       "https://*.",
+                       "https://a.com/",
+                       "https://a.com:",
+                       "https://a.com:8x",
+                       "https://a.com:80:90",
+                       "a.com:80",
+                       "*.a.com:80",
+                       "https://a*.com",
+                       "https://*.*.com",
+                       "",
+                       "null",
+                       "https://a com",
+                       "*",
+                       "app.example.com",
+                       "localhost:3000",
                        NULL};
   for (int i = 0; bad[i]; i++) {
     char f[256];
     snprintf(f, sizeof f, "cors = { origins = { 'https://ok.com', '%s' } }", bad[i]);
-    refused_exact(f, strcmp(bad[i], "*") == 0 ? "setting 'cors': write origins = \"*\" (not in a list) to allow any origin"
-                                              : ORIGIN_ENTRY(2));
+    refused_exact(f, strcmp(bad[i], "*") == 0
+                         ? "setting 'cors': write origins = \"*\" (not in a list) to allow any origin"
+                         : ORIGIN_ENTRY(2));
   }
   refused_exact("cors = { origins = { 5 } }", ORIGIN_ENTRY(1));
   char big[400] = "cors = { origins = { 'https://";
@@ -338,15 +396,17 @@ static void test_cors_errors(void **state) {
                 "setting 'cors': 'headers' entry 1 must be a name (1 to 64 token characters)");
   refused_exact("cors = { origins = '*', exposeHeaders = { 'x-a', 'x:b' } }",
                 "setting 'cors': 'exposeHeaders' entry 2 must be a name (1 to 64 token characters)");
-  refused_exact("cors = { origins = '*', credentials = 1 }", "setting 'cors': 'credentials' must be true or false");
+  refused_exact("cors = { origins = '*', credentials = 1 }",
+                "setting 'cors': 'credentials' must be true or false");
   const char *max_age = "setting 'cors': 'maxAge' must be an integer from 0 to 86400";
   refused_exact("cors = { origins = '*', maxAge = -1 }", max_age);
   refused_exact("cors = { origins = '*', maxAge = 86401 }", max_age);
   refused_exact("cors = { origins = '*', maxAge = 1.5 }", max_age);
   refused_exact("cors = { origins = '*', maxAge = '60' }", max_age);
-  refused_exact("cors = { origins = '*', credentials = true }",
-                "setting 'cors': credentials = true cannot go with origins = \"*\" (browsers refuse it): list the "
-                "origins");
+  refused_exact(
+      "cors = { origins = '*', credentials = true }",
+      "setting 'cors': credentials = true cannot go with origins = \"*\" (browsers refuse it): list the "
+      "origins");
 }
 
 static void test_ratelimit_values(void **state) {
@@ -363,8 +423,10 @@ static void test_ratelimit_values(void **state) {
   assert_int_equal(s.rate.burst, 3);
   assert_int_equal(s.rate.by, CR_RL_BY_IP);
   cr_settings_free(&s);
-  accepted("return { handler = function() end, rateLimit = { rps = 1000000, burst = 1000000, by = 'header.X-Tenant' } }",
-           &s);
+  accepted(
+      "return { handler = function() end, rateLimit = { rps = 1000000, burst = 1000000, by = "
+      "'header.X-Tenant' } }",
+      &s);
   assert_true(s.rate.rps == 1e6);
   assert_int_equal(s.rate.burst, 1000000);
   assert_int_equal(s.rate.by, CR_RL_BY_HEADER);
@@ -378,9 +440,12 @@ static void test_ratelimit_values(void **state) {
 
 static void test_ratelimit_errors(void **state) {
   (void)state;
-  refused_exact("rateLimit = 5", "setting 'rateLimit' must be a table like { rps = 100, burst = 200 }, got number");
-  refused_exact("rateLimit = 'ip'", "setting 'rateLimit' must be a table like { rps = 100, burst = 200 }, got string");
-  refused_exact("rateLimit = { rps = 1, rate = 1 }", "setting 'rateLimit': unknown key 'rate' (known: rps, burst, by)");
+  refused_exact("rateLimit = 5",
+                "setting 'rateLimit' must be a table like { rps = 100, burst = 200 }, got number");
+  refused_exact("rateLimit = 'ip'",
+                "setting 'rateLimit' must be a table like { rps = 100, burst = 200 }, got string");
+  refused_exact("rateLimit = { rps = 1, rate = 1 }",
+                "setting 'rateLimit': unknown key 'rate' (known: rps, burst, by)");
   const char *required = "setting 'rateLimit': 'rps' (requests per second) is required";
   refused_exact("rateLimit = {}", required);
   refused_exact("rateLimit = { burst = 5 }", required);
@@ -415,14 +480,17 @@ static void test_ratelimit_errors(void **state) {
                 "setting 'rateLimit': 'by' header name 'x tenant' is not a token");
   refused_exact("rateLimit = { rps = 1, by = 'header.x:y' }",
                 "setting 'rateLimit': 'by' header name 'x:y' is not a token");
-  refused_exact("rateLimit = { rps = 1, by = 'key' }",
-                "setting 'rateLimit': by = \"key\" needs route authentication, which this build does not run yet "
-                "(use \"ip\" or \"header.NAME\")");
-  refused_exact("rateLimit = { rps = 1, by = 'principal' }",
-                "setting 'rateLimit': by = \"principal\" needs route authentication, which this build does not run "
-                "yet (use \"ip\" or \"header.NAME\")");
+  refused_exact(
+      "rateLimit = { rps = 1, by = 'key' }",
+      "setting 'rateLimit': by = \"key\" needs route authentication, which this build does not run yet "
+      "(use \"ip\" or \"header.NAME\")");
+  refused_exact(
+      "rateLimit = { rps = 1, by = 'principal' }",
+      "setting 'rateLimit': by = \"principal\" needs route authentication, which this build does not run "
+      "yet (use \"ip\" or \"header.NAME\")");
   /* Both set, the first bad one is named: cors is read before rateLimit. */
-  refused_exact("cors = { origins = {} }, rateLimit = {}", "setting 'cors': 'origins' must list 1 to 64 origins");
+  refused_exact("cors = { origins = {} }, rateLimit = {}",
+                "setting 'cors': 'origins' must list 1 to 64 origins");
 }
 
 /* --- pack / unpack ---------------------------------------------------------------------------- */
@@ -446,13 +514,14 @@ static void round_trip(const cr_settings_t *s, cr_settings_t *u) {
 static void test_pack_round_trip(void **state) {
   (void)state;
   cr_settings_t s, u;
-  accepted("return { handler = function() end, routes = { 'GET,PUT /items/:id' },\n"
-           "  cors = { origins = { 'https://app.example.com', 'https://*.example.com:8443', '*.example.org' },\n"
-           "    methods = { 'GET', 'PUT' }, headers = { 'x-request' }, exposeHeaders = { 'x-total', 'x-page' },\n"
-           "    credentials = true, maxAge = 1234 },\n"
-           "  rateLimit = { rps = 0.25, burst = 7, by = 'header.X-Tenant' },\n"
-           "  triggers = { { cron = 'rate(1 minute)' } } }",
-           &s);
+  accepted(
+      "return { handler = function() end, routes = { 'GET,PUT /items/:id' },\n"
+      "  cors = { origins = { 'https://app.example.com', 'https://*.example.com:8443', '*.example.org' },\n"
+      "    methods = { 'GET', 'PUT' }, headers = { 'x-request' }, exposeHeaders = { 'x-total', 'x-page' },\n"
+      "    credentials = true, maxAge = 1234 },\n"
+      "  rateLimit = { rps = 0.25, burst = 7, by = 'header.X-Tenant' },\n"
+      "  triggers = { { cron = 'rate(1 minute)' } } }",
+      &s);
   round_trip(&s, &u);
   assert_int_equal(u.cors.set, 1);
   assert_int_equal(u.cors.any_origin, 0);
@@ -478,9 +547,10 @@ static void test_pack_round_trip(void **state) {
   cr_settings_free(&s);
 
   /* "*" with defaults (NULL lists stay NULL, not ""), by ip. */
-  accepted("return { handler = function() end, cors = { origins = '*', exposeHeaders = {} },\n"
-           "  rateLimit = { rps = 100 } }",
-           &s);
+  accepted(
+      "return { handler = function() end, cors = { origins = '*', exposeHeaders = {} },\n"
+      "  rateLimit = { rps = 100 } }",
+      &s);
   round_trip(&s, &u);
   assert_int_equal(u.cors.set, 1);
   assert_int_equal(u.cors.any_origin, 1);
