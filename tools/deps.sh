@@ -1,6 +1,10 @@
 #!/bin/sh
 # deps.sh - install what crescent needs from Debian's packages, and nothing else.
 #
+# `sh tools/deps.sh` installs what building and running crescent needs (make
+# run); `sh tools/deps.sh test` adds what only the test suite needs (make test,
+# make test-asan): chromium, the real browser of tests/integration/test_cors_browser.c.
+#
 # Safe to run again: it only installs what is missing, and only adds a deb-src
 # entry (needed by `apt-get source luajit2`, see tools/luajit.sh) when the
 # machine has none for Debian's own archive. Runs as root, or through sudo.
@@ -9,6 +13,13 @@ set -eu
 PKGS="build-essential cmake pkg-config dpkg-dev xz-utils
       libuv1-dev libhiredis-dev lua-cjson-dev libcmocka-dev redis-server redis-tools node-llhttp
       tzdata python3 python3-croniter libssl-dev openssl ca-certificates"
+TEST_PKGS="chromium"
+
+case "${1:-}" in
+"") ;;
+test) PKGS="$PKGS $TEST_PKGS" ;;
+*) echo "usage: sh tools/deps.sh [test]" >&2; exit 2 ;;
+esac
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
 

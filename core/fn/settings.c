@@ -876,7 +876,7 @@ static int origin_ok(const char *o, size_t n) {
     if (!((sep - o == 4 && strncasecmp(o, "http", 4) == 0) || (sep - o == 5 && strncasecmp(o, "https", 5) == 0)))
       return 0;
     host = sep + 3;
-  }
+  } else if (o[0] != '*') return 0; /* a bare host ("app.example.com", "null") is no pattern: it would never match */
   if (host[0] == '*') {
     if (host[1] != '.' || !host[2]) return 0;
     host += 2;
