@@ -94,8 +94,9 @@ static void preflight_refused(int port, const char *path, const char *origin, co
                               const char *headers, const char *what) {
   http_resp_t r;
   preflight(port, path, origin, method, headers, &r);
-  char body[128];
-  snprintf(body, sizeof body, "{\"error\":\"CORS: %s not allowed\"}", what);
+  char body[256], rid[160];
+  http_request_id(&r, rid, sizeof rid);
+  snprintf(body, sizeof body, "{\"error\":\"CORS: %s not allowed\",\"requestId\":\"%s\"}", what, rid);
   expect_status_body(&r, 403, body);
   expect_header(&r, "content-type", "application/json");
   expect_header(&r, "vary", "Origin");

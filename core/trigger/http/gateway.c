@@ -942,7 +942,7 @@ static void on_rate(void *data, const cr_rl_result_t *r) {
     cr_shm_fn_t *f = w->g->opts.shm ? cr_shm_fn(w->g->opts.shm, w->fn->slot) : NULL;
     if (f) atomic_fetch_add_explicit(&f->rate_limited, 1, memory_order_relaxed);
     cr_buf_t b = CR_BUF_INIT;
-    cr_http_error_body(&b, w->req, 429, "rate limit exceeded");
+    cr_http_error_body_id(&b, w->req, "rate limit exceeded");
     cr_http_respond_start(w->req, 429);
     if (s->cors.set) cr_cors_headers(&s->cors, w->req);
     cr_ratelimit_headers(&s->rate, r, w->req);
@@ -1024,7 +1024,7 @@ static const cr_jwt_keys_t *jwt_keys(cr_gateway_t *g, const cr_fn_t *fn, const c
 static void respond_auth(cr_http_req_t *req, const cr_fnver_t *ver, int status, const char *challenge,
                          const char *msg) {
   cr_buf_t b = CR_BUF_INIT;
-  cr_http_error_body(&b, req, status, msg);
+  cr_http_error_body_id(&b, req, msg);
   cr_http_respond_start(req, status);
   if (challenge) cr_http_respond_header(req, "WWW-Authenticate", 16, challenge, strlen(challenge));
   if (ver->settings.cors.set) cr_cors_headers(&ver->settings.cors, req);
@@ -1111,11 +1111,22 @@ void cr_gateway_handle(cr_gateway_t *g, cr_http_req_t *req) {
   /* A CORS preflight for a function with cors is the gateway's to answer:
    * found by the method it asks about, whatever OPTIONS itself routes to. */
   unsigned asked;
-  if (router && cr_cors_is_preflight(req, &asked) && asked &&
-      cr_router_match(router, asked, req->path, req->path_len, &m) == 0) {
-    const cr_fn_t *pf = m.target;
-    if (!pf->platform && pf->current && pf->current->settings.cors.set) {
-      cr_cors_preflight(&pf->current->settings.cors, req);
+  if (router && cr_cors_is_preflight(req, &asked)) {
+    /* The function that owns the path: by the method asked, or else by any method it routes. */
+    static const unsigned methods[] = {CR_M_GET, CR_M_POST, CR_M_PUT, CR_M_PATCH, CR_M_DELETE, CR_M_OPTIONS, CR_M_HEAD};
+    int routed = asked && cr_router_match(router, asked, req->path, req->path_len, &m) == 0;
+    for (size_t i = 0; !routed && i < sizeof methods / sizeof methods[0]; i++) {
+      if (cr_router_match(router, methods[i], req->path, req->path_len, &m) != 0) continue;
+      const cr_fn_t *of = m.target;
+      if (!of->platform && of->current && of->current->settings.cors.set) {
+        cr_cors_preflight(&of->current->settings.cors, req, 0);
+        return;
+      }
+      break; /* the path's function has no cors: not the gateway's to answer */
+    }
+    const cr_fn_t *pf = routed ? m.target : NULL;
+    if (pf && !pf->platform && pf->current && pf->current->settings.cors.set) {
+      cr_cors_preflight(&pf->current->settings.cors, req, 1);
       return;
     }
   }

@@ -1026,7 +1026,7 @@ void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const 
 void cr_http_error_body(cr_buf_t *b, const cr_http_req_t *req, int status, const char *msg) {
   cr_buf_append_str(b, "{\"error\":");
   cr_json_escape(b, msg, strlen(msg));
-  if (status >= 500) {
+  if (status >= 500 || status < 0) {
     cr_buf_append_str(b, ",\"requestId\":");
     cr_json_escape(b, req->id, strlen(req->id));
   }

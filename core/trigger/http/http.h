@@ -141,6 +141,8 @@ void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const 
 void cr_http_respond_error(cr_http_req_t *req, int status, const char *msg);
 /* Its body alone, appended to b, for callers that add headers of their own. */
 void cr_http_error_body(cr_buf_t *b, const cr_http_req_t *req, int status, const char *msg);
+/* The same with the requestId whatever the status (the gateway's policy answers: 401, 403, 429). */
+#define cr_http_error_body_id(b, req, msg) cr_http_error_body((b), (req), -1, (msg))
 
 const char *cr_http_reason(int status);
 

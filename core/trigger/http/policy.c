@@ -34,6 +34,8 @@ static int pattern_matches(const char *pat, const char *o, size_t n) {
   if (!osep) return 0;
   const char *ohost = osep + 3;
   size_t ohl = n - (size_t)(ohost - o);
+  /* An origin is scheme://host[:port]: nothing else after the scheme. */
+  if (memchr(ohost, '@', ohl) || memchr(ohost, '/', ohl)) return 0;
   const char *ocolon = memchr(ohost, ':', ohl);
   size_t oname = ocolon ? (size_t)(ocolon - ohost) : ohl;
   if (!sep) {
@@ -116,7 +118,7 @@ static void cors_refuse(cr_http_req_t *req, const char *what) {
   cr_http_respond_start(req, 403);
   cr_http_respond_header(req, "Vary", 4, "Origin", 6);
   cr_buf_t body = CR_BUF_INIT;
-  cr_http_error_body(&body, req, 403, cr_buf_cstr(&b));
+  cr_http_error_body_id(&body, req, cr_buf_cstr(&b));
   cr_http_respond_finish(req, "application/json", body.data, body.len);
   cr_buf_free(&body);
   cr_buf_free(&b);
@@ -128,7 +130,7 @@ static void allow_origin(const cr_cors_spec_t *c, cr_http_req_t *req, const cr_h
   if (c->credentials) cr_http_respond_header(req, "Access-Control-Allow-Credentials", 32, "true", 4);
 }
 
-void cr_cors_preflight(const cr_cors_spec_t *c, cr_http_req_t *req) {
+void cr_cors_preflight(const cr_cors_spec_t *c, cr_http_req_t *req, int routed) {
   const cr_http_header_t *o = cr_http_req_header(req, "origin", 6);
   const cr_http_header_t *m = cr_http_req_header(req, "access-control-request-method", 29);
   const cr_http_header_t *h = cr_http_req_header(req, "access-control-request-headers", 30);
@@ -142,6 +144,9 @@ void cr_cors_preflight(const cr_cors_spec_t *c, cr_http_req_t *req) {
       cors_refuse(req, "method");
       return;
     }
+  } else if (!routed) {
+    cors_refuse(req, "method"); /* the default is the method asked, when the route answers it */
+    return;
   }
   if (h && h->value_len) {
     if (!token_list(h->value, h->value_len) || (c->headers && !headers_allowed(c->headers, h->value, h->value_len))) {
@@ -167,7 +172,7 @@ void cr_cors_preflight(const cr_cors_spec_t *c, cr_http_req_t *req) {
 
 void cr_cors_headers(const cr_cors_spec_t *c, cr_http_req_t *req) {
   if (!c->set) return;
-  if (!(c->any_origin && !c->credentials)) cr_http_respond_header(req, "Vary", 4, "Origin", 6);
+  cr_http_respond_header(req, "Vary", 4, "Origin", 6);
   const cr_http_header_t *o = cr_http_req_header(req, "origin", 6);
   if (!o || !cr_cors_origin_allowed(c, o->value, o->value_len)) return;
   allow_origin(c, req, o);
@@ -278,9 +283,9 @@ static void on_gcra(void *data, redisReply *reply, const char *err) {
     r.retry_after = (double)reply->element[2]->integer / 1e6;
     r.reset = (double)reply->element[3]->integer / 1e6;
   } else {
-    uint64_t now = cr_clock_ns();
-    if (now - rl->warned_ns > 10000000000ull) {
-      rl->warned_ns = now;
+    uint64_t now = cr_clock_coarse_ns();
+    if (!rl->warned_ns || now - rl->warned_ns > 10000000000ull) {
+      rl->warned_ns = now ? now : 1;
       cr_log(CR_LOG_WARN, NULL, NULL, "rate limits fall back to per-worker buckets: %s",
              err ? err : "unexpected reply from rate_gcra");
     }
@@ -305,6 +310,12 @@ void cr_ratelimit_check(cr_ratelimit_t *rl, const char *fn, const cr_ratelimit_s
   uint64_t hash = cr_fnv1a_more(cr_fnv1a_more(cr_fnv1a(fn, strlen(fn)), "\n", 1), client, clen);
   cr_rl_result_t r;
   if (!rl->redis || rl->script < 0 || !cr_redis_connected(rl->redis)) {
+    uint64_t now = cr_clock_coarse_ns();
+    if (!rl->warned_ns || now - rl->warned_ns > 10000000000ull) {
+      rl->warned_ns = now ? now : 1;
+      cr_log(CR_LOG_WARN, NULL, NULL, "rate limits run on per-worker buckets: %s",
+             !rl->redis ? "no Redis (--redis none)" : "Redis is unreachable");
+    }
     local_check(rl, spec, hash, &r);
     cb(data, &r);
     return;

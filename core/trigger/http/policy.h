@@ -48,8 +48,8 @@ int cr_cors_origin_allowed(const cr_cors_spec_t *c, const char *o, size_t n);
 /* Is req a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method)? Sets *method to
  * the CR_M_* bit asked for (0 when not a method crescent routes). */
 int cr_cors_is_preflight(const cr_http_req_t *req, unsigned *method);
-/* Answers the preflight req for c. */
-void cr_cors_preflight(const cr_cors_spec_t *c, cr_http_req_t *req);
+/* Answers the preflight req for c; routed: the route answers the method asked for. */
+void cr_cors_preflight(const cr_cors_spec_t *c, cr_http_req_t *req, int routed);
 /* Adds the CORS headers of an answer to req (between cr_http_respond_start and _finish). */
 void cr_cors_headers(const cr_cors_spec_t *c, cr_http_req_t *req);
 
