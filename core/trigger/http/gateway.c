@@ -986,8 +986,10 @@ static const cr_jwt_keys_t *jwt_keys(cr_gateway_t *g, const cr_fn_t *fn, const c
     e->checked_ns = now;
     snprintf(path, sizeof path, "%s/%s", g->opts.registry ? g->opts.registry->root : ".", a->keys_file);
     have_st = stat(path, &st) == 0;
-    if (!have_st || st.st_mtim.tv_sec != e->mtime.tv_sec || st.st_mtim.tv_nsec != e->mtime.tv_nsec ||
-        st.st_size != e->size || st.st_ino != e->ino)
+    /* Still missing (size -1) is no change: one error line per change, not one per look. */
+    if (!have_st ? e->size != -1
+                 : (st.st_mtim.tv_sec != e->mtime.tv_sec || st.st_mtim.tv_nsec != e->mtime.tv_nsec ||
+                    st.st_size != e->size || st.st_ino != e->ino))
       remake = 1;
   }
   if (!remake) {
