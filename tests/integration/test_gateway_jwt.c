@@ -37,8 +37,20 @@
 
 #define CHALLENGE "Bearer realm=\"crescent\""
 #define CHALLENGE_INVALID "Bearer realm=\"crescent\", error=\"invalid_token\""
-#define MISSING_BODY "{\"error\":\"missing credentials\"}"
-#define INVALID_BODY "{\"error\":\"invalid token\"}"
+#define MISSING_BODY_FMT "{\"error\":\"missing credentials\",\"requestId\":\"%s\"}"
+#define INVALID_BODY_FMT "{\"error\":\"invalid token\",\"requestId\":\"%s\"}"
+/* The error body the gateway answers with fmt, with r's own request id. */
+static const char *with_id(const http_resp_t *r, const char *fmt) {
+  static char out[2][256];
+  static int k;
+  char rid[160];
+  http_request_id(r, rid, sizeof rid);
+  k ^= 1;
+  snprintf(out[k], sizeof out[k], fmt, rid);
+  return out[k];
+}
+#define MISSING_BODY with_id(&r, MISSING_BODY_FMT)
+#define INVALID_BODY with_id(&r, INVALID_BODY_FMT)
 #define SECRET "0123456789abcdef0123456789abcdef-hs256"
 
 /* --- keys and tokens ------------------------------------------------------------------------------ */
@@ -284,9 +296,11 @@ static void bearer(const char *tok, char *out, size_t n) {
 static void expect_missing(srv_t *s, const char *path, const char *authz) {
   http_resp_t r;
   get_with(s, path, authz, NULL, &r);
-  if (r.status != 401 || strcmp(r.body, MISSING_BODY) != 0)
-    fail_msg("GET %s with '%s': %d %s, want 401 %s", path, authz ? authz : "(none)", r.status, r.body,
-             MISSING_BODY);
+  char want[256], rid0[160];
+  http_request_id(&r, rid0, sizeof rid0);
+  snprintf(want, sizeof want, MISSING_BODY_FMT, rid0);
+  if (r.status != 401 || strcmp(r.body, want) != 0)
+    fail_msg("GET %s with '%s': %d %s, want 401 %s", path, authz ? authz : "(none)", r.status, r.body, want);
   const char *h = http_header(&r, "www-authenticate");
   assert_non_null(h);
   assert_string_equal(h, CHALLENGE);
@@ -300,9 +314,11 @@ static void expect_invalid(srv_t *s, const char *path, const char *tok, const ch
   bearer(tok, authz, sizeof authz);
   http_resp_t r;
   get_with(s, path, authz, NULL, &r);
-  if (r.status != 401 || strcmp(r.body, INVALID_BODY) != 0)
-    fail_msg("GET %s (want reason '%s'): %d %s, want 401 %s", path, reason ? reason : "?", r.status, r.body,
-             INVALID_BODY);
+  char want[256], rid0[160];
+  http_request_id(&r, rid0, sizeof rid0);
+  snprintf(want, sizeof want, INVALID_BODY_FMT, rid0);
+  if (r.status != 401 || strcmp(r.body, want) != 0)
+    fail_msg("GET %s (want reason '%s'): %d %s, want 401 %s", path, reason ? reason : "?", r.status, r.body, want);
   const char *h = http_header(&r, "www-authenticate");
   assert_non_null(h);
   assert_string_equal(h, CHALLENGE_INVALID);
