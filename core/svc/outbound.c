@@ -645,7 +645,11 @@ static void conn_feed(conn_t *c, const char *data, size_t len) {
   if (e == HPE_PAUSED && c->msg_done) {
     const char *pos = llhttp_get_error_pos(&c->parser);
     int extra = pos && pos < data + len;
-    answered(r, !extra && llhttp_should_keep_alive(&c->parser));
+    /* Not kept while part of the request is still queued to it (the server answered before
+     * reading the whole body): the next request would wait behind the rest, which a server that
+     * stopped reading never takes, and the queued copy would outlive the request's charge. */
+    int writing = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0;
+    answered(r, !extra && !writing && llhttp_should_keep_alive(&c->parser));
     return;
   }
   if (e == HPE_OK) return;
