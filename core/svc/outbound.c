@@ -483,8 +483,9 @@ static int on_headers_complete(llhttp_t *p) {
   if (r->hstate == 2 && end_value(r)) return HPE_USER;
   r->hstate = 0;
   r->status = llhttp_get_status_code(p);
-  /* No body follows an answer to HEAD (llhttp: 1 = skip it). */
-  return r->head ? 1 : 0;
+  /* No body follows an answer to HEAD, nor a 1xx, 204 or 304 answer, whatever its fields say
+   * (RFC 9112 6.3); bytes there are not this answer's (llhttp: 1 = skip the body). */
+  return r->head || (r->status >= 100 && r->status < 200) || r->status == 204 || r->status == 304 ? 1 : 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
@@ -506,6 +507,7 @@ static int on_message_complete(llhttp_t *p) {
     r->hdrs.len = 0;
     r->nheaders = 0;
     r->header_bytes = 0;
+    r->rbody.len = 0;
     r->status = 0;
     return 0;
   }
@@ -649,7 +651,8 @@ static void conn_feed(conn_t *c, const char *data, size_t len) {
      * reading the whole body): the next request would wait behind the rest, which a server that
      * stopped reading never takes, and the queued copy would outlive the request's charge. */
     int writing = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0;
-    answered(r, !extra && !writing && llhttp_should_keep_alive(&c->parser));
+    /* After a 101 the connection speaks another protocol: never kept. */
+    answered(r, !extra && !writing && r->status != 101 && llhttp_should_keep_alive(&c->parser));
     return;
   }
   if (e == HPE_OK) return;
