@@ -96,6 +96,7 @@ struct cr_outreq_s {
   int status;
   cr_buf_t hdrs;
   int nheaders, hstate; /* hstate: 0 none, 1 in a name, 2 in a value */
+  int in_trailers;            /* the head is done: header callbacks now are trailer fields */
   size_t header_bytes;
   cr_buf_t rbody;
   size_t resp_charged;        /* of charged: the answer's bytes */
@@ -451,9 +452,17 @@ static int end_value(cr_outreq_t *r) {
   return 0;
 }
 
+/* Trailer fields (after a chunked body) are not headers (RFC 9110 6.5.1): they count against
+ * the head's bound but are not kept. */
+static int trailer_bytes(cr_outreq_t *r, size_t len) {
+  r->header_bytes += len;
+  return r->header_bytes > r->ob->o.max_header ? perr(r, CR_OUT_ETOOBIG, "response headers too large") : 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   cr_outreq_t *r = parser_req(p);
   if (!r) return HPE_USER;
+  if (r->in_trailers) return trailer_bytes(r, len);
   if (r->hstate == 2 && end_value(r)) return HPE_USER;
   r->hstate = 1;
   if (header_bytes(r, len) || cr_buf_reserve(&r->hdrs, len)) return HPE_USER;
@@ -465,6 +474,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   cr_outreq_t *r = parser_req(p);
   if (!r) return HPE_USER;
+  if (r->in_trailers) return trailer_bytes(r, len);
   if (r->hstate == 1 && cr_buf_putc(&r->hdrs, '\0')) return perr(r, CR_OUT_EMEMORY, "memory limit exceeded");
   r->hstate = 2;
   if (header_bytes(r, len)) return HPE_USER;
@@ -482,6 +492,7 @@ static int on_headers_complete(llhttp_t *p) {
   }
   if (r->hstate == 2 && end_value(r)) return HPE_USER;
   r->hstate = 0;
+  r->in_trailers = 1;
   r->status = llhttp_get_status_code(p);
   /* No body follows an answer to HEAD, nor a 1xx, 204 or 304 answer, whatever its fields say
    * (RFC 9112 6.3); bytes there are not this answer's (llhttp: 1 = skip the body). */
@@ -509,6 +520,7 @@ static int on_message_complete(llhttp_t *p) {
     r->header_bytes = 0;
     r->rbody.len = 0;
     r->status = 0;
+    r->in_trailers = 0;
     return 0;
   }
   c->msg_done = 1;
@@ -825,6 +837,7 @@ static void send_request(cr_outreq_t *r) {
   c->parser.data = c;
   c->msg_done = 0;
   r->got_bytes = 0;
+  r->hstate = r->in_trailers = 0;
   r->state = R_WAITING;
   /* Small bodies go with the head in one write. */
   if (r->has_body && r->body.len && r->body.len <= 16384) {

@@ -56,6 +56,8 @@ FIXED = {
     "/spacename": b"HTTP/1.1 200 OK\r\nX-A : a\r\nContent-Length: 2\r\n\r\nok",
     # trailers after a chunked body
     "/trailers": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T1: a\r\nX-T2: b\r\n\r\n",
+    "/bigtrailer": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+                   + b"".join(b"X-%05d: %s\r\n" % (i, b"v" * 60) for i in range(1100)) + b"\r\n",
     # not HTTP/1.x
     "/http09": b"hello\r\n",
     "/101": b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: evil\r\n\r\n" + EVIL,

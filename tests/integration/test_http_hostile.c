@@ -168,8 +168,10 @@ static const case_t cases[] = {
     {"p=/barecr", "nil|bad response: HPE_LF_EXPECTED 200|hello"},
     {"p=/barelf", "nil|bad response: HPE_INVALID_HEADER_TOKEN 200|hello"},
     {"p=/spacename&h=1", "200|ok|X-A ,a,Content-Length,2 200|hello"},
-    /* Trailers are not headers: they do not show up in headers or rawHeaders. */
+    /* Trailers are not headers: they do not show up in headers or rawHeaders, and count against
+     * the head's 64 KB. */
     {"p=/trailers&h=1", "200|ok|Transfer-Encoding,chunked 200|hello"},
+    {"p=/bigtrailer", "nil|response headers too large 200|hello"},
     /* Not HTTP/1.x; an upgrade nobody asked for. */
     {"p=/http09", "nil|bad response: HPE_INVALID_CONSTANT 200|hello"},
     /* A 101 nobody asked for: the answer as it is, and the switched connection is not kept (the
