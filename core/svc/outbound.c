@@ -663,8 +663,10 @@ static void conn_feed(conn_t *c, const char *data, size_t len) {
      * reading the whole body): the next request would wait behind the rest, which a server that
      * stopped reading never takes, and the queued copy would outlive the request's charge. */
     int writing = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0;
-    /* After a 101 the connection speaks another protocol: never kept. */
-    answered(r, !extra && !writing && r->status != 101 && llhttp_should_keep_alive(&c->parser));
+    /* After a 101, or a CONNECT (a 2xx makes it a tunnel), the connection speaks another
+     * protocol or to another host: never kept. */
+    int switched = r->status == 101 || strcmp(r->method, "CONNECT") == 0;
+    answered(r, !extra && !writing && !switched && llhttp_should_keep_alive(&c->parser));
     return;
   }
   if (e == HPE_OK) return;

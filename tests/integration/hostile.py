@@ -143,6 +143,13 @@ def serve(sock):
                     sock.sendall(EVIL)
                 time.sleep(1)
                 return
+            elif path == "/tunnel":
+                # a proxy's yes to CONNECT: from here on the connection is a tunnel to elsewhere
+                sock.sendall(b"HTTP/1.1 200 Connection Established\r\nContent-Length: 0\r\n\r\n")
+                if sock.recv(65536):
+                    sock.sendall(EVIL)
+                time.sleep(1)
+                return
             elif path == "/lateextra":
                 # a whole answer, then 100 ms later another no request asked for
                 sock.sendall(resp(200, b"ok"))

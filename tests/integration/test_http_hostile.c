@@ -178,6 +178,8 @@ static const case_t cases[] = {
      * next request would read the other protocol's bytes). */
     {"p=/101", "101| 200|hello"},
     {"p=/101clean", "101| 200|hello"},
+    /* The same for a 2xx to CONNECT (a function may send any method token): a tunnel, not kept. */
+    {"p=/tunnel&m=CONNECT", "200| 200|hello"},
     {"p=/bighead", "nil|response headers too large 200|hello"},
     /* The server goes away mid-answer. */
     {"p=/midchunk", "nil|connection closed 200|hello"},
@@ -210,6 +212,7 @@ static void responses(void **state) {
       "  local r, err\n"
       "  if q.m == 'HEAD' then r, err = http.head(H .. q.p, opts)\n"
       "  elseif q.m == 'POST' then r, err = http.post(H .. q.p, string.rep('x', tonumber(q.n) or 3), opts)\n"
+      "  elseif q.m then r, err = http.request { url = H .. q.p, method = q.m, timeout = opts.timeout }\n"
       "  else r, err = http.get(H .. q.p, opts) end\n"
       "  local a = show(r, err)\n"
       "  if r and q.h then a = a .. '|' .. table.concat(r.rawHeaders, ',') end\n"
