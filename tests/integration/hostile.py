@@ -58,6 +58,8 @@ FIXED = {
     "/trailers": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T1: a\r\nX-T2: b\r\n\r\n",
     "/bigtrailer": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
                    + b"".join(b"X-%05d: %s\r\n" % (i, b"v" * 60) for i in range(1100)) + b"\r\n",
+    # 64 KB of one repeated field (joined into one value in headers)
+    "/manyhdrs": b"HTTP/1.1 200 OK\r\n" + b"a:v\r\n" * 12900 + b"Content-Length: 2\r\n\r\nok",
     # not HTTP/1.x
     "/http09": b"hello\r\n",
     "/101": b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: evil\r\n\r\n" + EVIL,
@@ -150,6 +152,11 @@ def serve(sock):
                     sock.sendall(EVIL)
                 time.sleep(1)
                 return
+            elif path == "/big":
+                n = int(q.get("bytes", "0"))
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
+                for i in range(0, n, 65536):
+                    sock.sendall(b"x" * min(65536, n - i))
             elif path == "/lateextra":
                 # a whole answer, then 100 ms later another no request asked for
                 sock.sendall(resp(200, b"ok"))

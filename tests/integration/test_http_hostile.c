@@ -204,8 +204,9 @@ static void responses(void **state) {
   (void)state;
   srv_t s;
   srv_init(&s);
-  char eg[128];
+  char eg[128], eg_mem[128];
   snprintf(eg, sizeof eg, "{ '127.0.0.1:%d', 'localhost:%d' }", hport, hport);
+  snprintf(eg_mem, sizeof eg_mem, "{ '127.0.0.1:%d' }, memory = 4", hport);
   fnw(&s, "c", eg,
       "  local q = event.query\n"
       "  local opts = { timeout = tonumber(q.t) or 5 }\n"
@@ -224,6 +225,21 @@ static void responses(void **state) {
       "  local b = show(http.get(HL .. '/sleep?ms=300'))\n"
       "  local c = show(http.request { url = H .. '/hello', method = event.query.m or 'GET', timeout = 2 })\n"
       "  return a .. ' ' .. b .. ' ' .. c");
+  /* The answer is charged to the function's memory as it arrives. */
+  fnw(&s, "mem", eg_mem,
+      "  local r, err = http.get(H .. '/big?bytes=' .. event.query.n)\n"
+      "  return r and (r.status .. ' ' .. #r.body) or ('nil ' .. tostring(err))");
+  /* Calls from where the invocation cannot yield, and the client going away mid-request. */
+  fnw(&s, "cb", eg,
+      "  local out = {}\n"
+      "  local function g() local r, err = http.get(H .. '/hello'); return r and r.body or err end\n"
+      "  out[1] = string.gsub('x', 'x', function() return g() end)\n"
+      "  local t = { 2, 1 }\n"
+      "  local ok, e = pcall(table.sort, t, function(a, b) out[2] = g(); return a < b end)\n"
+      "  out[3] = tostring(setmetatable({}, { __tostring = function() return g() end }))\n"
+      "  out[4] = tostring(ok)\n"
+      "  out[5] = g()\n"
+      "  return table.concat(out, '|')");
   srv_write(&s, "ok.lua", "return function() return 'ok' end\n");
   srv_start(&s, "--workers 1");
   int bad = 0;
@@ -242,6 +258,25 @@ static void responses(void **state) {
   if (bad) fail_msg("%d of the cases above failed", bad);
   http_expect_body(s.port, "/late?p=lateextra", "200|ok 200|hello 200|hello");
   http_expect_body(s.port, "/late?p=closeafter&m=POST", "200|ok 200|hello 200|hello");
+  http_expect_body(s.port, "/ok", "ok");
+  http_expect_body(s.port, "/mem?n=3000000", "200 3000000");
+  http_resp_t r;
+  http_get(s.port, "/mem?n=6000000", &r);
+  assert_int_equal(r.status, 500);
+  const char *memerr = "{\"error\":\"memory limit exceeded\",";
+  if (strncmp(r.body, memerr, strlen(memerr))) fail_msg("/mem: %s", r.body);
+  http_free(&r);
+  /* gsub and sort callbacks are C boundaries: refused there, nil, err; a __tostring metamethod
+   * is not (LuaJIT yields across it). */
+  http_expect_body(s.port, "/cb",
+                   "cannot call crescent.http here (inside a C callback)|cannot call crescent.http here (inside a C "
+                   "callback)|hello|true|hello");
+  /* The client goes away while the function waits on a drip. */
+  int fd = http_connect(s.port);
+  http_sends(fd, "GET /c?p=/drip&t=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+  sleep_ms(200);
+  http_close(fd);
+  sleep_ms(1200);
   http_expect_body(s.port, "/ok", "ok");
   srv_expect_errors(&s, srv_log_count(&s, "\"level\":\"error\"", NULL));
   srv_stop(&s);
