@@ -236,8 +236,11 @@ static int resolve_location(const cr_url_parts_t *base, const char *loc, size_t 
     return cr_buf_append(out, loc, n);
   if (n >= 2 && loc[0] == '/' && loc[1] == '/')
     return cr_buf_append_str(out, base->tls ? "https:" : "http:") || cr_buf_append(out, loc, n);
-  if (memchr(loc, ':', n) && !memchr(loc, '/', (size_t)((const char *)memchr(loc, ':', n) - loc)))
-    return CR_EINVAL; /* another scheme */
+  /* Another scheme: a letter, then letters, digits, '+', '-' or '.', then ':' (RFC 3986 3.1); a
+   * ':' later ("?next=a:b", "./a:b") is part of a relative reference. */
+  size_t sl = 0;
+  while (sl < n && (isalnum((unsigned char)loc[sl]) || loc[sl] == '+' || loc[sl] == '-' || loc[sl] == '.')) sl++;
+  if (sl > 0 && sl < n && loc[sl] == ':' && isalpha((unsigned char)loc[0])) return CR_EINVAL;
   if (put_origin(out, base, 1)) return CR_ENOMEM;
   if (n && loc[0] == '/') return cr_buf_append(out, loc, n);
   /* Relative: against the base path's folder (or the base path, for "?q"). */

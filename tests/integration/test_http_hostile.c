@@ -194,6 +194,10 @@ static const case_t cases[] = {
     {"p=/locctl", "nil|bad response: HPE_INVALID_HEADER_TOKEN 200|hello"},
     {"p=/locfile", "nil|bad redirect: only http and https locations are followed 200|hello"},
     {"p=/loclong", "nil|bad redirect: url: longer than 8192 bytes 200|hello"},
+    /* A ':' in a relative Location's query is not a scheme: "?to=a:b" is followed (to /redir
+     * again, whose default target is /hello). */
+    {"p=/redir?to=%3Fx%3Da%3Ab", "200|hello 200|hello"},
+    {"p=/redir?to=mailto:a@b.c", "nil|bad redirect: only http and https locations are followed 200|hello"},
     /* An answer before the request's body was read, by a server that then stops reading: the
      * connection (with the body's rest still queued to it) is not kept, so the next request
      * does not wait behind it, and the queued bytes go with the connection. */
