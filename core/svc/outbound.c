@@ -825,9 +825,10 @@ static int tls_start(conn_t *c, cr_outreq_t *r) {
 static void send_request(cr_outreq_t *r) {
   conn_t *c = r->conn;
   cr_buf_t head = CR_BUF_INIT;
-  const char *target = r->u.target_len ? r->u.target : "/";
-  size_t tlen = r->u.target_len ? r->u.target_len : 1;
-  int rc = cr_buf_printf(&head, "%s ", r->method) || cr_buf_append(&head, target, tlen) ||
+  /* An empty path is sent as "/" (RFC 9112 3.2.1), a query-only target ("?x=1") too. */
+  int rc = cr_buf_printf(&head, "%s ", r->method) ||
+           (!r->u.target_len || r->u.target[0] != '/' ? cr_buf_putc(&head, '/') : 0) ||
+           cr_buf_append(&head, r->u.target, r->u.target_len) ||
            cr_buf_append_str(&head, " HTTP/1.1\r\nHost: ") || put_origin(&head, &r->u, 0) ||
            cr_buf_append_str(&head, "\r\n") || cr_buf_append(&head, r->headers.data, r->headers.len);
   if (!r->has_ua) rc = rc || cr_buf_printf(&head, "User-Agent: %s\r\n", r->ob->o.user_agent);

@@ -136,6 +136,10 @@ def serve(sock):
                     s = "\n".join(seen[:-1])
                     del seen[:]
                 sock.sendall(resp(200, s.encode()))
+            elif path in ("", "/"):
+                # the request-target as it arrived (origin-form starts with '/', RFC 9112 3.2.1)
+                t = parts[1] if len(parts) > 1 else ""
+                sock.sendall(resp(200, t.encode()) if t.startswith("/") else resp(400, b"bad target"))
             elif path in FIXED:
                 sock.sendall(FIXED[path])
             elif path == "/101clean":

@@ -132,7 +132,7 @@ static void expect_fmt(srv_t *s, const char *path, const char *fmt, ...) {
   http_expect_body(s->port, path, want);
 }
 
-/* One case: GET /c?p=PATH&m=METHOD..., the first request's result, a space, then a GET /hello to
+/* One case: GET /c?p=PATH&m=METHOD... (PORT in PATH is the upstream's), the first request's result, a space, then a GET /hello to
  * the same origin (which takes the kept connection when there is one). */
 typedef struct {
   const char *query; /* after /c? */
@@ -197,6 +197,10 @@ static const case_t cases[] = {
     /* A ':' in a relative Location's query is not a scheme: "?to=a:b" is followed (to /redir
      * again, whose default target is /hello). */
     {"p=/redir?to=%3Fx%3Da%3Ab", "200|hello 200|hello"},
+    /* A URL without a path: the request-target is still origin-form ("/?x=1", RFC 9112 3.2.1),
+     * directly and as a redirect's Location. */
+    {"p=?x=1", "200|/?x=1 200|hello"},
+    {"p=/redir?to=http://127.0.0.1:PORT%3Fy=2", "200|/?y=2 200|hello"},
     {"p=/redir?to=mailto:a@b.c", "nil|bad redirect: only http and https locations are followed 200|hello"},
     /* An answer before the request's body was read, by a server that then stops reading: the
      * connection (with the body's rest still queued to it) is not kept, so the next request
@@ -213,6 +217,7 @@ static void responses(void **state) {
   snprintf(eg_mem, sizeof eg_mem, "{ '127.0.0.1:%d' }, memory = 4", hport);
   fnw(&s, "c", eg,
       "  local q = event.query\n"
+      "  q.p = q.p:gsub('PORT', P)\n"
       "  local opts = { timeout = tonumber(q.t) or 5 }\n"
       "  local r, err\n"
       "  if q.m == 'HEAD' then r, err = http.head(H .. q.p, opts)\n"
