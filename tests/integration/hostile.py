@@ -186,6 +186,7 @@ def serve(sock):
                 time.sleep(int(q.get("ms", "100")) / 1000)
                 sock.sendall(HELLO)
             elif path == "/redir":
+                time.sleep(int(q.get("ms", "0")) / 1000)
                 loc = unquote(q.get("to", "/hello")).encode("latin-1")
                 sock.sendall(resp(int(q.get("code", "302")), b"", b"Location: " + loc + b"\r\n"))
             elif path == "/closeafter":

@@ -387,10 +387,47 @@ static void egress(void **state) {
   srv_stop(&s);
 }
 
+/* --- a function replaced while its request waits ------------------------------------------- */
+
+static void reload(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  char eg[128];
+  snprintf(eg, sizeof eg, "{ '127.0.0.1:%d' }", hport);
+  /* The redirect's hop asks the old version's egress list, after the new version replaced it. */
+  fnw(&s, "rl", eg, "  return 'v1 ' .. show(http.get(H .. '/redir?ms=800&to=/hello'))");
+  srv_start(&s, "--workers 1");
+  int fd = http_connect(s.port);
+  http_sends(fd, "GET /rl HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  sleep_ms(150);
+  fnw(&s, "rl", "{}", "  return 'v2 ' .. show(http.get(H .. '/hello'))");
+  http_resp_t r;
+  if (http_read(fd, &r, 0, 5000)) fail_msg("/rl: no answer");
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "v1 200|hello");
+  http_free(&r);
+  http_close(fd);
+  /* The new version (an empty list: nothing allowed) serves the next call. */
+  long long until = now_ms() + 5000;
+  for (;;) {
+    http_get(s.port, "/rl", &r);
+    int v2 = strncmp(r.body, "v2 ", 3) == 0;
+    if (v2) expect_fmt(&s, "/rl", "v2 nil|egress: 127.0.0.1:%d is not in the function's egress list", hport);
+    http_free(&r);
+    if (v2) break;
+    if (now_ms() > until) fail_msg("the new version of rl never served");
+    sleep_ms(50);
+  }
+  srv_expect_errors(&s, srv_log_count(&s, "\"level\":\"error\"", NULL));
+  srv_stop(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(responses),
       cmocka_unit_test(egress),
+      cmocka_unit_test(reload),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
