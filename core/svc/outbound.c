@@ -31,8 +31,9 @@
 #define MAX_ADDRS 8
 #define MAX_URL 8192
 #define READ_BUF (64 * 1024)
-/* POST and PATCH are not retried on a connection the server closed, so they
- * only take connections that were idle for less than this. */
+/* Methods that are not idempotent (POST, PATCH, any not in RFC 9110's list) are not
+ * retried on a connection the server closed, so they only take connections that
+ * were idle for less than this. */
 #define NONIDEMPOTENT_IDLE_NS (2ull * 1000000000ull)
 
 typedef struct conn_s conn_t;
@@ -1122,7 +1123,10 @@ cr_outreq_t *cr_outreq_start(cr_outbound_t *ob, const cr_outreq_opts_t *o, cr_ou
   r->data = data;
   snprintf(r->method, sizeof r->method, "%s", o->method);
   r->head = strcmp(r->method, "HEAD") == 0;
-  r->idempotent = strcmp(r->method, "POST") != 0 && strcmp(r->method, "PATCH") != 0;
+  /* RFC 9110 9.2.2; a method crescent does not know may have effects, as POST does. */
+  static const char *const idempotent[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", NULL};
+  for (const char *const *m = idempotent; *m; m++)
+    if (strcmp(r->method, *m) == 0) r->idempotent = 1;
   r->has_body = o->has_body;
   r->deadline_ns = o->deadline_ns;
   r->max_redirects = o->max_redirects;

@@ -166,6 +166,9 @@ def serve(sock):
                 sock.sendall(resp(200, b"ok"))
                 time.sleep(0.1)
                 sock.sendall(EVIL)
+            elif path == "/closenow":
+                # takes the request and closes without a byte of answer
+                return
             elif path == "/midchunk":
                 sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
                 time.sleep(0.05)

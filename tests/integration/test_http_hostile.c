@@ -249,6 +249,18 @@ static void responses(void **state) {
       "  out[4] = tostring(ok)\n"
       "  out[5] = g()\n"
       "  return table.concat(out, '|')");
+  /* A kept connection the server closes as it is reused, without a byte of answer: only an
+   * idempotent method (RFC 9110 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE) is sent again, not
+   * one crescent knows nothing about. hostile.py's /seen lists what reached it. */
+  fnw(&s, "idem", eg,
+      "  http.get(H .. '/seen')\n"
+      "  local out = {}\n"
+      "  for _, m in ipairs({ 'GET', 'CHARGE' }) do\n"
+      "    out[#out + 1] = show(http.get(H .. '/hello'))\n"
+      "    out[#out + 1] = show(http.request { url = H .. '/closenow', method = m })\n"
+      "  end\n"
+      "  out[#out + 1] = assert(http.get(H .. '/seen')).body\n"
+      "  return table.concat(out, '\\n')");
   srv_write(&s, "ok.lua", "return function() return 'ok' end\n");
   srv_start(&s, "--workers 1");
   int bad = 0;
@@ -268,6 +280,10 @@ static void responses(void **state) {
   http_expect_body(s.port, "/late?p=lateextra", "200|ok 200|hello 200|hello");
   http_expect_body(s.port, "/late?p=closeafter&m=POST", "200|ok 200|hello 200|hello");
   http_expect_body(s.port, "/ok", "ok");
+  http_expect_body(s.port, "/idem",
+                   "200|hello\nnil|connection closed\n200|hello\nnil|connection closed\n"
+                   "GET /hello HTTP/1.1\nGET /closenow HTTP/1.1\nGET /closenow HTTP/1.1\n"
+                   "GET /hello HTTP/1.1\nCHARGE /closenow HTTP/1.1");
   http_expect_body(s.port, "/mem?n=3000000", "200 3000000");
   http_resp_t r;
   http_get(s.port, "/mem?n=6000000", &r);
