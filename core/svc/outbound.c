@@ -34,8 +34,9 @@
 #define MAX_ADDRS 8
 #define MAX_URL 8192
 #define READ_BUF (64 * 1024)
-/* POST and PATCH are not retried on a connection the server closed, so they
- * only take connections that were idle for less than this. */
+/* Methods that are not idempotent (POST, PATCH, any not in RFC 9110's list) are not
+ * retried on a connection the server closed, so they only take connections that
+ * were idle for less than this. */
 #define NONIDEMPOTENT_IDLE_NS (2ull * 1000000000ull)
 
 typedef struct conn_s conn_t;
@@ -105,6 +106,7 @@ struct cr_outreq_s {
   /* the answer */
   int status;
   int nheaders, hstate; /* hstate: 0 none, 1 in a name, 2 in a value */
+  int in_trailers;            /* the head is done: header callbacks now are trailer fields */
   size_t header_bytes;
   size_t resp_charged;        /* of charged: the answer's bytes */
   int got_bytes;              /* any byte of the answer arrived on this connection */
@@ -248,8 +250,11 @@ static int resolve_location(const cr_url_parts_t *base, const char *loc, size_t 
     return cr_buf_append(out, loc, n);
   if (n >= 2 && loc[0] == '/' && loc[1] == '/')
     return cr_buf_append_str(out, base->tls ? "https:" : "http:") || cr_buf_append(out, loc, n);
-  if (memchr(loc, ':', n) && !memchr(loc, '/', (size_t)((const char *)memchr(loc, ':', n) - loc)))
-    return CR_EINVAL; /* another scheme */
+  /* Another scheme: a letter, then letters, digits, '+', '-' or '.', then ':' (RFC 3986 3.1); a
+   * ':' later ("?next=a:b", "./a:b") is part of a relative reference. */
+  size_t sl = 0;
+  while (sl < n && (isalnum((unsigned char)loc[sl]) || loc[sl] == '+' || loc[sl] == '-' || loc[sl] == '.')) sl++;
+  if (sl > 0 && sl < n && loc[sl] == ':' && isalpha((unsigned char)loc[0])) return CR_EINVAL;
   if (put_origin(out, base, 1)) return CR_ENOMEM;
   if (n && loc[0] == '/') return cr_buf_append(out, loc, n);
   /* Relative: against the base path's folder (or the base path, for "?q"). */
@@ -475,9 +480,17 @@ static int end_value(cr_outreq_t *r) {
   return 0;
 }
 
+/* Trailer fields (after a chunked body) are not headers (RFC 9110 6.5.1): they count against
+ * the head's bound but are not kept. */
+static int trailer_bytes(cr_outreq_t *r, size_t len) {
+  r->header_bytes += len;
+  return r->header_bytes > r->ob->o.max_header ? perr(r, CR_OUT_ETOOBIG, "response headers too large") : 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   cr_outreq_t *r = parser_req(p);
   if (!r) return HPE_USER;
+  if (r->in_trailers) return trailer_bytes(r, len);
   if (r->hstate == 2 && end_value(r)) return HPE_USER;
   r->hstate = 1;
   if (header_bytes(r, len) || cr_buf_reserve(&r->hdrs, len)) return HPE_USER;
@@ -489,6 +502,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   cr_outreq_t *r = parser_req(p);
   if (!r) return HPE_USER;
+  if (r->in_trailers) return trailer_bytes(r, len);
   if (r->hstate == 1 && cr_buf_putc(&r->hdrs, '\0')) return perr(r, CR_OUT_EMEMORY, "memory limit exceeded");
   r->hstate = 2;
   if (header_bytes(r, len)) return HPE_USER;
@@ -506,9 +520,11 @@ static int on_headers_complete(llhttp_t *p) {
   }
   if (r->hstate == 2 && end_value(r)) return HPE_USER;
   r->hstate = 0;
+  r->in_trailers = 1;
   r->status = llhttp_get_status_code(p);
-  /* No body follows an answer to HEAD (llhttp: 1 = skip it). */
-  return r->head ? 1 : 0;
+  /* No body follows an answer to HEAD, nor a 1xx, 204 or 304 answer, whatever its fields say
+   * (RFC 9112 6.3); bytes there are not this answer's (llhttp: 1 = skip the body). */
+  return r->head || (r->status >= 100 && r->status < 200) || r->status == 204 || r->status == 304 ? 1 : 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
@@ -530,7 +546,9 @@ static int on_message_complete(llhttp_t *p) {
     r->hdrs.len = 0;
     r->nheaders = 0;
     r->header_bytes = 0;
+    r->rbody.len = 0;
     r->status = 0;
+    r->in_trailers = 0;
     return 0;
   }
   c->msg_done = 1;
@@ -670,7 +688,14 @@ static void conn_feed(conn_t *c, const char *data, size_t len) {
   if (e == HPE_PAUSED && c->msg_done) {
     const char *pos = llhttp_get_error_pos(&c->parser);
     int extra = pos && pos < data + len;
-    answered(r, !extra && llhttp_should_keep_alive(&c->parser));
+    /* Not kept while part of the request is still queued to it (the server answered before
+     * reading the whole body): the next request would wait behind the rest, which a server that
+     * stopped reading never takes, and the queued copy would outlive the request's charge. */
+    int writing = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0;
+    /* After a 101, or a CONNECT (a 2xx makes it a tunnel), the connection speaks another
+     * protocol or to another host: never kept. */
+    int switched = r->status == 101 || strcmp(r->method, "CONNECT") == 0;
+    answered(r, !extra && !writing && !switched && llhttp_should_keep_alive(&c->parser));
     return;
   }
   if (e == HPE_OK) return;
@@ -825,12 +850,12 @@ static int tls_start(conn_t *c, cr_outreq_t *r) {
 
 static void send_request(cr_outreq_t *r) {
   conn_t *c = r->conn;
-  const char *target = r->u.target_len ? r->u.target : "/";
-  size_t tlen = r->u.target_len ? r->u.target_len : 1;
   cr_buf_t *hb = &r->ob->head;
   hb->len = 0;
-  int rc = cr_buf_reserve(hb, 256 + tlen + r->headers.len) || cr_buf_append_str(hb, r->method) ||
-           cr_buf_putc(hb, ' ') || cr_buf_append(hb, target, tlen) ||
+  /* An empty path is sent as "/" (RFC 9112 3.2.1), a query-only target ("?x=1") too. */
+  int rc = cr_buf_reserve(hb, 256 + r->u.target_len + r->headers.len) || cr_buf_append_str(hb, r->method) ||
+           cr_buf_putc(hb, ' ') || (!r->u.target_len || r->u.target[0] != '/' ? cr_buf_putc(hb, '/') : 0) ||
+           cr_buf_append(hb, r->u.target, r->u.target_len) ||
            cr_buf_append(hb, " HTTP/1.1\r\nHost: ", 17) || put_origin(hb, &r->u, 0) ||
            cr_buf_append(hb, "\r\n", 2) || cr_buf_append(hb, r->headers.data, r->headers.len);
   if (!r->has_ua)
@@ -848,6 +873,7 @@ static void send_request(cr_outreq_t *r) {
   c->parser.data = c;
   c->msg_done = 0;
   r->got_bytes = 0;
+  r->hstate = r->in_trailers = 0;
   r->state = R_WAITING;
   /* Small bodies go with the head in one write. */
   if (r->has_body && r->body.len && r->body.len <= 16384) {
@@ -1179,7 +1205,10 @@ cr_outreq_t *cr_outreq_start(cr_outbound_t *ob, const cr_outreq_opts_t *o, cr_ou
   r->data = data;
   snprintf(r->method, sizeof r->method, "%s", o->method);
   r->head = strcmp(r->method, "HEAD") == 0;
-  r->idempotent = strcmp(r->method, "POST") != 0 && strcmp(r->method, "PATCH") != 0;
+  /* RFC 9110 9.2.2; a method crescent does not know may have effects, as POST does. */
+  static const char *const idempotent[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", NULL};
+  for (const char *const *m = idempotent; *m; m++)
+    if (strcmp(r->method, *m) == 0) r->idempotent = 1;
   r->has_body = o->has_body;
   r->deadline_ns = o->deadline_ns;
   r->max_redirects = o->max_redirects;

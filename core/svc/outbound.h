@@ -24,7 +24,8 @@
  * next request may come from a function with another policy). A request
  * that finds its reused connection closed by the server before any byte of
  * the answer is retried once on a new connection when its method is
- * idempotent; POST and PATCH only reuse connections idle for under 2 s.
+ * idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE); other methods (POST,
+ * PATCH, ...) only reuse connections idle for under 2 s.
  *
  * Memory: the bytes a request holds (its request bytes, the answer's
  * headers and body) are asked of the charge hook as they grow, so a
