@@ -321,6 +321,7 @@ static int l_request(lua_State *L) {
                         .insecure = insecure,
                         .allow = allow,
                         .charge = charge,
+                        .partition = inst->ver->fn->name,
                         .ud = h};
   inv->http_requests++;
   h->req = cr_outreq_start(cfg->ob, &o, on_done, h, err, sizeof err);

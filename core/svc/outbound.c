@@ -53,7 +53,7 @@ struct conn_s {
   uv_tcp_t tcp;
   uv_connect_t connect;
   cr_outbound_t *ob;
-  char key[300];              /* the origin: scheme://host:port, "!" appended when insecure */
+  char key[600];              /* the origin: scheme://host:port, "!" appended when insecure, then " partition" */
   uint64_t key_hash;
   struct sockaddr_storage peer;
   SSL *ssl;                   /* https: with memory BIOs rb (in) and wb (out) */
@@ -85,7 +85,8 @@ struct cr_outreq_s {
   int has_body;
   int starting;               /* inside cr_outreq_start: an end is reported from the loop */
   int deferred;               /* an end waiting for the kick: its error + 1 */
-  char okey[300];             /* the origin key (origin_key) of the current hop */
+  char okey[600];             /* the origin key (set_origin_key) of the current hop */
+  char partition[280];        /* the pool partition (opts.partition) */
   uint64_t okey_hash;
   uint64_t deadline_ns;
   int max_redirects;
@@ -390,6 +391,12 @@ static void set_origin_key(cr_outreq_t *r) {
   *o++ = ':';
   o = cr_put_u64(o, (uint64_t)r->u.port);
   if (r->insecure) *o++ = '!';
+  if (r->partition[0]) {
+    size_t room = sizeof r->okey - (size_t)(o - r->okey) - 2, pl = strlen(r->partition);
+    *o++ = ' ';
+    memcpy(o, r->partition, pl < room ? pl : room);
+    o += pl < room ? pl : room;
+  }
   *o = '\0';
   r->okey_hash = cr_fnv1a(r->okey, (size_t)(o - r->okey));
 }
@@ -1218,6 +1225,7 @@ cr_outreq_t *cr_outreq_start(cr_outbound_t *ob, const cr_outreq_opts_t *o, cr_ou
   r->charge = o->charge;
   r->ud = o->ud;
   r->ob = ob;
+  if (o->partition) snprintf(r->partition, sizeof r->partition, "%s", o->partition);
   if (charge(r, o->url_len + o->headers_len + o->body_len, 0)) {
     snprintf(err, errlen, "memory limit exceeded");
     drop_req(r);

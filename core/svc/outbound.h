@@ -17,7 +17,9 @@
  * authorization, cookie and proxy-authorization headers. Bodies are never
  * decoded (no hidden decompression).
  *
- * Connections are kept per origin (scheme, host, port, insecure) for reuse
+ * Connections are kept per origin (scheme, host, port, insecure) and
+ * partition (a function: what one function's request left on a connection,
+ * a server it confused, cannot reach another's) for reuse
  * (keep-alive), at most max_idle_per_origin and max_idle in all, each for
  * idle_timeout; an idle one the server closes is dropped at once. Before a
  * connection is reused the allow hook is asked about its address again (the
@@ -121,6 +123,8 @@ typedef struct {
   int insecure;             /* https without certificate checks */
   cr_outbound_allow_cb allow;   /* required */
   cr_outbound_charge_cb charge; /* may be NULL (nothing is charged) */
+  const char *partition;    /* kept connections are shared only among requests of the same partition
+                               (crescent.http: the function's name), or NULL: one shared pool */
   void *ud;                 /* for allow and charge */
 } cr_outreq_opts_t;
 
