@@ -55,6 +55,7 @@ static const opt_t options[] = {
     {"egress-private", OPT_FLAG, OFF(egress_private), "let functions without an egress setting reach loopback and private addresses (local development)"},
     {"http-max-response", OPT_SIZE, OFF(http_max_response), "largest answer body crescent.http takes (default 6m)"},
     {"http-max-requests", OPT_INT, OFF(http_max_requests), "crescent.http requests per invocation (default 50)"},
+    {"cache-size", OPT_SIZE, OFF(cache_size), "memory for cached answers (cache = {...}), per worker (default 64m)"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -88,6 +89,7 @@ void cr_config_defaults(cr_config_t *c) {
   c->queue_max_depth = 1000000;
   c->http_max_response = 6u * 1024 * 1024;
   c->http_max_requests = 50;
+  c->cache_size = 64u * 1024 * 1024;
   snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
   c->listen_port = 8080;
 }

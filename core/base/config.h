@@ -45,6 +45,7 @@ typedef struct cr_config_s {
   int egress_private;       /* the default egress policy also allows loopback and private addresses */
   size_t http_max_response; /* bytes of an answer's body crescent.http takes */
   int http_max_requests;    /* crescent.http requests per invocation */
+  size_t cache_size;        /* bytes of cached answers per worker */
 } cr_config_t;
 
 void cr_config_defaults(cr_config_t *c);

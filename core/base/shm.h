@@ -75,6 +75,8 @@ typedef struct {
   /* outbound HTTP (crescent.http): requests made, of them failed, bytes on the wire, time waited */
   _Atomic uint64_t http_requests, http_errors, http_bytes_in, http_bytes_out, http_ns;
   _Atomic uint64_t rate_limited;  /* requests refused by the function's rateLimit (never invoked) */
+  _Atomic uint64_t cache_hits, cache_misses; /* answers of a function with cache: from the cache or not */
+  _Atomic uint64_t cache_epoch;   /* bumped by a purge: older cache entries (every worker's) miss */
 } cr_shm_fn_t;
 
 /* One stream trigger of a function (a queue, a bucket's events, a

@@ -29,7 +29,7 @@ static void raw_field(lua_State *L, const char *key) {
 
 static const char *const known_keys[] = {"handler", "routes",  "timeout",   "memory",   "concurrency", "warm",
                                          "idle",    "env",     "triggers",  "retries",  "onSuccess",   "onFailure",
-                                         "egress",  "cors",    "rateLimit", "auth"};
+                                         "egress",  "cors",    "rateLimit", "auth",    "cache"};
 #define NKNOWN (sizeof known_keys / sizeof known_keys[0])
 
 void cr_settings_defaults(cr_settings_t *s) {
@@ -85,6 +85,8 @@ void cr_settings_free(cr_settings_t *s) {
   free(s->auth.audience);
   free(s->auth.keys_file);
   free(s->auth.secret_env);
+  for (int i = 0; i < s->cache.nvary; i++) free(s->cache.vary[i]);
+  free(s->cache.vary);
   cr_settings_defaults(s);
 }
 
@@ -1128,6 +1130,71 @@ done:
   return rc;
 }
 
+static int read_cache(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
+  raw_field(L, "cache");
+  int rc = 0;
+  cr_cache_spec_t *c = &s->cache;
+  if (lua_isnil(L, -1)) goto done;
+  if (!lua_istable(L, -1)) {
+    rc = fail(err, errlen, "setting 'cache' must be a table like { ttl = 30 }, got %s", lua_typename(L, lua_type(L, -1)));
+    goto done;
+  }
+  static const char *const known[] = {"ttl", "vary", "staleWhileRevalidate", "shared", NULL};
+  if ((rc = only_keys(L, "cache", known, "ttl, vary, staleWhileRevalidate, shared", err, errlen))) goto done;
+  raw_field(L, "shared");
+  int shared = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (shared) {
+    rc = fail(err, errlen, "setting 'cache': shared = true (a cache in Redis) is not supported by this build yet");
+    goto done;
+  }
+  raw_field(L, "ttl");
+  int has_ttl = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (!has_ttl) {
+    rc = fail(err, errlen, "setting 'cache': 'ttl' (seconds) is required");
+    goto done;
+  }
+  double ttl = 0, swr = 0;
+  if ((rc = sub_number(L, "cache", "ttl", 0.001, 86400, 0, &ttl, err, errlen)) ||
+      (rc = sub_number(L, "cache", "staleWhileRevalidate", 0, 86400, 0, &swr, err, errlen)))
+    goto done;
+  c->ttl = ttl;
+  c->swr = swr;
+  raw_field(L, "vary");
+  if (!lua_isnil(L, -1)) {
+    int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : -1;
+    if (n < 0 || n > CR_MAX_CACHE_VARY) {
+      rc = fail(err, errlen, "setting 'cache': 'vary' must be a list of at most %d entries like { \"query.page\", "
+                             "\"header.accept-language\" }", CR_MAX_CACHE_VARY);
+    } else if (n && !(c->vary = calloc((size_t)n, sizeof(char *)))) {
+      rc = CR_ENOMEM;
+    }
+    for (int i = 1; i <= n && !rc; i++) {
+      lua_rawgeti(L, -1, i);
+      size_t len;
+      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+      int q = v && len > 6 && strncmp(v, "query.", 6) == 0, h = v && len > 7 && strncmp(v, "header.", 7) == 0;
+      int ok = (q || h) && len <= 7 + 64;
+      for (size_t k = q ? 6 : 7; ok && k < len; k++) ok = is_token_char((unsigned char)v[k]) && v[k] != '=' && v[k] != '&';
+      if (!ok) {
+        rc = fail(err, errlen, "setting 'cache': vary entry %d must be \"query.NAME\" or \"header.NAME\"", i);
+      } else if (!(c->vary[c->nvary] = strdup(v))) {
+        rc = CR_ENOMEM;
+      } else {
+        if (h)
+          for (char *p = c->vary[c->nvary] + 7; *p; p++) *p = (char)tolower((unsigned char)*p);
+        c->nvary++;
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+done:
+  lua_pop(L, 1);
+  return rc;
+}
+
 /* egress = { "api.example.com", "*.stripe.com", "127.0.0.1:9000", "*" }: the
  * hosts crescent.http may reach (core/base/egress.h); absent: the default. */
 static int read_egress(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
@@ -1291,6 +1358,7 @@ static int read_settings(lua_State *L, int idx, cr_settings_t *s, int platform, 
   if ((rc = read_cors(L, s, err, errlen))) goto out;
   if ((rc = read_ratelimit(L, s, err, errlen))) goto out;
   if ((rc = read_auth(L, s, err, errlen))) goto out;
+  if ((rc = read_cache(L, s, err, errlen))) goto out;
 out:
   lua_settop(L, top);
   if (rc) cr_settings_free(s);
@@ -1347,6 +1415,8 @@ int cr_settings_pack(const cr_settings_t *s, cr_buf_t *b) {
   rc = rc || cr_wire_u32(b, (uint32_t)s->auth.kind) || cr_wire_str(b, s->auth.issuer) ||
        cr_wire_str(b, s->auth.audience) || cr_wire_str(b, s->auth.keys_file) || cr_wire_str(b, s->auth.secret_env) ||
        cr_wire_u32(b, s->auth.algorithms) || cr_wire_f64(b, s->auth.leeway);
+  rc = rc || cr_wire_f64(b, s->cache.ttl) || cr_wire_f64(b, s->cache.swr) || cr_wire_u32(b, (uint32_t)s->cache.nvary);
+  for (int i = 0; i < s->cache.nvary && !rc; i++) rc = cr_wire_str(b, s->cache.vary[i]);
   /* The triggers last: the tests build frames that end with them. */
   rc = rc || cr_wire_u32(b, (uint32_t)s->ntriggers);
   for (int i = 0; i < s->ntriggers && !rc; i++) rc = pack_trigger(b, &s->triggers[i]);
@@ -1487,6 +1557,19 @@ int cr_settings_unpack_from(cr_wire_reader_t *r, cr_settings_t *s) {
   if (akind > CR_AUTH_JWT || (akind == CR_AUTH_JWT && (!s->auth.keys_file == !s->auth.secret_env || !s->auth.algorithms)))
     r->bad = 1;
   s->auth.kind = (cr_auth_kind_t)akind;
+  s->cache.ttl = cr_wire_get_f64(r);
+  s->cache.swr = cr_wire_get_f64(r);
+  uint32_t nvary = cr_wire_get_u32(r);
+  if (!r->bad && nvary <= CR_MAX_CACHE_VARY) {
+    if (nvary && !(s->cache.vary = calloc(nvary, sizeof(char *)))) r->bad = 1;
+    for (uint32_t i = 0; i < nvary && !r->bad; i++) {
+      s->cache.vary[i] = cr_wire_get_bytes(r, NULL);
+      if (!s->cache.vary[i]) r->bad = 1;
+      else s->cache.nvary++;
+    }
+  } else {
+    r->bad = 1;
+  }
   uint32_t ntriggers = cr_wire_get_u32(r);
   if (!r->bad && ntriggers <= CR_MAX_TRIGGERS) {
     if (ntriggers) s->triggers = calloc(ntriggers, sizeof *s->triggers);

@@ -2,7 +2,7 @@
  *
  * A function file returns either a handler or a table { handler = f, routes,
  * timeout, memory, concurrency, warm, idle, env, triggers, retries,
- * onSuccess, onFailure, egress, cors, rateLimit, auth }. This module reads
+ * onSuccess, onFailure, egress, cors, rateLimit, auth, cache }. This module reads
  * that table (cr_settings_read), checking every key and type with messages
  * that name the key, and moves settings between processes (pack/unpack): the
  * validator process reads them, the master and the workers use them.
@@ -161,6 +161,16 @@ typedef struct {
   double leeway;      /* seconds for exp/nbf, [0, 600], default 30 */
 } cr_auth_spec_t;
 
+/* cache = { ttl = 30, vary = { "query.page", "header.accept-language" }, staleWhileRevalidate = 10 }
+ * (GET and HEAD answers with status 200; core/trigger/http/rcache.h) */
+#define CR_MAX_CACHE_VARY 16
+typedef struct {
+  double ttl;         /* (0, 86400]; 0: no cache */
+  double swr;         /* staleWhileRevalidate, [0, 86400], default 0 */
+  int nvary;
+  char **vary;        /* "query.NAME" (as written) or "header.NAME" (lower-case) */
+} cr_cache_spec_t;
+
 typedef struct cr_settings_s {
   int has_routes;           /* 0: the default route from the file's path */
   int nroutes;
@@ -180,6 +190,7 @@ typedef struct cr_settings_s {
   cr_cors_spec_t cors;      /* cors (zeroed: none) */
   cr_ratelimit_spec_t rate; /* rateLimit (rps 0: none) */
   cr_auth_spec_t auth;      /* auth (kind NONE: none) */
+  cr_cache_spec_t cache;    /* cache (ttl 0: none) */
   int ntriggers;            /* 0: none (absent or an empty list), at most CR_MAX_TRIGGERS */
   cr_trigger_spec_t *triggers; /* in the order listed, or NULL */
 } cr_settings_t;

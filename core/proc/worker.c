@@ -362,7 +362,8 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_gateway_opts_t gopts = {.max_response = cfg->max_response, .max_body = cfg->max_body,
                              .max_object = cfg->max_object, .registry = args->registry,
                              .admin = &w.admin, .meter = w.meter, .invoke_api = &w.invoke_api,
-                             .redis = w.redis, .prefix = cfg->redis_prefix, .shm = args->shm};
+                             .redis = w.redis, .prefix = cfg->redis_prefix, .shm = args->shm,
+                             .cache_size = cfg->cache_size};
   w.gateway = w.dispatch ? cr_gateway_new(w.dispatch, &gopts) : NULL;
   cr_consumers_opts_t copts = {.prefix = cfg->redis_prefix, .worker = args->id, .shm = args->shm};
   w.consumers = w.gateway ? cr_consumers_new(w.loop, w.redis, w.dispatch, args->registry, &copts) : NULL;

@@ -1,5 +1,6 @@
 /* admin.c - /_/ endpoints: health, the functions API, metrics, and who may use them. */
 #include "admin.h"
+#include "url.h"
 
 #include <arpa/inet.h>
 #include <math.h>
@@ -207,7 +208,9 @@ static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
                     (unsigned long long)atomic_load(&f->client_errors), (unsigned long long)atomic_load(&f->timeouts),
                     (unsigned long long)atomic_load(&f->throttles), (unsigned long long)atomic_load(&f->cold_starts),
                     (double)atomic_load(&f->duration_ns) / 1e6, (unsigned long long)atomic_load(&f->billed_ms), gbs);
-      cr_buf_printf(b, "\"rateLimited\":%llu,", (unsigned long long)atomic_load(&f->rate_limited));
+      cr_buf_printf(b, "\"rateLimited\":%llu,\"cache\":{\"hits\":%llu,\"misses\":%llu},",
+                    (unsigned long long)atomic_load(&f->rate_limited), (unsigned long long)atomic_load(&f->cache_hits),
+                    (unsigned long long)atomic_load(&f->cache_misses));
       cr_buf_printf(b, "\"http\":{\"requests\":%llu,\"errors\":%llu,\"bytesOut\":%llu,\"bytesIn\":%llu,"
                        "\"timeMsSum\":%.3f},",
                     (unsigned long long)atomic_load(&f->http_requests), (unsigned long long)atomic_load(&f->http_errors),
@@ -354,6 +357,10 @@ static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
       {"crescent_timeouts_total", "Invocations stopped at their timeout.", offsetof(cr_shm_fn_t, timeouts)},
       {"crescent_throttles_total", "Requests refused with 429 at the concurrency limit.", offsetof(cr_shm_fn_t, throttles)},
       {"crescent_cold_starts_total", "Invocations that paid for an instance's init.", offsetof(cr_shm_fn_t, cold_starts)},
+      {"crescent_cache_hits_total", "Answers served from the response cache (cache = {...}), fresh or stale.",
+       offsetof(cr_shm_fn_t, cache_hits)},
+      {"crescent_cache_misses_total", "Requests to a function with a cache that went to the function.",
+       offsetof(cr_shm_fn_t, cache_misses)},
       {"crescent_rate_limited_total", "Requests refused with 429 by the function's rateLimit (never invoked).",
        offsetof(cr_shm_fn_t, rate_limited)},
       {"crescent_outbound_requests_total", "Outbound HTTP requests functions made (crescent.http).",
@@ -456,6 +463,46 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
                                                 : "{\"status\":\"ok\",\"redis\":\"none\"}");
       respond_json(req, 200, &b);
     }
+  } else if (IS("/_/api/cache")) {
+    /* DELETE /_/api/cache[?function=NAME]: every worker's cached answers of the
+     * function (or of all) miss from now on: the purge epoch in shared memory. */
+    if (req->method != CR_M_DELETE) {
+      cr_http_respond_start(req, 405);
+      cr_http_respond_header(req, "Allow", 5, "DELETE", 6);
+      cr_http_respond_finish(req, "application/json", "{\"error\":\"method not allowed\"}", 30);
+      cr_buf_free(&b);
+      return;
+    }
+    cr_buf_t name = CR_BUF_INIT;
+    const char *q = req->query, *qe = q + req->query_len;
+    int want = 0;
+    while (q < qe) {
+      const char *amp = memchr(q, '&', (size_t)(qe - q));
+      const char *pe = amp ? amp : qe;
+      if ((size_t)(pe - q) > 9 && memcmp(q, "function=", 9) == 0) {
+        cr_url_decode(q + 9, (size_t)(pe - q - 9), 1, &name);
+        want = 1;
+      }
+      q = pe + 1;
+    }
+    int purged = 0;
+    for (int i = 0; a->registry && a->shm && i < a->registry->nfns; i++) {
+      const cr_fn_t *fn = a->registry->fns[i];
+      if (want && (strlen(fn->name) != name.len || memcmp(fn->name, name.data, name.len) != 0)) continue;
+      cr_shm_fn_t *f = cr_shm_fn(a->shm, fn->slot);
+      if (!f) continue;
+      atomic_fetch_add(&f->cache_epoch, 1);
+      purged++;
+    }
+    if (want && !purged) {
+      cr_buf_free(&name);
+      cr_http_respond_error(req, 404, "function not found");
+      cr_buf_free(&b);
+      return;
+    }
+    cr_buf_free(&name);
+    cr_buf_printf(&b, "{\"purged\":%d}", purged);
+    respond_json(req, 200, &b);
   } else if (IS("/_/api/functions")) {
     if (!get) goto not_allowed;
     functions_json(a, &b);

@@ -1,6 +1,7 @@
 /* gateway.c - HTTP requests to invocations, results to HTTP responses. */
 #include "gateway.h"
 
+#include <ctype.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
@@ -18,6 +19,7 @@
 #include "jwt.h"
 #include "log.h"
 #include "policy.h"
+#include "rcache.h"
 #include "text.h"
 #include "url.h"
 #include "vm.h"
@@ -50,6 +52,7 @@ struct cr_gateway_s {
   cr_ratelimit_t *ratelimit; /* the functions' rateLimit buckets */
   jwt_keys_entry_t *jwt;     /* by function slot */
   int njwt;
+  cr_rcache_t *rcache;       /* answers of functions with cache = { ... } */
   cr_buf_t body; /* scratch for encoding response bodies */
   int ext;       /* this trigger's index in an instance's ext[] */
 };
@@ -63,6 +66,10 @@ typedef struct {
   double rl_rps;
   cr_rl_result_t rl;
   auth_t *auth;      /* a verified identity (auth = ...), or NULL */
+  char *ckey;        /* a cache miss: the key to store the answer under (malloc'd), or NULL */
+  size_t cklen;
+  unsigned cver;     /* the version the key was made for */
+  uint64_t cepoch;   /* the function's purge epoch when it missed */
 } http_call_t;
 _Static_assert(sizeof(http_call_t) <= CR_CALL_DATA, "an HTTP call's data must fit in a call");
 
@@ -98,7 +105,10 @@ cr_gateway_t *cr_gateway_new(cr_dispatch_t *dispatch, const cr_gateway_opts_t *o
   g->opts.max_body = 6u * 1024 * 1024;
   if (opts) g->opts = *opts;
   g->ratelimit = cr_ratelimit_new(g->opts.redis, g->opts.prefix);
-  if (!g->ratelimit) {
+  g->rcache = cr_rcache_new(g->opts.cache_size ? g->opts.cache_size : 64u * 1024 * 1024);
+  if (!g->ratelimit || !g->rcache) {
+    cr_ratelimit_free(g->ratelimit);
+    cr_rcache_free(g->rcache);
     free(g);
     return NULL;
   }
@@ -114,6 +124,7 @@ static void auth_free(auth_t *a) {
 void cr_gateway_free(cr_gateway_t *g) {
   if (!g) return;
   cr_ratelimit_free(g->ratelimit);
+  cr_rcache_free(g->rcache);
   for (int i = 0; i < g->njwt; i++) cr_jwt_keys_free(g->jwt[i].keys);
   free(g->jwt);
   cr_buf_free(&g->body);
@@ -515,8 +526,29 @@ typedef struct {
   int object;            /* the result is a {status, headers, body} object */
   int headers_idx;       /* where build_response() left its headers value on the stack */
   uint64_t deadline_ns;  /* encoding a table body gives up then (walking tables costs time) */
+  cr_buf_t *capture;     /* emitting headers: also copy them here as lines (the cache), or NULL */
+  int nostore;           /* the function's headers keep the answer out of caches (Set-Cookie, no-store, ...) */
+  double max_age;        /* its Cache-Control max-age / s-maxage, or -1 */
   char err[300];
 } resp_t;
+
+/* What a function's Cache-Control says to a shared cache: no-store, private
+ * and no-cache keep the answer out; s-maxage (first) or max-age set its
+ * time to live. */
+static void cache_control(resp_t *r, const char *v, size_t n) {
+  char low[256];
+  if (n >= sizeof low) {
+    r->nostore = 1; /* a huge directive list: not worth guessing */
+    return;
+  }
+  for (size_t i = 0; i < n; i++) low[i] = (char)tolower((unsigned char)v[i]);
+  low[n] = '\0';
+  if (strstr(low, "no-store") || strstr(low, "private") || strstr(low, "no-cache")) r->nostore = 1;
+  const char *m = strstr(low, "s-maxage=");
+  if (m) m += 9;
+  else if ((m = strstr(low, "max-age="))) m += 8;
+  if (m) r->max_age = strtod(m, NULL);
+}
 
 /* Encodes the body value at idx into r (strings as they are, tables as JSON). */
 static int take_body(cr_gateway_t *g, lua_State *L, int idx, resp_t *r, const char *default_ctype) {
@@ -637,7 +669,17 @@ static int take_headers(lua_State *L, int idx, cr_http_req_t *req, resp_t *r, in
         if (v == num) v = memcpy(r->ctype_num, num, vl + 1);
         r->ctype = v; /* a string stays valid: the result is on the stack until we are done */
       }
-      else if (emit && !managed) cr_http_respond_header(req, name, nl, v, vl);
+      else if (emit && !managed) {
+        cr_http_respond_header(req, name, nl, v, vl);
+        if (r->capture) {
+          cr_buf_append(r->capture, name, nl);
+          cr_buf_append(r->capture, ": ", 2);
+          cr_buf_append(r->capture, v, vl);
+          cr_buf_append(r->capture, "\r\n", 2);
+          if (cr_ieq(name, nl, "set-cookie")) r->nostore = 1;
+          else if (cr_ieq(name, nl, "cache-control")) cache_control(r, v, vl);
+        }
+      }
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -794,9 +836,24 @@ static int http_finish(cr_call_t *call) {
     }
     if (rc == 0) {
       status = r.status;
+      http_call_t *hc = hcall(call);
+      cr_buf_t lines = CR_BUF_INIT;
+      r.capture = hc->ckey ? &lines : NULL;
+      r.nostore = 0;
+      r.max_age = -1;
       cr_http_respond_start(req, r.status);
-      fn_headers(req, cold, init_ms, fn_ms, ver, hcall(call));
+      fn_headers(req, cold, init_ms, fn_ms, ver, hc);
+      if (hc->ckey) cr_http_respond_header(req, "X-Cache", 7, "miss", 4);
       emit_headers(co, req, &r);
+      if (hc->ckey && r.status == 200 && req->method == CR_M_GET && ver->number == hc->cver && !r.nostore &&
+          r.max_age != 0) {
+        cr_rcache_entry_t e = {.status = r.status, .ctype = r.ctype, .lines = lines.data ? lines.data : "",
+                               .lines_len = lines.len, .body = r.body, .body_len = r.body_len,
+                               .stored_ms = cr_wall_ms(), .ttl = r.max_age > 0 ? r.max_age : ver->settings.cache.ttl,
+                               .swr = ver->settings.cache.swr, .epoch = hc->cepoch};
+        cr_rcache_put(g->rcache, hc->ckey, hc->cklen, &e);
+      }
+      cr_buf_free(&lines);
       cr_http_respond_finish(req, r.ctype, r.body, r.head_length >= 0 ? (size_t)r.head_length : r.body_len);
     } else {
       cr_log(CR_LOG_ERROR, fn->name, call->reqid, "bad result from the handler: %s", r.err);
@@ -847,6 +904,8 @@ static int http_finish(cr_call_t *call) {
   }
   auth_free(hcall(call)->auth);
   hcall(call)->auth = NULL;
+  free(hcall(call)->ckey);
+  hcall(call)->ckey = NULL;
   /* req is not ours any more: the connection may already parse the next one. */
   return status;
 }
@@ -875,6 +934,8 @@ static void http_refused(cr_call_t *call, cr_refusal_t why) {
   cr_http_req_t *req = hreq(call);
   auth_free(hcall(call)->auth);
   hcall(call)->auth = NULL;
+  free(hcall(call)->ckey);
+  hcall(call)->ckey = NULL;
   switch (why) {
   case CR_REFUSED_UNLOADED:
     respond_unloaded(req, call->fn);
@@ -901,17 +962,111 @@ static const cr_trigger_t http_trigger = {
     .report_fields = NULL,
 };
 
+/* The value of query parameter name (n bytes) in req's raw query, or NULL. */
+static const char *query_value(const cr_http_req_t *req, const char *name, size_t n, size_t *vl) {
+  const char *q = req->query, *end = q + req->query_len;
+  while (q < end) {
+    const char *amp = memchr(q, '&', (size_t)(end - q));
+    const char *pe = amp ? amp : end;
+    const char *eq = memchr(q, '=', (size_t)(pe - q));
+    size_t kl = (size_t)((eq ? eq : pe) - q);
+    if (kl == n && memcmp(q, name, n) == 0) {
+      *vl = eq ? (size_t)(pe - eq - 1) : 0;
+      return eq ? eq + 1 : "";
+    }
+    q = pe + 1;
+  }
+  return NULL;
+}
+
+/* The cache key of req for ver (its function's slot and version, path, the
+ * query or the varied parts of it, the varied headers, the principal): 0, or
+ * -1 when the answer must not be cached (an authenticated route without a
+ * principal to keep it apart). */
+static int cache_key(cr_buf_t *k, const cr_fnver_t *ver, const cr_http_req_t *req, const auth_t *auth) {
+  const cr_cache_spec_t *c = &ver->settings.cache;
+  int rc = cr_buf_printf(k, "%d:%u:", ver->fn->slot, ver->number) || cr_buf_append(k, req->path, req->path_len);
+  int by_query = 0;
+  for (int i = 0; i < c->nvary; i++) by_query |= c->vary[i][0] == 'q';
+  if (!by_query) rc = rc || cr_buf_putc(k, '?') || cr_buf_append(k, req->query, req->query_len);
+  for (int i = 0; i < c->nvary && !rc; i++) {
+    const char *v = c->vary[i];
+    size_t vl = 0;
+    const char *val;
+    if (v[0] == 'q') {
+      val = query_value(req, v + 6, strlen(v + 6), &vl);
+    } else {
+      const cr_http_header_t *h = cr_http_req_header(req, v + 7, strlen(v + 7));
+      val = h ? h->value : NULL;
+      vl = h ? h->value_len : 0;
+    }
+    /* length-prefixed, so no value can pass for another's */
+    rc = cr_buf_printf(k, "\n%d:%zu:", i, val ? vl : (size_t)-1 >> 1) || (val && cr_buf_append(k, val, vl));
+  }
+  if (ver->settings.auth.kind != CR_AUTH_NONE) {
+    if (!auth || !auth->sub[0]) return -1;
+    rc = rc || cr_buf_append_str(k, "\nsub:") || cr_buf_append_str(k, auth->sub);
+  }
+  return rc ? -1 : 0;
+}
+
+/* Answers req from a cache entry. */
+static void answer_cached(cr_http_req_t *req, const cr_fnver_t *ver, const cr_rcache_entry_t *e, int stale,
+                          const cr_ratelimit_spec_t *rate, const cr_rl_result_t *rl) {
+  cr_http_respond_start(req, e->status);
+  cr_http_respond_lines(req, e->lines, e->lines_len);
+  cr_http_respond_header(req, "X-Cache", 7, stale ? "stale" : "hit", stale ? 5 : 3);
+  char age[24];
+  uint64_t now = cr_wall_ms();
+  int al = snprintf(age, sizeof age, "%llu", (unsigned long long)(now > e->stored_ms ? (now - e->stored_ms) / 1000 : 0));
+  cr_http_respond_header(req, "Age", 3, age, (size_t)al);
+  if (ver->settings.cors.set) cr_cors_headers(&ver->settings.cors, req);
+  if (rl) cr_ratelimit_headers(rate, rl, req);
+  cr_http_respond_finish(req, e->ctype, e->body, e->body_len);
+}
+
 static void submit(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m,
                    const cr_ratelimit_spec_t *rate, const cr_rl_result_t *rl, auth_t *auth) {
+  cr_fnver_t *ver = fn->current;
+  char *ckey = NULL;
+  size_t cklen = 0;
+  uint64_t epoch = 0;
+  if (ver && !fn->platform && ver->settings.cache.ttl > 0 && (req->method == CR_M_GET || req->method == CR_M_HEAD)) {
+    cr_shm_fn_t *f = g->opts.shm ? cr_shm_fn(g->opts.shm, fn->slot) : NULL;
+    epoch = f ? atomic_load_explicit(&f->cache_epoch, memory_order_relaxed) : 0;
+    cr_buf_t k = CR_BUF_INIT;
+    if (cache_key(&k, ver, req, auth) == 0) {
+      cr_rcache_entry_t e;
+      int st = cr_rcache_get(g->rcache, k.data, k.len, cr_wall_ms(), epoch, &e);
+      /* Stale: one request refreshes it, the others are answered stale meanwhile. */
+      if (st == CR_RCACHE_FRESH || (st == CR_RCACHE_STALE && cr_rcache_refreshing(g->rcache, k.data, k.len))) {
+        if (f) atomic_fetch_add_explicit(&f->cache_hits, 1, memory_order_relaxed);
+        answer_cached(req, ver, &e, st == CR_RCACHE_STALE, rate, rl);
+        cr_buf_free(&k);
+        auth_free(auth);
+        return;
+      }
+      if (f) atomic_fetch_add_explicit(&f->cache_misses, 1, memory_order_relaxed);
+      ckey = k.data; /* taken over */
+      cklen = k.len;
+      k.data = NULL;
+    }
+    cr_buf_free(&k);
+  }
   cr_call_t *call = cr_dispatch_call(g->dispatch, &http_trigger, fn, req, req->id, req->id_len);
   if (!call) {
     auth_free(auth);
+    free(ckey);
     cr_http_respond_error(req, 503, "server out of memory");
     return;
   }
   http_call_t *hc = hcall(call);
   hc->g = g;
   hc->auth = auth;
+  hc->ckey = ckey;
+  hc->cklen = cklen;
+  hc->cver = ver ? ver->number : 0;
+  hc->cepoch = epoch;
   cr_route_match_copy(&hc->match, m);
   hc->rl_set = rl != NULL;
   if (rl) {

@@ -36,7 +36,8 @@ typedef struct {
   const cr_invoke_api_t *invoke_api; /* /_/invoke and /_/api/invocations, or NULL */
   cr_redis_t *redis;    /* where rate limits keep their buckets, or NULL (per worker) */
   const char *prefix;   /* Redis key prefix */
-  cr_shm_t *shm;        /* the functions' counters (rate-limited requests), or NULL */
+  cr_shm_t *shm;        /* the functions' counters (rate-limited requests, cache), or NULL */
+  size_t cache_size;    /* bytes of this worker's response cache (default 64 MB) */
 } cr_gateway_opts_t;
 
 /* NULL when memory ran out. Free the dispatcher first: its waiting calls are

@@ -1,0 +1,149 @@
+/* rcache.c - the gateway's response cache (rcache.h). */
+#include "rcache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+
+typedef struct ent_s {
+  struct ent_s *hnext;         /* hash chain */
+  struct ent_s *lprev, *lnext; /* LRU list, most recent first */
+  uint64_t hash;
+  size_t klen, size;           /* size: everything it holds */
+  int refreshing;
+  cr_rcache_entry_t e;         /* its pointers point into data */
+  char data[];                 /* key, ctype NUL, lines, body */
+} ent_t;
+
+struct cr_rcache_s {
+  ent_t **buckets;
+  size_t nbuckets, nentries, bytes, max_bytes;
+  ent_t *head, *tail;
+};
+
+cr_rcache_t *cr_rcache_new(size_t max_bytes) {
+  cr_rcache_t *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->nbuckets = 1024;
+  c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
+  if (!c->buckets) {
+    free(c);
+    return NULL;
+  }
+  c->max_bytes = max_bytes;
+  return c;
+}
+
+void cr_rcache_free(cr_rcache_t *c) {
+  if (!c) return;
+  for (ent_t *e = c->head, *n; e; e = n) {
+    n = e->lnext;
+    free(e);
+  }
+  free(c->buckets);
+  free(c);
+}
+
+static ent_t **slot_of(cr_rcache_t *c, uint64_t h) { return &c->buckets[h & (c->nbuckets - 1)]; }
+
+static void unlink_ent(cr_rcache_t *c, ent_t *e) {
+  for (ent_t **p = slot_of(c, e->hash); *p; p = &(*p)->hnext)
+    if (*p == e) {
+      *p = e->hnext;
+      break;
+    }
+  if (e->lprev) e->lprev->lnext = e->lnext;
+  else c->head = e->lnext;
+  if (e->lnext) e->lnext->lprev = e->lprev;
+  else c->tail = e->lprev;
+  c->nentries--;
+  c->bytes -= e->size;
+  free(e);
+}
+
+static void to_front(cr_rcache_t *c, ent_t *e) {
+  if (c->head == e) return;
+  if (e->lprev) e->lprev->lnext = e->lnext;
+  if (e->lnext) e->lnext->lprev = e->lprev;
+  else c->tail = e->lprev;
+  e->lprev = NULL;
+  e->lnext = c->head;
+  if (c->head) c->head->lprev = e;
+  c->head = e;
+  if (!c->tail) c->tail = e;
+}
+
+static ent_t *find(cr_rcache_t *c, const char *key, size_t klen, uint64_t h) {
+  for (ent_t *e = *slot_of(c, h); e; e = e->hnext)
+    if (e->hash == h && e->klen == klen && memcmp(e->data, key, klen) == 0) return e;
+  return NULL;
+}
+
+int cr_rcache_get(cr_rcache_t *c, const char *key, size_t klen, uint64_t now_ms, uint64_t epoch,
+                  cr_rcache_entry_t *out) {
+  uint64_t h = cr_fnv1a(key, klen);
+  ent_t *e = find(c, key, klen, h);
+  if (!e) return CR_RCACHE_MISS;
+  double age = now_ms >= e->e.stored_ms ? (double)(now_ms - e->e.stored_ms) / 1000.0 : 0;
+  if (e->e.epoch != epoch || age >= e->e.ttl + e->e.swr) {
+    unlink_ent(c, e);
+    return CR_RCACHE_MISS;
+  }
+  to_front(c, e);
+  *out = e->e;
+  return age < e->e.ttl ? CR_RCACHE_FRESH : CR_RCACHE_STALE;
+}
+
+int cr_rcache_refreshing(cr_rcache_t *c, const char *key, size_t klen) {
+  ent_t *e = find(c, key, klen, cr_fnv1a(key, klen));
+  if (!e) return 0;
+  int was = e->refreshing;
+  e->refreshing = 1;
+  return was;
+}
+
+int cr_rcache_put(cr_rcache_t *c, const char *key, size_t klen, const cr_rcache_entry_t *v) {
+  size_t ctl = v->ctype ? strlen(v->ctype) + 1 : 0;
+  size_t size = sizeof(ent_t) + klen + ctl + v->lines_len + v->body_len;
+  if (size > c->max_bytes / 8) return -1;
+  uint64_t h = cr_fnv1a(key, klen);
+  ent_t *old = find(c, key, klen, h);
+  if (old) unlink_ent(c, old);
+  while (c->tail && c->bytes + size > c->max_bytes) unlink_ent(c, c->tail);
+  ent_t *e = malloc(size);
+  if (!e) return -1;
+  memset(e, 0, sizeof *e);
+  e->hash = h;
+  e->klen = klen;
+  e->size = size;
+  e->e = *v;
+  char *p = e->data;
+  memcpy(p, key, klen);
+  p += klen;
+  if (ctl) {
+    memcpy(p, v->ctype, ctl);
+    e->e.ctype = p;
+    p += ctl;
+  }
+  memcpy(p, v->lines, v->lines_len);
+  e->e.lines = p;
+  p += v->lines_len;
+  if (v->body_len) memcpy(p, v->body, v->body_len);
+  e->e.body = p;
+  ent_t **s = slot_of(c, h);
+  e->hnext = *s;
+  *s = e;
+  e->lnext = c->head;
+  if (c->head) c->head->lprev = e;
+  c->head = e;
+  if (!c->tail) c->tail = e;
+  c->nentries++;
+  c->bytes += size;
+  return 0;
+}
+
+void cr_rcache_counts(const cr_rcache_t *c, size_t *entries, size_t *bytes) {
+  if (entries) *entries = c->nentries;
+  if (bytes) *bytes = c->bytes;
+}
