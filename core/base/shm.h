@@ -52,6 +52,7 @@ extern const double cr_shm_hist_bounds_ms[CR_SHM_HIST_BUCKETS];
 typedef struct {
   _Atomic int pid;
   _Atomic uint64_t started_ms;
+  _Atomic uint64_t serving_ms;   /* its listener is accepting (0 until then; reset at each spawn) */
   _Atomic uint64_t requests;
   _Atomic uint64_t connections;
   _Atomic uint64_t restarts;

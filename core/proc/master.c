@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -166,6 +167,7 @@ static void spawn(master_t *m, int id) {
     return;
   }
   cr_log_flush();
+  if (m->shm) atomic_store(&m->shm->workers[id].serving_ms, 0);
   pid_t pid = fork();
   if (pid < 0) {
     close(sv[0]);
@@ -477,6 +479,16 @@ int cr_master_run(cr_config_t *cfg) {
     return 1;
   }
   for (int i = 0; i < m.nworkers; i++) spawn(&m, i);
+  /* "listening" says the server takes requests: wait (bounded) until every
+   * worker accepts, or the first one's accepts would take all the early
+   * connections. A worker that fails to start shows in its own error line. */
+  for (uint64_t until = cr_clock_ns() + 10000000000ull; cr_clock_ns() < until;) {
+    int ready = 0;
+    for (int i = 0; i < m.nworkers; i++) ready += atomic_load(&m.shm->workers[i].serving_ms) != 0;
+    if (ready == m.nworkers) break;
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+  }
   {
     cr_buf_t *b = cr_log_begin_always(CR_LOG_INFO, "listening", 9, NULL, NULL);
     char url[128];

@@ -410,6 +410,7 @@ int cr_worker_main(cr_worker_args_t *args) {
     cr_log_flush();
     return 1;
   }
+  atomic_store(&w.slot->serving_ms, cr_wall_ms());
   uv_signal_init(w.loop, &w.sigterm);
   w.sigterm.data = &w;
   uv_signal_start(&w.sigterm, on_sigterm, SIGTERM);
