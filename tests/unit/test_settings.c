@@ -919,6 +919,10 @@ static void assert_same(const cr_settings_t *a, const cr_settings_t *b) {
   assert_same_str(a->auth.secret_env, b->auth.secret_env);
   assert_int_equal(a->auth.algorithms, b->auth.algorithms);
   assert_true(a->auth.leeway == b->auth.leeway);
+  assert_true(a->cache.ttl == b->cache.ttl);
+  assert_true(a->cache.swr == b->cache.swr);
+  assert_int_equal(a->cache.nvary, b->cache.nvary);
+  for (int i = 0; i < a->cache.nvary; i++) assert_string_equal(a->cache.vary[i], b->cache.vary[i]);
   assert_int_equal(a->negress, b->negress);
   for (int i = 0; i < a->negress; i++) assert_string_equal(a->egress[i], b->egress[i]);
 }
@@ -987,6 +991,39 @@ static void test_auth_settings(void **state) {
                 "setting 'auth.jwt': 'leeway' must be a number from 0 to 600");
   refused("return { handler = print, auth = { jwt = { keys = 'k', audiences = 'x' } } }",
           "setting 'auth.jwt': unknown key 'audiences'", NULL);
+}
+
+/* cache: the gateway's response cache (core/trigger/http/rcache.h). */
+static void test_cache_settings(void **state) {
+  (void)state;
+  cr_settings_t s, u;
+  cr_buf_t b = CR_BUF_INIT;
+  accepted("return function() end", &s);
+  assert_true(s.cache.ttl == 0);
+  cr_settings_free(&s);
+  accepted("return { handler = print, cache = { ttl = 30, staleWhileRevalidate = 10,"
+           " vary = { 'query.page', 'header.Accept-Language' } } }", &s);
+  assert_true(s.cache.ttl == 30);
+  assert_true(s.cache.swr == 10);
+  assert_int_equal(s.cache.nvary, 2);
+  assert_string_equal(s.cache.vary[0], "query.page");
+  assert_string_equal(s.cache.vary[1], "header.accept-language");
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
+  assert_same(&s, &u);
+  cr_settings_free(&u);
+  cr_settings_free(&s);
+  cr_buf_free(&b);
+  refused_exact("return { handler = print, cache = 30 }", "setting 'cache' must be a table like { ttl = 30 }, got number");
+  refused_exact("return { handler = print, cache = {} }", "setting 'cache': 'ttl' (seconds) is required");
+  refused_exact("return { handler = print, cache = { ttl = 0 } }", "setting 'cache': 'ttl' must be a number from 0.001 to 86400");
+  refused_exact("return { handler = print, cache = { ttl = 5, shared = true } }",
+                "setting 'cache': shared = true (a cache in Redis) is not supported by this build yet");
+  refused_exact("return { handler = print, cache = { ttl = 5, vary = { 'cookie.x' } } }",
+                "setting 'cache': vary entry 1 must be \"query.NAME\" or \"header.NAME\"");
+  refused_exact("return { handler = print, cache = { ttl = 5, vary = { 'query.a=b' } } }",
+                "setting 'cache': vary entry 1 must be \"query.NAME\" or \"header.NAME\"");
+  refused("return { handler = print, cache = { ttl = 5, swr = 1 } }", "setting 'cache': unknown key 'swr'", NULL);
 }
 
 /* egress: the hosts crescent.http may reach (core/base/egress.h). */
@@ -1327,6 +1364,7 @@ int main(void) {
       cmocka_unit_test(test_async_settings),
       cmocka_unit_test(test_egress_settings),
       cmocka_unit_test(test_auth_settings),
+      cmocka_unit_test(test_cache_settings),
       cmocka_unit_test(test_full_table),
       cmocka_unit_test(test_value_index),
       cmocka_unit_test(test_not_function_or_table),
