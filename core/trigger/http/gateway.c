@@ -676,7 +676,8 @@ static int take_headers(lua_State *L, int idx, cr_http_req_t *req, resp_t *r, in
           cr_buf_append(r->capture, ": ", 2);
           cr_buf_append(r->capture, v, vl);
           cr_buf_append(r->capture, "\r\n", 2);
-          if (cr_ieq(name, nl, "set-cookie")) r->nostore = 1;
+          /* Set-Cookie is one client's; a Vary of the function's own names inputs the key does not hold. */
+          if (cr_ieq(name, nl, "set-cookie") || cr_ieq(name, nl, "vary")) r->nostore = 1;
           else if (cr_ieq(name, nl, "cache-control")) cache_control(r, v, vl);
         }
       }
