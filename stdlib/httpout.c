@@ -306,6 +306,9 @@ static int l_request(lua_State *L) {
   if (timeout > 0 && now + (uint64_t)(timeout * 1e9) < deadline) deadline = now + (uint64_t)(timeout * 1e9);
   size_t maxb = cfg->max_response;
   if (max_body >= 0 && (size_t)max_body < maxb) maxb = (size_t)max_body;
+  /* The pool's partition: this version of the function (one egress policy). */
+  char partition[280];
+  snprintf(partition, sizeof partition, "%s@%s", inst->ver->fn->name, inst->ver->label);
   cr_outreq_opts_t o = {.method = method,
                         .url = url,
                         .url_len = ulen,
@@ -321,7 +324,7 @@ static int l_request(lua_State *L) {
                         .insecure = insecure,
                         .allow = allow,
                         .charge = charge,
-                        .partition = inst->ver->fn->name,
+                        .partition = partition,
                         .ud = h};
   inv->http_requests++;
   h->req = cr_outreq_start(cfg->ob, &o, on_done, h, err, sizeof err);

@@ -123,8 +123,10 @@ typedef struct {
   int insecure;             /* https without certificate checks */
   cr_outbound_allow_cb allow;   /* required */
   cr_outbound_charge_cb charge; /* may be NULL (nothing is charged) */
-  const char *partition;    /* kept connections are shared only among requests of the same partition
-                               (crescent.http: the function's name), or NULL: one shared pool */
+  const char *partition;    /* kept connections are shared only among requests of the same partition,
+                               which must share one allow policy (a connection is checked when it is
+                               made, not again at each reuse); crescent.http: the function's version.
+                               NULL: one shared pool, every reuse checked */
   void *ud;                 /* for allow and charge */
 } cr_outreq_opts_t;
 
