@@ -7,7 +7,8 @@
  * with vary); HEAD answered from a GET's entry; what is never kept (POST, non-200, Cache-Control
  * no-store / private / no-cache, Set-Cookie) and max-age; a new version starting empty;
  * DELETE /_/api/cache across 2 workers (connections pinned by the report line's worker); and
- * per-principal entries behind JWT auth (HS256 tokens made here with OpenSSL). */
+ * per-principal entries behind JWT auth (HS256 tokens made here with OpenSSL); CORS headers made
+ * afresh on hits; --cache-size's eighth. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -281,7 +282,9 @@ static void stale_while_revalidate(void **state) {
   srv_write(&s, "swr.lua", lua);
   srv_start(&s, "--workers 1");
   int p = s.port;
+  long long t0 = wall_ms();
   expect(p, "GET", "/swr", NULL, 200, "n=1", "miss");
+  long long t1 = wall_ms();
   expect(p, "GET", "/swr", NULL, 200, "n=1", "hit");
   sleep_ms(1100);
   /* Stale now: the first request goes to the function (which waits on the upstream) ... */
@@ -294,10 +297,17 @@ static void stale_while_revalidate(void **state) {
   /* ... the others meanwhile get the old answer, marked stale, with its age. */
   for (int i = 0; i < 3; i++) {
     http_resp_t r;
+    long long h0 = wall_ms();
     req(p, "GET", "/swr", NULL, &r);
+    long long h1 = wall_ms();
     expect_status_body(&r, 200, "n=1");
     expect_header(&r, "x-cache", "stale");
-    expect_header(&r, "age", "1");
+    /* whole seconds since it was stored: 1 unless this machine stalls for a second */
+    const char *age = http_header(&r, "age");
+    assert_non_null(age);
+    long ag = strtol(age, NULL, 10);
+    if (ag < (h0 - t1) / 1000 || ag > (h1 - t0) / 1000 || ag < 1)
+      fail_msg("Age %ld, want between %lld and %lld", ag, (h0 - t1) / 1000, (h1 - t0) / 1000);
     http_free(&r);
   }
   assert_false(readable(lfd, 0)); /* one refresh only */
@@ -566,6 +576,75 @@ static void per_principal(void **state) {
   cache_metrics(p, "me", &h, &m);
   assert_int_equal(h, 3);
   assert_int_equal(m, 2);
+  http_get(p, "/_/metrics", &r);
+  assert_int_equal(r.status, 200);
+  if (!strstr(r.body, "\ncrescent_cache_hits_total{function=\"me\"} 3\n") ||
+      !strstr(r.body, "\ncrescent_cache_misses_total{function=\"me\"} 2\n"))
+    fail_msg("no exact cache counters of me in:\n%s", r.body);
+  http_free(&r);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
+/* --- CORS on hits, and --cache-size's eighth ----------------------------------------------------- */
+
+static void cors_on_hits_and_size_limit(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "co.lua",
+            "local n = 0\nreturn { routes = { 'GET /co' }, cache = { ttl = 30 },\n"
+            "  cors = { origins = { 'https://a.example', 'https://b.example' } },\n"
+            "  handler = function() n = n + 1; return 'n=' .. n end }\n");
+  /* ?n=BYTES answers that many bytes. */
+  srv_write(&s, "big.lua",
+            "local n = 0\nreturn { routes = { 'GET /big' }, cache = { ttl = 30 },\n"
+            "  handler = function(event) n = n + 1; return { headers = { ['x-n'] = tostring(n) },\n"
+            "    body = string.rep('b', tonumber(event.query.n)) } end }\n");
+  srv_start(&s, "--workers 1 --cache-size 64k");
+  int p = s.port;
+  /* The CORS headers are the gateway's for each request, never the stored answer's. */
+  http_resp_t r;
+  req(p, "GET", "/co", "Origin: https://a.example\r\n", &r);
+  expect_status_body(&r, 200, "n=1");
+  expect_header(&r, "x-cache", "miss");
+  expect_header(&r, "access-control-allow-origin", "https://a.example");
+  expect_header(&r, "vary", "Origin");
+  http_free(&r);
+  req(p, "GET", "/co", "Origin: https://b.example\r\n", &r);
+  expect_status_body(&r, 200, "n=1");
+  expect_header(&r, "x-cache", "hit");
+  expect_header(&r, "access-control-allow-origin", "https://b.example");
+  expect_header(&r, "vary", "Origin");
+  assert_int_equal(text_lines_with(r.head, "ccess-Control-Allow-Origin", NULL), 1);
+  http_free(&r);
+  req(p, "GET", "/co", "Origin: https://evil.example\r\n", &r);
+  expect_status_body(&r, 200, "n=1");
+  expect_header(&r, "x-cache", "hit");
+  expect_no_header(&r, "access-control-allow-origin");
+  http_free(&r);
+  req(p, "GET", "/co", NULL, &r);
+  expect_status_body(&r, 200, "n=1");
+  expect_header(&r, "x-cache", "hit");
+  expect_no_header(&r, "access-control-allow-origin");
+  http_free(&r);
+
+  /* 64 KB per worker: an answer of 7000 bytes is kept, one of 9000 (over 8 KB) never. */
+  for (int k = 0; k < 2; k++) {
+    req(p, "GET", "/big?n=7000", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 7000);
+    expect_header(&r, "x-cache", k ? "hit" : "miss");
+    expect_header(&r, "x-n", "1");
+    http_free(&r);
+  }
+  for (int k = 0; k < 2; k++) {
+    req(p, "GET", "/big?n=9000", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 9000);
+    expect_header(&r, "x-cache", "miss");
+    expect_header(&r, "x-n", k ? "3" : "2");
+    http_free(&r);
+  }
   assert_int_equal(srv_stop(&s), 0);
 }
 
@@ -576,6 +655,7 @@ int main(void) {
       cmocka_unit_test(new_version_starts_empty),
       cmocka_unit_test(purge_across_workers),
       cmocka_unit_test(per_principal),
+      cmocka_unit_test(cors_on_hits_and_size_limit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
