@@ -201,7 +201,7 @@ static void hits_misses_and_what_is_kept(void **state) {
   long a = strtol(age, NULL, 10);
   if (a < (h0 - t1) / 1000 || a > (h1 - t0) / 1000)
     fail_msg("Age %ld, want between %lld and %lld", a, (h0 - t1) / 1000, (h1 - t0) / 1000);
-  assert_int_equal(a, 1);
+  assert_true(a >= 1); /* stored more than 1.1 s ago */
   http_free(&r);
 
   /* Hits reached no instance: one report line per invocation, none for the hits; the metrics
