@@ -243,6 +243,11 @@ static void test_refreshing(void **state) {
   assert_int_equal(cr_rcache_refreshing(c, "k", 1), 0); /* the first: goes to the function */
   assert_int_equal(cr_rcache_refreshing(c, "k", 1), 1); /* the others: answered stale */
   assert_int_equal(cr_rcache_refreshing(c, "k", 1), 1);
+  /* The refresh failed: the next request refreshes again, the ones after it are answered stale. */
+  cr_rcache_refresh_failed(c, "k", 1);
+  assert_int_equal(cr_rcache_refreshing(c, "k", 1), 0);
+  assert_int_equal(cr_rcache_refreshing(c, "k", 1), 1);
+  cr_rcache_refresh_failed(c, "nokey", 5); /* no entry: nothing happens */
   assert_int_equal(cr_rcache_get(c, "k", 1, 2600, 0, &out), CR_RCACHE_STALE);
   /* The refresh stores a new entry: its flag starts clear. */
   e = entry(body, sizeof body, 'b', 2700, 1, 10, 0);

@@ -488,6 +488,7 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
     int purged = 0;
     for (int i = 0; a->registry && a->shm && i < a->registry->nfns; i++) {
       const cr_fn_t *fn = a->registry->fns[i];
+      if (fn->platform) continue; /* never cached */
       if (want && (strlen(fn->name) != name.len || memcmp(fn->name, name.data, name.len) != 0)) continue;
       cr_shm_fn_t *f = cr_shm_fn(a->shm, fn->slot);
       if (!f) continue;

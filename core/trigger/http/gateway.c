@@ -852,7 +852,10 @@ static int http_finish(cr_call_t *call) {
                                .lines_len = lines.len, .body = r.body, .body_len = r.body_len,
                                .stored_ms = cr_wall_ms(), .ttl = r.max_age > 0 ? r.max_age : ver->settings.cache.ttl,
                                .swr = ver->settings.cache.swr, .epoch = hc->cepoch};
-        cr_rcache_put(g->rcache, hc->ckey, hc->cklen, &e);
+        if (cr_rcache_put(g->rcache, hc->ckey, hc->cklen, &e) == 0) {
+          free(hc->ckey); /* kept: nothing left to undo below */
+          hc->ckey = NULL;
+        }
       }
       cr_buf_free(&lines);
       cr_http_respond_finish(req, r.ctype, r.body, r.head_length >= 0 ? (size_t)r.head_length : r.body_len);
@@ -905,6 +908,10 @@ static int http_finish(cr_call_t *call) {
   }
   auth_free(hcall(call)->auth);
   hcall(call)->auth = NULL;
+  /* A miss whose answer was not kept (an error, a timeout, not cacheable): if it was a stale
+   * entry's refresh, the next request tries again. */
+  if (hcall(call)->ckey)
+    cr_rcache_refresh_failed(g->rcache, hcall(call)->ckey, hcall(call)->cklen);
   free(hcall(call)->ckey);
   hcall(call)->ckey = NULL;
   /* req is not ours any more: the connection may already parse the next one. */
@@ -935,6 +942,7 @@ static void http_refused(cr_call_t *call, cr_refusal_t why) {
   cr_http_req_t *req = hreq(call);
   auth_free(hcall(call)->auth);
   hcall(call)->auth = NULL;
+  if (hcall(call)->ckey) cr_rcache_refresh_failed(hcall(call)->g->rcache, hcall(call)->ckey, hcall(call)->cklen);
   free(hcall(call)->ckey);
   hcall(call)->ckey = NULL;
   switch (why) {

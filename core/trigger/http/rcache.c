@@ -143,6 +143,11 @@ int cr_rcache_put(cr_rcache_t *c, const char *key, size_t klen, const cr_rcache_
   return 0;
 }
 
+void cr_rcache_refresh_failed(cr_rcache_t *c, const char *key, size_t klen) {
+  ent_t *e = find(c, key, klen, cr_fnv1a(key, klen));
+  if (e) e->refreshing = 0;
+}
+
 void cr_rcache_counts(const cr_rcache_t *c, size_t *entries, size_t *bytes) {
   if (entries) *entries = c->nentries;
   if (bytes) *bytes = c->bytes;

@@ -46,6 +46,9 @@ int cr_rcache_put(cr_rcache_t *c, const char *key, size_t klen, const cr_rcache_
 /* Marks key's stale entry as being refreshed (one request goes to the
  * function; the others keep the stale answer); 1 when it already was. */
 int cr_rcache_refreshing(cr_rcache_t *c, const char *key, size_t klen);
+/* The refresh of key's entry ended without a new answer to keep: the next
+ * request refreshes again instead of the stale answer being served until it expires. */
+void cr_rcache_refresh_failed(cr_rcache_t *c, const char *key, size_t klen);
 /* Entries and bytes held (for tests and metrics). */
 void cr_rcache_counts(const cr_rcache_t *c, size_t *entries, size_t *bytes);
 
