@@ -308,7 +308,12 @@ static int l_request(lua_State *L) {
   if (max_body >= 0 && (size_t)max_body < maxb) maxb = (size_t)max_body;
   /* The pool's partition: this version of the function (one egress policy). */
   char partition[280];
-  snprintf(partition, sizeof partition, "%s@%s", inst->ver->fn->name, inst->ver->label);
+  size_t fl = strlen(inst->ver->fn->name), ll = (size_t)inst->ver->label_len;
+  if (fl > sizeof partition - ll - 2) fl = sizeof partition - ll - 2;
+  memcpy(partition, inst->ver->fn->name, fl);
+  partition[fl] = '@';
+  memcpy(partition + fl + 1, inst->ver->label, ll);
+  partition[fl + 1 + ll] = '\0';
   cr_outreq_opts_t o = {.method = method,
                         .url = url,
                         .url_len = ulen,

@@ -1211,7 +1211,8 @@ cr_outreq_t *cr_outreq_start(cr_outbound_t *ob, const cr_outreq_opts_t *o, cr_ou
   r->ob = ob;
   r->cb = cb;
   r->data = data;
-  snprintf(r->method, sizeof r->method, "%s", o->method);
+  size_t ml = strlen(o->method); /* < 24: is_token_method */
+  memcpy(r->method, o->method, ml + 1);
   r->head = strcmp(r->method, "HEAD") == 0;
   /* RFC 9110 9.2.2; a method crescent does not know may have effects, as POST does. */
   static const char *const idempotent[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", NULL};
@@ -1226,7 +1227,12 @@ cr_outreq_t *cr_outreq_start(cr_outbound_t *ob, const cr_outreq_opts_t *o, cr_ou
   r->charge = o->charge;
   r->ud = o->ud;
   r->ob = ob;
-  if (o->partition) snprintf(r->partition, sizeof r->partition, "%s", o->partition);
+  if (o->partition) {
+    size_t pl = strlen(o->partition);
+    if (pl >= sizeof r->partition) pl = sizeof r->partition - 1;
+    memcpy(r->partition, o->partition, pl);
+    r->partition[pl] = '\0';
+  }
   if (charge(r, o->url_len + o->headers_len + o->body_len, 0)) {
     snprintf(err, errlen, "memory limit exceeded");
     drop_req(r);
