@@ -33,17 +33,16 @@ local max_response = P.http_max_response
 
 local M = {}
 
-local function check(fname, opts, depth)
-  if type(opts) ~= "table" then A.bad(fname, 1, "table of options expected, got " .. type(opts), depth) end
-  local url = opts.url
+-- Checks a request: url, method and body as given (http.request's from its
+-- table, a shorthand's from its arguments), the rest from opts (a table).
+local function check(fname, depth, opts, url, method, body)
   if type(url) ~= "string" then A.bad(fname, 1, "url: string expected, got " .. type(url), depth) end
-  local method = opts.method
   if method == nil then
     method = "GET"
   elseif type(method) ~= "string" or #method > 20 or find(method, "^[A-Z][A-Z_-]*$") == nil then
     A.bad(fname, 1, "method: an upper-case token like \"GET\" expected", depth)
   end
-  local body, is_json = opts.body, false
+  local is_json = false
   if type(body) == "table" then
     local s, err = encode(body)
     if not s then A.bad(fname, 1, "body cannot be sent as JSON: " .. (type(err) == "string" and err or "?"), depth) end
@@ -97,7 +96,9 @@ end
 -- level: where the user's call is, seen from the C primitive (1 is the
 -- function calling it).
 function M.request(opts)
-  local method, url, headers, body, is_json, timeout, redirect, max_body, insecure = check("http.request", opts, 1)
+  if type(opts) ~= "table" then A.bad("http.request", 1, "table of options expected, got " .. type(opts)) end
+  local method, url, headers, body, is_json, timeout, redirect, max_body, insecure =
+    check("http.request", 1, opts, opts.url, opts.method, opts.body)
   return finish(url, request_p(2, method, url, headers, body, is_json, timeout, redirect, max_body, insecure))
 end
 
@@ -107,9 +108,7 @@ local function shorthand(fname, method, with_body)
     if with_body then body, opts = a, b end
     if type(url) ~= "string" then A.bad(fname, 1, "url: string expected, got " .. type(url)) end
     opts = A.opts(fname, with_body and 3 or 2, opts)
-    local t = { url = url, method = method, body = body, headers = opts.headers, timeout = opts.timeout,
-                redirect = opts.redirect, maxBody = opts.maxBody, insecure = opts.insecure }
-    local m, u, h, bd, j, to, r, mb, ins = check(fname, t, 1)
+    local m, u, h, bd, j, to, r, mb, ins = check(fname, 1, opts, url, method, body)
     return finish(u, request_p(2, m, u, h, bd, j, to, r, mb, ins))
   end
 end
