@@ -55,6 +55,7 @@ static const opt_t options[] = {
     {"egress-private", OPT_FLAG, OFF(egress_private), "let functions without an egress setting reach loopback and private addresses (local development)"},
     {"http-max-response", OPT_SIZE, OFF(http_max_response), "largest answer body crescent.http takes (default 6m)"},
     {"http-max-requests", OPT_INT, OFF(http_max_requests), "crescent.http requests per invocation (default 50)"},
+    {"default-auth", OPT_STR, OFF(default_auth), "auth for functions without an 'auth' setting: none (default) or apikey"},
     {"cache-size", OPT_SIZE, OFF(cache_size), "memory for cached answers (cache = {...}), per worker (default 64m)"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -90,6 +91,7 @@ void cr_config_defaults(cr_config_t *c) {
   c->http_max_response = 6u * 1024 * 1024;
   c->http_max_requests = 50;
   c->cache_size = 64u * 1024 * 1024;
+  c->default_auth = cr_xstrdup("none");
   snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
   c->listen_port = 8080;
 }
@@ -214,6 +216,10 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
     case OPT_STR: {
       if (strcmp(name, "listen") == 0 && parse_listen(c, value, err, errlen)) return CR_EINVAL;
       if (strcmp(name, "log-level") == 0) return set_log_level(c, value, err, errlen);
+      if (strcmp(name, "default-auth") == 0 && strcmp(value, "none") != 0 && strcmp(value, "apikey") != 0) {
+        snprintf(err, errlen, "--default-auth: expected none or apikey, got '%s'", value);
+        return CR_EINVAL;
+      }
       char *dup = cr_xstrdup(value);
       free(*(char **)field);
       *(char **)field = dup;

@@ -81,6 +81,8 @@ void cr_settings_free(cr_settings_t *s) {
   free(s->cors.headers);
   free(s->cors.expose);
   free(s->rate.header);
+  free(s->auth.authorizer);
+  free(s->auth.identity);
   free(s->auth.issuer);
   free(s->auth.audience);
   free(s->auth.keys_file);
@@ -1000,11 +1002,12 @@ static int read_ratelimit(lua_State *L, cr_settings_t *s, char *err, size_t errl
         for (char *p = r->header; *p; p++) *p = (char)tolower((unsigned char)*p);
         r->by = CR_RL_BY_HEADER;
       }
-    } else if (by && (strcmp(by, "key") == 0 || strcmp(by, "principal") == 0)) {
-      rc = fail(err, errlen, "setting 'rateLimit': by = \"%s\" needs route authentication, which this build does not "
-                             "run yet (use \"ip\" or \"header.NAME\")", by);
+    } else if (by && strcmp(by, "key") == 0) {
+      r->by = CR_RL_BY_KEY;
+    } else if (by && strcmp(by, "principal") == 0) {
+      r->by = CR_RL_BY_PRINCIPAL;
     } else {
-      rc = fail(err, errlen, "setting 'rateLimit': 'by' must be \"ip\" or \"header.NAME\"");
+      rc = fail(err, errlen, "setting 'rateLimit': 'by' must be \"ip\", \"key\", \"principal\" or \"header.NAME\"");
     }
   }
   lua_pop(L, 1);
@@ -1041,6 +1044,47 @@ static int inside_path(const char *p) {
   return 1;
 }
 
+/* What this build does not run yet is refused at load, not at the first request; and a rate
+ * limit by key or principal needs a route that can have one. */
+static int check_auth_support(const cr_settings_t *s, char *err, size_t errlen) {
+  const cr_auth_kind_t k = s->auth.kind;
+  if (k == CR_AUTH_APIKEY || k == CR_AUTH_USER)
+    return fail(err, errlen, "setting 'auth': \"%s\" is not supported by this build yet", k == CR_AUTH_APIKEY ? "apikey" : "user");
+  if (k == CR_AUTH_AUTHORIZER)
+    return fail(err, errlen, "setting 'auth': authorizer functions are not supported by this build yet");
+  if (s->rate.rps > 0 && s->rate.by == CR_RL_BY_KEY && k != CR_AUTH_DEFAULT && k != CR_AUTH_APIKEY)
+    return fail(err, errlen, "setting 'rateLimit': by = \"key\" needs auth = \"apikey\"");
+  if (s->rate.rps > 0 && s->rate.by == CR_RL_BY_PRINCIPAL && k == CR_AUTH_NONE)
+    return fail(err, errlen, "setting 'rateLimit': by = \"principal\" needs an 'auth' other than \"none\"");
+  return 0;
+}
+
+/* auth = { authorizer = "auth/check", ttl = 300, identity = "header.authorization" } (the table on
+ * the stack top). */
+static int read_authorizer(lua_State *L, cr_auth_spec_t *a, char *err, size_t errlen) {
+  static const char *const known[] = {"authorizer", "ttl", "identity", NULL};
+  int rc = only_keys(L, "auth", known, "authorizer, ttl, identity", err, errlen);
+  if (rc) return rc;
+  a->kind = CR_AUTH_AUTHORIZER;
+  a->ttl = 300;
+  if ((rc = sub_string(L, "auth", "authorizer", 255, &a->authorizer, err, errlen)) ||
+      (rc = sub_number(L, "auth", "ttl", 0, 3600, 0, &a->ttl, err, errlen)) ||
+      (rc = sub_string(L, "auth", "identity", 7 + 64, &a->identity, err, errlen)))
+    return rc;
+  if (!a->authorizer || a->authorizer[0] == '_' || a->authorizer[0] == '/' || strstr(a->authorizer, ".."))
+    return fail(err, errlen, "setting 'auth': 'authorizer' must name a function, like \"auth/check\"");
+  if (!a->identity && !(a->identity = strdup("header.authorization"))) return CR_ENOMEM;
+  char *id = a->identity;
+  size_t skip = strncmp(id, "header.", 7) == 0 ? 7 : strncmp(id, "query.", 6) == 0 ? 6 : 0;
+  int ok = skip && id[skip];
+  for (char *p = id + skip; ok && *p; p++) ok = is_token_char((unsigned char)*p);
+  if (!ok)
+    return fail(err, errlen, "setting 'auth': 'identity' must be \"header.NAME\" or \"query.NAME\", got \"%s\"", id);
+  if (skip == 7)
+    for (char *p = id + skip; *p; p++) *p = (char)tolower((unsigned char)*p);
+  return 0;
+}
+
 static int read_auth(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
   raw_field(L, "auth");
   int rc = 0;
@@ -1050,13 +1094,15 @@ static int read_auth(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
   if (t == LUA_TSTRING) {
     const char *v = lua_tostring(L, -1);
     if (strcmp(v, "none") == 0) a->kind = CR_AUTH_NONE;
-    else if (strcmp(v, "apikey") == 0 || strcmp(v, "user") == 0)
-      rc = fail(err, errlen, "setting 'auth': \"%s\" is not supported by this build yet (use \"none\" or { jwt = ... })", v);
-    else rc = fail(err, errlen, "setting 'auth' must be \"none\" or { jwt = { ... } }, got \"%s\"", v);
+    else if (strcmp(v, "apikey") == 0) a->kind = CR_AUTH_APIKEY;
+    else if (strcmp(v, "user") == 0) a->kind = CR_AUTH_USER;
+    else rc = fail(err, errlen, "setting 'auth' must be \"none\", \"apikey\", \"user\", { jwt = { ... } } or "
+                                "{ authorizer = NAME }, got \"%s\"", v);
     goto done;
   }
   if (t != LUA_TTABLE) {
-    rc = fail(err, errlen, "setting 'auth' must be \"none\" or { jwt = { ... } }, got %s", lua_typename(L, t));
+    rc = fail(err, errlen, "setting 'auth' must be \"none\", \"apikey\", \"user\", { jwt = { ... } } or "
+                           "{ authorizer = NAME }, got %s", lua_typename(L, t));
     goto done;
   }
   static const char *const known[] = {"jwt", NULL};
@@ -1064,7 +1110,7 @@ static int read_auth(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
   int authorizer = !lua_isnil(L, -1);
   lua_pop(L, 1);
   if (authorizer) {
-    rc = fail(err, errlen, "setting 'auth': authorizer functions are not supported by this build yet");
+    rc = read_authorizer(L, a, err, errlen);
     goto done;
   }
   if ((rc = only_keys(L, "auth", known, "jwt", err, errlen))) goto done;
@@ -1358,6 +1404,7 @@ static int read_settings(lua_State *L, int idx, cr_settings_t *s, int platform, 
   if ((rc = read_cors(L, s, err, errlen))) goto out;
   if ((rc = read_ratelimit(L, s, err, errlen))) goto out;
   if ((rc = read_auth(L, s, err, errlen))) goto out;
+  if ((rc = check_auth_support(s, err, errlen))) goto out;
   if ((rc = read_cache(L, s, err, errlen))) goto out;
 out:
   lua_settop(L, top);
@@ -1414,7 +1461,8 @@ int cr_settings_pack(const cr_settings_t *s, cr_buf_t *b) {
        cr_wire_u32(b, (uint32_t)s->rate.by) || cr_wire_str(b, s->rate.header);
   rc = rc || cr_wire_u32(b, (uint32_t)s->auth.kind) || cr_wire_str(b, s->auth.issuer) ||
        cr_wire_str(b, s->auth.audience) || cr_wire_str(b, s->auth.keys_file) || cr_wire_str(b, s->auth.secret_env) ||
-       cr_wire_u32(b, s->auth.algorithms) || cr_wire_f64(b, s->auth.leeway);
+       cr_wire_u32(b, s->auth.algorithms) || cr_wire_f64(b, s->auth.leeway) || cr_wire_str(b, s->auth.authorizer) ||
+       cr_wire_f64(b, s->auth.ttl) || cr_wire_str(b, s->auth.identity);
   rc = rc || cr_wire_f64(b, s->cache.ttl) || cr_wire_f64(b, s->cache.swr) || cr_wire_u32(b, (uint32_t)s->cache.nvary);
   for (int i = 0; i < s->cache.nvary && !rc; i++) rc = cr_wire_str(b, s->cache.vary[i]);
   /* The triggers last: the tests build frames that end with them. */
@@ -1544,7 +1592,7 @@ int cr_settings_unpack_from(cr_wire_reader_t *r, cr_settings_t *s) {
   s->rate.burst = (int)cr_wire_get_u32(r);
   s->rate.by = (cr_rl_by_t)cr_wire_get_u32(r);
   s->rate.header = cr_wire_get_bytes(r, NULL);
-  if (s->rate.rps > 0 && (s->rate.burst < 1 || (s->rate.by != CR_RL_BY_IP && s->rate.by != CR_RL_BY_HEADER) ||
+  if (s->rate.rps > 0 && (s->rate.burst < 1 || s->rate.by < CR_RL_BY_IP || s->rate.by > CR_RL_BY_PRINCIPAL ||
                           (s->rate.by == CR_RL_BY_HEADER && !s->rate.header)))
     r->bad = 1;
   uint32_t akind = cr_wire_get_u32(r);
@@ -1554,7 +1602,12 @@ int cr_settings_unpack_from(cr_wire_reader_t *r, cr_settings_t *s) {
   s->auth.secret_env = cr_wire_get_bytes(r, NULL);
   s->auth.algorithms = cr_wire_get_u32(r);
   s->auth.leeway = cr_wire_get_f64(r);
-  if (akind > CR_AUTH_JWT || (akind == CR_AUTH_JWT && (!s->auth.keys_file == !s->auth.secret_env || !s->auth.algorithms)))
+  s->auth.authorizer = cr_wire_get_bytes(r, NULL);
+  s->auth.ttl = cr_wire_get_f64(r);
+  s->auth.identity = cr_wire_get_bytes(r, NULL);
+  if (akind > CR_AUTH_KIND_MAX ||
+      (akind == CR_AUTH_JWT && (!s->auth.keys_file == !s->auth.secret_env || !s->auth.algorithms)) ||
+      (akind == CR_AUTH_AUTHORIZER && (!s->auth.authorizer || !s->auth.identity)))
     r->bad = 1;
   s->auth.kind = (cr_auth_kind_t)akind;
   s->cache.ttl = cr_wire_get_f64(r);

@@ -138,8 +138,10 @@ typedef struct {
   int max_age;        /* seconds, [0, 86400], default 600 */
 } cr_cors_spec_t;
 
-/* rateLimit = { rps = 100, burst = 200, by = "ip" | "header.x-tenant" } */
-typedef enum { CR_RL_BY_IP = 1, CR_RL_BY_HEADER } cr_rl_by_t;
+/* rateLimit = { rps = 100, burst = 200, by = "ip" | "key" | "principal" | "header.x-tenant" }
+ * (by key / principal: the API key's name / the identity auth found; a request without one is
+ * limited by its address) */
+typedef enum { CR_RL_BY_IP = 1, CR_RL_BY_HEADER, CR_RL_BY_KEY, CR_RL_BY_PRINCIPAL } cr_rl_by_t;
 typedef struct {
   double rps;         /* (0, 1e6]; 0: no limit */
   int burst;          /* [1, 1e6], default max(1, ceil(rps)) */
@@ -147,12 +149,29 @@ typedef struct {
   char *header;       /* by = "header.NAME": NAME lower-case */
 } cr_ratelimit_spec_t;
 
-/* auth = "none" | { jwt = { issuer =, audience =, keys = "keys/jwks.json" | secretEnv = "NAME",
- *                          algorithms = { "RS256", "ES256", "EdDSA", "HS256" }, leeway = 30 } }
- * (API keys and authorizer functions are refused at load until they exist.) */
-typedef enum { CR_AUTH_NONE = 0, CR_AUTH_JWT } cr_auth_kind_t;
+/* auth = "none" | "apikey" | "user"
+ *      | { jwt = { issuer =, audience =, keys = "keys/jwks.json" | secretEnv = "NAME",
+ *                  algorithms = { "RS256", "ES256", "EdDSA", "HS256" }, leeway = 30 } }
+ *      | { authorizer = "auth/check", ttl = 300, identity = "header.authorization" }
+ * Absent (CR_AUTH_DEFAULT): the server's --default-auth applies (none unless set); "none" is a
+ * public route whatever the default. */
+typedef enum {
+  CR_AUTH_DEFAULT = 0, /* the setting is absent */
+  CR_AUTH_NONE,        /* "none": public */
+  CR_AUTH_JWT,
+  CR_AUTH_APIKEY,
+  CR_AUTH_AUTHORIZER,
+  CR_AUTH_USER,        /* crescent's own accounts' access tokens */
+} cr_auth_kind_t;
+#define CR_AUTH_KIND_MAX CR_AUTH_USER
 typedef struct {
   cr_auth_kind_t kind;
+  /* authorizer */
+  char *authorizer;   /* the authorizer function's name */
+  double ttl;         /* seconds a decision is kept, [0, 3600], default 300 */
+  char *identity;     /* where the identity is: "header.NAME" (lower-case) or "query.NAME", default
+                         "header.authorization" */
+  /* jwt */
   char *issuer;       /* iss must equal it, or NULL */
   char *audience;     /* aud must hold it, or NULL */
   char *keys_file;    /* a JWKS or PEM file, relative to the functions folder (no ".."), or NULL */

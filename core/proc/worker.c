@@ -363,11 +363,14 @@ int cr_worker_main(cr_worker_args_t *args) {
                              .max_object = cfg->max_object, .registry = args->registry,
                              .admin = &w.admin, .meter = w.meter, .invoke_api = &w.invoke_api,
                              .redis = w.redis, .prefix = cfg->redis_prefix, .shm = args->shm,
-                             .cache_size = cfg->cache_size};
-  w.gateway = w.dispatch ? cr_gateway_new(w.dispatch, &gopts) : NULL;
+                             .cache_size = cfg->cache_size,
+                             .default_auth = strcmp(cfg->default_auth, "apikey") == 0 ? CR_AUTH_APIKEY : CR_AUTH_NONE};
+  /* Function calls first: the gateway runs authorizer functions through them. */
+  w.fncalls = w.dispatch ? cr_fncalls_new(w.loop, w.dispatch, args->registry) : NULL;
+  gopts.fncalls = w.fncalls;
+  w.gateway = w.fncalls ? cr_gateway_new(w.dispatch, &gopts) : NULL;
   cr_consumers_opts_t copts = {.prefix = cfg->redis_prefix, .worker = args->id, .shm = args->shm};
   w.consumers = w.gateway ? cr_consumers_new(w.loop, w.redis, w.dispatch, args->registry, &copts) : NULL;
-  w.fncalls = w.consumers ? cr_fncalls_new(w.loop, w.dispatch, args->registry) : NULL;
   cr_async_opts_t aopts = {.prefix = cfg->redis_prefix, .worker = args->id, .retention = 86400,
                            .queue_max_depth = cfg->queue_max_depth, .concurrency = 16};
   w.async = w.fncalls && w.redis ? cr_async_new(w.loop, w.redis, w.fncalls, args->registry, &aopts) : NULL;
@@ -437,8 +440,8 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_consumers_stop(w.consumers); /* (done already when the worker drained) */
   cr_async_stop(w.async);
   cr_schedules_stop(w.schedules);
+  cr_gateway_free(w.gateway);     /* cancels its authorizer calls */
   cr_fncalls_free(w.fncalls);     /* calls ended with the dispatcher */
-  cr_gateway_free(w.gateway);
   cr_meter_free(w.meter);
   cr_outbound_free(w.outbound); /* requests ended with their invocations */
   cr_stdlib_detach(w.stdlib);

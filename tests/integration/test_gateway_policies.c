@@ -406,7 +406,7 @@ static void rate_exact(void **state) {
     http_free(&r);
   }
   /* The bucket is in Redis. */
-  char *ttl = srv_rcli(&s, "PTTL", "cr:{rl:limited}:127.0.0.1", NULL);
+  char *ttl = srv_rcli(&s, "PTTL", "cr:{rl:limited}:i:127.0.0.1", NULL);
   long long pttl = strtoll(ttl, NULL, 10);
   if (pttl <= 0 || pttl > 10001) fail_msg("PTTL of the bucket: %s", ttl);
   free(ttl);
@@ -488,7 +488,7 @@ static void rate_buckets(void **state) {
     http_free(&r);
     http_close(fd);
   }
-  char *v = srv_rcli(&s, "EXISTS", "cr:{rl:byip}:127.0.0.2", NULL);
+  char *v = srv_rcli(&s, "EXISTS", "cr:{rl:byip}:i:127.0.0.2", NULL);
   assert_string_equal(v, "1");
   free(v);
   srv_stop(&s);

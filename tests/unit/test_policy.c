@@ -461,7 +461,7 @@ static void test_ratelimit_errors(void **state) {
   refused_exact("rateLimit = { rps = 1, burst = 1.5 }", burst);
   refused_exact("rateLimit = { rps = 1, burst = 1000001 }", burst);
   refused_exact("rateLimit = { rps = 1, burst = true }", burst);
-  const char *by = "setting 'rateLimit': 'by' must be \"ip\" or \"header.NAME\"";
+  const char *by = "setting 'rateLimit': 'by' must be \"ip\", \"key\", \"principal\" or \"header.NAME\"";
   refused_exact("rateLimit = { rps = 1, by = 'IP' }", by);
   refused_exact("rateLimit = { rps = 1, by = 'header.' }", by);
   refused_exact("rateLimit = { rps = 1, by = 'headers.x' }", by);
@@ -480,14 +480,20 @@ static void test_ratelimit_errors(void **state) {
                 "setting 'rateLimit': 'by' header name 'x tenant' is not a token");
   refused_exact("rateLimit = { rps = 1, by = 'header.x:y' }",
                 "setting 'rateLimit': 'by' header name 'x:y' is not a token");
-  refused_exact(
-      "rateLimit = { rps = 1, by = 'key' }",
-      "setting 'rateLimit': by = \"key\" needs route authentication, which this build does not run yet "
-      "(use \"ip\" or \"header.NAME\")");
-  refused_exact(
-      "rateLimit = { rps = 1, by = 'principal' }",
-      "setting 'rateLimit': by = \"principal\" needs route authentication, which this build does not run "
-      "yet (use \"ip\" or \"header.NAME\")");
+  /* by key / principal: with a route auth that can find one (absent: the server's default). */
+  accepted("return { handler = function() end, rateLimit = { rps = 1, by = 'key' } }", &s);
+  assert_int_equal(s.rate.by, CR_RL_BY_KEY);
+  cr_settings_free(&s);
+  accepted("return { handler = function() end, rateLimit = { rps = 1, by = 'principal' }, "
+           "auth = { jwt = { secretEnv = 'S' } } }", &s);
+  assert_int_equal(s.rate.by, CR_RL_BY_PRINCIPAL);
+  cr_settings_free(&s);
+  refused_exact("rateLimit = { rps = 1, by = 'key' }, auth = 'none'",
+                "setting 'rateLimit': by = \"key\" needs auth = \"apikey\"");
+  refused_exact("rateLimit = { rps = 1, by = 'key' }, auth = { jwt = { secretEnv = 'S' } }",
+                "setting 'rateLimit': by = \"key\" needs auth = \"apikey\"");
+  refused_exact("rateLimit = { rps = 1, by = 'principal' }, auth = 'none'",
+                "setting 'rateLimit': by = \"principal\" needs an 'auth' other than \"none\"");
   /* Both set, the first bad one is named: cors is read before rateLimit. */
   refused_exact("cors = { origins = {} }, rateLimit = {}",
                 "setting 'cors': 'origins' must list 1 to 64 origins");

@@ -933,7 +933,7 @@ static void test_auth_settings(void **state) {
   cr_settings_t s, u;
   cr_buf_t b = CR_BUF_INIT;
   accepted("return function() end", &s);
-  assert_int_equal(s.auth.kind, CR_AUTH_NONE);
+  assert_int_equal(s.auth.kind, CR_AUTH_DEFAULT);
   cr_settings_free(&s);
   accepted("return { handler = print, auth = 'none' }", &s);
   assert_int_equal(s.auth.kind, CR_AUTH_NONE);
@@ -982,11 +982,12 @@ static void test_auth_settings(void **state) {
   refused_exact("return { handler = print, auth = { jwt = { secretEnv = 'bad name' } } }",
                 "setting 'auth.jwt': 'secretEnv' must be an environment variable name like JWT_SECRET");
   refused_exact("return { handler = print, auth = 'apikey' }",
-                "setting 'auth': \"apikey\" is not supported by this build yet (use \"none\" or { jwt = ... })");
+                "setting 'auth': \"apikey\" is not supported by this build yet");
   refused_exact("return { handler = print, auth = { authorizer = 'auth/check' } }",
                 "setting 'auth': authorizer functions are not supported by this build yet");
   refused_exact("return { handler = print, auth = 'jwt' }",
-                "setting 'auth' must be \"none\" or { jwt = { ... } }, got \"jwt\"");
+                "setting 'auth' must be \"none\", \"apikey\", \"user\", { jwt = { ... } } or { authorizer = NAME }, "
+                "got \"jwt\"");
   refused_exact("return { handler = print, auth = { jwt = { keys = 'k', leeway = 601 } } }",
                 "setting 'auth.jwt': 'leeway' must be a number from 0 to 600");
   refused("return { handler = print, auth = { jwt = { keys = 'k', audiences = 'x' } } }",

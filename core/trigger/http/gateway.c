@@ -16,7 +16,7 @@
 #include "error.h"
 #include "dispatch.h"
 #include "json.h"
-#include "jwt.h"
+#include "gwauth.h"
 #include "log.h"
 #include "policy.h"
 #include "rcache.h"
@@ -24,34 +24,11 @@
 #include "url.h"
 #include "vm.h"
 
-/* A function's JWT keys (auth = { jwt = ... }), by function slot: made for
- * one version, from its key file (looked at again, by stat, at most once a
- * second: a changed file is read again) or its secret's environment
- * variable. keys NULL: unusable (err says why, logged once). */
-typedef struct {
-  unsigned version;
-  int made;
-  cr_jwt_keys_t *keys;
-  struct timespec mtime;
-  off_t size;
-  ino_t ino;
-  uint64_t checked_ns;
-  char err[240];
-} jwt_keys_entry_t;
-
-/* A verified token's identity, for event.auth (malloc'd, the call's). */
-typedef struct {
-  char sub[256];
-  char *claims;
-  size_t claims_len;
-} auth_t;
-
 struct cr_gateway_s {
   cr_dispatch_t *dispatch;
   cr_gateway_opts_t opts;
   cr_ratelimit_t *ratelimit; /* the functions' rateLimit buckets */
-  jwt_keys_entry_t *jwt;     /* by function slot */
-  int njwt;
+  cr_gwauth_t *auth;         /* the functions' auth */
   cr_rcache_t *rcache;       /* answers of functions with cache = { ... } */
   cr_buf_t body; /* scratch for encoding response bodies */
   int ext;       /* this trigger's index in an instance's ext[] */
@@ -65,7 +42,7 @@ typedef struct {
   int rl_burst;
   double rl_rps;
   cr_rl_result_t rl;
-  auth_t *auth;      /* a verified identity (auth = ...), or NULL */
+  cr_identity_t *auth; /* who calls (auth = ...), or NULL */
   char *ckey;        /* a cache miss: the key to store the answer under (malloc'd), or NULL */
   size_t cklen;
   unsigned cver;     /* the version the key was made for */
@@ -106,27 +83,24 @@ cr_gateway_t *cr_gateway_new(cr_dispatch_t *dispatch, const cr_gateway_opts_t *o
   if (opts) g->opts = *opts;
   g->ratelimit = cr_ratelimit_new(g->opts.redis, g->opts.prefix);
   g->rcache = cr_rcache_new(g->opts.cache_size ? g->opts.cache_size : 64u * 1024 * 1024);
-  if (!g->ratelimit || !g->rcache) {
+  cr_gwauth_opts_t ao = {.registry = g->opts.registry, .redis = g->opts.redis, .prefix = g->opts.prefix,
+                         .shm = g->opts.shm, .fncalls = g->opts.fncalls, .default_kind = g->opts.default_auth};
+  g->auth = cr_gwauth_new(&ao);
+  if (!g->ratelimit || !g->rcache || !g->auth) {
     cr_ratelimit_free(g->ratelimit);
     cr_rcache_free(g->rcache);
+    cr_gwauth_free(g->auth);
     free(g);
     return NULL;
   }
   return g;
 }
 
-static void auth_free(auth_t *a) {
-  if (!a) return;
-  free(a->claims);
-  free(a);
-}
-
 void cr_gateway_free(cr_gateway_t *g) {
   if (!g) return;
   cr_ratelimit_free(g->ratelimit);
   cr_rcache_free(g->rcache);
-  for (int i = 0; i < g->njwt; i++) cr_jwt_keys_free(g->jwt[i].keys);
-  free(g->jwt);
+  cr_gwauth_free(g->auth);
   cr_buf_free(&g->body);
   free(g);
 }
@@ -361,20 +335,12 @@ static int event_index(lua_State *L) {
   else if (kl == 8 && memcmp(k, "rawQuery", 8) == 0) lua_pushlstring(L, req->query, req->query_len);
   else if (kl == 6 && memcmp(k, "params", 6) == 0) push_params(L, &hcall(call)->match, &tmp);
   else if (kl == 4 && memcmp(k, "auth", 4) == 0) {
-    const auth_t *a = hcall(call)->auth;
+    const cr_identity_t *a = hcall(call)->auth;
     if (!a) {
       cr_buf_free(&tmp);
       return 0;
     }
-    lua_createtable(L, 0, 3);
-    lua_pushliteral(L, "jwt");
-    lua_setfield(L, -2, "method");
-    if (a->sub[0]) {
-      lua_pushstring(L, a->sub);
-      lua_setfield(L, -2, "sub");
-    }
-    char jerr[128];
-    if (cr_json_decode(L, a->claims, a->claims_len, jerr, sizeof jerr) == 0) lua_setfield(L, -2, "claims");
+    cr_identity_push(L, a);
   }
   else {
     cr_buf_free(&tmp);
@@ -906,7 +872,7 @@ static int http_finish(cr_call_t *call) {
       respond_fn_error(req, status, "internal error", ver, cold, init_ms, fn_ms, hcall(call));
     }
   }
-  auth_free(hcall(call)->auth);
+  cr_identity_free(hcall(call)->auth);
   hcall(call)->auth = NULL;
   /* A miss whose answer was not kept (an error, a timeout, not cacheable): if it was a stale
    * entry's refresh, the next request tries again. */
@@ -940,7 +906,7 @@ static void respond_throttled(cr_http_req_t *req, const cr_fn_t *fn) {
 
 static void http_refused(cr_call_t *call, cr_refusal_t why) {
   cr_http_req_t *req = hreq(call);
-  auth_free(hcall(call)->auth);
+  cr_identity_free(hcall(call)->auth);
   hcall(call)->auth = NULL;
   if (hcall(call)->ckey) cr_rcache_refresh_failed(hcall(call)->g->rcache, hcall(call)->ckey, hcall(call)->cklen);
   free(hcall(call)->ckey);
@@ -992,7 +958,8 @@ static const char *query_value(const cr_http_req_t *req, const char *name, size_
  * query or the varied parts of it, the varied headers, the principal): 0, or
  * -1 when the answer must not be cached (an authenticated route without a
  * principal to keep it apart). */
-static int cache_key(cr_buf_t *k, const cr_fnver_t *ver, const cr_http_req_t *req, const auth_t *auth) {
+static int cache_key(cr_buf_t *k, const cr_fnver_t *ver, const cr_http_req_t *req, cr_auth_kind_t auth_kind,
+                     const cr_identity_t *auth) {
   const cr_cache_spec_t *c = &ver->settings.cache;
   int rc = cr_buf_printf(k, "%d:%u:", ver->fn->slot, ver->number) || cr_buf_append(k, req->path, req->path_len);
   int by_query = 0;
@@ -1012,9 +979,9 @@ static int cache_key(cr_buf_t *k, const cr_fnver_t *ver, const cr_http_req_t *re
     /* length-prefixed, so no value can pass for another's */
     rc = cr_buf_printf(k, "\n%d:%zu:", i, val ? vl : (size_t)-1 >> 1) || (val && cr_buf_append(k, val, vl));
   }
-  if (ver->settings.auth.kind != CR_AUTH_NONE) {
-    if (!auth || !auth->sub[0]) return -1;
-    rc = rc || cr_buf_append_str(k, "\nsub:") || cr_buf_append_str(k, auth->sub);
+  if (auth_kind != CR_AUTH_NONE) {
+    if (!auth || !auth->principal[0]) return -1;
+    rc = rc || cr_buf_printf(k, "\nsub:%d:", (int)auth->method) || cr_buf_append_str(k, auth->principal);
   }
   return rc ? -1 : 0;
 }
@@ -1035,7 +1002,7 @@ static void answer_cached(cr_http_req_t *req, const cr_fnver_t *ver, const cr_rc
 }
 
 static void submit(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m,
-                   const cr_ratelimit_spec_t *rate, const cr_rl_result_t *rl, auth_t *auth) {
+                   const cr_ratelimit_spec_t *rate, const cr_rl_result_t *rl, cr_identity_t *auth) {
   cr_fnver_t *ver = fn->current;
   char *ckey = NULL;
   size_t cklen = 0;
@@ -1044,7 +1011,7 @@ static void submit(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_ro
     cr_shm_fn_t *f = g->opts.shm ? cr_shm_fn(g->opts.shm, fn->slot) : NULL;
     epoch = f ? atomic_load_explicit(&f->cache_epoch, memory_order_relaxed) : 0;
     cr_buf_t k = CR_BUF_INIT;
-    if (cache_key(&k, ver, req, auth) == 0) {
+    if (cache_key(&k, ver, req, cr_gwauth_kind(g->auth, ver), auth) == 0) {
       cr_rcache_entry_t e;
       int st = cr_rcache_get(g->rcache, k.data, k.len, cr_wall_ms(), epoch, &e);
       /* Stale: one request refreshes it, the others are answered stale meanwhile. */
@@ -1052,7 +1019,7 @@ static void submit(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_ro
         if (f) atomic_fetch_add_explicit(&f->cache_hits, 1, memory_order_relaxed);
         answer_cached(req, ver, &e, st == CR_RCACHE_STALE, rate, rl);
         cr_buf_free(&k);
-        auth_free(auth);
+        cr_identity_free(auth);
         return;
       }
       if (f) atomic_fetch_add_explicit(&f->cache_misses, 1, memory_order_relaxed);
@@ -1064,7 +1031,7 @@ static void submit(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_ro
   }
   cr_call_t *call = cr_dispatch_call(g->dispatch, &http_trigger, fn, req, req->id, req->id_len);
   if (!call) {
-    auth_free(auth);
+    cr_identity_free(auth);
     free(ckey);
     cr_http_respond_error(req, 503, "server out of memory");
     return;
@@ -1086,23 +1053,29 @@ static void submit(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_ro
   cr_dispatch_submit(g->dispatch, call);
 }
 
-/* A request waiting for its rate limit's answer (the version is held). */
+/* A request between its policies (auth, then the rate limit): each may
+ * answer later (Redis, an authorizer); the version is held meanwhile. */
 typedef struct {
   cr_gateway_t *g;
   cr_http_req_t *req;
   cr_fn_t *fn;
   cr_fnver_t *ver;
-  auth_t *auth;
+  cr_identity_t *auth;
   cr_route_match_t match;
-} rl_wait_t;
+} policy_wait_t;
+
+static void wait_end(policy_wait_t *w) {
+  cr_fnver_unref(w->ver);
+  free(w);
+}
 
 static void on_rate(void *data, const cr_rl_result_t *r) {
-  rl_wait_t *w = data;
+  policy_wait_t *w = data;
   const cr_settings_t *s = &w->ver->settings;
   if (r->allowed) {
     submit(w->g, w->req, w->fn, &w->match, &s->rate, r, w->auth);
   } else {
-    auth_free(w->auth);
+    cr_identity_free(w->auth);
     cr_shm_fn_t *f = w->g->opts.shm ? cr_shm_fn(w->g->opts.shm, w->fn->slot) : NULL;
     if (f) atomic_fetch_add_explicit(&f->rate_limited, 1, memory_order_relaxed);
     cr_buf_t b = CR_BUF_INIT;
@@ -1113,160 +1086,47 @@ static void on_rate(void *data, const cr_rl_result_t *r) {
     cr_http_respond_finish(w->req, "application/json", b.data, b.len);
     cr_buf_free(&b);
   }
-  cr_fnver_unref(w->ver);
-  free(w);
+  wait_end(w);
 }
 
-/* --- auth = { jwt = ... } */
-
-static jwt_keys_entry_t *jwt_entry(cr_gateway_t *g, int slot) {
-  if (slot < 0) return NULL;
-  if (slot >= g->njwt) {
-    int n = g->njwt ? g->njwt : 16;
-    while (n <= slot) n *= 2;
-    jwt_keys_entry_t *e = realloc(g->jwt, sizeof *e * (size_t)n);
-    if (!e) return NULL;
-    memset(e + g->njwt, 0, sizeof *e * (size_t)(n - g->njwt));
-    g->jwt = e;
-    g->njwt = n;
+static void on_auth(void *data, int answered, cr_identity_t *id) {
+  policy_wait_t *w = data;
+  if (answered) {
+    wait_end(w);
+    return;
   }
-  return &g->jwt[slot];
-}
-
-/* The keys of ver's function, (re)made when its version or key file changed. */
-static const cr_jwt_keys_t *jwt_keys(cr_gateway_t *g, const cr_fn_t *fn, const cr_fnver_t *ver, const char **why) {
-  const cr_auth_spec_t *a = &ver->settings.auth;
-  jwt_keys_entry_t *e = jwt_entry(g, fn->slot);
-  if (!e) {
-    *why = "out of memory";
-    return NULL;
+  w->auth = id;
+  const cr_ratelimit_spec_t *rate = &w->ver->settings.rate;
+  if (rate->rps <= 0) {
+    submit(w->g, w->req, w->fn, &w->match, NULL, NULL, id);
+    wait_end(w);
+    return;
   }
-  uint64_t now = cr_clock_coarse_ns();
-  int remake = !e->made || e->version != ver->number;
-  char path[1400];
-  struct stat st;
-  int have_st = 0;
-  if (a->keys_file && (remake || now - e->checked_ns >= 1000000000ull)) {
-    e->checked_ns = now;
-    snprintf(path, sizeof path, "%s/%s", g->opts.registry ? g->opts.registry->root : ".", a->keys_file);
-    have_st = stat(path, &st) == 0;
-    /* Still missing (size -1) is no change: one error line per change, not one per look. */
-    if (!have_st ? e->size != -1
-                 : (st.st_mtim.tv_sec != e->mtime.tv_sec || st.st_mtim.tv_nsec != e->mtime.tv_nsec ||
-                    st.st_size != e->size || st.st_ino != e->ino))
-      remake = 1;
-  }
-  if (!remake) {
-    *why = e->err;
-    return e->keys;
-  }
-  cr_jwt_keys_free(e->keys);
-  e->keys = NULL;
-  e->made = 1;
-  e->version = ver->number;
-  e->checked_ns = now;
-  char err[200] = "";
-  if (a->keys_file) {
-    e->mtime = have_st ? st.st_mtim : (struct timespec){0, 0};
-    e->size = have_st ? st.st_size : -1;
-    e->ino = have_st ? st.st_ino : 0;
-    char *text = NULL;
-    size_t len = 0;
-    int rc = have_st ? cr_read_file(path, CR_JWT_MAX_KEYS_TEXT, &text, &len) : -1;
-    if (rc) snprintf(err, sizeof err, "cannot read %s (%s)", a->keys_file, have_st ? cr_strerror(rc) : "missing");
-    else e->keys = cr_jwt_keys_parse(text, len, err, sizeof err);
-    free(text);
-  } else {
-    const char *secret = getenv(a->secret_env);
-    if (!secret) snprintf(err, sizeof err, "the environment variable %s is not set", a->secret_env);
-    else e->keys = cr_jwt_keys_secret(secret, strlen(secret), err, sizeof err);
-  }
-  snprintf(e->err, sizeof e->err, "%s", e->keys ? "" : err);
-  if (!e->keys) cr_log(CR_LOG_ERROR, fn->name, NULL, "auth: JWT keys unusable: %s", e->err);
-  *why = e->err;
-  return e->keys;
-}
-
-static void respond_auth(cr_http_req_t *req, const cr_fnver_t *ver, int status, const char *challenge,
-                         const char *msg) {
-  cr_buf_t b = CR_BUF_INIT;
-  cr_http_error_body_id(&b, req, msg);
-  cr_http_respond_start(req, status);
-  if (challenge) cr_http_respond_header(req, "WWW-Authenticate", 16, challenge, strlen(challenge));
-  if (ver->settings.cors.set) cr_cors_headers(&ver->settings.cors, req);
-  cr_http_respond_finish(req, "application/json", b.data, b.len);
-  cr_buf_free(&b);
-}
-
-/* Checks req's bearer token for ver's function: 0 with *out (NULL or the
- * identity), or -1 when it answered (401, 503). */
-static int check_jwt(cr_gateway_t *g, cr_http_req_t *req, const cr_fn_t *fn, const cr_fnver_t *ver, auth_t **out) {
-  const cr_http_header_t *h = cr_http_req_header(req, "authorization", 13);
-  const char *tok = NULL;
-  size_t tl = 0;
-  if (h && h->value_len > 7 && strncasecmp(h->value, "bearer ", 7) == 0) {
-    tok = h->value + 7;
-    tl = h->value_len - 7;
-    while (tl && *tok == ' ') tok++, tl--;
-    while (tl && tok[tl - 1] == ' ') tl--;
-  }
-  if (!tok || !tl) {
-    respond_auth(req, ver, 401, "Bearer realm=\"crescent\"", "missing credentials");
-    return -1;
-  }
-  const char *why;
-  const cr_jwt_keys_t *keys = jwt_keys(g, fn, ver, &why);
-  if (!keys) {
-    respond_auth(req, ver, 503, NULL, "authentication is misconfigured");
-    return -1;
-  }
-  const cr_auth_spec_t *a = &ver->settings.auth;
-  cr_jwt_opts_t o = {.algorithms = a->algorithms, .issuer = a->issuer, .audience = a->audience,
-                     .leeway = a->leeway, .now = (double)cr_wall_ms() / 1000.0};
-  cr_jwt_claims_t c;
-  char err[160];
-  if (cr_jwt_verify(keys, &o, tok, tl, &c, err, sizeof err)) {
-    cr_log(CR_LOG_INFO, fn->name, req->id, "auth: token refused: %s", err);
-    respond_auth(req, ver, 401, "Bearer realm=\"crescent\", error=\"invalid_token\"", "invalid token");
-    return -1;
-  }
-  auth_t *id = malloc(sizeof *id);
-  if (!id) {
-    cr_jwt_claims_free(&c);
-    cr_http_respond_error(req, 503, "server out of memory");
-    return -1;
-  }
-  snprintf(id->sub, sizeof id->sub, "%s", c.sub);
-  id->claims = c.claims_json; /* taken over */
-  id->claims_len = c.claims_len;
-  c.claims_json = NULL;
-  cr_jwt_claims_free(&c);
-  *out = id;
-  return 0;
+  const char *client = NULL; /* by key / principal: who auth found (else the address) */
+  if (id && rate->by == CR_RL_BY_KEY && id->key[0]) client = id->key;
+  else if (id && rate->by == CR_RL_BY_PRINCIPAL && id->principal[0]) client = id->principal;
+  cr_ratelimit_check(w->g->ratelimit, w->fn->name, rate, w->req, client, on_rate, w);
 }
 
 void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m) {
   cr_fnver_t *ver = fn->current;
-  auth_t *auth = NULL;
-  if (ver && !fn->platform && ver->settings.auth.kind == CR_AUTH_JWT && check_jwt(g, req, fn, ver, &auth)) return;
-  if (!ver || fn->platform || ver->settings.rate.rps <= 0) {
-    submit(g, req, fn, m, NULL, NULL, auth);
+  cr_auth_kind_t kind = ver && !fn->platform ? cr_gwauth_kind(g->auth, ver) : CR_AUTH_NONE;
+  if (!ver || fn->platform || (kind == CR_AUTH_NONE && ver->settings.rate.rps <= 0)) {
+    submit(g, req, fn, m, NULL, NULL, NULL);
     return;
   }
-  rl_wait_t *w = malloc(sizeof *w);
+  policy_wait_t *w = calloc(1, sizeof *w);
   if (!w) {
-    auth_free(auth);
     cr_http_respond_error(req, 503, "server out of memory");
     return;
   }
-  w->auth = auth;
   w->g = g;
   w->req = req;
   w->fn = fn;
   w->ver = ver;
   cr_fnver_ref(ver);
   cr_route_match_copy(&w->match, m);
-  cr_ratelimit_check(g->ratelimit, fn->name, &ver->settings.rate, req, on_rate, w);
+  cr_gwauth_check(g->auth, req, fn, ver, on_auth, w);
 }
 
 /* --- routing ------------------------------------------------------------------------------------ */

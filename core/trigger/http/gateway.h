@@ -25,6 +25,7 @@
 #include "router.h"
 
 typedef struct cr_gateway_s cr_gateway_t;
+typedef struct cr_fncalls_s cr_fncalls_t;
 
 typedef struct {
   size_t max_response;  /* bytes of a response body (the platform's functions: max_object, if larger) */
@@ -38,6 +39,8 @@ typedef struct {
   const char *prefix;   /* Redis key prefix */
   cr_shm_t *shm;        /* the functions' counters (rate-limited requests, cache), or NULL */
   size_t cache_size;    /* bytes of this worker's response cache (default 64 MB) */
+  cr_fncalls_t *fncalls; /* runs authorizer functions (auth = { authorizer = ... }), or NULL */
+  cr_auth_kind_t default_auth; /* auth of functions without the setting: CR_AUTH_NONE or CR_AUTH_APIKEY */
 } cr_gateway_opts_t;
 
 /* NULL when memory ran out. Free the dispatcher first: its waiting calls are

@@ -298,16 +298,25 @@ static void on_gcra(void *data, redisReply *reply, const char *err) {
 }
 
 void cr_ratelimit_check(cr_ratelimit_t *rl, const char *fn, const cr_ratelimit_spec_t *spec, const cr_http_req_t *req,
-                        cr_rl_cb cb, void *data) {
+                        const char *who, cr_rl_cb cb, void *data) {
+  /* Kinds of client apart ("i:", "h:", "a:"), so no header value or key name passes for an address. */
+  char kind = 'i';
   const char *client = req->ip ? req->ip : "-";
   size_t clen = strlen(client);
-  if (spec->by == CR_RL_BY_HEADER) {
+  if (who && (spec->by == CR_RL_BY_KEY || spec->by == CR_RL_BY_PRINCIPAL)) {
+    kind = 'a';
+    client = who;
+    clen = strlen(who);
+    if (clen > 256) clen = 256;
+  } else if (spec->by == CR_RL_BY_HEADER) {
+    kind = 'h';
     const cr_http_header_t *h = cr_http_req_header(req, spec->header, strlen(spec->header));
     client = h && h->value_len ? h->value : "-";
     clen = h && h->value_len ? h->value_len : 1;
     if (clen > 256) clen = 256;
   }
-  uint64_t hash = cr_fnv1a_more(cr_fnv1a_more(cr_fnv1a(fn, strlen(fn)), "\n", 1), client, clen);
+  char sep[3] = {'\n', kind, ':'};
+  uint64_t hash = cr_fnv1a_more(cr_fnv1a_more(cr_fnv1a(fn, strlen(fn)), sep, 3), client, clen);
   cr_rl_result_t r;
   if (!rl->redis || rl->script < 0 || !cr_redis_connected(rl->redis)) {
     uint64_t now = cr_clock_coarse_ns();
@@ -322,7 +331,7 @@ void cr_ratelimit_check(cr_ratelimit_t *rl, const char *fn, const cr_ratelimit_s
   }
   pending_t *p = calloc(1, sizeof *p);
   cr_buf_t key = CR_BUF_INIT;
-  if (!p || cr_buf_printf(&key, "%s{rl:%s}:", rl->prefix, fn) || cr_buf_append(&key, client, clen)) {
+  if (!p || cr_buf_printf(&key, "%s{rl:%s}:%c:", rl->prefix, fn, kind) || cr_buf_append(&key, client, clen)) {
     free(p);
     cr_buf_free(&key);
     local_check(rl, spec, hash, &r);

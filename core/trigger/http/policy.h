@@ -23,8 +23,10 @@
  *    -Allow-Credentials and -Expose-Headers.
  *
  * Rate limits: GCRA (a token bucket of `burst` refilled at `rps`), one bucket
- * per (function, client) where the client is its address (by = "ip") or a
- * header's value (by = "header.NAME"; absent: one shared bucket "-"). With
+ * per (function, client) where the client is its address (by = "ip"), a
+ * header's value (by = "header.NAME"; absent: one shared bucket "-"), or the
+ * API key's name / the principal auth found (by = "key" / "principal"; a
+ * request without one: its address). With
  * Redis the bucket lives there (stdlib/redis/rate_gcra.lua, Redis' clock)
  * and is shared by every worker and node; without Redis, or when a call
  * fails, a bucket per worker is used instead (so the limit then holds per
@@ -71,9 +73,11 @@ cr_ratelimit_t *cr_ratelimit_new(cr_redis_t *redis, const char *prefix);
 /* Cancels what waits on Redis (those callbacks do not run). */
 void cr_ratelimit_free(cr_ratelimit_t *rl);
 /* Checks one request of function fn by req's client against spec; cb runs
- * now or when Redis answers (exactly once, unless rl is freed first). */
+ * now or when Redis answers (exactly once, unless rl is freed first).
+ * client: by = "key" / "principal", who auth found, or NULL (then, as for
+ * by = "ip", req's address). */
 void cr_ratelimit_check(cr_ratelimit_t *rl, const char *fn, const cr_ratelimit_spec_t *spec, const cr_http_req_t *req,
-                         cr_rl_cb cb, void *data);
+                        const char *client, cr_rl_cb cb, void *data);
 /* Adds RateLimit-Policy and RateLimit to an answer (and Retry-After when refused). */
 void cr_ratelimit_headers(const cr_ratelimit_spec_t *spec, const cr_rl_result_t *r, cr_http_req_t *req);
 
