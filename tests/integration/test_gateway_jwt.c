@@ -834,11 +834,56 @@ static void bad_settings_refused(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* --- rateLimit by = "principal" ----------------------------------------------------------------------- */
+
+/* One bucket per token subject: alice's second request is refused, bob's first passes, and a
+ * request refused by auth takes nothing from anyone's bucket. */
+static void rate_by_principal(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  write_fn(&s, "limited", "auth = { jwt = { secretEnv = 'CR_JWTTEST_SECRET' } },\n"
+                          "  rateLimit = { rps = 0.01, burst = 1, by = 'principal' }");
+  setenv("CR_JWTTEST_SECRET", SECRET, 1);
+  srv_start(&s, "--workers 1");
+  unsetenv("CR_JWTTEST_SECRET");
+  char c[1200], alice[3000], bob[3000], authz[3100];
+  claims(c, sizeof c, "alice", "user", NULL, NULL, 300, 0);
+  token(alice, sizeof alice, "HS256", NULL, c, NULL);
+  claims(c, sizeof c, "bob", "user", NULL, NULL, 300, 0);
+  token(bob, sizeof bob, "HS256", NULL, c, NULL);
+  http_resp_t r;
+  get_with(&s, "/limited", NULL, NULL, &r); /* no token: 401, no bucket touched */
+  assert_int_equal(r.status, 401);
+  http_free(&r);
+  bearer(alice, authz, sizeof authz);
+  get_with(&s, "/limited", authz, NULL, &r);
+  if (r.status != 200 || !strstr(r.body, "jwt|alice|user")) fail_msg("alice first: %d %s", r.status, r.body);
+  http_free(&r);
+  get_with(&s, "/limited", authz, NULL, &r);
+  if (r.status != 429 || !strstr(r.body, "\"error\":\"rate limit exceeded\""))
+    fail_msg("alice second: %d %s", r.status, r.body);
+  http_free(&r);
+  bearer(bob, authz, sizeof authz);
+  get_with(&s, "/limited", authz, NULL, &r);
+  if (r.status != 200 || !strstr(r.body, "jwt|bob|user")) fail_msg("bob first: %d %s", r.status, r.body);
+  http_free(&r);
+  /* The buckets are the principals', in Redis. */
+  char *v = srv_rcli(&s, "EXISTS", "cr:{rl:limited}:a:alice", NULL);
+  assert_string_equal(v, "1");
+  free(v);
+  v = srv_rcli(&s, "EXISTS", "cr:{rl:limited}:i:127.0.0.1", NULL);
+  assert_string_equal(v, "0");
+  free(v);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(tokens_checked),
       cmocka_unit_test(keys_rotate_without_reload),
       cmocka_unit_test(bad_settings_refused),
+      cmocka_unit_test(rate_by_principal),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
