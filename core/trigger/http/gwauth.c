@@ -168,18 +168,54 @@ static const cr_jwt_keys_t *jwt_keys(cr_gwauth_t *g, const cr_fn_t *fn, const cr
   return e->keys;
 }
 
+/* The bearer token of req (trimmed), or NULL. */
+static const char *bearer_token(const cr_http_req_t *req, size_t *len) {
+  const cr_http_header_t *h = cr_http_req_header(req, "authorization", 13);
+  if (!h || h->value_len <= 7 || strncasecmp(h->value, "bearer ", 7) != 0) return NULL;
+  const char *tok = h->value + 7;
+  size_t tl = h->value_len - 7;
+  while (tl && *tok == ' ') tok++, tl--;
+  while (tl && tok[tl - 1] == ' ') tl--;
+  *len = tl;
+  return tl ? tok : NULL;
+}
+
+/* auth = "user": a crescent accounts access token. 0 with *out, or -1 when it answered. */
+static int check_user(cr_gwauth_t *g, cr_http_req_t *req, const cr_fn_t *fn, const cr_fnver_t *ver,
+                      cr_identity_t **out) {
+  size_t tl = 0;
+  const char *tok = bearer_token(req, &tl);
+  if (!tok) {
+    cr_gwauth_refuse(req, ver, 401, "Bearer realm=\"crescent\"", "missing credentials", 0);
+    return -1;
+  }
+  if (!g->opts.verify_user) {
+    cr_log(CR_LOG_ERROR, fn->name, req->id, "auth: auth = \"user\" needs accounts (--accounts)");
+    cr_gwauth_refuse(req, ver, 503, NULL, "authentication is misconfigured", 0);
+    return -1;
+  }
+  cr_identity_t *id = calloc(1, sizeof *id);
+  if (!id) {
+    cr_http_respond_error(req, 503, "server out of memory");
+    return -1;
+  }
+  char err[160] = "";
+  if (g->opts.verify_user(g->opts.verify_user_ud, tok, tl, id, err, sizeof err)) {
+    cr_identity_free(id);
+    cr_log(CR_LOG_INFO, fn->name, req->id, "auth: token refused: %s", err);
+    cr_gwauth_refuse(req, ver, 401, "Bearer realm=\"crescent\", error=\"invalid_token\"", "invalid token", 0);
+    return -1;
+  }
+  id->method = CR_AUTH_USER;
+  *out = id;
+  return 0;
+}
+
 /* Checks req's bearer token for ver's function: 0 with *out (NULL or the
  * identity), or -1 when it answered (401, 503). */
 static int check_jwt(cr_gwauth_t *g, cr_http_req_t *req, const cr_fn_t *fn, const cr_fnver_t *ver, cr_identity_t **out) {
-  const cr_http_header_t *h = cr_http_req_header(req, "authorization", 13);
-  const char *tok = NULL;
   size_t tl = 0;
-  if (h && h->value_len > 7 && strncasecmp(h->value, "bearer ", 7) == 0) {
-    tok = h->value + 7;
-    tl = h->value_len - 7;
-    while (tl && *tok == ' ') tok++, tl--;
-    while (tl && tok[tl - 1] == ' ') tl--;
-  }
+  const char *tok = bearer_token(req, &tl);
   if (!tok || !tl) {
     cr_gwauth_refuse(req, ver, 401, "Bearer realm=\"crescent\"", "missing credentials", 0);
     return -1;
@@ -228,9 +264,12 @@ void cr_gwauth_check(cr_gwauth_t *a, cr_http_req_t *req, const cr_fn_t *fn, cons
     if (check_jwt(a, req, fn, ver, &id)) cb(data, 1, NULL);
     else cb(data, 0, id);
     return;
+  case CR_AUTH_USER:
+    if (check_user(a, req, fn, ver, &id)) cb(data, 1, NULL);
+    else cb(data, 0, id);
+    return;
   case CR_AUTH_APIKEY:
   case CR_AUTH_AUTHORIZER:
-  case CR_AUTH_USER:
     break;
   }
   /* Settings refuse at load what this build cannot check; this is the default's. */

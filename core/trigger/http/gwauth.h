@@ -56,6 +56,10 @@ typedef struct {
   cr_shm_t *shm;           /* counters, or NULL */
   cr_fncalls_t *fncalls;   /* runs authorizer functions, or NULL */
   cr_auth_kind_t default_kind; /* for functions without the setting: CR_AUTH_NONE or CR_AUTH_APIKEY */
+  /* auth = "user": verifies a crescent access token (tok, len bytes): 0 with out's principal and
+   * json (the claims, malloc'd) filled, or -1 with err (for the log). NULL: accounts are off. */
+  int (*verify_user)(void *ud, const char *tok, size_t len, cr_identity_t *out, char *err, size_t errlen);
+  void *verify_user_ud;
 } cr_gwauth_opts_t;
 
 /* NULL when out of memory. */
