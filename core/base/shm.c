@@ -36,12 +36,12 @@ static _Atomic uint64_t *purge_cell(cr_shm_t *shm, int slot, const char *path, s
   return &shm->cache_purged[h % CR_SHM_CACHE_PURGES];
 }
 
-void cr_shm_cache_purge(cr_shm_t *shm, int slot, const char *path, size_t len, uint64_t now_ms) {
+void cr_shm_cache_purge(cr_shm_t *shm, int slot, const char *path, size_t len, uint64_t now_ns) {
   if (!shm) return;
   _Atomic uint64_t *c = purge_cell(shm, slot, path, len);
   uint64_t old = atomic_load(c);
   /* the larger time wins: a purge racing an older one is never undone */
-  while (old < now_ms && !atomic_compare_exchange_weak(c, &old, now_ms)) {
+  while (old < now_ns && !atomic_compare_exchange_weak(c, &old, now_ns)) {
   }
 }
 

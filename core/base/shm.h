@@ -84,7 +84,7 @@ typedef struct {
 } cr_shm_fn_t;
 
 /* Per-path cache purges (ctx.cache.purge, DELETE /_/api/cache?path=): a direct-mapped table of
- * purge times (monotonic ms) by the hash of (function slot, path). An entry of a path whose cell
+ * purge times (monotonic ns) by the hash of (function slot, path). An entry of a path whose cell
  * holds a time at or after the entry was begun misses. Two paths in one cell share its latest
  * time: a collision only costs an extra miss, never a stale answer. Times only grow (a purge
  * stores the larger), are not held by a worker, and are never reclaimed. */
@@ -153,9 +153,10 @@ static inline cr_shm_fn_t *cr_shm_fn(cr_shm_t *shm, int slot) {
   return shm && slot >= 0 && slot < CR_SHM_MAX_FUNCTIONS ? &shm->fns[slot] : NULL;
 }
 
-/* Records a purge of function slot's cached answers of path (len bytes) at now_ms (monotonic ms,
- * cr_clock_ns() / 1e6): entries begun at or before it miss from now on, in every worker. */
-void cr_shm_cache_purge(cr_shm_t *shm, int slot, const char *path, size_t len, uint64_t now_ms);
+/* Records a purge of function slot's cached answers of path (len bytes) at now_ns (monotonic,
+ * cr_clock_ns()): entries begun at or before it miss from now on, in every worker. (Nanoseconds: a
+ * request right after a purge must not fall in its millisecond and miss again and again.) */
+void cr_shm_cache_purge(cr_shm_t *shm, int slot, const char *path, size_t len, uint64_t now_ns);
 /* The latest purge time recorded in path's cell (0: none). */
 uint64_t cr_shm_cache_purged(cr_shm_t *shm, int slot, const char *path, size_t len);
 

@@ -263,26 +263,26 @@ static void test_refreshing(void **state) {
   cr_rcache_free(c);
 }
 
-/* A path purge (purged_ms) drops entries begun at or before it; a local copy's until_ms drops it
+/* A path purge (purged_ns) drops entries begun at or before it; a local copy's until_ns drops it
  * whatever its ttl (a shared function's copy, scache.h). */
 static void test_path_purge_and_until(void **state) {
   (void)state;
   cr_rcache_t *c = cr_rcache_new(1 << 20);
   char body[10];
   cr_rcache_entry_t e = entry(body, sizeof body, 'x', 1000, 30, 0, 0), out;
-  e.began_ms = 500;
+  e.began_ns = 500;
   assert_int_equal(cr_rcache_put(c, "k", 1, &e), 0);
   assert_int_equal(cr_rcache_get(c, "k", 1, 1000, 0, 499, 600, &out), CR_RCACHE_FRESH); /* purged before it began */
   assert_int_equal(cr_rcache_get(c, "k", 1, 1000, 0, 500, 600, &out), CR_RCACHE_MISS);  /* in the same ms: gone */
   assert_int_equal(cr_rcache_get(c, "k", 1, 1000, 0, 0, 600, &out), CR_RCACHE_MISS);    /* and stays gone */
-  e.began_ms = 700;
+  e.began_ns = 700;
   assert_int_equal(cr_rcache_put(c, "k", 1, &e), 0);
   assert_int_equal(cr_rcache_get(c, "k", 1, 1000, 0, 800, 900, &out), CR_RCACHE_MISS); /* purged after */
-  e.began_ms = 900;
-  e.until_ms = 1400;
+  e.began_ns = 900;
+  e.until_ns = 1400;
   assert_int_equal(cr_rcache_put(c, "k", 1, &e), 0);
   assert_int_equal(cr_rcache_get(c, "k", 1, 1000, 0, 800, 1399, &out), CR_RCACHE_FRESH);
-  assert_int_equal(out.until_ms, 1400);
+  assert_int_equal(out.until_ns, 1400);
   assert_int_equal(cr_rcache_get(c, "k", 1, 1000, 0, 800, 1400, &out), CR_RCACHE_MISS); /* its local time is up */
   assert_int_equal(count_entries(c), 0);
   cr_rcache_free(c);
@@ -294,7 +294,7 @@ static void test_encode_decode(void **state) {
   char body[5] = {'a', '\0', 'b', '\n', 'c'};
   cr_rcache_entry_t e = {.status = 200, .ctype = "application/json", .lines = "X-A: 1\r\nX-B: 2\r\n",
                          .lines_len = 16, .body = body, .body_len = 5, .stored_ms = 1765000000123ull,
-                         .ttl = 30, .swr = 2.5, .epoch = 9, .began_ms = 4, .until_ms = 5};
+                         .ttl = 30, .swr = 2.5, .epoch = 9, .began_ns = 4, .until_ns = 5};
   cr_buf_t b = CR_BUF_INIT;
   assert_int_equal(cr_rcache_encode(&b, &e), 0);
   const char head[] = "CRC1 200 1765000000123 30.000 2.500 16 16 5\n";
@@ -311,7 +311,7 @@ static void test_encode_decode(void **state) {
   assert_memory_equal(d.lines, e.lines, 16);
   assert_int_equal(d.body_len, 5);
   assert_memory_equal(d.body, body, 5);
-  assert_true(d.epoch == 0 && d.began_ms == 0 && d.until_ms == 0); /* local: not carried */
+  assert_true(d.epoch == 0 && d.began_ns == 0 && d.until_ns == 0); /* local: not carried */
   /* The content type must fit the buffer given. */
   assert_int_equal(cr_rcache_decode(b.data, b.len, &d, ct, 16), -1);
   /* Cut short, or one byte too many: the lengths no longer add up. */

@@ -388,11 +388,11 @@ static void purge_fn(const cr_admin_t *a, const cr_fn_t *fn, const cr_buf_t *pat
   int rc = 1;
   if (path->len) {
     if (a->scache) rc = cr_scache_purge_path(a->scache, fn, path->data, path->len, on_purged, pw, &h, err, sizeof err);
-    else cr_shm_cache_purge(a->shm, fn->slot, path->data, path->len, cr_clock_ns() / 1000000u);
+    else cr_shm_cache_purge(a->shm, fn->slot, path->data, path->len, cr_clock_ns());
   } else {
     cr_shm_fn_t *f = cr_shm_fn(a->shm, fn->slot);
     if (f) atomic_fetch_add(&f->cache_epoch, 1);
-    if (a->scache && fn->current && fn->current->settings.cache.shared) {
+    if (cr_scache_enabled(a->scache) && fn->current && fn->current->settings.cache.shared) {
       h = cr_scache_purge(a->scache, fn, NULL, 0, on_purged, pw, err, sizeof err);
       rc = h ? 0 : -1;
     }

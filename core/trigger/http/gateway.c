@@ -77,12 +77,17 @@ _Static_assert(sizeof(http_call_t) <= CR_CALL_DATA, "an HTTP call's data must fi
 typedef struct miss_s {
   unsigned ver;          /* the version the key was made for */
   uint64_t epoch;        /* the function's purge epoch when it missed */
-  uint64_t began_ms;     /* monotonic, when it missed (path purges after it drop the answer) */
+  uint64_t began_ns;     /* monotonic, when it missed (path purges after it drop the answer) */
   int stamped;           /* shared: the lookup answered, st is what the store must find */
   cr_scache_stamps_t st;
   size_t klen;
   char key[];
 } miss_t;
+
+/* Does ver's cache live in Redis too (shared = true, and a Redis to share in)? */
+static int shared_cache(const cr_gateway_t *g, const cr_fnver_t *ver) {
+  return ver->settings.cache.shared && cr_scache_enabled(g->scache);
+}
 
 /* What the HTTP trigger keeps per instance (its ext[] entry): the strings
  * its events give out (event.method, event.path), kept alive and referenced
@@ -867,13 +872,13 @@ static int http_finish(cr_call_t *call) {
       emit_headers(co, req, &r);
       if (miss && r.status == 200 && req->method == CR_M_GET && ver->number == miss->ver && !r.nostore &&
           r.max_age != 0) {
-        int shared = ver->settings.cache.shared;
+        int shared = shared_cache(g, ver);
         cr_rcache_entry_t e = {.status = r.status, .ctype = r.ctype, .lines = lines.data ? lines.data : "",
                                .lines_len = lines.len, .body = r.body, .body_len = r.body_len,
                                .stored_ms = cr_wall_ms(), .ttl = r.max_age > 0 ? r.max_age : ver->settings.cache.ttl,
-                               .swr = ver->settings.cache.swr, .epoch = miss->epoch, .began_ms = miss->began_ms,
-                               .until_ms = shared ? cr_clock_ns() / 1000000u + CR_SCACHE_LOCAL_MS : 0};
-        if (shared && miss->stamped && g->scache)
+                               .swr = ver->settings.cache.swr, .epoch = miss->epoch, .began_ns = miss->began_ns,
+                               .until_ns = shared ? cr_clock_ns() + CR_SCACHE_LOCAL_MS * 1000000ull : 0};
+        if (shared && miss->stamped)
           cr_scache_put(g->scache, ver, req->path, req->path_len, miss->key, miss->klen, &miss->st, &e);
         if (cr_rcache_put(g->rcache, miss->key, miss->klen, &e) == 0) {
           free(miss); /* kept: nothing left to undo below */
@@ -1138,11 +1143,11 @@ static void on_shared(void *data, int result, const cr_rcache_entry_t *e, const 
     uint64_t purged = cr_shm_cache_purged(g->opts.shm, w->fn->slot, w->req->path, w->req->path_len);
     uint64_t now = cr_wall_ms();
     double age = now > e->stored_ms ? (double)(now - e->stored_ms) / 1000.0 : 0;
-    if (epoch == miss->epoch && purged < miss->began_ms && age < e->ttl + e->swr) {
+    if (epoch == miss->epoch && purged < miss->began_ns && age < e->ttl + e->swr) {
       cr_rcache_entry_t local = *e;
       local.epoch = miss->epoch;
-      local.began_ms = miss->began_ms;
-      local.until_ms = cr_clock_ns() / 1000000u + CR_SCACHE_LOCAL_MS;
+      local.began_ns = miss->began_ns;
+      local.until_ns = cr_clock_ns() + CR_SCACHE_LOCAL_MS * 1000000ull;
       int kept = cr_rcache_put(g->rcache, miss->key, miss->klen, &local) == 0;
       if (age < e->ttl) {
         if (f) {
@@ -1210,7 +1215,7 @@ static void submit(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_ro
     cr_shm_fn_t *f = g->opts.shm ? cr_shm_fn(g->opts.shm, fn->slot) : NULL;
     uint64_t epoch = f ? atomic_load_explicit(&f->cache_epoch, memory_order_relaxed) : 0;
     uint64_t purged = cr_shm_cache_purged(g->opts.shm, fn->slot, req->path, req->path_len);
-    uint64_t mono = cr_clock_ns() / 1000000u;
+    uint64_t mono = cr_clock_ns();
     cr_buf_t k = CR_BUF_INIT;
     if (cache_key(&k, ver, req, auth) == 0) {
       cr_rcache_entry_t e;
@@ -1228,19 +1233,19 @@ static void submit(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_ro
         memset(miss, 0, sizeof *miss);
         miss->ver = ver->number;
         miss->epoch = epoch;
-        miss->began_ms = mono;
+        miss->began_ns = mono;
         miss->klen = k.len;
         memcpy(miss->key, k.data, k.len);
       }
       /* A shared function's local miss (or the refresh of a stale local copy) asks Redis first:
        * another worker or node may have a fresher answer. */
-      if (miss && ver->settings.cache.shared && ask_shared(g, req, fn, ver, m, rate, rl, auth, miss) == 0) {
+      if (miss && shared_cache(g, ver) && ask_shared(g, req, fn, ver, m, rate, rl, auth, miss) == 0) {
         cr_buf_free(&k);
         return;
       }
       if (f) {
         atomic_fetch_add_explicit(&f->cache_misses, 1, memory_order_relaxed);
-        if (ver->settings.cache.shared)
+        if (shared_cache(g, ver))
           atomic_fetch_add_explicit(&f->cache_shared_errors, 1, memory_order_relaxed);
       }
     }

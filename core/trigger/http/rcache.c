@@ -83,13 +83,13 @@ static ent_t *find(cr_rcache_t *c, const char *key, size_t klen, uint64_t h) {
 }
 
 int cr_rcache_get(cr_rcache_t *c, const char *key, size_t klen, uint64_t now_ms, uint64_t epoch,
-                  uint64_t purged_ms, uint64_t mono_ms, cr_rcache_entry_t *out) {
+                  uint64_t purged_ns, uint64_t mono_ns, cr_rcache_entry_t *out) {
   uint64_t h = cr_fnv1a(key, klen);
   ent_t *e = find(c, key, klen, h);
   if (!e) return CR_RCACHE_MISS;
   double age = now_ms >= e->e.stored_ms ? (double)(now_ms - e->e.stored_ms) / 1000.0 : 0;
-  if (e->e.epoch != epoch || age >= e->e.ttl + e->e.swr || (purged_ms && e->e.began_ms <= purged_ms) ||
-      (e->e.until_ms && mono_ms >= e->e.until_ms)) {
+  if (e->e.epoch != epoch || age >= e->e.ttl + e->e.swr || (purged_ns && e->e.began_ns <= purged_ns) ||
+      (e->e.until_ns && mono_ns >= e->e.until_ns)) {
     unlink_ent(c, e);
     return CR_RCACHE_MISS;
   }

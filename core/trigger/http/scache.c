@@ -57,6 +57,8 @@ cr_scache_t *cr_scache_new(uv_loop_t *loop, cr_redis_t *redis, const char *prefi
   return sc;
 }
 
+int cr_scache_enabled(const cr_scache_t *sc) { return sc && sc->redis; }
+
 static void unlink_get(cr_scache_get_t *g) {
   cr_scache_t *sc = g->sc;
   if (g->prev) g->prev->next = g->next;
@@ -305,9 +307,9 @@ void cr_scache_purge_cancel(cr_scache_purge_t *p) {
 int cr_scache_purge_path(cr_scache_t *sc, const cr_fn_t *fn, const char *path, size_t plen, cr_scache_done done,
                          void *data, cr_scache_purge_t **handle, char *err, size_t errlen) {
   /* This node first: every worker's copies, whatever Redis says. */
-  cr_shm_cache_purge(sc->shm, fn->slot, path, plen, mono_ms());
+  cr_shm_cache_purge(sc->shm, fn->slot, path, plen, cr_clock_ns());
   const cr_fnver_t *ver = fn->current;
-  if (!ver || !ver->settings.cache.shared) return 1;
+  if (!ver || !ver->settings.cache.shared || !sc->redis) return 1;
   *handle = cr_scache_purge(sc, fn, path, plen, done, data, err, errlen);
   return *handle ? 0 : -1;
 }

@@ -61,8 +61,8 @@ typedef struct {
 
 enum { CR_SCACHE_HIT = 1, CR_SCACHE_MISS, CR_SCACHE_ERROR };
 
-/* result HIT: e is the entry (valid during the call only; epoch, began_ms and
- * until_ms zero), st its stamps; MISS: e NULL, st what a store must see;
+/* result HIT: e is the entry (valid during the call only; epoch, began_ns and
+ * until_ns zero), st its stamps; MISS: e NULL, st what a store must see;
  * ERROR: both NULL. */
 typedef void (*cr_scache_cb)(void *data, int result, const cr_rcache_entry_t *e, const cr_scache_stamps_t *st);
 /* err NULL: done. */
@@ -74,6 +74,9 @@ cr_scache_t *cr_scache_new(uv_loop_t *loop, cr_redis_t *redis, const char *prefi
                            cr_shm_t *shm);
 /* Cancels what waits (those callbacks never come). */
 void cr_scache_free(cr_scache_t *sc);
+
+/* Is there a Redis to share in (not --redis none)? Without one, shared = true is a per-worker cache. */
+int cr_scache_enabled(const cr_scache_t *sc);
 
 /* Looks up lkey (the gateway's cache key: "slot:version:" then the rest) of
  * ver for request path. NULL when Redis cannot be asked (counted by the
