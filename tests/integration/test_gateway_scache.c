@@ -5,7 +5,7 @@
  * node (and the entry in Redis with Redis' own expiry); DELETE /_/api/cache?function= and ?path=,
  * and ctx.cache.purge from a function, each a miss everywhere within 1 s (measured), a path purge
  * taking every query variant and no other path; ctx.cache.purge's argument and route checks;
- * principals never sharing (HS256 JWTs made here); a new version starting empty while a node on
+ * principals never sharing (HS256 JWTs made here); an answer over 1 MB kept out of Redis; a new version starting empty while a node on
  * the same code shares it; Redis stopped (SIGSTOP: slow) and killed: answered by the function,
  * counted as shared errors, warned once; the shared meters in /_/api/functions and /_/metrics. */
 #include <arpa/inet.h>
@@ -378,13 +378,18 @@ static const char ME_LUA[] =
     "  auth = { jwt = { secretEnv = 'CR_SCACHETEST_SECRET' } },\n"
     "  handler = function(event, ctx) return (event.auth.sub or '-') .. ' rid=' .. ctx.requestId end }\n";
 
+/* ?n=BYTES answers that many bytes. */
+static const char BIG_LUA[] =
+    "return { routes = { 'GET /big' }, cache = { ttl = 30, shared = true },\n"
+    "  handler = function(event, ctx) return ctx.requestId .. string.rep('b', tonumber(event.query.n)) end }\n";
+
 static void principals_never_share(void **state) {
   (void)state;
   srv_t a, b;
   pin_t pa[2], pb[2];
-  const char *files[] = {"probe.lua", PROBE_LUA, "me.lua", ME_LUA};
+  const char *files[] = {"probe.lua", PROBE_LUA, "me.lua", ME_LUA, "big.lua", BIG_LUA};
   setenv("CR_SCACHETEST_SECRET", SECRET, 1);
-  two_nodes(&a, &b, files, 2, pa, pb);
+  two_nodes(&a, &b, files, 3, pa, pb);
   unsetenv("CR_SCACHETEST_SECRET");
   char alice[1024], bob[1024], nosub[1024], payload[256];
   long long exp = (long long)time(NULL) + 600;
@@ -421,6 +426,25 @@ static void principals_never_share(void **state) {
     assert_null(http_header(&r, "x-cache"));
     http_free(&r);
   }
+
+  /* Over 1 MB: kept in the worker only, never in Redis, and the log says so. */
+  ka(pa[0].fd, "/big?n=1100000", NULL, &r);
+  assert_int_equal(r.status, 200);
+  assert_true(r.body_len > 1100000);
+  expect_header(&r, "x-cache", "miss");
+  http_free(&r);
+  ka(pa[0].fd, "/big?n=1000", NULL, &r); /* a small one is kept: proof the big one's store came before */
+  expect_header(&r, "x-cache", "miss");
+  http_free(&r);
+  wait_entries(&a, "cr:{rc:big}:e:*", 1);
+  char *keys = srv_rcli(&a, "--scan", "--pattern", "cr:{rc:big}:e:*", NULL);
+  if (strstr(keys, "n=1100000")) fail_msg("the 1.1 MB answer is in Redis: %s", keys);
+  free(keys);
+  assert_int_equal(srv_log_count(&a, "\"level\":\"warn\"", "shared cache: an answer of big is over 1048576 bytes", NULL),
+                   1);
+  ka(pb[0].fd, "/big?n=1100000", NULL, &r);
+  expect_header(&r, "x-cache", "miss");
+  http_free(&r);
   close_pins(pa, 2);
   close_pins(pb, 2);
   assert_int_equal(srv_stop(&b), 0);
