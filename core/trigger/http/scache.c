@@ -82,12 +82,12 @@ void cr_scache_free(cr_scache_t *sc) {
   free(sc);
 }
 
-static void warn(cr_scache_t *sc, uint64_t *last, const char *fmt, const char *a, const char *b) {
+/* One warning per 10 s of each kind (last: when the previous one was logged). */
+static int may_warn(uint64_t *last) {
   uint64_t now = cr_clock_coarse_ns();
-  if (*last && now - *last < 10000000000ull) return;
+  if (*last && now - *last < 10000000000ull) return 0;
   *last = now ? now : 1;
-  cr_log(CR_LOG_WARN, NULL, NULL, fmt, a, b);
-  (void)sc;
+  return 1;
 }
 
 /* PREFIX{rc:NAME}: */
@@ -145,8 +145,9 @@ static void on_get(void *data, redisReply *reply, const char *err) {
     cb(d, CR_SCACHE_MISS, NULL, &st); /* not ours to read: it is replaced by the next store */
     return;
   }
-  warn(sc, &sc->warned_ns, "shared cache: a lookup failed (%s%s): the request went to the function",
-       err ? err : "unexpected reply from rc_get", "");
+  if (may_warn(&sc->warned_ns))
+    cr_log(CR_LOG_WARN, NULL, NULL, "shared cache: a lookup failed (%s): the request went to the function",
+           err ? err : "unexpected reply from rc_get");
   cb(d, CR_SCACHE_ERROR, NULL, NULL);
 }
 
@@ -161,8 +162,9 @@ static void on_sweep(uv_timer_t *t) {
     cr_scache_cb cb = g->cb;
     void *d = g->data;
     free(g);
-    warn(sc, &sc->warned_ns, "shared cache: Redis did not answer a lookup within %s ms%s: the request went to the function",
-         "250", "");
+    if (may_warn(&sc->warned_ns))
+      cr_log(CR_LOG_WARN, NULL, NULL, "shared cache: Redis did not answer a lookup within %d ms: the request went to "
+             "the function", CR_SCACHE_WAIT_MS);
     cb(d, CR_SCACHE_ERROR, NULL, NULL);
   }
   if (!sc->head) uv_timer_stop(t);
@@ -171,8 +173,9 @@ static void on_sweep(uv_timer_t *t) {
 cr_scache_get_t *cr_scache_get(cr_scache_t *sc, const cr_fnver_t *ver, const char *path, size_t plen,
                                const char *lkey, size_t lklen, cr_scache_cb cb, void *data) {
   if (!sc->redis || sc->get_script < 0 || !cr_redis_connected(sc->redis)) {
-    warn(sc, &sc->warned_ns, "shared cache: %s: requests go to the function%s",
-         !sc->redis ? "no Redis (--redis none)" : "Redis is unreachable", "");
+    if (may_warn(&sc->warned_ns))
+      cr_log(CR_LOG_WARN, NULL, NULL, "shared cache: %s: requests go to the function",
+             !sc->redis ? "no Redis (--redis none)" : "Redis is unreachable");
     return NULL;
   }
   if (!sc->timer) {
@@ -227,8 +230,9 @@ void cr_scache_put(cr_scache_t *sc, const cr_fnver_t *ver, const char *path, siz
                    size_t lklen, const cr_scache_stamps_t *st, const cr_rcache_entry_t *e) {
   if (!sc->redis || sc->put_script < 0 || !cr_redis_connected(sc->redis)) return;
   if (e->body_len > CR_SCACHE_MAX_BODY) {
-    warn(sc, &sc->big_warned_ns, "shared cache: an answer of %s is over %s bytes: kept in the worker's memory only",
-         ver->fn->name, "1048576");
+    if (may_warn(&sc->big_warned_ns))
+      cr_log(CR_LOG_WARN, NULL, NULL, "shared cache: an answer of %s is over %d bytes: kept in the worker's memory only",
+             ver->fn->name, CR_SCACHE_MAX_BODY);
     return;
   }
   cr_buf_t k = CR_BUF_INIT, v = CR_BUF_INIT;
