@@ -35,6 +35,7 @@ struct cr_scache_s {
   cr_scache_get_t *head, *tail;
   uv_timer_t *timer; /* sweeps lookups past CR_SCACHE_WAIT_MS; NULL until the first */
   uint64_t warned_ns, big_warned_ns;
+  uint64_t shun_until_ns; /* a lookup timed out: Redis is not asked before this (monotonic) */
 };
 
 static uint64_t mono_ms(void) { return cr_clock_ns() / 1000000u; }
@@ -162,6 +163,8 @@ static void on_sweep(uv_timer_t *t) {
     cr_scache_cb cb = g->cb;
     void *d = g->data;
     free(g);
+    /* A Redis this slow would add its wait to every request: not asked for a second. */
+    sc->shun_until_ns = cr_clock_ns() + CR_SCACHE_SHUN_MS * 1000000ull;
     if (may_warn(&sc->warned_ns))
       cr_log(CR_LOG_WARN, NULL, NULL, "shared cache: Redis did not answer a lookup within %d ms: the request went to "
              "the function", CR_SCACHE_WAIT_MS);
@@ -172,6 +175,7 @@ static void on_sweep(uv_timer_t *t) {
 
 cr_scache_get_t *cr_scache_get(cr_scache_t *sc, const cr_fnver_t *ver, const char *path, size_t plen,
                                const char *lkey, size_t lklen, cr_scache_cb cb, void *data) {
+  if (sc->shun_until_ns && cr_clock_ns() < sc->shun_until_ns) return NULL; /* warned when it began */
   if (!sc->redis || sc->get_script < 0 || !cr_redis_connected(sc->redis)) {
     if (may_warn(&sc->warned_ns))
       cr_log(CR_LOG_WARN, NULL, NULL, "shared cache: %s: requests go to the function",
@@ -229,6 +233,7 @@ static void on_put(void *data, redisReply *reply, const char *err) {
 void cr_scache_put(cr_scache_t *sc, const cr_fnver_t *ver, const char *path, size_t plen, const char *lkey,
                    size_t lklen, const cr_scache_stamps_t *st, const cr_rcache_entry_t *e) {
   if (!sc->redis || sc->put_script < 0 || !cr_redis_connected(sc->redis)) return;
+  if (sc->shun_until_ns && cr_clock_ns() < sc->shun_until_ns) return;
   if (e->body_len > CR_SCACHE_MAX_BODY) {
     if (may_warn(&sc->big_warned_ns))
       cr_log(CR_LOG_WARN, NULL, NULL, "shared cache: an answer of %s is over %d bytes: kept in the worker's memory only",

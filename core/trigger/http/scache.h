@@ -29,7 +29,10 @@
  *
  * Failure: a lookup that Redis does not answer within CR_SCACHE_WAIT_MS, or
  * that fails (down, an error reply), is a miss (the request goes to the
- * function), counted as an error, with one warning per 10 s. An answer
+ * function), counted as an error, with one warning per 10 s; after a
+ * lookup timed out, the worker does not ask Redis for CR_SCACHE_SHUN_MS
+ * (each request then is such an error at once), so a stalled Redis costs
+ * one wait per worker per second, not one per request. An answer
  * whose body is over CR_SCACHE_MAX_BODY is not kept in Redis (the local
  * layer only; one warning per 10 s). */
 #ifndef CR_SCACHE_H
@@ -45,6 +48,7 @@
 #include "shm.h"
 
 #define CR_SCACHE_WAIT_MS 250
+#define CR_SCACHE_SHUN_MS 1000
 #define CR_SCACHE_LOCAL_MS 500
 #define CR_SCACHE_MAX_BODY (1024 * 1024)
 /* A path stamp's life in Redis, seconds: past ttl + staleWhileRevalidate at their largest. */
