@@ -242,6 +242,15 @@ static void shared_across_nodes_and_purges(void **state) {
   char v2[256];
   ka_expect(&pa[0], "/sh", NULL, "hit", NULL, v2, sizeof v2);
   for (int i = 1; i < 4; i++) ka_expect(all[i], "/sh", NULL, "hit", v2, NULL, 0);
+  /* HEAD is answered from the shared GET answer too: its length, no body. */
+  assert_int_equal(http_request(b.port, "HEAD", "/sh", NULL, NULL, 0, &r), 0);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.body_len, 0);
+  expect_header(&r, "x-cache", "hit");
+  char len[16];
+  snprintf(len, sizeof len, "%zu", strlen(v2));
+  expect_header(&r, "content-length", len);
+  http_free(&r);
 
   /* A path purge takes every query variant of the path, and no other path. */
   char q1[256], q2[256], other[256];
