@@ -74,6 +74,9 @@ EMBEDDED(cr_redis_inv_done)
 EMBEDDED(cr_redis_cron_claim)
 EMBEDDED(cr_redis_rate_gcra)
 EMBEDDED(cr_redis_cron_done)
+EMBEDDED(cr_redis_rc_get)
+EMBEDDED(cr_redis_rc_put)
+EMBEDDED(cr_redis_rc_purge)
 
 const cr_redis_script_t cr_stdlib_scripts[] = {
     {"kv_put", cr_redis_kv_put},       {"kv_delete", cr_redis_kv_delete}, {"kv_incr", cr_redis_kv_incr},
@@ -86,6 +89,8 @@ const cr_redis_script_t cr_stdlib_scripts[] = {
     {"rate_gcra", cr_redis_rate_gcra}, /* core/trigger/http/policy.c's */
     {"cron_claim", cr_redis_cron_claim}, {"cron_done", cr_redis_cron_done}, /* core/trigger/cron's */
     {"kv_expire", cr_redis_kv_expire}, /* the expiry sweeper's (stdlib/kvexpire.c) */
+    {"rc_get", cr_redis_rc_get},       {"rc_put", cr_redis_rc_put},       {"rc_purge", cr_redis_rc_purge},
+    /* the shared response cache's (core/trigger/http/scache.c) */
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
 
@@ -114,7 +119,14 @@ struct cr_stdlib_s {
   const cr_stdlib_calls_t *calls; /* crescent.invoke's (cr_stdlib_set_calls), or NULL */
   void *calls_ud;
   cr_http_config_t http;          /* crescent.http's (cr_stdlib_set_http); ob NULL: none */
+  const cr_stdlib_cache_t *cache; /* ctx.cache.purge's (cr_stdlib_set_cache), or NULL */
+  void *cache_ud;
 };
+
+void cr_stdlib_set_cache(cr_stdlib_t *S, const cr_stdlib_cache_t *ops, void *ud) {
+  S->cache = ops;
+  S->cache_ud = ud;
+}
 
 void cr_stdlib_set_http(cr_stdlib_t *S, const cr_http_config_t *cfg) {
   S->http = *cfg;
@@ -480,6 +492,88 @@ static int l_invoke(lua_State *L) {
   return cr_invoke_yield(L, inv, c, icall_detach);
 }
 
+/* --- ctx.cache.purge ---------------------------------------------------------------------------- */
+
+/* One purge an invocation waits on. */
+typedef struct {
+  cr_stdlib_t *S;
+  cr_invocation_t *inv;
+  void *handle;
+} pcall_t;
+
+static void pcall_detach(void *pending) {
+  pcall_t *c = pending;
+  c->S->cache->cancel(c->S->cache_ud, c->handle);
+  free(c);
+}
+
+static void on_purge_done(void *data, const char *err) {
+  pcall_t *c = data;
+  cr_invocation_t *inv = c->inv;
+  free(c);
+  lua_State *co = inv->co;
+  if (err) {
+    lua_pushnil(co);
+    lua_pushstring(co, err);
+  } else {
+    lua_pushboolean(co, 1);
+    lua_pushnil(co);
+  }
+  cr_invoke_resume(inv, 2);
+}
+
+/* cache_purge(path) -> true | nil, err; stdlib/once.lua checks the argument.
+ * Upvalue: the cr_stdlib_t. */
+static int l_cache_purge(lua_State *L) {
+  cr_stdlib_t *S = stdlib_at(L, 1);
+  cr_invocation_t *inv = cr_invoke_current(L);
+  if (!inv) {
+    luaL_where(L, 2);
+    lua_pushliteral(L, "ctx.cache.purge is only possible inside a handler, not during init (module top level)");
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  if (cr_clock_ns() >= inv->deadline_ns) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  if (!S->cache) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "cache unavailable");
+    return 2;
+  }
+  if (!cr_invoke_can_yield(L, inv)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "cannot call ctx.cache.purge here (inside a C callback)");
+    return 2;
+  }
+  pcall_t *c = malloc(sizeof *c);
+  if (!c) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "out of memory");
+    return 2;
+  }
+  c->S = S;
+  c->inv = inv;
+  c->handle = NULL;
+  char err[256] = "";
+  int rc = S->cache->purge(S->cache_ud, path, len, on_purge_done, c, &c->handle, err, sizeof err);
+  if (rc != 0) {
+    free(c);
+    if (rc > 0) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  return cr_invoke_yield(L, inv, c, pcall_detach);
+}
+
 /* Is s[0..n) valid UTF-8 (RFC 3629: shortest forms only, no surrogates,
  * at most U+10FFFF)? */
 static int valid_utf8(const unsigned char *s, size_t n) {
@@ -596,6 +690,9 @@ static void push_prims(lua_State *L, cr_stdlib_t *S) {
     lua_pushcclosure(L, l_invoke, 2);
     lua_setfield(L, -2, kind ? "invoke_async" : "invoke_call");
   }
+  lua_pushlightuserdata(L, S);
+  lua_pushcclosure(L, l_cache_purge, 1);
+  lua_setfield(L, -2, "cache_purge");
   cr_http_push_primitive(L, &S->http);
   lua_setfield(L, -2, "http_request");
   lua_pushnumber(L, (double)S->http.max_response);

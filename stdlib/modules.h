@@ -69,7 +69,7 @@ void cr_stdlib_free(cr_stdlib_t *s);
 /* A cr_vm_preload_fn (vm.h): adds the module loaders to the table at the
  * top of L's stack (name -> loader), for the sandbox's require, bound to
  * stdlib (a cr_stdlib_t, not NULL). Also sets the registry's CR_CTX_EXTEND
- * (invoke.h): the function that adds ctx.once to each instance's ctx. */
+ * (invoke.h): the function that adds ctx.once and ctx.cache to each instance's ctx. */
 void cr_stdlib_preload(lua_State *L, void *stdlib);
 
 /* Calls to other functions (crescent.invoke), which a layer above makes
@@ -89,6 +89,22 @@ typedef struct {
 /* Without it (the default) crescent.invoke's calls fail with "invocation
  * unavailable". ops must outlive s. */
 void cr_stdlib_set_calls(cr_stdlib_t *s, const cr_stdlib_calls_t *ops, void *ud);
+
+/* ctx.cache.purge(path) (stdlib/once.lua), which a layer above carries out
+ * (the gateway's cache, core/trigger/http/scache.h): the stdlib only checks
+ * the argument, yields and resumes. purge returns 1 when it is done already
+ * (nothing to wait for), 0 when done comes later (never from inside purge;
+ * *handle is what cancel takes, if the invocation ends first), or -1 with
+ * err written. done gets NULL or the error. */
+typedef void (*cr_stdlib_purge_done)(void *data, const char *err);
+typedef struct {
+  int (*purge)(void *ud, const char *path, size_t len, cr_stdlib_purge_done done, void *data, void **handle,
+               char *err, size_t errlen);
+  void (*cancel)(void *ud, void *handle);
+} cr_stdlib_cache_t;
+/* Without it (the default) ctx.cache.purge fails with "cache unavailable".
+ * ops must outlive s. */
+void cr_stdlib_set_cache(cr_stdlib_t *s, const cr_stdlib_cache_t *ops, void *ud);
 
 /* Outbound HTTP (crescent.http, stdlib/httpout.h): the worker's client and
  * policy (copied; what it points to must outlive s). Without it calls fail

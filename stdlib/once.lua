@@ -1,5 +1,5 @@
--- ctx.once: the stdlib's part of ctx (core/exec/invoke.c's prepare calls
--- what this chunk returns with each instance's ctx).
+-- ctx.once and ctx.cache: the stdlib's part of ctx (core/exec/invoke.c's
+-- prepare calls what this chunk returns with each instance's ctx).
 --
 --   ctx.once(key, ttl) -> true the first time key is seen within ttl seconds
 --                         (by any instance of this function, on any worker),
@@ -9,6 +9,12 @@
 -- One Redis SET NX EX under the prefix and a per-function namespace
 -- ("cr:{once:FUNCTION}:KEY"), so two functions never share a key. Keys are
 -- 1 to 1024 bytes of UTF-8; ttl is whole seconds, 1 to 31536000 (a year).
+--   ctx.cache.purge(path) -> true, or nil, err: the cached answers (cache = {...}) of the
+--                         function GET path routes to, every variant of the path (query,
+--                         vary, principal), on every worker and, for shared = true, in
+--                         Redis; path is what requests spell ("/users/42", no query).
+--                         Any function may purge any user function's path; /_/ is the
+--                         platform's. See README "Response cache".
 -- Platform rules: see lua/sandbox.lua.
 local P = ...
 local A = P.args
@@ -16,6 +22,8 @@ local L = P.lib
 local cmd = P.command("ctx.once")
 local type = L.type
 local utf8 = P.utf8
+local find, sub = L.string.find, L.string.sub
+local cache_purge = P.cache_purge
 
 return function(ctx)
   local ns = P.prefix .. "{once:" .. ctx.functionName .. "}:"
@@ -30,4 +38,13 @@ return function(ctx)
     if err then return nil, err end
     return false
   end
+  ctx.cache = {
+    purge = function(path)
+      if type(path) ~= "string" or #path < 1 or #path > 2048 or sub(path, 1, 1) ~= "/" or find(path, "[%c%s?#]") then
+        A.bad("ctx.cache.purge", 1, "path: a string starting with '/', at most 2048 bytes, without query, spaces or control characters")
+      end
+      local ok, err = cache_purge(path)
+      return ok, err
+    end,
+  }
 end

@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "hash.h"
 
 /* How long a worker waits for a function's admission lock before it answers
  * "at the limit": the lock is held for a few instructions, so only a holder
@@ -28,6 +29,24 @@ cr_shm_t *cr_shm_create(int nworkers) {
 
 void cr_shm_destroy(cr_shm_t *shm) {
   if (shm) munmap(shm, sizeof *shm);
+}
+
+static _Atomic uint64_t *purge_cell(cr_shm_t *shm, int slot, const char *path, size_t len) {
+  uint64_t h = cr_fnv1a_more(cr_fnv1a(&slot, sizeof slot), path, len);
+  return &shm->cache_purged[h % CR_SHM_CACHE_PURGES];
+}
+
+void cr_shm_cache_purge(cr_shm_t *shm, int slot, const char *path, size_t len, uint64_t now_ns) {
+  if (!shm) return;
+  _Atomic uint64_t *c = purge_cell(shm, slot, path, len);
+  uint64_t old = atomic_load(c);
+  /* the larger time wins: a purge racing an older one is never undone */
+  while (old < now_ns && !atomic_compare_exchange_weak(c, &old, now_ns)) {
+  }
+}
+
+uint64_t cr_shm_cache_purged(cr_shm_t *shm, int slot, const char *path, size_t len) {
+  return shm ? atomic_load_explicit(purge_cell(shm, slot, path, len), memory_order_acquire) : 0;
 }
 
 int cr_shm_hist_bucket(double ms) {

@@ -78,7 +78,17 @@ typedef struct {
   _Atomic uint64_t rate_limited;  /* requests refused by the function's rateLimit (never invoked) */
   _Atomic uint64_t cache_hits, cache_misses; /* answers of a function with cache: from the cache or not */
   _Atomic uint64_t cache_epoch;   /* bumped by a purge: older cache entries (every worker's) miss */
+  /* cache = { shared = true }: Redis lookups after a local miss that answered (a hit), found
+   * nothing usable (absent, purged, stale), or failed (Redis down, slow, an error) */
+  _Atomic uint64_t cache_shared_hits, cache_shared_misses, cache_shared_errors;
 } cr_shm_fn_t;
+
+/* Per-path cache purges (ctx.cache.purge, DELETE /_/api/cache?path=): a direct-mapped table of
+ * purge times (monotonic ns) by the hash of (function slot, path). An entry of a path whose cell
+ * holds a time at or after the entry was begun misses. Two paths in one cell share its latest
+ * time: a collision only costs an extra miss, never a stale answer. Times only grow (a purge
+ * stores the larger), are not held by a worker, and are never reclaimed. */
+#define CR_SHM_CACHE_PURGES 16384
 
 /* One stream trigger of a function (a queue, a bucket's events, a
  * namespace's changes), named by its label. Its counters only grow (shared,
@@ -135,12 +145,20 @@ typedef struct cr_shm_s {
   cr_shm_held_t held[CR_SHM_MAX_FUNCTIONS];
   cr_shm_trig_t trig[CR_SHM_MAX_FUNCTIONS][CR_SHM_TRIGGERS];
   cr_shm_trig_held_t trig_held[CR_SHM_MAX_FUNCTIONS][CR_SHM_TRIGGERS]; /* trig's, entry for entry */
+  _Atomic uint64_t cache_purged[CR_SHM_CACHE_PURGES]; /* see CR_SHM_CACHE_PURGES */
 } cr_shm_t;
 
 /* A function's counters, or NULL without shared memory or for a slot out of range. */
 static inline cr_shm_fn_t *cr_shm_fn(cr_shm_t *shm, int slot) {
   return shm && slot >= 0 && slot < CR_SHM_MAX_FUNCTIONS ? &shm->fns[slot] : NULL;
 }
+
+/* Records a purge of function slot's cached answers of path (len bytes) at now_ns (monotonic,
+ * cr_clock_ns()): entries begun at or before it miss from now on, in every worker. (Nanoseconds: a
+ * request right after a purge must not fall in its millisecond and miss again and again.) */
+void cr_shm_cache_purge(cr_shm_t *shm, int slot, const char *path, size_t len, uint64_t now_ns);
+/* The latest purge time recorded in path's cell (0: none). */
+uint64_t cr_shm_cache_purged(cr_shm_t *shm, int slot, const char *path, size_t len);
 
 /* Maps the region (zeroed). Returns NULL on failure. */
 cr_shm_t *cr_shm_create(int nworkers);

@@ -1188,10 +1188,11 @@ static int read_cache(lua_State *L, cr_settings_t *s, char *err, size_t errlen) 
   static const char *const known[] = {"ttl", "vary", "staleWhileRevalidate", "shared", NULL};
   if ((rc = only_keys(L, "cache", known, "ttl, vary, staleWhileRevalidate, shared", err, errlen))) goto done;
   raw_field(L, "shared");
-  int shared = lua_toboolean(L, -1);
+  int st = lua_type(L, -1);
+  c->shared = st == LUA_TBOOLEAN && lua_toboolean(L, -1);
   lua_pop(L, 1);
-  if (shared) {
-    rc = fail(err, errlen, "setting 'cache': shared = true (a cache in Redis) is not supported by this build yet");
+  if (st != LUA_TNIL && st != LUA_TBOOLEAN) {
+    rc = fail(err, errlen, "setting 'cache': 'shared' must be true or false, got %s", lua_typename(L, st));
     goto done;
   }
   raw_field(L, "ttl");
@@ -1465,6 +1466,7 @@ int cr_settings_pack(const cr_settings_t *s, cr_buf_t *b) {
        cr_wire_f64(b, s->auth.ttl) || cr_wire_str(b, s->auth.identity);
   rc = rc || cr_wire_f64(b, s->cache.ttl) || cr_wire_f64(b, s->cache.swr) || cr_wire_u32(b, (uint32_t)s->cache.nvary);
   for (int i = 0; i < s->cache.nvary && !rc; i++) rc = cr_wire_str(b, s->cache.vary[i]);
+  rc = rc || cr_wire_u32(b, (uint32_t)s->cache.shared);
   /* The triggers last: the tests build frames that end with them. */
   rc = rc || cr_wire_u32(b, (uint32_t)s->ntriggers);
   for (int i = 0; i < s->ntriggers && !rc; i++) rc = pack_trigger(b, &s->triggers[i]);
@@ -1623,6 +1625,7 @@ int cr_settings_unpack_from(cr_wire_reader_t *r, cr_settings_t *s) {
   } else {
     r->bad = 1;
   }
+  s->cache.shared = cr_wire_get_u32(r) != 0;
   uint32_t ntriggers = cr_wire_get_u32(r);
   if (!r->bad && ntriggers <= CR_MAX_TRIGGERS) {
     if (ntriggers) s->triggers = calloc(ntriggers, sizeof *s->triggers);

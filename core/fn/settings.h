@@ -180,7 +180,8 @@ typedef struct {
   double leeway;      /* seconds for exp/nbf, [0, 600], default 30 */
 } cr_auth_spec_t;
 
-/* cache = { ttl = 30, vary = { "query.page", "header.accept-language" }, staleWhileRevalidate = 10 }
+/* cache = { ttl = 30, vary = { "query.page", "header.accept-language" }, staleWhileRevalidate = 10,
+ *           shared = false }
  * (GET and HEAD answers with status 200; core/trigger/http/rcache.h) */
 #define CR_MAX_CACHE_VARY 16
 typedef struct {
@@ -188,6 +189,7 @@ typedef struct {
   double swr;         /* staleWhileRevalidate, [0, 86400], default 0 */
   int nvary;
   char **vary;        /* "query.NAME" (as written) or "header.NAME" (lower-case) */
+  int shared;         /* shared = true: also kept in Redis, for every worker and node (scache.h) */
 } cr_cache_spec_t;
 
 typedef struct cr_settings_s {

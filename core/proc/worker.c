@@ -32,6 +32,7 @@
 #include "dispatch.h"
 #include "error.h"
 #include "gateway.h"
+#include "scache.h"
 #include "meter.h"
 #include "http.h"
 #include "invoke.h"
@@ -363,7 +364,7 @@ int cr_worker_main(cr_worker_args_t *args) {
                              .max_object = cfg->max_object, .registry = args->registry,
                              .admin = &w.admin, .meter = w.meter, .invoke_api = &w.invoke_api,
                              .redis = w.redis, .prefix = cfg->redis_prefix, .shm = args->shm,
-                             .cache_size = cfg->cache_size,
+                             .cache_size = cfg->cache_size, .loop = w.loop,
                              .default_auth = strcmp(cfg->default_auth, "apikey") == 0 ? CR_AUTH_APIKEY : CR_AUTH_NONE};
   /* Function calls first: the gateway runs authorizer functions through them. */
   w.fncalls = w.dispatch ? cr_fncalls_new(w.loop, w.dispatch, args->registry) : NULL;
@@ -396,6 +397,8 @@ int cr_worker_main(cr_worker_args_t *args) {
   w.admin.metrics_public = cfg->metrics_public;
   w.admin.redis_configured = strcmp(cfg->redis, "none") != 0;
   w.admin.redis = w.redis;
+  w.admin.scache = cr_gateway_scache(w.gateway);
+  cr_stdlib_set_cache(w.stdlib, &cr_scache_stdlib_ops, w.admin.scache);
   cr_http_opts_t opts = {
       .max_body = cfg->max_body,
       .max_header = cfg->max_header,

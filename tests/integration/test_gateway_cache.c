@@ -6,7 +6,8 @@
  * test holds); the key (the whole query by default, only the varied query parameters and headers
  * with vary); HEAD answered from a GET's entry; what is never kept (POST, non-200, Cache-Control
  * no-store / private / no-cache, Set-Cookie) and max-age; a new version starting empty;
- * DELETE /_/api/cache across 2 workers (connections pinned by the report line's worker); and
+ * DELETE /_/api/cache across 2 workers (connections pinned by the report line's worker); per-path
+ * purges (ctx.cache.purge from another function, ?path=) on both workers at once; and
  * per-principal entries behind JWT auth (HS256 tokens made here with OpenSSL); CORS headers made
  * afresh on hits; --cache-size's eighth. */
 #include <arpa/inet.h>
@@ -489,6 +490,58 @@ static void purge_across_workers(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* ctx.cache.purge and ?path= without shared: every worker of the node at once (the purge table in
+ * shared memory), every query variant of the path, no other path; any function may purge another
+ * function's path. */
+static void path_purge_across_workers(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "probe.lua", "return function() return 'probe' end\n");
+  srv_write(&s, "users.lua",
+            "local n = 0\nreturn { routes = { 'GET /users/:id' }, cache = { ttl = 30 },\n"
+            "  handler = function(event) n = n + 1; return event.params.id .. ' n=' .. n end }\n");
+  srv_write(&s, "edit.lua",
+            "return { routes = { 'PUT /users/:id' }, handler = function(event, ctx)\n"
+            "  local ok, err = ctx.cache.purge('/users/' .. event.params.id)\n"
+            "  return ok and 'purged' or { status = 409, body = tostring(err) } end }\n");
+  srv_start(&s, "--workers 2");
+  pin_t pins[2];
+  pin_workers(&s, 2, pins);
+  for (int w = 0; w < 2; w++) {
+    ka_expect(pins[w].fd, "/users/1", "1 n=1", "miss");
+    ka_expect(pins[w].fd, "/users/1?a=1", "1 n=2", "miss");
+    ka_expect(pins[w].fd, "/users/2", "2 n=3", "miss");
+    ka_expect(pins[w].fd, "/users/1", "1 n=1", "hit");
+  }
+  /* PUT /users/1 (another function) purges GET /users/1's answers on both workers. */
+  http_resp_t r;
+  ka(pins[0].fd, "PUT", "/users/1", &r);
+  expect_status_body(&r, 200, "purged");
+  http_free(&r);
+  for (int w = 0; w < 2; w++) {
+    ka_expect(pins[w].fd, "/users/1", "1 n=4", "miss");
+    ka_expect(pins[w].fd, "/users/1?a=1", "1 n=5", "miss");
+    ka_expect(pins[w].fd, "/users/1", "1 n=4", "hit");
+    ka_expect(pins[w].fd, "/users/2", "2 n=3", "hit"); /* another path: untouched */
+  }
+  /* The API's ?path=, routed by GET. */
+  req(s.port, "DELETE", "/_/api/cache?path=/users/2", NULL, &r);
+  expect_status_body(&r, 200, "{\"purged\":1}");
+  http_free(&r);
+  for (int w = 0; w < 2; w++) {
+    ka_expect(pins[w].fd, "/users/2", "2 n=6", "miss");
+    ka_expect(pins[w].fd, "/users/1", "1 n=4", "hit");
+  }
+  /* With function= and path= together. */
+  req(s.port, "DELETE", "/_/api/cache?function=users&path=/users/1", NULL, &r);
+  expect_status_body(&r, 200, "{\"purged\":1}");
+  http_free(&r);
+  for (int w = 0; w < 2; w++) ka_expect(pins[w].fd, "/users/1", "1 n=7", "miss");
+  for (int w = 0; w < 2; w++) http_close(pins[w].fd);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 /* --- auth + cache -------------------------------------------------------------------------------- */
 
 #define SECRET "cachetest-secret-0123456789abcdefghijklmnop"
@@ -654,6 +707,7 @@ int main(void) {
       cmocka_unit_test(stale_while_revalidate),
       cmocka_unit_test(new_version_starts_empty),
       cmocka_unit_test(purge_across_workers),
+      cmocka_unit_test(path_purge_across_workers),
       cmocka_unit_test(per_principal),
       cmocka_unit_test(cors_on_hits_and_size_limit),
   };

@@ -922,6 +922,7 @@ static void assert_same(const cr_settings_t *a, const cr_settings_t *b) {
   assert_true(a->cache.ttl == b->cache.ttl);
   assert_true(a->cache.swr == b->cache.swr);
   assert_int_equal(a->cache.nvary, b->cache.nvary);
+  assert_int_equal(a->cache.shared, b->cache.shared);
   for (int i = 0; i < a->cache.nvary; i++) assert_string_equal(a->cache.vary[i], b->cache.vary[i]);
   assert_int_equal(a->negress, b->negress);
   for (int i = 0; i < a->negress; i++) assert_string_equal(a->egress[i], b->egress[i]);
@@ -1009,17 +1010,31 @@ static void test_cache_settings(void **state) {
   assert_int_equal(s.cache.nvary, 2);
   assert_string_equal(s.cache.vary[0], "query.page");
   assert_string_equal(s.cache.vary[1], "header.accept-language");
+  assert_int_equal(s.cache.shared, 0);
   assert_int_equal(cr_settings_pack(&s, &b), 0);
   assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
   assert_same(&s, &u);
   cr_settings_free(&u);
   cr_settings_free(&s);
   cr_buf_free(&b);
+  /* shared = true: kept in Redis too (scache.h); it survives the trip to the workers. */
+  accepted("return { handler = print, cache = { ttl = 5, shared = true } }", &s);
+  assert_int_equal(s.cache.shared, 1);
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
+  assert_int_equal(u.cache.shared, 1);
+  assert_same(&s, &u);
+  cr_settings_free(&u);
+  cr_settings_free(&s);
+  cr_buf_free(&b);
+  accepted("return { handler = print, cache = { ttl = 5, shared = false } }", &s);
+  assert_int_equal(s.cache.shared, 0);
+  cr_settings_free(&s);
   refused_exact("return { handler = print, cache = 30 }", "setting 'cache' must be a table like { ttl = 30 }, got number");
   refused_exact("return { handler = print, cache = {} }", "setting 'cache': 'ttl' (seconds) is required");
   refused_exact("return { handler = print, cache = { ttl = 0 } }", "setting 'cache': 'ttl' must be a number from 0.001 to 86400");
-  refused_exact("return { handler = print, cache = { ttl = 5, shared = true } }",
-                "setting 'cache': shared = true (a cache in Redis) is not supported by this build yet");
+  refused_exact("return { handler = print, cache = { ttl = 5, shared = 'yes' } }",
+                "setting 'cache': 'shared' must be true or false, got string");
   refused_exact("return { handler = print, cache = { ttl = 5, vary = { 'cookie.x' } } }",
                 "setting 'cache': vary entry 1 must be \"query.NAME\" or \"header.NAME\"");
   refused_exact("return { handler = print, cache = { ttl = 5, vary = { 'query.a=b' } } }",

@@ -368,6 +368,27 @@ static void test_trigger_places(void **state) {
   cr_shm_destroy(shm);
 }
 
+/* Per-path cache purges: the time of the latest purge of (slot, path), the larger time kept. */
+static void test_cache_path_purges(void **state) {
+  (void)state;
+  cr_shm_t *shm = cr_shm_create(2);
+  assert_non_null(shm);
+  assert_true(cr_shm_cache_purged(shm, 3, "/a", 2) == 0);
+  cr_shm_cache_purge(shm, 3, "/a", 2, 1000);
+  assert_true(cr_shm_cache_purged(shm, 3, "/a", 2) == 1000);
+  cr_shm_cache_purge(shm, 3, "/a", 2, 900); /* an older time never undoes a purge */
+  assert_true(cr_shm_cache_purged(shm, 3, "/a", 2) == 1000);
+  cr_shm_cache_purge(shm, 3, "/a", 2, 1200);
+  assert_true(cr_shm_cache_purged(shm, 3, "/a", 2) == 1200);
+  /* Another path, or the same path of another function: its own cell (these do not collide). */
+  assert_true(cr_shm_cache_purged(shm, 3, "/b", 2) == 0);
+  assert_true(cr_shm_cache_purged(shm, 4, "/a", 2) == 0);
+  /* Without shared memory: nothing, no crash. */
+  cr_shm_cache_purge(NULL, 3, "/a", 2, 5);
+  assert_true(cr_shm_cache_purged(NULL, 3, "/a", 2) == 0);
+  cr_shm_destroy(shm);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_zeroed),
@@ -379,6 +400,7 @@ int main(void) {
       cmocka_unit_test(test_places_race),
       cmocka_unit_test(test_trigger_entries),
       cmocka_unit_test(test_trigger_places),
+      cmocka_unit_test(test_cache_path_purges),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -15,6 +16,7 @@
 #include "jsontext.h"
 #include "log.h"
 #include "router.h"
+#include "scache.h"
 
 int cr_admin_owns(const char *path, size_t len) {
   return (len >= 3 && memcmp(path, "/_/", 3) == 0) || (len == 2 && memcmp(path, "/_", 2) == 0);
@@ -208,9 +210,13 @@ static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
                     (unsigned long long)atomic_load(&f->client_errors), (unsigned long long)atomic_load(&f->timeouts),
                     (unsigned long long)atomic_load(&f->throttles), (unsigned long long)atomic_load(&f->cold_starts),
                     (double)atomic_load(&f->duration_ns) / 1e6, (unsigned long long)atomic_load(&f->billed_ms), gbs);
-      cr_buf_printf(b, "\"rateLimited\":%llu,\"cache\":{\"hits\":%llu,\"misses\":%llu},",
+      cr_buf_printf(b, "\"rateLimited\":%llu,\"cache\":{\"hits\":%llu,\"misses\":%llu,"
+                       "\"shared\":{\"hits\":%llu,\"misses\":%llu,\"errors\":%llu}},",
                     (unsigned long long)atomic_load(&f->rate_limited), (unsigned long long)atomic_load(&f->cache_hits),
-                    (unsigned long long)atomic_load(&f->cache_misses));
+                    (unsigned long long)atomic_load(&f->cache_misses),
+                    (unsigned long long)atomic_load(&f->cache_shared_hits),
+                    (unsigned long long)atomic_load(&f->cache_shared_misses),
+                    (unsigned long long)atomic_load(&f->cache_shared_errors));
       cr_buf_printf(b, "\"http\":{\"requests\":%llu,\"errors\":%llu,\"bytesOut\":%llu,\"bytesIn\":%llu,"
                        "\"timeMsSum\":%.3f},",
                     (unsigned long long)atomic_load(&f->http_requests), (unsigned long long)atomic_load(&f->http_errors),
@@ -341,6 +347,125 @@ static void cron_metrics(const cr_admin_t *a, cr_buf_t *b) {
   }
 }
 
+/* --- DELETE /_/api/cache ------------------------------------------------------------------------ */
+
+/* A purge answered once Redis took every shared function's part. */
+typedef struct {
+  cr_http_req_t *req;
+  int purged;
+  int pending;
+  char err[128];
+} purge_wait_t;
+
+static void purge_answer(purge_wait_t *pw) {
+  cr_buf_t b = CR_BUF_INIT;
+  if (pw->err[0]) {
+    cr_buf_append_str(&b, "{\"error\":");
+    char msg[200];
+    snprintf(msg, sizeof msg, "purged on this node, not in Redis (shared cache): %s", pw->err);
+    cr_json_escape(&b, msg, strlen(msg));
+    cr_buf_printf(&b, ",\"purged\":%d}", pw->purged);
+    respond_json(pw->req, 503, &b);
+  } else {
+    cr_buf_printf(&b, "{\"purged\":%d}", pw->purged);
+    respond_json(pw->req, 200, &b);
+  }
+  cr_buf_free(&b);
+  free(pw);
+}
+
+static void on_purged(void *data, const char *err) {
+  purge_wait_t *pw = data;
+  if (err && !pw->err[0]) snprintf(pw->err, sizeof pw->err, "%s", err);
+  if (--pw->pending == 0) purge_answer(pw);
+}
+
+/* One function's part: every worker's entries (the epoch, or the path's purge time in shared
+ * memory) at once, and Redis' for a shared function (pw waits for it). */
+static void purge_fn(const cr_admin_t *a, const cr_fn_t *fn, const cr_buf_t *path, purge_wait_t *pw) {
+  char err[128] = "";
+  cr_scache_purge_t *h = NULL;
+  int rc = 1;
+  if (path->len) {
+    if (a->scache) rc = cr_scache_purge_path(a->scache, fn, path->data, path->len, on_purged, pw, &h, err, sizeof err);
+    else cr_shm_cache_purge(a->shm, fn->slot, path->data, path->len, cr_clock_ns());
+  } else {
+    cr_shm_fn_t *f = cr_shm_fn(a->shm, fn->slot);
+    if (f) atomic_fetch_add(&f->cache_epoch, 1);
+    if (cr_scache_enabled(a->scache) && fn->current && fn->current->settings.cache.shared) {
+      h = cr_scache_purge(a->scache, fn, NULL, 0, on_purged, pw, err, sizeof err);
+      rc = h ? 0 : -1;
+    }
+  }
+  pw->purged++;
+  if (rc == 0) pw->pending++;
+  else if (rc < 0 && !pw->err[0]) snprintf(pw->err, sizeof pw->err, "%s", err);
+}
+
+/* DELETE /_/api/cache[?function=NAME][&path=/P]: the cached answers of the function (or of
+ * all), or only path's (every query, vary and principal variant); with path and no function,
+ * of the user function GET path routes to. */
+static void purge(const cr_admin_t *a, cr_http_req_t *req) {
+  cr_buf_t name = CR_BUF_INIT, path = CR_BUF_INIT;
+  const char *q = req->query, *qe = q + req->query_len;
+  int want = 0, want_path = 0;
+  while (q < qe) {
+    const char *amp = memchr(q, '&', (size_t)(qe - q));
+    const char *pe = amp ? amp : qe;
+    if ((size_t)(pe - q) > 9 && memcmp(q, "function=", 9) == 0) {
+      cr_url_decode(q + 9, (size_t)(pe - q - 9), 1, &name);
+      want = 1;
+    } else if ((size_t)(pe - q) >= 5 && memcmp(q, "path=", 5) == 0) {
+      cr_url_decode(q + 5, (size_t)(pe - q - 5), 0, &path);
+      want_path = 1;
+    }
+    q = pe + 1;
+  }
+  if (want_path && (!path.len || path.data[0] != '/' || path.len > 2048 || memchr(path.data, '?', path.len) ||
+                    memchr(path.data, '\0', path.len))) {
+    cr_http_respond_error(req, 400, "path must start with '/' (at most 2048 bytes, no query)");
+    goto out;
+  }
+  if (want_path && cr_admin_owns(path.data, path.len)) {
+    cr_http_respond_error(req, 400, "paths under /_/ are the platform's: never cached");
+    goto out;
+  }
+  const cr_fn_t *routed = NULL;
+  if (want_path && !want) {
+    cr_route_match_t m;
+    if (a->registry && a->registry->router &&
+        cr_router_match(a->registry->router, CR_M_GET, path.data, path.len, &m) == 0)
+      routed = m.target;
+    if (!routed || routed->platform) {
+      cr_http_respond_error(req, 404, "no function answers GET on that path");
+      goto out;
+    }
+  }
+  purge_wait_t *pw = calloc(1, sizeof *pw);
+  if (!pw) {
+    cr_http_respond_error(req, 503, "server out of memory");
+    goto out;
+  }
+  pw->req = req;
+  pw->pending = 1; /* this loop's own, given back below: no answer before it ends */
+  for (int i = 0; a->registry && a->shm && i < a->registry->nfns; i++) {
+    const cr_fn_t *fn = a->registry->fns[i];
+    if (fn->platform) continue; /* never cached */
+    if (routed && fn != routed) continue;
+    if (want && (strlen(fn->name) != name.len || memcmp(fn->name, name.data, name.len) != 0)) continue;
+    purge_fn(a, fn, &path, pw);
+  }
+  if ((want || routed) && !pw->purged) {
+    free(pw);
+    cr_http_respond_error(req, 404, "function not found");
+    goto out;
+  }
+  on_purged(pw, NULL);
+out:
+  cr_buf_free(&name);
+  cr_buf_free(&path);
+}
+
 static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
   const cr_registry_t *r = a->registry;
   static const struct {
@@ -361,6 +486,14 @@ static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
        offsetof(cr_shm_fn_t, cache_hits)},
       {"crescent_cache_misses_total", "Requests to a function with a cache that went to the function.",
        offsetof(cr_shm_fn_t, cache_misses)},
+      {"crescent_cache_shared_hits_total", "Local misses of a shared cache (shared = true) answered from Redis.",
+       offsetof(cr_shm_fn_t, cache_shared_hits)},
+      {"crescent_cache_shared_misses_total",
+       "Local misses of a shared cache that Redis had no usable answer for (absent, purged or stale).",
+       offsetof(cr_shm_fn_t, cache_shared_misses)},
+      {"crescent_cache_shared_errors_total",
+       "Local misses of a shared cache whose Redis lookup failed (down, slower than 250 ms, an error).",
+       offsetof(cr_shm_fn_t, cache_shared_errors)},
       {"crescent_rate_limited_total", "Requests refused with 429 by the function's rateLimit (never invoked).",
        offsetof(cr_shm_fn_t, rate_limited)},
       {"crescent_outbound_requests_total", "Outbound HTTP requests functions made (crescent.http).",
@@ -464,8 +597,6 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
       respond_json(req, 200, &b);
     }
   } else if (IS("/_/api/cache")) {
-    /* DELETE /_/api/cache[?function=NAME]: every worker's cached answers of the
-     * function (or of all) miss from now on: the purge epoch in shared memory. */
     if (req->method != CR_M_DELETE) {
       cr_http_respond_start(req, 405);
       cr_http_respond_header(req, "Allow", 5, "DELETE", 6);
@@ -473,37 +604,7 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
       cr_buf_free(&b);
       return;
     }
-    cr_buf_t name = CR_BUF_INIT;
-    const char *q = req->query, *qe = q + req->query_len;
-    int want = 0;
-    while (q < qe) {
-      const char *amp = memchr(q, '&', (size_t)(qe - q));
-      const char *pe = amp ? amp : qe;
-      if ((size_t)(pe - q) > 9 && memcmp(q, "function=", 9) == 0) {
-        cr_url_decode(q + 9, (size_t)(pe - q - 9), 1, &name);
-        want = 1;
-      }
-      q = pe + 1;
-    }
-    int purged = 0;
-    for (int i = 0; a->registry && a->shm && i < a->registry->nfns; i++) {
-      const cr_fn_t *fn = a->registry->fns[i];
-      if (fn->platform) continue; /* never cached */
-      if (want && (strlen(fn->name) != name.len || memcmp(fn->name, name.data, name.len) != 0)) continue;
-      cr_shm_fn_t *f = cr_shm_fn(a->shm, fn->slot);
-      if (!f) continue;
-      atomic_fetch_add(&f->cache_epoch, 1);
-      purged++;
-    }
-    if (want && !purged) {
-      cr_buf_free(&name);
-      cr_http_respond_error(req, 404, "function not found");
-      cr_buf_free(&b);
-      return;
-    }
-    cr_buf_free(&name);
-    cr_buf_printf(&b, "{\"purged\":%d}", purged);
-    respond_json(req, 200, &b);
+    purge(a, req);
   } else if (IS("/_/api/functions")) {
     if (!get) goto not_allowed;
     functions_json(a, &b);

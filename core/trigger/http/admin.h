@@ -11,6 +11,10 @@
  *                            GB-seconds, instances busy/idle across workers,
  *                            estimated cost)
  *   GET /_/metrics        -> the same meters in Prometheus text format
+ *   DELETE /_/api/cache[?function=NAME][&path=/P]
+ *                         -> purges cached answers (README "Response cache"):
+ *                            {"purged": N}, or 503 when Redis could not take
+ *                            a shared function's purge (this node's are done)
  * Anything else under /_/ is 404. Every worker answers from the shared memory,
  * so the numbers cover all workers.
  *
@@ -39,6 +43,7 @@ typedef struct {
   int metrics_public;     /* --metrics-public: /_/metrics needs no token */
   int redis_configured;   /* not --redis none: Redis is part of being healthy */
   const cr_redis_t *redis;/* the worker's client (NULL when its URL was refused) */
+  struct cr_scache_s *scache; /* the shared response cache's purges (scache.h), or NULL */
 } cr_admin_t;
 
 /* Is this path the platform's? */

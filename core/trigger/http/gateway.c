@@ -20,6 +20,7 @@
 #include "log.h"
 #include "policy.h"
 #include "rcache.h"
+#include "scache.h"
 #include "text.h"
 #include "url.h"
 #include "vm.h"
@@ -30,6 +31,8 @@ struct cr_gateway_s {
   cr_ratelimit_t *ratelimit; /* the functions' rateLimit buckets */
   cr_gwauth_t *auth;         /* the functions' auth */
   cr_rcache_t *rcache;       /* answers of functions with cache = { ... } */
+  cr_scache_t *scache;       /* and those of cache = { shared = true } in Redis */
+  struct cache_wait_s *cwaits; /* requests waiting on a shared lookup */
   cr_buf_t body; /* scratch for encoding response bodies */
   int ext;       /* this trigger's index in an instance's ext[] */
 };
@@ -43,12 +46,25 @@ typedef struct {
   double rl_rps;
   cr_rl_result_t rl;
   cr_identity_t *auth; /* who calls (auth = ...), or NULL */
-  char *ckey;        /* a cache miss: the key to store the answer under (malloc'd), or NULL */
-  size_t cklen;
-  unsigned cver;     /* the version the key was made for */
-  uint64_t cepoch;   /* the function's purge epoch when it missed */
+  struct miss_s *miss; /* a cache miss: where to store the answer (malloc'd), or NULL */
 } http_call_t;
 _Static_assert(sizeof(http_call_t) <= CR_CALL_DATA, "an HTTP call's data must fit in a call");
+
+/* A cache miss: what storing its answer needs. */
+typedef struct miss_s {
+  unsigned ver;          /* the version the key was made for */
+  uint64_t epoch;        /* the function's purge epoch when it missed */
+  uint64_t began_ns;     /* monotonic, when it missed (path purges after it drop the answer) */
+  int stamped;           /* shared: the lookup answered, st is what the store must find */
+  cr_scache_stamps_t st;
+  size_t klen;
+  char key[];
+} miss_t;
+
+/* Does ver's cache live in Redis too (shared = true, and a Redis to share in)? */
+static int shared_cache(const cr_gateway_t *g, const cr_fnver_t *ver) {
+  return ver->settings.cache.shared && cr_scache_enabled(g->scache);
+}
 
 /* What the HTTP trigger keeps per instance (its ext[] entry): the strings
  * its events give out (event.method, event.path), kept alive and referenced
@@ -86,20 +102,27 @@ cr_gateway_t *cr_gateway_new(cr_dispatch_t *dispatch, const cr_gateway_opts_t *o
   cr_gwauth_opts_t ao = {.registry = g->opts.registry, .redis = g->opts.redis, .prefix = g->opts.prefix,
                          .shm = g->opts.shm, .fncalls = g->opts.fncalls, .default_kind = g->opts.default_auth};
   g->auth = cr_gwauth_new(&ao);
-  if (!g->ratelimit || !g->rcache || !g->auth) {
+  g->scache = g->opts.loop ? cr_scache_new(g->opts.loop, g->opts.redis, g->opts.prefix, g->opts.registry, g->opts.shm)
+                           : NULL;
+  if (!g->ratelimit || !g->rcache || !g->auth || (g->opts.loop && !g->scache)) {
     cr_ratelimit_free(g->ratelimit);
     cr_rcache_free(g->rcache);
     cr_gwauth_free(g->auth);
+    cr_scache_free(g->scache);
     free(g);
     return NULL;
   }
   return g;
 }
 
+static void cache_waits_free(cr_gateway_t *g);
+
 void cr_gateway_free(cr_gateway_t *g) {
   if (!g) return;
   cr_ratelimit_free(g->ratelimit);
   cr_rcache_free(g->rcache);
+  cache_waits_free(g); /* their lookups cancelled first: no callback comes after */
+  cr_scache_free(g->scache);
   cr_gwauth_free(g->auth);
   cr_buf_free(&g->body);
   free(g);
@@ -805,22 +828,27 @@ static int http_finish(cr_call_t *call) {
       status = r.status;
       http_call_t *hc = hcall(call);
       cr_buf_t lines = CR_BUF_INIT;
-      r.capture = hc->ckey ? &lines : NULL;
+      miss_t *miss = hc->miss;
+      r.capture = miss ? &lines : NULL;
       r.nostore = 0;
       r.max_age = -1;
       cr_http_respond_start(req, r.status);
       fn_headers(req, cold, init_ms, fn_ms, ver, hc);
-      if (hc->ckey) cr_http_respond_header(req, "X-Cache", 7, "miss", 4);
+      if (miss) cr_http_respond_header(req, "X-Cache", 7, "miss", 4);
       emit_headers(co, req, &r);
-      if (hc->ckey && r.status == 200 && req->method == CR_M_GET && ver->number == hc->cver && !r.nostore &&
+      if (miss && r.status == 200 && req->method == CR_M_GET && ver->number == miss->ver && !r.nostore &&
           r.max_age != 0) {
+        int shared = shared_cache(g, ver);
         cr_rcache_entry_t e = {.status = r.status, .ctype = r.ctype, .lines = lines.data ? lines.data : "",
                                .lines_len = lines.len, .body = r.body, .body_len = r.body_len,
                                .stored_ms = cr_wall_ms(), .ttl = r.max_age > 0 ? r.max_age : ver->settings.cache.ttl,
-                               .swr = ver->settings.cache.swr, .epoch = hc->cepoch};
-        if (cr_rcache_put(g->rcache, hc->ckey, hc->cklen, &e) == 0) {
-          free(hc->ckey); /* kept: nothing left to undo below */
-          hc->ckey = NULL;
+                               .swr = ver->settings.cache.swr, .epoch = miss->epoch, .began_ns = miss->began_ns,
+                               .until_ns = shared ? cr_clock_ns() + CR_SCACHE_LOCAL_MS * 1000000ull : 0};
+        if (shared && miss->stamped)
+          cr_scache_put(g->scache, ver, req->path, req->path_len, miss->key, miss->klen, &miss->st, &e);
+        if (cr_rcache_put(g->rcache, miss->key, miss->klen, &e) == 0) {
+          free(miss); /* kept: nothing left to undo below */
+          hc->miss = NULL;
         }
       }
       cr_buf_free(&lines);
@@ -876,10 +904,10 @@ static int http_finish(cr_call_t *call) {
   hcall(call)->auth = NULL;
   /* A miss whose answer was not kept (an error, a timeout, not cacheable): if it was a stale
    * entry's refresh, the next request tries again. */
-  if (hcall(call)->ckey)
-    cr_rcache_refresh_failed(g->rcache, hcall(call)->ckey, hcall(call)->cklen);
-  free(hcall(call)->ckey);
-  hcall(call)->ckey = NULL;
+  if (hcall(call)->miss)
+    cr_rcache_refresh_failed(g->rcache, hcall(call)->miss->key, hcall(call)->miss->klen);
+  free(hcall(call)->miss);
+  hcall(call)->miss = NULL;
   /* req is not ours any more: the connection may already parse the next one. */
   return status;
 }
@@ -908,9 +936,10 @@ static void http_refused(cr_call_t *call, cr_refusal_t why) {
   cr_http_req_t *req = hreq(call);
   cr_identity_free(hcall(call)->auth);
   hcall(call)->auth = NULL;
-  if (hcall(call)->ckey) cr_rcache_refresh_failed(hcall(call)->g->rcache, hcall(call)->ckey, hcall(call)->cklen);
-  free(hcall(call)->ckey);
-  hcall(call)->ckey = NULL;
+  if (hcall(call)->miss)
+    cr_rcache_refresh_failed(hcall(call)->g->rcache, hcall(call)->miss->key, hcall(call)->miss->klen);
+  free(hcall(call)->miss);
+  hcall(call)->miss = NULL;
   switch (why) {
   case CR_REFUSED_UNLOADED:
     respond_unloaded(req, call->fn);
@@ -1001,48 +1030,20 @@ static void answer_cached(cr_http_req_t *req, const cr_fnver_t *ver, const cr_rc
   cr_http_respond_finish(req, e->ctype, e->body, e->body_len);
 }
 
-static void submit(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m,
-                   const cr_ratelimit_spec_t *rate, const cr_rl_result_t *rl, cr_identity_t *auth) {
-  cr_fnver_t *ver = fn->current;
-  char *ckey = NULL;
-  size_t cklen = 0;
-  uint64_t epoch = 0;
-  if (ver && !fn->platform && ver->settings.cache.ttl > 0 && (req->method == CR_M_GET || req->method == CR_M_HEAD)) {
-    cr_shm_fn_t *f = g->opts.shm ? cr_shm_fn(g->opts.shm, fn->slot) : NULL;
-    epoch = f ? atomic_load_explicit(&f->cache_epoch, memory_order_relaxed) : 0;
-    cr_buf_t k = CR_BUF_INIT;
-    if (cache_key(&k, ver, req, cr_gwauth_kind(g->auth, ver), auth) == 0) {
-      cr_rcache_entry_t e;
-      int st = cr_rcache_get(g->rcache, k.data, k.len, cr_wall_ms(), epoch, &e);
-      /* Stale: one request refreshes it, the others are answered stale meanwhile. */
-      if (st == CR_RCACHE_FRESH || (st == CR_RCACHE_STALE && cr_rcache_refreshing(g->rcache, k.data, k.len))) {
-        if (f) atomic_fetch_add_explicit(&f->cache_hits, 1, memory_order_relaxed);
-        answer_cached(req, ver, &e, st == CR_RCACHE_STALE, rate, rl);
-        cr_buf_free(&k);
-        cr_identity_free(auth);
-        return;
-      }
-      if (f) atomic_fetch_add_explicit(&f->cache_misses, 1, memory_order_relaxed);
-      ckey = k.data; /* taken over */
-      cklen = k.len;
-      k.data = NULL;
-    }
-    cr_buf_free(&k);
-  }
+/* Hands req to fn's invocation; miss (taken over) is where a cache miss's answer goes, or NULL. */
+static void submit_call(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m,
+                        const cr_ratelimit_spec_t *rate, const cr_rl_result_t *rl, cr_identity_t *auth, miss_t *miss) {
   cr_call_t *call = cr_dispatch_call(g->dispatch, &http_trigger, fn, req, req->id, req->id_len);
   if (!call) {
     cr_identity_free(auth);
-    free(ckey);
+    free(miss);
     cr_http_respond_error(req, 503, "server out of memory");
     return;
   }
   http_call_t *hc = hcall(call);
   hc->g = g;
   hc->auth = auth;
-  hc->ckey = ckey;
-  hc->cklen = cklen;
-  hc->cver = ver ? ver->number : 0;
-  hc->cepoch = epoch;
+  hc->miss = miss;
   cr_route_match_copy(&hc->match, m);
   hc->rl_set = rl != NULL;
   if (rl) {
@@ -1051,6 +1052,173 @@ static void submit(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_ro
     hc->rl_burst = rate->burst;
   }
   cr_dispatch_submit(g->dispatch, call);
+}
+
+/* A request of a shared function that missed locally, waiting on Redis (its version held). */
+typedef struct cache_wait_s {
+  struct cache_wait_s *prev, *next; /* the gateway's cwaits */
+  cr_gateway_t *g;
+  cr_http_req_t *req;
+  cr_fn_t *fn;
+  cr_fnver_t *ver;
+  cr_route_match_t match;
+  int rl_set;
+  cr_ratelimit_spec_t rate; /* rps and burst only: what the answer's headers need */
+  cr_rl_result_t rl;
+  cr_identity_t *auth;
+  miss_t *miss;
+  cr_scache_get_t *get;
+} cache_wait_t;
+
+static void cache_wait_unlink(cache_wait_t *w) {
+  if (w->prev) w->prev->next = w->next;
+  else w->g->cwaits = w->next;
+  if (w->next) w->next->prev = w->prev;
+}
+
+static void cache_waits_free(cr_gateway_t *g) {
+  while (g->cwaits) {
+    cache_wait_t *w = g->cwaits;
+    cache_wait_unlink(w);
+    cr_scache_get_cancel(w->get);
+    cr_identity_free(w->auth);
+    free(w->miss);
+    cr_fnver_unref(w->ver);
+    free(w);
+  }
+}
+
+/* Redis answered a shared lookup (or failed to). A hit is kept locally (for CR_SCACHE_LOCAL_MS)
+ * and answered; a stale one is kept too, this request refreshing it; anything else goes to the
+ * function, as a miss. */
+static void on_shared(void *data, int result, const cr_rcache_entry_t *e, const cr_scache_stamps_t *st) {
+  cache_wait_t *w = data;
+  cr_gateway_t *g = w->g;
+  cache_wait_unlink(w);
+  miss_t *miss = w->miss;
+  cr_shm_fn_t *f = g->opts.shm ? cr_shm_fn(g->opts.shm, w->fn->slot) : NULL;
+  const cr_ratelimit_spec_t *rate = w->rl_set ? &w->rate : NULL;
+  const cr_rl_result_t *rl = w->rl_set ? &w->rl : NULL;
+  if (st) {
+    miss->stamped = 1;
+    miss->st = *st;
+  }
+  int served = 0;
+  if (result == CR_SCACHE_HIT) {
+    /* Purged on this node while Redis was asked: the entry may be older than the purge. */
+    uint64_t epoch = f ? atomic_load_explicit(&f->cache_epoch, memory_order_relaxed) : 0;
+    uint64_t purged = cr_shm_cache_purged(g->opts.shm, w->fn->slot, w->req->path, w->req->path_len);
+    uint64_t now = cr_wall_ms();
+    double age = now > e->stored_ms ? (double)(now - e->stored_ms) / 1000.0 : 0;
+    if (epoch == miss->epoch && purged < miss->began_ns && age < e->ttl + e->swr) {
+      cr_rcache_entry_t local = *e;
+      local.epoch = miss->epoch;
+      local.began_ns = miss->began_ns;
+      local.until_ns = cr_clock_ns() + CR_SCACHE_LOCAL_MS * 1000000ull;
+      int kept = cr_rcache_put(g->rcache, miss->key, miss->klen, &local) == 0;
+      if (age < e->ttl) {
+        if (f) {
+          atomic_fetch_add_explicit(&f->cache_hits, 1, memory_order_relaxed);
+          atomic_fetch_add_explicit(&f->cache_shared_hits, 1, memory_order_relaxed);
+        }
+        answer_cached(w->req, w->ver, e, 0, rate, rl);
+        served = 1;
+      } else if (kept) {
+        cr_rcache_refreshing(g->rcache, miss->key, miss->klen); /* this request refreshes it */
+      }
+    }
+  }
+  if (served) {
+    cr_identity_free(w->auth);
+    free(miss);
+  } else {
+    if (f) {
+      atomic_fetch_add_explicit(&f->cache_misses, 1, memory_order_relaxed);
+      atomic_fetch_add_explicit(result == CR_SCACHE_ERROR ? &f->cache_shared_errors : &f->cache_shared_misses, 1,
+                                memory_order_relaxed);
+    }
+    submit_call(g, w->req, w->fn, &w->match, rate, rl, w->auth, miss);
+  }
+  cr_fnver_unref(w->ver);
+  free(w);
+}
+
+/* Asks Redis for a shared function's answer after a local miss: 0 when the request now waits
+ * (on_shared answers it), -1 when it could not (the caller goes on with a miss). */
+static int ask_shared(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, cr_fnver_t *ver, const cr_route_match_t *m,
+                      const cr_ratelimit_spec_t *rate, const cr_rl_result_t *rl, cr_identity_t *auth, miss_t *miss) {
+  cache_wait_t *w = g->scache ? malloc(sizeof *w) : NULL;
+  if (!w) return -1;
+  w->g = g;
+  w->req = req;
+  w->fn = fn;
+  w->ver = ver;
+  cr_route_match_copy(&w->match, m);
+  w->rl_set = rl != NULL;
+  if (rl) {
+    w->rl = *rl;
+    w->rate = (cr_ratelimit_spec_t){.rps = rate->rps, .burst = rate->burst, .by = rate->by};
+  }
+  w->auth = auth;
+  w->miss = miss;
+  w->get = cr_scache_get(g->scache, ver, req->path, req->path_len, miss->key, miss->klen, on_shared, w);
+  if (!w->get) {
+    free(w);
+    return -1;
+  }
+  cr_fnver_ref(ver);
+  w->prev = NULL;
+  w->next = g->cwaits;
+  if (g->cwaits) g->cwaits->prev = w;
+  g->cwaits = w;
+  return 0;
+}
+
+static void submit(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m,
+                   const cr_ratelimit_spec_t *rate, const cr_rl_result_t *rl, cr_identity_t *auth) {
+  cr_fnver_t *ver = fn->current;
+  miss_t *miss = NULL;
+  if (ver && !fn->platform && ver->settings.cache.ttl > 0 && (req->method == CR_M_GET || req->method == CR_M_HEAD)) {
+    cr_shm_fn_t *f = g->opts.shm ? cr_shm_fn(g->opts.shm, fn->slot) : NULL;
+    uint64_t epoch = f ? atomic_load_explicit(&f->cache_epoch, memory_order_relaxed) : 0;
+    uint64_t purged = cr_shm_cache_purged(g->opts.shm, fn->slot, req->path, req->path_len);
+    uint64_t mono = cr_clock_ns();
+    cr_buf_t k = CR_BUF_INIT;
+    if (cache_key(&k, ver, req, cr_gwauth_kind(g->auth, ver), auth) == 0) {
+      cr_rcache_entry_t e;
+      int st = cr_rcache_get(g->rcache, k.data, k.len, cr_wall_ms(), epoch, purged, mono, &e);
+      /* Stale: one request refreshes it, the others are answered stale meanwhile. */
+      if (st == CR_RCACHE_FRESH || (st == CR_RCACHE_STALE && cr_rcache_refreshing(g->rcache, k.data, k.len))) {
+        if (f) atomic_fetch_add_explicit(&f->cache_hits, 1, memory_order_relaxed);
+        answer_cached(req, ver, &e, st == CR_RCACHE_STALE, rate, rl);
+        cr_buf_free(&k);
+        cr_identity_free(auth);
+        return;
+      }
+      miss = malloc(sizeof *miss + k.len);
+      if (miss) {
+        memset(miss, 0, sizeof *miss);
+        miss->ver = ver->number;
+        miss->epoch = epoch;
+        miss->began_ns = mono;
+        miss->klen = k.len;
+        memcpy(miss->key, k.data, k.len);
+      }
+      /* A shared function's local miss (or the refresh of a stale local copy) asks Redis first:
+       * another worker or node may have a fresher answer. */
+      if (miss && shared_cache(g, ver) && ask_shared(g, req, fn, ver, m, rate, rl, auth, miss) == 0) {
+        cr_buf_free(&k);
+        return;
+      }
+      if (f) {
+        atomic_fetch_add_explicit(&f->cache_misses, 1, memory_order_relaxed);
+        if (shared_cache(g, ver))
+          atomic_fetch_add_explicit(&f->cache_shared_errors, 1, memory_order_relaxed);
+      }
+    }
+    cr_buf_free(&k);
+  }
+  submit_call(g, req, fn, m, rate, rl, auth, miss);
 }
 
 /* A request between its policies (auth, then the rate limit): each may
@@ -1193,6 +1361,8 @@ void cr_gateway_handle(cr_gateway_t *g, cr_http_req_t *req) {
   }
   cr_http_respond_error(req, 404, "not found");
 }
+
+struct cr_scache_s *cr_gateway_scache(cr_gateway_t *g) { return g->scache; }
 
 size_t cr_gateway_body_limit(const cr_gateway_t *g, const char *target, size_t len) {
   static const char storage[] = "/_/storage/";

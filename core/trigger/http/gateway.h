@@ -41,6 +41,7 @@ typedef struct {
   size_t cache_size;    /* bytes of this worker's response cache (default 64 MB) */
   cr_fncalls_t *fncalls; /* runs authorizer functions (auth = { authorizer = ... }), or NULL */
   cr_auth_kind_t default_auth; /* auth of functions without the setting: CR_AUTH_NONE or CR_AUTH_APIKEY */
+  uv_loop_t *loop;      /* the worker's: the shared cache's timer (NULL: no shared cache, for tests) */
 } cr_gateway_opts_t;
 
 /* NULL when memory ran out. Free the dispatcher first: its waiting calls are
@@ -54,6 +55,10 @@ void cr_gateway_free(cr_gateway_t *g);
  * A route under /_/api/ (a platform function's) is served only as the admin
  * API is (cr_admin_guard: the admin token, or loopback without one). */
 void cr_gateway_handle(cr_gateway_t *g, cr_http_req_t *req);
+
+/* The shared response cache's purges (scache.h), for the admin API and ctx.cache.purge; NULL
+ * without a loop. */
+struct cr_scache_s *cr_gateway_scache(cr_gateway_t *g);
 
 /* The request body limit for a target (http.h's body_limit): uploads to
  * /_/storage/ may be as large as an object; everything else max_body. */

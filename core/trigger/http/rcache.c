@@ -1,9 +1,11 @@
 /* rcache.c - the gateway's response cache (rcache.h). */
 #include "rcache.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
 #include "hash.h"
 
 typedef struct ent_s {
@@ -81,12 +83,13 @@ static ent_t *find(cr_rcache_t *c, const char *key, size_t klen, uint64_t h) {
 }
 
 int cr_rcache_get(cr_rcache_t *c, const char *key, size_t klen, uint64_t now_ms, uint64_t epoch,
-                  cr_rcache_entry_t *out) {
+                  uint64_t purged_ns, uint64_t mono_ns, cr_rcache_entry_t *out) {
   uint64_t h = cr_fnv1a(key, klen);
   ent_t *e = find(c, key, klen, h);
   if (!e) return CR_RCACHE_MISS;
   double age = now_ms >= e->e.stored_ms ? (double)(now_ms - e->e.stored_ms) / 1000.0 : 0;
-  if (e->e.epoch != epoch || age >= e->e.ttl + e->e.swr) {
+  if (e->e.epoch != epoch || age >= e->e.ttl + e->e.swr || (purged_ns && e->e.began_ns <= purged_ns) ||
+      (e->e.until_ns && mono_ns >= e->e.until_ns)) {
     unlink_ent(c, e);
     return CR_RCACHE_MISS;
   }
@@ -151,4 +154,75 @@ void cr_rcache_refresh_failed(cr_rcache_t *c, const char *key, size_t klen) {
 void cr_rcache_counts(const cr_rcache_t *c, size_t *entries, size_t *bytes) {
   if (entries) *entries = c->nentries;
   if (bytes) *bytes = c->bytes;
+}
+
+int cr_rcache_encode(cr_buf_t *b, const cr_rcache_entry_t *e) {
+  size_t ctl = e->ctype ? strlen(e->ctype) : 0;
+  if (cr_buf_printf(b, "CRC1 %d %llu %.3f %.3f %zu %zu %zu\n", e->status, (unsigned long long)e->stored_ms, e->ttl,
+                    e->swr, ctl, e->lines_len, e->body_len) ||
+      (ctl && cr_buf_append(b, e->ctype, ctl)) || (e->lines_len && cr_buf_append(b, e->lines, e->lines_len)) ||
+      (e->body_len && cr_buf_append(b, e->body, e->body_len)))
+    return CR_ENOMEM;
+  return 0;
+}
+
+/* One decimal field of the head at *p (before end), then a space or the newline. */
+static int head_num(const char **p, const char *end, int last, unsigned long long *out) {
+  const char *q = *p;
+  unsigned long long v = 0;
+  int digits = 0;
+  while (q < end && *q >= '0' && *q <= '9' && digits < 19) v = v * 10 + (unsigned)(*q++ - '0'), digits++;
+  if (!digits || q >= end || *q != (last ? '\n' : ' ')) return -1;
+  *out = v;
+  *p = q + 1;
+  return 0;
+}
+
+/* A time field: whole digits, a point and up to 3 decimals (what encode writes). */
+static int head_secs(const char **p, const char *end, double *out) {
+  unsigned long long whole = 0, frac = 0;
+  const char *q = *p;
+  int digits = 0, fd = 0;
+  while (q < end && *q >= '0' && *q <= '9' && digits < 9) whole = whole * 10 + (unsigned)(*q++ - '0'), digits++;
+  if (!digits) return -1;
+  if (q < end && *q == '.') {
+    q++;
+    while (q < end && *q >= '0' && *q <= '9' && fd < 3) frac = frac * 10 + (unsigned)(*q++ - '0'), fd++;
+  }
+  if (q >= end || *q != ' ') return -1;
+  double f = (double)frac;
+  for (int i = 0; i < fd; i++) f /= 10;
+  *out = (double)whole + f;
+  *p = q + 1;
+  return 0;
+}
+
+int cr_rcache_decode(const char *data, size_t len, cr_rcache_entry_t *out, char *ctype_buf, size_t ctype_cap) {
+  memset(out, 0, sizeof *out);
+  const char *p = data, *end = data + len;
+  unsigned long long status, stored, ctl, ll, bl;
+  double ttl, swr;
+  if (len < 5 || memcmp(p, "CRC1 ", 5) != 0) return -1;
+  p += 5;
+  if (head_num(&p, end, 0, &status) || head_num(&p, end, 0, &stored) || head_secs(&p, end, &ttl) ||
+      head_secs(&p, end, &swr) || head_num(&p, end, 0, &ctl) || head_num(&p, end, 0, &ll) ||
+      head_num(&p, end, 1, &bl))
+    return -1;
+  size_t rest = (size_t)(end - p);
+  if (status < 100 || status > 599 || ttl <= 0 || ctl >= ctype_cap || ctl > rest || ll > rest - ctl ||
+      bl != rest - ctl - ll)
+    return -1;
+  if (memchr(p, '\0', ctl)) return -1;
+  memcpy(ctype_buf, p, ctl);
+  ctype_buf[ctl] = '\0';
+  out->status = (int)status;
+  out->stored_ms = stored;
+  out->ttl = ttl;
+  out->swr = swr;
+  out->ctype = ctl ? ctype_buf : NULL;
+  out->lines = p + ctl;
+  out->lines_len = ll;
+  out->body = p + ctl + ll;
+  out->body_len = bl;
+  return 0;
 }
