@@ -78,6 +78,10 @@ typedef struct {
   _Atomic uint64_t rate_limited;  /* requests refused by the function's rateLimit (never invoked) */
   _Atomic uint64_t cache_hits, cache_misses; /* answers of a function with cache: from the cache or not */
   _Atomic uint64_t cache_epoch;   /* bumped by a purge: older cache entries (every worker's) miss */
+  /* auth = { authorizer = ... } on this function's routes: the authorizer calls made, requests
+   * decided without a call of their own (a decision kept, or one in flight), denied (403), and
+   * refused because the authorizer failed (503) */
+  _Atomic uint64_t authz_calls, authz_hits, authz_denied, authz_failed;
 } cr_shm_fn_t;
 
 /* One stream trigger of a function (a queue, a bucket's events, a

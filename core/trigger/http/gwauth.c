@@ -1,6 +1,8 @@
 /* gwauth.c - auth on routes (gwauth.h). */
 #include "gwauth.h"
 
+#include "authorizer.h"
+
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,7 @@ struct cr_gwauth_s {
   cr_gwauth_opts_t opts;
   jwt_keys_entry_t *jwt; /* by function slot */
   int njwt;
+  cr_authz_t *authz;     /* authorizer functions: their calls and decisions */
 };
 
 cr_gwauth_t *cr_gwauth_new(const cr_gwauth_opts_t *opts) {
@@ -42,11 +45,17 @@ cr_gwauth_t *cr_gwauth_new(const cr_gwauth_opts_t *opts) {
   if (!a) return NULL;
   if (opts) a->opts = *opts;
   if (a->opts.default_kind != CR_AUTH_APIKEY) a->opts.default_kind = CR_AUTH_NONE;
+  cr_authz_opts_t zo = {.registry = a->opts.registry, .fncalls = a->opts.fncalls, .shm = a->opts.shm};
+  if (!(a->authz = cr_authz_new(&zo))) {
+    free(a);
+    return NULL;
+  }
   return a;
 }
 
 void cr_gwauth_free(cr_gwauth_t *a) {
   if (!a) return;
+  cr_authz_free(a->authz);
   for (int i = 0; i < a->njwt; i++) cr_jwt_keys_free(a->jwt[i].keys);
   free(a->jwt);
   free(a);
@@ -228,8 +237,10 @@ void cr_gwauth_check(cr_gwauth_t *a, cr_http_req_t *req, const cr_fn_t *fn, cons
     if (check_jwt(a, req, fn, ver, &id)) cb(data, 1, NULL);
     else cb(data, 0, id);
     return;
-  case CR_AUTH_APIKEY:
   case CR_AUTH_AUTHORIZER:
+    cr_authz_check(a->authz, req, fn, ver, cb, data);
+    return;
+  case CR_AUTH_APIKEY:
   case CR_AUTH_USER:
     break;
   }
