@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -186,11 +187,102 @@ static void identities(void **state) {
   cr_buf_free(&b);
 }
 
+/* The table of decisions: keyed by authorizer, version and identity; ttl per lookup; bounded in
+ * entries and bytes, least recently used out first. */
+static void kept(void **state) {
+  (void)state;
+  cr_authz_opts_t o = {.max_entries = 3, .max_bytes = 1u << 20};
+  cr_authz_t *z = cr_authz_new(&o);
+  assert_non_null(z);
+  cr_authz_decision_t allow = {.allow = 1, .principal = "u1", .context = "{\"r\":1}", .context_len = 7};
+  cr_authz_decision_t deny = {.allow = 0};
+  cr_authz_decision_t out;
+  cr_authz_keep(z, "auth/a", "1-aaa", "tok-1", 5, &allow);
+  cr_authz_keep(z, "auth/a", "1-aaa", "tok-2", 5, &deny);
+  assert_int_equal(cr_authz_kept_count(z, NULL), 2);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "tok-1", 5, 300, &out), 1);
+  assert_int_equal(out.allow, 1);
+  assert_string_equal(out.principal, "u1");
+  assert_int_equal(out.context_len, 7);
+  assert_string_equal(out.context, "{\"r\":1}");
+  cr_authz_decision_free(&out);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "tok-2", 5, 300, &out), 1);
+  assert_int_equal(out.allow, 0);
+  assert_null(out.context);
+  /* another version, authorizer or identity (a prefix, a longer one) is not it */
+  assert_int_equal(cr_authz_kept(z, "auth/a", "2-bbb", "tok-1", 5, 300, &out), 0);
+  assert_int_equal(cr_authz_kept(z, "auth/b", "1-aaa", "tok-1", 5, 300, &out), 0);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "tok-", 4, 300, &out), 0);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "tok-11", 6, 300, &out), 0);
+  /* the same key again replaces it */
+  cr_authz_keep(z, "auth/a", "1-aaa", "tok-2", 5, &allow);
+  assert_int_equal(cr_authz_kept_count(z, NULL), 2);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "tok-2", 5, 300, &out), 1);
+  assert_int_equal(out.allow, 1);
+  cr_authz_decision_free(&out);
+  /* the least recently used goes first: tok-2 was looked up last, tok-1 before it */
+  cr_authz_keep(z, "auth/a", "1-aaa", "tok-3", 5, &deny);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "tok-1", 5, 300, &out), 1); /* tok-1 now most recent */
+  cr_authz_decision_free(&out);
+  cr_authz_keep(z, "auth/a", "1-aaa", "tok-4", 5, &deny); /* evicts tok-2 */
+  assert_int_equal(cr_authz_kept_count(z, NULL), 3);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "tok-2", 5, 300, &out), 0);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "tok-1", 5, 300, &out), 1);
+  cr_authz_decision_free(&out);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "tok-3", 5, 300, &out), 1);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "tok-4", 5, 300, &out), 1);
+  /* ttl is the asker's: a decision younger than 300 s is older than 0.05 s after a while */
+  struct timespec ts = {0, 80 * 1000000};
+  nanosleep(&ts, NULL);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "tok-4", 5, 0.05, &out), 0);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "tok-4", 5, 300, &out), 1); /* still kept */
+  cr_authz_free(z);
+
+  /* the bound in bytes: big contexts push the oldest out */
+  char *ctx = malloc(CR_AUTHZ_MAX_CONTEXT + 1);
+  assert_non_null(ctx);
+  memset(ctx, 'x', CR_AUTHZ_MAX_CONTEXT);
+  ctx[CR_AUTHZ_MAX_CONTEXT] = '\0';
+  cr_authz_decision_t big = {.allow = 1, .principal = "u", .context = ctx, .context_len = CR_AUTHZ_MAX_CONTEXT};
+  cr_authz_opts_t ob = {.max_entries = 1000, .max_bytes = 5 * CR_AUTHZ_MAX_CONTEXT};
+  z = cr_authz_new(&ob);
+  assert_non_null(z);
+  char id[16];
+  for (int i = 0; i < 20; i++) {
+    snprintf(id, sizeof id, "id-%02d", i);
+    cr_authz_keep(z, "auth/a", "1-aaa", id, strlen(id), &big);
+    size_t bytes;
+    cr_authz_kept_count(z, &bytes);
+    assert_true(bytes <= 5 * CR_AUTHZ_MAX_CONTEXT);
+  }
+  size_t n = cr_authz_kept_count(z, NULL);
+  assert_true(n >= 3 && n <= 4);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "id-19", 5, 300, &out), 1);
+  assert_int_equal(out.context_len, CR_AUTHZ_MAX_CONTEXT);
+  cr_authz_decision_free(&out);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "id-00", 5, 300, &out), 0);
+  /* many entries across the buckets, then freed with the table */
+  cr_authz_free(z);
+  cr_authz_opts_t om = {0};
+  z = cr_authz_new(&om);
+  assert_non_null(z);
+  for (int i = 0; i < CR_AUTHZ_CACHE_ENTRIES + 50; i++) {
+    snprintf(id, sizeof id, "m%d", i);
+    cr_authz_keep(z, "auth/a", "1-aaa", id, strlen(id), &deny);
+  }
+  assert_int_equal(cr_authz_kept_count(z, NULL), CR_AUTHZ_CACHE_ENTRIES);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "m49", 3, 300, &out), 0);
+  assert_int_equal(cr_authz_kept(z, "auth/a", "1-aaa", "m50", 3, 300, &out), 1);
+  cr_authz_free(z);
+  free(ctx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(decisions),
       cmocka_unit_test(bounds),
       cmocka_unit_test(identities),
+      cmocka_unit_test(kept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -245,9 +245,9 @@ static void key_hash(akey_t *k) {
   k->hash = (size_t)h;
 }
 
-static int key_make(akey_t *k, const char *authorizer, const char *version, const cr_buf_t *identity) {
+static int key_make(akey_t *k, const char *authorizer, const char *version, const char *identity, size_t ilen) {
   unsigned int dl = 0;
-  if (EVP_Digest(identity->data, identity->len, k->digest, &dl, EVP_sha256(), NULL) != 1 || dl != DIGEST_LEN)
+  if (EVP_Digest(identity, ilen, k->digest, &dl, EVP_sha256(), NULL) != 1 || dl != DIGEST_LEN)
     return -1;
   snprintf(k->version, sizeof k->version, "%s", version);
   k->authorizer = authorizer;
@@ -331,6 +331,34 @@ static void cache_store(cr_authz_t *z, const akey_t *k, const cr_authz_decision_
   lru_front(z, e);
   z->nentries++;
   z->bytes += e->bytes;
+}
+
+void cr_authz_keep(cr_authz_t *z, const char *authorizer, const char *version, const char *identity, size_t ilen,
+                   const cr_authz_decision_t *d) {
+  akey_t k;
+  if (key_make(&k, authorizer, version, identity, ilen) == 0) cache_store(z, &k, d);
+}
+
+int cr_authz_kept(cr_authz_t *z, const char *authorizer, const char *version, const char *identity, size_t ilen,
+                  double ttl, cr_authz_decision_t *out) {
+  memset(out, 0, sizeof *out);
+  akey_t k;
+  if (key_make(&k, authorizer, version, identity, ilen)) return 0;
+  const entry_t *e = cache_find(z, &k, (uint64_t)(ttl * 1e9), cr_clock_ns());
+  if (!e) return 0;
+  out->allow = e->allow;
+  snprintf(out->principal, sizeof out->principal, "%s", e->principal);
+  if (e->context) {
+    if (!(out->context = malloc(e->context_len + 1))) return 0;
+    memcpy(out->context, e->context, e->context_len + 1);
+    out->context_len = e->context_len;
+  }
+  return 1;
+}
+
+size_t cr_authz_kept_count(const cr_authz_t *z, size_t *bytes) {
+  if (bytes) *bytes = z->bytes;
+  return z->nentries;
 }
 
 /* --- answers ---------------------------------------------------------------------------------- */
@@ -542,7 +570,7 @@ void cr_authz_check(cr_authz_t *z, cr_http_req_t *req, const cr_fn_t *fn, const 
   const cr_fn_t *afn = z->opts.registry ? cr_registry_find(z->opts.registry, a->authorizer) : NULL;
   const char *label = afn && afn->current ? afn->current->label : "";
   akey_t k;
-  if (key_make(&k, a->authorizer, label, &z->ident)) {
+  if (key_make(&k, a->authorizer, label, z->ident.data, z->ident.len)) {
     fail_closed(z, req, fn, ver, "cannot digest the identity", NULL);
     cb(data, 1, NULL);
     return;

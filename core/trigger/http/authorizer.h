@@ -89,6 +89,16 @@ typedef struct {
 int cr_authz_parse(const char *json, size_t len, cr_authz_decision_t *out, char *err, size_t errlen);
 void cr_authz_decision_free(cr_authz_decision_t *d);
 
+/* The table of decisions alone (what cr_authz_check uses; no call is made):
+ * keeps d for the authorizer's version and identity, or finds what is kept
+ * there younger than ttl seconds (copied into *out, its context malloc'd):
+ * 1 found, 0 not. cr_authz_kept_count: how many are kept, and their bytes. */
+void cr_authz_keep(cr_authz_t *z, const char *authorizer, const char *version, const char *identity, size_t ilen,
+                   const cr_authz_decision_t *d);
+int cr_authz_kept(cr_authz_t *z, const char *authorizer, const char *version, const char *identity, size_t ilen,
+                  double ttl, cr_authz_decision_t *out);
+size_t cr_authz_kept_count(const cr_authz_t *z, size_t *bytes);
+
 /* The identity of req for spec ("header.NAME" or "query.NAME"), into out
  * (replaced): 0, or -1 when req has none or an empty one (or out of memory). */
 int cr_authz_identity(const cr_http_req_t *req, const char *spec, cr_buf_t *out);
