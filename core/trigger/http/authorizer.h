@@ -38,7 +38,10 @@
 
 #include <stddef.h>
 
-#include "gwauth.h"
+#include "identity.h"
+#include "shm.h"
+
+typedef struct cr_fncalls_s cr_fncalls_t;
 
 #define CR_AUTHZ_TIMEOUT_S 5
 #define CR_AUTHZ_MAX_PRINCIPAL 255
@@ -63,7 +66,7 @@ cr_authz_t *cr_authz_new(const cr_authz_opts_t *opts);
 /* Cancels the calls in flight; the checks waiting for them never call back. */
 void cr_authz_free(cr_authz_t *z);
 
-/* Checks req against ver's auth = { authorizer = ... } (gwauth.h's contract:
+/* Checks req against ver's auth = { authorizer = ... } (gwauth.h's cr_gwauth_check contract:
  * cb exactly once, now or later, unless z is freed first). */
 void cr_authz_check(cr_authz_t *z, cr_http_req_t *req, const cr_fn_t *fn, const cr_fnver_t *ver, cr_gwauth_cb cb,
                     void *data);
