@@ -10,16 +10,17 @@
  *   apikey      an API key (X-Api-Key or Authorization: Bearer), looked up
  *               in Redis: event.auth = { method = "apikey", sub = key name,
  *               key = key name }
- *   authorizer  a function's decision, cached by identity: event.auth =
- *               { method = "authorizer", sub = principal, context = }
+ *   authorizer  a function's decision, cached by identity (authorizer.h):
+ *               event.auth = { method = "authorizer", sub = principal,
+ *               context = }
  *   user        a crescent accounts access token: { method = "user", sub =,
  *               claims = }
  * Answers when it refuses (JSON {"error": ..., "requestId": ...}, with the
  * function's CORS headers): 401 with WWW-Authenticate for missing
  * credentials, 401 for invalid or revoked ones, 403 for valid ones not
  * allowed to call this function, 429 past an API key's plan, 503 when the
- * route's auth cannot be checked (misconfigured keys, a missing
- * authorizer). What failed beyond that is logged, never told the client. */
+ * route's auth cannot be checked (misconfigured keys, an authorizer that
+ * is missing or fails). What failed beyond that is logged, never told the client. */
 #ifndef CR_GWAUTH_H
 #define CR_GWAUTH_H
 
