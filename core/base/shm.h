@@ -81,6 +81,10 @@ typedef struct {
   /* cache = { shared = true }: Redis lookups after a local miss that answered (a hit), found
    * nothing usable (absent, purged, stale), or failed (Redis down, slow, an error) */
   _Atomic uint64_t cache_shared_hits, cache_shared_misses, cache_shared_errors;
+  /* auth = { authorizer = ... } on this function's routes: the authorizer calls made, requests
+   * decided without a call of their own (a decision kept, or one in flight), denied (403), and
+   * refused because the authorizer failed (503) */
+  _Atomic uint64_t authz_calls, authz_hits, authz_denied, authz_failed;
 } cr_shm_fn_t;
 
 /* Per-path cache purges (ctx.cache.purge, DELETE /_/api/cache?path=): a direct-mapped table of

@@ -984,8 +984,45 @@ static void test_auth_settings(void **state) {
                 "setting 'auth.jwt': 'secretEnv' must be an environment variable name like JWT_SECRET");
   refused_exact("return { handler = print, auth = 'apikey' }",
                 "setting 'auth': \"apikey\" is not supported by this build yet");
-  refused_exact("return { handler = print, auth = { authorizer = 'auth/check' } }",
-                "setting 'auth': authorizer functions are not supported by this build yet");
+  /* authorizer functions (core/trigger/http/authorizer.h) */
+  accepted("return { handler = print, auth = { authorizer = 'auth/check' } }", &s);
+  assert_int_equal(s.auth.kind, CR_AUTH_AUTHORIZER);
+  assert_string_equal(s.auth.authorizer, "auth/check");
+  assert_true(s.auth.ttl == 300);
+  assert_string_equal(s.auth.identity, "header.authorization");
+  cr_settings_free(&s);
+  accepted("return { handler = print, auth = { authorizer = 'auth/check', ttl = 0.5 } }", &s);
+  assert_true(s.auth.ttl == 0.5);
+  cr_settings_free(&s);
+  accepted("return { handler = print, auth = { authorizer = 'a', ttl = 0, identity = 'header.X-Token' } }", &s);
+  assert_true(s.auth.ttl == 0);
+  assert_string_equal(s.auth.identity, "header.x-token");
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
+  assert_same(&s, &u);
+  assert_int_equal(u.auth.kind, CR_AUTH_AUTHORIZER);
+  assert_string_equal(u.auth.authorizer, "a");
+  assert_string_equal(u.auth.identity, "header.x-token");
+  cr_settings_free(&u);
+  cr_settings_free(&s);
+  cr_buf_free(&b);
+  accepted("return { handler = print, auth = { authorizer = 'auth/check', identity = 'query.token' },"
+           " rateLimit = { rps = 5, by = 'principal' } }", &s);
+  assert_string_equal(s.auth.identity, "query.token");
+  assert_int_equal(s.rate.by, CR_RL_BY_PRINCIPAL);
+  cr_settings_free(&s);
+  refused_exact("return { handler = print, auth = { authorizer = '_/storage' } }",
+                "setting 'auth': 'authorizer' must name a function, like \"auth/check\"");
+  refused_exact("return { handler = print, auth = { authorizer = '../x' } }",
+                "setting 'auth': 'authorizer' must name a function, like \"auth/check\"");
+  refused_exact("return { handler = print, auth = { authorizer = 'a', identity = 'cookie.sid' } }",
+                "setting 'auth': 'identity' must be \"header.NAME\" or \"query.NAME\", got \"cookie.sid\"");
+  refused_exact("return { handler = print, auth = { authorizer = 'a', identity = 'Header.x' } }",
+                "setting 'auth': 'identity' must be \"header.NAME\" or \"query.NAME\", got \"Header.x\"");
+  refused_exact("return { handler = print, auth = { authorizer = 'a', ttl = 3601 } }",
+                "setting 'auth': 'ttl' must be a number from 0 to 3600");
+  refused_exact("return { handler = print, auth = { authorizer = 'a' }, rateLimit = { rps = 5, by = 'key' } }",
+                "setting 'rateLimit': by = \"key\" needs auth = \"apikey\"");
   refused_exact("return { handler = print, auth = 'jwt' }",
                 "setting 'auth' must be \"none\", \"apikey\", \"user\", { jwt = { ... } } or { authorizer = NAME }, "
                 "got \"jwt\"");

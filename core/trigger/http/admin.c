@@ -217,6 +217,10 @@ static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
                     (unsigned long long)atomic_load(&f->cache_shared_hits),
                     (unsigned long long)atomic_load(&f->cache_shared_misses),
                     (unsigned long long)atomic_load(&f->cache_shared_errors));
+      cr_buf_printf(b, "\"authorizer\":{\"calls\":%llu,\"cacheHits\":%llu,\"denied\":%llu,\"failed\":%llu},",
+                    (unsigned long long)atomic_load(&f->authz_calls), (unsigned long long)atomic_load(&f->authz_hits),
+                    (unsigned long long)atomic_load(&f->authz_denied),
+                    (unsigned long long)atomic_load(&f->authz_failed));
       cr_buf_printf(b, "\"http\":{\"requests\":%llu,\"errors\":%llu,\"bytesOut\":%llu,\"bytesIn\":%llu,"
                        "\"timeMsSum\":%.3f},",
                     (unsigned long long)atomic_load(&f->http_requests), (unsigned long long)atomic_load(&f->http_errors),
@@ -496,6 +500,16 @@ static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
        offsetof(cr_shm_fn_t, cache_shared_errors)},
       {"crescent_rate_limited_total", "Requests refused with 429 by the function's rateLimit (never invoked).",
        offsetof(cr_shm_fn_t, rate_limited)},
+      {"crescent_authorizer_calls_total", "Authorizer function calls made for the function's routes (auth = { authorizer }).",
+       offsetof(cr_shm_fn_t, authz_calls)},
+      {"crescent_authorizer_cache_hits_total",
+       "Requests to the function decided without an authorizer call of their own (a kept decision, or one in flight).",
+       offsetof(cr_shm_fn_t, authz_hits)},
+      {"crescent_authorizer_denied_total", "Requests to the function refused with 403 by its authorizer.",
+       offsetof(cr_shm_fn_t, authz_denied)},
+      {"crescent_authorizer_failed_total",
+       "Requests to the function refused with 503 because its authorizer failed (fail closed).",
+       offsetof(cr_shm_fn_t, authz_failed)},
       {"crescent_outbound_requests_total", "Outbound HTTP requests functions made (crescent.http).",
        offsetof(cr_shm_fn_t, http_requests)},
       {"crescent_outbound_errors_total", "Outbound HTTP requests that failed (nil, err).",

@@ -1,20 +1,18 @@
 /* gwauth.c - auth on routes (gwauth.h). */
 #include "gwauth.h"
 
-#include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "authorizer.h"
 #include "buf.h"
 #include "clock.h"
 #include "error.h"
-#include "json.h"
 #include "jwt.h"
 #include "log.h"
-#include "policy.h"
 
 /* A function's JWT keys (auth = { jwt = ... }), by function slot: made for
  * one version, from its key file (looked at again, by stat, at most once a
@@ -35,6 +33,7 @@ struct cr_gwauth_s {
   cr_gwauth_opts_t opts;
   jwt_keys_entry_t *jwt; /* by function slot */
   int njwt;
+  cr_authz_t *authz;     /* authorizer functions: their calls and decisions */
 };
 
 cr_gwauth_t *cr_gwauth_new(const cr_gwauth_opts_t *opts) {
@@ -42,60 +41,25 @@ cr_gwauth_t *cr_gwauth_new(const cr_gwauth_opts_t *opts) {
   if (!a) return NULL;
   if (opts) a->opts = *opts;
   if (a->opts.default_kind != CR_AUTH_APIKEY) a->opts.default_kind = CR_AUTH_NONE;
+  cr_authz_opts_t zo = {.registry = a->opts.registry, .fncalls = a->opts.fncalls, .shm = a->opts.shm};
+  if (!(a->authz = cr_authz_new(&zo))) {
+    free(a);
+    return NULL;
+  }
   return a;
 }
 
 void cr_gwauth_free(cr_gwauth_t *a) {
   if (!a) return;
+  cr_authz_free(a->authz);
   for (int i = 0; i < a->njwt; i++) cr_jwt_keys_free(a->jwt[i].keys);
   free(a->jwt);
   free(a);
 }
 
-void cr_identity_free(cr_identity_t *id) {
-  if (!id) return;
-  free(id->json);
-  free(id);
-}
-
-void cr_identity_push(lua_State *L, const cr_identity_t *id) {
-  static const char *const methods[] = {[CR_AUTH_JWT] = "jwt", [CR_AUTH_APIKEY] = "apikey",
-                                        [CR_AUTH_AUTHORIZER] = "authorizer", [CR_AUTH_USER] = "user"};
-  lua_createtable(L, 0, 4);
-  lua_pushstring(L, id->method <= CR_AUTH_KIND_MAX && methods[id->method] ? methods[id->method] : "none");
-  lua_setfield(L, -2, "method");
-  if (id->principal[0]) {
-    lua_pushstring(L, id->principal);
-    lua_setfield(L, -2, "sub");
-  }
-  if (id->key[0]) {
-    lua_pushstring(L, id->key);
-    lua_setfield(L, -2, "key");
-  }
-  char jerr[128];
-  if (id->json && cr_json_decode(L, id->json, id->json_len, jerr, sizeof jerr) == 0)
-    lua_setfield(L, -2, id->method == CR_AUTH_AUTHORIZER ? "context" : "claims");
-}
-
 cr_auth_kind_t cr_gwauth_kind(const cr_gwauth_t *a, const cr_fnver_t *ver) {
   cr_auth_kind_t k = ver->settings.auth.kind;
   return k == CR_AUTH_DEFAULT ? a->opts.default_kind : k;
-}
-
-void cr_gwauth_refuse(cr_http_req_t *req, const cr_fnver_t *ver, int status, const char *challenge, const char *msg,
-                      long retry_after) {
-  cr_buf_t b = CR_BUF_INIT;
-  cr_http_error_body_id(&b, req, msg);
-  cr_http_respond_start(req, status);
-  if (challenge) cr_http_respond_header(req, "WWW-Authenticate", 16, challenge, strlen(challenge));
-  if (retry_after > 0) {
-    char v[24];
-    int n = snprintf(v, sizeof v, "%ld", retry_after);
-    cr_http_respond_header(req, "Retry-After", 11, v, (size_t)n);
-  }
-  if (ver->settings.cors.set) cr_cors_headers(&ver->settings.cors, req);
-  cr_http_respond_finish(req, "application/json", b.data, b.len);
-  cr_buf_free(&b);
 }
 
 /* --- auth = { jwt = ... } ------------------------------------------------------------------- */
@@ -268,8 +232,10 @@ void cr_gwauth_check(cr_gwauth_t *a, cr_http_req_t *req, const cr_fn_t *fn, cons
     if (check_user(a, req, fn, ver, &id)) cb(data, 1, NULL);
     else cb(data, 0, id);
     return;
-  case CR_AUTH_APIKEY:
   case CR_AUTH_AUTHORIZER:
+    cr_authz_check(a->authz, req, fn, ver, cb, data);
+    return;
+  case CR_AUTH_APIKEY:
     break;
   }
   /* Settings refuse at load what this build cannot check; this is the default's. */

@@ -10,44 +10,31 @@
  *   apikey      an API key (X-Api-Key or Authorization: Bearer), looked up
  *               in Redis: event.auth = { method = "apikey", sub = key name,
  *               key = key name }
- *   authorizer  a function's decision, cached by identity: event.auth =
- *               { method = "authorizer", sub = principal, context = }
+ *   authorizer  a function's decision, cached by identity (authorizer.h):
+ *               event.auth = { method = "authorizer", sub = principal,
+ *               context = }
  *   user        a crescent accounts access token: { method = "user", sub =,
  *               claims = }
  * Answers when it refuses (JSON {"error": ..., "requestId": ...}, with the
  * function's CORS headers): 401 with WWW-Authenticate for missing
  * credentials, 401 for invalid or revoked ones, 403 for valid ones not
  * allowed to call this function, 429 past an API key's plan, 503 when the
- * route's auth cannot be checked (misconfigured keys, a missing
- * authorizer). What failed beyond that is logged, never told the client. */
+ * route's auth cannot be checked (misconfigured keys, an authorizer that
+ * is missing or fails). What failed beyond that is logged, never told the client. */
 #ifndef CR_GWAUTH_H
 #define CR_GWAUTH_H
 
 #include <stddef.h>
 
 #include "http.h"
+#include "identity.h"
 #include "redis.h"
 #include "registry.h"
 #include "settings.h"
 #include "shm.h"
 
-typedef struct lua_State lua_State;
 typedef struct cr_gwauth_s cr_gwauth_t;
 typedef struct cr_fncalls_s cr_fncalls_t;
-
-/* Who a request comes from (malloc'd; the call owns it once it passed). */
-typedef struct {
-  cr_auth_kind_t method; /* CR_AUTH_JWT, _APIKEY, _AUTHORIZER or _USER */
-  char principal[256];   /* the JWT's sub, the key's name, the authorizer's principal: "" when none */
-  char key[128];         /* the API key's name (apikey), or "" */
-  char *json;            /* a JSON object: the token's claims (jwt, user) or the authorizer's
-                            context, or NULL */
-  size_t json_len;
-} cr_identity_t;
-
-void cr_identity_free(cr_identity_t *id);
-/* Pushes event.auth for id (a table) onto L. */
-void cr_identity_push(lua_State *L, const cr_identity_t *id);
 
 typedef struct {
   cr_registry_t *registry; /* the functions folder (JWT key files are read from it) */
@@ -70,19 +57,9 @@ void cr_gwauth_free(cr_gwauth_t *a);
 /* The method that applies to ver: its setting, or the default (never CR_AUTH_DEFAULT). */
 cr_auth_kind_t cr_gwauth_kind(const cr_gwauth_t *a, const cr_fnver_t *ver);
 
-/* The outcome of a check: answered (the request got its 401/403/429/503)
- * or passed with id (NULL for a public route; the callee takes it). */
-typedef void (*cr_gwauth_cb)(void *data, int answered, cr_identity_t *id);
-
 /* Checks req against the auth of fn's version ver (held by the caller until
  * cb runs). cb runs exactly once, now or later (unless a is freed first). */
 void cr_gwauth_check(cr_gwauth_t *a, cr_http_req_t *req, const cr_fn_t *fn, const cr_fnver_t *ver, cr_gwauth_cb cb,
                      void *data);
-
-/* Answers req with an auth refusal: status, an optional WWW-Authenticate
- * challenge, msg as the error; with ver's CORS headers, and Retry-After
- * when retry_after > 0 (seconds). */
-void cr_gwauth_refuse(cr_http_req_t *req, const cr_fnver_t *ver, int status, const char *challenge, const char *msg,
-                      long retry_after);
 
 #endif
