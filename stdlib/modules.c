@@ -74,6 +74,8 @@ EMBEDDED(cr_redis_inv_done)
 EMBEDDED(cr_redis_cron_claim)
 EMBEDDED(cr_redis_rate_gcra)
 EMBEDDED(cr_redis_cron_done)
+EMBEDDED(cr_redis_apikey_check)
+EMBEDDED(cr_redis_apikey_admin)
 
 const cr_redis_script_t cr_stdlib_scripts[] = {
     {"kv_put", cr_redis_kv_put},       {"kv_delete", cr_redis_kv_delete}, {"kv_incr", cr_redis_kv_incr},
@@ -86,6 +88,7 @@ const cr_redis_script_t cr_stdlib_scripts[] = {
     {"rate_gcra", cr_redis_rate_gcra}, /* core/trigger/http/policy.c's */
     {"cron_claim", cr_redis_cron_claim}, {"cron_done", cr_redis_cron_done}, /* core/trigger/cron's */
     {"kv_expire", cr_redis_kv_expire}, /* the expiry sweeper's (stdlib/kvexpire.c) */
+    {"apikey_check", cr_redis_apikey_check}, {"apikey_admin", cr_redis_apikey_admin}, /* core/trigger/http/apikeys.c, keys_api.c */
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
 

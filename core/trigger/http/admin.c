@@ -208,8 +208,9 @@ static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
                     (unsigned long long)atomic_load(&f->client_errors), (unsigned long long)atomic_load(&f->timeouts),
                     (unsigned long long)atomic_load(&f->throttles), (unsigned long long)atomic_load(&f->cold_starts),
                     (double)atomic_load(&f->duration_ns) / 1e6, (unsigned long long)atomic_load(&f->billed_ms), gbs);
-      cr_buf_printf(b, "\"rateLimited\":%llu,\"cache\":{\"hits\":%llu,\"misses\":%llu},",
-                    (unsigned long long)atomic_load(&f->rate_limited), (unsigned long long)atomic_load(&f->cache_hits),
+      cr_buf_printf(b, "\"rateLimited\":%llu,\"authUnavailable\":%llu,\"cache\":{\"hits\":%llu,\"misses\":%llu},",
+                    (unsigned long long)atomic_load(&f->rate_limited),
+                    (unsigned long long)atomic_load(&f->auth_unavailable), (unsigned long long)atomic_load(&f->cache_hits),
                     (unsigned long long)atomic_load(&f->cache_misses));
       cr_buf_printf(b, "\"http\":{\"requests\":%llu,\"errors\":%llu,\"bytesOut\":%llu,\"bytesIn\":%llu,"
                        "\"timeMsSum\":%.3f},",
@@ -363,6 +364,9 @@ static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
        offsetof(cr_shm_fn_t, cache_misses)},
       {"crescent_rate_limited_total", "Requests refused with 429 by the function's rateLimit (never invoked).",
        offsetof(cr_shm_fn_t, rate_limited)},
+      {"crescent_auth_unavailable_total",
+       "Requests refused with 503 because their auth could not be checked (API keys while Redis is unreachable).",
+       offsetof(cr_shm_fn_t, auth_unavailable)},
       {"crescent_outbound_requests_total", "Outbound HTTP requests functions made (crescent.http).",
        offsetof(cr_shm_fn_t, http_requests)},
       {"crescent_outbound_errors_total", "Outbound HTTP requests that failed (nil, err).",

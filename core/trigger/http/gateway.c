@@ -17,6 +17,7 @@
 #include "dispatch.h"
 #include "json.h"
 #include "gwauth.h"
+#include "keys_api.h"
 #include "log.h"
 #include "policy.h"
 #include "rcache.h"
@@ -30,6 +31,7 @@ struct cr_gateway_s {
   cr_ratelimit_t *ratelimit; /* the functions' rateLimit buckets */
   cr_gwauth_t *auth;         /* the functions' auth */
   cr_rcache_t *rcache;       /* answers of functions with cache = { ... } */
+  cr_keys_api_t *keys_api;   /* /_/api/keys, /_/api/plans */
   cr_buf_t body; /* scratch for encoding response bodies */
   int ext;       /* this trigger's index in an instance's ext[] */
 };
@@ -86,10 +88,12 @@ cr_gateway_t *cr_gateway_new(cr_dispatch_t *dispatch, const cr_gateway_opts_t *o
   cr_gwauth_opts_t ao = {.registry = g->opts.registry, .redis = g->opts.redis, .prefix = g->opts.prefix,
                          .shm = g->opts.shm, .fncalls = g->opts.fncalls, .default_kind = g->opts.default_auth};
   g->auth = cr_gwauth_new(&ao);
-  if (!g->ratelimit || !g->rcache || !g->auth) {
+  g->keys_api = cr_keys_api_new(g->opts.redis, g->opts.prefix, g->opts.admin);
+  if (!g->ratelimit || !g->rcache || !g->auth || !g->keys_api) {
     cr_ratelimit_free(g->ratelimit);
     cr_rcache_free(g->rcache);
     cr_gwauth_free(g->auth);
+    cr_keys_api_free(g->keys_api);
     free(g);
     return NULL;
   }
@@ -101,6 +105,7 @@ void cr_gateway_free(cr_gateway_t *g) {
   cr_ratelimit_free(g->ratelimit);
   cr_rcache_free(g->rcache);
   cr_gwauth_free(g->auth);
+  cr_keys_api_free(g->keys_api);
   cr_buf_free(&g->body);
   free(g);
 }
@@ -1170,6 +1175,7 @@ void cr_gateway_handle(cr_gateway_t *g, cr_http_req_t *req) {
   }
   /* /_/ is the platform's: its functions (storage) routed above, the rest here. */
   if (rc == CR_ENOENT && g->opts.invoke_api && cr_invoke_api_handle(g->opts.invoke_api, req)) return;
+  if (rc == CR_ENOENT && cr_keys_api_handle(g->keys_api, req)) return;
   if (rc == CR_ENOENT && g->opts.admin && cr_admin_owns(req->path, req->path_len)) {
     if (g->opts.meter) cr_meter_flush(g->opts.meter); /* the numbers include this worker's latest */
     cr_admin_handle(g->opts.admin, req);
