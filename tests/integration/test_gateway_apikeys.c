@@ -636,6 +636,8 @@ static void api_refusals(void **state) {
        "'functions': an empty function pattern in the list"},
       {"POST", "/_/api/keys", "{\"name\":\"x\",\"functions\":[]}", 400,
        "'functions': an empty list would allow nothing: leave 'functions' out for every function"},
+      {"POST", "/_/api/keys", "{\"name\":\"x\",\"functions\":\" \"}", 400,
+       "'functions': an empty list would allow nothing: leave 'functions' out for every function"},
       {"POST", "/_/api/keys", "{\"name\":\"x\",\"functions\":[\"a,b\"]}", 400,
        "'functions': each function pattern must be a non-empty string without commas"},
       {"POST", "/_/api/keys", "{\"name\":\"x\",\"functions\":7}", 400, "'functions': must be a string or an array of strings"},

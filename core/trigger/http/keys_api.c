@@ -452,6 +452,10 @@ static void create_key(cr_keys_api_t *api, cr_http_req_t *req) {
   int bad = 0;
   if (f && f->type == CR_JR_STRING) {
     bad = cr_apikey_scopes_parse(f->str, f->len, &scopes, err, sizeof err);
+    if (!bad && scopes.len == 0) {
+      snprintf(err, sizeof err, "an empty list would allow nothing: leave 'functions' out for every function");
+      bad = 1;
+    }
   } else if (f && f->type == CR_JR_ARRAY) {
     for (const cr_jr_val_t *v = f->child; v && !bad; v = v->next) {
       if (v->type != CR_JR_STRING || v->len == 0 || memchr(v->str, ',', v->len)) {
