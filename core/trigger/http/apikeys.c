@@ -510,3 +510,8 @@ void cr_apikeys_check(cr_apikeys_t *k, cr_http_req_t *req, const cr_fn_t *fn, co
     cb(data, 1, NULL);
   }
 }
+
+void cr_apikeys_check_hook(void *k, cr_http_req_t *req, const cr_fn_t *fn, const cr_fnver_t *ver, cr_gwauth_cb cb,
+                           void *data) {
+  cr_apikeys_check(k, req, fn, ver, cb, data);
+}

@@ -8,6 +8,8 @@
  * "{keys}" after the server's prefix).
  *
  * A request brings it in X-Api-Key or, failing that, Authorization: Bearer.
+ * gwauth.c calls it through cr_gwauth_opts_t.apikey_check, which the
+ * gateway sets (this module uses gwauth's identity and refusals).
  * The answers (gwauth.h's rules, JSON {"error", "requestId"}):
  *   no key                          401 "missing credentials", WWW-Authenticate
  *   not a key's shape, unknown,
@@ -85,5 +87,8 @@ void cr_apikeys_free(cr_apikeys_t *k);
  * passed; exactly once, now or when Redis answers (unless k is freed). */
 void cr_apikeys_check(cr_apikeys_t *k, cr_http_req_t *req, const cr_fn_t *fn, const cr_fnver_t *ver, cr_gwauth_cb cb,
                       void *data);
+/* The same as cr_gwauth_opts_t.apikey_check (k a cr_apikeys_t). */
+void cr_apikeys_check_hook(void *k, cr_http_req_t *req, const cr_fn_t *fn, const cr_fnver_t *ver, cr_gwauth_cb cb,
+                           void *data);
 
 #endif

@@ -16,6 +16,7 @@
 #include "error.h"
 #include "dispatch.h"
 #include "json.h"
+#include "apikeys.h"
 #include "gwauth.h"
 #include "keys_api.h"
 #include "log.h"
@@ -31,6 +32,7 @@ struct cr_gateway_s {
   cr_ratelimit_t *ratelimit; /* the functions' rateLimit buckets */
   cr_gwauth_t *auth;         /* the functions' auth */
   cr_rcache_t *rcache;       /* answers of functions with cache = { ... } */
+  cr_apikeys_t *apikeys;     /* auth = "apikey" (gwauth calls it) */
   cr_keys_api_t *keys_api;   /* /_/api/keys, /_/api/plans */
   cr_buf_t body; /* scratch for encoding response bodies */
   int ext;       /* this trigger's index in an instance's ext[] */
@@ -85,14 +87,17 @@ cr_gateway_t *cr_gateway_new(cr_dispatch_t *dispatch, const cr_gateway_opts_t *o
   if (opts) g->opts = *opts;
   g->ratelimit = cr_ratelimit_new(g->opts.redis, g->opts.prefix);
   g->rcache = cr_rcache_new(g->opts.cache_size ? g->opts.cache_size : 64u * 1024 * 1024);
+  g->apikeys = cr_apikeys_new(g->opts.redis, g->opts.prefix, g->opts.shm);
   cr_gwauth_opts_t ao = {.registry = g->opts.registry, .redis = g->opts.redis, .prefix = g->opts.prefix,
-                         .shm = g->opts.shm, .fncalls = g->opts.fncalls, .default_kind = g->opts.default_auth};
+                         .shm = g->opts.shm, .fncalls = g->opts.fncalls, .default_kind = g->opts.default_auth,
+                         .apikey_check = cr_apikeys_check_hook, .apikey_ctx = g->apikeys};
   g->auth = cr_gwauth_new(&ao);
   g->keys_api = cr_keys_api_new(g->opts.redis, g->opts.prefix, g->opts.admin);
-  if (!g->ratelimit || !g->rcache || !g->auth || !g->keys_api) {
+  if (!g->ratelimit || !g->rcache || !g->auth || !g->apikeys || !g->keys_api) {
     cr_ratelimit_free(g->ratelimit);
     cr_rcache_free(g->rcache);
     cr_gwauth_free(g->auth);
+    cr_apikeys_free(g->apikeys);
     cr_keys_api_free(g->keys_api);
     free(g);
     return NULL;
@@ -105,6 +110,7 @@ void cr_gateway_free(cr_gateway_t *g) {
   cr_ratelimit_free(g->ratelimit);
   cr_rcache_free(g->rcache);
   cr_gwauth_free(g->auth);
+  cr_apikeys_free(g->apikeys);
   cr_keys_api_free(g->keys_api);
   cr_buf_free(&g->body);
   free(g);

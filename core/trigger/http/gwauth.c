@@ -8,7 +8,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "apikeys.h"
 #include "buf.h"
 #include "clock.h"
 #include "error.h"
@@ -36,7 +35,6 @@ struct cr_gwauth_s {
   cr_gwauth_opts_t opts;
   jwt_keys_entry_t *jwt; /* by function slot */
   int njwt;
-  cr_apikeys_t *apikeys; /* auth = "apikey" (apikeys.h) */
 };
 
 cr_gwauth_t *cr_gwauth_new(const cr_gwauth_opts_t *opts) {
@@ -44,16 +42,11 @@ cr_gwauth_t *cr_gwauth_new(const cr_gwauth_opts_t *opts) {
   if (!a) return NULL;
   if (opts) a->opts = *opts;
   if (a->opts.default_kind != CR_AUTH_APIKEY) a->opts.default_kind = CR_AUTH_NONE;
-  if (!(a->apikeys = cr_apikeys_new(a->opts.redis, a->opts.prefix, a->opts.shm))) {
-    free(a);
-    return NULL;
-  }
   return a;
 }
 
 void cr_gwauth_free(cr_gwauth_t *a) {
   if (!a) return;
-  cr_apikeys_free(a->apikeys);
   for (int i = 0; i < a->njwt; i++) cr_jwt_keys_free(a->jwt[i].keys);
   free(a->jwt);
   free(a);
@@ -236,7 +229,8 @@ void cr_gwauth_check(cr_gwauth_t *a, cr_http_req_t *req, const cr_fn_t *fn, cons
     else cb(data, 0, id);
     return;
   case CR_AUTH_APIKEY:
-    cr_apikeys_check(a->apikeys, req, fn, ver, cb, data);
+    if (!a->opts.apikey_check) break;
+    a->opts.apikey_check(a->opts.apikey_ctx, req, fn, ver, cb, data);
     return;
   case CR_AUTH_AUTHORIZER:
   case CR_AUTH_USER:

@@ -49,6 +49,10 @@ void cr_identity_free(cr_identity_t *id);
 /* Pushes event.auth for id (a table) onto L. */
 void cr_identity_push(lua_State *L, const cr_identity_t *id);
 
+/* The outcome of a check: answered (the request got its 401/403/429/503)
+ * or passed with id (NULL for a public route; the callee takes it). */
+typedef void (*cr_gwauth_cb)(void *data, int answered, cr_identity_t *id);
+
 typedef struct {
   cr_registry_t *registry; /* the functions folder (JWT key files are read from it) */
   cr_redis_t *redis;       /* API keys, or NULL */
@@ -56,6 +60,11 @@ typedef struct {
   cr_shm_t *shm;           /* counters, or NULL */
   cr_fncalls_t *fncalls;   /* runs authorizer functions, or NULL */
   cr_auth_kind_t default_kind; /* for functions without the setting: CR_AUTH_NONE or CR_AUTH_APIKEY */
+  /* auth = "apikey": checks req's key as cr_gwauth_check does (apikeys.h; given by the gateway,
+   * since apikeys uses this module), or NULL (503) */
+  void (*apikey_check)(void *ctx, cr_http_req_t *req, const cr_fn_t *fn, const cr_fnver_t *ver, cr_gwauth_cb cb,
+                       void *data);
+  void *apikey_ctx;
 } cr_gwauth_opts_t;
 
 /* NULL when out of memory. */
@@ -65,10 +74,6 @@ void cr_gwauth_free(cr_gwauth_t *a);
 
 /* The method that applies to ver: its setting, or the default (never CR_AUTH_DEFAULT). */
 cr_auth_kind_t cr_gwauth_kind(const cr_gwauth_t *a, const cr_fnver_t *ver);
-
-/* The outcome of a check: answered (the request got its 401/403/429/503)
- * or passed with id (NULL for a public route; the callee takes it). */
-typedef void (*cr_gwauth_cb)(void *data, int answered, cr_identity_t *id);
 
 /* Checks req against the auth of fn's version ver (held by the caller until
  * cb runs). cb runs exactly once, now or later (unless a is freed first). */
