@@ -735,6 +735,59 @@ static void redis_stuck_fails_closed(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+
+/* --- the scripts' calendar ------------------------------------------------------------------------ */
+
+/* apikey_check.lua's UTC date and "seconds to the end of the day / month" (what quotas and their
+ * Retry-After rest on), run in the server's Redis for 1,500 instants from 1970 to 2300 (leap
+ * years, month ends, the last second of a day), against the C library's gmtime/timegm. */
+static void scripts_calendar(void **state) {
+  (void)state;
+  char *src = read_file(CR_SOURCE_DIR "/stdlib/redis/apikey_check.lua");
+  const char *from = strstr(src, "local z = math.floor"), *to = strstr(src, "local dkey");
+  assert_non_null(from);
+  assert_non_null(to);
+  size_t cap = (size_t)(to - from) + 1024;
+  char *lua = malloc(cap);
+  assert_non_null(lua);
+  int n = snprintf(lua, cap,
+                   "local res = {}\n"
+                   "for k = 0, 1499 do\n"
+                   "local sec = tonumber(ARGV[1]) + k * 7000003 + (k %% 3 == 0 and 86399 - (k * 7000003) %% 86400 or 0)\n"
+                   "%.*s\n"
+                   "res[#res + 1] = string.format('%%d %%04d-%%02d-%%02d %%d %%d', sec, y, m, d, day_left, month_left)\n"
+                   "end\n"
+                   "return table.concat(res, ',')",
+                   (int)(to - from), from);
+  assert_true(n > 0 && (size_t)n < cap);
+  srv_t s;
+  srv_init(&s);
+  srv_start(&s, "--workers 1");
+  char *out = srv_rcli(&s, "EVAL", lua, "0", "0", NULL);
+  int count = 0;
+  for (char *e = strtok(out, ","); e; e = strtok(NULL, ","), count++) {
+    long long sec;
+    char date[16];
+    long day_left, month_left;
+    if (sscanf(e, "%lld %15s %ld %ld", &sec, date, &day_left, &month_left) != 4) fail_msg("entry '%s'", e);
+    time_t t = (time_t)sec;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char want[16];
+    snprintf(want, sizeof want, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+    struct tm next = {.tm_year = tm.tm_year, .tm_mon = tm.tm_mon + 1, .tm_mday = 1};
+    long want_month = (long)(timegm(&next) - t);
+    long want_day = 86400 - (long)(sec % 86400);
+    if (strcmp(date, want) != 0 || day_left != want_day || month_left != want_month)
+      fail_msg("at %lld: %s %ld %ld, want %s %ld %ld", sec, date, day_left, month_left, want, want_day, want_month);
+  }
+  assert_int_equal(count, 1500);
+  free(out);
+  free(lua);
+  free(src);
+  assert_int_equal(srv_stop(&s), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(cli_keys_and_answers),
@@ -743,6 +796,7 @@ int main(void) {
       cmocka_unit_test(default_auth_and_rate_by_key),
       cmocka_unit_test(api_refusals),
       cmocka_unit_test(redis_stuck_fails_closed),
+      cmocka_unit_test(scripts_calendar),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
