@@ -142,6 +142,7 @@ static void api_create(int port, const char *body, char *key, size_t n) {
   http_resp_t r;
   req(port, "POST", "/_/api/keys", "Content-Type: application/json\r\n", body, &r);
   if (r.status != 201) fail_msg("create %s: %d %s", body, r.status, r.body);
+  expect_header(&r, "cache-control", "no-store");
   const char *k = json_val(r.body, "key");
   assert_non_null(k);
   snprintf(key, n, "%.47s", k + 1);
@@ -287,6 +288,11 @@ static void cli_keys_and_answers(void **state) {
   assert_non_null(strstr(dump, sha)); /* the name's entry points at the hash */
   free(dump);
   free(all);
+  /* Nor does the log (the answer that made it says Cache-Control: no-store). */
+  assert_int_equal(srv_log_count(&s, key, NULL), 0);
+  assert_int_equal(srv_log_count(&s, key2, NULL), 0);
+  assert_int_equal(srv_log_count(&s, "crk_", NULL), 0);
+  assert_int_equal(srv_log_count(&s, "\"msg\":\"API key 'ci' created\"", NULL), 1);
 
   /* keys usage: 2 calls today for ci (401s, 403s not counted). */
   run(&c, s.root, "keys", "usage", "ci", "--url", url, NULL);

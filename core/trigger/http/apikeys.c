@@ -367,7 +367,7 @@ static void refuse_plan(cr_http_req_t *req, const cr_fnver_t *ver, const redisRe
   size_t rl;
   const char *rps_s = str_at(r, 1, &rl);
   double rps = rl ? strtod(rps_s, NULL) : 0;
-  long long burst = int_at(r, 2), t_us = int_at(r, 4), q = int_at(r, 6 - 1), used = int_at(r, 6),
+  long long burst = int_at(r, 2), t_us = int_at(r, 4), q = int_at(r, 5), used = int_at(r, 6),
             left = int_at(r, 7);
   long retry = quota ? (long)left : (long)((t_us + 999999) / 1000000);
   if (retry < 1) retry = 1;
