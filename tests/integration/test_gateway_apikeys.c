@@ -779,7 +779,7 @@ static void scripts_calendar(void **state) {
     time_t t = (time_t)sec;
     struct tm tm;
     gmtime_r(&t, &tm);
-    char want[16];
+    char want[48];
     snprintf(want, sizeof want, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
     struct tm next = {.tm_year = tm.tm_year, .tm_mon = tm.tm_mon + 1, .tm_mday = 1};
     long want_month = (long)(timegm(&next) - t);
