@@ -77,6 +77,7 @@ typedef struct {
   _Atomic uint64_t http_requests, http_errors, http_bytes_in, http_bytes_out, http_ns;
   _Atomic uint64_t rate_limited;  /* requests refused by the function's rateLimit (never invoked) */
   _Atomic uint64_t cache_hits, cache_misses; /* answers of a function with cache: from the cache or not */
+  _Atomic uint64_t auth_unavailable; /* refused with 503: its auth could not be checked (Redis down, API keys) */
   _Atomic uint64_t cache_epoch;   /* bumped by a purge: older cache entries (every worker's) miss */
   /* cache = { shared = true }: Redis lookups after a local miss that answered (a hit), found
    * nothing usable (absent, purged, stale), or failed (Redis down, slow, an error) */

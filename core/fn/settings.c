@@ -1048,8 +1048,7 @@ static int inside_path(const char *p) {
  * limit by key or principal needs a route that can have one. */
 static int check_auth_support(const cr_settings_t *s, char *err, size_t errlen) {
   const cr_auth_kind_t k = s->auth.kind;
-  if (k == CR_AUTH_APIKEY || k == CR_AUTH_USER)
-    return fail(err, errlen, "setting 'auth': \"%s\" is not supported by this build yet", k == CR_AUTH_APIKEY ? "apikey" : "user");
+  if (k == CR_AUTH_USER) return fail(err, errlen, "setting 'auth': \"user\" is not supported by this build yet");
   if (s->rate.rps > 0 && s->rate.by == CR_RL_BY_KEY && k != CR_AUTH_DEFAULT && k != CR_AUTH_APIKEY)
     return fail(err, errlen, "setting 'rateLimit': by = \"key\" needs auth = \"apikey\"");
   if (s->rate.rps > 0 && s->rate.by == CR_RL_BY_PRINCIPAL && k == CR_AUTH_NONE)

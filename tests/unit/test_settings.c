@@ -939,6 +939,16 @@ static void test_auth_settings(void **state) {
   accepted("return { handler = print, auth = 'none' }", &s);
   assert_int_equal(s.auth.kind, CR_AUTH_NONE);
   cr_settings_free(&s);
+  /* API keys (core/trigger/http/apikeys.c), limited by key. */
+  accepted("return { handler = print, auth = 'apikey', rateLimit = { rps = 5, by = 'key' } }", &s);
+  assert_int_equal(s.auth.kind, CR_AUTH_APIKEY);
+  assert_int_equal(s.rate.by, CR_RL_BY_KEY);
+  assert_int_equal(cr_settings_pack(&s, &b), 0);
+  assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
+  assert_int_equal(u.auth.kind, CR_AUTH_APIKEY);
+  cr_settings_free(&u);
+  cr_settings_free(&s);
+  b.len = 0;
   accepted("return { handler = print, auth = { jwt = { keys = 'keys/jwks.json', issuer = 'https://id', audience = 'api',"
            " leeway = 5 } } }", &s);
   assert_int_equal(s.auth.kind, CR_AUTH_JWT);
@@ -982,8 +992,10 @@ static void test_auth_settings(void **state) {
                 "setting 'auth.jwt': algorithms entry 1 must be one of RS256, ES256, EdDSA, HS256");
   refused_exact("return { handler = print, auth = { jwt = { secretEnv = 'bad name' } } }",
                 "setting 'auth.jwt': 'secretEnv' must be an environment variable name like JWT_SECRET");
-  refused_exact("return { handler = print, auth = 'apikey' }",
-                "setting 'auth': \"apikey\" is not supported by this build yet");
+  refused_exact("return { handler = print, auth = 'user' }",
+                "setting 'auth': \"user\" is not supported by this build yet");
+  refused_exact("return { handler = print, auth = 'none', rateLimit = { rps = 1, by = 'key' } }",
+                "setting 'rateLimit': by = \"key\" needs auth = \"apikey\"");
   /* authorizer functions (core/trigger/http/authorizer.h) */
   accepted("return { handler = print, auth = { authorizer = 'auth/check' } }", &s);
   assert_int_equal(s.auth.kind, CR_AUTH_AUTHORIZER);

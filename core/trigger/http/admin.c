@@ -210,9 +210,10 @@ static void functions_json(const cr_admin_t *a, cr_buf_t *b) {
                     (unsigned long long)atomic_load(&f->client_errors), (unsigned long long)atomic_load(&f->timeouts),
                     (unsigned long long)atomic_load(&f->throttles), (unsigned long long)atomic_load(&f->cold_starts),
                     (double)atomic_load(&f->duration_ns) / 1e6, (unsigned long long)atomic_load(&f->billed_ms), gbs);
-      cr_buf_printf(b, "\"rateLimited\":%llu,\"cache\":{\"hits\":%llu,\"misses\":%llu,"
+      cr_buf_printf(b, "\"rateLimited\":%llu,\"authUnavailable\":%llu,\"cache\":{\"hits\":%llu,\"misses\":%llu,"
                        "\"shared\":{\"hits\":%llu,\"misses\":%llu,\"errors\":%llu}},",
-                    (unsigned long long)atomic_load(&f->rate_limited), (unsigned long long)atomic_load(&f->cache_hits),
+                    (unsigned long long)atomic_load(&f->rate_limited),
+                    (unsigned long long)atomic_load(&f->auth_unavailable), (unsigned long long)atomic_load(&f->cache_hits),
                     (unsigned long long)atomic_load(&f->cache_misses),
                     (unsigned long long)atomic_load(&f->cache_shared_hits),
                     (unsigned long long)atomic_load(&f->cache_shared_misses),
@@ -500,6 +501,9 @@ static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
        offsetof(cr_shm_fn_t, cache_shared_errors)},
       {"crescent_rate_limited_total", "Requests refused with 429 by the function's rateLimit (never invoked).",
        offsetof(cr_shm_fn_t, rate_limited)},
+      {"crescent_auth_unavailable_total",
+       "Requests refused with 503 because their auth could not be checked (API keys while Redis is unreachable).",
+       offsetof(cr_shm_fn_t, auth_unavailable)},
       {"crescent_authorizer_calls_total", "Authorizer function calls made for the function's routes (auth = { authorizer }).",
        offsetof(cr_shm_fn_t, authz_calls)},
       {"crescent_authorizer_cache_hits_total",

@@ -16,7 +16,9 @@
 #include "error.h"
 #include "dispatch.h"
 #include "json.h"
+#include "apikeys.h"
 #include "gwauth.h"
+#include "keys_api.h"
 #include "log.h"
 #include "policy.h"
 #include "rcache.h"
@@ -33,6 +35,8 @@ struct cr_gateway_s {
   cr_rcache_t *rcache;       /* answers of functions with cache = { ... } */
   cr_scache_t *scache;       /* and those of cache = { shared = true } in Redis */
   struct cache_wait_s *cwaits; /* requests waiting on a shared lookup */
+  cr_apikeys_t *apikeys;     /* auth = "apikey" (gwauth calls it) */
+  cr_keys_api_t *keys_api;   /* /_/api/keys, /_/api/plans */
   cr_buf_t body; /* scratch for encoding response bodies */
   int ext;       /* this trigger's index in an instance's ext[] */
 };
@@ -99,15 +103,20 @@ cr_gateway_t *cr_gateway_new(cr_dispatch_t *dispatch, const cr_gateway_opts_t *o
   if (opts) g->opts = *opts;
   g->ratelimit = cr_ratelimit_new(g->opts.redis, g->opts.prefix);
   g->rcache = cr_rcache_new(g->opts.cache_size ? g->opts.cache_size : 64u * 1024 * 1024);
+  g->apikeys = cr_apikeys_new(g->opts.redis, g->opts.prefix, g->opts.shm);
   cr_gwauth_opts_t ao = {.registry = g->opts.registry, .redis = g->opts.redis, .prefix = g->opts.prefix,
-                         .shm = g->opts.shm, .fncalls = g->opts.fncalls, .default_kind = g->opts.default_auth};
+                         .shm = g->opts.shm, .fncalls = g->opts.fncalls, .default_kind = g->opts.default_auth,
+                         .apikey_check = cr_apikeys_check_hook, .apikey_ctx = g->apikeys};
   g->auth = cr_gwauth_new(&ao);
   g->scache = g->opts.loop ? cr_scache_new(g->opts.loop, g->opts.redis, g->opts.prefix, g->opts.registry, g->opts.shm)
                            : NULL;
-  if (!g->ratelimit || !g->rcache || !g->auth || (g->opts.loop && !g->scache)) {
+  g->keys_api = cr_keys_api_new(g->opts.redis, g->opts.prefix, g->opts.admin);
+  if (!g->ratelimit || !g->rcache || !g->auth || !g->apikeys || !g->keys_api || (g->opts.loop && !g->scache)) {
     cr_ratelimit_free(g->ratelimit);
     cr_rcache_free(g->rcache);
     cr_gwauth_free(g->auth);
+    cr_apikeys_free(g->apikeys);
+    cr_keys_api_free(g->keys_api);
     cr_scache_free(g->scache);
     free(g);
     return NULL;
@@ -124,6 +133,8 @@ void cr_gateway_free(cr_gateway_t *g) {
   cache_waits_free(g); /* their lookups cancelled first: no callback comes after */
   cr_scache_free(g->scache);
   cr_gwauth_free(g->auth);
+  cr_apikeys_free(g->apikeys);
+  cr_keys_api_free(g->keys_api);
   cr_buf_free(&g->body);
   free(g);
 }
@@ -1338,6 +1349,7 @@ void cr_gateway_handle(cr_gateway_t *g, cr_http_req_t *req) {
   }
   /* /_/ is the platform's: its functions (storage) routed above, the rest here. */
   if (rc == CR_ENOENT && g->opts.invoke_api && cr_invoke_api_handle(g->opts.invoke_api, req)) return;
+  if (rc == CR_ENOENT && cr_keys_api_handle(g->keys_api, req)) return;
   if (rc == CR_ENOENT && g->opts.admin && cr_admin_owns(req->path, req->path_len)) {
     if (g->opts.meter) cr_meter_flush(g->opts.meter); /* the numbers include this worker's latest */
     cr_admin_handle(g->opts.admin, req);

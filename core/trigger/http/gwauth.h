@@ -47,6 +47,11 @@ typedef struct {
    * json (the claims, malloc'd) filled, or -1 with err (for the log). NULL: accounts are off. */
   int (*verify_user)(void *ud, const char *tok, size_t len, cr_identity_t *out, char *err, size_t errlen);
   void *verify_user_ud;
+  /* auth = "apikey": checks req's key as cr_gwauth_check does (apikeys.h; given by the gateway,
+   * since apikeys uses this module), or NULL (503) */
+  void (*apikey_check)(void *ctx, cr_http_req_t *req, const cr_fn_t *fn, const cr_fnver_t *ver, cr_gwauth_cb cb,
+                       void *data);
+  void *apikey_ctx;
 } cr_gwauth_opts_t;
 
 /* NULL when out of memory. */
