@@ -74,6 +74,14 @@ EMBEDDED(cr_redis_inv_done)
 EMBEDDED(cr_redis_cron_claim)
 EMBEDDED(cr_redis_rate_gcra)
 EMBEDDED(cr_redis_cron_done)
+EMBEDDED(cr_redis_users_create)
+EMBEDDED(cr_redis_users_get)
+EMBEDDED(cr_redis_users_set)
+EMBEDDED(cr_redis_users_delete)
+EMBEDDED(cr_redis_users_list)
+EMBEDDED(cr_redis_users_rt)
+EMBEDDED(cr_redis_users_code)
+EMBEDDED(cr_redis_users_throttle)
 
 const cr_redis_script_t cr_stdlib_scripts[] = {
     {"kv_put", cr_redis_kv_put},       {"kv_delete", cr_redis_kv_delete}, {"kv_incr", cr_redis_kv_incr},
@@ -86,6 +94,7 @@ const cr_redis_script_t cr_stdlib_scripts[] = {
     {"rate_gcra", cr_redis_rate_gcra}, /* core/trigger/http/policy.c's */
     {"cron_claim", cr_redis_cron_claim}, {"cron_done", cr_redis_cron_done}, /* core/trigger/cron's */
     {"kv_expire", cr_redis_kv_expire}, /* the expiry sweeper's (stdlib/kvexpire.c) */
+    {"users_create", cr_redis_users_create}, {"users_get", cr_redis_users_get}, {"users_set", cr_redis_users_set}, {"users_delete", cr_redis_users_delete}, {"users_list", cr_redis_users_list}, {"users_rt", cr_redis_users_rt}, {"users_code", cr_redis_users_code}, {"users_throttle", cr_redis_users_throttle}, /* core/svc/users.c's */
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
 
