@@ -60,10 +60,10 @@ static const opt_t options[] = {
     {"accounts-issuer", OPT_STR, OFF(accounts_issuer), "iss of the accounts' access tokens (default crescent)"},
     {"accounts-min-password", OPT_INT, OFF(accounts_min_password), "shortest password, in characters (default 8)"},
     {"accounts-access-ttl", OPT_SECONDS, OFF(accounts_access_ttl), "lifetime of an access token (default 15m)"},
-    {"accounts-refresh-ttl", OPT_SECONDS, OFF(accounts_refresh_ttl), "lifetime of a refresh token, renewed on each use (default 30d)"},
+    {"accounts-refresh-ttl", OPT_SECONDS, OFF(accounts_refresh_ttl), "lifetime of a refresh token, renewed on each use (default 43200m: 30 days)"},
     {"accounts-code-ttl", OPT_SECONDS, OFF(accounts_code_ttl), "lifetime of a confirmation or reset code (default 15m)"},
-    {"accounts-key-rotation", OPT_SECONDS, OFF(accounts_key_rotation), "age of the signing key that makes a new one, 0 for only on demand (default 30d)"},
-    {"accounts-key-grace", OPT_SECONDS, OFF(accounts_key_grace), "a replaced signing key still verifies this long (default 1h)"},
+    {"accounts-key-rotation", OPT_SECONDS, OFF(accounts_key_rotation), "age of the signing key that makes a new one, 0 for only on demand (default 43200m: 30 days)"},
+    {"accounts-key-grace", OPT_SECONDS, OFF(accounts_key_grace), "a replaced signing key still verifies this long (default 60m)"},
     {"accounts-argon2-memory", OPT_INT, OFF(accounts_argon2_memory), "Argon2id memory per hash, KiB (default 19456: 19 MiB)"},
     {"accounts-argon2-time", OPT_INT, OFF(accounts_argon2_time), "Argon2id passes (default 2)"},
     {"accounts-argon2-lanes", OPT_INT, OFF(accounts_argon2_lanes), "Argon2id lanes (default 1)"},
@@ -161,8 +161,6 @@ int cr_parse_seconds(const char *s, double *out) {
   if (strcmp(end, "ms") == 0) v /= 1000;
   else if (strcmp(end, "s") == 0 || *end == '\0') ;
   else if (strcmp(end, "m") == 0) v *= 60;
-  else if (strcmp(end, "h") == 0) v *= 3600;
-  else if (strcmp(end, "d") == 0) v *= 86400;
   else return CR_EINVAL;
   if (v > 86400 * 365) return CR_EINVAL;
   *out = v;
