@@ -33,6 +33,7 @@
 #include "error.h"
 #include "freelist.h"
 #include "hash.h"
+#include "auth.h"
 #include "httpout.h"
 #include "invoke.h"
 #include "json.h"
@@ -53,6 +54,7 @@ EMBEDDED(cr_stdlib_once)
 EMBEDDED(cr_stdlib_queue_admin)
 EMBEDDED(cr_stdlib_invoke)
 EMBEDDED(cr_stdlib_http)
+EMBEDDED(cr_stdlib_auth)
 EMBEDDED(cr_redis_kv_put)
 EMBEDDED(cr_redis_kv_delete)
 EMBEDDED(cr_redis_kv_incr)
@@ -123,7 +125,10 @@ struct cr_stdlib_s {
   const cr_stdlib_calls_t *calls; /* crescent.invoke's (cr_stdlib_set_calls), or NULL */
   void *calls_ud;
   cr_http_config_t http;          /* crescent.http's (cr_stdlib_set_http); ob NULL: none */
+  cr_users_t *users;              /* crescent.auth's (cr_stdlib_set_users), or NULL: off */
 };
+
+void cr_stdlib_set_users(cr_stdlib_t *S, cr_users_t *users) { S->users = users; }
 
 void cr_stdlib_set_http(cr_stdlib_t *S, const cr_http_config_t *cfg) {
   S->http = *cfg;
@@ -607,6 +612,8 @@ static void push_prims(lua_State *L, cr_stdlib_t *S) {
   }
   cr_http_push_primitive(L, &S->http);
   lua_setfield(L, -2, "http_request");
+  cr_auth_push_primitive(L, &S->users);
+  lua_setfield(L, -2, "auth_call");
   lua_pushnumber(L, (double)S->http.max_response);
   lua_setfield(L, -2, "http_max_response");
   lua_pushnumber(L, (double)S->opts.kv_max_value);
@@ -666,6 +673,7 @@ static int open_invoke(lua_State *L) {
   return load_embedded(L, cr_stdlib_invoke, cr_stdlib_invoke_len, "=crescent.invoke");
 }
 static int open_http(lua_State *L) { return load_embedded(L, cr_stdlib_http, cr_stdlib_http_len, "=crescent.http"); }
+static int open_auth(lua_State *L) { return load_embedded(L, cr_stdlib_auth, cr_stdlib_auth_len, "=crescent.auth"); }
 static int open_crypto(lua_State *L) { return cr_crypto_open(L); }
 static int open_log(lua_State *L) {
   cr_invoke_push_log(L);
@@ -707,6 +715,7 @@ void cr_stdlib_preload(lua_State *L, void *stdlib) {
       {"crescent.invoke", open_invoke},
       {"crescent.crypto", open_crypto},
       {"crescent.http", open_http},
+      {"crescent.auth", open_auth},
   };
   for (size_t i = 0; i < sizeof loaders / sizeof loaders[0]; i++) {
     lua_pushlightuserdata(L, stdlib);

@@ -296,6 +296,7 @@ static int start_accounts(worker_t *w) {
   w->accounts.registry = w->args->registry;
   w->accounts.fc = w->fncalls;
   w->accounts.hook_timeout = cfg->accounts_hook_timeout;
+  cr_stdlib_set_users(w->stdlib, w->accounts.users);
   return 0;
 }
 
@@ -477,6 +478,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_schedules_stop(w.schedules);
   cr_fncalls_free(w.fncalls);     /* calls ended with the dispatcher */
   cr_gateway_free(w.gateway);
+  cr_stdlib_set_users(w.stdlib, NULL);
   cr_users_free(w.accounts.users); /* its pending ops' callers are gone */
   cr_meter_free(w.meter);
   cr_outbound_free(w.outbound); /* requests ended with their invocations */

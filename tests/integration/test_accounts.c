@@ -585,6 +585,81 @@ static void operators(void **state) {
   srv_stop(&s);
 }
 
+/* crescent.auth from a function: every call, its answers and errors; off without --accounts. */
+static const char dir_fn[] =
+    "local auth = require 'crescent.auth'\n"
+    "return function(event)\n"
+    "  local out = {}\n"
+    "  local u, err = auth.signUp('Zed@Example.com', 'correct horse battery', { plan = 'pro' }, { confirmed = true })\n"
+    "  if not u then return { err = err } end\n"
+    "  out.login, out.confirmed, out.plan = u.login, u.confirmed, u.attributes.plan\n"
+    "  local _, dup = auth.signUp('zed@example.com', 'correct horse battery')\n"
+    "  out.dup = dup\n"
+    "  local _, short = auth.signUp('amy', 'short')\n"
+    "  out.short = short\n"
+    "  local t, e = auth.signIn('zed@example.com', 'correct horse battery')\n"
+    "  if not t then return { err = e } end\n"
+    "  out.tokenType, out.expiresIn, out.rtlen = t.tokenType, t.expiresIn, #t.refreshToken\n"
+    "  local c, ce = auth.verify(t.accessToken)\n"
+    "  out.sub_ok = c and c.sub == u.id\n"
+    "  local _, bad = auth.verify(t.accessToken .. 'x')\n"
+    "  out.bad = bad\n"
+    "  local _, wrong = auth.signIn('zed@example.com', 'nope nope nope')\n"
+    "  out.wrong = wrong\n"
+    "  out.by_login = auth.getUser('ZED@example.com').id == u.id\n"
+    "  out.by_id = auth.getUser(u.id).login\n"
+    "  local none, nerr = auth.getUser('nobody')\n"
+    "  out.none = none == nil and nerr == nil\n"
+    "  out.updated = auth.updateUser(u.id, { attributes = { plan = 'free' } }).attributes.plan\n"
+    "  out.disabled = auth.disableUser(u.id).disabled\n"
+    "  local _, dis = auth.signIn('zed@example.com', 'correct horse battery')\n"
+    "  out.dis = dis\n"
+    "  out.enabled = auth.enableUser(u.id).disabled == false\n"
+    "  auth.signUp('yan', 'correct horse battery', nil, { confirmed = true })\n"
+    "  local page = auth.listUsers(nil, 1)\n"
+    "  local page2 = auth.listUsers(page.cursor, 1)\n"
+    "  out.pages = #page.users .. ',' .. #page2.users .. ',' .. tostring(page2.cursor)\n"
+    "  out.deleted = auth.deleteUser(u.id)\n"
+    "  local _, gone = auth.deleteUser(u.id)\n"
+    "  out.gone = gone\n"
+    "  out.argerr = select(2, pcall(auth.signIn, 5))\n"
+    "  return out\n"
+    "end\n";
+
+static void from_functions(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "dir.lua", dir_fn);
+  srv_start(&s, "--accounts --workers 1");
+  http_resp_t r;
+  http_get(s.port, "/dir", &r);
+  if (r.status != 200) {
+    char *log = srv_log(&s);
+    fail_msg("/dir: %d %s\n%s", r.status, r.body, log);
+  }
+  const char *want[] = {"\"login\":\"zed@example.com\"", "\"confirmed\":true", "\"plan\":\"pro\"",
+                        "\"dup\":\"login is already taken\"", "\"short\":\"password is too short\"",
+                        "\"tokenType\":\"Bearer\"", "\"expiresIn\":900", "\"rtlen\":43", "\"sub_ok\":true",
+                        "\"bad\":\"malformed token\"", "\"wrong\":\"wrong login or password\"", "\"by_login\":true",
+                        "\"by_id\":\"zed@example.com\"", "\"none\":true", "\"updated\":\"free\"",
+                        "\"disabled\":true", "\"dis\":\"user is disabled\"", "\"enabled\":true",
+                        "\"pages\":\"1,1,nil\"", "\"deleted\":true", "\"gone\":\"no such user\"",
+                        "bad argument #1 to 'auth.signIn' (login expected (a string), got number)"};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    if (!strstr(r.body, want[i])) fail_msg("lacks %s: %s", want[i], r.body);
+  http_free(&r);
+  srv_stop(&s);
+  /* Off: the module loads, its calls say so. */
+  srv_init(&s);
+  srv_write(&s, "off.lua",
+            "local auth = require 'crescent.auth'\n"
+            "return function() local u, err = auth.getUser('x') return err end\n");
+  srv_start(&s, "--workers 1");
+  http_expect(s.port, "/off", 200, "accounts are off (start the server with --accounts)");
+  srv_stop(&s);
+}
+
 static int cmp_ll(const void *a, const void *b) {
   long long x = *(const long long *)a, y = *(const long long *)b;
   return x < y ? -1 : x > y;
@@ -655,7 +730,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(flow),     cmocka_unit_test(off_by_default), cmocka_unit_test(tokens_and_rotation),
       cmocka_unit_test(expiry),   cmocka_unit_test(throttling),     cmocka_unit_test(hooks),
-      cmocka_unit_test(operators), cmocka_unit_test(storm),
+      cmocka_unit_test(operators), cmocka_unit_test(from_functions), cmocka_unit_test(storm),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
