@@ -2,6 +2,8 @@
 #include "pwhash.h"
 
 #include <argon2.h>
+#include <pthread.h>
+#include <sched.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
@@ -10,6 +12,9 @@
 
 struct cr_pwhash_job_s {
   uv_work_t work;
+  uv_loop_t *loop;
+  struct cr_pwhash_job_s *next; /* waiting for a slot */
+  int queued;                   /* handed to the pool */
   int verify;
   int cancelled;
   cr_pwhash_params_t params;
@@ -28,8 +33,14 @@ static int hash_into(const cr_pwhash_params_t *p, const char *pw, size_t len, ch
   return argon2id_hash_encoded(p->t, p->m_kib, p->p, pw, len, salt, sizeof salt, 32, out, outlen);
 }
 
+/* The pool thread hashes as SCHED_BATCH: mildly disfavoured against threads
+ * that wake up (the loops answering requests), then back to SCHED_OTHER for
+ * whatever the pool runs next. Both are ordinary policies an unprivileged
+ * thread may switch between. */
 static void on_work(uv_work_t *w) {
   cr_pwhash_job_t *j = w->data;
+  struct sched_param sp = {0};
+  int batch = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp) == 0;
   if (j->verify) {
     j->rc = argon2id_verify(j->encoded, j->pw, j->len);
     j->ok = j->rc == ARGON2_OK ? 1 : j->rc == ARGON2_VERIFY_MISMATCH ? 0 : -1;
@@ -39,10 +50,52 @@ static void on_work(uv_work_t *w) {
   }
   /* The password leaves memory as soon as it is no longer needed. */
   OPENSSL_cleanse(j->pw, j->len);
+  if (batch) pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp);
+}
+
+/* Hashes in flight on the pool, per process (a worker has one loop; the
+ * jobs are made and finished on its thread): the rest wait here, in order,
+ * so the pool keeps threads for the loop's other work (name resolution) and
+ * the CPUs are not all taken by hashing. */
+static int in_flight;
+static cr_pwhash_job_t *wait_head, *wait_tail;
+
+static void on_done(uv_work_t *w, int status);
+
+static int submit(cr_pwhash_job_t *j) {
+  if (in_flight >= CR_PWHASH_IN_FLIGHT) {
+    j->next = NULL;
+    if (wait_tail) wait_tail->next = j;
+    else wait_head = j;
+    wait_tail = j;
+    return 0;
+  }
+  if (uv_queue_work(j->loop, &j->work, on_work, on_done)) return -1;
+  j->queued = 1;
+  in_flight++;
+  return 0;
+}
+
+static void finish(cr_pwhash_job_t *j, int status);
+
+/* A slot came free: the next waiting job goes to the pool. */
+static void next_waiting(void) {
+  while (wait_head && in_flight < CR_PWHASH_IN_FLIGHT) {
+    cr_pwhash_job_t *j = wait_head;
+    wait_head = j->next;
+    if (!wait_head) wait_tail = NULL;
+    if (j->cancelled || submit(j)) finish(j, UV_ECANCELED);
+  }
 }
 
 static void on_done(uv_work_t *w, int status) {
   cr_pwhash_job_t *j = w->data;
+  in_flight--;
+  finish(j, status);
+  next_waiting();
+}
+
+static void finish(cr_pwhash_job_t *j, int status) {
   if (!j->cancelled) {
     if (status) j->cb(j->data, -1, NULL, "hashing was cancelled");
     else if (j->ok < 0) j->cb(j->data, -1, NULL, argon2_error_message(j->rc));
@@ -75,7 +128,8 @@ static cr_pwhash_job_t *start(uv_loop_t *loop, int verify, const cr_pwhash_param
   j->cb = cb;
   j->data = data;
   j->work.data = j;
-  if (uv_queue_work(loop, &j->work, on_work, on_done)) {
+  j->loop = loop;
+  if (submit(j)) {
     free(j->pw);
     free(j);
     return NULL;
@@ -96,8 +150,9 @@ cr_pwhash_job_t *cr_pwhash_verify(uv_loop_t *loop, const char *encoded, const ch
 void cr_pwhash_cancel(cr_pwhash_job_t *j) {
   if (!j) return;
   j->cancelled = 1;
-  /* Not started yet: taken off the queue (on_done comes with UV_ECANCELED). */
-  uv_cancel((uv_req_t *)&j->work);
+  /* In the pool's queue, not started yet: taken off it (on_done comes with
+   * UV_ECANCELED). Waiting here: dropped when its turn comes. */
+  if (j->queued) uv_cancel((uv_req_t *)&j->work);
 }
 
 int cr_pwhash_hash_sync(const cr_pwhash_params_t *params, const char *pw, size_t len, char *out, size_t outlen) {

@@ -7,9 +7,10 @@
  * verification compares in constant time (libargon2's argon2_verify). The
  * defaults are OWASP's recommendation for Argon2id: m = 19 MiB, t = 2, p = 1.
  *
- * Memory: each hash in flight holds m KiB on a pool thread; libuv's pool has
- * UV_THREADPOOL_SIZE threads (4 by default), so at most that many run at once
- * per worker and the rest wait in the pool's queue. A caller that goes away
+ * Memory and CPU: each hash in flight holds m KiB on a pool thread; at most
+ * CR_PWHASH_IN_FLIGHT run at once per worker process (the rest wait, in
+ * order), so libuv's pool keeps threads for other work and the loop keeps
+ * CPU to answer requests; a hashing thread runs as SCHED_BATCH. A caller that goes away
  * cancels its job: the callback then never comes (the work itself, if it
  * started, runs to its end and is dropped). */
 #ifndef CR_PWHASH_H
@@ -25,6 +26,8 @@ typedef struct uv_loop_s uv_loop_t;
 #define CR_PWHASH_DEFAULT_P 1u
 #define CR_PWHASH_MAX_PASSWORD 1024 /* bytes: longer ones are refused before any work */
 #define CR_PWHASH_ENCODED_MAX 160
+/* Hashes on the pool at once per process; more wait in order. */
+#define CR_PWHASH_IN_FLIGHT 2
 
 typedef struct {
   uint32_t m_kib; /* memory, KiB (at least 8 * p) */
