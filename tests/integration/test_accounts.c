@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -528,6 +529,19 @@ static void hooks(void **state) {
   srv_stop(&s);
 }
 
+/* Runs `crescent ARGS` (bounded by timeout(1)), its stdout and stderr in out; its exit status. */
+static int cli(const char *args, char *out, size_t n) {
+  const char *bin = getenv("CRESCENT_BIN");
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "timeout 30 %s %s 2>&1", bin ? bin : "./crescent", args);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  size_t len = fread(out, 1, n - 1, p);
+  out[len] = '\0';
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 /* The operators' API: list, get, disable (sign-in and refresh refused), enable, delete. */
 static void operators(void **state) {
   (void)state;
@@ -582,6 +596,32 @@ static void operators(void **state) {
   expect_post(&s, "/_/auth/signin", "{\"login\":\"gina\",\"password\":\"" PW "\"}", 401, "wrong login");
   /* The login is free again. */
   expect_post(&s, "/_/auth/signup", "{\"login\":\"gina\",\"password\":\"" PW "\"}", 201, "gina");
+
+  /* The same through `crescent users`. */
+  char out[8192], cmd[600];
+  snprintf(cmd, sizeof cmd, "users list --limit 10 --url http://127.0.0.1:%d", s.port);
+  assert_int_equal(cli(cmd, out, sizeof out), 0);
+  assert_non_null(strstr(out, "\"login\":\"hank\""));
+  assert_non_null(strstr(out, "\"login\":\"gina\""));
+  snprintf(cmd, sizeof cmd, "users get hank --url http://127.0.0.1:%d", s.port);
+  assert_int_equal(cli(cmd, out, sizeof out), 0);
+  str_of(out, "id", id, sizeof id);
+  snprintf(cmd, sizeof cmd, "users disable %s --url http://127.0.0.1:%d", id, s.port);
+  assert_int_equal(cli(cmd, out, sizeof out), 0);
+  assert_non_null(strstr(out, "\"disabled\":true"));
+  expect_post(&s, "/_/auth/signin", "{\"login\":\"hank\",\"password\":\"" PW "\"}", 403, "disabled");
+  snprintf(cmd, sizeof cmd, "users enable %s --url http://127.0.0.1:%d", id, s.port);
+  assert_int_equal(cli(cmd, out, sizeof out), 0);
+  snprintf(cmd, sizeof cmd, "users delete %s --url http://127.0.0.1:%d", id, s.port);
+  assert_int_equal(cli(cmd, out, sizeof out), 0);
+  assert_non_null(strstr(out, "deleted"));
+  assert_int_equal(cli(cmd, out, sizeof out), 1); /* twice: no such user */
+  assert_non_null(strstr(out, "no such user"));
+  snprintf(cmd, sizeof cmd, "users rotate-key --url http://127.0.0.1:%d", s.port);
+  assert_int_equal(cli(cmd, out, sizeof out), 0);
+  assert_non_null(strstr(out, "\"kid\":\""));
+  assert_int_equal(cli("users frobnicate", out, sizeof out), 2);
+  assert_int_equal(cli("users get", out, sizeof out), 2);
   srv_stop(&s);
 }
 
