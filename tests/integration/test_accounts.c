@@ -487,6 +487,9 @@ static void hooks(void **state) {
   assert_int_equal(srv_log_wait(&s, 1, 2000, "\"level\":\"warn\"", "preSignUp hook failed: timeout", NULL), 1);
   assert_int_equal(srv_log_wait(&s, 1, 2000, "\"level\":\"warn\"", "preSignUp hook failed: error: presignup.lua:6: kaput", NULL), 1);
   assert_int_equal(srv_log_count(&s, "\"level\":\"error\"", "\"function\":\"presignup\"", NULL), 2);
+  /* Their report lines: trigger "auth", the hook, the client's request as the parent. */
+  assert_true(srv_log_wait(&s, 3, 2000, "\"trigger\":\"auth\"", "\"hook\":\"preSignUp\"", "\"function\":\"presignup\"",
+                           "\"parentRequestId\":", NULL) >= 3);
   srv_expect_errors(&s, 2);
   /* Auto-confirmed with edited attributes: signs in at once; preTokenGeneration adds claims
    * but cannot override sub, exp or iss. */

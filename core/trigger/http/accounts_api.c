@@ -155,7 +155,7 @@ static void notify(flow_t *f, int hook, cr_buf_t *event) {
     snprintf(n->fn, sizeof n->fn, "%s", name);
     snprintf(n->reqid, sizeof n->reqid, "%s", f->req->id);
     n->hook = hook;
-    cr_fncall_opts_t o = {.parent_reqid = f->req->id};
+    cr_fncall_opts_t o = {.parent_reqid = f->req->id, .auth_hook = cr_auth_hook_name(hook)};
     if (!cr_fncall_start(f->api->fc, name, strlen(name), event->data, event->len, &o, on_notified, n)) free(n);
   }
   cr_buf_free(event);
@@ -175,7 +175,9 @@ static int hook_verdict(flow_t *f, const char *text, size_t len) {
   if (root->type != CR_JR_OBJECT) {
     cr_jr_free(d);
     cr_log(CR_LOG_WARN, NULL, f->req->id, "%s hook returned something other than a table", name);
-    flow_error(f, 503, "sign-in hook failed", 0);
+    char msg[100];
+    snprintf(msg, sizeof msg, "%s hook failed: it returned something other than a table", name);
+    flow_error(f, 503, msg, 0);
     return 1;
   }
   const cr_jr_val_t *allow = cr_jr_get(root, "allow");
@@ -238,7 +240,8 @@ static void await_hook(flow_t *f, int hook, cr_buf_t *event, step_fn next) {
   f->hook = hook;
   f->next = next;
   double t = f->api->hook_timeout > 0 ? f->api->hook_timeout : 5;
-  cr_fncall_opts_t o = {.parent_reqid = f->req->id, .deadline_ns = cr_clock_ns() + (uint64_t)(t * 1e9)};
+  cr_fncall_opts_t o = {.parent_reqid = f->req->id, .deadline_ns = cr_clock_ns() + (uint64_t)(t * 1e9),
+                        .auth_hook = cr_auth_hook_name(hook)};
   cr_fncall_t *c = cr_fncall_start(f->api->fc, name, strlen(name), event->data, event->len, &o, on_hook, f);
   cr_buf_free(event);
   if (!c) flow_error(f, 503, "server out of memory", 0);
