@@ -478,7 +478,7 @@ static void on_signin_user(void *data, redisReply *r, const char *err) {
 static void on_recorded(void *data, redisReply *r, const char *err) {
   cr_users_op_t *op = data;
   op->rr = NULL;
-  if (op->stage == 1) { /* a failure recorded */
+  if (op->stage == 1) { /* a failure: counted against the IP */
     op->have_user = 0;
     fail_now(op, 401, "wrong login or password");
     return;
@@ -516,7 +516,7 @@ cr_users_op_t *cr_users_signin(cr_users_t *u, const char *login, const char *pw,
   snprintf(ipf, sizeof ipf, "%d", u->o.ip_free);
   ms_text(u->o.lock_max, mx, sizeof mx);
   ms_text(u->o.lock_window, win, sizeof win);
-  const char *args[] = {"check", op->login, op->ip, af, ipf, mx, win};
+  const char *args[] = {"attempt", op->login, op->ip, af, ipf, mx, win};
   if (eval(op, CR_USERS_S_THROTTLE, 7, args, NULL, on_signin_checked)) return later(op, 503, redis_down);
   return op;
 }

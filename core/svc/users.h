@@ -106,8 +106,11 @@ int cr_users_check_attrs(const char *attrs, size_t len, const char **err);
 /* A new user (login already normalised, password and attrs checked by the caller or here). 409 when taken. */
 cr_users_op_t *cr_users_signup(cr_users_t *u, const char *login, const char *pw, size_t pwlen, const char *attrs,
                                size_t alen, int confirmed, cr_users_cb cb, void *data);
-/* Throttle, look up, verify (an unknown login still costs one hash). 401 wrong
- * login or password, 429 throttled, 403 disabled or not confirmed. */
+/* Throttle (the attempt is counted against the login before the password is
+ * checked, and the login's count cleared when it succeeds; a failure is
+ * counted against the IP), look up, verify (an unknown login still costs one
+ * hash). 401 wrong login or password, 429
+ * throttled (retry_after_ms), 403 disabled or not confirmed. */
 cr_users_op_t *cr_users_signin(cr_users_t *u, const char *login, const char *pw, size_t pwlen, const char *ip,
                                cr_users_cb cb, void *data);
 /* By id (by_login 0) or by normalised login. 404 when not found. */
