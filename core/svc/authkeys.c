@@ -66,6 +66,8 @@ static int rebuild(cr_authkeys_t *k, char *err, size_t errlen) {
     bad |= cr_jws_ed25519_jwk(k->keys[i].seed, k->keys[i].kid, &j);
   }
   bad |= cr_buf_append_str(&j, "]}");
+  /* NUL-terminated: cr_authkeys_jwks hands out a C string. */
+  if (!bad && !(bad = cr_buf_reserve(&j, 1) != 0)) j.data[j.len] = '\0';
   if (bad) {
     cr_buf_free(&j);
     snprintf(err, errlen, "out of memory");

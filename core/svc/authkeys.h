@@ -50,7 +50,7 @@ int cr_authkeys_rotate(cr_authkeys_t *k, char *kid_out, size_t kidlen, char *err
 int cr_authkeys_sign(cr_authkeys_t *k, const char *payload, size_t plen, cr_buf_t *out);
 /* The key set that verifies (current and in-grace keys), for jwt.h. Valid until the next refresh. */
 const cr_jwt_keys_t *cr_authkeys_verifier(cr_authkeys_t *k);
-/* The JWKS text of the same keys (public parts only). */
+/* The JWKS text of the same keys (public parts only), NUL-terminated; *len its bytes. */
 const char *cr_authkeys_jwks(cr_authkeys_t *k, size_t *len);
 /* The current key's kid. */
 const char *cr_authkeys_kid(const cr_authkeys_t *k);

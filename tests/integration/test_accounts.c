@@ -177,9 +177,11 @@ static void flow(void **state) {
   expect_post(&s, "/_/auth/confirm", body, 400, "wrong code");
   snprintf(body, sizeof body, "{\"login\":\"ANN@example.com\",\"code\":\"%s\"}", code);
   expect_post(&s, "/_/auth/confirm", body, 200, "\"confirmed\":true");
-  /* Single use: the same code again finds the user confirmed already, and a
-   * reset with it is refused (another purpose). */
+  /* Again: the user is confirmed already (the code itself is used up: see reset below). */
   expect_post(&s, "/_/auth/confirm", body, 200, "\"confirmed\":true");
+  /* A confirmation code is no reset code. */
+  snprintf(body, sizeof body, "{\"login\":\"ann@example.com\",\"code\":\"%s\",\"password\":\"another horse\"}", code);
+  expect_post(&s, "/_/auth/reset", body, 400, "no valid code");
 
   /* Sign-in, me. */
   expect_post(&s, "/_/auth/signin", "{\"login\":\"ann@example.com\",\"password\":\"wrong password\"}", 401,
