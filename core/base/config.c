@@ -67,6 +67,7 @@ static const opt_t options[] = {
     {"accounts-argon2-memory", OPT_INT, OFF(accounts_argon2_memory), "Argon2id memory per hash, KiB (default 19456: 19 MiB)"},
     {"accounts-argon2-time", OPT_INT, OFF(accounts_argon2_time), "Argon2id passes (default 2)"},
     {"accounts-argon2-lanes", OPT_INT, OFF(accounts_argon2_lanes), "Argon2id lanes (default 1)"},
+    {"accounts-cors", OPT_STR, OFF(accounts_cors), "origins web pages may call /_/auth/ from, comma-separated (https://app.example.com,*.example.com) or * (default none)"},
     {"accounts-hook-timeout", OPT_SECONDS, OFF(accounts_hook_timeout), "time for a preSignUp, preSignIn or preTokenGeneration function (default 5s)"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])

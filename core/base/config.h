@@ -59,6 +59,7 @@ typedef struct cr_config_s {
   int accounts_argon2_time;   /* passes */
   int accounts_argon2_lanes;
   double accounts_hook_timeout; /* s: preSignUp, preSignIn, preTokenGeneration */
+  char *accounts_cors;        /* origins allowed to call /_/auth/ from a browser ("a,b" or "*"), or NULL */
 } cr_config_t;
 
 void cr_config_defaults(cr_config_t *c);

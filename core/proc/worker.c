@@ -12,6 +12,7 @@
 #include "worker.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -28,6 +29,7 @@
 #include "admin.h"
 #include "async.h"
 #include "calls.h"
+#include "alloc.h"
 #include "clock.h"
 #include "consumer.h"
 #include "dispatch.h"
@@ -296,6 +298,25 @@ static int start_accounts(worker_t *w) {
   w->accounts.registry = w->args->registry;
   w->accounts.fc = w->fncalls;
   w->accounts.hook_timeout = cfg->accounts_hook_timeout;
+  /* --accounts-cors: the origins as the cors setting's patterns (lower-case). */
+  if (cfg->accounts_cors && cfg->accounts_cors[0]) {
+    cr_cors_spec_t *c = &w->accounts.cors;
+    c->set = 1;
+    c->max_age = 600;
+    c->methods = cr_xstrdup("GET, POST");
+    c->headers = cr_xstrdup("authorization, content-type");
+    char *list = cr_xstrdup(cfg->accounts_cors), *save = NULL;
+    for (char *o = strtok_r(list, ", ", &save); o; o = strtok_r(NULL, ", ", &save)) {
+      if (strcmp(o, "*") == 0) {
+        c->any_origin = 1;
+        continue;
+      }
+      for (char *p = o; *p; p++) *p = (char)tolower((unsigned char)*p);
+      c->origins = cr_xrealloc(c->origins, sizeof *c->origins * (size_t)(c->norigins + 1));
+      c->origins[c->norigins++] = cr_xstrdup(o);
+    }
+    free(list);
+  }
   cr_stdlib_set_users(w->stdlib, w->accounts.users);
   return 0;
 }
@@ -480,6 +501,10 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_gateway_free(w.gateway);
   cr_stdlib_set_users(w.stdlib, NULL);
   cr_users_free(w.accounts.users); /* its pending ops' callers are gone */
+  for (int i = 0; i < w.accounts.cors.norigins; i++) free(w.accounts.cors.origins[i]);
+  free(w.accounts.cors.origins);
+  free(w.accounts.cors.methods);
+  free(w.accounts.cors.headers);
   cr_meter_free(w.meter);
   cr_outbound_free(w.outbound); /* requests ended with their invocations */
   cr_stdlib_detach(w.stdlib);

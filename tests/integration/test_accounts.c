@@ -287,6 +287,46 @@ static void off_by_default(void **state) {
   srv_stop(&s);
 }
 
+/* --accounts-cors: preflights answered for the origins named, allow headers on the answers. */
+static void cors(void **state) {
+  (void)state;
+  srv_t s;
+  start(&s, "--accounts --workers 1 --accounts-cors https://app.example.com,*.example.org");
+  http_resp_t r;
+  const char *pre = "Origin: https://app.example.com\r\nAccess-Control-Request-Method: POST\r\n"
+                    "Access-Control-Request-Headers: content-type\r\n";
+  assert_int_equal(http_request(s.port, "OPTIONS", "/_/auth/signin", pre, NULL, 0, &r), 0);
+  assert_int_equal(r.status, 204);
+  assert_string_equal(http_header(&r, "Access-Control-Allow-Origin"), "https://app.example.com");
+  assert_string_equal(http_header(&r, "Access-Control-Allow-Methods"), "GET, POST");
+  http_free(&r);
+  assert_int_equal(http_request(s.port, "OPTIONS", "/_/auth/signin",
+                                "Origin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\n", NULL, 0, &r),
+                   0);
+  assert_int_equal(r.status, 403);
+  assert_null(http_header(&r, "Access-Control-Allow-Origin"));
+  http_free(&r);
+  const char *body = "{\"login\":\"web@example.com\",\"password\":\"" PW "\"}";
+  assert_int_equal(http_request(s.port, "POST", "/_/auth/signup", "Origin: https://m.example.org\r\n", body,
+                                strlen(body), &r), 0);
+  assert_int_equal(r.status, 201);
+  assert_string_equal(http_header(&r, "Access-Control-Allow-Origin"), "https://m.example.org");
+  http_free(&r);
+  assert_int_equal(http_request(s.port, "POST", "/_/auth/signin", "Origin: https://evil.example\r\n", body,
+                                strlen(body), &r), 0);
+  assert_int_equal(r.status, 403); /* not confirmed; and no allow header for that origin */
+  assert_null(http_header(&r, "Access-Control-Allow-Origin"));
+  http_free(&r);
+  srv_stop(&s);
+  /* Without the flag: no CORS. */
+  start(&s, "--accounts --workers 1");
+  assert_int_equal(http_request(s.port, "OPTIONS", "/_/auth/signin", pre, NULL, 0, &r), 0);
+  assert_int_equal(r.status, 405);
+  assert_null(http_header(&r, "Access-Control-Allow-Origin"));
+  http_free(&r);
+  srv_stop(&s);
+}
+
 /* Tampering, alg and issuer, and key rotation: the old key verifies for its grace, then no longer. */
 static void tokens_and_rotation(void **state) {
   (void)state;
@@ -815,7 +855,7 @@ static void storm(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(flow),     cmocka_unit_test(off_by_default), cmocka_unit_test(tokens_and_rotation),
+      cmocka_unit_test(flow),     cmocka_unit_test(off_by_default), cmocka_unit_test(cors), cmocka_unit_test(tokens_and_rotation),
       cmocka_unit_test(expiry),   cmocka_unit_test(throttling),     cmocka_unit_test(hooks),
       cmocka_unit_test(operators), cmocka_unit_test(from_functions), cmocka_unit_test(storm),
   };

@@ -17,6 +17,7 @@
 #include "jsonread.h"
 #include "jsontext.h"
 #include "log.h"
+#include "policy.h"
 #include "settings.h"
 #include "url.h"
 
@@ -50,17 +51,29 @@ struct flow_s {
 
 /* --- answers --------------------------------------------------------------------------------- */
 
-static void respond(cr_http_req_t *req, int status, const char *body, size_t len) {
+/* The CORS spec of /_/auth/ answers (--accounts-cors), or NULL. */
+static const cr_cors_spec_t *cors_of(const cr_accounts_api_t *api) {
+  return api && api->cors.set ? &api->cors : NULL;
+}
+
+static void respond_c(const cr_cors_spec_t *cors, cr_http_req_t *req, int status, const char *body, size_t len) {
   cr_http_respond_start(req, status);
+  if (cors) cr_cors_headers(cors, req);
   cr_http_respond_header(req, "Cache-Control", 13, "no-store", 8);
   if (status == 204) cr_http_respond_finish(req, NULL, "", 0);
   else cr_http_respond_finish(req, "application/json", body, len);
 }
 
-static void respond_error(cr_http_req_t *req, int status, const char *msg, long retry_ms) {
+static void respond(cr_http_req_t *req, int status, const char *body, size_t len) {
+  respond_c(NULL, req, status, body, len);
+}
+
+static void respond_error_c(const cr_cors_spec_t *cors, cr_http_req_t *req, int status, const char *msg,
+                            long retry_ms) {
   cr_buf_t b = CR_BUF_INIT;
   cr_http_error_body_id(&b, req, msg);
   cr_http_respond_start(req, status);
+  if (cors) cr_cors_headers(cors, req);
   cr_http_respond_header(req, "Cache-Control", 13, "no-store", 8);
   if (status == 429) {
     char t[32];
@@ -72,6 +85,10 @@ static void respond_error(cr_http_req_t *req, int status, const char *msg, long 
   cr_buf_free(&b);
 }
 
+static void respond_error(cr_http_req_t *req, int status, const char *msg, long retry_ms) {
+  respond_error_c(NULL, req, status, msg, retry_ms);
+}
+
 static void flow_free(flow_t *f) {
   cr_jr_free(f->doc);
   cr_buf_free(&f->attrs);
@@ -81,12 +98,12 @@ static void flow_free(flow_t *f) {
 }
 
 static void flow_error(flow_t *f, int status, const char *msg, long retry_ms) {
-  respond_error(f->req, status, msg, retry_ms);
+  respond_error_c(cors_of(f->api), f->req, status, msg, retry_ms);
   flow_free(f);
 }
 
 static void flow_ok(flow_t *f, int status, cr_buf_t *b) {
-  respond(f->req, status, b ? b->data : "", b ? b->len : 0);
+  respond_c(cors_of(f->api), f->req, status, b ? b->data : "", b ? b->len : 0);
   if (b) cr_buf_free(b);
   flow_free(f);
 }
@@ -794,6 +811,11 @@ int cr_accounts_api_handle(const cr_accounts_api_t *api, cr_http_req_t *req) {
     return 1;
   }
   if (req->path_len < 8 || memcmp(req->path, "/_/auth/", 8) != 0) return 0;
+  unsigned asked = 0;
+  if (api->cors.set && cr_cors_is_preflight(req, &asked)) {
+    cr_cors_preflight(&api->cors, req, 1);
+    return 1;
+  }
   if (path_is(req, "/_/auth/.well-known/jwks.json")) {
     if (req->method != CR_M_GET && req->method != CR_M_HEAD) {
       method_not_allowed(req, "GET, HEAD");
@@ -805,6 +827,7 @@ int cr_accounts_api_handle(const cr_accounts_api_t *api, cr_http_req_t *req) {
     size_t len = 0;
     const char *text = cr_authkeys_jwks(k, &len);
     cr_http_respond_start(req, 200);
+    if (api->cors.set) cr_cors_headers(&api->cors, req);
     cr_http_respond_header(req, "Cache-Control", 13, "public, max-age=60", 18);
     cr_http_respond_finish(req, "application/json", text, len);
     return 1;

@@ -23,6 +23,11 @@
  *   POST /_/api/users/{id}/disable, /enable -> {user}
  *   POST /_/api/accounts/rotate-key -> {"kid": the new signing key's}
  *
+ * With --accounts-cors (origins, comma-separated, or "*"), /_/auth/ answers
+ * CORS preflights for those origins (methods GET and POST, headers
+ * authorization and content-type) and adds the allow headers to its answers,
+ * as the gateway does for a function's cors setting (policy.h).
+ *
  * The hooks: a function with `triggers = { { auth = "NAME" } }` is called
  * (by name, with a JSON event, fncall.h) at that step. preSignUp,
  * preSignIn and preTokenGeneration are waited for (hook_timeout) and fail
@@ -36,6 +41,7 @@
 #include "fncall.h"
 #include "http.h"
 #include "registry.h"
+#include "settings.h"
 #include "users.h"
 
 typedef struct {
@@ -44,6 +50,7 @@ typedef struct {
   cr_registry_t *registry; /* where the hooks are found */
   cr_fncalls_t *fc;        /* how they are called */
   double hook_timeout;     /* s, default 5 */
+  cr_cors_spec_t cors;     /* for /_/auth/ (set 0: none): preflights answered, headers on every answer */
 } cr_accounts_api_t;
 
 /* Answers req if its path is one of the above (returns 1), else 0. */
