@@ -285,6 +285,18 @@ static void off_by_default(void **state) {
   assert_int_equal(r.status, 404);
   http_free(&r);
   srv_stop(&s);
+  /* A damaged keys file stops the server at start with one message (and no worker). */
+  srv_init(&s);
+  char path[400];
+  snprintf(path, sizeof path, "%s/.crescent/accounts", s.root);
+  char cmd[500];
+  snprintf(cmd, sizeof cmd, "mkdir -p %s && echo '{\"keys\":[{\"kid\":1}]}' > %s/keys.json", path, path);
+  assert_int_equal(system(cmd), 0);
+  assert_int_equal(srv_try_start(&s, "--accounts --workers 1", 5000), -1);
+  assert_int_not_equal(s.exit_status, 0);
+  assert_int_equal(srv_log_count(&s, "accounts: ", "keys.json: keys[0] is malformed", NULL), 1);
+  srv_expect_errors(&s, 1);
+  srv_stop(&s);
 }
 
 /* --accounts-cors: preflights answered for the origins named, allow headers on the answers. */
