@@ -289,7 +289,7 @@ static void off_by_default(void **state) {
   srv_init(&s);
   char path[400];
   snprintf(path, sizeof path, "%s/.crescent/accounts", s.root);
-  char cmd[500];
+  char cmd[1024];
   snprintf(cmd, sizeof cmd, "mkdir -p %s && echo '{\"keys\":[{\"kid\":1}]}' > %s/keys.json", path, path);
   assert_int_equal(system(cmd), 0);
   assert_int_equal(srv_try_start(&s, "--accounts --workers 1", 5000), -1);
