@@ -215,6 +215,20 @@ static void spawn(master_t *m, int id) {
  * file stops the server with one clear message instead of failing workers. */
 static int setup_accounts(const cr_config_t *cfg) {
   if (!cfg->accounts) return 0;
+  /* Argon2id's own bounds (lanes 1..2^24, memory at least 8 KiB per lane), kept to what a
+   * worker can afford: at most 4 GiB per hash, 1..100 passes, 1..64 lanes. */
+  int p = cfg->accounts_argon2_lanes, t = cfg->accounts_argon2_time, mem = cfg->accounts_argon2_memory;
+  if (p < 1 || p > 64 || t < 1 || t > 100 || mem < 8 * p || mem > 4 * 1024 * 1024) {
+    cr_log(CR_LOG_ERROR, NULL, NULL,
+           "accounts: Argon2id needs --accounts-argon2-lanes 1..64, --accounts-argon2-time 1..100 and "
+           "--accounts-argon2-memory from 8 KiB per lane to 4194304 KiB (got %d, %d, %d)", p, t, mem);
+    return -1;
+  }
+  if (cfg->accounts_min_password < 1 || cfg->accounts_min_password > 1024) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "accounts: --accounts-min-password must be 1..1024 (got %d)",
+           cfg->accounts_min_password);
+    return -1;
+  }
   if (strcmp(cfg->redis, "none") == 0)
     cr_log(CR_LOG_WARN, NULL, NULL, "--accounts without Redis (--redis none): every accounts call will fail");
   char err[1200];

@@ -297,6 +297,12 @@ static void off_by_default(void **state) {
   assert_int_equal(srv_log_count(&s, "accounts: ", "keys.json: keys[0] is malformed", NULL), 1);
   srv_expect_errors(&s, 1);
   srv_stop(&s);
+  /* Argon2id parameters it cannot use, likewise. */
+  srv_init(&s);
+  assert_int_equal(srv_try_start(&s, "--accounts --workers 1 --accounts-argon2-lanes 100", 5000), -1);
+  assert_int_equal(srv_log_count(&s, "accounts: Argon2id needs", "(got 100, 2, 19456)", NULL), 1);
+  srv_expect_errors(&s, 1);
+  srv_stop(&s);
 }
 
 /* --accounts-cors: preflights answered for the origins named, allow headers on the answers. */
