@@ -29,7 +29,6 @@ struct cr_users_s {
   uv_timer_t later;         /* answers decided at once, given on a later turn */
   cr_users_op_t *later_ops; /* their list */
   cr_users_op_t *later_tail;
-  cr_users_t *self_check;
 };
 
 typedef enum { K_SIGNUP, K_SIGNIN, K_GET, K_RT_NEW, K_RT_ROTATE, K_SIGNOUT, K_CODE_NEW, K_CODE_USE, K_UPDATE,
