@@ -33,6 +33,7 @@
 #include "error.h"
 #include "freelist.h"
 #include "hash.h"
+#include "auth.h"
 #include "httpout.h"
 #include "invoke.h"
 #include "json.h"
@@ -53,6 +54,7 @@ EMBEDDED(cr_stdlib_once)
 EMBEDDED(cr_stdlib_queue_admin)
 EMBEDDED(cr_stdlib_invoke)
 EMBEDDED(cr_stdlib_http)
+EMBEDDED(cr_stdlib_auth)
 EMBEDDED(cr_redis_kv_put)
 EMBEDDED(cr_redis_kv_delete)
 EMBEDDED(cr_redis_kv_incr)
@@ -79,6 +81,14 @@ EMBEDDED(cr_redis_rc_put)
 EMBEDDED(cr_redis_rc_purge)
 EMBEDDED(cr_redis_apikey_check)
 EMBEDDED(cr_redis_apikey_admin)
+EMBEDDED(cr_redis_users_create)
+EMBEDDED(cr_redis_users_get)
+EMBEDDED(cr_redis_users_set)
+EMBEDDED(cr_redis_users_delete)
+EMBEDDED(cr_redis_users_list)
+EMBEDDED(cr_redis_users_rt)
+EMBEDDED(cr_redis_users_code)
+EMBEDDED(cr_redis_users_throttle)
 
 const cr_redis_script_t cr_stdlib_scripts[] = {
     {"kv_put", cr_redis_kv_put},       {"kv_delete", cr_redis_kv_delete}, {"kv_incr", cr_redis_kv_incr},
@@ -94,6 +104,7 @@ const cr_redis_script_t cr_stdlib_scripts[] = {
     {"rc_get", cr_redis_rc_get},       {"rc_put", cr_redis_rc_put},       {"rc_purge", cr_redis_rc_purge},
     /* the shared response cache's (core/trigger/http/scache.c) */
     {"apikey_check", cr_redis_apikey_check}, {"apikey_admin", cr_redis_apikey_admin}, /* core/trigger/http/apikeys.c, keys_api.c */
+    {"users_create", cr_redis_users_create}, {"users_get", cr_redis_users_get}, {"users_set", cr_redis_users_set}, {"users_delete", cr_redis_users_delete}, {"users_list", cr_redis_users_list}, {"users_rt", cr_redis_users_rt}, {"users_code", cr_redis_users_code}, {"users_throttle", cr_redis_users_throttle}, /* core/svc/users.c's */
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
 
@@ -124,12 +135,15 @@ struct cr_stdlib_s {
   cr_http_config_t http;          /* crescent.http's (cr_stdlib_set_http); ob NULL: none */
   const cr_stdlib_cache_t *cache; /* ctx.cache.purge's (cr_stdlib_set_cache), or NULL */
   void *cache_ud;
+  cr_users_t *users;              /* crescent.auth's (cr_stdlib_set_users), or NULL: off */
 };
 
 void cr_stdlib_set_cache(cr_stdlib_t *S, const cr_stdlib_cache_t *ops, void *ud) {
   S->cache = ops;
   S->cache_ud = ud;
 }
+
+void cr_stdlib_set_users(cr_stdlib_t *S, cr_users_t *users) { S->users = users; }
 
 void cr_stdlib_set_http(cr_stdlib_t *S, const cr_http_config_t *cfg) {
   S->http = *cfg;
@@ -698,6 +712,8 @@ static void push_prims(lua_State *L, cr_stdlib_t *S) {
   lua_setfield(L, -2, "cache_purge");
   cr_http_push_primitive(L, &S->http);
   lua_setfield(L, -2, "http_request");
+  cr_auth_push_primitive(L, &S->users);
+  lua_setfield(L, -2, "auth_call");
   lua_pushnumber(L, (double)S->http.max_response);
   lua_setfield(L, -2, "http_max_response");
   lua_pushnumber(L, (double)S->opts.kv_max_value);
@@ -757,6 +773,7 @@ static int open_invoke(lua_State *L) {
   return load_embedded(L, cr_stdlib_invoke, cr_stdlib_invoke_len, "=crescent.invoke");
 }
 static int open_http(lua_State *L) { return load_embedded(L, cr_stdlib_http, cr_stdlib_http_len, "=crescent.http"); }
+static int open_auth(lua_State *L) { return load_embedded(L, cr_stdlib_auth, cr_stdlib_auth_len, "=crescent.auth"); }
 static int open_crypto(lua_State *L) { return cr_crypto_open(L); }
 static int open_log(lua_State *L) {
   cr_invoke_push_log(L);
@@ -798,6 +815,7 @@ void cr_stdlib_preload(lua_State *L, void *stdlib) {
       {"crescent.invoke", open_invoke},
       {"crescent.crypto", open_crypto},
       {"crescent.http", open_http},
+      {"crescent.auth", open_auth},
   };
   for (size_t i = 0; i < sizeof loaders / sizeof loaders[0]; i++) {
     lua_pushlightuserdata(L, stdlib);

@@ -36,6 +36,7 @@
 #include <stddef.h>
 
 #include "httpout.h"
+#include "users.h"
 #include "redis.h"
 
 typedef struct lua_State lua_State;
@@ -110,6 +111,10 @@ void cr_stdlib_set_cache(cr_stdlib_t *s, const cr_stdlib_cache_t *ops, void *ud)
  * policy (copied; what it points to must outlive s). Without it calls fail
  * with "http unavailable". */
 void cr_stdlib_set_http(cr_stdlib_t *s, const cr_http_config_t *cfg);
+
+/* The accounts service crescent.auth uses (stdlib/auth.h; not owned, must
+ * outlive s), or NULL (the default): its calls answer "accounts are off". */
+void cr_stdlib_set_users(cr_stdlib_t *s, cr_users_t *users);
 
 /* Moves delayed queue messages that are due into their streams and, about
  * once a second, trims from each queue's stream the entries every consumer

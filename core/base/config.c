@@ -57,6 +57,19 @@ static const opt_t options[] = {
     {"http-max-requests", OPT_INT, OFF(http_max_requests), "crescent.http requests per invocation (default 50)"},
     {"default-auth", OPT_STR, OFF(default_auth), "auth for functions without an 'auth' setting: none (default) or apikey"},
     {"cache-size", OPT_SIZE, OFF(cache_size), "memory for cached answers (cache = {...}), per worker (default 64m)"},
+    {"accounts", OPT_FLAG, OFF(accounts), "serve the accounts service: /_/auth/ for clients, /_/api/users for operators"},
+    {"accounts-issuer", OPT_STR, OFF(accounts_issuer), "iss of the accounts' access tokens (default crescent)"},
+    {"accounts-min-password", OPT_INT, OFF(accounts_min_password), "shortest password, in characters (default 8)"},
+    {"accounts-access-ttl", OPT_SECONDS, OFF(accounts_access_ttl), "lifetime of an access token (default 15m)"},
+    {"accounts-refresh-ttl", OPT_SECONDS, OFF(accounts_refresh_ttl), "lifetime of a refresh token, renewed on each use (default 43200m: 30 days)"},
+    {"accounts-code-ttl", OPT_SECONDS, OFF(accounts_code_ttl), "lifetime of a confirmation or reset code (default 15m)"},
+    {"accounts-key-rotation", OPT_SECONDS, OFF(accounts_key_rotation), "age of the signing key that makes a new one, 0 for only on demand (default 43200m: 30 days)"},
+    {"accounts-key-grace", OPT_SECONDS, OFF(accounts_key_grace), "a replaced signing key still verifies this long (default 60m)"},
+    {"accounts-argon2-memory", OPT_INT, OFF(accounts_argon2_memory), "Argon2id memory per hash, KiB (default 19456: 19 MiB)"},
+    {"accounts-argon2-time", OPT_INT, OFF(accounts_argon2_time), "Argon2id passes (default 2)"},
+    {"accounts-argon2-lanes", OPT_INT, OFF(accounts_argon2_lanes), "Argon2id lanes (default 1)"},
+    {"accounts-cors", OPT_STR, OFF(accounts_cors), "origins web pages may call /_/auth/ from, comma-separated (https://app.example.com,*.example.com) or * (default none)"},
+    {"accounts-hook-timeout", OPT_SECONDS, OFF(accounts_hook_timeout), "time for a preSignUp, preSignIn or preTokenGeneration function (default 5s)"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -92,6 +105,17 @@ void cr_config_defaults(cr_config_t *c) {
   c->http_max_requests = 50;
   c->cache_size = 64u * 1024 * 1024;
   c->default_auth = cr_xstrdup("none");
+  c->accounts_issuer = cr_xstrdup("crescent");
+  c->accounts_min_password = 8;
+  c->accounts_access_ttl = 900;
+  c->accounts_refresh_ttl = 30 * 86400;
+  c->accounts_code_ttl = 900;
+  c->accounts_key_rotation = 30 * 86400;
+  c->accounts_key_grace = 3600;
+  c->accounts_argon2_memory = 19456;
+  c->accounts_argon2_time = 2;
+  c->accounts_argon2_lanes = 1;
+  c->accounts_hook_timeout = 5;
   snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
   c->listen_port = 8080;
 }

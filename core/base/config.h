@@ -47,6 +47,20 @@ typedef struct cr_config_s {
   int http_max_requests;    /* crescent.http requests per invocation */
   size_t cache_size;        /* bytes of cached answers per worker */
   char *default_auth;       /* "none" or "apikey": the auth of functions without the setting */
+  /* The accounts service (issue 17; core/svc/users.h) */
+  int accounts;               /* serve /_/auth/ and /_/api/users */
+  char *accounts_issuer;      /* iss of access tokens */
+  int accounts_min_password;  /* characters */
+  double accounts_access_ttl; /* s */
+  double accounts_refresh_ttl; /* s */
+  double accounts_code_ttl;   /* s */
+  double accounts_key_rotation; /* s: a new signing key after this (0: only on demand) */
+  double accounts_key_grace;  /* s: a replaced key still verifies */
+  int accounts_argon2_memory; /* KiB */
+  int accounts_argon2_time;   /* passes */
+  int accounts_argon2_lanes;
+  double accounts_hook_timeout; /* s: preSignUp, preSignIn, preTokenGeneration */
+  char *accounts_cors;        /* origins allowed to call /_/auth/ from a browser ("a,b" or "*"), or NULL */
 } cr_config_t;
 
 void cr_config_defaults(cr_config_t *c);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "jsontext.h"
 #include "text.h"
 
 #define NONE SIZE_MAX
@@ -435,4 +436,26 @@ const cr_jr_val_t *cr_jr_get(const cr_jr_val_t *obj, const char *key) {
 
 int cr_jr_streq(const cr_jr_val_t *v, const char *s) {
   return v && v->type == CR_JR_STRING && v->len == strlen(s) && memcmp(v->str, s, v->len) == 0;
+}
+
+int cr_jr_write(cr_buf_t *b, const cr_jr_val_t *v) {
+  switch (v->type) {
+  case CR_JR_NULL: return cr_buf_append_str(b, "null");
+  case CR_JR_TRUE: return cr_buf_append_str(b, "true");
+  case CR_JR_FALSE: return cr_buf_append_str(b, "false");
+  case CR_JR_NUMBER: return cr_json_number(b, v->num);
+  case CR_JR_STRING: return cr_json_escape(b, v->str, v->len);
+  case CR_JR_ARRAY:
+  case CR_JR_OBJECT: {
+    /* Depth is bounded by the parser (CR_JR_MAX_DEPTH), so the recursion is. */
+    int bad = cr_buf_putc(b, v->type == CR_JR_ARRAY ? '[' : '{');
+    for (const cr_jr_val_t *c = v->child; c && !bad; c = c->next) {
+      if (c != v->child) bad |= cr_buf_putc(b, ',');
+      if (v->type == CR_JR_OBJECT) bad |= cr_json_escape(b, c->key, c->keylen) || cr_buf_putc(b, ':');
+      bad |= cr_jr_write(b, c);
+    }
+    return bad || cr_buf_putc(b, v->type == CR_JR_ARRAY ? ']' : '}') ? CR_ENOMEM : 0;
+  }
+  }
+  return CR_ENOMEM;
 }

@@ -66,4 +66,8 @@ const cr_jr_val_t *cr_jr_get(const cr_jr_val_t *obj, const char *key);
 /* Is v a string of exactly the bytes of s (NUL-terminated)? */
 int cr_jr_streq(const cr_jr_val_t *v, const char *s);
 
+/* Appends v as compact JSON text to b (members in their order): 0, or CR_ENOMEM. */
+struct cr_buf_s;
+int cr_jr_write(struct cr_buf_s *b, const cr_jr_val_t *v);
+
 #endif

@@ -61,6 +61,8 @@ static void trigger_free(cr_trigger_spec_t *t) {
     free(t->kv.prefix);
     free(t->kv.ns);
     break;
+  case CR_TRIGGER_AUTH:
+    break;
   }
 }
 
@@ -524,10 +526,16 @@ static const char *const cron_keys[] = {"cron", "tz", "catchUp", "overlap", NULL
 static const char *const queue_keys[] = {"queue", STREAM_KEYS, NULL};
 static const char *const storage_keys[] = {"storage", "events", "prefix", "suffix", STREAM_KEYS, NULL};
 static const char *const kv_keys[] = {"kv", "namespace", STREAM_KEYS, NULL};
+static const char *const auth_keys[] = {"auth", NULL};
+
+static const char *const auth_hooks[CR_AUTH_NHOOKS + 1] = {
+    NULL, "preSignUp", "postConfirmation", "preSignIn", "postSignIn", "preTokenGeneration", "customMessage"};
+
+const char *cr_auth_hook_name(int hook) { return hook >= 1 && hook <= CR_AUTH_NHOOKS ? auth_hooks[hook] : NULL; }
 
 /* Indexed by cr_trigger_kind_t; each kind's key list starts with its name. */
-static const char *const *const kind_keys[] = {NULL, cron_keys, queue_keys, storage_keys, kv_keys};
-#define NKINDS 4
+static const char *const *const kind_keys[] = {NULL, cron_keys, queue_keys, storage_keys, kv_keys, auth_keys};
+#define NKINDS 5
 
 /* Every key of the entry is a name this kind knows. */
 static int entry_keys(entry_t *e, cr_trigger_kind_t kind) {
@@ -581,7 +589,7 @@ static int entry_kind(entry_t *e, cr_trigger_kind_t *kind) {
     lua_pop(L, 1);
     if (!present) continue;
     if (found)
-      return entry_fail(e, "a trigger has exactly one of cron, queue, storage or kv (got '%s' and '%s')", first,
+      return entry_fail(e, "a trigger has exactly one of cron, queue, storage, kv or auth (got '%s' and '%s')", first,
                         kind_keys[k][0]);
     found = k;
     first = kind_keys[k][0];
@@ -595,13 +603,13 @@ static int entry_kind(entry_t *e, cr_trigger_kind_t *kind) {
       const char *k = lua_tostring(L, -1);
       for (int i = 1; i <= NKINDS; i++)
         if (distance(k, kind_keys[i][0]) <= 1) {
-          int rc = entry_fail(e, "a trigger needs one of cron, queue, storage or kv (got '%s': did you mean '%s'?)",
+          int rc = entry_fail(e, "a trigger needs one of cron, queue, storage, kv or auth (got '%s': did you mean '%s'?)",
                               k, kind_keys[i][0]);
           lua_pop(L, 1);
           return rc;
         }
     }
-    return entry_fail(e, "a trigger needs one of cron, queue, storage or kv");
+    return entry_fail(e, "a trigger needs one of cron, queue, storage, kv or auth");
   }
   *kind = (cr_trigger_kind_t)found;
   return 0;
@@ -658,6 +666,20 @@ static int read_trigger(entry_t *e, double timeout, cr_trigger_spec_t *t) {
                            &t->kv.ns)))
       return rc;
     return entry_stream(e, timeout, &t->kv.opts);
+  case CR_TRIGGER_AUTH: {
+    lua_State *L = e->L;
+    raw_field(L, "auth");
+    const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    for (int h = 1; v && h <= CR_AUTH_NHOOKS; h++)
+      if (strcmp(v, auth_hooks[h]) == 0) t->auth.hook = h;
+    char got[80];
+    describe(L, got, sizeof got);
+    lua_pop(L, 1);
+    if (!t->auth.hook)
+      return entry_fail(e, "'auth' must be one of \"preSignUp\", \"postConfirmation\", \"preSignIn\", "
+                           "\"postSignIn\", \"preTokenGeneration\", \"customMessage\", got %s", got);
+    return 0;
+  }
   }
   return entry_fail(e, "unknown kind"); /* not reached */
 }
@@ -671,6 +693,7 @@ static const int kind_supported[NKINDS + 1] = {
     [CR_TRIGGER_QUEUE] = 1, /* core/trigger/queue */
     [CR_TRIGGER_STORAGE] = 1, /* core/trigger/queue, on the bucket's events stream */
     [CR_TRIGGER_KV] = 1,      /* likewise, on the namespace's changes stream */
+    [CR_TRIGGER_AUTH] = 1,    /* the accounts' hooks (core/trigger/http/accounts_api.c) */
 };
 
 int cr_trigger_supported(cr_trigger_kind_t kind) {
@@ -1431,6 +1454,8 @@ static int pack_trigger(cr_buf_t *b, const cr_trigger_spec_t *t) {
            pack_stream(b, &t->storage.opts);
   case CR_TRIGGER_KV:
     return cr_wire_str(b, t->kv.prefix) || cr_wire_str(b, t->kv.ns) || pack_stream(b, &t->kv.opts);
+  case CR_TRIGGER_AUTH:
+    return cr_wire_u32(b, (uint32_t)t->auth.hook);
   }
   return -1;
 }
@@ -1483,7 +1508,7 @@ static void unpack_stream(cr_wire_reader_t *r, cr_stream_opts_t *o) {
  * NULL), so a bad message cannot hand a worker a spec it would misread. */
 static void unpack_trigger(cr_wire_reader_t *r, cr_trigger_spec_t *t) {
   uint32_t kind = cr_wire_get_u32(r);
-  if (r->bad || kind < CR_TRIGGER_CRON || kind > CR_TRIGGER_KV) {
+  if (r->bad || kind < CR_TRIGGER_CRON || kind > CR_TRIGGER_AUTH) {
     r->bad = 1;
     return;
   }
@@ -1515,6 +1540,10 @@ static void unpack_trigger(cr_wire_reader_t *r, cr_trigger_spec_t *t) {
     t->kv.ns = cr_wire_get_bytes(r, NULL);
     unpack_stream(r, &t->kv.opts);
     if (!t->kv.prefix || !t->kv.ns) r->bad = 1;
+    break;
+  case CR_TRIGGER_AUTH:
+    t->auth.hook = (int)cr_wire_get_u32(r);
+    if (!cr_auth_hook_name(t->auth.hook)) r->bad = 1;
     break;
   }
 }

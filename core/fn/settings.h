@@ -44,7 +44,21 @@ typedef enum {
   CR_TRIGGER_QUEUE,
   CR_TRIGGER_STORAGE,
   CR_TRIGGER_KV,
+  CR_TRIGGER_AUTH, /* the accounts' hooks (core/trigger/http/accounts_api.c) */
 } cr_trigger_kind_t;
+
+/* { auth = "preSignUp" | ... }: which step of the accounts' flows calls the function. */
+typedef enum {
+  CR_AUTH_PRE_SIGN_UP = 1,
+  CR_AUTH_POST_CONFIRMATION,
+  CR_AUTH_PRE_SIGN_IN,
+  CR_AUTH_POST_SIGN_IN,
+  CR_AUTH_PRE_TOKEN_GENERATION,
+  CR_AUTH_CUSTOM_MESSAGE,
+} cr_auth_hook_t;
+#define CR_AUTH_NHOOKS 6
+/* "preSignUp" for CR_AUTH_PRE_SIGN_UP, ...; NULL for anything else. */
+const char *cr_auth_hook_name(int hook);
 
 #define CR_MAX_TRIGGERS 64 /* entries per function */
 
@@ -115,6 +129,9 @@ typedef struct {
       char *ns;     /* namespace: 1-64 of letters, digits, '_', '.', '-', default "default" */
       cr_stream_opts_t opts;
     } kv;
+    struct {
+      int hook; /* auth: a cr_auth_hook_t, from its name */
+    } auth;
   };
 } cr_trigger_spec_t;
 

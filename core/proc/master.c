@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "error.h"
 #include "loader.h"
+#include "authkeys.h"
 #include "log.h"
 #include "redis.h"
 #include "redisd.h"
@@ -207,6 +208,39 @@ static void spawn(master_t *m, int id) {
   w->restart_at_ns = 0;
   w->killed_stuck = 0;
   atomic_store(&m->shm->workers[id].pid, pid);
+}
+
+/* --accounts: the signing keys are made (or read) once here, before any
+ * worker starts, so a data folder crescent cannot write or a damaged keys
+ * file stops the server with one clear message instead of failing workers. */
+static int setup_accounts(const cr_config_t *cfg) {
+  if (!cfg->accounts) return 0;
+  /* Argon2id's own bounds (lanes 1..2^24, memory at least 8 KiB per lane), kept to what a
+   * worker can afford: at most 4 GiB per hash, 1..100 passes, 1..64 lanes. */
+  int p = cfg->accounts_argon2_lanes, t = cfg->accounts_argon2_time, mem = cfg->accounts_argon2_memory;
+  if (p < 1 || p > 64 || t < 1 || t > 100 || mem < 8 * p || mem > 4 * 1024 * 1024) {
+    cr_log(CR_LOG_ERROR, NULL, NULL,
+           "accounts: Argon2id needs --accounts-argon2-lanes 1..64, --accounts-argon2-time 1..100 and "
+           "--accounts-argon2-memory from 8 KiB per lane to 4194304 KiB (got %d, %d, %d)", p, t, mem);
+    return -1;
+  }
+  if (cfg->accounts_min_password < 1 || cfg->accounts_min_password > 1024) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "accounts: --accounts-min-password must be 1..1024 (got %d)",
+           cfg->accounts_min_password);
+    return -1;
+  }
+  if (strcmp(cfg->redis, "none") == 0)
+    cr_log(CR_LOG_WARN, NULL, NULL, "--accounts without Redis (--redis none): every accounts call will fail");
+  char err[1200];
+  cr_authkeys_opts_t o = {.rotate_after = cfg->accounts_key_rotation, .grace = cfg->accounts_key_grace};
+  cr_authkeys_t *k = cr_authkeys_open(cfg->data_dir, &o, err, sizeof err);
+  if (!k) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "accounts: %s", err);
+    return -1;
+  }
+  cr_log(CR_LOG_INFO, NULL, NULL, "accounts: on, signing key %s", cr_authkeys_kid(k));
+  cr_authkeys_free(k);
+  return 0;
 }
 
 /* Sets up Redis: starts the managed one (auto), or checks the given URL
@@ -455,7 +489,7 @@ int cr_master_run(cr_config_t *cfg) {
     if (!m.watch) cr_log(CR_LOG_WARN, NULL, NULL, "cannot watch %s for changes: reload with SIGHUP", cfg->functions_dir);
   }
 
-  if (setup_redis(&m)) {
+  if (setup_accounts(m.cfg) || setup_redis(&m)) {
     cr_reload_free(m.reload);
     cr_watch_free(m.watch);
     cr_registry_free(m.registry);

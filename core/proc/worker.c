@@ -12,6 +12,7 @@
 #include "worker.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -24,9 +25,11 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "accounts_api.h"
 #include "admin.h"
 #include "async.h"
 #include "calls.h"
+#include "alloc.h"
 #include "clock.h"
 #include "consumer.h"
 #include "dispatch.h"
@@ -62,6 +65,7 @@ typedef struct {
   cr_schedules_t *schedules; /* the cron triggers */
   cr_invoke_calls_t calls;   /* crescent.invoke's, on the two above */
   cr_invoke_api_t invoke_api; /* the same over HTTP */
+  cr_accounts_api_t accounts; /* /_/auth/, /_/api/users (users NULL: off) */
   cr_admin_t admin;
   cr_shm_worker_t *slot;
   uv_signal_t sigterm;
@@ -263,6 +267,61 @@ static void on_sigint(uv_signal_t *h, int sig) {
   /* A terminal's Ctrl-C reaches every process of the group: the master decides. */
 }
 
+/* The accounts service (--accounts): its keys under --data, its ops on this loop's Redis. */
+static int start_accounts(worker_t *w) {
+  const cr_config_t *cfg = w->args->config;
+  char err[600];
+  cr_authkeys_opts_t ko = {.rotate_after = cfg->accounts_key_rotation, .grace = cfg->accounts_key_grace};
+  cr_authkeys_t *keys = cr_authkeys_open(cfg->data_dir, &ko, err, sizeof err);
+  if (!keys) {
+    cr_log(CR_LOG_ERROR, NULL, NULL, "accounts: %s", err);
+    cr_log_flush();
+    return 1;
+  }
+  cr_users_opts_t uo = {.prefix = cfg->redis_prefix, .min_password = cfg->accounts_min_password,
+                        .access_ttl = cfg->accounts_access_ttl, .refresh_ttl = cfg->accounts_refresh_ttl,
+                        .code_ttl = cfg->accounts_code_ttl, .issuer = cfg->accounts_issuer,
+                        .pw = {(uint32_t)cfg->accounts_argon2_memory, (uint32_t)cfg->accounts_argon2_time,
+                               (uint32_t)cfg->accounts_argon2_lanes}};
+  for (int k = 0; k < CR_USERS_NSCRIPTS; k++) {
+    uo.scripts[k] = -1;
+    for (int i = 0; i < cr_stdlib_nscripts; i++)
+      if (strcmp(cr_stdlib_scripts[i].name, cr_users_script_names[k]) == 0) uo.scripts[k] = i;
+  }
+  w->accounts.users = cr_users_new(w->loop, w->redis, keys, &uo);
+  if (!w->accounts.users) {
+    cr_authkeys_free(keys);
+    cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory starting the accounts service");
+    cr_log_flush();
+    return 1;
+  }
+  w->accounts.admin = &w->admin;
+  w->accounts.registry = w->args->registry;
+  w->accounts.fc = w->fncalls;
+  w->accounts.hook_timeout = cfg->accounts_hook_timeout;
+  /* --accounts-cors: the origins as the cors setting's patterns (lower-case). */
+  if (cfg->accounts_cors && cfg->accounts_cors[0]) {
+    cr_cors_spec_t *c = &w->accounts.cors;
+    c->set = 1;
+    c->max_age = 600;
+    c->methods = cr_xstrdup("GET, POST");
+    c->headers = cr_xstrdup("authorization, content-type");
+    char *list = cr_xstrdup(cfg->accounts_cors), *save = NULL;
+    for (char *o = strtok_r(list, ", ", &save); o; o = strtok_r(NULL, ", ", &save)) {
+      if (strcmp(o, "*") == 0) {
+        c->any_origin = 1;
+        continue;
+      }
+      for (char *p = o; *p; p++) *p = (char)tolower((unsigned char)*p);
+      c->origins = cr_xrealloc(c->origins, sizeof *c->origins * (size_t)(c->norigins + 1));
+      c->origins[c->norigins++] = cr_xstrdup(o);
+    }
+    free(list);
+  }
+  cr_stdlib_set_users(w->stdlib, w->accounts.users);
+  return 0;
+}
+
 int cr_worker_main(cr_worker_args_t *args) {
   worker_t w;
   memset(&w, 0, sizeof w);
@@ -364,7 +423,7 @@ int cr_worker_main(cr_worker_args_t *args) {
                              .max_object = cfg->max_object, .registry = args->registry,
                              .admin = &w.admin, .meter = w.meter, .invoke_api = &w.invoke_api,
                              .redis = w.redis, .prefix = cfg->redis_prefix, .shm = args->shm,
-                             .cache_size = cfg->cache_size, .loop = w.loop,
+                             .cache_size = cfg->cache_size, .loop = w.loop, .accounts = &w.accounts,
                              .default_auth = strcmp(cfg->default_auth, "apikey") == 0 ? CR_AUTH_APIKEY : CR_AUTH_NONE};
   /* Function calls first: the gateway runs authorizer functions through them. */
   w.fncalls = w.dispatch ? cr_fncalls_new(w.loop, w.dispatch, args->registry) : NULL;
@@ -389,6 +448,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   w.invoke_api.registry = args->registry;
   w.invoke_api.fc = w.fncalls;
   w.invoke_api.async = w.async;
+  if (cfg->accounts && start_accounts(&w)) return 1;
   w.admin.registry = args->registry;
   w.admin.shm = args->shm;
   w.admin.price_request = cfg->price_request;
@@ -445,6 +505,12 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_schedules_stop(w.schedules);
   cr_gateway_free(w.gateway);     /* cancels its authorizer calls */
   cr_fncalls_free(w.fncalls);     /* calls ended with the dispatcher */
+  cr_stdlib_set_users(w.stdlib, NULL);
+  cr_users_free(w.accounts.users); /* its pending ops' callers are gone */
+  for (int i = 0; i < w.accounts.cors.norigins; i++) free(w.accounts.cors.origins[i]);
+  free(w.accounts.cors.origins);
+  free(w.accounts.cors.methods);
+  free(w.accounts.cors.headers);
   cr_meter_free(w.meter);
   cr_outbound_free(w.outbound); /* requests ended with their invocations */
   cr_stdlib_detach(w.stdlib);

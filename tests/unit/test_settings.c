@@ -594,17 +594,49 @@ static void test_trigger_errors_shape(void **state) {
                 "setting 'triggers': entry 2: must be a table such as { queue = \"orders\" }, got a number");
   /* No kind key, a misspelt one, two of them. */
   refused_exact(H "triggers = { { batch = 10 } } }",
-                "setting 'triggers': entry 1: a trigger needs one of cron, queue, storage or kv");
-  refused_exact(H "triggers = { {} } }", "setting 'triggers': entry 1: a trigger needs one of cron, queue, storage or kv");
+                "setting 'triggers': entry 1: a trigger needs one of cron, queue, storage, kv or auth");
+  refused_exact(H "triggers = { {} } }", "setting 'triggers': entry 1: a trigger needs one of cron, queue, storage, kv or auth");
   refused_exact(H "triggers = { { quue = 'orders' } } }",
-                "setting 'triggers': entry 1: a trigger needs one of cron, queue, storage or kv "
+                "setting 'triggers': entry 1: a trigger needs one of cron, queue, storage, kv or auth "
                 "(got 'quue': did you mean 'queue'?)");
   refused_exact(H "triggers = { { cron = '@daily' }, { cron = '@daily', queue = 'q' } } }",
-                "setting 'triggers': entry 2: a trigger has exactly one of cron, queue, storage or kv "
+                "setting 'triggers': entry 2: a trigger has exactly one of cron, queue, storage, kv or auth "
                 "(got 'cron' and 'queue')");
   refused_exact(H "triggers = { { storage = 'b', kv = 'k' } } }",
-                "setting 'triggers': entry 1: a trigger has exactly one of cron, queue, storage or kv "
+                "setting 'triggers': entry 1: a trigger has exactly one of cron, queue, storage, kv or auth "
                 "(got 'storage' and 'kv')");
+}
+
+/* { auth = HOOK }: the six hook names, nothing else, no other key; packed and unpacked. */
+static void test_trigger_auth(void **state) {
+  (void)state;
+  const char *names[] = {"preSignUp", "postConfirmation", "preSignIn", "postSignIn", "preTokenGeneration",
+                         "customMessage"};
+  for (int h = 1; h <= CR_AUTH_NHOOKS; h++) {
+    char chunk[200];
+    snprintf(chunk, sizeof chunk, H "triggers = { { auth = '%s' } } }", names[h - 1]);
+    cr_settings_t s, u;
+    accepted(chunk, &s);
+    assert_int_equal(s.ntriggers, 1);
+    assert_int_equal(s.triggers[0].kind, CR_TRIGGER_AUTH);
+    assert_int_equal(s.triggers[0].auth.hook, h);
+    assert_string_equal(cr_auth_hook_name(h), names[h - 1]);
+    cr_buf_t b = CR_BUF_INIT;
+    assert_int_equal(cr_settings_pack(&s, &b), 0);
+    assert_int_equal(cr_settings_unpack(b.data, b.len, &u), 0);
+    assert_int_equal(u.triggers[0].kind, CR_TRIGGER_AUTH);
+    assert_int_equal(u.triggers[0].auth.hook, h);
+    cr_settings_free(&u);
+    cr_settings_free(&s);
+    cr_buf_free(&b);
+  }
+  assert_null(cr_auth_hook_name(0));
+  assert_null(cr_auth_hook_name(CR_AUTH_NHOOKS + 1));
+  refused_exact(H "triggers = { { auth = 'preSignup' } } }",
+                "setting 'triggers': entry 1: 'auth' must be one of \"preSignUp\", \"postConfirmation\", "
+                "\"preSignIn\", \"postSignIn\", \"preTokenGeneration\", \"customMessage\", got \"preSignup\"");
+  refused(H "triggers = { { auth = 5 } } }", "'auth' must be one of", "got a number");
+  refused(H "triggers = { { auth = 'preSignUp', batch = 5 } } }", "unknown key 'batch' for a auth trigger", NULL);
 }
 
 static void test_trigger_errors_keys(void **state) {
@@ -1450,6 +1482,7 @@ int main(void) {
       cmocka_unit_test(test_triggers_list),
       cmocka_unit_test(test_trigger_errors_shape),
       cmocka_unit_test(test_trigger_errors_keys),
+      cmocka_unit_test(test_trigger_auth),
       cmocka_unit_test(test_trigger_errors_types),
       cmocka_unit_test(test_trigger_errors_ranges),
       cmocka_unit_test(test_triggers_not_supported_yet),

@@ -1350,6 +1350,7 @@ void cr_gateway_handle(cr_gateway_t *g, cr_http_req_t *req) {
   /* /_/ is the platform's: its functions (storage) routed above, the rest here. */
   if (rc == CR_ENOENT && g->opts.invoke_api && cr_invoke_api_handle(g->opts.invoke_api, req)) return;
   if (rc == CR_ENOENT && cr_keys_api_handle(g->keys_api, req)) return;
+  if (rc == CR_ENOENT && g->opts.accounts && cr_accounts_api_handle(g->opts.accounts, req)) return;
   if (rc == CR_ENOENT && g->opts.admin && cr_admin_owns(req->path, req->path_len)) {
     if (g->opts.meter) cr_meter_flush(g->opts.meter); /* the numbers include this worker's latest */
     cr_admin_handle(g->opts.admin, req);

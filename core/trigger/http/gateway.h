@@ -15,6 +15,7 @@
 #ifndef CR_GATEWAY_H
 #define CR_GATEWAY_H
 
+#include "accounts_api.h"
 #include "admin.h"
 #include "invoke_api.h"
 #include "dispatch.h"
@@ -35,6 +36,7 @@ typedef struct {
   const cr_admin_t *admin; /* the platform's /_/ answers, or NULL */
   cr_meter_t *meter;    /* flushed before the admin API reads the totals, or NULL */
   const cr_invoke_api_t *invoke_api; /* /_/invoke and /_/api/invocations, or NULL */
+  const cr_accounts_api_t *accounts; /* /_/auth/ and /_/api/users, or NULL (off: 404) */
   cr_redis_t *redis;    /* where rate limits keep their buckets, or NULL (per worker) */
   const char *prefix;   /* Redis key prefix */
   cr_shm_t *shm;        /* the functions' counters (rate-limited requests, cache), or NULL */

@@ -80,6 +80,8 @@ typedef struct {
   const char *parent_reqid; /* the caller's request id, or NULL */
   const char *async_id;     /* an asynchronous invocation's id (async.h), or NULL */
   int attempt;              /* and its attempt, from 1 */
+  const char *auth_hook;    /* an authentication trigger's call (accounts_api.h): the hook's name, a
+                               static string; its report line says "trigger":"auth","hook":NAME */
 } cr_fncall_opts_t;
 
 /* The calls of one worker loop, through d, to functions of reg. NULL when

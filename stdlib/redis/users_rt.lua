@@ -1,0 +1,48 @@
+-- users_rt: refresh tokens (the OAuth 2.0 security BCP's rotation with reuse
+-- detection). A token is stored by its SHA-256 (rt:HASH -> uid, fam, used);
+-- a family (fam:FAM -> uid, or 'revoked') is one sign-in's chain of tokens.
+-- KEYS[1] the login index; ARGV: base, op, ...
+--   'new' HASH UID FAM TTLMS        a new family's first token -> 1
+--   'rotate' OLD NEW TTLMS          -> {1, user fields} | {0} unknown, expired or
+--                                      revoked | {-1} reused (the family is revoked
+--                                      now) | {-2} the user is disabled or gone
+--   'revoke' HASH                   sign-out: its family is revoked -> 1 | 0
+local base, op = ARGV[1], ARGV[2]
+if op == 'new' then
+  local rk, ttl = base .. 'rt:' .. ARGV[3], ARGV[6]
+  redis.call('HSET', rk, 'uid', ARGV[4], 'fam', ARGV[5], 'used', '0')
+  redis.call('PEXPIRE', rk, ttl)
+  redis.call('SET', base .. 'fam:' .. ARGV[5], ARGV[4], 'PX', ttl)
+  local fk = base .. 'ufam:' .. ARGV[4]
+  redis.call('SADD', fk, ARGV[5])
+  redis.call('PEXPIRE', fk, ttl)
+  return 1
+end
+local rk = base .. 'rt:' .. ARGV[3]
+local t = redis.call('HMGET', rk, 'uid', 'fam', 'used')
+if not t[1] then return op == 'rotate' and {0} or 0 end
+local famk = base .. 'fam:' .. t[2]
+if op == 'revoke' then
+  if redis.call('EXISTS', famk) == 1 then redis.call('SET', famk, 'revoked', 'KEEPTTL') end
+  return 1
+end
+local ttl = ARGV[5]
+local f = redis.call('GET', famk)
+if f ~= t[1] then return {0} end
+if t[3] == '1' then
+  redis.call('SET', famk, 'revoked', 'KEEPTTL')
+  return {-1}
+end
+local u = redis.call('HGETALL', base .. 'u:' .. t[1])
+if #u == 0 then return {-2} end
+for i = 1, #u, 2 do
+  if u[i] == 'disabled' and u[i + 1] == '1' then return {-2} end
+end
+-- The used token stays (until its own expiry) so that presenting it again is seen as reuse.
+redis.call('HSET', rk, 'used', '1')
+local nk = base .. 'rt:' .. ARGV[4]
+redis.call('HSET', nk, 'uid', t[1], 'fam', t[2], 'used', '0')
+redis.call('PEXPIRE', nk, ttl)
+redis.call('PEXPIRE', famk, ttl)
+redis.call('PEXPIRE', base .. 'ufam:' .. t[1], ttl)
+return {1, u}
