@@ -1067,11 +1067,9 @@ static int inside_path(const char *p) {
   return 1;
 }
 
-/* What this build does not run yet is refused at load, not at the first request; and a rate
- * limit by key or principal needs a route that can have one. */
-static int check_auth_support(const cr_settings_t *s, char *err, size_t errlen) {
+/* A rate limit by key or principal needs a route auth that can find one. */
+static int check_auth_rules(const cr_settings_t *s, char *err, size_t errlen) {
   const cr_auth_kind_t k = s->auth.kind;
-  if (k == CR_AUTH_USER) return fail(err, errlen, "setting 'auth': \"user\" is not supported by this build yet");
   if (s->rate.rps > 0 && s->rate.by == CR_RL_BY_KEY && k != CR_AUTH_DEFAULT && k != CR_AUTH_APIKEY)
     return fail(err, errlen, "setting 'rateLimit': by = \"key\" needs auth = \"apikey\"");
   if (s->rate.rps > 0 && s->rate.by == CR_RL_BY_PRINCIPAL && k == CR_AUTH_NONE)
@@ -1425,7 +1423,7 @@ static int read_settings(lua_State *L, int idx, cr_settings_t *s, int platform, 
   if ((rc = read_cors(L, s, err, errlen))) goto out;
   if ((rc = read_ratelimit(L, s, err, errlen))) goto out;
   if ((rc = read_auth(L, s, err, errlen))) goto out;
-  if ((rc = check_auth_support(s, err, errlen))) goto out;
+  if ((rc = check_auth_rules(s, err, errlen))) goto out;
   if ((rc = read_cache(L, s, err, errlen))) goto out;
 out:
   lua_settop(L, top);

@@ -871,11 +871,88 @@ static void storm(void **state) {
   srv_stop(&s);
 }
 
+/* --- auth = "user": a route that needs a signed-in user -------------------------------------------- */
+
+static const char mine_fn[] =
+    "return { auth = 'user', rateLimit = { rps = 0.01, burst = 2, by = 'principal' },\n"
+    "  handler = function(event)\n"
+    "    local a = event.auth\n"
+    "    return a.method .. '|' .. a.sub .. '|' .. tostring(a.claims.login) .. '|' .. tostring(a.claims.sub == a.sub)\n"
+    "  end }\n";
+
+/* GET path with a bearer token (NULL: none): the status, the body into out. */
+static int get_bearer(srv_t *s, const char *path, const char *tok, char *out, size_t n, char *www, size_t wn) {
+  char h[4096];
+  if (tok) snprintf(h, sizeof h, "Authorization: Bearer %s\r\n", tok);
+  http_resp_t r;
+  if (http_request(s->port, "GET", path, tok ? h : NULL, NULL, 0, &r) != 0) fail_msg("GET %s: no response", path);
+  int st = r.status;
+  if (out) snprintf(out, n, "%s", r.body);
+  if (www) {
+    const char *v = http_header(&r, "www-authenticate");
+    snprintf(www, wn, "%s", v ? v : "");
+  }
+  http_free(&r);
+  return st;
+}
+
+static void route_auth_user(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "msg.lua", msg_fn);
+  srv_write(&s, "peek.lua", peek_fn);
+  srv_write(&s, "mine.lua", mine_fn);
+  srv_start(&s, "--accounts --workers 2");
+  make_user(&s, "ann@example.com");
+  make_user(&s, "bob@example.com");
+  char at[4096], rt[256], bt[4096], body[1024], www[200], me[1024];
+  signin(&s, "ann@example.com", PW, at, sizeof at, rt, sizeof rt);
+  assert_int_equal(me_status(&s, at, me, sizeof me), 200);
+  char id[128];
+  str_of(me, "id", id, sizeof id);
+  /* No token: 401 with the challenge, the function never runs. */
+  assert_int_equal(get_bearer(&s, "/mine", NULL, body, sizeof body, www, sizeof www), 401);
+  assert_non_null(strstr(body, "\"error\":\"missing credentials\""));
+  assert_string_equal(www, "Bearer realm=\"crescent\"");
+  /* A signed-in user: event.auth from the access token. */
+  char want[512];
+  snprintf(want, sizeof want, "user|%s|ann@example.com|true", id);
+  assert_int_equal(get_bearer(&s, "/mine", at, body, sizeof body, NULL, 0), 200);
+  assert_string_equal(body, want);
+  /* Tampered (a payload byte), truncated, or not a crescent token: 401 invalid token. */
+  char bad[4096];
+  snprintf(bad, sizeof bad, "%s", at);
+  char *dot = strchr(bad, '.');
+  dot[3] = dot[3] == 'A' ? 'B' : 'A';
+  assert_int_equal(get_bearer(&s, "/mine", bad, body, sizeof body, www, sizeof www), 401);
+  assert_non_null(strstr(body, "\"error\":\"invalid token\""));
+  assert_string_equal(www, "Bearer realm=\"crescent\", error=\"invalid_token\"");
+  assert_int_equal(get_bearer(&s, "/mine", rt, body, sizeof body, NULL, 0), 401); /* a refresh token */
+  /* by = "principal": ann's bucket (burst 2) is her own; bob's is fresh. */
+  assert_int_equal(get_bearer(&s, "/mine", at, body, sizeof body, NULL, 0), 200);
+  assert_int_equal(get_bearer(&s, "/mine", at, body, sizeof body, NULL, 0), 429);
+  signin(&s, "bob@example.com", PW, bt, sizeof bt, rt, sizeof rt);
+  assert_int_equal(get_bearer(&s, "/mine", bt, body, sizeof body, NULL, 0), 200);
+  assert_non_null(strstr(body, "|bob@example.com|true"));
+  srv_stop(&s);
+  /* Without --accounts a route with auth = "user" cannot be checked: 503, logged, never run. */
+  srv_init(&s);
+  srv_write(&s, "mine.lua", mine_fn);
+  srv_start(&s, "--workers 1");
+  assert_int_equal(get_bearer(&s, "/mine", at, body, sizeof body, NULL, 0), 503);
+  assert_non_null(strstr(body, "\"error\":\"authentication is misconfigured\""));
+  assert_int_equal(srv_log_wait(&s, 1, 3000, "\"level\":\"error\"", "needs the accounts service (--accounts)", NULL), 1);
+  srv_expect_errors(&s, 1);
+  srv_stop(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(flow),     cmocka_unit_test(off_by_default), cmocka_unit_test(cors), cmocka_unit_test(tokens_and_rotation),
       cmocka_unit_test(expiry),   cmocka_unit_test(throttling),     cmocka_unit_test(hooks),
       cmocka_unit_test(operators), cmocka_unit_test(from_functions), cmocka_unit_test(storm),
+      cmocka_unit_test(route_auth_user),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

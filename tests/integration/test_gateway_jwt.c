@@ -798,8 +798,8 @@ static void bad_settings_refused(void **state) {
        "setting 'auth.jwt': with 'secretEnv' the only algorithm is HS256"},
       {"nonealg", "auth = { jwt = { keys = 'keys/jwks.json', algorithms = { 'none' } } }",
        "setting 'auth.jwt': algorithms entry 1 must be one of RS256, ES256, EdDSA, HS256"},
-      {"user", "auth = 'user'",
-       "setting 'auth': \\\"user\\\" is not supported by this build yet"},
+      {"userkey", "auth = 'user', rateLimit = { rps = 1, by = 'key' }",
+       "setting 'rateLimit': by = \\\"key\\\" needs auth = \\\"apikey\\\""},
   };
   size_t nbad = sizeof bad / sizeof bad[0];
   for (size_t i = 0; i < nbad; i++) write_fn(&s, bad[i].name, bad[i].settings);

@@ -1024,8 +1024,9 @@ static void test_auth_settings(void **state) {
                 "setting 'auth.jwt': algorithms entry 1 must be one of RS256, ES256, EdDSA, HS256");
   refused_exact("return { handler = print, auth = { jwt = { secretEnv = 'bad name' } } }",
                 "setting 'auth.jwt': 'secretEnv' must be an environment variable name like JWT_SECRET");
-  refused_exact("return { handler = print, auth = 'user' }",
-                "setting 'auth': \"user\" is not supported by this build yet");
+  accepted("return { handler = print, auth = 'user', rateLimit = { rps = 1, by = 'principal' } }", &s);
+  assert_int_equal(s.auth.kind, CR_AUTH_USER);
+  cr_settings_free(&s);
   refused_exact("return { handler = print, auth = 'none', rateLimit = { rps = 1, by = 'key' } }",
                 "setting 'rateLimit': by = \"key\" needs auth = \"apikey\"");
   /* authorizer functions (core/trigger/http/authorizer.h) */

@@ -16,6 +16,7 @@
 #include "error.h"
 #include "dispatch.h"
 #include "json.h"
+#include "accounts_api.h"
 #include "apikeys.h"
 #include "gwauth.h"
 #include "keys_api.h"
@@ -25,6 +26,7 @@
 #include "scache.h"
 #include "text.h"
 #include "url.h"
+#include "users.h"
 #include "vm.h"
 
 struct cr_gateway_s {
@@ -91,6 +93,24 @@ static cr_http_req_t *hreq(cr_call_t *call) { return call->ctx; }
 /* Registry keys (their addresses). */
 static char http_error_mt_key;
 
+/* auth = "user": a crescent access token, verified by the accounts service (gwauth's verify_user).
+ * -2 while accounts are off (no --accounts). */
+static int verify_user(void *ud, const char *tok, size_t len, cr_identity_t *out, char *err, size_t errlen) {
+  const cr_accounts_api_t *acc = ud;
+  if (!acc || !acc->users) {
+    snprintf(err, errlen, "auth = \"user\" needs the accounts service (--accounts)");
+    return -2;
+  }
+  cr_jwt_claims_t c;
+  if (cr_users_verify_access(acc->users, tok, len, &c, err, errlen)) return -1;
+  snprintf(out->principal, sizeof out->principal, "%s", c.sub);
+  out->json = c.claims_json; /* taken over */
+  out->json_len = c.claims_len;
+  c.claims_json = NULL;
+  cr_jwt_claims_free(&c);
+  return 0;
+}
+
 cr_gateway_t *cr_gateway_new(cr_dispatch_t *dispatch, const cr_gateway_opts_t *opts) {
   int ext = cr_instance_ext_slot(&http_trigger);
   if (ext < 0) return NULL;
@@ -106,7 +126,8 @@ cr_gateway_t *cr_gateway_new(cr_dispatch_t *dispatch, const cr_gateway_opts_t *o
   g->apikeys = cr_apikeys_new(g->opts.redis, g->opts.prefix, g->opts.shm);
   cr_gwauth_opts_t ao = {.registry = g->opts.registry, .redis = g->opts.redis, .prefix = g->opts.prefix,
                          .shm = g->opts.shm, .fncalls = g->opts.fncalls, .default_kind = g->opts.default_auth,
-                         .apikey_check = cr_apikeys_check_hook, .apikey_ctx = g->apikeys};
+                         .apikey_check = cr_apikeys_check_hook, .apikey_ctx = g->apikeys,
+                         .verify_user = verify_user, .verify_user_ud = (void *)g->opts.accounts};
   g->auth = cr_gwauth_new(&ao);
   g->scache = g->opts.loop ? cr_scache_new(g->opts.loop, g->opts.redis, g->opts.prefix, g->opts.registry, g->opts.shm)
                            : NULL;

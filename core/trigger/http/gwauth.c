@@ -153,21 +153,23 @@ static int check_user(cr_gwauth_t *g, cr_http_req_t *req, const cr_fn_t *fn, con
     cr_gwauth_refuse(req, ver, 401, "Bearer realm=\"crescent\"", "missing credentials", 0);
     return -1;
   }
-  if (!g->opts.verify_user) {
-    cr_log(CR_LOG_ERROR, fn->name, req->id, "auth: auth = \"user\" needs accounts (--accounts)");
-    cr_gwauth_refuse(req, ver, 503, NULL, "authentication is misconfigured", 0);
-    return -1;
-  }
-  cr_identity_t *id = calloc(1, sizeof *id);
-  if (!id) {
+  cr_identity_t *id = g->opts.verify_user ? calloc(1, sizeof *id) : NULL;
+  if (!id && g->opts.verify_user) {
     cr_http_respond_error(req, 503, "server out of memory");
     return -1;
   }
-  char err[160] = "";
-  if (g->opts.verify_user(g->opts.verify_user_ud, tok, tl, id, err, sizeof err)) {
+  char err[160] = "auth = \"user\" needs the accounts service (--accounts)";
+  int rc = id ? g->opts.verify_user(g->opts.verify_user_ud, tok, tl, id, err, sizeof err) : -2;
+  if (rc) {
     cr_identity_free(id);
-    cr_log(CR_LOG_INFO, fn->name, req->id, "auth: token refused: %s", err);
-    cr_gwauth_refuse(req, ver, 401, "Bearer realm=\"crescent\", error=\"invalid_token\"", "invalid token", 0);
+    if (rc == -2) {
+      /* The server's fault, not the token's: said once per request in the log, never to the client. */
+      cr_log(CR_LOG_ERROR, fn->name, req->id, "auth: %s", err);
+      cr_gwauth_refuse(req, ver, 503, NULL, "authentication is misconfigured", 0);
+    } else {
+      cr_log(CR_LOG_INFO, fn->name, req->id, "auth: token refused: %s", err);
+      cr_gwauth_refuse(req, ver, 401, "Bearer realm=\"crescent\", error=\"invalid_token\"", "invalid token", 0);
+    }
     return -1;
   }
   id->method = CR_AUTH_USER;

@@ -44,7 +44,8 @@ typedef struct {
   cr_fncalls_t *fncalls;   /* runs authorizer functions, or NULL */
   cr_auth_kind_t default_kind; /* for functions without the setting: CR_AUTH_NONE or CR_AUTH_APIKEY */
   /* auth = "user": verifies a crescent access token (tok, len bytes): 0 with out's principal and
-   * json (the claims, malloc'd) filled, or -1 with err (for the log). NULL: accounts are off. */
+   * json (the claims, malloc'd) filled; -1 with err (for the log) for a token refused, -2 when it
+   * cannot be checked (accounts off: 503). NULL: accounts are off. */
   int (*verify_user)(void *ud, const char *tok, size_t len, cr_identity_t *out, char *err, size_t errlen);
   void *verify_user_ud;
   /* auth = "apikey": checks req's key as cr_gwauth_check does (apikeys.h; given by the gateway,
