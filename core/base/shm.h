@@ -60,6 +60,9 @@ typedef struct {
   _Atomic uint64_t busy_since_ns;
   _Atomic uint64_t deadline_ns;
   _Atomic int busy_fn;
+  /* usage.h's flushes to Redis: acknowledged, failed (sent again), and the calls that could
+   * not be recorded (the accumulator full, or still unsent when the worker stopped) */
+  _Atomic uint64_t usage_flushes, usage_flush_errors, usage_dropped;
 } cr_shm_worker_t;
 
 typedef struct {

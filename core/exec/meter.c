@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "invoke.h"
 #include "log.h"
 
@@ -19,6 +20,7 @@ typedef struct {
 
 struct cr_meter_s {
   cr_shm_t *shm;
+  cr_usage_t *usage;       /* or NULL */
   fn_meter_t *fns;         /* by function slot */
   int nfns;
   int *dirty;              /* slots with meters to flush */
@@ -30,6 +32,10 @@ cr_meter_t *cr_meter_new(cr_shm_t *shm) {
   cr_meter_t *m = calloc(1, sizeof *m);
   if (m) m->shm = shm;
   return m;
+}
+
+void cr_meter_set_usage(cr_meter_t *m, cr_usage_t *usage) {
+  if (m) m->usage = usage;
 }
 
 void cr_meter_free(cr_meter_t *m) {
@@ -124,6 +130,18 @@ void cr_meter_report(cr_meter_t *m, const cr_fnver_t *ver, const cr_invocation_t
     f->http_bytes_out += inv->http_bytes_out;
     f->http_ns += inv->http_ns;
   }
+  if (m->usage) {
+    const char *st = client                                 ? "client_error"
+                     : inv->outcome == CR_OUTCOME_TIMEOUT   ? "timeout"
+                     : inv->outcome == CR_OUTCOME_MEMORY    ? "memory"
+                     : inv->outcome != CR_OUTCOME_OK || status >= 500 ? "error"
+                                                                      : "ok";
+    cr_usage_inv_t u = {.fn = ver->fn->name, .trigger = trigger, .status = st, .cold = inv->cold,
+                        .memory_mb = ver->settings.memory, .dur_ns = inv->end_ns - inv->start_ns,
+                        .billed_ms = billed, .mem_peak = inv->mem_peak, .outbound = (uint64_t)inv->http_requests,
+                        .wall_ms = cr_wall_ms()};
+    cr_usage_add(m->usage, &u);
+  }
 
   cr_buf_t *b = cr_log_begin(CR_LOG_INFO, "report", 6, ver->fn->name, inv->reqid);
   if (!b) return;
@@ -152,15 +170,19 @@ void cr_meter_report(cr_meter_t *m, const cr_fnver_t *ver, const cr_invocation_t
   cr_log_end(b);
 }
 
-void cr_meter_init_failed(cr_meter_t *m, const cr_fn_t *fn) {
+void cr_meter_init_failed(cr_meter_t *m, const cr_fn_t *fn, const char *trigger) {
   fn_meter_t *f = meter_for(m, fn->slot);
   if (f) {
     f->invocations++;
     f->errors++;
   }
+  /* Nothing ran: no duration, nothing billed (as the meters above). */
+  cr_usage_inv_t u = {.fn = fn->name, .trigger = trigger, .status = "init_error", .wall_ms = cr_wall_ms()};
+  cr_usage_add(m->usage, &u);
 }
 
-void cr_meter_throttled(cr_meter_t *m, const cr_fn_t *fn) {
+void cr_meter_throttled(cr_meter_t *m, const cr_fn_t *fn, const char *trigger) {
   cr_shm_fn_t *s = cr_shm_fn(m->shm, fn->slot);
   if (s) atomic_fetch_add_explicit(&s->throttles, 1, memory_order_relaxed);
+  cr_usage_throttled(m->usage, fn->name, trigger, cr_wall_ms());
 }

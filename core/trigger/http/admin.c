@@ -619,6 +619,9 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
       return;
     }
     purge(a, req);
+  } else if (IS("/_/api/usage")) {
+    if (!get) goto not_allowed;
+    cr_admin_usage(a, req);
   } else if (IS("/_/api/functions")) {
     if (!get) goto not_allowed;
     functions_json(a, &b);
