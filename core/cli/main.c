@@ -6,7 +6,8 @@
 #include "modules.h"
 #include "cli.h"
 
-static const cr_cli_cmd_t *const commands[] = {&cr_cli_serve, &cr_cli_check, &cr_cli_new, &cr_cli_version, &cr_cli_invoke};
+static const cr_cli_cmd_t *const commands[] = {&cr_cli_serve, &cr_cli_check, &cr_cli_new, &cr_cli_version, &cr_cli_invoke,
+                                                &cr_cli_cost};
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 void cr_cli_usage(FILE *out) {
@@ -18,6 +19,7 @@ void cr_cli_usage(FILE *out) {
           "  crescent check [DIR]                validate every function in DIR (default ./functions)\n"
           "  crescent new NAME [--functions DIR] make DIR/NAME.lua from a template\n"
           "  crescent invoke NAME [--data JSON]  run a function on a running server, print its result\n"
+          "  crescent cost [--by function|day]   requests, GB-seconds and cost of a running server\n"
           "  crescent version                    print versions\n"
           "  crescent COMMAND --help             one command's usage\n"
           "\n"
@@ -129,6 +131,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "check") == 0) return with_validator_stdlib(cr_cmd_check, argc, argv);
   if (strcmp(cmd, "new") == 0) return cr_cmd_new(argc, argv);
   if (strcmp(cmd, "invoke") == 0) return cr_cmd_invoke(argc, argv);
+  if (strcmp(cmd, "cost") == 0) return cr_cmd_cost(argc, argv);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cr_cmd_version(argc, argv);
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
     /* `crescent help check` is `crescent check --help`. */
