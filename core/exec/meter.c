@@ -15,6 +15,8 @@ typedef struct {
   uint64_t invocations, errors, client_errors, timeouts, cold_starts, duration_ns, billed_ms, mb_ms;
   uint64_t hist[CR_SHM_HIST_BUCKETS];
   uint64_t http_requests, http_errors, http_bytes_in, http_bytes_out, http_ns;
+  uint64_t hist_cold[CR_SHM_HIST_BUCKETS], duration_cold_ns, init_hist[CR_SHM_HIST_BUCKETS], init_ns;
+  uint64_t mem_hist[CR_SHM_MEM_BUCKETS], mem_sum;
   int dirty;
 } fn_meter_t;
 
@@ -83,6 +85,17 @@ void cr_meter_flush(cr_meter_t *m) {
     atomic_fetch_add_explicit(&s->mb_ms, f->mb_ms, memory_order_relaxed);
     for (int k = 0; k < CR_SHM_HIST_BUCKETS; k++)
       if (f->hist[k]) atomic_fetch_add_explicit(&s->hist[k], f->hist[k], memory_order_relaxed);
+    if (f->cold_starts) {
+      for (int k = 0; k < CR_SHM_HIST_BUCKETS; k++) {
+        if (f->hist_cold[k]) atomic_fetch_add_explicit(&s->hist_cold[k], f->hist_cold[k], memory_order_relaxed);
+        if (f->init_hist[k]) atomic_fetch_add_explicit(&s->init_hist[k], f->init_hist[k], memory_order_relaxed);
+      }
+      atomic_fetch_add_explicit(&s->duration_cold_ns, f->duration_cold_ns, memory_order_relaxed);
+      atomic_fetch_add_explicit(&s->init_ns, f->init_ns, memory_order_relaxed);
+    }
+    for (int k = 0; k < CR_SHM_MEM_BUCKETS; k++)
+      if (f->mem_hist[k]) atomic_fetch_add_explicit(&s->mem_hist[k], f->mem_hist[k], memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->mem_sum, f->mem_sum, memory_order_relaxed);
     if (f->http_requests) {
       atomic_fetch_add_explicit(&s->http_requests, f->http_requests, memory_order_relaxed);
       atomic_fetch_add_explicit(&s->http_errors, f->http_errors, memory_order_relaxed);
@@ -119,7 +132,15 @@ void cr_meter_report(cr_meter_t *m, const cr_fnver_t *ver, const cr_invocation_t
     if (client) f->client_errors++;
     else if (inv->outcome != CR_OUTCOME_OK || status >= 500) f->errors++;
     if (inv->outcome == CR_OUTCOME_TIMEOUT) f->timeouts++;
-    if (inv->cold) f->cold_starts++;
+    if (inv->cold) {
+      f->cold_starts++;
+      f->hist_cold[cr_shm_hist_bucket(dur_ms)]++;
+      f->duration_cold_ns += inv->end_ns - inv->start_ns;
+      f->init_hist[cr_shm_hist_bucket(init_ms)]++;
+      f->init_ns += (uint64_t)(init_ms * 1e6);
+    }
+    f->mem_hist[cr_shm_mem_bucket((double)inv->mem_peak)]++;
+    f->mem_sum += inv->mem_peak;
     f->duration_ns += inv->end_ns - inv->start_ns;
     f->billed_ms += billed;
     f->mb_ms += billed * (uint64_t)ver->settings.memory;

@@ -136,6 +136,7 @@ static void on_request(cr_http_req_t *req, void *data) {
 static void on_flush(uv_prepare_t *h) {
   worker_t *w = h->data;
   cr_meter_flush(w->meter);
+  if (w->http) atomic_store_explicit(&w->slot->conns_open, cr_http_server_connections(w->http), memory_order_relaxed);
   cr_log_flush();
 }
 
@@ -309,9 +310,10 @@ int cr_worker_main(cr_worker_args_t *args) {
   if (strcmp(cfg->redis, "none") != 0) {
     cr_redis_url_t u;
     char err[600];
-    if (cr_redis_url_parse(cfg->redis, &u, err, sizeof err) == 0)
+    if (cr_redis_url_parse(cfg->redis, &u, err, sizeof err) == 0) {
       w.redis = cr_redis_new(w.loop, &u, cfg->redis_timeout, cr_stdlib_scripts, cr_stdlib_nscripts);
-    else
+      cr_redis_set_meters(w.redis, w.slot);
+    } else
       cr_log(CR_LOG_ERROR, NULL, NULL, "%s", err);
   }
   cr_stdlib_opts_t sopts = {.prefix = cfg->redis_prefix, .kv_max_value = cfg->kv_max_value,
@@ -435,6 +437,7 @@ int cr_worker_main(cr_worker_args_t *args) {
       .on_request = on_request,
       .body_limit = body_limit,
       .data = &w,
+      .meters = w.slot,
   };
   w.listen_fd = fd;
   int rc = cr_http_server_start(&w.http, w.loop, fd, &opts);
