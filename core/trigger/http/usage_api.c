@@ -37,8 +37,8 @@
 #include "settings.h"
 #include "url.h"
 
-#define MAX_HASHES 50000
-#define MAX_PAIRS 32
+#define MAX_HASHES 20000
+#define MAX_PAIRS 16
 #define FREE_REQUESTS 1000000.0
 #define FREE_GB_SECONDS 400000.0
 
@@ -407,7 +407,7 @@ static void on_read(void *data, redisReply *reply, const char *err) {
     int big = strstr(reply->str, "too much usage") != NULL;
     if (!big) cr_log(CR_LOG_ERROR, NULL, q->req->id, "usage: reading Redis failed: %s", reply->str);
     cr_http_respond_error(q->req, big ? 400 : 503,
-                          big ? "too much usage in the range (more than 50000 function-hours): narrow from/to or "
+                          big ? "too much usage in the range (more than 20000 function-hours): narrow from/to or "
                                 "name a function"
                               : "reading usage from Redis failed");
   } else if (reply->type != REDIS_REPLY_ARRAY) {
