@@ -3,7 +3,7 @@
  *   GET /_/api/usage?from=T&to=T&function=NAME&by=hour|day&freeTier=1
  *
  * T: YYYY-MM-DD, YYYY-MM-DDTHH, YYYY-MM-DDTHH:MM or YYYY-MM-DDTHH:MM:SS, UTC (a trailing Z
- * allowed). The range is every hour whose start is in [from, to); a `to` of a date alone
+ * allowed). The range is every hour that overlaps [from, to) (usage is kept by the hour); a `to` of a date alone
  * includes that whole day. Defaults: from the start of the current UTC month, to now.
  * Answers (JSON; cost in USD at the server's --price-request and --price-gb-second):
  *   {"from","to","by","prices":{"request","gbSecond","currency"},
