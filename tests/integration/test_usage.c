@@ -46,10 +46,12 @@ static int free_port(void) {
   return ntohs(sa.sin_port);
 }
 
-static int xredis_start(void) {
+/* On port (0: a free one); with dir, an append-only file there (fsync always) so a restart on
+ * the same port keeps the data. */
+static int xredis_start_on(int port, const char *dir) {
   static int registered;
   if (!registered) atexit(kill_xredis), registered = 1;
-  int port = free_port();
+  if (!port) port = free_port();
   char portstr[16];
   snprintf(portstr, sizeof portstr, "%d", port);
   pid_t pid = fork();
@@ -58,8 +60,12 @@ static int xredis_start(void) {
     int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) dup2(devnull, 1), dup2(devnull, 2);
     setpgid(0, 0);
-    execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1", "--save", "", "--appendonly",
-           "no", "--dir", "/tmp", "--daemonize", "no", (char *)NULL);
+    if (dir)
+      execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1", "--save", "", "--appendonly",
+             "yes", "--appendfsync", "always", "--dir", dir, "--daemonize", "no", (char *)NULL);
+    else
+      execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1", "--save", "", "--appendonly",
+             "no", "--dir", "/tmp", "--daemonize", "no", (char *)NULL);
     _exit(127);
   }
   xredis_pid = pid;
@@ -76,6 +82,8 @@ static int xredis_start(void) {
   fail_msg("redis-server on port %d did not answer within 5 s", port);
   return -1;
 }
+
+static int xredis_start(void) { return xredis_start_on(0, NULL); }
 
 /* --- helpers ------------------------------------------------------------------------------------ */
 
@@ -122,14 +130,21 @@ static long fn_invocations(const char *body, const char *fn) {
   return n;
 }
 
-/* Waits (at most 6 s) until the usage shows want invocations of fn; fails past it. */
+/* Waits (at most 10 s) until the usage shows want invocations of fn; fails past it. */
 static void wait_invocations(int port, const char *fn, long want) {
-  long long end = now_ms() + 6000;
+  long long end = now_ms() + 10000;
   long got = -1;
   while (now_ms() < end) {
-    char *b = usage_get(port, NULL);
-    got = fn_invocations(b, fn);
-    free(b);
+    http_resp_t r;
+    http_get(port, "/_/api/usage", &r);
+    if (r.status == 503) { /* this worker not reconnected to Redis yet */
+      http_free(&r);
+      sleep_ms(100);
+      continue;
+    }
+    if (r.status != 200) fail_msg("GET /_/api/usage answered %d: %s", r.status, r.body);
+    got = fn_invocations(r.body, fn);
+    http_free(&r);
     if (got == want) return;
     if (got > want) break;
     sleep_ms(100);
@@ -426,6 +441,43 @@ static void redis_outage_during_flushes(void **state) {
   kill_xredis();
 }
 
+/* Redis killed and started again (its data kept on disk): the flushes meanwhile find no
+ * connection and keep their batch; once the worker has reconnected it goes, counted once. */
+static void redis_restart_during_flushes(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  char dir[400];
+  snprintf(dir, sizeof dir, "%s/redis-data", s.root);
+  srv_mkdir(&s, "../redis-data");
+  int rport = xredis_start_on(0, dir);
+  srv_write(&s, "ok.lua", OK_LUA);
+  start_on(&s, rport, NULL);
+  hit(s.port, "/ok", 8, 200);
+  wait_invocations(s.port, "ok", 8);
+  kill(xredis_pid, SIGKILL);
+  waitpid(xredis_pid, NULL, 0);
+  xredis_pid = -1;
+  hit(s.port, "/ok", 12, 200);
+  sleep_ms(1500); /* flushes find Redis gone */
+  xredis_start_on(rport, dir);
+  wait_invocations(s.port, "ok", 20);
+  sleep_ms(1500);
+  char *u = usage_get(s.port, NULL);
+  assert_int_equal(fn_invocations(u, "ok"), 20);
+  free(u);
+  assert_true(metric(s.port, "crescent_usage_dropped_total{worker=\"0\"}") == 0);
+  assert_true(metric(s.port, "crescent_usage_dropped_total{worker=\"1\"}") == 0);
+  /* the connection dropped: counted as unavailable */
+  assert_true(metric(s.port, "crescent_redis_errors_total{worker=\"0\",kind=\"unavailable\"}") +
+                  metric(s.port, "crescent_redis_errors_total{worker=\"1\",kind=\"unavailable\"}") >
+              0);
+  /* the Redis outage is logged (warn and error lines): not this test's subject */
+  srv_expect_errors(&s, srv_log_count(&s, "\"level\":\"error\"", NULL));
+  assert_int_equal(srv_stop(&s), 0);
+  kill_xredis();
+}
+
 /* Without Redis there is no usage to read: a clear 503. */
 static void usage_needs_redis(void **state) {
   (void)state;
@@ -446,6 +498,7 @@ int main(void) {
       cmocka_unit_test(usage_summed_across_workers_and_nodes),
       cmocka_unit_test(cost_command),
       cmocka_unit_test(redis_outage_during_flushes),
+      cmocka_unit_test(redis_restart_during_flushes),
       cmocka_unit_test(usage_needs_redis),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
