@@ -1,6 +1,6 @@
 # crescent's front door. The two commands a user needs:
 #   make run    install what is missing (Debian packages), build, serve ./functions on 127.0.0.1:8080
-#   make test   the same set-up plus the test-only packages (chromium), then the whole suite through ctest
+#   make test   the same set-up plus the test-only packages (chromium, prometheus), then the whole suite through ctest
 # Also: make build, make test-asan (ASan + UBSan build in build-asan/), make clean.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan

@@ -3,7 +3,8 @@
 #
 # `sh tools/deps.sh` installs what building and running crescent needs (make
 # run); `sh tools/deps.sh test` adds what only the test suite needs (make test,
-# make test-asan): chromium, the real browser of tests/integration/test_cors_browser.c.
+# make test-asan): chromium, the real browser of tests/integration/test_cors_browser.c, and
+# prometheus (promtool and the server) for tests/integration/test_prometheus.c.
 #
 # Safe to run again: it only installs what is missing, and only adds a deb-src
 # entry (needed by `apt-get source luajit2`, see tools/luajit.sh) when the
@@ -13,7 +14,7 @@ set -eu
 PKGS="build-essential cmake pkg-config dpkg-dev xz-utils
       libuv1-dev libhiredis-dev lua-cjson-dev libcmocka-dev redis-server redis-tools node-llhttp
       tzdata python3 python3-croniter libssl-dev openssl ca-certificates libargon2-dev"
-TEST_PKGS="chromium"
+TEST_PKGS="chromium prometheus"
 
 case "${1:-}" in
 "") ;;

@@ -47,6 +47,7 @@ static const opt_t options[] = {
     {"blank-states", OPT_INT, OFF(blank_states), "pre-booted blank Lua states per worker (default 2)"},
     {"price-request", OPT_NUMBER, OFF(price_request), "$ per million requests, for cost (default 0.20)"},
     {"price-gb-second", OPT_NUMBER, OFF(price_gb_second), "$ per GB-second, for cost (default 0.0000166667)"},
+    {"usage-retention", OPT_INT, OFF(usage_retention), "days the hourly usage kept in Redis is kept (default 90, at most 3650)"},
     {"redis-timeout", OPT_SECONDS, OFF(redis_timeout), "wait for a Redis reply before \"timeout\" (default 2s)"},
     {"redis-prefix", OPT_STR, OFF(redis_prefix), "prefix of every Redis key (default cr:)"},
     {"kv-max-value", OPT_SIZE, OFF(kv_max_value), "largest KV value (default 1m)"},
@@ -96,6 +97,7 @@ void cr_config_defaults(cr_config_t *c) {
   c->blank_states = 2;
   c->price_request = 0.20;
   c->price_gb_second = 0.0000166667;
+  c->usage_retention = 90;
   c->redis_timeout = 2;
   c->redis_prefix = cr_xstrdup("cr:");
   c->kv_max_value = 1024 * 1024;
@@ -261,6 +263,10 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
       }
       if (strcmp(name, "blank-states") == 0 && v > 16) {
         snprintf(err, errlen, "--blank-states: at most 16");
+        return CR_EINVAL;
+      }
+      if (strcmp(name, "usage-retention") == 0 && v > 3650) {
+        snprintf(err, errlen, "--usage-retention: at most 3650 days");
         return CR_EINVAL;
       }
       if (strcmp(name, "workers") == 0 && v > 256) {

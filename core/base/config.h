@@ -37,6 +37,7 @@ typedef struct cr_config_s {
   int blank_states;         /* pre-booted blank Lua states per worker */
   double price_request;     /* $ per million requests */
   double price_gb_second;   /* $ per GB-second */
+  int usage_retention;      /* days of hourly usage kept in Redis */
   double redis_timeout;     /* s: a stdlib call's reply */
   char *redis_prefix;       /* every key starts with it */
   size_t kv_max_value;      /* bytes of one KV value */

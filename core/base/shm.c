@@ -18,6 +18,15 @@
 const double cr_shm_hist_bounds_ms[CR_SHM_HIST_BUCKETS] = {0.1, 0.25, 0.5, 1,   2.5,  5,    10,
                                                             25,  50,   100, 250, 1000, 5000, 1e300};
 
+const double cr_shm_mem_bounds[CR_SHM_MEM_BUCKETS] = {65536,     262144,    1048576,    4194304, 16777216,
+                                                      67108864,  268435456, 1073741824, 1e300};
+
+int cr_shm_mem_bucket(double bytes) {
+  int i = 0;
+  while (i < CR_SHM_MEM_BUCKETS - 1 && bytes > cr_shm_mem_bounds[i]) i++;
+  return i;
+}
+
 cr_shm_t *cr_shm_create(int nworkers) {
   void *p = mmap(NULL, sizeof(cr_shm_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return NULL;
@@ -233,6 +242,7 @@ void cr_shm_reclaim(cr_shm_t *shm, int worker, int nslots, cr_shm_reclaimed_t *o
     atomic_store(&w->busy_since_ns, 0);
     atomic_store(&w->deadline_ns, 0);
     atomic_store(&w->busy_fn, -1);
+    atomic_store(&w->conns_open, 0); /* its connections closed with it */
   }
   if (out) *out = r;
 }

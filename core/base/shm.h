@@ -44,6 +44,9 @@
 /* Latency histogram bucket upper bounds, in ms (the last one is +Inf). */
 #define CR_SHM_HIST_BUCKETS 14
 extern const double cr_shm_hist_bounds_ms[CR_SHM_HIST_BUCKETS];
+/* Memory one invocation used: bucket upper bounds in bytes (the last one is +Inf). */
+#define CR_SHM_MEM_BUCKETS 9
+extern const double cr_shm_mem_bounds[CR_SHM_MEM_BUCKETS];
 /* Stream triggers metered per function (more are consumed, not metered), and
  * the room for one's label, "queue:NAME" (names are at most 128 bytes). */
 #define CR_SHM_TRIGGERS 8
@@ -60,6 +63,17 @@ typedef struct {
   _Atomic uint64_t busy_since_ns;
   _Atomic uint64_t deadline_ns;
   _Atomic int busy_fn;
+  /* usage.h's flushes to Redis: acknowledged, failed (sent again), and the calls that could
+   * not be recorded (the accumulator full, or still unsent when the worker stopped) */
+  _Atomic uint64_t usage_flushes, usage_flush_errors, usage_dropped;
+  /* its Redis connection (redis.h): commands answered (latency histogram, ms bounds as the
+   * functions' and the sum in ns), failed as unavailable, timed out, or answered an error */
+  _Atomic uint64_t redis_hist[CR_SHM_HIST_BUCKETS], redis_ns;
+  _Atomic uint64_t redis_unavailable, redis_timeouts, redis_error_replies;
+  /* HTTP: connections open now (a gauge it stores; 0 once reclaimed), responses by status
+   * class (1xx .. 5xx) */
+  _Atomic int64_t conns_open;
+  _Atomic uint64_t responses[5];
 } cr_shm_worker_t;
 
 typedef struct {
@@ -86,6 +100,11 @@ typedef struct {
    * decided without a call of their own (a decision kept, or one in flight), denied (403), and
    * refused because the authorizer failed (503) */
   _Atomic uint64_t authz_calls, authz_hits, authz_denied, authz_failed;
+  /* Of hist and duration_ns, the cold starts' part (warm: the rest); the inits of the cold
+   * starts (histogram, sum ns); memory used per invocation (histogram, sum bytes) */
+  _Atomic uint64_t hist_cold[CR_SHM_HIST_BUCKETS], duration_cold_ns;
+  _Atomic uint64_t init_hist[CR_SHM_HIST_BUCKETS], init_ns;
+  _Atomic uint64_t mem_hist[CR_SHM_MEM_BUCKETS], mem_sum;
 } cr_shm_fn_t;
 
 /* Per-path cache purges (ctx.cache.purge, DELETE /_/api/cache?path=): a direct-mapped table of
@@ -122,6 +141,8 @@ typedef struct {
   _Atomic uint64_t cron_fired, cron_skipped, cron_missed, cron_errors;
   _Atomic uint64_t cron_next_ms, cron_last_tick_ms, cron_last_end_ms;
   _Atomic uint32_t cron_last_failed;
+  /* gauges as lag: records delivered and not yet acknowledged, and in the dead-letter queue */
+  _Atomic int64_t pending, dlq_depth;
 } cr_shm_trig_t;
 
 /* What the workers hold of one function: each worker writes only its own
@@ -151,6 +172,8 @@ typedef struct cr_shm_s {
   cr_shm_trig_t trig[CR_SHM_MAX_FUNCTIONS][CR_SHM_TRIGGERS];
   cr_shm_trig_held_t trig_held[CR_SHM_MAX_FUNCTIONS][CR_SHM_TRIGGERS]; /* trig's, entry for entry */
   _Atomic uint64_t cache_purged[CR_SHM_CACHE_PURGES]; /* see CR_SHM_CACHE_PURGES */
+  /* the master's reloads: rounds finished, versions published, validations failed */
+  _Atomic uint64_t reloads, fn_loads, load_errors;
 } cr_shm_t;
 
 /* A function's counters, or NULL without shared memory or for a slot out of range. */
@@ -171,6 +194,8 @@ void cr_shm_destroy(cr_shm_t *shm);
 
 /* The histogram bucket a duration of ms falls in (0 .. CR_SHM_HIST_BUCKETS-1). */
 int cr_shm_hist_bucket(double ms);
+/* The memory histogram bucket of bytes (0 .. CR_SHM_MEM_BUCKETS-1). */
+int cr_shm_mem_bucket(double bytes);
 
 /* Takes one of function slot's `limit` concurrency places for worker: 0, or
  * CR_ELIMIT when the workers hold `limit` already (or the admission lock

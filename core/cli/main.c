@@ -7,7 +7,7 @@
 #include "cli.h"
 
 static const cr_cli_cmd_t *const commands[] = {&cr_cli_serve, &cr_cli_check, &cr_cli_new, &cr_cli_version, &cr_cli_invoke,
-                                               &cr_cli_keys, &cr_cli_plans, &cr_cli_users};
+                                               &cr_cli_keys, &cr_cli_plans, &cr_cli_users, &cr_cli_cost};
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 void cr_cli_usage(FILE *out) {
@@ -22,6 +22,7 @@ void cr_cli_usage(FILE *out) {
           "  crescent keys SUBCOMMAND            API keys: create, list, revoke, usage\n"
           "  crescent plans SUBCOMMAND           usage plans: create, list, delete\n"
           "  crescent users list|get|disable|... manage the accounts of a running server (--accounts)\n"
+          "  crescent cost [--by function|day]   requests, GB-seconds and cost of a running server\n"
           "  crescent version                    print versions\n"
           "  crescent COMMAND --help             one command's usage\n"
           "\n"
@@ -136,6 +137,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "keys") == 0) return cr_cmd_keys(argc, argv);
   if (strcmp(cmd, "plans") == 0) return cr_cmd_plans(argc, argv);
   if (strcmp(cmd, "users") == 0) return cr_cmd_users(argc, argv);
+  if (strcmp(cmd, "cost") == 0) return cr_cmd_cost(argc, argv);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cr_cmd_version(argc, argv);
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
     /* `crescent help check` is `crescent check --help`. */

@@ -169,7 +169,7 @@ static void run(cr_dispatch_t *d, cr_call_t *call, cr_fnver_t *ver) {
   int rc = cr_pool_acquire(d->pool, ver, &inst, &cold, err, sizeof err);
   if (rc) {
     cr_log(CR_LOG_ERROR, fn->name, call->reqid, "function init failed: %s", err);
-    cr_meter_init_failed(d->meter, fn);
+    cr_meter_init_failed(d->meter, fn, call->trigger->name);
     cr_pool_leave(d->pool, ver);
     call->init_rc = rc;
     refuse(call, CR_REFUSED_INIT);
@@ -188,7 +188,7 @@ static void run(cr_dispatch_t *d, cr_call_t *call, cr_fnver_t *ver) {
 }
 
 static void throttle(cr_dispatch_t *d, cr_call_t *call) {
-  cr_meter_throttled(d->meter, call->fn);
+  cr_meter_throttled(d->meter, call->fn, call->trigger->name);
   cr_log(CR_LOG_WARN, call->fn->name, call->reqid, "throttled: the function is at its concurrency limit");
   refuse(call, CR_REFUSED_THROTTLED);
 }

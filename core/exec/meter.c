@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "invoke.h"
 #include "log.h"
 
@@ -14,11 +15,14 @@ typedef struct {
   uint64_t invocations, errors, client_errors, timeouts, cold_starts, duration_ns, billed_ms, mb_ms;
   uint64_t hist[CR_SHM_HIST_BUCKETS];
   uint64_t http_requests, http_errors, http_bytes_in, http_bytes_out, http_ns;
+  uint64_t hist_cold[CR_SHM_HIST_BUCKETS], duration_cold_ns, init_hist[CR_SHM_HIST_BUCKETS], init_ns;
+  uint64_t mem_hist[CR_SHM_MEM_BUCKETS], mem_sum;
   int dirty;
 } fn_meter_t;
 
 struct cr_meter_s {
   cr_shm_t *shm;
+  cr_usage_t *usage;       /* or NULL */
   fn_meter_t *fns;         /* by function slot */
   int nfns;
   int *dirty;              /* slots with meters to flush */
@@ -30,6 +34,10 @@ cr_meter_t *cr_meter_new(cr_shm_t *shm) {
   cr_meter_t *m = calloc(1, sizeof *m);
   if (m) m->shm = shm;
   return m;
+}
+
+void cr_meter_set_usage(cr_meter_t *m, cr_usage_t *usage) {
+  if (m) m->usage = usage;
 }
 
 void cr_meter_free(cr_meter_t *m) {
@@ -77,6 +85,17 @@ void cr_meter_flush(cr_meter_t *m) {
     atomic_fetch_add_explicit(&s->mb_ms, f->mb_ms, memory_order_relaxed);
     for (int k = 0; k < CR_SHM_HIST_BUCKETS; k++)
       if (f->hist[k]) atomic_fetch_add_explicit(&s->hist[k], f->hist[k], memory_order_relaxed);
+    if (f->cold_starts) {
+      for (int k = 0; k < CR_SHM_HIST_BUCKETS; k++) {
+        if (f->hist_cold[k]) atomic_fetch_add_explicit(&s->hist_cold[k], f->hist_cold[k], memory_order_relaxed);
+        if (f->init_hist[k]) atomic_fetch_add_explicit(&s->init_hist[k], f->init_hist[k], memory_order_relaxed);
+      }
+      atomic_fetch_add_explicit(&s->duration_cold_ns, f->duration_cold_ns, memory_order_relaxed);
+      atomic_fetch_add_explicit(&s->init_ns, f->init_ns, memory_order_relaxed);
+    }
+    for (int k = 0; k < CR_SHM_MEM_BUCKETS; k++)
+      if (f->mem_hist[k]) atomic_fetch_add_explicit(&s->mem_hist[k], f->mem_hist[k], memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->mem_sum, f->mem_sum, memory_order_relaxed);
     if (f->http_requests) {
       atomic_fetch_add_explicit(&s->http_requests, f->http_requests, memory_order_relaxed);
       atomic_fetch_add_explicit(&s->http_errors, f->http_errors, memory_order_relaxed);
@@ -113,7 +132,15 @@ void cr_meter_report(cr_meter_t *m, const cr_fnver_t *ver, const cr_invocation_t
     if (client) f->client_errors++;
     else if (inv->outcome != CR_OUTCOME_OK || status >= 500) f->errors++;
     if (inv->outcome == CR_OUTCOME_TIMEOUT) f->timeouts++;
-    if (inv->cold) f->cold_starts++;
+    if (inv->cold) {
+      f->cold_starts++;
+      f->hist_cold[cr_shm_hist_bucket(dur_ms)]++;
+      f->duration_cold_ns += inv->end_ns - inv->start_ns;
+      f->init_hist[cr_shm_hist_bucket(init_ms)]++;
+      f->init_ns += (uint64_t)(init_ms * 1e6);
+    }
+    f->mem_hist[cr_shm_mem_bucket((double)inv->mem_peak)]++;
+    f->mem_sum += inv->mem_peak;
     f->duration_ns += inv->end_ns - inv->start_ns;
     f->billed_ms += billed;
     f->mb_ms += billed * (uint64_t)ver->settings.memory;
@@ -123,6 +150,18 @@ void cr_meter_report(cr_meter_t *m, const cr_fnver_t *ver, const cr_invocation_t
     f->http_bytes_in += inv->http_bytes_in;
     f->http_bytes_out += inv->http_bytes_out;
     f->http_ns += inv->http_ns;
+  }
+  if (m->usage) {
+    const char *st = client                                 ? "client_error"
+                     : inv->outcome == CR_OUTCOME_TIMEOUT   ? "timeout"
+                     : inv->outcome == CR_OUTCOME_MEMORY    ? "memory"
+                     : inv->outcome != CR_OUTCOME_OK || status >= 500 ? "error"
+                                                                      : "ok";
+    cr_usage_inv_t u = {.fn = ver->fn->name, .trigger = trigger, .status = st, .cold = inv->cold,
+                        .memory_mb = ver->settings.memory, .dur_ns = inv->end_ns - inv->start_ns,
+                        .billed_ms = billed, .mem_peak = inv->mem_peak, .outbound = (uint64_t)inv->http_requests,
+                        .wall_ms = cr_wall_ms()};
+    cr_usage_add(m->usage, &u);
   }
 
   cr_buf_t *b = cr_log_begin(CR_LOG_INFO, "report", 6, ver->fn->name, inv->reqid);
@@ -152,15 +191,19 @@ void cr_meter_report(cr_meter_t *m, const cr_fnver_t *ver, const cr_invocation_t
   cr_log_end(b);
 }
 
-void cr_meter_init_failed(cr_meter_t *m, const cr_fn_t *fn) {
+void cr_meter_init_failed(cr_meter_t *m, const cr_fn_t *fn, const char *trigger) {
   fn_meter_t *f = meter_for(m, fn->slot);
   if (f) {
     f->invocations++;
     f->errors++;
   }
+  /* Nothing ran: no duration, nothing billed (as the meters above). */
+  cr_usage_inv_t u = {.fn = fn->name, .trigger = trigger, .status = "init_error", .wall_ms = cr_wall_ms()};
+  cr_usage_add(m->usage, &u);
 }
 
-void cr_meter_throttled(cr_meter_t *m, const cr_fn_t *fn) {
+void cr_meter_throttled(cr_meter_t *m, const cr_fn_t *fn, const char *trigger) {
   cr_shm_fn_t *s = cr_shm_fn(m->shm, fn->slot);
   if (s) atomic_fetch_add_explicit(&s->throttles, 1, memory_order_relaxed);
+  cr_usage_throttled(m->usage, fn->name, trigger, cr_wall_ms());
 }

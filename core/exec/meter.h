@@ -37,6 +37,7 @@
 #include "invoke.h"
 #include "registry.h"
 #include "shm.h"
+#include "usage.h"
 
 typedef struct cr_meter_s cr_meter_t;
 struct cr_invocation_s;
@@ -46,6 +47,8 @@ typedef void (*cr_meter_fields_cb)(void *data, cr_buf_t *b);
 
 /* shm may be NULL: nothing is counted, report lines are still written. */
 cr_meter_t *cr_meter_new(cr_shm_t *shm);
+/* Every invocation metered is also added to usage (usage.h; NULL: none), from now on. */
+void cr_meter_set_usage(cr_meter_t *m, cr_usage_t *usage);
 /* Flushes, then frees. */
 void cr_meter_free(cr_meter_t *m);
 
@@ -57,10 +60,10 @@ int cr_meter_client_error(cr_outcome_t outcome, int status);
  * with status; fields (may be NULL) adds the trigger's own to the line. */
 void cr_meter_report(cr_meter_t *m, const cr_fnver_t *ver, const struct cr_invocation_s *inv, double init_ms,
                      const char *trigger, int status, cr_meter_fields_cb fields, void *data);
-/* An invocation whose instance could not be made (its init failed). */
-void cr_meter_init_failed(cr_meter_t *m, const cr_fn_t *fn);
-/* An invocation refused at the function's concurrency limit. */
-void cr_meter_throttled(cr_meter_t *m, const cr_fn_t *fn);
+/* An invocation (started by trigger) whose instance could not be made (its init failed). */
+void cr_meter_init_failed(cr_meter_t *m, const cr_fn_t *fn, const char *trigger);
+/* An invocation (started by trigger) refused at the function's concurrency limit. */
+void cr_meter_throttled(cr_meter_t *m, const cr_fn_t *fn, const char *trigger);
 
 /* Adds the meters gathered since the last flush to shared memory. */
 void cr_meter_flush(cr_meter_t *m);

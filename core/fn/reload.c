@@ -10,6 +10,7 @@
 #include "loader.h"
 #include "log.h"
 #include "shm.h"
+#include <stddef.h>
 #include "wire.h"
 
 struct cr_reload_s {
@@ -27,7 +28,25 @@ struct cr_reload_s {
   int nloads;
   cr_fn_t **removed;
   int nremoved;
+  cr_shm_t *shm;           /* reloads, versions published, load errors are counted there (or NULL) */
+  uint64_t reloads, fn_loads, load_errors; /* the same, from the start (before shm exists) */
 };
+
+void cr_reload_set_shm(cr_reload_t *rl, cr_shm_t *shm) {
+  rl->shm = shm;
+  if (!shm) return;
+  atomic_store(&shm->reloads, rl->reloads);
+  atomic_store(&shm->fn_loads, rl->fn_loads);
+  atomic_store(&shm->load_errors, rl->load_errors);
+}
+
+static void count(cr_reload_t *rl, size_t off) {
+  uint64_t *own = off == offsetof(cr_shm_t, reloads) ? &rl->reloads
+                  : off == offsetof(cr_shm_t, fn_loads) ? &rl->fn_loads
+                                                         : &rl->load_errors;
+  (*own)++;
+  if (rl->shm) atomic_fetch_add_explicit((_Atomic uint64_t *)((char *)rl->shm + off), 1, memory_order_relaxed);
+}
 
 cr_reload_t *cr_reload_new(cr_registry_t *registry, double init_timeout, const cr_platform_fn_t *platform,
                            int nplatform) {
@@ -284,6 +303,7 @@ int cr_reload_step(cr_reload_t *rl, cr_buf_t *frames) {
       const cr_platform_fn_t *pf = l->platform ? platform_by_relpath(rl, l->relpath) : NULL;
       for (int k = 0; pf && pf->env && pf->env[k]; k += 2) cr_settings_set_env(&l->settings, pf->env[k], pf->env[k + 1]);
       emit(rl, cr_registry_op_publish(&msg, fn, l->source, l->len, &l->settings, &l->modules), &msg, frames);
+      count(rl, offsetof(cr_shm_t, fn_loads));
       changes++;
       did_fn[i] = fn;
       did[i] = DID_PUBLISH;
@@ -292,6 +312,7 @@ int cr_reload_step(cr_reload_t *rl, cr_buf_t *frames) {
     } else {
       const char *err = l->error ? l->error : "could not be validated";
       emit(rl, cr_registry_op_fail(&msg, fn, err), &msg, frames);
+      count(rl, offsetof(cr_shm_t, load_errors));
       changes++;
       if (!fn->logged || strcmp(fn->logged, err) != 0) {
         if (fn->current)
@@ -321,5 +342,6 @@ int cr_reload_step(cr_reload_t *rl, cr_buf_t *frames) {
   cr_buf_free(&msg);
   rl->first = 0;
   clear(rl, 0);
+  count(rl, offsetof(cr_shm_t, reloads));
   return 1;
 }

@@ -46,6 +46,10 @@ int cr_reload_start_skipping(cr_reload_t *rl, int force, int (*busy)(const char 
 int cr_reload_busy(const cr_reload_t *rl);
 int cr_reload_fd(const cr_reload_t *rl);
 uint64_t cr_reload_deadline(const cr_reload_t *rl);
+/* Counts from now on, in shm: reload rounds finished, versions published, validations that
+ * failed (a load error). */
+struct cr_shm_s;
+void cr_reload_set_shm(cr_reload_t *rl, struct cr_shm_s *shm);
 /* Moves the reload on. Returns 1 when it is finished: the changes are then
  * applied to the registry and appended to frames (nothing if nothing
  * changed). */

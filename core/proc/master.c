@@ -499,6 +499,7 @@ int cr_master_run(cr_config_t *cfg) {
 
   m.nworkers = cfg->workers;
   m.shm = cr_shm_create(m.nworkers);
+  cr_reload_set_shm(m.reload, m.shm);
   m.workers = cr_xcalloc((size_t)m.nworkers, sizeof *m.workers);
   for (int i = 0; i < m.nworkers; i++) m.workers[i].chan_fd = -1;
   if (!m.shm || m.sfd < 0 || reserve_port(&m)) {

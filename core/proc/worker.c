@@ -33,6 +33,7 @@
 #include "clock.h"
 #include "consumer.h"
 #include "dispatch.h"
+#include "usage.h"
 #include "error.h"
 #include "gateway.h"
 #include "scache.h"
@@ -57,6 +58,7 @@ typedef struct {
   cr_pool_t *pool;
   cr_invoker_t *invoker;
   cr_meter_t *meter;
+  cr_usage_t *usage;         /* the meters' hourly usage in Redis (NULL without Redis) */
   cr_dispatch_t *dispatch;
   cr_gateway_t *gateway;
   cr_consumers_t *consumers; /* the queue triggers */
@@ -138,6 +140,7 @@ static void on_request(cr_http_req_t *req, void *data) {
 static void on_flush(uv_prepare_t *h) {
   worker_t *w = h->data;
   cr_meter_flush(w->meter);
+  if (w->http) atomic_store_explicit(&w->slot->conns_open, cr_http_server_connections(w->http), memory_order_relaxed);
   cr_log_flush();
 }
 
@@ -205,9 +208,9 @@ static void on_promote(uv_timer_t *t) {
   cr_stdlib_promote_delayed(w->stdlib);
 }
 
-/* Every connection is closed: close what keeps the loop alive, so uv_run
- * returns and the worker exits. */
-static void on_drained(void *data) {
+/* Every connection is closed and the last usage sent (or given up): close what keeps the loop
+ * alive, so uv_run returns and the worker exits. */
+static void on_usage_sent(void *data) {
   worker_t *w = data;
   uv_close((uv_handle_t *)&w->promoter, NULL);
   cr_kvexpire_stop(w->kvexpire);
@@ -222,6 +225,13 @@ static void on_drained(void *data) {
   cr_redis_free(w->redis);
   w->redis = NULL;
   cr_log_flush();
+}
+
+/* Every connection is closed: the usage metered since the last flush goes to Redis first. */
+static void on_drained(void *data) {
+  worker_t *w = data;
+  cr_meter_flush(w->meter);
+  cr_usage_final(w->usage, on_usage_sent, w);
 }
 
 /* Connections the kernel has accepted for this worker wait in its
@@ -359,9 +369,10 @@ int cr_worker_main(cr_worker_args_t *args) {
   if (strcmp(cfg->redis, "none") != 0) {
     cr_redis_url_t u;
     char err[600];
-    if (cr_redis_url_parse(cfg->redis, &u, err, sizeof err) == 0)
+    if (cr_redis_url_parse(cfg->redis, &u, err, sizeof err) == 0) {
       w.redis = cr_redis_new(w.loop, &u, cfg->redis_timeout, cr_stdlib_scripts, cr_stdlib_nscripts);
-    else
+      cr_redis_set_meters(w.redis, w.slot);
+    } else
       cr_log(CR_LOG_ERROR, NULL, NULL, "%s", err);
   }
   cr_stdlib_opts_t sopts = {.prefix = cfg->redis_prefix, .kv_max_value = cfg->kv_max_value,
@@ -417,6 +428,20 @@ int cr_worker_main(cr_worker_args_t *args) {
   w.pool = cr_pool_new(w.loop, args->registry, args->shm, &popts);
   w.invoker = cr_invoker_new(w.loop, w.slot);
   w.meter = cr_meter_new(args->shm);
+  if (w.redis) {
+    int script = -1;
+    for (int i = 0; i < cr_stdlib_nscripts; i++)
+      if (strcmp(cr_stdlib_scripts[i].name, "usage_add") == 0) script = i;
+    cr_usage_opts_t uopts = {.prefix = cfg->redis_prefix, .retention = cfg->usage_retention * 86400.0,
+                             .script = script, .slot = w.slot, .interval = 1};
+    w.usage = script >= 0 && w.meter ? cr_usage_new(w.loop, w.redis, &uopts) : NULL;
+    if (!w.usage) {
+      cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory setting up usage");
+      cr_log_flush();
+      return 1;
+    }
+    cr_meter_set_usage(w.meter, w.usage);
+  }
   cr_dispatch_opts_t dopts = {.queue_wait = cfg->queue_wait, .queue_max = cfg->queue_max};
   w.dispatch = w.pool && w.invoker && w.meter ? cr_dispatch_new(w.loop, w.pool, w.invoker, w.meter, &dopts) : NULL;
   cr_gateway_opts_t gopts = {.max_response = cfg->max_response, .max_body = cfg->max_body,
@@ -457,6 +482,10 @@ int cr_worker_main(cr_worker_args_t *args) {
   w.admin.metrics_public = cfg->metrics_public;
   w.admin.redis_configured = strcmp(cfg->redis, "none") != 0;
   w.admin.redis = w.redis;
+  w.admin.usage_redis = w.redis;
+  w.admin.prefix = cfg->redis_prefix;
+  for (int i = 0; i < cr_stdlib_nscripts; i++)
+    if (strcmp(cr_stdlib_scripts[i].name, "usage_read") == 0) w.admin.usage_read_script = i;
   w.admin.scache = cr_gateway_scache(w.gateway);
   cr_stdlib_set_cache(w.stdlib, &cr_scache_stdlib_ops, w.admin.scache);
   cr_http_opts_t opts = {
@@ -468,6 +497,7 @@ int cr_worker_main(cr_worker_args_t *args) {
       .on_request = on_request,
       .body_limit = body_limit,
       .data = &w,
+      .meters = w.slot,
   };
   w.listen_fd = fd;
   int rc = cr_http_server_start(&w.http, w.loop, fd, &opts);
@@ -512,6 +542,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   free(w.accounts.cors.methods);
   free(w.accounts.cors.headers);
   cr_meter_free(w.meter);
+  cr_usage_free(w.usage); /* what is still unsent is counted dropped */
   cr_outbound_free(w.outbound); /* requests ended with their invocations */
   cr_stdlib_detach(w.stdlib);
   cr_kvexpire_stop(w.kvexpire);

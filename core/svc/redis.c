@@ -253,6 +253,7 @@ typedef struct {
 
 struct cr_redis_s {
   uv_loop_t *loop;
+  cr_shm_worker_t *meters; /* or NULL */
   cr_redis_url_t url;
   double call_timeout;
   redisAsyncContext *ac;
@@ -383,6 +384,20 @@ static void req_unlink(cr_redis_t *r, cr_redis_req_t *q) {
 
 static int retry_noscript(redisAsyncContext *ac, cr_redis_req_t *q, const redisReply *rep);
 
+/* A reply (NULL: the connection dropped) into the worker's Redis meters. */
+static void meter_reply(cr_redis_t *r, const cr_redis_req_t *q, const redisReply *rep) {
+  cr_shm_worker_t *m = r->meters;
+  if (!rep) {
+    atomic_fetch_add_explicit(&m->redis_unavailable, 1, memory_order_relaxed);
+    return;
+  }
+  uint64_t now = cr_clock_ns(), start = q->deadline_ns - (uint64_t)(r->call_timeout * 1e9);
+  uint64_t ns = now > start ? now - start : 0;
+  atomic_fetch_add_explicit(&m->redis_hist[cr_shm_hist_bucket((double)ns / 1e6)], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&m->redis_ns, ns, memory_order_relaxed);
+  if (rep->type == REDIS_REPLY_ERROR) atomic_fetch_add_explicit(&m->redis_error_replies, 1, memory_order_relaxed);
+}
+
 /* hiredis' callback for every command we send. privdata is our request;
  * hiredis calls it with reply NULL when the connection goes down. */
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
@@ -393,6 +408,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   if (!q->finished) {
     req_unlink(r, q);
     q->finished = 1;
+    if (r->meters && !q->internal) meter_reply(r, q, reply);
     if (q->cb) {
       redisReply *rep = reply;
       if (!rep) q->cb(q->data, NULL, "redis unavailable");
@@ -408,7 +424,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
 static cr_redis_req_t *send_argv(cr_redis_t *r, int argc, const char **argv, const size_t *lens, cr_redis_cb cb,
                                  void *data, int flags) {
   int internal = (flags & SEND_INTERNAL) != 0;
-  if (!r->ac || (!r->connected && !internal) || r->closing) return NULL;
+  if (!r->ac || (!r->connected && !internal) || r->closing) {
+    if (r->meters && !internal) atomic_fetch_add_explicit(&r->meters->redis_unavailable, 1, memory_order_relaxed);
+    return NULL;
+  }
   cr_redis_req_t *q = req_new();
   if (!q) return NULL;
   q->r = r;
@@ -587,6 +606,7 @@ static void on_sweep(uv_timer_t *t) {
     cr_redis_req_t *q = r->head;
     req_unlink(r, q);
     q->finished = 1;
+    if (r->meters && !q->internal) atomic_fetch_add_explicit(&r->meters->redis_timeouts, 1, memory_order_relaxed);
     if (q->cb) q->cb(q->data, NULL, "timeout");
   }
 }
@@ -670,6 +690,10 @@ static void on_handle_closed(uv_handle_t *h) {
     free(r->shas);
     free(r);
   }
+}
+
+void cr_redis_set_meters(cr_redis_t *r, cr_shm_worker_t *meters) {
+  if (r) r->meters = meters;
 }
 
 void cr_redis_free(cr_redis_t *r) {

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shm.h"
+
 typedef struct uv_loop_s uv_loop_t;
 struct redisReply;
 
@@ -68,6 +70,9 @@ cr_redis_t *cr_redis_new(uv_loop_t *loop, const cr_redis_url_t *u, double call_t
  * the loop has run. */
 void cr_redis_free(cr_redis_t *r);
 int cr_redis_connected(const cr_redis_t *r);
+/* Counts every call from now on into meters (shm.h: latency, unavailable, timeouts, error
+ * replies); NULL stops. Our own commands (AUTH, SELECT, SCRIPT LOAD) are not counted. */
+void cr_redis_set_meters(cr_redis_t *r, cr_shm_worker_t *meters);
 
 /* Sends argv; NULL when not connected (the callback will not come). */
 cr_redis_req_t *cr_redis_call(cr_redis_t *r, int argc, const char **argv, const size_t *lens, cr_redis_cb cb,

@@ -4,7 +4,7 @@
 -- ARGV: group, consumer, min idle ms, count, maxReceives, time ms, cursor,
 --       wrap ("1": the stream holds change records, not messages)
 -- Returns { next cursor, { { id, fields, receiveCount }, ... }, records moved,
--- lag, oldest age }: lag is the group's (XINFO GROUPS: records not yet given
+-- lag, oldest age, pending, dead-letter length }: lag is the group's (XINFO GROUPS: records not yet given
 -- to it), -1 when Redis does not know it (before 7.0, or after some
 -- deletions); oldest age (ms, as of ARGV[6]) is how long ago the oldest
 -- record the group still needs entered the stream (its id's time): its
@@ -114,4 +114,5 @@ elseif last and lag ~= 0 then
 end
 local age = 0
 if oldest then age = math.max(0, tonumber(ARGV[6]) - oldest) end
-return { r[1], out, moved, lag, age }
+-- For the meters: records pending (delivered, not acknowledged) and the dead-letter queue's length.
+return { r[1], out, moved, lag, age, p[1], redis.call('XLEN', KEYS[2]) }

@@ -562,15 +562,21 @@ static void metering(void **state) {
     if (!strstr(r.body, lines[k])) fail_msg("/_/metrics lacks '%s'", lines[k]);
   snprintf(want, sizeof want, "\ncrescent_invocations_total{function=\"meter\"} %d\n", N);
   if (!strstr(r.body, want)) fail_msg("/_/metrics lacks '%s'", want + 1);
-  snprintf(want, sizeof want, "\ncrescent_duration_seconds_bucket{function=\"meter\",le=\"+Inf\"} %d\n", N);
+  /* Cold and warm apart: the one cold start, and the rest. */
+  snprintf(want, sizeof want, "\ncrescent_duration_seconds_bucket{function=\"meter\",start=\"cold\",le=\"+Inf\"} 1\n");
   if (!strstr(r.body, want)) fail_msg("/_/metrics lacks '%s'", want + 1);
-  snprintf(want, sizeof want, "\ncrescent_duration_seconds_count{function=\"meter\"} %d\n", N);
+  snprintf(want, sizeof want, "\ncrescent_duration_seconds_bucket{function=\"meter\",start=\"warm\",le=\"+Inf\"} %d\n",
+           N - 1);
   if (!strstr(r.body, want)) fail_msg("/_/metrics lacks '%s'", want + 1);
-  /* Buckets are cumulative: never decreasing, ending at N. */
+  snprintf(want, sizeof want, "\ncrescent_duration_seconds_count{function=\"meter\",start=\"warm\"} %d\n", N - 1);
+  if (!strstr(r.body, want)) fail_msg("/_/metrics lacks '%s'", want + 1);
+  if (!strstr(r.body, "\ncrescent_init_duration_seconds_count{function=\"meter\"} 1\n"))
+    fail_msg("/_/metrics lacks the one init of meter");
+  /* Buckets are cumulative: never decreasing, ending at the count. */
   long prev = 0;
   int nb = 0;
-  for (const char *p = strstr(r.body, "crescent_duration_seconds_bucket{function=\"meter\""); p;
-       p = strstr(p + 1, "crescent_duration_seconds_bucket{function=\"meter\"")) {
+  for (const char *p = strstr(r.body, "crescent_duration_seconds_bucket{function=\"meter\",start=\"warm\""); p;
+       p = strstr(p + 1, "crescent_duration_seconds_bucket{function=\"meter\",start=\"warm\"")) {
     const char *sp = strchr(p, '}');
     assert_non_null(sp);
     long v = strtol(sp + 2, NULL, 10);
@@ -579,15 +585,20 @@ static void metering(void **state) {
     nb++;
   }
   assert_true(nb == buckets);
-  assert_int_equal(prev, N);
-  const char *sum_line = strstr(r.body, "\ncrescent_duration_seconds_sum{function=\"meter\"} ");
-  assert_non_null(sum_line);
-  double secs = strtod(strchr(sum_line, '}') + 2, NULL);
+  assert_int_equal(prev, N - 1);
+  double secs = 0;
+  for (int part = 0; part < 2; part++) {
+    const char *sum_line = strstr(r.body, part ? "\ncrescent_duration_seconds_sum{function=\"meter\",start=\"warm\"} "
+                                               : "\ncrescent_duration_seconds_sum{function=\"meter\",start=\"cold\"} ");
+    assert_non_null(sum_line);
+    secs += strtod(strchr(sum_line, '}') + 2, NULL);
+  }
   if (!(secs > dur_sum / 1000.0 - 0.001 && secs < dur_sum / 1000.0 + 0.001))
     fail_msg("duration sum %.6f s, the reports say %.6f s", secs, dur_sum / 1000.0);
-  const char *gb_line = strstr(r.body, "\ncrescent_gb_seconds_total{function=\"meter\"} ");
+  /* Byte-seconds (was crescent_gb_seconds_total): GB-seconds x 2^30. */
+  const char *gb_line = strstr(r.body, "\ncrescent_billed_byte_seconds_total{function=\"meter\"} ");
   assert_non_null(gb_line);
-  double gbs2 = strtod(strchr(gb_line, '}') + 2, NULL);
+  double gbs2 = strtod(strchr(gb_line, '}') + 2, NULL) / 1073741824.0;
   assert_true(gbs2 > want_gbs - 2e-6 && gbs2 < want_gbs + 2e-6);
   http_free(&r);
   assert_int_equal(srv_stop(&s), 0);

@@ -262,12 +262,44 @@ static void prom_label(cr_buf_t *b, const char *v) {
   }
 }
 
+/* One classic histogram's series: cumulative buckets (bounds x scale, the last +Inf), _sum and
+ * _count, labelled function (may be NULL) and extra ("k=\"v\"", may be NULL). */
+static void prom_hist(cr_buf_t *b, const char *name, const char *function, const char *extra, const double *bounds,
+                      double scale, const uint64_t *counts, int n, double sum) {
+  char lab[32];
+  unsigned long long cum = 0;
+  for (int k = 0; k < n; k++) {
+    cum += counts[k];
+    cr_buf_printf(b, "%s_bucket{", name);
+    if (function) {
+      cr_buf_append_str(b, "function=\"");
+      prom_label(b, function);
+      cr_buf_append_str(b, "\",");
+    }
+    if (extra) cr_buf_printf(b, "%s,", extra);
+    if (k == n - 1) snprintf(lab, sizeof lab, "+Inf");
+    else snprintf(lab, sizeof lab, "%g", bounds[k] * scale);
+    cr_buf_printf(b, "le=\"%s\"} %llu\n", lab, cum);
+  }
+  for (int part = 0; part < 2; part++) {
+    cr_buf_printf(b, "%s_%s{", name, part ? "count" : "sum");
+    if (function) {
+      cr_buf_append_str(b, "function=\"");
+      prom_label(b, function);
+      cr_buf_append_str(b, extra ? "\"," : "\"");
+    }
+    if (extra) cr_buf_append_str(b, extra);
+    if (part) cr_buf_printf(b, "} %llu\n", cum);
+    else cr_buf_printf(b, "} %.9f\n", sum);
+  }
+}
+
 /* The stream triggers' meters, labelled function and trigger ("queue:NAME",
  * "storage:BUCKET", "kv:NAMESPACE"); the gauges only once they were read
  * (the lag only when Redis could tell). */
 static void trigger_metrics(const cr_admin_t *a, cr_buf_t *b) {
   const cr_registry_t *r = a->registry;
-  enum { COUNTER, LAG, AGE };
+  enum { COUNTER, LAG, AGE, GAUGE };
   static const struct {
     const char *name, *help;
     int kind;
@@ -291,6 +323,10 @@ static void trigger_metrics(const cr_admin_t *a, cr_buf_t *b) {
       {"crescent_trigger_oldest_age_seconds",
        "Age of the oldest record the trigger's group still needs (pending, else the first undelivered); 0: none.",
        AGE, offsetof(cr_shm_trig_t, oldest_age_ms)},
+      {"crescent_trigger_pending", "Records delivered to the trigger's group and not yet acknowledged (in flight).",
+       GAUGE, offsetof(cr_shm_trig_t, pending)},
+      {"crescent_trigger_dead_letter_depth", "Records in the trigger's dead-letter queue.", GAUGE,
+       offsetof(cr_shm_trig_t, dlq_depth)},
   };
   for (size_t c = 0; c < sizeof m / sizeof m[0]; c++) {
     cr_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", m[c].name, m[c].help, m[c].name,
@@ -310,6 +346,8 @@ static void trigger_metrics(const cr_admin_t *a, cr_buf_t *b) {
         if (m[c].kind == LAG) cr_buf_printf(b, "\"} %lld\n", (long long)atomic_load(&t[k]->lag));
         else if (m[c].kind == AGE)
           cr_buf_printf(b, "\"} %.3f\n", (double)atomic_load(&t[k]->oldest_age_ms) / 1000.0);
+        else if (m[c].kind == GAUGE)
+          cr_buf_printf(b, "\"} %lld\n", (long long)atomic_load((_Atomic int64_t *)((char *)t[k] + m[c].off)));
         else
           cr_buf_printf(b, "\"} %llu\n",
                         (unsigned long long)atomic_load((_Atomic uint64_t *)((char *)t[k] + m[c].off)));
@@ -534,33 +572,65 @@ static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
       cr_buf_printf(b, "\"} %llu\n", (unsigned long long)atomic_load(v));
     }
   }
-  cr_buf_append_str(b, "# HELP crescent_duration_seconds Invocation duration.\n# TYPE crescent_duration_seconds histogram\n");
+  cr_buf_append_str(b, "# HELP crescent_duration_seconds Invocation duration, cold starts (start=\"cold\", the init "
+                       "not included) and warm ones apart.\n# TYPE crescent_duration_seconds histogram\n");
   for (int i = 0; i < r->nfns; i++) {
     const cr_fn_t *fn = r->fns[i];
     if (fn->slot >= CR_SHM_MAX_FUNCTIONS) continue;
     cr_shm_fn_t *f = &a->shm->fns[fn->slot];
-    unsigned long long cum = 0;
+    uint64_t all[CR_SHM_HIST_BUCKETS], cold[CR_SHM_HIST_BUCKETS], warm[CR_SHM_HIST_BUCKETS];
     for (int k = 0; k < CR_SHM_HIST_BUCKETS; k++) {
-      cum += atomic_load(&f->hist[k]);
-      cr_buf_append_str(b, "crescent_duration_seconds_bucket{function=\"");
-      prom_label(b, fn->name);
-      if (k == CR_SHM_HIST_BUCKETS - 1) cr_buf_printf(b, "\",le=\"+Inf\"} %llu\n", cum);
-      else cr_buf_printf(b, "\",le=\"%g\"} %llu\n", cr_shm_hist_bounds_ms[k] / 1000.0, cum);
+      /* the cold part first: a reader racing a flush sees warm >= 0 */
+      cold[k] = atomic_load(&f->hist_cold[k]);
+      all[k] = atomic_load(&f->hist[k]);
+      warm[k] = all[k] > cold[k] ? all[k] - cold[k] : 0;
     }
-    cr_buf_append_str(b, "crescent_duration_seconds_sum{function=\"");
-    prom_label(b, fn->name);
-    cr_buf_printf(b, "\"} %.9f\n", (double)atomic_load(&f->duration_ns) / 1e9);
-    cr_buf_append_str(b, "crescent_duration_seconds_count{function=\"");
-    prom_label(b, fn->name);
-    cr_buf_printf(b, "\"} %llu\n", cum);
+    uint64_t cold_ns = atomic_load(&f->duration_cold_ns), all_ns = atomic_load(&f->duration_ns);
+    prom_hist(b, "crescent_duration_seconds", fn->name, "start=\"cold\"", cr_shm_hist_bounds_ms, 1e-3, cold,
+              CR_SHM_HIST_BUCKETS, (double)cold_ns / 1e9);
+    prom_hist(b, "crescent_duration_seconds", fn->name, "start=\"warm\"", cr_shm_hist_bounds_ms, 1e-3, warm,
+              CR_SHM_HIST_BUCKETS, (double)(all_ns > cold_ns ? all_ns - cold_ns : 0) / 1e9);
   }
-  prom_counter(b, "crescent_gb_seconds_total", "Billed GB-seconds (memory size x billed duration).");
+  cr_buf_append_str(b, "# HELP crescent_init_duration_seconds Init duration of the instances cold starts made (the "
+                       "function file's top level).\n# TYPE crescent_init_duration_seconds histogram\n");
   for (int i = 0; i < r->nfns; i++) {
     const cr_fn_t *fn = r->fns[i];
     if (fn->slot >= CR_SHM_MAX_FUNCTIONS) continue;
-    cr_buf_append_str(b, "crescent_gb_seconds_total{function=\"");
+    cr_shm_fn_t *f = &a->shm->fns[fn->slot];
+    uint64_t h[CR_SHM_HIST_BUCKETS];
+    for (int k = 0; k < CR_SHM_HIST_BUCKETS; k++) h[k] = atomic_load(&f->init_hist[k]);
+    prom_hist(b, "crescent_init_duration_seconds", fn->name, NULL, cr_shm_hist_bounds_ms, 1e-3, h, CR_SHM_HIST_BUCKETS,
+              (double)atomic_load(&f->init_ns) / 1e9);
+  }
+  cr_buf_append_str(b, "# HELP crescent_memory_used_bytes Memory one invocation's instance used at most (Lua heap).\n"
+                       "# TYPE crescent_memory_used_bytes histogram\n");
+  for (int i = 0; i < r->nfns; i++) {
+    const cr_fn_t *fn = r->fns[i];
+    if (fn->slot >= CR_SHM_MAX_FUNCTIONS) continue;
+    cr_shm_fn_t *f = &a->shm->fns[fn->slot];
+    uint64_t h[CR_SHM_MEM_BUCKETS];
+    for (int k = 0; k < CR_SHM_MEM_BUCKETS; k++) h[k] = atomic_load(&f->mem_hist[k]);
+    prom_hist(b, "crescent_memory_used_bytes", fn->name, NULL, cr_shm_mem_bounds, 1, h, CR_SHM_MEM_BUCKETS,
+              (double)atomic_load(&f->mem_sum));
+  }
+  cr_buf_append_str(b, "# HELP crescent_memory_limit_bytes The function's memory setting.\n"
+                       "# TYPE crescent_memory_limit_bytes gauge\n");
+  for (int i = 0; i < r->nfns; i++) {
+    const cr_fn_t *fn = r->fns[i];
+    if (fn->slot >= CR_SHM_MAX_FUNCTIONS || !fn->current) continue;
+    cr_buf_append_str(b, "crescent_memory_limit_bytes{function=\"");
     prom_label(b, fn->name);
-    cr_buf_printf(b, "\"} %.6f\n", (double)atomic_load(&a->shm->fns[fn->slot].mb_ms) / 1024.0 / 1000.0);
+    cr_buf_printf(b, "\"} %llu\n", (unsigned long long)fn->current->settings.memory * 1048576ULL);
+  }
+  /* Was crescent_gb_seconds_total (GB-seconds = this / 2^30): base units, bytes x seconds. */
+  prom_counter(b, "crescent_billed_byte_seconds_total",
+               "Billed memory x duration: the memory setting in bytes x billed seconds (GB-seconds x 2^30).");
+  for (int i = 0; i < r->nfns; i++) {
+    const cr_fn_t *fn = r->fns[i];
+    if (fn->slot >= CR_SHM_MAX_FUNCTIONS) continue;
+    cr_buf_append_str(b, "crescent_billed_byte_seconds_total{function=\"");
+    prom_label(b, fn->name);
+    cr_buf_printf(b, "\"} %.3f\n", (double)atomic_load(&a->shm->fns[fn->slot].mb_ms) * 1048576.0 / 1000.0);
   }
   cr_buf_append_str(b, "# HELP crescent_instances Function instances across workers.\n# TYPE crescent_instances gauge\n");
   for (int i = 0; i < r->nfns; i++) {
@@ -581,10 +651,70 @@ static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
   for (int i = 0; i < a->shm->nworkers; i++)
     cr_buf_printf(b, "crescent_http_requests_total{worker=\"%d\"} %llu\n", i,
                   (unsigned long long)atomic_load(&a->shm->workers[i].requests));
-  prom_counter(b, "crescent_worker_restarts_total", "Workers replaced after they exited or were killed.");
+  prom_counter(b, "crescent_http_responses_total", "HTTP responses sent, by status class, per worker.");
   for (int i = 0; i < a->shm->nworkers; i++)
-    cr_buf_printf(b, "crescent_worker_restarts_total{worker=\"%d\"} %llu\n", i,
-                  (unsigned long long)atomic_load(&a->shm->workers[i].restarts));
+    for (int k = 0; k < 5; k++)
+      cr_buf_printf(b, "crescent_http_responses_total{worker=\"%d\",code=\"%dxx\"} %llu\n", i, k + 1,
+                    (unsigned long long)atomic_load(&a->shm->workers[i].responses[k]));
+  cr_buf_append_str(b, "# HELP crescent_http_connections HTTP connections open, per worker.\n"
+                       "# TYPE crescent_http_connections gauge\n");
+  for (int i = 0; i < a->shm->nworkers; i++)
+    cr_buf_printf(b, "crescent_http_connections{worker=\"%d\"} %lld\n", i,
+                  (long long)atomic_load(&a->shm->workers[i].conns_open));
+  cr_buf_append_str(b, "# HELP crescent_redis_request_duration_seconds Time from a Redis command sent to its reply, "
+                       "per worker.\n# TYPE crescent_redis_request_duration_seconds histogram\n");
+  for (int i = 0; i < a->shm->nworkers; i++) {
+    cr_shm_worker_t *w = &a->shm->workers[i];
+    uint64_t h[CR_SHM_HIST_BUCKETS];
+    for (int k = 0; k < CR_SHM_HIST_BUCKETS; k++) h[k] = atomic_load(&w->redis_hist[k]);
+    char lab[32];
+    snprintf(lab, sizeof lab, "worker=\"%d\"", i);
+    prom_hist(b, "crescent_redis_request_duration_seconds", NULL, lab, cr_shm_hist_bounds_ms, 1e-3, h,
+              CR_SHM_HIST_BUCKETS, (double)atomic_load(&w->redis_ns) / 1e9);
+  }
+  prom_counter(b, "crescent_redis_errors_total",
+               "Redis commands that failed, per worker: unavailable (not connected, or the connection dropped) "
+               "or timeout (no reply within --redis-timeout).");
+  for (int i = 0; i < a->shm->nworkers; i++) {
+    cr_shm_worker_t *w = &a->shm->workers[i];
+    cr_buf_printf(b, "crescent_redis_errors_total{worker=\"%d\",kind=\"unavailable\"} %llu\n", i,
+                  (unsigned long long)atomic_load(&w->redis_unavailable));
+    cr_buf_printf(b, "crescent_redis_errors_total{worker=\"%d\",kind=\"timeout\"} %llu\n", i,
+                  (unsigned long long)atomic_load(&w->redis_timeouts));
+  }
+  prom_counter(b, "crescent_redis_error_replies_total",
+               "Redis replies that were errors, per worker (some are expected: BUSYGROUP for a consumer group "
+               "that exists already).");
+  for (int i = 0; i < a->shm->nworkers; i++)
+    cr_buf_printf(b, "crescent_redis_error_replies_total{worker=\"%d\"} %llu\n", i,
+                  (unsigned long long)atomic_load(&a->shm->workers[i].redis_error_replies));
+  static const struct {
+    const char *name, *help;
+    size_t off;
+  } usage[] = {
+      {"crescent_usage_flushes_total", "Usage batches Redis took (README \"Usage and cost\"), per worker.",
+       offsetof(cr_shm_worker_t, usage_flushes)},
+      {"crescent_usage_flush_errors_total", "Usage flushes that failed and are sent again, per worker.",
+       offsetof(cr_shm_worker_t, usage_flush_errors)},
+      {"crescent_usage_dropped_total",
+       "Invocations and throttles the usage in Redis could not record (accumulator full, or unsent at a stop).",
+       offsetof(cr_shm_worker_t, usage_dropped)},
+      {"crescent_worker_restarts_total", "Workers replaced after they exited or were killed.",
+       offsetof(cr_shm_worker_t, restarts)},
+  };
+  for (size_t c = 0; c < sizeof usage / sizeof usage[0]; c++) {
+    prom_counter(b, usage[c].name, usage[c].help);
+    for (int i = 0; i < a->shm->nworkers; i++)
+      cr_buf_printf(b, "%s{worker=\"%d\"} %llu\n", usage[c].name, i,
+                    (unsigned long long)atomic_load((_Atomic uint64_t *)((char *)&a->shm->workers[i] + usage[c].off)));
+  }
+  prom_counter(b, "crescent_reloads_total", "Reloads of the functions folder finished (the first load included).");
+  cr_buf_printf(b, "crescent_reloads_total %llu\n", (unsigned long long)atomic_load(&a->shm->reloads));
+  prom_counter(b, "crescent_function_loads_total", "Function versions loaded and published.");
+  cr_buf_printf(b, "crescent_function_loads_total %llu\n", (unsigned long long)atomic_load(&a->shm->fn_loads));
+  prom_counter(b, "crescent_function_load_errors_total",
+               "Function files that failed to load (a syntax error, bad settings, init failed).");
+  cr_buf_printf(b, "crescent_function_load_errors_total %llu\n", (unsigned long long)atomic_load(&a->shm->load_errors));
 }
 
 void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
@@ -623,6 +753,9 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
       return;
     }
     purge(a, req);
+  } else if (IS("/_/api/usage")) {
+    if (!get) goto not_allowed;
+    cr_admin_usage(a, req);
   } else if (IS("/_/api/functions")) {
     if (!get) goto not_allowed;
     functions_json(a, &b);

@@ -11,6 +11,10 @@
  *                            GB-seconds, instances busy/idle across workers,
  *                            estimated cost)
  *   GET /_/metrics        -> the same meters in Prometheus text format
+ *   GET /_/api/usage?from=&to=&function=&by=hour|day&freeTier=1
+ *                         -> the hourly usage kept in Redis (usage.h), summed by
+ *                            function and by hour or day, with cost and the
+ *                            right-size advice (usage_api.c)
  *   DELETE /_/api/cache[?function=NAME][&path=/P]
  *                         -> purges cached answers (README "Response cache"):
  *                            {"purged": N}, or 503 when Redis could not take
@@ -44,7 +48,13 @@ typedef struct {
   int redis_configured;   /* not --redis none: Redis is part of being healthy */
   const cr_redis_t *redis;/* the worker's client (NULL when its URL was refused) */
   struct cr_scache_s *scache; /* the shared response cache's purges (scache.h), or NULL */
+  cr_redis_t *usage_redis;    /* GET /_/api/usage reads Redis through it (NULL: no Redis) */
+  const char *prefix;         /* Redis key prefix */
+  int usage_read_script;      /* usage_read.lua's index among the connection's scripts */
 } cr_admin_t;
+
+/* GET /_/api/usage (usage_api.c): answered once Redis replied. */
+void cr_admin_usage(const cr_admin_t *a, cr_http_req_t *req);
 
 /* Is this path the platform's? */
 int cr_admin_owns(const char *path, size_t len);

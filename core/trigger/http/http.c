@@ -905,6 +905,8 @@ static void respond_ok_start(cr_http_conn_t *c, cr_buf_t *o) {
 void cr_http_respond_start(cr_http_req_t *req, int status) {
   cr_http_conn_t *c = req->conn;
   cr_buf_t *o = &c->out;
+  if (c->server->opts.meters && status >= 100 && status <= 599)
+    atomic_fetch_add_explicit(&c->server->opts.meters->responses[status / 100 - 1], 1, memory_order_relaxed);
   c->resp_status = status;
   c->resp_mark = o->len;
   c->resp_failed = 0;

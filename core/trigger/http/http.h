@@ -68,6 +68,7 @@
 
 #include "buf.h"
 #include "reqid.h"
+#include "shm.h"
 
 typedef struct uv_loop_s uv_loop_t;
 typedef struct cr_http_server_s cr_http_server_t;
@@ -114,6 +115,7 @@ typedef struct {
   /* The body limit for a request target, if it is not max_body (may be NULL). */
   size_t (*body_limit)(const char *target, size_t len, void *data);
   void *data;
+  cr_shm_worker_t *meters; /* responses counted by status class (may be NULL) */
 } cr_http_opts_t;
 
 /* Starts serving on fd, a bound and listening TCP socket (the server takes it). */

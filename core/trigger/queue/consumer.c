@@ -555,14 +555,14 @@ static void on_read(void *data, redisReply *reply, const char *err) {
   unref(c);
 }
 
-/* q_claim's reply: [cursor, [[id, fields, count], ...], moved, lag, oldest age]. */
+/* q_claim's reply: [cursor, [[id, fields, count], ...], moved, lag, oldest age, pending, dlq length]. */
 static void on_claim(void *data, redisReply *reply, const char *err) {
   consumer_t *c = data;
   c->pending = 0;
   drops_t drops;
   drops.n = drops.taken = drops.again = 0;
   if (!err && !c->dead && !c->set->stopped && reply && reply->type == REDIS_REPLY_ARRAY &&
-      reply->elements == 5) {
+      reply->elements == 7) {
     const redisReply *cur = reply->element[0], *list = reply->element[1], *moved = reply->element[2];
     if (cur->type == REDIS_REPLY_STRING && cur->len < sizeof c->cursor) {
       memcpy(c->cursor, cur->str, cur->len);
@@ -580,6 +580,9 @@ static void on_claim(void *data, redisReply *reply, const char *err) {
     if (c->meters && lag->type == REDIS_REPLY_INTEGER && age->type == REDIS_REPLY_INTEGER) {
       atomic_store_explicit(&c->meters->lag, lag->integer >= 0 ? lag->integer : -1, memory_order_relaxed);
       atomic_store_explicit(&c->meters->oldest_age_ms, age->integer >= 0 ? age->integer : 0, memory_order_relaxed);
+      const redisReply *pend = reply->element[5], *dlq = reply->element[6];
+      if (pend->type == REDIS_REPLY_INTEGER) atomic_store_explicit(&c->meters->pending, pend->integer, memory_order_relaxed);
+      if (dlq->type == REDIS_REPLY_INTEGER) atomic_store_explicit(&c->meters->dlq_depth, dlq->integer, memory_order_relaxed);
       atomic_store_explicit(&c->meters->lag_ms, cr_wall_ms(), memory_order_release);
     }
     if (c->meters && moved->type == REDIS_REPLY_INTEGER && moved->integer > 0)
