@@ -77,6 +77,8 @@ EMBEDDED(cr_redis_cron_done)
 EMBEDDED(cr_redis_rc_get)
 EMBEDDED(cr_redis_rc_put)
 EMBEDDED(cr_redis_rc_purge)
+EMBEDDED(cr_redis_log_add)
+EMBEDDED(cr_redis_log_query)
 
 const cr_redis_script_t cr_stdlib_scripts[] = {
     {"kv_put", cr_redis_kv_put},       {"kv_delete", cr_redis_kv_delete}, {"kv_incr", cr_redis_kv_incr},
@@ -91,6 +93,7 @@ const cr_redis_script_t cr_stdlib_scripts[] = {
     {"kv_expire", cr_redis_kv_expire}, /* the expiry sweeper's (stdlib/kvexpire.c) */
     {"rc_get", cr_redis_rc_get},       {"rc_put", cr_redis_rc_put},       {"rc_purge", cr_redis_rc_purge},
     /* the shared response cache's (core/trigger/http/scache.c) */
+    {"log_add", cr_redis_log_add},     {"log_query", cr_redis_log_query}, /* core/svc/logstore.c's */
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
 

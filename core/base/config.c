@@ -56,6 +56,9 @@ static const opt_t options[] = {
     {"http-max-response", OPT_SIZE, OFF(http_max_response), "largest answer body crescent.http takes (default 6m)"},
     {"http-max-requests", OPT_INT, OFF(http_max_requests), "crescent.http requests per invocation (default 50)"},
     {"default-auth", OPT_STR, OFF(default_auth), "auth for functions without an 'auth' setting: none (default) or apikey"},
+    {"log-retention", OPT_INT, OFF(log_retention), "log lines kept in Redis per function (and for the platform) (default 10000)"},
+    {"log-max-age", OPT_SECONDS, OFF(log_max_age), "how long log lines are kept in Redis, e.g. 7d, 12h (default 7d)"},
+    {"access-log", OPT_STR, OFF(access_log), "a line per HTTP request answered: off, errors (status 400 and up, default) or all"},
     {"cache-size", OPT_SIZE, OFF(cache_size), "memory for cached answers (cache = {...}), per worker (default 64m)"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -92,6 +95,9 @@ void cr_config_defaults(cr_config_t *c) {
   c->http_max_requests = 50;
   c->cache_size = 64u * 1024 * 1024;
   c->default_auth = cr_xstrdup("none");
+  c->log_retention = 10000;
+  c->log_max_age = 7 * 86400;
+  c->access_log = cr_xstrdup("errors");
   snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
   c->listen_port = 8080;
 }
@@ -140,6 +146,8 @@ int cr_parse_seconds(const char *s, double *out) {
   if (strcmp(end, "ms") == 0) v /= 1000;
   else if (strcmp(end, "s") == 0 || *end == '\0') ;
   else if (strcmp(end, "m") == 0) v *= 60;
+  else if (strcmp(end, "h") == 0) v *= 3600;
+  else if (strcmp(end, "d") == 0) v *= 86400;
   else return CR_EINVAL;
   if (v > 86400 * 365) return CR_EINVAL;
   *out = v;
@@ -216,6 +224,11 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
     case OPT_STR: {
       if (strcmp(name, "listen") == 0 && parse_listen(c, value, err, errlen)) return CR_EINVAL;
       if (strcmp(name, "log-level") == 0) return set_log_level(c, value, err, errlen);
+      if (strcmp(name, "access-log") == 0 && strcmp(value, "off") != 0 && strcmp(value, "errors") != 0 &&
+          strcmp(value, "all") != 0) {
+        snprintf(err, errlen, "--access-log: expected off, errors or all, got '%s'", value);
+        return CR_EINVAL;
+      }
       if (strcmp(name, "default-auth") == 0 && strcmp(value, "none") != 0 && strcmp(value, "apikey") != 0) {
         snprintf(err, errlen, "--default-auth: expected none or apikey, got '%s'", value);
         return CR_EINVAL;

@@ -47,6 +47,9 @@ typedef struct cr_config_s {
   int http_max_requests;    /* crescent.http requests per invocation */
   size_t cache_size;        /* bytes of cached answers per worker */
   char *default_auth;       /* "none" or "apikey": the auth of functions without the setting */
+  int log_retention;        /* log lines kept in Redis per stream */
+  double log_max_age;       /* s: and for how long */
+  char *access_log;         /* "off", "errors" or "all" */
 } cr_config_t;
 
 void cr_config_defaults(cr_config_t *c);
@@ -62,7 +65,7 @@ int cr_config_load(cr_config_t *c, const char *conf_path, int argc, char **argv,
 /* Sets one option by its flag name (without dashes). */
 int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err, size_t errlen);
 
-/* Parses "6m", "16KB", "1048576" into bytes; "0.5", "500ms", "2s" into seconds. */
+/* Parses "6m", "16KB", "1048576" into bytes; "0.5", "500ms", "2s", "10m", "12h", "7d" into seconds. */
 int cr_parse_size(const char *s, size_t *out);
 int cr_parse_seconds(const char *s, double *out);
 

@@ -60,6 +60,8 @@ typedef struct {
   _Atomic uint64_t busy_since_ns;
   _Atomic uint64_t deadline_ns;
   _Atomic int busy_fn;
+  /* Log lines Redis took (logstore.h), and those it did not: stdout has them. */
+  _Atomic uint64_t log_stored, log_dropped;
 } cr_shm_worker_t;
 
 typedef struct {

@@ -11,6 +11,10 @@
  *                            GB-seconds, instances busy/idle across workers,
  *                            estimated cost)
  *   GET /_/metrics        -> the same meters in Prometheus text format
+ *   GET /_/api/logs       -> log lines kept in Redis, newest first, filtered
+ *                            (function, level, since, until, requestId, trace,
+ *                            q, limit) with a cursor: README "Operating crescent"
+ *   GET /_/api/logs/tail  -> the same as they come, text/event-stream (SSE)
  *   DELETE /_/api/cache[?function=NAME][&path=/P]
  *                         -> purges cached answers (README "Response cache"):
  *                            {"purged": N}, or 503 when Redis could not take
@@ -30,6 +34,7 @@
 #define CR_ADMIN_H
 
 #include "http.h"
+#include "logstore.h"
 #include "redis.h"
 #include "registry.h"
 #include "shm.h"
@@ -44,6 +49,8 @@ typedef struct {
   int redis_configured;   /* not --redis none: Redis is part of being healthy */
   const cr_redis_t *redis;/* the worker's client (NULL when its URL was refused) */
   struct cr_scache_s *scache; /* the shared response cache's purges (scache.h), or NULL */
+  cr_logstore_t *logstore;    /* the logs in Redis (logstore.h), or NULL without Redis */
+  uv_loop_t *loop;            /* the worker's, for the log tails' timers */
 } cr_admin_t;
 
 /* Is this path the platform's? */
