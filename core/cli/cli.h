@@ -22,7 +22,7 @@ typedef struct {
   const char *const *flags; /* the flags its help lists (NULL-terminated); NULL: every flag */
 } cr_cli_cmd_t;
 
-extern const cr_cli_cmd_t cr_cli_serve, cr_cli_check, cr_cli_new, cr_cli_version, cr_cli_invoke;
+extern const cr_cli_cmd_t cr_cli_serve, cr_cli_check, cr_cli_new, cr_cli_version, cr_cli_invoke, cr_cli_logs;
 
 /* The overview: every command, then every flag. */
 void cr_cli_usage(FILE *out);
@@ -43,5 +43,6 @@ int cr_cmd_check(int argc, char **argv);
 int cr_cmd_new(int argc, char **argv);
 int cr_cmd_version(int argc, char **argv);
 int cr_cmd_invoke(int argc, char **argv);
+int cr_cmd_logs(int argc, char **argv);
 
 #endif

@@ -6,7 +6,7 @@
 #include "modules.h"
 #include "cli.h"
 
-static const cr_cli_cmd_t *const commands[] = {&cr_cli_serve, &cr_cli_check, &cr_cli_new, &cr_cli_version, &cr_cli_invoke};
+static const cr_cli_cmd_t *const commands[] = {&cr_cli_serve, &cr_cli_check, &cr_cli_new, &cr_cli_version, &cr_cli_invoke, &cr_cli_logs};
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 void cr_cli_usage(FILE *out) {
@@ -18,6 +18,7 @@ void cr_cli_usage(FILE *out) {
           "  crescent check [DIR]                validate every function in DIR (default ./functions)\n"
           "  crescent new NAME [--functions DIR] make DIR/NAME.lua from a template\n"
           "  crescent invoke NAME [--data JSON]  run a function on a running server, print its result\n"
+          "  crescent logs [NAME] [-f]           the server's log lines (kept in Redis); -f follows\n"
           "  crescent version                    print versions\n"
           "  crescent COMMAND --help             one command's usage\n"
           "\n"
@@ -129,6 +130,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "check") == 0) return with_validator_stdlib(cr_cmd_check, argc, argv);
   if (strcmp(cmd, "new") == 0) return cr_cmd_new(argc, argv);
   if (strcmp(cmd, "invoke") == 0) return cr_cmd_invoke(argc, argv);
+  if (strcmp(cmd, "logs") == 0) return cr_cmd_logs(argc, argv);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cr_cmd_version(argc, argv);
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
     /* `crescent help check` is `crescent check --help`. */

@@ -5,9 +5,10 @@
 --       [3] until ms ("" none), [4] since ms ("" none)
 --       [5] minimum level (0..3), [6] request id ("" any), [7] text ("" any), [8] trace id ("" any)
 --       [9] limit, [10] cursor id ("" none), [11] cursor stream key
--- Lines are ordered by (id, key): a cursor (the last line a page returned)
--- names a place in that order across streams, and the next page starts
--- strictly after it. A tail ("asc") holds back the lines of Redis' current
+-- Lines are ordered by (the id's ms, key, the id's sequence): a stream's own
+-- order, and across streams by time (the ms Redis took them in), then by
+-- name within one ms. A cursor (the last line a page returned) names a place
+-- in that order, and the next page starts strictly after it. A tail ("asc") holds back the lines of Redis' current
 -- millisecond (another stream may still get one with a smaller key), and
 -- without a cursor returns none: only where "now" is.
 -- Returns {more (0/1), cursor id, cursor key, key1, id1, line1, key2, ...}.
@@ -23,8 +24,8 @@ local function parse(id)
 end
 local function before(ams, aseq, akey, bms, bseq, bkey) -- (a) < (b)
   if ams ~= bms then return ams < bms end
-  if aseq ~= bseq then return aseq < bseq end
-  return akey < bkey
+  if akey ~= bkey then return akey < bkey end
+  return aseq < bseq
 end
 
 local now = redis.call('TIME')
@@ -41,11 +42,12 @@ for _, k in ipairs(keys) do
   local hi, lo = '+', '-'
   if ARGV[3] ~= '' then hi = ARGV[3] end
   if ARGV[4] ~= '' then lo = ARGV[4] end
+  -- From the cursor's millisecond (other streams' entries of that ms may follow it).
   if asc then
-    if cid ~= '' then lo = cid end
+    if cid ~= '' then lo = tostring(cms) end
     hi = tostring(now_ms - 1)
   elseif cid ~= '' then
-    if hi == '+' or tonumber(string.match(hi, '^%d+') or 0) >= cms then hi = cid end
+    if hi == '+' or tonumber(string.match(hi, '^%d+') or 0) >= cms then hi = tostring(cms) end
   end
   local n = 0
   local from = asc and lo or hi
