@@ -22,7 +22,7 @@ static struct {
   char trace[33];
   cr_log_sink_fn sink;
   void *sink_data;
-} g_log = {-1, 0, CR_LOG_INFO, CR_BUF_INIT, 0, {CR_LOG_INFO, NULL, NULL, NULL}, "", NULL, NULL};
+} g_log = {-1, 0, CR_LOG_INFO, CR_BUF_INIT, 0, {CR_LOG_INFO, NULL, NULL, NULL, 0}, "", NULL, NULL};
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -61,7 +61,9 @@ cr_buf_t *cr_log_begin_always(cr_log_level_t level, const char *msg, size_t msgl
   g_log.meta.reqid = reqid;
   g_log.meta.trace = NULL;
   char ts[32];
-  cr_clock_iso8601(cr_wall_ms(), ts);
+  uint64_t now = cr_wall_ms();
+  g_log.meta.time_ms = now;
+  cr_clock_iso8601(now, ts);
   cr_buf_append_str(b, "{\"time\":\"");
   cr_buf_append_str(b, ts);
   cr_buf_append_str(b, "\",\"level\":\"");

@@ -51,6 +51,7 @@ typedef struct {
   const char *fn;
   const char *reqid;
   const char *trace;
+  unsigned long long time_ms; /* the line's "time" (ms since the epoch) */
 } cr_log_meta_t;
 
 /* Called by cr_log_end() with each finished line (without its newline),

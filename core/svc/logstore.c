@@ -22,7 +22,8 @@ struct cr_logstore_s {
   char set_key[160];
   uv_timer_t timer;
   /* The batch: per line, u32 key length, key, level byte, u32 reqid length, reqid,
-   * 32 bytes of trace id (or 32 NULs), u32 line length, line. */
+   * 32 bytes of trace id (or 32 NULs), 20 bytes of the time (ms, decimal, NUL-padded),
+   * u32 line length, line. */
   cr_buf_t batch;
   int nlines;
   int inflight;     /* lines of the batch Redis has not answered yet */
@@ -56,7 +57,7 @@ void cr_logstore_sink(void *data, const cr_log_meta_t *m, const char *line, size
   }
   size_t rl = m->reqid ? strlen(m->reqid) : 0;
   if (rl > 200) rl = 200;
-  size_t need = 4 + (size_t)kl + 1 + 4 + rl + 32 + 4 + len;
+  size_t need = 4 + (size_t)kl + 1 + 4 + rl + 32 + 20 + 4 + len;
   if (s->batch.len + need > s->o.max_pending) {
     count_dropped(s, 1, "too many lines waiting for Redis");
     return;
@@ -76,6 +77,9 @@ void cr_logstore_sink(void *data, const cr_log_meta_t *m, const char *line, size
   if (m->trace && strlen(m->trace) == 32) memcpy(p, m->trace, 32);
   else memset(p, 0, 32);
   p += 32;
+  memset(p, 0, 20);
+  snprintf(p, 20, "%llu", m->time_ms);
+  p += 20;
   u = (uint32_t)len;
   memcpy(p, &u, 4), p += 4;
   memcpy(p, line, len), p += len;
@@ -104,7 +108,7 @@ static void flush(cr_logstore_t *s) {
     cr_buf_reset(&s->batch, 256 * 1024);
     return;
   }
-  int argc = 1 + n + 3 + 4 * n;
+  int argc = 1 + n + 3 + 5 * n;
   const char **argv = malloc(sizeof *argv * (size_t)argc);
   size_t *lens = malloc(sizeof *lens * (size_t)argc);
   char maxlen[24], minid[32] = "", age[24];
@@ -133,6 +137,7 @@ static void flush(cr_logstore_t *s) {
     memcpy(&u, p, 4), p += 4;
     argv[a] = p, lens[a++] = u, p += u;
     argv[a] = p, lens[a++] = p[0] ? 32 : 0, p += 32;
+    argv[a] = p, lens[a++] = strlen(p), p += 20;
     memcpy(&u, p, 4), p += 4;
     argv[a] = p, lens[a++] = u, p += u;
   }

@@ -8,8 +8,8 @@
 -- Lines are ordered by (the id's ms, key, the id's sequence): a stream's own
 -- order, and across streams by time (the ms Redis took them in), then by
 -- name within one ms. A cursor (the last line a page returned) names a place
--- in that order, and the next page starts strictly after it. A tail ("asc") holds back the lines of Redis' current
--- millisecond (another stream may still get one with a smaller key), and
+-- in that order, and the next page starts strictly after it. A tail ("asc") holds back the lines of the last 250 ms
+-- (log_add's SLACK: a line written now gets an id no older than that), and
 -- without a cursor returns none: only where "now" is.
 -- Returns {more (0/1), cursor id, cursor key, key1, id1, line1, key2, ...}.
 local asc = ARGV[2] == 'asc'
@@ -29,7 +29,7 @@ local function before(ams, aseq, akey, bms, bseq, bkey) -- (a) < (b)
 end
 
 local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - 250
 if asc and cid == '' then return {0, tostring(now_ms - 1) .. '-18446744073709551615', '\255', } end
 
 local keys
