@@ -146,12 +146,26 @@ int cr_parse_seconds(const char *s, double *out) {
   if (strcmp(end, "ms") == 0) v /= 1000;
   else if (strcmp(end, "s") == 0 || *end == '\0') ;
   else if (strcmp(end, "m") == 0) v *= 60;
-  else if (strcmp(end, "h") == 0) v *= 3600;
-  else if (strcmp(end, "d") == 0) v *= 86400;
   else return CR_EINVAL;
   if (v > 86400 * 365) return CR_EINVAL;
   *out = v;
   return 0;
+}
+
+int cr_parse_age(const char *s, double *out) {
+  size_t n = strlen(s);
+  if (n >= 2 && n < 32 && (s[n - 1] == 'h' || s[n - 1] == 'd')) {
+    char num[32];
+    memcpy(num, s, n - 1);
+    num[n - 1] = '\0';
+    double v;
+    if (cr_parse_seconds(num, &v)) return CR_EINVAL;
+    v *= s[n - 1] == 'h' ? 3600 : 86400;
+    if (v > 86400.0 * 3650) return CR_EINVAL;
+    *out = v;
+    return 0;
+  }
+  return cr_parse_seconds(s, out);
 }
 
 static int parse_listen(cr_config_t *c, const char *v, char *err, size_t errlen) {
@@ -270,7 +284,7 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
     }
     case OPT_SECONDS: {
       double v;
-      if (cr_parse_seconds(value, &v) || v <= 0) {
+      if ((strcmp(name, "log-max-age") == 0 ? cr_parse_age(value, &v) : cr_parse_seconds(value, &v)) || v <= 0) {
         snprintf(err, errlen, "--%s: expected seconds like 30, 0.5 or 500ms, got '%s'", name, value);
         return CR_EINVAL;
       }

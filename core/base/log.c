@@ -123,13 +123,21 @@ void cr_log_trace(cr_buf_t *b, const char *tp) {
 
 void cr_log_end(cr_buf_t *b) {
   if (g_log.sink && b == &g_log.out && b->len > g_log.line_start) {
-    /* The sink is cleared while it runs: a line it would write goes to stdout only. */
+    /* The line is whole before the sink sees it, and the sink is cleared while it runs: a
+     * line it writes (after it is done with this one: the buffer may move) goes after this
+     * one, to stdout only. */
     cr_log_sink_fn sink = g_log.sink;
     g_log.sink = NULL;
-    cr_buf_putc(b, '}');
-    sink(g_log.sink_data, &g_log.meta, b->data + g_log.line_start, b->len - g_log.line_start);
+    cr_buf_append(b, "}\n", 2);
+    size_t start = g_log.line_start, len = b->len - 1 - start;
+    cr_log_meta_t meta = g_log.meta;
+    char trace[33];
+    if (meta.trace) {
+      memcpy(trace, g_log.trace, sizeof trace);
+      meta.trace = trace;
+    }
+    sink(g_log.sink_data, &meta, b->data + start, len);
     g_log.sink = sink;
-    cr_buf_putc(b, '\n');
   } else {
     cr_buf_append(b, "}\n", 2);
   }

@@ -55,8 +55,9 @@ typedef struct {
 } cr_log_meta_t;
 
 /* Called by cr_log_end() with each finished line (without its newline),
- * before it reaches stdout's buffer; stdout is written whatever the sink does.
- * The sink must not log itself (a line it writes would come back to it). */
+ * as it goes to stdout's buffer; stdout is written whatever the sink does. A
+ * line the sink writes itself (once it is done with line: the buffer may
+ * move) goes to stdout only. */
 typedef void (*cr_log_sink_fn)(void *data, const cr_log_meta_t *meta, const char *line, size_t len);
 void cr_log_set_sink(cr_log_sink_fn fn, void *data);
 

@@ -69,7 +69,7 @@ static int parse_time(const char *v, long long *out) {
     return 0;
   }
   double s;
-  if (cr_parse_seconds(v, &s)) return -1;
+  if (cr_parse_age(v, &s)) return -1;
   long long now = (long long)cr_wall_ms();
   *out = now - (long long)(s * 1000);
   return 0;
