@@ -174,8 +174,11 @@ static const char *skip_value(const char *p, const char *e) {
   return e;
 }
 
-/* The raw text of each entry's "line", newest first as the server sent them. */
-static int line_spans(const char *s, size_t n, const char **starts, size_t *lens, int max) {
+/* The raw text of each entry's "line", newest first as the server sent them; the newest
+ * entry's cursor ("<id>:<stream>") into newest (when there is one). */
+static int line_spans(const char *s, size_t n, const char **starts, size_t *lens, int max, char *newest,
+                      size_t newest_len) {
+  char id[64] = "", stream[400] = "";
   const char *e = s + n, *p = strstr(s, "\"logs\":[");
   int k = 0;
   if (!p) return -1;
@@ -194,6 +197,11 @@ static int line_spans(const char *s, size_t n, const char **starts, size_t *lens
         starts[k] = vs;
         lens[k] = (size_t)(p - vs);
       }
+      /* The id and the stream name need no unescaping: digits, and a function's name. */
+      if (k == 0 && p - ks == 4 && memcmp(ks, "\"id\"", 4) == 0 && p - vs >= 2 && (size_t)(p - vs) < sizeof id)
+        snprintf(id, sizeof id, "%.*s", (int)(p - vs - 2), vs + 1);
+      if (k == 0 && p - ks == 8 && memcmp(ks, "\"stream\"", 8) == 0 && p - vs >= 2 && (size_t)(p - vs) < sizeof stream)
+        snprintf(stream, sizeof stream, "%.*s", (int)(p - vs - 2), vs + 1);
       if (p < e && *p == ',') p++;
     }
     if (p >= e || *p != '}') return -1;
@@ -201,10 +209,11 @@ static int line_spans(const char *s, size_t n, const char **starts, size_t *lens
     k++;
     if (p < e && *p == ',') p++;
   }
+  if (k > 0 && id[0] && stream[0]) snprintf(newest, newest_len, "%s:%s", id, stream);
   return k;
 }
 
-static int query(const char *base, const char *path, const char *headers) {
+static int query(const char *base, const char *path, const char *headers, char *newest, size_t newest_len) {
   cr_httpc_resp_t r;
   char err[600];
   if (cr_httpc_request(base, "GET", path, headers, NULL, 0, 30, &r, err, sizeof err)) {
@@ -220,7 +229,7 @@ static int query(const char *base, const char *path, const char *headers) {
   r.body.len--;
   const char *starts[1000];
   size_t lens[1000];
-  int n = line_spans(r.body.data, r.body.len, starts, lens, 1000);
+  int n = line_spans(r.body.data, r.body.len, starts, lens, 1000, newest, newest_len);
   if (n < 0) {
     fprintf(stderr, "crescent logs: the server's answer is not the logs API's\n");
     cr_httpc_free(&r);
@@ -266,9 +275,11 @@ static int on_sse(void *data, const char *p, size_t n) {
   return 0;
 }
 
-static int follow(const char *base, const char *path, const char *headers) {
+/* after: the cursor of the last line printed already ("" none): the tail starts after it. */
+static int follow(const char *base, const char *path, const char *headers, const char *after) {
   follow_t f;
   memset(&f, 0, sizeof f);
+  snprintf(f.last_id, sizeof f.last_id, "%s", after);
   int failures = 0;
   for (;;) {
     cr_buf_t h = CR_BUF_INIT;
@@ -366,6 +377,7 @@ int cr_cmd_logs(int argc, char **argv) {
   put_param(&filters, "trace", trace);
   put_param(&filters, "q", text);
   int rc = 0;
+  char newest[512] = "";
   if (!follow_on || since) {
     cr_buf_t path = CR_BUF_INIT;
     cr_buf_append_str(&path, "/_/api/logs");
@@ -377,7 +389,7 @@ int cr_cmd_logs(int argc, char **argv) {
     put_param(&path, "since", since);
     put_param(&path, "until", until);
     cr_buf_putc(&path, '\0');
-    rc = query(base, path.data, headers.data);
+    rc = query(base, path.data, headers.data, newest, sizeof newest);
     cr_buf_free(&path);
   }
   if (!rc && follow_on) {
@@ -386,7 +398,7 @@ int cr_cmd_logs(int argc, char **argv) {
     cr_buf_append_str(&path, "/_/api/logs/tail");
     cr_buf_append(&path, filters.data + 1, filters.len - 1);
     cr_buf_putc(&path, '\0');
-    rc = follow(base, path.data, headers.data);
+    rc = follow(base, path.data, headers.data, newest);
     cr_buf_free(&path);
   }
   cr_buf_free(&filters);

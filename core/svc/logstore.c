@@ -11,7 +11,7 @@
 #include "clock.h"
 
 #define FLUSH_MS 50
-#define MAX_LINE (64 * 1024)
+#define MAX_LINE (16 * 1024)
 #define WARN_EVERY_MS 10000
 
 struct cr_logstore_s {
@@ -45,7 +45,7 @@ void cr_logstore_sink(void *data, const cr_log_meta_t *m, const char *line, size
   cr_logstore_t *s = data;
   if (!s || s->freeing) return;
   if (len > MAX_LINE) {
-    count_dropped(s, 1, "a line over 64 KB");
+    count_dropped(s, 1, "a line over 16 KB");
     return;
   }
   char key[400];

@@ -12,11 +12,12 @@
  * Logging never waits on Redis: cr_logstore_sink copies the line into the
  * worker's batch; a timer sends the batch every FLUSH_MS (one EVALSHA of
  * log_add.lua), at most one batch in flight. What waits is bounded by
- * max_pending bytes: past it, and for a line over 64 KB, and for a batch
+ * max_pending bytes: past it, and for a line over 16 KB, and for a batch
  * Redis did not take (down, timeout, an error), lines are dropped from Redis
  * only (stdout has them all), counted (the worker's log_dropped in shared
  * memory) and said in a warning at most every 10 s. A function cannot flood
- * Redis past its stream's cap nor hold worker memory past the bound.
+ * Redis past its stream's cap (maxlen lines of at most 16 KB) nor hold worker
+ * memory past the bound.
  *
  * Queries (cr_logstore_query, log_query.lua) read the streams newest first
  * with filters and a cursor, or oldest first after a cursor (a tail). */

@@ -479,6 +479,15 @@ static void test_cli_logs(void **state) {
   assert_non_null(strstr(out, "\"msg\":\"followed-line\""));
   assert_null(strstr(out, "\"msg\":\"first\""));
   free(out);
+  /* -f --since: the recent lines, then the new ones, none twice (the tail starts after the
+   * last one printed) */
+  code = run_logs(&s, 10000, &out, follow_meanwhile, "cli", "-f", "--since", "1h", "--json", NULL);
+  assert_int_equal(code, 128 + SIGTERM);
+  if (count(out, "\n") != 8) fail_msg("crescent logs -f --since printed:\n%s", out);
+  assert_int_equal(count(out, "\"msg\":\"followed-line\""), 2);
+  assert_int_equal(count(out, "\"msg\":\"first\""), 1);
+  assert_int_equal(count(out, "\"msg\":\"report\""), 4);
+  free(out);
   /* A bad flag is a usage error */
   assert_int_equal(run_logs(&s, 10000, &out, NULL, "--level", "loud", NULL), 2);
   free(out);

@@ -617,10 +617,12 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
     purge(a, req);
   } else if (IS("/_/api/logs")) {
     if (!get) goto not_allowed;
-    cr_admin_logs(a, req);
+    cr_logs_api_t la = {a->logstore, a->loop, a->shm};
+    cr_admin_logs(&la, req);
   } else if (IS("/_/api/logs/tail")) {
     if (!get) goto not_allowed;
-    cr_admin_logs_tail(a, req);
+    cr_logs_api_t la = {a->logstore, a->loop, a->shm};
+    cr_admin_logs_tail(&la, req);
   } else if (IS("/_/api/functions")) {
     if (!get) goto not_allowed;
     functions_json(a, &b);

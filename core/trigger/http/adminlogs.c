@@ -117,13 +117,13 @@ static int make_query(const params_t *p, cr_logq_t *q, int asc, char *err, size_
   return 0;
 }
 
-static uint64_t dropped_total(const cr_admin_t *a) {
+static uint64_t dropped_total(const cr_logs_api_t *a) {
   uint64_t n = 0;
   for (int i = 0; a->shm && i < a->shm->nworkers; i++) n += atomic_load(&a->shm->workers[i].log_dropped);
   return n;
 }
 
-static int need_store(const cr_admin_t *a, cr_http_req_t *req) {
+static int need_store(const cr_logs_api_t *a, cr_http_req_t *req) {
   if (a->logstore) return 0;
   cr_http_respond_error(req, 503, "logs are kept in Redis: this server runs without it (--redis none)");
   return -1;
@@ -132,7 +132,7 @@ static int need_store(const cr_admin_t *a, cr_http_req_t *req) {
 /* --- GET /_/api/logs ---------------------------------------------------------------------------- */
 
 typedef struct {
-  const cr_admin_t *a;
+  cr_logs_api_t api;
   cr_http_req_t *req;
 } query_wait_t;
 
@@ -160,7 +160,7 @@ static void on_logs(void *data, const cr_logq_result_t *r, const char *err) {
     cr_buf_append_str(&b, "],\"next\":");
     if (r->more && r->cursor[0]) cr_json_escape(&b, r->cursor, strlen(r->cursor));
     else cr_buf_append_str(&b, "null");
-    cr_buf_printf(&b, ",\"dropped\":%llu}", (unsigned long long)dropped_total(w->a));
+    cr_buf_printf(&b, ",\"dropped\":%llu}", (unsigned long long)dropped_total(&w->api));
     cr_http_respond_start(req, 200);
     cr_http_respond_header(req, "Cache-Control", 13, "no-store", 8);
     cr_http_respond_finish(req, "application/json", b.data ? b.data : "", b.len);
@@ -169,7 +169,7 @@ static void on_logs(void *data, const cr_logq_result_t *r, const char *err) {
   free(w);
 }
 
-void cr_admin_logs(const cr_admin_t *a, cr_http_req_t *req) {
+void cr_admin_logs(const cr_logs_api_t *a, cr_http_req_t *req) {
   if (need_store(a, req)) return;
   params_t p;
   memset(&p, 0, sizeof p);
@@ -187,7 +187,7 @@ void cr_admin_logs(const cr_admin_t *a, cr_http_req_t *req) {
     params_free(&p);
     return;
   }
-  w->a = a;
+  w->api = *a;
   w->req = req;
   if (!cr_logstore_query(a->logstore, &q, on_logs, w)) {
     free(w);
@@ -199,7 +199,8 @@ void cr_admin_logs(const cr_admin_t *a, cr_http_req_t *req) {
 /* --- GET /_/api/logs/tail ----------------------------------------------------------------------- */
 
 typedef struct {
-  const cr_admin_t *a;
+  cr_logs_api_t api;
+  const cr_logs_api_t *a; /* &api */
   cr_http_req_t *req;
   params_t p;
   cr_logq_t q;
@@ -272,7 +273,7 @@ static void on_tail_timer(uv_timer_t *h) {
   t->inflight = cr_logstore_query(t->a->logstore, &t->q, on_tail_rows, t);
 }
 
-void cr_admin_logs_tail(const cr_admin_t *a, cr_http_req_t *req) {
+void cr_admin_logs_tail(const cr_logs_api_t *a, cr_http_req_t *req) {
   if (need_store(a, req)) return;
   if (!a->loop) {
     cr_http_respond_error(req, 503, "no loop");
@@ -305,7 +306,8 @@ void cr_admin_logs_tail(const cr_admin_t *a, cr_http_req_t *req) {
   } else if (t->q.cursor) {
     snprintf(t->cursor, sizeof t->cursor, "%s", t->q.cursor);
   }
-  t->a = a;
+  t->api = *a;
+  t->a = &t->api;
   t->req = req;
   ntails++;
   uv_timer_init(a->loop, &t->timer);

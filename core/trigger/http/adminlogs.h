@@ -17,9 +17,19 @@
 #ifndef CR_ADMINLOGS_H
 #define CR_ADMINLOGS_H
 
-#include "admin.h"
+#include "http.h"
+#include "logstore.h"
+#include "shm.h"
 
-void cr_admin_logs(const cr_admin_t *a, cr_http_req_t *req);
-void cr_admin_logs_tail(const cr_admin_t *a, cr_http_req_t *req);
+/* What the endpoints use (admin.h's cr_admin_t has them); copied by each call. */
+typedef struct {
+  cr_logstore_t *logstore; /* NULL without Redis */
+  uv_loop_t *loop;
+  cr_shm_t *shm;           /* the workers' drop counters */
+} cr_logs_api_t;
+
+/* Access is decided before (cr_admin_handle). */
+void cr_admin_logs(const cr_logs_api_t *a, cr_http_req_t *req);
+void cr_admin_logs_tail(const cr_logs_api_t *a, cr_http_req_t *req);
 
 #endif
