@@ -371,6 +371,41 @@ static void test_tail_from_another_worker(void **state) {
   srv_stop(&s);
 }
 
+/* At most 16 tails per worker; HEAD starts none; a stopping server ends them (they do not hold
+ * its drain). */
+static void test_tail_bounds(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_start(&s, "--workers 1");
+  static char buf[8192];
+  size_t len;
+  int fds[16];
+  for (int i = 0; i < 16; i++) fds[i] = open_tail(s.port, "", NULL, buf, sizeof buf, &len);
+  http_resp_t r;
+  http_get(s.port, "/_/api/logs/tail", &r);
+  assert_int_equal(r.status, 503);
+  assert_non_null(strstr(r.body, "too many log tails"));
+  http_free(&r);
+  assert_int_equal(http_request(s.port, "HEAD", "/_/api/logs/tail", NULL, NULL, 0, &r), 0);
+  assert_int_equal(r.status, 200);
+  assert_non_null(strstr(r.head, "Content-Type: text/event-stream\r\n"));
+  http_free(&r);
+  /* One client goes: its place is free again. */
+  http_close(fds[0]);
+  sleep_ms(300);
+  fds[0] = open_tail(s.port, "", NULL, buf, sizeof buf, &len); /* a 503 would not say "retry" */
+  /* Bad parameters are refused before the stream starts */
+  http_expect(s.port, "/_/api/logs/tail?level=loud", 400, NULL);
+  long long t0 = now_ms();
+  assert_int_equal(srv_stop(&s), 0);
+  assert_true(now_ms() - t0 < 5000);
+  for (int i = 0; i < 16; i++) {
+    assert_int_equal(http_wait_closed(fds[i], 2000), 1);
+    http_close(fds[i]);
+  }
+}
+
 /* --- crescent logs ----------------------------------------------------------------------------------- */
 
 /* Runs `crescent logs` args (NULL-terminated) with CRESCENT_URL set, stdout to a file; at most
@@ -742,6 +777,7 @@ int main(void) {
       cmocka_unit_test(test_retention_by_count),
       cmocka_unit_test(test_query_filters_and_cursor),
       cmocka_unit_test(test_tail_from_another_worker),
+      cmocka_unit_test(test_tail_bounds),
       cmocka_unit_test(test_cli_logs),
       cmocka_unit_test(test_access_log),
       cmocka_unit_test(test_traceparent),

@@ -275,12 +275,15 @@ static void on_tail_timer(uv_timer_t *h) {
 
 void cr_admin_logs_tail(const cr_logs_api_t *a, cr_http_req_t *req) {
   if (need_store(a, req)) return;
-  if (!a->loop) {
-    cr_http_respond_error(req, 503, "no loop");
+  if (req->head) {
+    /* HEAD: what a GET would start with, and no stream */
+    cr_http_respond_start(req, 200);
+    cr_http_respond_header(req, "Cache-Control", 13, "no-store", 8);
+    cr_http_respond_finish(req, "text/event-stream", "", 0);
     return;
   }
-  if (ntails >= TAIL_MAX) {
-    cr_http_respond_error(req, 503, "too many log tails on this worker (16): try again later");
+  if (!a->loop) {
+    cr_http_respond_error(req, 503, "no loop");
     return;
   }
   tail_t *t = calloc(1, sizeof *t);
@@ -292,6 +295,12 @@ void cr_admin_logs_tail(const cr_logs_api_t *a, cr_http_req_t *req) {
   char err[200];
   if (make_query(&t->p, &t->q, 1, err, sizeof err)) {
     cr_http_respond_error(req, 400, err);
+    params_free(&t->p);
+    free(t);
+    return;
+  }
+  if (ntails >= TAIL_MAX) {
+    cr_http_respond_error(req, 503, "too many log tails on this worker (16): try again later");
     params_free(&t->p);
     free(t);
     return;
