@@ -640,6 +640,7 @@ static void test_traceparent(void **state) {
            "  handler = function(event, ctx)\n"
            "    ctx.log.info('front here')\n"
            "    local r, err = invoke.call('back', {})\n"
+           "    assert(invoke.async('later', {}))\n"
            "    local res, herr = http.request({ url = 'http://127.0.0.1:%d/echo' })\n"
            "    if not res then error(herr) end\n"
            "    return { status = 200, headers = { ['content-type'] = 'application/json' }, body = res.body }\n"
@@ -647,6 +648,7 @@ static void test_traceparent(void **state) {
            up_port);
   srv_write(&s, "front.lua", front);
   srv_write(&s, "back.lua", "return { handler = function(event, ctx) ctx.log.info('back here') return 1 end }\n");
+  srv_write(&s, "later.lua", "return { handler = function(event, ctx) ctx.log.info('later here') end }\n");
   srv_start(&s, "--workers 1");
   http_resp_t r;
   assert_int_equal(http_request(s.port, "GET", "/front", "traceparent: 00-" TRACE "-00f067aa0ba902b7-01\r\n", NULL, 0, &r), 0);
@@ -682,12 +684,18 @@ static void test_traceparent(void **state) {
   assert_null(strstr(back, span));
   free(back);
   assert_int_equal(srv_log_count(&s, "\"msg\":\"report\"", "\"function\":\"back\"", "\"trace\":\"" TRACE "\"", NULL), 1);
+  /* the asynchronous callee too, through the queue */
+  assert_int_equal(srv_log_wait(&s, 1, 10000, "\"msg\":\"later here\"", "\"trace\":\"" TRACE "\"", NULL), 1);
+  char *later = srv_log_line(&s, "\"msg\":\"later here\"", NULL);
+  assert_null(strstr(later, span));
+  free(later);
+  srv_log_wait(&s, 1, 5000, "\"msg\":\"report\"", "\"function\":\"later\"", NULL);
   /* the query API finds the trace's lines in both streams */
   sleep_ms(200);
   http_get(s.port, "/_/api/logs?trace=" TRACE, &r);
   assert_int_equal(r.status, 200);
-  assert_int_equal(count(r.body, "\"msg\":\"report\""), 2);
-  assert_int_equal(count(r.body, "here\""), 2);
+  assert_int_equal(count(r.body, "\"msg\":\"report\""), 3);
+  assert_int_equal(count(r.body, "here\""), 3);
   http_free(&r);
   /* malformed: a new trace, well-formed */
   assert_int_equal(http_request(s.port, "GET", "/front", "traceparent: 00-" TRACE "-0000000000000000-01\r\n", NULL, 0, &r), 0);
