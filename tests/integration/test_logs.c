@@ -723,7 +723,7 @@ static void test_redis_away(void **state) {
   wait_xlen_at_least(&s, "cr:logs:fn:calm", 2);
   /* Redis takes no write for 1.5 s: the requests are answered at once all the same (logging
    * never waits on Redis), and stdout has every line. */
-  srv_rcli(&s, "CLIENT", "PAUSE", "1500", "WRITE", NULL);
+  free(srv_rcli(&s, "CLIENT", "PAUSE", "1500", "WRITE", NULL));
   long long t0 = now_ms();
   for (int i = 0; i < 5; i++) {
     char path[60];
@@ -735,7 +735,7 @@ static void test_redis_away(void **state) {
   sleep_ms(1700);
   /* Redis refuses the lines (XADD is denied to crescent's user): they are dropped from Redis
    * only, counted. */
-  srv_rcli(&s, "ACL", "SETUSER", "default", "-xadd", NULL);
+  free(srv_rcli(&s, "ACL", "SETUSER", "default", "-xadd", NULL));
   http_resp_t r;
   http_get(s.port, "/_/metrics", &r);
   const char *key = "crescent_log_lines_dropped_total{worker=\"0\"} ";
@@ -751,7 +751,7 @@ static void test_redis_away(void **state) {
   assert_int_equal(srv_log_wait(&s, 5, 2000, "\"msg\":\"refused-", NULL), 5);
   srv_log_wait(&s, 1, 12000, "log lines were not kept in Redis", NULL);
   sleep_ms(300);
-  srv_rcli(&s, "ACL", "SETUSER", "default", "+xadd", NULL);
+  free(srv_rcli(&s, "ACL", "SETUSER", "default", "+xadd", NULL));
   http_get(s.port, "/_/metrics", &r);
   d = strstr(r.body, key);
   assert_non_null(d);

@@ -340,6 +340,7 @@ static void test_sink_and_trace(void **state) {
   assert_int_equal(cap.msgs[0].data[cap.msgs[0].len - 1], '\n');
   assert_null(memchr(cap.msgs[0].data + l + 1, '\n', cap.msgs[0].len - l - 2));
   /* a line without a trace: meta.trace is NULL */
+  free_msgs();
   cr_log_set_sink(sink, &g_sunk);
   capture_start();
   cr_log(CR_LOG_ERROR, NULL, NULL, "platform");
