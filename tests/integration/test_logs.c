@@ -227,7 +227,7 @@ static void test_query_filters_and_cursor(void **state) {
   assert_string_equal(m, "m3|m2");
   http_free(&r);
   /* requestId */
-  char path[400];
+  char path[800];
   snprintf(path, sizeof path, "/_/api/logs?requestId=%s", rid_warn);
   api_get(s.port, path, &r);
   msgs_of(r.body, m, sizeof m);
