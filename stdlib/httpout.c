@@ -218,6 +218,18 @@ static void header_lines(lua_State *L, int idx, int level, cr_buf_t *b, int *has
   }
 }
 
+/* Does b, "Name: value\r\n" lines, hold a field named name (lower case)? */
+static int has_header(const cr_buf_t *b, const char *name) {
+  size_t n = strlen(name);
+  for (size_t off = 0; off < b->len;) {
+    const char *line = b->data + off, *nl = memchr(line, '\n', b->len - off);
+    size_t ll = nl ? (size_t)(nl - line) + 1 : b->len - off;
+    if (ll > n && line[n] == ':' && strncasecmp(line, name, n) == 0) return 1;
+    off += ll;
+  }
+  return 0;
+}
+
 static int nil_err(lua_State *L, const char *err) {
   lua_pushnil(L);
   lua_pushstring(L, err);
@@ -258,6 +270,14 @@ static int l_request(lua_State *L) {
   header_lines(L, 4, level, NULL, &has_ct); /* raises on a bad header: nothing allocated yet */
   cr_buf_t hb = CR_BUF_INIT;
   header_lines(L, 4, level, &hb, &has_ct);
+  if (hb.len != (size_t)-1 && inv->trace && !has_header(&hb, "traceparent")) {
+    /* W3C trace context: the upstream continues the invocation's trace (a
+     * traceparent the function set itself is sent instead). */
+    if (cr_buf_append_str(&hb, "traceparent: ") || cr_buf_append_str(&hb, inv->trace) || cr_buf_append_str(&hb, "\r\n")) {
+      cr_buf_free(&hb);
+      hb.len = (size_t)-1;
+    }
+  }
   if (hb.len == (size_t)-1 || (json && !has_ct && cr_buf_append_str(&hb, "Content-Type: application/json\r\n"))) {
     cr_buf_free(&hb);
     return nil_err(L, "out of memory");

@@ -91,6 +91,8 @@ EMBEDDED(cr_redis_users_code)
 EMBEDDED(cr_redis_users_throttle)
 EMBEDDED(cr_redis_usage_add)
 EMBEDDED(cr_redis_usage_read)
+EMBEDDED(cr_redis_log_add)
+EMBEDDED(cr_redis_log_query)
 
 const cr_redis_script_t cr_stdlib_scripts[] = {
     {"kv_put", cr_redis_kv_put},       {"kv_delete", cr_redis_kv_delete}, {"kv_incr", cr_redis_kv_incr},
@@ -108,6 +110,7 @@ const cr_redis_script_t cr_stdlib_scripts[] = {
     {"apikey_check", cr_redis_apikey_check}, {"apikey_admin", cr_redis_apikey_admin}, /* core/trigger/http/apikeys.c, keys_api.c */
     {"users_create", cr_redis_users_create}, {"users_get", cr_redis_users_get}, {"users_set", cr_redis_users_set}, {"users_delete", cr_redis_users_delete}, {"users_list", cr_redis_users_list}, {"users_rt", cr_redis_users_rt}, {"users_code", cr_redis_users_code}, {"users_throttle", cr_redis_users_throttle}, /* core/svc/users.c's */
     {"usage_add", cr_redis_usage_add}, {"usage_read", cr_redis_usage_read}, /* core/exec/usage.c, admin.c */
+    {"log_add", cr_redis_log_add},     {"log_query", cr_redis_log_query}, /* core/svc/logstore.c's */
 };
 const int cr_stdlib_nscripts = sizeof cr_stdlib_scripts / sizeof cr_stdlib_scripts[0];
 

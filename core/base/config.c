@@ -57,6 +57,9 @@ static const opt_t options[] = {
     {"http-max-response", OPT_SIZE, OFF(http_max_response), "largest answer body crescent.http takes (default 6m)"},
     {"http-max-requests", OPT_INT, OFF(http_max_requests), "crescent.http requests per invocation (default 50)"},
     {"default-auth", OPT_STR, OFF(default_auth), "auth for functions without an 'auth' setting: none (default) or apikey"},
+    {"log-retention", OPT_INT, OFF(log_retention), "log lines kept in Redis per function (and for the platform) (default 10000)"},
+    {"log-max-age", OPT_SECONDS, OFF(log_max_age), "how long log lines are kept in Redis, e.g. 7d, 12h (default 7d)"},
+    {"access-log", OPT_STR, OFF(access_log), "a line per HTTP request answered: off, errors (status 400 and up, default) or all"},
     {"cache-size", OPT_SIZE, OFF(cache_size), "memory for cached answers (cache = {...}), per worker (default 64m)"},
     {"accounts", OPT_FLAG, OFF(accounts), "serve the accounts service: /_/auth/ for clients, /_/api/users for operators"},
     {"accounts-issuer", OPT_STR, OFF(accounts_issuer), "iss of the accounts' access tokens (default crescent)"},
@@ -118,6 +121,9 @@ void cr_config_defaults(cr_config_t *c) {
   c->accounts_argon2_time = 2;
   c->accounts_argon2_lanes = 1;
   c->accounts_hook_timeout = 5;
+  c->log_retention = 10000;
+  c->log_max_age = 7 * 86400;
+  c->access_log = cr_xstrdup("errors");
   snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
   c->listen_port = 8080;
 }
@@ -170,6 +176,22 @@ int cr_parse_seconds(const char *s, double *out) {
   if (v > 86400 * 365) return CR_EINVAL;
   *out = v;
   return 0;
+}
+
+int cr_parse_age(const char *s, double *out) {
+  size_t n = strlen(s);
+  if (n >= 2 && n < 32 && (s[n - 1] == 'h' || s[n - 1] == 'd')) {
+    char num[32];
+    memcpy(num, s, n - 1);
+    num[n - 1] = '\0';
+    double v;
+    if (cr_parse_seconds(num, &v)) return CR_EINVAL;
+    v *= s[n - 1] == 'h' ? 3600 : 86400;
+    if (v > 86400.0 * 3650) return CR_EINVAL;
+    *out = v;
+    return 0;
+  }
+  return cr_parse_seconds(s, out);
 }
 
 static int parse_listen(cr_config_t *c, const char *v, char *err, size_t errlen) {
@@ -242,6 +264,11 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
     case OPT_STR: {
       if (strcmp(name, "listen") == 0 && parse_listen(c, value, err, errlen)) return CR_EINVAL;
       if (strcmp(name, "log-level") == 0) return set_log_level(c, value, err, errlen);
+      if (strcmp(name, "access-log") == 0 && strcmp(value, "off") != 0 && strcmp(value, "errors") != 0 &&
+          strcmp(value, "all") != 0) {
+        snprintf(err, errlen, "--access-log: expected off, errors or all, got '%s'", value);
+        return CR_EINVAL;
+      }
       if (strcmp(name, "default-auth") == 0 && strcmp(value, "none") != 0 && strcmp(value, "apikey") != 0) {
         snprintf(err, errlen, "--default-auth: expected none or apikey, got '%s'", value);
         return CR_EINVAL;
@@ -287,7 +314,7 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
     }
     case OPT_SECONDS: {
       double v;
-      if (cr_parse_seconds(value, &v) || v <= 0) {
+      if ((strcmp(name, "log-max-age") == 0 ? cr_parse_age(value, &v) : cr_parse_seconds(value, &v)) || v <= 0) {
         snprintf(err, errlen, "--%s: expected seconds like 30, 0.5 or 500ms, got '%s'", name, value);
         return CR_EINVAL;
       }

@@ -62,6 +62,9 @@ typedef struct cr_config_s {
   int accounts_argon2_lanes;
   double accounts_hook_timeout; /* s: preSignUp, preSignIn, preTokenGeneration */
   char *accounts_cors;        /* origins allowed to call /_/auth/ from a browser ("a,b" or "*"), or NULL */
+  int log_retention;        /* log lines kept in Redis per stream */
+  double log_max_age;       /* s: and for how long */
+  char *access_log;         /* "off", "errors" or "all" */
 } cr_config_t;
 
 void cr_config_defaults(cr_config_t *c);
@@ -77,9 +80,11 @@ int cr_config_load(cr_config_t *c, const char *conf_path, int argc, char **argv,
 /* Sets one option by its flag name (without dashes). */
 int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err, size_t errlen);
 
-/* Parses "6m", "16KB", "1048576" into bytes; "0.5", "500ms", "2s" into seconds. */
+/* Parses "6m", "16KB", "1048576" into bytes; "0.5", "500ms", "2s", "10m" into seconds
+ * (at most a year); an age also takes hours and days ("12h", "7d", at most ten years). */
 int cr_parse_size(const char *s, size_t *out);
 int cr_parse_seconds(const char *s, double *out);
+int cr_parse_age(const char *s, double *out);
 
 /* Prints the flags with their defaults. */
 void cr_config_usage(FILE *out);

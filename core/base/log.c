@@ -16,7 +16,13 @@ static struct {
   int buffered;
   cr_log_level_t level;
   cr_buf_t out;
-} g_log = {-1, 0, CR_LOG_INFO, CR_BUF_INIT};
+  /* The line being written (begin to end), for the sink. */
+  size_t line_start;
+  cr_log_meta_t meta;
+  char trace[33];
+  cr_log_sink_fn sink;
+  void *sink_data;
+} g_log = {-1, 0, CR_LOG_INFO, CR_BUF_INIT, 0, {CR_LOG_INFO, NULL, NULL, NULL, 0}, "", NULL, NULL};
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -49,8 +55,15 @@ cr_buf_t *cr_log_begin(cr_log_level_t level, const char *msg, size_t msglen, con
 cr_buf_t *cr_log_begin_always(cr_log_level_t level, const char *msg, size_t msglen, const char *fn,
                               const char *reqid) {
   cr_buf_t *b = &g_log.out;
+  g_log.line_start = b->len;
+  g_log.meta.level = level;
+  g_log.meta.fn = fn;
+  g_log.meta.reqid = reqid;
+  g_log.meta.trace = NULL;
   char ts[32];
-  cr_clock_iso8601(cr_wall_ms(), ts);
+  uint64_t now = cr_wall_ms();
+  g_log.meta.time_ms = now;
+  cr_clock_iso8601(now, ts);
   cr_buf_append_str(b, "{\"time\":\"");
   cr_buf_append_str(b, ts);
   cr_buf_append_str(b, "\",\"level\":\"");
@@ -84,8 +97,50 @@ void cr_log_int(cr_buf_t *b, const char *key, long long val) {
   cr_buf_append_i64(b, val);
 }
 
+void cr_log_set_sink(cr_log_sink_fn fn, void *data) {
+  g_log.sink = fn;
+  g_log.sink_data = data;
+}
+
+static int is_hex(const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f'))) return 0;
+  return 1;
+}
+
+void cr_log_trace(cr_buf_t *b, const char *tp) {
+  /* "00-" 32 hex "-" 16 hex "-" 2 hex: made or checked by traceparent.c already. */
+  if (!tp || strlen(tp) < 55 || tp[2] != '-' || tp[35] != '-' || !is_hex(tp + 3, 32) || !is_hex(tp + 36, 16))
+    return;
+  cr_log_str(b, "trace", tp + 3, 32);
+  cr_log_str(b, "span", tp + 36, 16);
+  if (b == &g_log.out) {
+    memcpy(g_log.trace, tp + 3, 32);
+    g_log.trace[32] = '\0';
+    g_log.meta.trace = g_log.trace;
+  }
+}
+
 void cr_log_end(cr_buf_t *b) {
-  cr_buf_append(b, "}\n", 2);
+  if (g_log.sink && b == &g_log.out && b->len > g_log.line_start) {
+    /* The line is whole before the sink sees it, and the sink is cleared while it runs: a
+     * line it writes (after it is done with this one: the buffer may move) goes after this
+     * one, to stdout only. */
+    cr_log_sink_fn sink = g_log.sink;
+    g_log.sink = NULL;
+    cr_buf_append(b, "}\n", 2);
+    size_t start = g_log.line_start, len = b->len - 1 - start;
+    cr_log_meta_t meta = g_log.meta;
+    char trace[33];
+    if (meta.trace) {
+      memcpy(trace, g_log.trace, sizeof trace);
+      meta.trace = trace;
+    }
+    sink(g_log.sink_data, &meta, b->data + start, len);
+    g_log.sink = sink;
+  } else {
+    cr_buf_append(b, "}\n", 2);
+  }
   if (!g_log.buffered || b->len >= 64 * 1024) cr_log_flush();
 }
 

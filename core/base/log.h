@@ -41,4 +41,30 @@ void cr_log_end(cr_buf_t *b);
 
 void cr_log_flush(void);
 
+/* --- a copy of every line, for a store (the worker's: logstore.h) ---------------------------- */
+
+/* What a line is about, as its writer said: fn NULL for the platform's
+ * lines; trace the trace id cr_log_trace() added, or NULL. The pointers are
+ * valid during the sink's call only. */
+typedef struct {
+  cr_log_level_t level;
+  const char *fn;
+  const char *reqid;
+  const char *trace;
+  unsigned long long time_ms; /* the line's "time" (ms since the epoch) */
+} cr_log_meta_t;
+
+/* Called by cr_log_end() with each finished line (without its newline),
+ * as it goes to stdout's buffer; stdout is written whatever the sink does. A
+ * line the sink writes itself (once it is done with line: the buffer may
+ * move) goes to stdout only. */
+typedef void (*cr_log_sink_fn)(void *data, const cr_log_meta_t *meta, const char *line, size_t len);
+void cr_log_set_sink(cr_log_sink_fn fn, void *data);
+
+/* Adds the W3C trace context of the invocation a line belongs to: "trace"
+ * (its trace id) and "span" (the invocation's span id), from a traceparent
+ * value ("00-<trace id>-<span id>-<flags>", see traceparent.h). NULL or a
+ * malformed value adds nothing. */
+void cr_log_trace(cr_buf_t *b, const char *traceparent);
+
 #endif

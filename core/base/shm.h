@@ -74,6 +74,8 @@ typedef struct {
    * class (1xx .. 5xx) */
   _Atomic int64_t conns_open;
   _Atomic uint64_t responses[5];
+  /* Log lines Redis took (logstore.h), and those it did not: stdout has them. */
+  _Atomic uint64_t log_stored, log_dropped;
 } cr_shm_worker_t;
 
 typedef struct {

@@ -23,7 +23,7 @@ typedef struct {
 } cr_cli_cmd_t;
 
 extern const cr_cli_cmd_t cr_cli_serve, cr_cli_check, cr_cli_new, cr_cli_version, cr_cli_invoke, cr_cli_keys,
-    cr_cli_plans, cr_cli_users, cr_cli_cost;
+    cr_cli_plans, cr_cli_users, cr_cli_cost, cr_cli_logs;
 
 /* The overview: every command, then every flag. */
 void cr_cli_usage(FILE *out);
@@ -48,5 +48,6 @@ int cr_cmd_keys(int argc, char **argv);
 int cr_cmd_plans(int argc, char **argv);
 int cr_cmd_users(int argc, char **argv);
 int cr_cmd_cost(int argc, char **argv);
+int cr_cmd_logs(int argc, char **argv);
 
 #endif

@@ -59,6 +59,112 @@ static int parse_head(const cr_buf_t *in, size_t *head_end, int *status, long lo
   return 1;
 }
 
+/* Connects to base: a socket, or -1 with err written; host and port as parsed. */
+static int connect_base(const char *base, char *host, size_t hostlen, char *port, size_t portlen, char *err,
+                        size_t errlen) {
+  if (parse_base(base, host, hostlen, port, portlen)) {
+    snprintf(err, errlen, "bad URL '%s' (http://HOST:PORT expected)", base);
+    return -1;
+  }
+  struct addrinfo hints = {0}, *ai = NULL;
+  hints.ai_socktype = SOCK_STREAM;
+  int g = getaddrinfo(host, port, &hints, &ai);
+  if (g) {
+    snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(g));
+    return -1;
+  }
+  int fd = -1;
+  for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
+    fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) break;
+    int ok = errno == EINPROGRESS && wait_fd(fd, POLLOUT, cr_clock_ns() + 5000000000ull);
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (ok && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) break;
+    close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(ai);
+  if (fd < 0) snprintf(err, errlen, "cannot connect to %s (is crescent serving there?)", base);
+  return fd;
+}
+
+int cr_httpc_stream(const char *base, const char *path, const char *headers, double connect_s, double idle_s,
+                    cr_httpc_data_cb on_data, void *data, int *status, char *err, size_t errlen) {
+  char host[256], port[16];
+  *status = 0;
+  int fd = connect_base(base, host, sizeof host, port, sizeof port, err, errlen);
+  if (fd < 0) return -1;
+  cr_buf_t out = CR_BUF_INIT;
+  char line[600];
+  snprintf(line, sizeof line, "GET %s HTTP/1.1\r\nHost: %s:%s\r\nAccept: text/event-stream\r\n", path, host, port);
+  int rc = cr_buf_append_str(&out, line) || (headers && cr_buf_append_str(&out, headers)) ||
+           cr_buf_append_str(&out, "\r\n");
+  uint64_t deadline = cr_clock_ns() + (uint64_t)(connect_s * 1e9);
+  for (size_t off = 0; !rc && off < out.len;) {
+    ssize_t n = send(fd, out.data + off, out.len - off, MSG_NOSIGNAL);
+    if (n > 0) off += (size_t)n;
+    else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (!wait_fd(fd, POLLOUT, deadline)) rc = -1;
+    } else rc = -1;
+  }
+  cr_buf_free(&out);
+  cr_buf_t in = CR_BUF_INIT;
+  size_t head_end = 0;
+  long long clen;
+  int have_head = 0;
+  while (!rc) {
+    if (cr_buf_reserve(&in, 65536)) {
+      rc = -1;
+      break;
+    }
+    ssize_t n = recv(fd, in.data + in.len, in.cap - in.len, 0);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EINTR) {
+        rc = -1;
+        break;
+      }
+      if (!wait_fd(fd, POLLIN, have_head ? cr_clock_ns() + (uint64_t)(idle_s * 1e9) : deadline)) {
+        snprintf(err, errlen, "timeout");
+        rc = -2;
+        break;
+      }
+      continue;
+    }
+    in.len += (size_t)n;
+    if (!have_head) {
+      int h = parse_head(&in, &head_end, status, &clen);
+      if (h < 0) rc = -1;
+      if (h <= 0) continue;
+      have_head = 1;
+      if (*status != 200) {
+        /* Its (short) error body: read what comes within a moment. */
+        while (in.len - head_end < (size_t)(clen >= 0 ? clen : 0) && wait_fd(fd, POLLIN, cr_clock_ns() + 2000000000ull)) {
+          if (cr_buf_reserve(&in, 4096)) break;
+          ssize_t k = recv(fd, in.data + in.len, in.cap - in.len, 0);
+          if (k <= 0) break;
+          in.len += (size_t)k;
+        }
+        snprintf(err, errlen, "%.*s", (int)(in.len - head_end > 400 ? 400 : in.len - head_end), in.data + head_end);
+        rc = -3;
+        break;
+      }
+      if (in.len > head_end) rc = on_data(data, in.data + head_end, in.len - head_end);
+      in.len = 0;
+      continue;
+    }
+    rc = on_data(data, in.data, in.len);
+    in.len = 0;
+  }
+  close(fd);
+  cr_buf_free(&in);
+  if (rc == -1 && !have_head) snprintf(err, errlen, "bad or no answer from %s", base);
+  if (rc == -1 || rc == -2 || rc == -3) return -1;
+  return rc;
+}
+
 int cr_httpc_request(const char *base, const char *method, const char *path, const char *headers,
                      const char *body, size_t len, double timeout_s, cr_httpc_resp_t *resp, char *err,
                      size_t errlen) {

@@ -7,7 +7,7 @@
 #include "cli.h"
 
 static const cr_cli_cmd_t *const commands[] = {&cr_cli_serve, &cr_cli_check, &cr_cli_new, &cr_cli_version, &cr_cli_invoke,
-                                               &cr_cli_keys, &cr_cli_plans, &cr_cli_users, &cr_cli_cost};
+                                               &cr_cli_keys, &cr_cli_plans, &cr_cli_users, &cr_cli_cost, &cr_cli_logs};
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 void cr_cli_usage(FILE *out) {
@@ -23,6 +23,7 @@ void cr_cli_usage(FILE *out) {
           "  crescent plans SUBCOMMAND           usage plans: create, list, delete\n"
           "  crescent users list|get|disable|... manage the accounts of a running server (--accounts)\n"
           "  crescent cost [--by function|day]   requests, GB-seconds and cost of a running server\n"
+          "  crescent logs [NAME] [-f]           the server's log lines (kept in Redis); -f follows\n"
           "  crescent version                    print versions\n"
           "  crescent COMMAND --help             one command's usage\n"
           "\n"
@@ -138,6 +139,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "plans") == 0) return cr_cmd_plans(argc, argv);
   if (strcmp(cmd, "users") == 0) return cr_cmd_users(argc, argv);
   if (strcmp(cmd, "cost") == 0) return cr_cmd_cost(argc, argv);
+  if (strcmp(cmd, "logs") == 0) return cr_cmd_logs(argc, argv);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cr_cmd_version(argc, argv);
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
     /* `crescent help check` is `crescent check --help`. */

@@ -91,6 +91,7 @@ cr_call_t *cr_dispatch_call(cr_dispatch_t *d, const cr_trigger_t *trigger, cr_fn
   size_t n = len < sizeof call->reqid ? len : sizeof call->reqid - 1;
   if (n) memcpy(call->reqid, reqid, n);
   call->reqid[n] = '\0';
+  cr_trace_child(NULL, 0, call->trace);
   return call;
 }
 
@@ -177,6 +178,8 @@ static void run(cr_dispatch_t *d, cr_call_t *call, cr_fnver_t *ver) {
   }
   call->init_ms = cold ? inst->init_ms : 0;
   lua_State *co = cr_invoke_begin(d->invoker, &call->inv, inst, call->reqid, cold);
+  call->inv.trace = call->trace;
+  inst->vm->trace = call->trace;
   call->inv.done = on_invocation_done;
   call->inv.deadline_cap_ns = call->deadline_cap_ns;
   if (inst->nargs && push_event(call, inst, co)) {

@@ -34,6 +34,7 @@
 #include "pool.h"
 #include "registry.h"
 #include "reqid.h"
+#include "traceparent.h"
 
 typedef struct cr_dispatch_s cr_dispatch_t;
 typedef struct cr_call_s cr_call_t;
@@ -66,7 +67,7 @@ typedef struct {
 } cr_trigger_t;
 
 /* Bytes a trigger may keep in a call (the HTTP trigger: its route match). */
-#define CR_CALL_DATA 640
+#define CR_CALL_DATA 832
 
 struct cr_call_s {
   cr_invocation_t inv;        /* first: an instance's current invocation is its call */
@@ -77,6 +78,9 @@ struct cr_call_s {
   double init_ms;             /* the cold start's init, or 0 */
   int init_rc;                /* CR_REFUSED_INIT: CR_ELUA, CR_ETIMEDOUT or CR_ENOMEM */
   char reqid[CR_REQID_MAX + 1]; /* the invocation's request id */
+  /* Its W3C traceparent (traceparent.h): a new trace unless the trigger
+   * continues one (cr_trace_child into it before submitting). */
+  char trace[CR_TRACE_LEN + 1];
   uint64_t wait_until_ns;     /* queued: refused as throttled after this */
   uint64_t deadline_cap_ns;   /* the invocation ends by then at the latest (0: its timeout alone) */
   int depth;                  /* 0 for a trigger's call; a function's call: its caller's + 1 */

@@ -29,8 +29,9 @@ static int ctx_log(lua_State *L) {
   const char *msg = lua_tolstring(L, 1, &len);
   cr_buf_t *b = cr_log_begin(level, msg, len, vm->fn_name, vm->reqid);
   if (!b) return 0;
+  cr_log_trace(b, vm->trace);
   if (lua_istable(L, 2)) {
-    static const char *const reserved[] = {"time", "level", "msg", "requestId", "function", "worker"};
+    static const char *const reserved[] = {"time", "level", "msg", "requestId", "function", "worker", "trace", "span"};
     char err[64];
     lua_pushnil(L);
     while (lua_next(L, 2)) {
@@ -322,6 +323,7 @@ static int step(cr_invocation_t *inv, int nargs, uint64_t t0) {
   cr_vm_t *vm = inst->vm;
   lua_State *co = inv->co;
   vm->reqid = inv->reqid;
+  vm->trace = inv->trace;
 #ifndef CRESCENT_NO_LIMITS
   busy(inv->invoker, t0, inv->deadline_ns, inst->ver->fn->slot);
   cr_vm_arm_until(vm, inv->deadline_ns);
@@ -437,4 +439,5 @@ void cr_invoke_end(cr_invocation_t *inv) {
   inst->cold = 0;
   inst->invocations++;
   inst->vm->reqid = NULL;
+  inst->vm->trace = NULL;
 }

@@ -50,6 +50,7 @@ struct cr_invocation_s {
   struct cr_invoker_s *invoker; /* the set it waits in */
   lua_State *co;
   const char *reqid;
+  const char *trace;     /* its traceparent (traceparent.h), or NULL */
   int cold;
   uint64_t start_ns;
   uint64_t deadline_ns;

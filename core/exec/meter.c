@@ -166,6 +166,7 @@ void cr_meter_report(cr_meter_t *m, const cr_fnver_t *ver, const cr_invocation_t
 
   cr_buf_t *b = cr_log_begin(CR_LOG_INFO, "report", 6, ver->fn->name, inv->reqid);
   if (!b) return;
+  cr_log_trace(b, inv->trace);
   cr_log_int(b, "version", ver->number);
   cr_log_str(b, "trigger", trigger, strlen(trigger));
   cr_log_str(b, "start", inv->cold ? "cold" : "warm", 4);

@@ -43,6 +43,7 @@
 #include "kvexpire.h"
 #include "loader.h"
 #include "log.h"
+#include "logstore.h"
 #include "modules.h"
 #include "outbound.h"
 #include "redis.h"
@@ -76,6 +77,7 @@ typedef struct {
   uv_timer_t promoter;
   cr_kvexpire_t *kvexpire; /* worker 0's: KV expiries become expire records */
   cr_redis_t *redis;
+  cr_logstore_t *logstore; /* every line also goes to Redis (logstore.h) */
   cr_stdlib_t *stdlib;   /* the crescent.* modules' state, on redis */
   cr_outbound_t *outbound; /* crescent.http's client */
   cr_egress_self_t *self;  /* this server's listener, which functions may not call */
@@ -222,6 +224,9 @@ static void on_usage_sent(void *data) {
   cr_async_stop(w->async);
   cr_schedules_stop(w->schedules);
   cr_stdlib_detach(w->stdlib);
+  cr_log_set_sink(NULL, NULL);
+  cr_logstore_free(w->logstore); /* sends its last batch, before the connection goes */
+  w->logstore = NULL;
   cr_redis_free(w->redis);
   w->redis = NULL;
   cr_log_flush();
@@ -375,6 +380,17 @@ int cr_worker_main(cr_worker_args_t *args) {
     } else
       cr_log(CR_LOG_ERROR, NULL, NULL, "%s", err);
   }
+  if (w.redis) {
+    cr_logstore_opts_t lo = {.prefix = cfg->redis_prefix, .maxlen = cfg->log_retention, .max_age = cfg->log_max_age,
+                             .max_pending = 4u * 1024 * 1024, .add_script = -1, .query_script = -1,
+                             .stored = &w.slot->log_stored, .dropped = &w.slot->log_dropped};
+    for (int i = 0; i < cr_stdlib_nscripts; i++) {
+      if (strcmp(cr_stdlib_scripts[i].name, "log_add") == 0) lo.add_script = i;
+      if (strcmp(cr_stdlib_scripts[i].name, "log_query") == 0) lo.query_script = i;
+    }
+    w.logstore = cr_logstore_new(w.loop, w.redis, &lo);
+    if (w.logstore) cr_log_set_sink(cr_logstore_sink, w.logstore);
+  }
   cr_stdlib_opts_t sopts = {.prefix = cfg->redis_prefix, .kv_max_value = cfg->kv_max_value,
                             .max_object = cfg->max_object, .queue_max_body = 256 * 1024, .stream_maxlen = 100000,
                             .queue_max_depth = cfg->queue_max_depth};
@@ -486,6 +502,8 @@ int cr_worker_main(cr_worker_args_t *args) {
   w.admin.prefix = cfg->redis_prefix;
   for (int i = 0; i < cr_stdlib_nscripts; i++)
     if (strcmp(cr_stdlib_scripts[i].name, "usage_read") == 0) w.admin.usage_read_script = i;
+  w.admin.logstore = w.logstore;
+  w.admin.loop = w.loop;
   w.admin.scache = cr_gateway_scache(w.gateway);
   cr_stdlib_set_cache(w.stdlib, &cr_scache_stdlib_ops, w.admin.scache);
   cr_http_opts_t opts = {
@@ -498,6 +516,9 @@ int cr_worker_main(cr_worker_args_t *args) {
       .body_limit = body_limit,
       .data = &w,
       .meters = w.slot,
+      .access_log = strcmp(cfg->access_log, "all") == 0   ? CR_ACCESS_LOG_ALL
+                    : strcmp(cfg->access_log, "off") == 0 ? CR_ACCESS_LOG_OFF
+                                                          : CR_ACCESS_LOG_ERRORS,
   };
   w.listen_fd = fd;
   int rc = cr_http_server_start(&w.http, w.loop, fd, &opts);
@@ -546,6 +567,9 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_outbound_free(w.outbound); /* requests ended with their invocations */
   cr_stdlib_detach(w.stdlib);
   cr_kvexpire_stop(w.kvexpire);
+  cr_log_set_sink(NULL, NULL);
+  cr_logstore_free(w.logstore);
+  w.logstore = NULL;
   cr_redis_free(w.redis);
   cr_pool_free(w.pool);
   uv_run(w.loop, UV_RUN_DEFAULT); /* let the pool's and gateway's handles close */

@@ -115,6 +115,7 @@ static int host_print(lua_State *L) {
   const char *msg = luaL_checklstring(L, 1, &len);
   cr_buf_t *b = cr_log_begin(CR_LOG_INFO, msg, len, vm->fn_name, vm->reqid);
   if (b) {
+    cr_log_trace(b, vm->trace);
     cr_log_str(b, "source", "print", 5);
     cr_log_end(b);
   }

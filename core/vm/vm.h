@@ -85,6 +85,7 @@ typedef struct cr_vm_s {
   const char *root;
   /* The request id of the running invocation, for print() and logs. */
   const char *reqid;
+  const char *trace; /* and its traceparent (traceparent.h), or NULL */
   /* require() looks in the version's modules first, then in root. While a
    * validator loads a function, modules read from root are recorded. */
   const cr_vm_modules_t *modules;

@@ -507,11 +507,13 @@ static void requests(void **state) {
   /* Bytes on the wire. In: the upstream's two answers, which it writes without Date or Server:
    * "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nslow" (68) and
    * "HTTP/1.1 201 Created\r\n...Content-Length: 10\r\n\r\nstatus 201" (80). Out: two request lines,
-   * Host and User-Agent each, POST's Content-Length and body; the refused one sent nothing. */
+   * Host, User-Agent and the invocation's traceparent each, POST's Content-Length and body; the
+   * refused one sent nothing. */
   size_t hostline = strlen("Host: 127.0.0.1:\r\n") + (size_t)snprintf(NULL, 0, "%d", up.port);
   size_t ualine = strlen("User-Agent: \r\n") + strlen(ua);
-  size_t want_out = strlen("GET /slow?ms=100 HTTP/1.1\r\n") + hostline + ualine + 2 +
-                    strlen("POST /status/201 HTTP/1.1\r\n") + hostline + ualine + strlen("Content-Length: 3\r\n") + 2 + 3;
+  size_t tpline = strlen("traceparent: \r\n") + 55;
+  size_t want_out = strlen("GET /slow?ms=100 HTTP/1.1\r\n") + hostline + ualine + tpline + 2 +
+                    strlen("POST /status/201 HTTP/1.1\r\n") + hostline + ualine + tpline + strlen("Content-Length: 3\r\n") + 2 + 3;
   char want[256];
   snprintf(want, sizeof want, "\"httpRequests\":3,\"httpErrors\":1,\"httpBytesOut\":%zu,\"httpBytesIn\":148,\"httpTime\":",
            want_out);

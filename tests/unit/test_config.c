@@ -354,6 +354,39 @@ static void test_parse_size_nan(void **state) {
   }
 }
 
+/* The logs' settings (README "Operating crescent"): defaults, an age in hours or days, the
+ * access log's three values. */
+static void test_log_settings(void **state) {
+  (void)state;
+  cr_config_t c;
+  cr_config_defaults(&c);
+  assert_int_equal(c.log_retention, 10000);
+  assert_true(fabs(c.log_max_age - 7 * 86400) < 1e-9);
+  assert_string_equal(c.access_log, "errors");
+  set_ok(&c, "log-max-age", "12h");
+  assert_true(fabs(c.log_max_age - 12 * 3600) < 1e-9);
+  set_ok(&c, "log-max-age", "30d");
+  assert_true(fabs(c.log_max_age - 30 * 86400) < 1e-9);
+  set_ok(&c, "log-max-age", "90s");
+  assert_true(fabs(c.log_max_age - 90) < 1e-9);
+  set_err(&c, "log-max-age", "5w", "--log-max-age");
+  set_err(&c, "log-max-age", "0", "--log-max-age");
+  set_err(&c, "log-max-age", "4000d", "--log-max-age");
+  set_err(&c, "log-max-age", "d", "--log-max-age");
+  set_ok(&c, "log-retention", "50");
+  assert_int_equal(c.log_retention, 50);
+  set_err(&c, "log-retention", "0", "--log-retention");
+  set_ok(&c, "access-log", "all");
+  assert_string_equal(c.access_log, "all");
+  set_ok(&c, "access-log", "off");
+  assert_string_equal(c.access_log, "off");
+  set_err(&c, "access-log", "some", "off, errors or all");
+  assert_string_equal(c.access_log, "off");
+  /* the request timeouts still take no hours */
+  set_err(&c, "drain-timeout", "1h", "--drain-timeout");
+  cr_config_free(&c);
+}
+
 static void test_parse_seconds(void **state) {
   (void)state;
   struct {
@@ -555,6 +588,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_parse_size, setup, teardown),
       cmocka_unit_test_setup_teardown(test_parse_size_nan, setup, teardown),
       cmocka_unit_test_setup_teardown(test_parse_seconds, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_log_settings, setup, teardown),
       cmocka_unit_test_setup_teardown(test_conf_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_conf_file_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_env, setup, teardown),

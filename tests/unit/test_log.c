@@ -287,6 +287,70 @@ static void test_worker_and_fields(void **state) {
   lua_pop(g_L, 1);
 }
 
+/* The sink (the worker's logstore) gets each finished line, the same bytes as stdout, and
+ * what it is about; the trace fields come from a traceparent. */
+static struct {
+  int n;
+  cr_log_meta_t meta;
+  char fn[32], reqid[64], trace[40], line[1024];
+} g_sunk;
+
+static void sink(void *data, const cr_log_meta_t *m, const char *line, size_t len) {
+  assert_ptr_equal(data, &g_sunk);
+  g_sunk.n++;
+  g_sunk.meta = *m;
+  snprintf(g_sunk.fn, sizeof g_sunk.fn, "%s", m->fn ? m->fn : "(null)");
+  snprintf(g_sunk.reqid, sizeof g_sunk.reqid, "%s", m->reqid ? m->reqid : "(null)");
+  snprintf(g_sunk.trace, sizeof g_sunk.trace, "%s", m->trace ? m->trace : "(null)");
+  snprintf(g_sunk.line, sizeof g_sunk.line, "%.*s", (int)len, line);
+  /* a line the sink would write goes to stdout only: it does not come back here */
+  cr_log(CR_LOG_INFO, NULL, NULL, "from the sink");
+}
+
+static void test_sink_and_trace(void **state) {
+  (void)state;
+  cr_log_setup(1, 0);
+  memset(&g_sunk, 0, sizeof g_sunk);
+  cr_log_set_sink(sink, &g_sunk);
+  capture_start();
+  uint64_t t0 = cr_wall_ms();
+  cr_buf_t *b = cr_log_begin(CR_LOG_WARN, "traced", 6, "fn1", "req-1");
+  cr_log_trace(b, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  cr_log_trace(b, "not a traceparent"); /* adds nothing */
+  cr_log_int(b, "n", 7);
+  cr_log_end(b);
+  cr_log(CR_LOG_DEBUG, NULL, NULL, "filtered out: neither stdout nor the sink");
+  capture_stop();
+  cr_log_set_sink(NULL, NULL);
+  assert_int_equal(g_sunk.n, 1);
+  assert_int_equal(g_sunk.meta.level, CR_LOG_WARN);
+  assert_string_equal(g_sunk.fn, "fn1");
+  assert_string_equal(g_sunk.reqid, "req-1");
+  assert_string_equal(g_sunk.trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+  assert_true(g_sunk.meta.time_ms >= t0 && g_sunk.meta.time_ms <= cr_wall_ms());
+  assert_non_null(strstr(g_sunk.line, ",\"trace\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"span\":\"00f067aa0ba902b7\",\"n\":7}"));
+  /* stdout got the same bytes and a newline, then the sink's own line (one write: the
+   * sink's line flushed both) */
+  assert_int_equal(cap.n, 1);
+  size_t l = strlen(g_sunk.line);
+  assert_memory_equal(cap.msgs[0].data, g_sunk.line, l);
+  assert_int_equal(cap.msgs[0].data[l], '\n');
+  assert_memory_equal(cap.msgs[0].data + l + 1, "{\"time\":", 8);
+  assert_non_null(strstr(cap.msgs[0].data + l + 1, "\"msg\":\"from the sink\""));
+  assert_int_equal(cap.msgs[0].data[cap.msgs[0].len - 1], '\n');
+  assert_null(memchr(cap.msgs[0].data + l + 1, '\n', cap.msgs[0].len - l - 2));
+  /* a line without a trace: meta.trace is NULL */
+  free_msgs();
+  cr_log_set_sink(sink, &g_sunk);
+  capture_start();
+  cr_log(CR_LOG_ERROR, NULL, NULL, "platform");
+  capture_stop();
+  cr_log_set_sink(NULL, NULL);
+  assert_int_equal(g_sunk.n, 2);
+  assert_string_equal(g_sunk.fn, "(null)");
+  assert_string_equal(g_sunk.trace, "(null)");
+}
+
 static void test_escaping(void **state) {
   (void)state;
   capture_start();
@@ -478,6 +542,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_line_shape, setup, teardown),
       cmocka_unit_test_setup_teardown(test_line_time, setup, teardown),
       cmocka_unit_test_setup_teardown(test_worker_and_fields, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_sink_and_trace, setup, teardown),
       cmocka_unit_test_setup_teardown(test_escaping, setup, teardown),
       cmocka_unit_test_setup_teardown(test_long_message_truncated, setup, teardown),
       cmocka_unit_test_setup_teardown(test_level_filter, setup, teardown),

@@ -1,5 +1,6 @@
 /* admin.c - /_/ endpoints: health, the functions API, metrics, and who may use them. */
 #include "admin.h"
+#include "adminlogs.h"
 #include "url.h"
 
 #include <arpa/inet.h>
@@ -651,6 +652,15 @@ static void metrics_text(const cr_admin_t *a, cr_buf_t *b) {
   for (int i = 0; i < a->shm->nworkers; i++)
     cr_buf_printf(b, "crescent_http_requests_total{worker=\"%d\"} %llu\n", i,
                   (unsigned long long)atomic_load(&a->shm->workers[i].requests));
+  prom_counter(b, "crescent_log_lines_stored_total", "Log lines kept in Redis (the logs API), per worker.");
+  for (int i = 0; i < a->shm->nworkers; i++)
+    cr_buf_printf(b, "crescent_log_lines_stored_total{worker=\"%d\"} %llu\n", i,
+                  (unsigned long long)atomic_load(&a->shm->workers[i].log_stored));
+  prom_counter(b, "crescent_log_lines_dropped_total",
+               "Log lines not kept in Redis (down, too slow, too many waiting; stdout has them), per worker.");
+  for (int i = 0; i < a->shm->nworkers; i++)
+    cr_buf_printf(b, "crescent_log_lines_dropped_total{worker=\"%d\"} %llu\n", i,
+                  (unsigned long long)atomic_load(&a->shm->workers[i].log_dropped));
   prom_counter(b, "crescent_http_responses_total", "HTTP responses sent, by status class, per worker.");
   for (int i = 0; i < a->shm->nworkers; i++)
     for (int k = 0; k < 5; k++)
@@ -756,6 +766,14 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
   } else if (IS("/_/api/usage")) {
     if (!get) goto not_allowed;
     cr_admin_usage(a, req);
+  } else if (IS("/_/api/logs")) {
+    if (!get) goto not_allowed;
+    cr_logs_api_t la = {a->logstore, a->loop, a->shm};
+    cr_admin_logs(&la, req);
+  } else if (IS("/_/api/logs/tail")) {
+    if (!get) goto not_allowed;
+    cr_logs_api_t la = {a->logstore, a->loop, a->shm};
+    cr_admin_logs_tail(&la, req);
   } else if (IS("/_/api/functions")) {
     if (!get) goto not_allowed;
     functions_json(a, &b);

@@ -15,6 +15,10 @@
  *                         -> the hourly usage kept in Redis (usage.h), summed by
  *                            function and by hour or day, with cost and the
  *                            right-size advice (usage_api.c)
+ *   GET /_/api/logs       -> log lines kept in Redis, newest first, filtered
+ *                            (function, level, since, until, requestId, trace,
+ *                            q, limit) with a cursor: README "Operating crescent"
+ *   GET /_/api/logs/tail  -> the same as they come, text/event-stream (SSE)
  *   DELETE /_/api/cache[?function=NAME][&path=/P]
  *                         -> purges cached answers (README "Response cache"):
  *                            {"purged": N}, or 503 when Redis could not take
@@ -34,6 +38,7 @@
 #define CR_ADMIN_H
 
 #include "http.h"
+#include "logstore.h"
 #include "redis.h"
 #include "registry.h"
 #include "shm.h"
@@ -51,6 +56,8 @@ typedef struct {
   cr_redis_t *usage_redis;    /* GET /_/api/usage reads Redis through it (NULL: no Redis) */
   const char *prefix;         /* Redis key prefix */
   int usage_read_script;      /* usage_read.lua's index among the connection's scripts */
+  cr_logstore_t *logstore;    /* the logs in Redis (logstore.h), or NULL without Redis */
+  uv_loop_t *loop;            /* the worker's, for the log tails' timers */
 } cr_admin_t;
 
 /* GET /_/api/usage (usage_api.c): answered once Redis replied. */

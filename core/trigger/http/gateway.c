@@ -43,6 +43,8 @@ struct cr_gateway_s {
   int ext;       /* this trigger's index in an instance's ext[] */
 };
 
+#define REPORT_PATH 160
+
 /* What an HTTP call keeps (in cr_call_t.data). */
 typedef struct {
   cr_gateway_t *g;
@@ -53,6 +55,11 @@ typedef struct {
   cr_rl_result_t rl;
   cr_identity_t *auth; /* who calls (auth = ...), or NULL */
   struct miss_s *miss; /* a cache miss: where to store the answer (malloc'd), or NULL */
+  /* For the report line, written after the answer (when the request may be gone): the method
+   * (llhttp's static name) and the path, its first REPORT_PATH bytes. */
+  const char *method;
+  unsigned short path_len;
+  char path[REPORT_PATH];
 } http_call_t;
 _Static_assert(sizeof(http_call_t) <= CR_CALL_DATA, "an HTTP call's data must fit in a call");
 
@@ -799,7 +806,14 @@ static void policy_headers(cr_http_req_t *req, const cr_fnver_t *ver, const http
 /* Server-Timing and X-Crescent-Version, written in one piece, and the policies' headers. */
 static void fn_headers(cr_http_req_t *req, int cold, double init_ms, double fn_ms, const cr_fnver_t *ver,
                        const http_call_t *hc) {
-  char h[160], *o = h;
+  char h[240], *o = h;
+  if (hc) {
+    /* The invocation's traceparent goes back to the client: its trace id names the logs. */
+    const cr_call_t *call = (const cr_call_t *)(const void *)((const char *)hc - offsetof(cr_call_t, data));
+    o = cr_put(o, "traceparent: ", 13);
+    o = cr_put(o, call->trace, strlen(call->trace));
+    o = cr_put(o, "\r\n", 2);
+  }
   o = cr_put(o, "Server-Timing: ", 15);
   if (cold) {
     o = cr_put(o, "init;dur=", 9);
@@ -926,6 +940,7 @@ static int http_finish(cr_call_t *call) {
       status = 500;
       cr_buf_t *lb = cr_log_begin(CR_LOG_ERROR, inv->error, strlen(inv->error), fn->name, call->reqid);
       if (lb) {
+        cr_log_trace(lb, call->trace);
         cr_log_str(lb, "source", "handler", 7);
         cr_log_end(lb);
       }
@@ -990,12 +1005,19 @@ static void http_refused(cr_call_t *call, cr_refusal_t why) {
   }
 }
 
+/* The report line's method and path. */
+static void http_report_fields(cr_call_t *call, cr_buf_t *line) {
+  const http_call_t *hc = hcall(call);
+  if (hc->method) cr_log_str(line, "method", hc->method, strlen(hc->method));
+  cr_log_str(line, "path", hc->path, hc->path_len);
+}
+
 static const cr_trigger_t http_trigger = {
     .name = "http",
     .push_event = push_event,
     .finish = http_finish,
     .refused = http_refused,
-    .report_fields = NULL,
+    .report_fields = http_report_fields,
 };
 
 /* The value of query parameter name (n bytes) in req's raw query, or NULL. */
@@ -1074,6 +1096,12 @@ static void submit_call(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const 
   }
   http_call_t *hc = hcall(call);
   hc->g = g;
+  hc->method = req->method_name;
+  hc->path_len = (unsigned short)(req->path_len < REPORT_PATH ? req->path_len : REPORT_PATH);
+  memcpy(hc->path, req->path, hc->path_len);
+  /* W3C trace context: continue the client's trace when it sent a well-formed traceparent. */
+  const cr_http_header_t *tp = cr_http_req_header(req, "traceparent", 11);
+  if (tp) cr_trace_child(tp->value, tp->value_len, call->trace);
   hc->auth = auth;
   hc->miss = miss;
   cr_route_match_copy(&hc->match, m);

@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <llhttp.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,10 @@ struct cr_http_conn_s {
   size_t resp_mark;  /* out's length when this response started */
   int resp_failed;   /* a piece of it did not fit in memory */
   int resp_head_over; /* its head went over MAX_RESPONSE_HEAD: it becomes a 500 */
+  uint64_t req_start_ns; /* when the request's first byte was parsed (the access log's duration) */
+  int streaming;     /* cr_http_stream_start: the answer goes on until stream_end */
+  cr_http_gone_cb gone;
+  void *gone_data;
   char ip[48];
 };
 
@@ -519,6 +524,7 @@ static int on_message_begin(llhttp_t *p) {
   c->auth_off = c->auth_len = 0;
   c->head.len = 0;
   c->body.len = 0;
+  c->req_start_ns = cr_clock_ns();
   conn_timer(c, c->server->request_timeout_ms);
   return 0;
 }
@@ -961,6 +967,26 @@ void cr_http_respond_lines(cr_http_req_t *req, const char *lines, size_t len) {
   if (cr_buf_append(&req->conn->out, lines, len)) req->conn->resp_failed = 1;
 }
 
+/* The access log's line for the answer being finished. */
+static void access_line(cr_http_conn_t *c, const cr_http_req_t *req, int status, size_t bytes) {
+  int mode = c->server->opts.access_log;
+  if (mode == CR_ACCESS_LOG_OFF || (mode == CR_ACCESS_LOG_ERRORS && status < 400)) return;
+  cr_buf_t *b = cr_log_begin(status >= 500 ? CR_LOG_WARN : CR_LOG_INFO, "access", 6, NULL, req->id[0] ? req->id : NULL);
+  if (!b) return;
+  const char *m = req->method_name ? req->method_name : "-";
+  cr_log_str(b, "method", m, strlen(m));
+  if (req->path) cr_log_str(b, "path", req->path, req->path_len > 2048 ? 2048 : req->path_len);
+  else cr_log_str(b, "path", "-", 1);
+  cr_log_int(b, "status", status);
+  cr_log_int(b, "bytes", (long long)bytes);
+  uint64_t t0 = c->req_start_ns, now = cr_clock_ns();
+  cr_log_num(b, "duration", t0 && now > t0 ? round((double)(now - t0) / 1e3) / 1000 : 0);
+  cr_log_str(b, "ip", c->ip, strlen(c->ip));
+  const cr_http_header_t *ua = req->nheaders ? cr_http_req_header(req, "user-agent", 10) : NULL;
+  if (ua) cr_log_str(b, "userAgent", ua->value, ua->value_len > 512 ? 512 : ua->value_len);
+  cr_log_end(b);
+}
+
 void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const char *body, size_t len) {
   cr_http_conn_t *c = req->conn;
   cr_buf_t *o = &c->out;
@@ -989,6 +1015,7 @@ void cr_http_respond_finish(cr_http_req_t *req, const char *content_type, const 
   if (c->server->draining) c->close_after = 1;
   size_t ctl = content_type && !bodyless ? strlen(content_type) : 0;
   size_t idl = req->id[0] ? req->id_len : 0;
+  access_line(c, req, status, with_body ? len : 0);
   if (!c->resp_failed && cr_buf_reserve(o, 128 + ctl + idl + (with_body ? len : 0)) == 0) {
     char *p = o->data + o->len;
     if (ctl) {
@@ -1043,6 +1070,81 @@ void cr_http_respond_error(cr_http_req_t *req, int status, const char *msg) {
   cr_buf_free(&b);
 }
 
+/* --- streamed answers ------------------------------------------------------------------------ */
+
+#define STREAM_MAX_QUEUED (1024 * 1024)
+
+void cr_http_stream_start(cr_http_req_t *req, const char *content_type, cr_http_gone_cb gone, void *data) {
+  cr_http_conn_t *c = req->conn;
+  cr_buf_t *o = &c->out;
+  c->close_after = 1;
+  access_line(c, req, c->resp_status, 0);
+  size_t ctl = strlen(content_type), idl = req->id[0] ? req->id_len : 0;
+  if (c->resp_failed || c->resp_head_over || cr_buf_reserve(o, 64 + ctl + idl)) {
+    o->len = c->resp_mark < o->len ? c->resp_mark : o->len;
+    c->resp_failed = 1;
+  } else {
+    char *p = o->data + o->len;
+    p = cr_put(p, "Content-Type: ", 14);
+    p = cr_put(p, content_type, ctl);
+    p = cr_put(p, "\r\nX-Request-Id: ", 16);
+    p = cr_put(p, req->id, idl);
+    p = cr_put(p, "\r\nConnection: close\r\n\r\n", 23);
+    o->len = (size_t)(p - o->data);
+  }
+  c->streaming = 1;
+  c->gone = gone;
+  c->gone_data = data;
+  if (c->resp_failed || c->doomed) {
+    /* Nothing can go out: the handler hears it from the loop, not from inside this call. */
+    conn_timer(c, 0);
+    return;
+  }
+  flush(c);
+  if (!c->closing && !c->writing) read_on(c);
+}
+
+/* The client went (or must go): the handler is told once. */
+static void stream_gone(cr_http_conn_t *c) {
+  cr_http_gone_cb cb = c->gone;
+  c->gone = NULL;
+  if (cb) cb(c->gone_data);
+}
+
+int cr_http_stream_write(cr_http_req_t *req, const char *p, size_t n) {
+  cr_http_conn_t *c = req->conn;
+  if (!c->streaming || c->doomed || c->closing || c->resp_failed) return -1;
+  if (c->out.len + c->wout.len + n > STREAM_MAX_QUEUED) return -1;
+  if (cr_buf_append(&c->out, p, n)) return -1;
+  flush(c);
+  return 0;
+}
+
+void cr_http_stream_end(cr_http_req_t *req) {
+  cr_http_conn_t *c = req->conn;
+  if (!c->streaming) return;
+  c->streaming = 0;
+  c->gone = NULL;
+  if (c->resp_failed) c->out.len = c->resp_mark < c->out.len ? c->resp_mark : c->out.len;
+  request_done(c);
+  if (c->doomed) {
+    c->out.len = 0;
+    conn_close(c);
+    return;
+  }
+  next_step(c);
+}
+
+/* Every stream ends (the server is draining: a tail would hold it forever). */
+static void end_streams(cr_http_server_t *s) {
+  cr_http_conn_t *c = s->conns;
+  while (c) {
+    cr_http_conn_t *next = c->next;
+    if (c->streaming) stream_gone(c);
+    c = next;
+  }
+}
+
 const cr_http_header_t *cr_http_req_header(const cr_http_req_t *req, const char *name, size_t len) {
   for (int i = 0; i < req->nheaders; i++)
     if (req->headers[i].name_len == len && memcmp(req->headers[i].name, name, len) == 0)
@@ -1063,6 +1165,7 @@ static void on_write(uv_write_t *w, int status) {
   cr_buf_reset(&c->wout, KEEP_BUF);
   conn_timer_stop(c);
   next_step(c);
+  if (c->streaming && !c->closing && !c->writing) read_on(c); /* to see the client go */
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
@@ -1296,6 +1399,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (nread < 0) conn_close(c);
     return;
   }
+  if (c->streaming) {
+    /* A stream's client has nothing more to say: what it sends is dropped, its end ends the stream. */
+    if (nread < 0) {
+      c->peer_eof = 1;
+      read_off(c);
+      c->doomed = 1;
+      stream_gone(c);
+    }
+    return;
+  }
   if (nread > 0) {
     feed(c, buf->base, (size_t)nread, 0);
     return;
@@ -1326,6 +1439,12 @@ static void on_timer(uv_timer_t *t) {
     return;
   }
   c->due = 0;
+  if (c->streaming) {
+    /* A write made no progress in time, or the stream could not start. */
+    c->doomed = 1;
+    stream_gone(c);
+    return;
+  }
   if (c->lingering || c->writing) {
     conn_close(c);
     return;
@@ -1365,6 +1484,7 @@ static void conn_close(cr_http_conn_t *c) {
     read_off(c);
     uv_timer_stop(&c->timer);
     c->timer_armed = 0;
+    if (c->streaming) stream_gone(c); /* a stream's handler ends it now */
     return;
   }
   c->closing = 1;
@@ -1489,6 +1609,7 @@ void cr_http_server_drain(cr_http_server_t *s, cr_http_drained_cb done, void *da
   s->drained = done;
   s->drained_data = data;
   uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+  end_streams(s);
   cr_http_conn_t *c = s->conns;
   while (c) {
     cr_http_conn_t *next = c->next;
@@ -1651,6 +1772,7 @@ void cr_http_server_drain_received(cr_http_server_t *s, cr_http_drained_cb done,
   s->opts.on_request = drain_on_request;
   s->drained_data = d;
   uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+  end_streams(s);
   /* Decide for every connection first, then set the idle ones with work
    * going (their handlers may run now, and take their time). */
   int nkick = 0;

@@ -116,7 +116,12 @@ typedef struct {
   size_t (*body_limit)(const char *target, size_t len, void *data);
   void *data;
   cr_shm_worker_t *meters; /* responses counted by status class (may be NULL) */
+  /* The access log: a line per answer ("msg":"access": method, path, status,
+   * bytes, duration, ip, userAgent, requestId), CR_ACCESS_LOG_*. */
+  int access_log;
 } cr_http_opts_t;
+
+enum { CR_ACCESS_LOG_OFF = 0, CR_ACCESS_LOG_ERRORS, CR_ACCESS_LOG_ALL };
 
 /* Starts serving on fd, a bound and listening TCP socket (the server takes it). */
 int cr_http_server_start(cr_http_server_t **out, uv_loop_t *loop, int fd, const cr_http_opts_t *opts);
@@ -147,6 +152,21 @@ void cr_http_error_body(cr_buf_t *b, const cr_http_req_t *req, int status, const
 #define cr_http_error_body_id(b, req, msg) cr_http_error_body((b), (req), -1, (msg))
 
 const char *cr_http_reason(int status);
+
+/* A response streamed as it is made (Server-Sent Events): after
+ * cr_http_respond_start and any headers, stream_start ends the head with
+ * content_type, X-Request-Id and Connection: close (the body ends with the
+ * connection), then stream_write sends pieces. The connection reads on, to
+ * see the client go: gone(data) is called once when it does (closed, a write
+ * failed or timed out, the server is stopping), and must call
+ * cr_http_stream_end. stream_write returns -1, sending nothing, when more
+ * than 1 MB waits for a slow client (end the stream then). stream_end (once)
+ * closes the connection once what was written is sent; no gone call comes
+ * after it. */
+typedef void (*cr_http_gone_cb)(void *data);
+void cr_http_stream_start(cr_http_req_t *req, const char *content_type, cr_http_gone_cb gone, void *data);
+int cr_http_stream_write(cr_http_req_t *req, const char *p, size_t n);
+void cr_http_stream_end(cr_http_req_t *req);
 
 /* Drains without losing a request already received (issue 10, item 11; the
  * rule is in http.c): closes the listener (take in its accept queue first),

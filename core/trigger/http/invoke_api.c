@@ -150,7 +150,7 @@ static void invoke(const cr_invoke_api_t *api, cr_http_req_t *req) {
       respond_error(req, 503, "redis unavailable");
       return;
     }
-    if (!cr_async_send(api->async, name, nlen, ev, elen, 0, req->id, on_sent, req))
+    if (!cr_async_send(api->async, name, nlen, ev, elen, 0, req->id, NULL, on_sent, req))
       respond_error(req, 503, "server out of memory");
     return;
   }

@@ -55,6 +55,7 @@ typedef struct run_s {
   char id[64];          /* the invocation id */
   int attempt;
   char parent[CR_REQID_MAX + 1];
+  char trace[CR_TRACE_LEN + 1]; /* the sender's traceparent, or "" */
   char *fn;
   char *event;
   size_t elen;
@@ -197,7 +198,8 @@ static void on_sent(void *data, redisReply *reply, const char *err) {
 }
 
 cr_async_send_t *cr_async_send(cr_async_t *a, const char *name, size_t nlen, const char *event, size_t elen,
-                               double delay, const char *parent, cr_async_sent_cb cb, void *data) {
+                               double delay, const char *parent, const char *trace, cr_async_sent_cb cb,
+                               void *data) {
   cr_async_send_t *s = calloc(1, sizeof *s);
   if (!s) return NULL;
   s->a = a;
@@ -216,7 +218,12 @@ cr_async_send_t *cr_async_send(cr_async_t *a, const char *name, size_t nlen, con
   snprintf(s->id, sizeof s->id, "%08x-a%d-%llx-%llx", a->id_base, a->opts.worker, (unsigned long long)cr_wall_ms(),
            ++a->nids);
   char meta[600], status[200], now[24], depth[24], delay_ms[24], retention[24];
-  snprintf(meta, sizeof meta, "%s 1 %s %s", s->id, parent, fname);
+  /* The caller's traceparent rides with its request id in the meta's third
+   * word ("<parent>,<traceparent>"), so the callee continues the trace. */
+  if (trace && cr_trace_parse(trace, strlen(trace), NULL, NULL))
+    snprintf(meta, sizeof meta, "%s 1 %s,%s %s", s->id, parent, trace, fname);
+  else
+    snprintf(meta, sizeof meta, "%s 1 %s %s", s->id, parent, fname);
   snprintf(status, sizeof status, "%s{inv:%s}", a->prefix, s->id);
   snprintf(now, sizeof now, "%llu", (unsigned long long)cr_wall_ms());
   snprintf(depth, sizeof depth, "%ld", a->opts.queue_max_depth);
@@ -263,7 +270,8 @@ static void on_done(void *data, redisReply *reply, const char *err) {
 /* The delayed-set member of the next attempt (q_promote's format). */
 static int member(cr_buf_t *b, const run_t *r, int attempt) {
   char head[600];
-  int n = snprintf(head, sizeof head, "%s %d %s %s\n%c\n", r->id, attempt, r->parent, r->fn, r->elen ? 'j' : 's');
+  int n = snprintf(head, sizeof head, "%s %d %s%s%s %s\n%c\n", r->id, attempt, r->parent, r->trace[0] ? "," : "",
+                   r->trace, r->fn, r->elen ? 'j' : 's');
   return cr_buf_append(b, head, (size_t)n) || cr_buf_append(b, r->event ? r->event : "", r->elen);
 }
 
@@ -382,14 +390,14 @@ static void take(cr_async_t *a, const redisReply *e, long long deliveries) {
   find_field(e->element[1], "body", &body, &blen);
   char m[700];
   int attempt = 0, off = 0;
-  char parent[CR_REQID_MAX + 1];
+  char parent[CR_REQID_MAX + CR_TRACE_LEN + 2];
   if (meta && mlen < sizeof m) {
     memcpy(m, meta, mlen);
     m[mlen] = '\0';
   } else {
     m[0] = '\0';
   }
-  if (sscanf(m, "%63s %d %128s %n", r->id, &attempt, parent, &off) != 3 || off <= 0 || !m[off] || attempt < 1) {
+  if (sscanf(m, "%63s %d %184s %n", r->id, &attempt, parent, &off) != 3 || off <= 0 || !m[off] || attempt < 1) {
     cr_log(CR_LOG_WARN, NULL, NULL, "async queue: entry %s is not an invocation: dropped", r->entry);
     r->fn = strdup("?");
     a->inflight++;
@@ -399,6 +407,11 @@ static void take(cr_async_t *a, const redisReply *e, long long deliveries) {
     a->runs = r;
     end_attempt(r, "fail", 0, "not an invocation", 17, 0, 0, NULL);
     return;
+  }
+  char *comma = strchr(parent, ',');
+  if (comma) {
+    *comma = '\0';
+    if (cr_trace_parse(comma + 1, strlen(comma + 1), NULL, NULL)) snprintf(r->trace, sizeof r->trace, "%s", comma + 1);
   }
   snprintf(r->parent, sizeof r->parent, "%s", parent);
   r->attempt = attempt + (int)(deliveries > 0 ? deliveries : 0);
@@ -432,7 +445,7 @@ static void take(cr_async_t *a, const redisReply *e, long long deliveries) {
   for (int i = 0; i < 8; i++) hlens[i] = strlen(hargv[i]);
   cr_redis_call(a->redis, 8, hargv, hlens, on_status, NULL);
   cr_fncall_opts_t o = {.depth = 0, .deadline_ns = 0, .parent_reqid = strcmp(r->parent, "-") ? r->parent : NULL,
-                        .async_id = r->id, .attempt = r->attempt};
+                        .async_id = r->id, .attempt = r->attempt, .traceparent = r->trace[0] ? r->trace : NULL};
   r->call = cr_fncall_start(a->fc, r->fn, strlen(r->fn), r->event, r->elen, &o, on_call_done, r);
   if (!r->call) {
     a->inflight--;

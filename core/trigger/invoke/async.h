@@ -86,7 +86,8 @@ typedef void (*cr_async_sent_cb)(void *data, const char *err, const char *id);
  * text (elen 0: nil), after delay seconds (0-900), with the caller's
  * request id parent (NULL: none). NULL when out of memory. */
 cr_async_send_t *cr_async_send(cr_async_t *a, const char *name, size_t nlen, const char *event, size_t elen,
-                               double delay, const char *parent, cr_async_sent_cb cb, void *data);
+                               double delay, const char *parent, const char *trace, cr_async_sent_cb cb,
+                               void *data);
 /* The caller is gone: cb will not be called (the send itself goes on). */
 void cr_async_send_cancel(cr_async_send_t *s);
 

@@ -48,7 +48,7 @@ static void *start(void *ud, struct cr_invocation_s *inv, int kind, const char *
     cr_fncall_opts_from(inv, &o);
     p->handle = cr_fncall_start(c->fc, name, nlen, event, elen, &o, on_called, p);
   } else if (c->async) {
-    p->handle = cr_async_send(c->async, name, nlen, event, elen, delay, inv->reqid, on_sent, p);
+    p->handle = cr_async_send(c->async, name, nlen, event, elen, delay, inv->reqid, inv->trace, on_sent, p);
   } else {
     free(p);
     snprintf(err, errlen, "redis unavailable");

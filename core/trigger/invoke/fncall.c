@@ -29,6 +29,7 @@ struct cr_fncall_s {
   int depth;           /* the callee's */
   uint64_t deadline_ns;
   char parent[CR_REQID_MAX + 1];
+  char trace[CR_TRACE_LEN + 1]; /* the caller's traceparent, or "" */
   char async_id[CR_REQID_MAX + 1];
   int attempt;
   const char *hook; /* an authentication trigger's name (static), or NULL */
@@ -114,6 +115,7 @@ void cr_fncall_opts_from(const cr_invocation_t *inv, cr_fncall_opts_t *opts) {
   opts->depth = call->depth;
   opts->deadline_ns = inv->deadline_ns;
   opts->parent_reqid = inv->reqid;
+  opts->traceparent = call->trace;
 }
 
 /* Ends c with a result; its callback comes from the loop. */
@@ -154,6 +156,7 @@ cr_fncall_t *cr_fncall_start(cr_fncalls_t *fc, const char *name, size_t nlen, co
   c->depth = (opts ? opts->depth : 0) + 1;
   c->deadline_ns = opts ? opts->deadline_ns : 0;
   if (opts && opts->parent_reqid) snprintf(c->parent, sizeof c->parent, "%s", opts->parent_reqid);
+  if (opts && opts->traceparent) snprintf(c->trace, sizeof c->trace, "%s", opts->traceparent);
   if (opts && opts->async_id) snprintf(c->async_id, sizeof c->async_id, "%s", opts->async_id);
   c->attempt = opts ? opts->attempt : 0;
   c->hook = opts ? opts->auth_hook : NULL;
@@ -196,6 +199,7 @@ static void submit(cr_fncall_t *c) {
   }
   icall(call)->c = c;
   call->depth = c->depth;
+  if (c->trace[0]) cr_trace_child(c->trace, strlen(c->trace), call->trace);
   /* The caller's deadline, less a margin so that it sees "timeout" and can
    * answer before its own deadline: a tenth of its time left, at most 50 ms. */
   if (c->deadline_ns) {
@@ -319,6 +323,7 @@ static int finish(cr_call_t *call) {
     c->r.err = c->err;
     cr_buf_t *lb = cr_log_begin(CR_LOG_ERROR, inv->error, strlen(inv->error), call->fn->name, call->reqid);
     if (lb) {
+      cr_log_trace(lb, call->trace);
       cr_log_str(lb, "source", "handler", 7);
       cr_log_end(lb);
     }

@@ -82,6 +82,7 @@ typedef struct {
   int attempt;              /* and its attempt, from 1 */
   const char *auth_hook;    /* an authentication trigger's call (accounts_api.h): the hook's name, a
                                static string; its report line says "trigger":"auth","hook":NAME */
+  const char *traceparent;  /* the caller's (traceparent.h): the callee continues its trace; NULL: a new one */
 } cr_fncall_opts_t;
 
 /* The calls of one worker loop, through d, to functions of reg. NULL when
@@ -101,7 +102,7 @@ cr_fncall_t *cr_fncall_start(cr_fncalls_t *fc, const char *name, size_t nlen, co
 void cr_fncall_cancel(cr_fncall_t *c);
 
 /* The depth and deadline of the invocation inv (a dispatcher call's), for
- * a call it makes: fills opts' depth, deadline_ns and parent_reqid. */
+ * a call it makes: fills opts' depth, deadline_ns, parent_reqid and traceparent. */
 void cr_fncall_opts_from(const cr_invocation_t *inv, cr_fncall_opts_t *opts);
 
 #endif

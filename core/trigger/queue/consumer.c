@@ -389,6 +389,7 @@ static int finish(cr_call_t *call) {
     cr_buf_t *lb = cr_log_begin(CR_LOG_ERROR, msg, n > 0 && (size_t)n < sizeof msg ? (size_t)n : strlen(msg),
                                 call->fn->name, call->reqid);
     if (lb) {
+      cr_log_trace(lb, call->trace);
       cr_log_str(lb, "error", why, strlen(why));
       cr_log_end(lb);
     }
