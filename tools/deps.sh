@@ -12,7 +12,7 @@ set -eu
 
 PKGS="build-essential cmake pkg-config dpkg-dev xz-utils
       libuv1-dev libhiredis-dev lua-cjson-dev libcmocka-dev redis-server redis-tools node-llhttp
-      tzdata python3 python3-croniter libssl-dev openssl ca-certificates"
+      tzdata python3 python3-croniter libssl-dev openssl ca-certificates libjs-chart.js"
 TEST_PKGS="chromium"
 
 case "${1:-}" in

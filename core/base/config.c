@@ -56,6 +56,7 @@ static const opt_t options[] = {
     {"http-max-response", OPT_SIZE, OFF(http_max_response), "largest answer body crescent.http takes (default 6m)"},
     {"http-max-requests", OPT_INT, OFF(http_max_requests), "crescent.http requests per invocation (default 50)"},
     {"default-auth", OPT_STR, OFF(default_auth), "auth for functions without an 'auth' setting: none (default) or apikey"},
+    {"series-interval", OPT_SECONDS, OFF(series_interval), "step of the dashboard's last-hour series, 1s to 60s (default 10s)"},
     {"cache-size", OPT_SIZE, OFF(cache_size), "memory for cached answers (cache = {...}), per worker (default 64m)"},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -91,6 +92,7 @@ void cr_config_defaults(cr_config_t *c) {
   c->http_max_response = 6u * 1024 * 1024;
   c->http_max_requests = 50;
   c->cache_size = 64u * 1024 * 1024;
+  c->series_interval = 10;
   c->default_auth = cr_xstrdup("none");
   snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
   c->listen_port = 8080;
@@ -259,6 +261,10 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
       double v;
       if (cr_parse_seconds(value, &v) || v <= 0) {
         snprintf(err, errlen, "--%s: expected seconds like 30, 0.5 or 500ms, got '%s'", name, value);
+        return CR_EINVAL;
+      }
+      if (strcmp(name, "series-interval") == 0 && (v < 1 || v > 60)) {
+        snprintf(err, errlen, "--series-interval: from 1s to 60s, got '%s'", value);
         return CR_EINVAL;
       }
       *(double *)field = v;

@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "series.h"
 #include "async.h"
 #include "calls.h"
 #include "clock.h"
@@ -69,6 +70,7 @@ typedef struct {
   uv_prepare_t flusher;
   uv_timer_t promoter;
   cr_kvexpire_t *kvexpire; /* worker 0's: KV expiries become expire records */
+  cr_series_t *series;     /* worker 0's: the meters' last hour, in Redis (series.h) */
   cr_redis_t *redis;
   cr_stdlib_t *stdlib;   /* the crescent.* modules' state, on redis */
   cr_outbound_t *outbound; /* crescent.http's client */
@@ -207,6 +209,7 @@ static void on_drained(void *data) {
   worker_t *w = data;
   uv_close((uv_handle_t *)&w->promoter, NULL);
   cr_kvexpire_stop(w->kvexpire);
+  cr_series_stop(w->series);
   uv_close((uv_handle_t *)&w->chan, NULL);
   uv_close((uv_handle_t *)&w->sigterm, NULL);
   uv_close((uv_handle_t *)&w->sigint, NULL);
@@ -398,6 +401,22 @@ int cr_worker_main(cr_worker_args_t *args) {
   w.admin.redis_configured = strcmp(cfg->redis, "none") != 0;
   w.admin.redis = w.redis;
   w.admin.scache = cr_gateway_scache(w.gateway);
+  w.admin.series_redis = w.redis;
+  w.admin.prefix = cfg->redis_prefix;
+  w.admin.series_interval = cfg->series_interval;
+  if (args->id == 0 && w.redis) {
+    /* One sampler per node: each node's worker 0 appends its own deltas, readers sum them. */
+    char host[64] = "", node[128];
+    gethostname(host, sizeof host - 1);
+    snprintf(node, sizeof node, "%s/%d", host[0] ? host : "node", (int)getppid());
+    cr_series_opts_t seo = {.prefix = cfg->redis_prefix, .interval = cfg->series_interval, .node = node};
+    w.series = cr_series_new(w.loop, w.redis, args->registry, args->shm, &seo);
+    if (!w.series) {
+      cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory making the series sampler");
+      cr_log_flush();
+      return 1;
+    }
+  }
   cr_stdlib_set_cache(w.stdlib, &cr_scache_stdlib_ops, w.admin.scache);
   cr_http_opts_t opts = {
       .max_body = cfg->max_body,
@@ -449,6 +468,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_outbound_free(w.outbound); /* requests ended with their invocations */
   cr_stdlib_detach(w.stdlib);
   cr_kvexpire_stop(w.kvexpire);
+  cr_series_stop(w.series);
   cr_redis_free(w.redis);
   cr_pool_free(w.pool);
   uv_run(w.loop, UV_RUN_DEFAULT); /* let the pool's and gateway's handles close */
@@ -458,6 +478,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_async_free(w.async);
   cr_schedules_free(w.schedules);
   cr_kvexpire_free(w.kvexpire);
+  cr_series_free(w.series);
   cr_http_server_free(w.http);
   uv_loop_close(w.loop);
   cr_buf_free(&w.chan_in);

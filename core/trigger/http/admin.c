@@ -17,6 +17,8 @@
 #include "log.h"
 #include "router.h"
 #include "scache.h"
+#include "dashboard.h"
+#include "series.h"
 
 int cr_admin_owns(const char *path, size_t len) {
   return (len >= 3 && memcmp(path, "/_/", 3) == 0) || (len == 2 && memcmp(path, "/_", 2) == 0);
@@ -602,6 +604,10 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
     }
   }
   int get = req->method == CR_M_GET || req->method == CR_M_HEAD;
+  if (cr_dashboard_handle(a, req, p, n)) {
+    cr_buf_free(&b);
+    return;
+  }
   if (IS("/_/health")) {
     if (!get) goto not_allowed;
     /* The worker's own Redis connection: what its invocations would get. */
@@ -623,6 +629,9 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
       return;
     }
     purge(a, req);
+  } else if (IS("/_/api/series")) {
+    if (!get) goto not_allowed;
+    cr_series_handle(a->series_redis, a->prefix ? a->prefix : "cr:", a->series_interval, a->registry, req);
   } else if (IS("/_/api/functions")) {
     if (!get) goto not_allowed;
     functions_json(a, &b);

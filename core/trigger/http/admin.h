@@ -11,6 +11,12 @@
  *                            GB-seconds, instances busy/idle across workers,
  *                            estimated cost)
  *   GET /_/metrics        -> the same meters in Prometheus text format
+ *   GET /_/api/series?function=NAME[&minutes=M]
+ *                         -> the function's last hour, per interval (series.h)
+ *   GET /_/ , /_/dashboard/{app.js,app.css,chart.js}
+ *                         -> the dashboard: a page compiled into the binary
+ *                            (dashboard/, and Debian's Chart.js) that reads
+ *                            the APIs above with the token it is given
  *   DELETE /_/api/cache[?function=NAME][&path=/P]
  *                         -> purges cached answers (README "Response cache"):
  *                            {"purged": N}, or 503 when Redis could not take
@@ -25,6 +31,9 @@
  *    (401, WWW-Authenticate: Bearer) or with another token, it is refused.
  *    Without a token configured, only loopback clients are served, others
  *    get 403 telling the operator to set --admin-token.
+ *  - The dashboard's files hold no data: with a token configured they are
+ *    open (the page asks for the token and sends it to the APIs); without
+ *    one, loopback only, as the APIs.
  *  - /_/health, and the 404 of any other /_/ path, are open to everyone. */
 #ifndef CR_ADMIN_H
 #define CR_ADMIN_H
@@ -44,6 +53,9 @@ typedef struct {
   int redis_configured;   /* not --redis none: Redis is part of being healthy */
   const cr_redis_t *redis;/* the worker's client (NULL when its URL was refused) */
   struct cr_scache_s *scache; /* the shared response cache's purges (scache.h), or NULL */
+  cr_redis_t *series_redis;   /* GET /_/api/series reads with it (series.h); NULL: 503 */
+  const char *prefix;         /* the Redis key prefix */
+  double series_interval;     /* s: the series' step */
 } cr_admin_t;
 
 /* Is this path the platform's? */
