@@ -23,8 +23,9 @@ static const char *const new_flags[] = {"functions", "listen", NULL};
 
 const cr_cli_cmd_t cr_cli_new = {
     .name = "new",
-    .args = "NAME [--trigger http|cron|queue|storage|kv|auth]",
-    .about = "Makes DIR/NAME.lua (DIR: the --functions folder, ./functions) from a template, with the\n"
+    .args = "NAME",
+    .about = "crescent new NAME [--trigger http|cron|queue|storage|kv|auth]\n"
+             "Makes DIR/NAME.lua (DIR: the --functions folder, ./functions) from a template, with the\n"
              "folders on the way, and its test DIR/NAME_test.lua (crescent test runs it). NAME is the\n"
              "function's name, its path without .lua (a .lua suffix is dropped): users/[id] is served\n"
              "at /users/:id. --trigger picks the template: http (the default), cron (a schedule),\n"
