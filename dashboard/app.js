@@ -60,7 +60,8 @@ const fmt = {
   ms: v => (v === null || v === undefined || v < 0 ? '–' : v < 10 ? v.toFixed(2) : v.toFixed(0)),
   usd: v => '$' + (v || 0).toFixed(v >= 1 ? 2 : 6),
   age: ms => (ms === null || ms === undefined ? '–' : ms < 1000 ? ms + ' ms' : ms < 120000 ? (ms / 1000).toFixed(1) + ' s'
-              : (ms / 60000).toFixed(1) + ' min'),
+              : ms < 7200000 ? (ms / 60000).toFixed(1) + ' min' : ms < 172800000 ? (ms / 3600000).toFixed(1) + ' h'
+              : (ms / 86400000).toFixed(0) + ' days'),
   time: iso => (iso ? new Date(iso).toLocaleTimeString('en-GB') : '–'),
 };
 
@@ -168,7 +169,7 @@ function chart(id, labels) {
   const c = new Chart($(id), {
     type: 'line',
     data: { labels: [], datasets: labels.map((l, i) => ({ label: l, data: [], borderColor: COLORS[i], backgroundColor: COLORS[i],
-                                                          pointRadius: 1.5, borderWidth: 1.5, spanGaps: true, tension: 0.2 })) },
+                                                          pointRadius: c => (c.raw > 0 ? 1.5 : 0), borderWidth: 1.5, spanGaps: false, tension: 0.2 })) },
     options: { animation: false, responsive: true, maintainAspectRatio: false, interaction: { mode: 'index', intersect: false },
                scales: { x: { ticks: { maxTicksLimit: 6, maxRotation: 0 } }, y: { beginAtZero: true } },
                plugins: { legend: { labels: { boxWidth: 10 } } } },
@@ -190,7 +191,7 @@ async function loadSeries() {
   if (!name) return;
   let s;
   try {
-    s = await api('/_/api/series?function=' + encodeURIComponent(name) + '&minutes=60');
+    s = await api('/_/api/series?function=' + encodeURIComponent(name) + '&minutes=' + $('minutes').value);
   } catch (e) {
     if (e instanceof Unauthorized) throw e;
     $('series-note').textContent = 'series unavailable: ' + e.message;
@@ -410,6 +411,10 @@ $('logout').addEventListener('click', () => {
   if (state.tail) state.tail.abort();
   showLogin('');
 });
+// #minutes=5 in the address picks the window (a link to the last 5 minutes).
+const hashMinutes = /(?:^#|&)minutes=(5|15|60)\b/.exec(location.hash);
+if (hashMinutes) $('minutes').value = hashMinutes[1];
+$('minutes').addEventListener('change', () => loadSeries().then(writeChecks));
 $('fn-select').addEventListener('change', e => { state.selected = e.target.value; loadSeries().then(writeChecks); });
 $('log-filters').addEventListener('submit', e => { e.preventDefault(); startLogs().catch(() => {}); });
 window.addEventListener('resize', writeChecks);
