@@ -355,14 +355,14 @@ int cr_cmd_new(int argc, char **argv) {
   cr_buf_append(&curl, "", 1);
   cr_buf_append(&fields, "", 1);
   snprintf(path, sizeof path, "%s/%s", cfg.functions_dir, rel);
-  /* Make the folders on the way. */
+  /* Make the folders on the way, the functions folder first. */
+  mkdir(cfg.functions_dir, 0755);
   for (char *p = path + strlen(cfg.functions_dir) + 1; *p; p++) {
     if (*p != '/') continue;
     *p = '\0';
     mkdir(path, 0755);
     *p = '/';
   }
-  mkdir(cfg.functions_dir, 0755);
   /* The test first: with a function there already, a test may still be missing; with the
    * test there, nothing is made. */
   char test_path[4200];

@@ -177,6 +177,16 @@ static void new_every_trigger_passes_its_test(void **state) {
   expect_code(&r, 1, "new of a name taken");
   run_free(&r);
 
+  /* A nested name in a functions folder that does not exist yet: every folder is made. */
+  char fresh[400];
+  snprintf(fresh, sizeof fresh, "%s/fresh", s.root);
+  run(&r, s.root, "new", "deep/er/x", "--trigger", "kv", "--functions", fresh, NULL);
+  expect_code(&r, 0, "new into a missing folder");
+  run_free(&r);
+  snprintf(fresh, sizeof fresh, "%s/fresh/deep/er/x_test.lua", s.root);
+  struct stat st;
+  assert_int_equal(stat(fresh, &st), 0);
+
   /* check takes them all (the tests are not functions), and says so as JSON. */
   run(&r, s.root, "check", s.fndir, "--json", NULL);
   expect_code(&r, 0, "check --json");
