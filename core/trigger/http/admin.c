@@ -604,7 +604,11 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
     }
   }
   int get = req->method == CR_M_GET || req->method == CR_M_HEAD;
-  if (cr_dashboard_handle(a, req, p, n)) {
+  int asset = cr_dashboard_find(p, n);
+  if (asset >= 0) {
+    /* The page holds no data: with a token it is open (it asks for the token); without
+     * one, the loopback rule of the APIs. */
+    if ((a->token && *a->token) || !cr_admin_guard(a, req)) cr_dashboard_serve(req, asset);
     cr_buf_free(&b);
     return;
   }

@@ -6,10 +6,10 @@
  * holds no data: everything it shows comes from the /_/api/ endpoints, with the token
  * the user gave it (admin.h). */
 #include "dashboard.h"
+#include "router.h"
 
 #include <string.h>
 
-#include "log.h"
 
 extern const char cr_dash_index_html[], cr_dash_app_js[], cr_dash_app_css[], cr_dash_chart_js[];
 extern const size_t cr_dash_index_html_len, cr_dash_app_js_len, cr_dash_app_css_len, cr_dash_chart_js_len;
@@ -33,19 +33,23 @@ static const asset_t assets[] = {
 static const char csp[] = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                           "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
-int cr_dashboard_handle(const cr_admin_t *a, cr_http_req_t *req, const char *path, size_t len) {
-  const asset_t *hit = NULL;
+int cr_dashboard_find(const char *path, size_t len) {
   for (size_t i = 0; i < sizeof assets / sizeof assets[0]; i++)
-    if (strlen(assets[i].path) == len && memcmp(assets[i].path, path, len) == 0) hit = &assets[i];
-  if (!hit) return 0;
-  /* Without a token, the loopback rule of the APIs; with one, the page is
-   * open so it can ask for the token. */
-  if ((!a->token || !*a->token) && cr_admin_guard(a, req)) return 1;
+    if (strlen(assets[i].path) == len && memcmp(assets[i].path, path, len) == 0) return (int)i;
+  return -1;
+}
+
+void cr_dashboard_serve(cr_http_req_t *req, int index) {
+  if (index < 0 || index >= (int)(sizeof assets / sizeof assets[0])) {
+    cr_http_respond_error(req, 404, "not found");
+    return;
+  }
+  const asset_t *hit = &assets[index];
   if (req->method != CR_M_GET && req->method != CR_M_HEAD) {
     cr_http_respond_start(req, 405);
     cr_http_respond_header(req, "Allow", 5, "GET, HEAD", 9);
     cr_http_respond_finish(req, "application/json", "{\"error\":\"method not allowed\"}", 30);
-    return 1;
+    return;
   }
   cr_http_respond_start(req, 200);
   cr_http_respond_header(req, "Cache-Control", 13, "no-cache", 8);
@@ -53,5 +57,4 @@ int cr_dashboard_handle(const cr_admin_t *a, cr_http_req_t *req, const char *pat
   cr_http_respond_header(req, "X-Content-Type-Options", 22, "nosniff", 7);
   cr_http_respond_header(req, "Referrer-Policy", 15, "no-referrer", 11);
   cr_http_respond_finish(req, hit->type, hit->data, *hit->len);
-  return 1;
 }
