@@ -397,6 +397,7 @@ int cr_cmd_test(int argc, char **argv) {
     }
     cr_buf_free(&problem);
     cr_jr_free(d);
+    fflush(stdout); /* each file's lines as it ends */
   }
   cr_buf_append_str(&out, "]");
   if (json) printf("{\"passed\":%d,\"failed\":%d,\"tests\":%s}\n", passed, failed, cr_buf_cstr(&out));

@@ -76,7 +76,6 @@ void cr_series_sample(cr_series_t *s) {
     for (int k = 0; k < CR_SHM_HIST_BUCKETS; k++)
       hl += (size_t)snprintf(hist + hl, sizeof hist - hl, "%s%llu", k ? "," : "",
                              (unsigned long long)delta(cur.hist[k], prev->hist[k]));
-    *prev = cur;
     char key[1200];
     snprintf(key, sizeof key, "%sseries:%s", s->prefix, fn->name);
     /* The id is Redis' clock ("*"), not this node's: nodes with clocks a little apart
@@ -85,7 +84,9 @@ void cr_series_sample(cr_series_t *s) {
     const char *argv[] = {"XADD", key, "MINID", "~", minid, id, "n", s->node, "i", num[0], "e", num[1],
                           "o", num[2], "t", num[3], "c", num[4], "d", num[5], "m", num[6], "h", hist};
     int argc = (int)(sizeof argv / sizeof argv[0]);
+    /* Not sent (the connection just went): the change stays for the next sample. */
     if (!cr_redis_call(s->redis, argc, argv, NULL, on_added, NULL)) return;
+    *prev = cur;
     const char *pargv[] = {"PEXPIRE", key, expire};
     cr_redis_call(s->redis, 3, pargv, NULL, on_added, NULL);
   }
