@@ -471,6 +471,32 @@ static void dashboard_asks_for_the_token(void **state) {
   assert_non_null(strstr(dom, "<main id=\"main\" hidden=\"\">"));
   free(checks);
   free(dom);
+
+  /* Signing in: the token typed into the form opens the dashboard (the APIs take it as a
+   * bearer token), and a wrong one brings the form back. */
+  page_t pg;
+  page_open(&pg, s.root, url, 1280, 800, 0);
+  free(page_checks_when(&pg, "\"width\":1280"));
+  free(page_eval(&pg, "document.getElementById('token').value='wrong';"
+                      "document.getElementById('login').requestSubmit(); 'sent'"));
+  for (long long until = now_ms() + 10000;; sleep_ms(200)) {
+    char *msg = page_eval(&pg, "document.getElementById('login').hidden ? '' : document.getElementById('login-error').textContent");
+    int refused = msg && strcmp(msg, "the token was refused") == 0;
+    free(msg);
+    if (refused) break;
+    if (now_ms() > until) fail_msg("a wrong token did not bring the form back");
+  }
+  free(page_eval(&pg, "document.getElementById('token').value='sekret';"
+                      "document.getElementById('login').requestSubmit(); 'sent'"));
+  checks = page_checks_when(&pg, "\"ready\":true");
+  print_message("signed in: %s\n", checks);
+  assert_non_null(strstr(checks, "\"errors\":[]"));
+  assert_int_equal((int)json_num(checks, "functions"), 1);
+  free(checks);
+  char *stored = page_eval(&pg, "sessionStorage.getItem('crescent.adminToken')");
+  assert_string_equal(stored, "sekret");
+  free(stored);
+  page_close(&pg);
   srv_stop(&s);
 }
 
