@@ -258,7 +258,7 @@ int cr_cmd_test(int argc, char **argv) {
   qsort(tests.v, (size_t)tests.n, sizeof *tests.v, cmp_str);
 
   uint64_t t0 = cr_clock_ns();
-  char tmp[] = "/tmp/crescent-test-XXXXXX";
+  char tmp[] = "/tmp/crescent-lua-tests-XXXXXX"; /* removed when done */
   if (!mkdtemp(tmp)) {
     fprintf(stderr, "crescent test: cannot make a temporary folder: %s\n", strerror(errno));
     return 1;
