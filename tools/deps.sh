@@ -13,7 +13,7 @@ set -eu
 
 PKGS="build-essential cmake pkg-config dpkg-dev xz-utils
       libuv1-dev libhiredis-dev lua-cjson-dev libcmocka-dev redis-server redis-tools node-llhttp
-      tzdata python3 python3-croniter libssl-dev openssl ca-certificates libargon2-dev"
+      tzdata python3 python3-croniter libssl-dev openssl ca-certificates libargon2-dev libjs-chart.js"
 TEST_PKGS="chromium prometheus"
 
 case "${1:-}" in

@@ -60,6 +60,7 @@ static const opt_t options[] = {
     {"log-retention", OPT_INT, OFF(log_retention), "log lines kept in Redis per function (and for the platform) (default 10000)"},
     {"log-max-age", OPT_SECONDS, OFF(log_max_age), "how long log lines are kept in Redis, e.g. 7d, 12h (default 7d)"},
     {"access-log", OPT_STR, OFF(access_log), "a line per HTTP request answered: off, errors (status 400 and up, default) or all"},
+    {"series-interval", OPT_SECONDS, OFF(series_interval), "step of the dashboard's last-hour series, 1s to 60s (default 10s)"},
     {"cache-size", OPT_SIZE, OFF(cache_size), "memory for cached answers (cache = {...}), per worker (default 64m)"},
     {"accounts", OPT_FLAG, OFF(accounts), "serve the accounts service: /_/auth/ for clients, /_/api/users for operators"},
     {"accounts-issuer", OPT_STR, OFF(accounts_issuer), "iss of the accounts' access tokens (default crescent)"},
@@ -109,6 +110,7 @@ void cr_config_defaults(cr_config_t *c) {
   c->http_max_response = 6u * 1024 * 1024;
   c->http_max_requests = 50;
   c->cache_size = 64u * 1024 * 1024;
+  c->series_interval = 10;
   c->default_auth = cr_xstrdup("none");
   c->accounts_issuer = cr_xstrdup("crescent");
   c->accounts_min_password = 8;
@@ -316,6 +318,10 @@ int cr_config_set(cr_config_t *c, const char *name, const char *value, char *err
       double v;
       if ((strcmp(name, "log-max-age") == 0 ? cr_parse_age(value, &v) : cr_parse_seconds(value, &v)) || v <= 0) {
         snprintf(err, errlen, "--%s: expected seconds like 30, 0.5 or 500ms, got '%s'", name, value);
+        return CR_EINVAL;
+      }
+      if (strcmp(name, "series-interval") == 0 && (v < 1 || v > 60)) {
+        snprintf(err, errlen, "--series-interval: from 1s to 60s, got '%s'", value);
         return CR_EINVAL;
       }
       *(double *)field = v;

@@ -47,6 +47,7 @@ typedef struct cr_config_s {
   size_t http_max_response; /* bytes of an answer's body crescent.http takes */
   int http_max_requests;    /* crescent.http requests per invocation */
   size_t cache_size;        /* bytes of cached answers per worker */
+  double series_interval;   /* s: how often worker 0 samples the meters into Redis (series.h) */
   char *default_auth;       /* "none" or "apikey": the auth of functions without the setting */
   /* The accounts service (issue 17; core/svc/users.h) */
   int accounts;               /* serve /_/auth/ and /_/api/users */

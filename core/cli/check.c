@@ -1,5 +1,6 @@
 /* check.c - crescent check [DIR]: load every function as the server would and report. */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <llhttp.h>
 #include <luajit.h>
@@ -14,6 +15,7 @@
 #include "alloc.h"
 #include "config.h"
 #include "error.h"
+#include "jsontext.h"
 #include "loader.h"
 #include "log.h"
 #include "master.h"
@@ -27,19 +29,47 @@ static const char *const check_flags[] = {"functions", "init-timeout", NULL};
 
 const cr_cli_cmd_t cr_cli_check = {
     .name = "check",
-    .args = "[DIR]",
+    .args = "[DIR] [--json]",
     .about = "Loads every function in DIR (default: the --functions folder, ./functions) as the server\n"
              "would, and prints each problem as FILE: message on stderr. Exits 0 when every function\n"
-             "loads and routes, 1 otherwise.\n",
+             "loads and routes, 1 otherwise. --json: {\"ok\",\"functions\",\"dir\",\"problems\":[...]} on stdout.\n",
     .max_args = 1,
     .reads_config = 1,
     .flags = check_flags,
 };
 
+/* One problem: on stderr, or (--json) into the array of messages. */
+static void problem(int json, cr_buf_t *list, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void problem(int json, cr_buf_t *list, const char *fmt, ...) {
+  char msg[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (!json) {
+    fprintf(stderr, "%s\n", msg);
+    return;
+  }
+  if (list->len) cr_buf_putc(list, ',');
+  cr_json_escape(list, msg, strlen(msg));
+}
+
 int cr_cmd_check(int argc, char **argv) {
   cr_config_t cfg;
   char *rest[64];
   int nrest;
+  /* --json is check's own, not a server flag. */
+  int json = 0;
+  char *args[72];
+  int nargs = 0;
+  for (int i = 0; i < argc && nargs < 70; i++) {
+    if (i >= 2 && strcmp(argv[i], "--json") == 0) json = 1;
+    else args[nargs++] = argv[i];
+  }
+  args[nargs] = NULL;
+  argc = nargs;
+  argv = args;
+  cr_buf_t list = CR_BUF_INIT;
   int rc = cr_cli_start(&cr_cli_check, &cfg, argc, argv, rest, &nrest);
   if (rc >= 0) return rc;
   const char *dir = nrest > 0 ? rest[0] : cfg.functions_dir;
@@ -78,16 +108,16 @@ int cr_cmd_check(int argc, char **argv) {
   for (int i = 0; i < n; i++) {
     cr_fn_t *fn = cr_registry_add(reg, paths[i]);
     if (read_errors[i]) {
-      fprintf(stderr, "%s\n", read_errors[i]);
+      problem(json, &list, "%s", read_errors[i]);
       problems++;
     } else if (!fn) {
-      fprintf(stderr, "%s: not checked: more than %d functions\n", paths[i], CR_SHM_MAX_FUNCTIONS);
+      problem(json, &list, "%s: not checked: more than %d functions", paths[i], CR_SHM_MAX_FUNCTIONS);
       problems++;
     } else if (loads[i].ok) {
       cr_registry_publish(reg, fn, sources[i], loads[i].len, &loads[i].settings);
       sources[i] = NULL;
     } else {
-      fprintf(stderr, "%s\n", loads[i].error ? loads[i].error : paths[i]);
+      problem(json, &list, "%s", loads[i].error ? loads[i].error : paths[i]);
       problems++;
     }
     cr_load_clear(&loads[i]);
@@ -105,11 +135,18 @@ int cr_cmd_check(int argc, char **argv) {
   for (int i = 0; i < reg->nfns; i++) {
     cr_fn_t *fn = reg->fns[i];
     if (fn->current && fn->error) {
-      fprintf(stderr, "%s: %s\n", fn->relpath, fn->error);
+      problem(json, &list, "%s: %s", fn->relpath, fn->error);
       problems++;
     }
   }
-  if (problems == 0) printf("ok: %d function%s in %s\n", n, n == 1 ? "" : "s", dir);
+  if (json) {
+    cr_buf_t out = CR_BUF_INIT;
+    cr_buf_printf(&out, "{\"ok\":%s,\"functions\":%d,\"dir\":", problems ? "false" : "true", n);
+    cr_json_escape(&out, dir, strlen(dir));
+    cr_buf_printf(&out, ",\"problems\":[%.*s]}\n", (int)list.len, list.data ? list.data : "");
+    fwrite(out.data, 1, out.len, stdout);
+    cr_buf_free(&out);
+  } else if (problems == 0) printf("ok: %d function%s in %s\n", n, n == 1 ? "" : "s", dir);
   else fprintf(stderr, "%d problem%s in %s\n", problems, problems == 1 ? "" : "s", dir);
   for (int i = 0; i < n; i++) {
     free(sources[i]);
@@ -122,5 +159,6 @@ int cr_cmd_check(int argc, char **argv) {
   free(paths);
   cr_registry_free(reg);
   cr_config_free(&cfg);
+  cr_buf_free(&list);
   return problems ? 1 : 0;
 }

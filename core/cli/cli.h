@@ -23,7 +23,7 @@ typedef struct {
 } cr_cli_cmd_t;
 
 extern const cr_cli_cmd_t cr_cli_serve, cr_cli_check, cr_cli_new, cr_cli_version, cr_cli_invoke, cr_cli_keys,
-    cr_cli_plans, cr_cli_users, cr_cli_cost, cr_cli_logs;
+    cr_cli_plans, cr_cli_users, cr_cli_cost, cr_cli_logs, cr_cli_stats, cr_cli_queues, cr_cli_test;
 
 /* The overview: every command, then every flag. */
 void cr_cli_usage(FILE *out);
@@ -49,5 +49,8 @@ int cr_cmd_plans(int argc, char **argv);
 int cr_cmd_users(int argc, char **argv);
 int cr_cmd_cost(int argc, char **argv);
 int cr_cmd_logs(int argc, char **argv);
+int cr_cmd_stats(int argc, char **argv);
+int cr_cmd_queues(int argc, char **argv);
+int cr_cmd_test(int argc, char **argv);
 
 #endif

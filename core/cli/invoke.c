@@ -28,7 +28,7 @@ const cr_cli_cmd_t cr_cli_invoke = {
              "duration) on stderr, and exits 1 when it failed. --async queues it instead\n"
              "(X-Invocation-Type: Event) and prints the invocation id; its status is at\n"
              "URL/_/api/invocations/ID. URL: --url, else CRESCENT_URL, else http://127.0.0.1:8080.\n"
-             "The admin token: --admin-token, else CRESCENT_ADMIN_TOKEN.\n",
+             "The admin token: --token (or --admin-token), else CRESCENT_ADMIN_TOKEN.\n",
     .min_args = 1,
     .max_args = 1,
 };
@@ -96,7 +96,7 @@ int cr_cmd_invoke(int argc, char **argv) {
     const char *a = argv[i];
     const char **slot = strcmp(a, "--data") == 0 || strcmp(a, "-d") == 0 ? &data
                         : strcmp(a, "--url") == 0                       ? &url
-                        : strcmp(a, "--admin-token") == 0               ? &token
+                        : strcmp(a, "--admin-token") == 0 || strcmp(a, "--token") == 0 ? &token
                                                                         : NULL;
     if (slot) {
       if (i + 1 >= argc) return usage("missing the value of", a);
@@ -104,6 +104,7 @@ int cr_cmd_invoke(int argc, char **argv) {
     } else if (strncmp(a, "--data=", 7) == 0) data = a + 7;
     else if (strncmp(a, "--url=", 6) == 0) url = a + 6;
     else if (strncmp(a, "--admin-token=", 14) == 0) token = a + 14;
+    else if (strncmp(a, "--token=", 8) == 0) token = a + 8;
     else if (strcmp(a, "--async") == 0) async = 1;
     else if (a[0] == '-' && a[1]) return usage("unknown option", a);
     else if (!name) name = a;

@@ -32,8 +32,8 @@ const cr_cli_cmd_t cr_cli_keys = {
              "  list     names, functions, plans, when created and last used (never the keys)\n"
              "  revoke   the key stops working at once on every worker and node\n"
              "  usage    today's and this month's requests, the quota left, 30 days of history\n"
-             "Options: --url URL (else CRESCENT_URL, else http://127.0.0.1:8080), --admin-token\n"
-             "TOKEN (else CRESCENT_ADMIN_TOKEN), --json (list, usage: the answer as JSON).\n",
+             "Options: --url URL (else CRESCENT_URL, else http://127.0.0.1:8080), --token (or\n"
+             "--admin-token) TOKEN (else CRESCENT_ADMIN_TOKEN), --json (list, usage: the answer as JSON).\n",
     .min_args = 1,
     .max_args = 2,
 };
@@ -78,6 +78,7 @@ static int parse(opts_t *o, int argc, char **argv) {
     const char *flag;
     size_t off;
   } flags[] = {{"--url", offsetof(opts_t, url)},         {"--admin-token", offsetof(opts_t, token)},
+               {"--token", offsetof(opts_t, token)},
                {"--name", offsetof(opts_t, name)},       {"--functions", offsetof(opts_t, functions)},
                {"--plan", offsetof(opts_t, plan)},       {"--rps", offsetof(opts_t, rps)},
                {"--burst", offsetof(opts_t, burst)},     {"--quota", offsetof(opts_t, quota)},

@@ -7,7 +7,8 @@
 #include "cli.h"
 
 static const cr_cli_cmd_t *const commands[] = {&cr_cli_serve, &cr_cli_check, &cr_cli_new, &cr_cli_version, &cr_cli_invoke,
-                                               &cr_cli_keys, &cr_cli_plans, &cr_cli_users, &cr_cli_cost, &cr_cli_logs};
+                                               &cr_cli_keys, &cr_cli_plans, &cr_cli_users, &cr_cli_cost, &cr_cli_logs,
+                                               &cr_cli_stats, &cr_cli_queues, &cr_cli_test};
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 void cr_cli_usage(FILE *out) {
@@ -17,15 +18,22 @@ void cr_cli_usage(FILE *out) {
           "usage:\n"
           "  crescent serve [flags]              serve the functions folder over HTTP\n"
           "  crescent check [DIR]                validate every function in DIR (default ./functions)\n"
-          "  crescent new NAME [--functions DIR] make DIR/NAME.lua from a template\n"
+          "  crescent new NAME [--trigger T]     make functions/NAME.lua and NAME_test.lua from a template\n"
+          "  crescent test [DIR]                 run the functions' tests (*_test.lua) on a throwaway server\n"
           "  crescent invoke NAME [--data JSON]  run a function on a running server, print its result\n"
           "  crescent keys SUBCOMMAND            API keys: create, list, revoke, usage\n"
           "  crescent plans SUBCOMMAND           usage plans: create, list, delete\n"
           "  crescent users list|get|disable|... manage the accounts of a running server (--accounts)\n"
           "  crescent cost [--by function|day]   requests, GB-seconds and cost of a running server\n"
           "  crescent logs [NAME] [-f]           the server's log lines (kept in Redis); -f follows\n"
+          "  crescent stats [NAME] [--watch]     the functions' meters on a running server, as a table\n"
+          "  crescent queues [NAME] [--redrive]  the queues on a running server; redrive a dead-letter queue\n"
           "  crescent version                    print versions\n"
           "  crescent COMMAND --help             one command's usage\n"
+          "\n"
+          "exit status: 0 done, 1 failed (the command says why on stderr), 2 a usage error.\n"
+          "Commands that talk to a server take --url URL (CRESCENT_URL, default http://127.0.0.1:8080)\n"
+          "and --token TOKEN (CRESCENT_ADMIN_TOKEN); those that print data take --json.\n"
           "\n"
           "flags (each also CRESCENT_<NAME> in the environment, or 'name = value' in crescent.conf):\n");
   cr_config_usage(out);
@@ -140,6 +148,9 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "users") == 0) return cr_cmd_users(argc, argv);
   if (strcmp(cmd, "cost") == 0) return cr_cmd_cost(argc, argv);
   if (strcmp(cmd, "logs") == 0) return cr_cmd_logs(argc, argv);
+  if (strcmp(cmd, "stats") == 0) return cr_cmd_stats(argc, argv);
+  if (strcmp(cmd, "queues") == 0) return cr_cmd_queues(argc, argv);
+  if (strcmp(cmd, "test") == 0) return cr_cmd_test(argc, argv);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return cr_cmd_version(argc, argv);
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
     /* `crescent help check` is `crescent check --help`. */

@@ -70,6 +70,8 @@ int cr_registry_is_function_path(const char *relpath) {
   size_t n = strlen(relpath);
   if (n < 5 || strcmp(relpath + n - 4, ".lua") != 0) return 0;
   if (strncmp(relpath, "lib/", 4) == 0) return 0;
+  /* NAME_test.lua is a test of a function (crescent test), never a function. */
+  if (n > 9 && strcmp(relpath + n - 9, "_test.lua") == 0) return 0;
   const char *seg = relpath;
   while (seg) {
     if (seg[0] == '_' || seg[0] == '.' || seg[0] == '/') return 0;

@@ -93,7 +93,9 @@ typedef struct cr_registry_s {
 cr_registry_t *cr_registry_new(const char *root);
 void cr_registry_free(cr_registry_t *r);
 
-/* Is relpath (relative to the functions folder) a function file? */
+/* Is relpath (relative to the functions folder) a function file? Not one
+ * under lib/, with a part starting with '_' or '.', or named *_test.lua (a
+ * test: crescent test runs those). */
 int cr_registry_is_function_path(const char *relpath);
 /* Lists the function files under root, sorted. Caller frees each and the array. */
 int cr_registry_list(const char *root, char ***paths, int *n);

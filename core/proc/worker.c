@@ -27,6 +27,7 @@
 
 #include "accounts_api.h"
 #include "admin.h"
+#include "series.h"
 #include "async.h"
 #include "calls.h"
 #include "alloc.h"
@@ -76,6 +77,7 @@ typedef struct {
   uv_prepare_t flusher;
   uv_timer_t promoter;
   cr_kvexpire_t *kvexpire; /* worker 0's: KV expiries become expire records */
+  cr_series_t *series;     /* worker 0's: the meters' last hour, in Redis (series.h) */
   cr_redis_t *redis;
   cr_logstore_t *logstore; /* every line also goes to Redis (logstore.h) */
   cr_stdlib_t *stdlib;   /* the crescent.* modules' state, on redis */
@@ -216,6 +218,7 @@ static void on_usage_sent(void *data) {
   worker_t *w = data;
   uv_close((uv_handle_t *)&w->promoter, NULL);
   cr_kvexpire_stop(w->kvexpire);
+  cr_series_stop(w->series);
   uv_close((uv_handle_t *)&w->chan, NULL);
   uv_close((uv_handle_t *)&w->sigterm, NULL);
   uv_close((uv_handle_t *)&w->sigint, NULL);
@@ -505,6 +508,21 @@ int cr_worker_main(cr_worker_args_t *args) {
   w.admin.logstore = w.logstore;
   w.admin.loop = w.loop;
   w.admin.scache = cr_gateway_scache(w.gateway);
+  w.admin.series_redis = w.redis;
+  w.admin.series_interval = cfg->series_interval;
+  if (args->id == 0 && w.redis) {
+    /* One sampler per node: each node's worker 0 appends its own deltas, readers sum them. */
+    char host[64] = "", node[128];
+    gethostname(host, sizeof host - 1);
+    snprintf(node, sizeof node, "%s/%d", host[0] ? host : "node", (int)getppid());
+    cr_series_opts_t seo = {.prefix = cfg->redis_prefix, .interval = cfg->series_interval, .node = node};
+    w.series = cr_series_new(w.loop, w.redis, args->registry, args->shm, &seo);
+    if (!w.series) {
+      cr_log(CR_LOG_ERROR, NULL, NULL, "out of memory making the series sampler");
+      cr_log_flush();
+      return 1;
+    }
+  }
   cr_stdlib_set_cache(w.stdlib, &cr_scache_stdlib_ops, w.admin.scache);
   cr_http_opts_t opts = {
       .max_body = cfg->max_body,
@@ -570,6 +588,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_log_set_sink(NULL, NULL);
   cr_logstore_free(w.logstore);
   w.logstore = NULL;
+  cr_series_stop(w.series);
   cr_redis_free(w.redis);
   cr_pool_free(w.pool);
   uv_run(w.loop, UV_RUN_DEFAULT); /* let the pool's and gateway's handles close */
@@ -579,6 +598,7 @@ int cr_worker_main(cr_worker_args_t *args) {
   cr_async_free(w.async);
   cr_schedules_free(w.schedules);
   cr_kvexpire_free(w.kvexpire);
+  cr_series_free(w.series);
   cr_http_server_free(w.http);
   uv_loop_close(w.loop);
   cr_buf_free(&w.chan_in);

@@ -396,7 +396,10 @@ static void new_names_and_templates(void **state) {
   /* A .lua suffix is the file's, not the name's. */
   run(&r, s.root, "new", "foo.lua", "--functions", s.fndir, NULL);
   assert_int_equal(r.code, 0);
-  snprintf(want, sizeof want, "created %s/foo.lua, served at /foo: try curl localhost:8080/foo\n", s.fndir);
+  snprintf(want, sizeof want,
+           "created %s/foo.lua, served at /foo: try curl localhost:8080/foo\n"
+           "created %s/foo_test.lua: run it with crescent test\n",
+           s.fndir, s.fndir);
   assert_string_equal(r.out, want);
   run_free(&r);
   snprintf(path, sizeof path, "%s/foo.lua.lua", s.fndir);
@@ -407,7 +410,8 @@ static void new_names_and_templates(void **state) {
   for (size_t i = 0; i < 2; i++) {
     run(&r, s.root, "new", helps[i], "--functions", s.fndir, NULL);
     assert_int_equal(r.code, 0);
-    assert_memory_equal(r.out, "usage: crescent new NAME [flags]\n", 33);
+    static const char syn[] = "usage: crescent new NAME [flags]\n";
+    assert_memory_equal(r.out, syn, sizeof syn - 1);
     assert_string_equal(r.err, "");
     run_free(&r);
     snprintf(path, sizeof path, "%s/%s.lua", s.fndir, helps[i]);
@@ -417,8 +421,10 @@ static void new_names_and_templates(void **state) {
   /* Parameters: the handler returns them, and the URL has a value for each. */
   run(&r, s.root, "new", "users/[id]", "--functions", s.fndir, NULL);
   assert_int_equal(r.code, 0);
-  snprintf(want, sizeof want, "created %s/users/[id].lua, served at /users/:id: try curl localhost:8080/users/42\n",
-           s.fndir);
+  snprintf(want, sizeof want,
+           "created %s/users/[id].lua, served at /users/:id: try curl localhost:8080/users/42\n"
+           "created %s/users/[id]_test.lua: run it with crescent test\n",
+           s.fndir, s.fndir);
   assert_string_equal(r.out, want);
   run_free(&r);
   snprintf(path, sizeof path, "%s/users/[id].lua", s.fndir);
@@ -458,8 +464,9 @@ static void help_and_unexpected_arguments(void **state) {
   scratch(&s);
   run_t r;
   const char *cmds[] = {"serve", "check", "new", "version"};
-  const char *synopsis[] = {"usage: crescent serve [flags]\n", "usage: crescent check [DIR] [flags]\n",
-                            "usage: crescent new NAME [flags]\n", "usage: crescent version\n"};
+  const char *synopsis[] = {"usage: crescent serve [flags]\n", "usage: crescent check [DIR] [--json] [flags]\n",
+                            "usage: crescent new NAME [flags]\n",
+                            "usage: crescent version [--json]\n"};
   for (size_t i = 0; i < 4; i++) {
     const char *forms[][3] = {{cmds[i], "--help", NULL}, {cmds[i], "-h", NULL}, {"help", cmds[i], NULL}};
     for (size_t k = 0; k < 3; k++) {
@@ -486,9 +493,9 @@ static void help_and_unexpected_arguments(void **state) {
     const char *a[4];
     const char *err;
   } bad[] = {
-      {{"check", "a", "b", NULL}, "crescent check: unexpected argument 'b'\nusage: crescent check [DIR] [flags]\n"},
+      {{"check", "a", "b", NULL}, "crescent check: unexpected argument 'b'\nusage: crescent check [DIR] [--json] [flags]\n"},
       {{"check", "-x", NULL}, "crescent check: unknown option '-x'\n"},
-      {{"version", "extra", NULL}, "crescent version: unexpected argument 'extra'\nusage: crescent version\n"},
+      {{"version", "extra", NULL}, "crescent version: unexpected argument 'extra'\nusage: crescent version [--json]\n"},
       {{"version", "--workers", "2", NULL}, "crescent version: unexpected argument '--workers'\n"},
       {{"serve", "extra", NULL}, "crescent serve: unexpected argument 'extra'\n"},
       {{"new", "a", "b", NULL}, "crescent new: unexpected argument 'b'\n"},

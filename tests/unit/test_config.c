@@ -192,6 +192,14 @@ static void test_set_values(void **state) {
   cr_config_t c;
   cr_config_defaults(&c);
   set_err(&c, "workers", "0", "--workers");
+  /* The dashboard's series step: 1 s to 60 s. */
+  assert_true(c.series_interval == 10);
+  set_err(&c, "series-interval", "0.5", "from 1s to 60s");
+  set_err(&c, "series-interval", "61", "from 1s to 60s");
+  set_ok(&c, "series-interval", "1");
+  assert_true(c.series_interval == 1);
+  set_ok(&c, "series-interval", "1m");
+  assert_true(c.series_interval == 60);
   set_err(&c, "workers", "-2", "--workers");
   set_err(&c, "workers", "2x", "2x");
   set_err(&c, "workers", "", "--workers");

@@ -98,10 +98,12 @@ static cr_fn_t *routed_to(cr_registry_t *r, unsigned method, const char *path) {
 static void test_is_function_path(void **state) {
   (void)state;
   const char *yes[] = {"hello.lua", "users/[id].lua", "a/b/c.lua", "api/lib/x.lua", "lib.lua",
-                       "library/x.lua", "docs/[...path].lua", "x_y.lua", "a.b.lua"};
+                       "library/x.lua", "docs/[...path].lua", "x_y.lua", "a.b.lua",
+                       "test.lua", "x_tests.lua", "my_test/x.lua"};
   const char *no[] = {"_x.lua",   ".x.lua",      "lib/x.lua", "lib/a/b.lua", "_shared/x.lua", "a/_b.lua",
                       "a/.b/c.lua", "x.txt",     "x.lua.bak", ".lua",        "a.LUA",         "/abs.lua",
-                      "a//b.lua", "a/.lua",     "",          "lua",         "x.lu"};
+                      "a//b.lua", "a/.lua",     "",          "lua",         "x.lu",
+                      "hello_test.lua", "orders/new_test.lua", "x_test.lua"};
   for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
     if (!cr_registry_is_function_path(yes[i])) fail_msg("'%s' should be a function", yes[i]);
   for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)

@@ -18,6 +18,8 @@
 #include "log.h"
 #include "router.h"
 #include "scache.h"
+#include "dashboard.h"
+#include "series.h"
 
 int cr_admin_owns(const char *path, size_t len) {
   return (len >= 3 && memcmp(path, "/_/", 3) == 0) || (len == 2 && memcmp(path, "/_", 2) == 0);
@@ -742,6 +744,14 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
     }
   }
   int get = req->method == CR_M_GET || req->method == CR_M_HEAD;
+  int asset = cr_dashboard_find(p, n);
+  if (asset >= 0) {
+    /* The page holds no data: with a token it is open (it asks for the token); without
+     * one, the loopback rule of the APIs. */
+    if ((a->token && *a->token) || !cr_admin_guard(a, req)) cr_dashboard_serve(req, asset);
+    cr_buf_free(&b);
+    return;
+  }
   if (IS("/_/health")) {
     if (!get) goto not_allowed;
     /* The worker's own Redis connection: what its invocations would get. */
@@ -774,6 +784,9 @@ void cr_admin_handle(const cr_admin_t *a, cr_http_req_t *req) {
     if (!get) goto not_allowed;
     cr_logs_api_t la = {a->logstore, a->loop, a->shm};
     cr_admin_logs_tail(&la, req);
+  } else if (IS("/_/api/series")) {
+    if (!get) goto not_allowed;
+    cr_series_handle(a->series_redis, a->prefix ? a->prefix : "cr:", a->series_interval, a->registry, req);
   } else if (IS("/_/api/functions")) {
     if (!get) goto not_allowed;
     functions_json(a, &b);

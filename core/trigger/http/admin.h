@@ -19,6 +19,12 @@
  *                            (function, level, since, until, requestId, trace,
  *                            q, limit) with a cursor: README "Operating crescent"
  *   GET /_/api/logs/tail  -> the same as they come, text/event-stream (SSE)
+ *   GET /_/api/series?function=NAME[&minutes=M]
+ *                         -> the function's last hour, per interval (series.h)
+ *   GET /_/ , /_/dashboard/{app.js,app.css,chart.js}
+ *                         -> the dashboard: a page compiled into the binary
+ *                            (dashboard/, and Debian's Chart.js) that reads
+ *                            the APIs above with the token it is given
  *   DELETE /_/api/cache[?function=NAME][&path=/P]
  *                         -> purges cached answers (README "Response cache"):
  *                            {"purged": N}, or 503 when Redis could not take
@@ -33,6 +39,9 @@
  *    (401, WWW-Authenticate: Bearer) or with another token, it is refused.
  *    Without a token configured, only loopback clients are served, others
  *    get 403 telling the operator to set --admin-token.
+ *  - The dashboard's files hold no data: with a token configured they are
+ *    open (the page asks for the token and sends it to the APIs); without
+ *    one, loopback only, as the APIs.
  *  - /_/health, and the 404 of any other /_/ path, are open to everyone. */
 #ifndef CR_ADMIN_H
 #define CR_ADMIN_H
@@ -58,6 +67,8 @@ typedef struct {
   int usage_read_script;      /* usage_read.lua's index among the connection's scripts */
   cr_logstore_t *logstore;    /* the logs in Redis (logstore.h), or NULL without Redis */
   uv_loop_t *loop;            /* the worker's, for the log tails' timers */
+    cr_redis_t *series_redis;   /* GET /_/api/series reads with it (series.h); NULL: 503 */
+  double series_interval;     /* s: the series' step */
 } cr_admin_t;
 
 /* GET /_/api/usage (usage_api.c): answered once Redis replied. */
