@@ -67,7 +67,7 @@ typedef struct {
   int usage_read_script;      /* usage_read.lua's index among the connection's scripts */
   cr_logstore_t *logstore;    /* the logs in Redis (logstore.h), or NULL without Redis */
   uv_loop_t *loop;            /* the worker's, for the log tails' timers */
-    cr_redis_t *series_redis;   /* GET /_/api/series reads with it (series.h); NULL: 503 */
+  cr_redis_t *series_redis;   /* GET /_/api/series reads with it (series.h); NULL: 503 */
   double series_interval;     /* s: the series' step */
 } cr_admin_t;
 
