@@ -947,12 +947,54 @@ static void route_auth_user(void **state) {
   srv_stop(&s);
 }
 
+/* The code_for that is not old (a code made after it): waits at most 5 s. */
+static void new_code_for(srv_t *s, const char *purpose, const char *login, const char *old, char *out, size_t n) {
+  long long until = now_ms() + 5000;
+  for (;;) {
+    code_for(s, purpose, login, out, n);
+    if (strcmp(out, old) != 0) return;
+    if (now_ms() > until) fail_msg("no new %s code for %s", purpose, login);
+    sleep_ms(20);
+  }
+}
+
+/* A code's wrong tries outlive the code: asking for a new one (forgot, anyone may) does not
+ * start them again, or the 6 digits fall to tries x codes. The lock ends with the code's TTL. */
+static void code_guesses(void **state) {
+  (void)state;
+  srv_t s;
+  start(&s, "--accounts --workers 1 --accounts-code-ttl 3");
+  make_user(&s, "cat@example.com");
+  char code[16], code2[16], wrong[16], body[400];
+  expect_post(&s, "/_/auth/forgot", "{\"login\":\"cat@example.com\"}", 202, "\"ok\":true");
+  code_for(&s, "reset", "cat@example.com", code, sizeof code);
+  snprintf(wrong, sizeof wrong, "%06d", (atoi(code) + 1) % 1000000);
+  snprintf(body, sizeof body, "{\"login\":\"cat@example.com\",\"code\":\"%s\",\"password\":\"a new horse staple\"}", wrong);
+  for (int i = 0; i < 5; i++) expect_post(&s, "/_/auth/reset", body, 400, "wrong code");
+  /* Out of tries: even the right code is refused now, and so is a new one's. */
+  snprintf(body, sizeof body, "{\"login\":\"cat@example.com\",\"code\":\"%s\",\"password\":\"a new horse staple\"}", code);
+  expect_post(&s, "/_/auth/reset", body, 429, "too many wrong codes");
+  expect_post(&s, "/_/auth/forgot", "{\"login\":\"cat@example.com\"}", 202, "\"ok\":true");
+  sleep_ms(300); /* a new code, had one been made, is stored by now */
+  code_for(&s, "reset", "cat@example.com", code2, sizeof code2);
+  assert_string_equal(code2, code); /* none was made */
+  expect_post(&s, "/_/auth/reset", body, 429, "too many wrong codes");
+  /* Not forever: once the exhausted code has expired, a new code works. */
+  sleep_ms(3200);
+  expect_post(&s, "/_/auth/forgot", "{\"login\":\"cat@example.com\"}", 202, "\"ok\":true");
+  new_code_for(&s, "reset", "cat@example.com", code, code2, sizeof code2);
+  snprintf(body, sizeof body, "{\"login\":\"cat@example.com\",\"code\":\"%s\",\"password\":\"a new horse staple\"}", code2);
+  expect_post(&s, "/_/auth/reset", body, 200, "\"ok\":true");
+  srv_stop(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(flow),     cmocka_unit_test(off_by_default), cmocka_unit_test(cors), cmocka_unit_test(tokens_and_rotation),
       cmocka_unit_test(expiry),   cmocka_unit_test(throttling),     cmocka_unit_test(hooks),
       cmocka_unit_test(operators), cmocka_unit_test(from_functions), cmocka_unit_test(storm),
-      cmocka_unit_test(route_auth_user),
+      cmocka_unit_test(route_auth_user), cmocka_unit_test(code_guesses),
   };
+  if (getenv("CR_TEST_ONLY")) cmocka_set_test_filter(getenv("CR_TEST_ONLY")); /* one test while iterating */
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
