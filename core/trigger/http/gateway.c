@@ -1123,10 +1123,26 @@ static void cache_waits_free(cr_gateway_t *g) {
 /* Redis answered a shared lookup (or failed to). A hit is kept locally (for CR_SCACHE_LOCAL_MS)
  * and answered; a stale one is kept too, this request refreshing it; anything else goes to the
  * function, as a miss. */
+static void invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m, int restarts);
+/* Checks a reload may make again before one is answered: a function reloaded without end is not the
+ * client's fault, but it must not hold the request forever either. */
+#define POLICY_RESTARTS_MAX 3
+
 static void on_shared(void *data, int result, const cr_rcache_entry_t *e, const cr_scache_stamps_t *st) {
   cache_wait_t *w = data;
   cr_gateway_t *g = w->g;
   cache_wait_unlink(w);
+  if (w->fn->current != w->ver) {
+    /* Reloaded while Redis was asked: the checks were made for the old version, the new one's
+     * auth or rate limit may differ; they run again under it (no further restart of the checks). */
+    cr_identity_free(w->auth);
+    cr_rcache_refresh_failed(g->rcache, w->miss->key, w->miss->klen); /* if it was the refresher */
+    free(w->miss);
+    invoke(g, w->req, w->fn, &w->match, POLICY_RESTARTS_MAX);
+    cr_fnver_unref(w->ver);
+    free(w);
+    return;
+  }
   miss_t *miss = w->miss;
   cr_shm_fn_t *f = g->opts.shm ? cr_shm_fn(g->opts.shm, w->fn->slot) : NULL;
   const cr_ratelimit_spec_t *rate = w->rl_set ? &w->rate : NULL;
@@ -1265,16 +1281,10 @@ typedef struct {
   int restarts; /* times the checks began again for a newer version */
 } policy_wait_t;
 
-/* Checks a reload may make again before one is answered: a function reloaded without end is not the
- * client's fault, but it must not hold the request forever either. */
-#define POLICY_RESTARTS_MAX 3
-
 static void wait_end(policy_wait_t *w) {
   cr_fnver_unref(w->ver);
   free(w);
 }
-
-static void invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m, int restarts);
 
 /* A reload came while w's checks waited (Redis, an authorizer): they were made for a version that
  * is no longer the one that will run, and the new one's auth or rate limit may differ (auth added,
