@@ -1,6 +1,7 @@
 -- users_rt: refresh tokens (the OAuth 2.0 security BCP's rotation with reuse
 -- detection). A token is stored by its SHA-256 (rt:HASH -> uid, fam, used);
--- a family (fam:FAM -> uid, or 'revoked') is one sign-in's chain of tokens.
+-- a family (fam:FAM -> uid, or 'revoked') is one sign-in's chain of tokens; rtu:FAM lists its
+-- most recent used tokens (see rotate).
 -- KEYS[1] the login index; ARGV: base, op, ...
 --   'new' HASH UID FAM TTLMS        a new family's first token -> 1
 --   'rotate' OLD NEW TTLMS          -> {1, user fields} | {0} unknown, expired or
@@ -38,8 +39,17 @@ if #u == 0 then return {-2} end
 for i = 1, #u, 2 do
   if u[i] == 'disabled' and u[i + 1] == '1' then return {-2} end
 end
--- The used token stays (until its own expiry) so that presenting it again is seen as reuse.
+-- The used token stays (until its own expiry) so that presenting it again is seen as reuse, but
+-- only the family's KEEP most recent ones (rtu:FAM, newest first): rotating costs no password
+-- hash, so one client rotating in a loop would otherwise leave a key per rotation for the whole
+-- TTL. An older used token is gone: refused as unknown, without revoking the family.
+local KEEP = 16
 redis.call('HSET', rk, 'used', '1')
+local uk = base .. 'rtu:' .. t[2]
+redis.call('LPUSH', uk, ARGV[3])
+for _, h in ipairs(redis.call('LRANGE', uk, KEEP, -1)) do redis.call('DEL', base .. 'rt:' .. h) end
+redis.call('LTRIM', uk, 0, KEEP - 1)
+redis.call('PEXPIRE', uk, ttl)
 local nk = base .. 'rt:' .. ARGV[4]
 redis.call('HSET', nk, 'uid', t[1], 'fam', t[2], 'used', '0')
 redis.call('PEXPIRE', nk, ttl)

@@ -988,12 +988,39 @@ static void code_guesses(void **state) {
   srv_stop(&s);
 }
 
+/* Refresh-token rotation keeps a bounded number of used tokens per sign-in: one client rotating in
+ * a loop (no password hash slows it) must not fill Redis with a key per rotation for the tokens'
+ * whole lifetime. Recent used tokens are still seen as reuse. */
+static void rotation_bounded(void **state) {
+  (void)state;
+  srv_t s;
+  start(&s, "--accounts --workers 1");
+  make_user(&s, "dan@example.com");
+  char at[2048], rt[100], prev[100] = "", prev2[100] = "";
+  signin(&s, "dan@example.com", PW, at, sizeof at, rt, sizeof rt);
+  for (int i = 0; i < 60; i++) {
+    snprintf(prev2, sizeof prev2, "%s", prev);
+    snprintf(prev, sizeof prev, "%s", rt);
+    assert_int_equal(refresh(&s, prev, rt, sizeof rt), 200);
+  }
+  char *keys = srv_rcli(&s, "--scan", "--pattern", "cr:{users}:rt:*", NULL);
+  int n = 0;
+  for (const char *p = keys; (p = strstr(p, "cr:{users}:rt:")); p++) n++;
+  free(keys);
+  if (n > 17) fail_msg("%d refresh-token keys after 60 rotations of one sign-in, want at most 17", n);
+  /* A recent used token is reuse: the sign-in is revoked, the newest token with it. */
+  assert_int_equal(refresh(&s, prev2, NULL, 0), 401);
+  assert_int_equal(refresh(&s, rt, NULL, 0), 401);
+  srv_stop(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(flow),     cmocka_unit_test(off_by_default), cmocka_unit_test(cors), cmocka_unit_test(tokens_and_rotation),
       cmocka_unit_test(expiry),   cmocka_unit_test(throttling),     cmocka_unit_test(hooks),
       cmocka_unit_test(operators), cmocka_unit_test(from_functions), cmocka_unit_test(storm),
       cmocka_unit_test(route_auth_user), cmocka_unit_test(code_guesses),
+      cmocka_unit_test(rotation_bounded),
   };
   if (getenv("CR_TEST_ONLY")) cmocka_set_test_filter(getenv("CR_TEST_ONLY")); /* one test while iterating */
   return cmocka_run_group_tests(tests, NULL, NULL);
