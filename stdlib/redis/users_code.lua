@@ -39,7 +39,7 @@ if ARGV[7] == 'confirm' then
   redis.call('HSET', uk, 'confirmed', '1')
 elseif ARGV[7] == 'reset' then
   redis.call('HSET', uk, 'pw', ARGV[8])
-  for _, f in ipairs(redis.call('SMEMBERS', base .. 'ufam:' .. uid)) do
+  for _, f in ipairs(redis.call('ZRANGE', base .. 'ufam:' .. uid, 0, -1)) do
     local fk = base .. 'fam:' .. f
     if redis.call('EXISTS', fk) == 1 then redis.call('SET', fk, 'revoked', 'KEEPTTL') end
   end

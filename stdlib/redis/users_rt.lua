@@ -9,13 +9,31 @@
 --                                      now) | {-2} the user is disabled or gone
 --   'revoke' HASH                   sign-out: its family is revoked -> 1 | 0
 local base, op = ARGV[1], ARGV[2]
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 if op == 'new' then
   local rk, ttl = base .. 'rt:' .. ARGV[3], ARGV[6]
   redis.call('HSET', rk, 'uid', ARGV[4], 'fam', ARGV[5], 'used', '0')
   redis.call('PEXPIRE', rk, ttl)
   redis.call('SET', base .. 'fam:' .. ARGV[5], ARGV[4], 'PX', ttl)
+  -- The user's families by when they were last used (ufam:UID, a sorted set): those unused for
+  -- the TTL have expired; past MAXFAM live ones the oldest are revoked, so signing in in a loop
+  -- cannot grow Redis without end.
+  local MAXFAM = 64
   local fk = base .. 'ufam:' .. ARGV[4]
-  redis.call('SADD', fk, ARGV[5])
+  local now = now_ms()
+  redis.call('ZADD', fk, now, ARGV[5])
+  redis.call('ZREMRANGEBYSCORE', fk, '-inf', now - tonumber(ttl))
+  local over = redis.call('ZCARD', fk) - MAXFAM
+  if over > 0 then
+    for _, f in ipairs(redis.call('ZRANGE', fk, 0, over - 1)) do
+      local k = base .. 'fam:' .. f
+      if redis.call('EXISTS', k) == 1 then redis.call('SET', k, 'revoked', 'KEEPTTL') end
+    end
+    redis.call('ZREMRANGEBYRANK', fk, 0, over - 1)
+  end
   redis.call('PEXPIRE', fk, ttl)
   return 1
 end
@@ -54,5 +72,6 @@ local nk = base .. 'rt:' .. ARGV[4]
 redis.call('HSET', nk, 'uid', t[1], 'fam', t[2], 'used', '0')
 redis.call('PEXPIRE', nk, ttl)
 redis.call('PEXPIRE', famk, ttl)
+redis.call('ZADD', base .. 'ufam:' .. t[1], 'XX', now_ms(), t[2])
 redis.call('PEXPIRE', base .. 'ufam:' .. t[1], ttl)
 return {1, u}

@@ -1014,13 +1014,33 @@ static void rotation_bounded(void **state) {
   srv_stop(&s);
 }
 
+/* A user's sign-ins (refresh-token families) are bounded: each one lives for the refresh TTL, so
+ * signing in in a loop would grow Redis without end. Past 64, the oldest is revoked. */
+static void families_bounded(void **state) {
+  (void)state;
+  srv_t s;
+  start(&s, "--accounts --workers 1");
+  make_user(&s, "eve@example.com");
+  char at[2048], first[100], rt[100];
+  signin(&s, "eve@example.com", PW, at, sizeof at, first, sizeof first);
+  for (int i = 0; i < 69; i++) signin(&s, "eve@example.com", PW, at, sizeof at, rt, sizeof rt);
+  assert_int_equal(refresh(&s, first, NULL, 0), 401); /* the oldest sign-in was revoked */
+  assert_int_equal(refresh(&s, rt, rt, sizeof rt), 200);
+  char *keys = srv_rcli(&s, "--scan", "--pattern", "cr:{users}:ufam:*", NULL);
+  char key[200];
+  assert_int_equal(sscanf(keys, "%199s", key), 1);
+  free(keys);
+  assert_int_equal(srv_rcli_ll(&s, "ZCARD", key, NULL), 64);
+  srv_stop(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(flow),     cmocka_unit_test(off_by_default), cmocka_unit_test(cors), cmocka_unit_test(tokens_and_rotation),
       cmocka_unit_test(expiry),   cmocka_unit_test(throttling),     cmocka_unit_test(hooks),
       cmocka_unit_test(operators), cmocka_unit_test(from_functions), cmocka_unit_test(storm),
       cmocka_unit_test(route_auth_user), cmocka_unit_test(code_guesses),
-      cmocka_unit_test(rotation_bounded),
+      cmocka_unit_test(rotation_bounded), cmocka_unit_test(families_bounded),
   };
   if (getenv("CR_TEST_ONLY")) cmocka_set_test_filter(getenv("CR_TEST_ONLY")); /* one test while iterating */
   return cmocka_run_group_tests(tests, NULL, NULL);
