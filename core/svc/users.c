@@ -572,11 +572,15 @@ cr_users_op_t *cr_users_update(cr_users_t *u, const char *uid, const char *attrs
   return op;
 }
 
+/* A user's code tries used up (users_code.lua): no code is made or taken until the exhausted one expires. */
+static const char too_many_codes[] = "too many wrong codes: try again later";
+
 static void on_int_reply(void *data, redisReply *r, const char *err) {
   cr_users_op_t *op = data;
   op->rr = NULL;
   if (err || !r || r->type != REDIS_REPLY_INTEGER) fail_now(op, 503, redis_down);
   else if (r->integer == 0 && op->kind == K_DELETE) fail_now(op, 404, "no such user");
+  else if (r->integer == 2 && op->kind == K_CODE_NEW) fail_now(op, 429, too_many_codes);
   else finish(op);
 }
 
@@ -725,6 +729,7 @@ static void on_code_used(void *data, redisReply *r, const char *err) {
   op->rr = NULL;
   if (err || !r || r->type != REDIS_REPLY_INTEGER) fail_now(op, 503, redis_down);
   else if (r->integer == 1) finish(op);
+  else if (r->integer == -2) fail_now(op, 429, too_many_codes);
   else fail_now(op, 400, r->integer == 0 ? "no valid code: request a new one" : "wrong code");
 }
 

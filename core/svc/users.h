@@ -12,8 +12,9 @@
  *   ids              zset  every id (score 0, listed in id order)
  *   rt:SHA256        hash  a refresh token: uid, fam, used 0|1 (expires with it)
  *   fam:FAM          str   a family's user id, or "revoked"
- *   ufam:ID          set   the user's families (revoked on disable, reset, delete)
- *   code:PURPOSE:ID  hash  h (the code's SHA-256), tries (expires with the code)
+ *   rtu:FAM          list  the family's 16 most recent used tokens' hashes (older rt: keys deleted)
+ *   ufam:ID          zset  the user's families by last use, at most 64 (revoked on disable, reset, delete)
+ *   code:PURPOSE:ID  hash  h (the code's SHA-256, "" once out of tries), tries (expires with the code)
  *   fail:a:LOGIN, fail:i:IP  hash n, until: the throttle (users_throttle.lua)
  *
  * Logins: leading and trailing whitespace trimmed; with an '@' an e-mail

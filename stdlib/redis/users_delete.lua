@@ -9,7 +9,7 @@ if redis.call('HGET', KEYS[1], login) == id then redis.call('HDEL', KEYS[1], log
 redis.call('DEL', uk, base .. 'code:confirm:' .. id, base .. 'code:reset:' .. id)
 redis.call('ZREM', base .. 'ids', id)
 local fk = base .. 'ufam:' .. id
-for _, f in ipairs(redis.call('SMEMBERS', fk)) do
+for _, f in ipairs(redis.call('ZRANGE', fk, 0, -1)) do
   local k = base .. 'fam:' .. f
   if redis.call('EXISTS', k) == 1 then redis.call('SET', k, 'revoked', 'KEEPTTL') end
 end

@@ -8,7 +8,7 @@ if redis.call('EXISTS', uk) == 0 then return false end
 for i = 4, #ARGV, 2 do redis.call('HSET', uk, ARGV[i], ARGV[i + 1]) end
 if ARGV[3] == '1' then
   local fk = base .. 'ufam:' .. id
-  for _, f in ipairs(redis.call('SMEMBERS', fk)) do
+  for _, f in ipairs(redis.call('ZRANGE', fk, 0, -1)) do
     local k = base .. 'fam:' .. f
     if redis.call('EXISTS', k) == 1 then redis.call('SET', k, 'revoked', 'KEEPTTL') end
   end

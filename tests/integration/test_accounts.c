@@ -947,12 +947,101 @@ static void route_auth_user(void **state) {
   srv_stop(&s);
 }
 
+/* The code_for that is not old (a code made after it): waits at most 5 s. */
+static void new_code_for(srv_t *s, const char *purpose, const char *login, const char *old, char *out, size_t n) {
+  long long until = now_ms() + 5000;
+  for (;;) {
+    code_for(s, purpose, login, out, n);
+    if (strcmp(out, old) != 0) return;
+    if (now_ms() > until) fail_msg("no new %s code for %s", purpose, login);
+    sleep_ms(20);
+  }
+}
+
+/* A code's wrong tries outlive the code: asking for a new one (forgot, anyone may) does not
+ * start them again, or the 6 digits fall to tries x codes. The lock ends with the code's TTL. */
+static void code_guesses(void **state) {
+  (void)state;
+  srv_t s;
+  start(&s, "--accounts --workers 1 --accounts-code-ttl 3");
+  make_user(&s, "cat@example.com");
+  char code[16], code2[16], wrong[16], body[400];
+  expect_post(&s, "/_/auth/forgot", "{\"login\":\"cat@example.com\"}", 202, "\"ok\":true");
+  code_for(&s, "reset", "cat@example.com", code, sizeof code);
+  snprintf(wrong, sizeof wrong, "%06d", (atoi(code) + 1) % 1000000);
+  snprintf(body, sizeof body, "{\"login\":\"cat@example.com\",\"code\":\"%s\",\"password\":\"a new horse staple\"}", wrong);
+  for (int i = 0; i < 5; i++) expect_post(&s, "/_/auth/reset", body, 400, "wrong code");
+  /* Out of tries: even the right code is refused now, and so is a new one's. */
+  snprintf(body, sizeof body, "{\"login\":\"cat@example.com\",\"code\":\"%s\",\"password\":\"a new horse staple\"}", code);
+  expect_post(&s, "/_/auth/reset", body, 429, "too many wrong codes");
+  expect_post(&s, "/_/auth/forgot", "{\"login\":\"cat@example.com\"}", 202, "\"ok\":true");
+  sleep_ms(300); /* a new code, had one been made, is stored by now */
+  code_for(&s, "reset", "cat@example.com", code2, sizeof code2);
+  assert_string_equal(code2, code); /* none was made */
+  expect_post(&s, "/_/auth/reset", body, 429, "too many wrong codes");
+  /* Not forever: once the exhausted code has expired, a new code works. */
+  sleep_ms(3200);
+  expect_post(&s, "/_/auth/forgot", "{\"login\":\"cat@example.com\"}", 202, "\"ok\":true");
+  new_code_for(&s, "reset", "cat@example.com", code, code2, sizeof code2);
+  snprintf(body, sizeof body, "{\"login\":\"cat@example.com\",\"code\":\"%s\",\"password\":\"a new horse staple\"}", code2);
+  expect_post(&s, "/_/auth/reset", body, 200, "\"ok\":true");
+  srv_stop(&s);
+}
+
+/* Refresh-token rotation keeps a bounded number of used tokens per sign-in: one client rotating in
+ * a loop (no password hash slows it) must not fill Redis with a key per rotation for the tokens'
+ * whole lifetime. Recent used tokens are still seen as reuse. */
+static void rotation_bounded(void **state) {
+  (void)state;
+  srv_t s;
+  start(&s, "--accounts --workers 1");
+  make_user(&s, "dan@example.com");
+  char at[2048], rt[100], prev[100] = "", prev2[100] = "";
+  signin(&s, "dan@example.com", PW, at, sizeof at, rt, sizeof rt);
+  for (int i = 0; i < 60; i++) {
+    snprintf(prev2, sizeof prev2, "%s", prev);
+    snprintf(prev, sizeof prev, "%s", rt);
+    assert_int_equal(refresh(&s, prev, rt, sizeof rt), 200);
+  }
+  char *keys = srv_rcli(&s, "--scan", "--pattern", "cr:{users}:rt:*", NULL);
+  int n = 0;
+  for (const char *p = keys; (p = strstr(p, "cr:{users}:rt:")); p++) n++;
+  free(keys);
+  if (n > 17) fail_msg("%d refresh-token keys after 60 rotations of one sign-in, want at most 17", n);
+  /* A recent used token is reuse: the sign-in is revoked, the newest token with it. */
+  assert_int_equal(refresh(&s, prev2, NULL, 0), 401);
+  assert_int_equal(refresh(&s, rt, NULL, 0), 401);
+  srv_stop(&s);
+}
+
+/* A user's sign-ins (refresh-token families) are bounded: each one lives for the refresh TTL, so
+ * signing in in a loop would grow Redis without end. Past 64, the oldest is revoked. */
+static void families_bounded(void **state) {
+  (void)state;
+  srv_t s;
+  start(&s, "--accounts --workers 1");
+  make_user(&s, "eve@example.com");
+  char at[2048], first[100], rt[100];
+  signin(&s, "eve@example.com", PW, at, sizeof at, first, sizeof first);
+  for (int i = 0; i < 69; i++) signin(&s, "eve@example.com", PW, at, sizeof at, rt, sizeof rt);
+  assert_int_equal(refresh(&s, first, NULL, 0), 401); /* the oldest sign-in was revoked */
+  assert_int_equal(refresh(&s, rt, rt, sizeof rt), 200);
+  char *keys = srv_rcli(&s, "--scan", "--pattern", "cr:{users}:ufam:*", NULL);
+  char key[200];
+  assert_int_equal(sscanf(keys, "%199s", key), 1);
+  free(keys);
+  assert_int_equal(srv_rcli_ll(&s, "ZCARD", key, NULL), 64);
+  srv_stop(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(flow),     cmocka_unit_test(off_by_default), cmocka_unit_test(cors), cmocka_unit_test(tokens_and_rotation),
       cmocka_unit_test(expiry),   cmocka_unit_test(throttling),     cmocka_unit_test(hooks),
       cmocka_unit_test(operators), cmocka_unit_test(from_functions), cmocka_unit_test(storm),
-      cmocka_unit_test(route_auth_user),
+      cmocka_unit_test(route_auth_user), cmocka_unit_test(code_guesses),
+      cmocka_unit_test(rotation_bounded), cmocka_unit_test(families_bounded),
   };
+  if (getenv("CR_TEST_ONLY")) cmocka_set_test_filter(getenv("CR_TEST_ONLY")); /* one test while iterating */
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -655,12 +655,39 @@ static void redis_slow_then_gone(void **state) {
   assert_int_equal(srv_stop(&s), 0);
 }
 
+/* A reload while a request waits on its shared lookup (Redis paused): version 1 had no auth,
+ * version 2 needs an API key. The request must not reach version 2's handler unchecked. */
+static void reload_mid_lookup(void **state) {
+  (void)state;
+  srv_t s;
+  srv_init(&s);
+  srv_write(&s, "gate.lua", "return { cache = { ttl = 30, shared = true }, handler = function(e) return 'open' end }\n");
+  srv_start(&s, "--workers 1");
+  http_expect(s.port, "/gate?warm=1", 200, "open");
+  free(srv_rcli(&s, "CLIENT", "PAUSE", "1500", "ALL", NULL));
+  int fd = http_connect(s.port);
+  http_sends(fd, "GET /gate HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  sleep_ms(100); /* it waits on Redis now */
+  srv_write(&s, "gate.lua",
+            "return { auth = 'apikey', cache = { ttl = 30, shared = true }, handler = function() return 'secret' end }\n");
+  assert_int_equal(srv_log_wait(&s, 1, 3000, "loaded gate.lua (version 2", NULL), 1);
+  http_resp_t r;
+  assert_int_equal(http_read(fd, &r, 0, 5000), 0);
+  if (r.status != 401 || strstr(r.body, "secret")) fail_msg("after the reload: %d %s, want 401", r.status, r.body);
+  assert_non_null(strstr(r.body, "\"error\":\"missing credentials\""));
+  http_free(&r);
+  http_close(fd);
+  srv_stop(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(shared_across_nodes_and_purges),
       cmocka_unit_test(principals_never_share),
       cmocka_unit_test(new_version_starts_empty),
       cmocka_unit_test(redis_slow_then_gone),
+      cmocka_unit_test(reload_mid_lookup),
   };
+  if (getenv("CR_TEST_ONLY")) cmocka_set_test_filter(getenv("CR_TEST_ONLY")); /* one test while iterating */
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1151,10 +1151,26 @@ static void cache_waits_free(cr_gateway_t *g) {
 /* Redis answered a shared lookup (or failed to). A hit is kept locally (for CR_SCACHE_LOCAL_MS)
  * and answered; a stale one is kept too, this request refreshing it; anything else goes to the
  * function, as a miss. */
+static void invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m, int restarts);
+/* Checks a reload may make again before one is answered: a function reloaded without end is not the
+ * client's fault, but it must not hold the request forever either. */
+#define POLICY_RESTARTS_MAX 3
+
 static void on_shared(void *data, int result, const cr_rcache_entry_t *e, const cr_scache_stamps_t *st) {
   cache_wait_t *w = data;
   cr_gateway_t *g = w->g;
   cache_wait_unlink(w);
+  if (w->fn->current != w->ver) {
+    /* Reloaded while Redis was asked: the checks were made for the old version, the new one's
+     * auth or rate limit may differ; they run again under it (no further restart of the checks). */
+    cr_identity_free(w->auth);
+    cr_rcache_refresh_failed(g->rcache, w->miss->key, w->miss->klen); /* if it was the refresher */
+    free(w->miss);
+    invoke(g, w->req, w->fn, &w->match, POLICY_RESTARTS_MAX);
+    cr_fnver_unref(w->ver);
+    free(w);
+    return;
+  }
   miss_t *miss = w->miss;
   cr_shm_fn_t *f = g->opts.shm ? cr_shm_fn(g->opts.shm, w->fn->slot) : NULL;
   const cr_ratelimit_spec_t *rate = w->rl_set ? &w->rate : NULL;
@@ -1290,6 +1306,7 @@ typedef struct {
   cr_fnver_t *ver;
   cr_identity_t *auth;
   cr_route_match_t match;
+  int restarts; /* times the checks began again for a newer version */
 } policy_wait_t;
 
 static void wait_end(policy_wait_t *w) {
@@ -1297,9 +1314,24 @@ static void wait_end(policy_wait_t *w) {
   free(w);
 }
 
+/* A reload came while w's checks waited (Redis, an authorizer): they were made for a version that
+ * is no longer the one that will run, and the new one's auth or rate limit may differ (auth added,
+ * other keys), so they begin again under it. 1 when w was ended that way, 0 when w->ver is current. */
+static int version_changed(policy_wait_t *w) {
+  if (w->fn->current == w->ver) return 0;
+  cr_identity_free(w->auth);
+  w->auth = NULL;
+  if (w->restarts >= POLICY_RESTARTS_MAX)
+    cr_http_respond_error(w->req, 503, "the function changed while the request was checked: try again");
+  else invoke(w->g, w->req, w->fn, &w->match, w->restarts + 1);
+  wait_end(w);
+  return 1;
+}
+
 static void on_rate(void *data, const cr_rl_result_t *r) {
   policy_wait_t *w = data;
   const cr_settings_t *s = &w->ver->settings;
+  if (r->allowed && version_changed(w)) return;
   if (r->allowed) {
     submit(w->g, w->req, w->fn, &w->match, &s->rate, r, w->auth);
   } else {
@@ -1324,6 +1356,7 @@ static void on_auth(void *data, int answered, cr_identity_t *id) {
     return;
   }
   w->auth = id;
+  if (version_changed(w)) return;
   const cr_ratelimit_spec_t *rate = &w->ver->settings.rate;
   if (rate->rps <= 0) {
     submit(w->g, w->req, w->fn, &w->match, NULL, NULL, id);
@@ -1337,6 +1370,10 @@ static void on_auth(void *data, int answered, cr_identity_t *id) {
 }
 
 void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m) {
+  invoke(g, req, fn, m, 0);
+}
+
+static void invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const cr_route_match_t *m, int restarts) {
   cr_fnver_t *ver = fn->current;
   cr_auth_kind_t kind = ver && !fn->platform ? cr_gwauth_kind(g->auth, ver) : CR_AUTH_NONE;
   if (!ver || fn->platform || (kind == CR_AUTH_NONE && ver->settings.rate.rps <= 0)) {
@@ -1352,6 +1389,7 @@ void cr_gateway_invoke(cr_gateway_t *g, cr_http_req_t *req, cr_fn_t *fn, const c
   w->req = req;
   w->fn = fn;
   w->ver = ver;
+  w->restarts = restarts;
   cr_fnver_ref(ver);
   cr_route_match_copy(&w->match, m);
   cr_gwauth_check(g->auth, req, fn, ver, on_auth, w);
