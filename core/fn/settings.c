@@ -1159,6 +1159,9 @@ static int read_auth(lua_State *L, cr_settings_t *s, char *err, size_t errlen) {
                            "\"keys/jwks.json\"");
   else if (a->secret_env && !valid_env_name(a->secret_env))
     rc = fail(err, errlen, "setting 'auth.jwt': 'secretEnv' must be an environment variable name like JWT_SECRET");
+  else if (a->secret_env && strncmp(a->secret_env, "CRESCENT_", 9) == 0)
+    /* the server's own settings (CRESCENT_ADMIN_TOKEN, ...) are never a function's secret */
+    rc = fail(err, errlen, "setting 'auth.jwt': 'secretEnv' cannot name one of the server's CRESCENT_* variables");
   if (!rc) {
     raw_field(L, "algorithms");
     if (lua_isnil(L, -1)) {

@@ -1024,6 +1024,8 @@ static void test_auth_settings(void **state) {
                 "setting 'auth.jwt': algorithms entry 1 must be one of RS256, ES256, EdDSA, HS256");
   refused_exact("return { handler = print, auth = { jwt = { secretEnv = 'bad name' } } }",
                 "setting 'auth.jwt': 'secretEnv' must be an environment variable name like JWT_SECRET");
+  refused_exact("return { handler = print, auth = { jwt = { secretEnv = 'CRESCENT_ADMIN_TOKEN' } } }",
+                "setting 'auth.jwt': 'secretEnv' cannot name one of the server's CRESCENT_* variables");
   accepted("return { handler = print, auth = 'user', rateLimit = { rps = 1, by = 'principal' } }", &s);
   assert_int_equal(s.auth.kind, CR_AUTH_USER);
   cr_settings_free(&s);
