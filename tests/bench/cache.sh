@@ -237,7 +237,7 @@ start_peer() { # name -> PEER_PID once it answers /cached; 1 when it did not sta
 
 cache_misses() { # crescent's metrics.cache misses of "cached"
   curl -s --max-time 2 "http://127.0.0.1:$(port_of crescent)/_/api/functions" |
-    grep -o '"cache":{"hits":[0-9]*,"misses":[0-9]*}' | head -n 1 | sed 's/.*"misses":\([0-9]*\)}/\1/'
+    grep -o '"cache":{"hits":[0-9]*,"misses":[0-9]*' | head -n 1 | sed 's/.*"misses":\([0-9]*\)$/\1/'
 }
 
 validate() { # name -> "ok" or a reason: the same 1 KB body, 200; crescent: X-Cache hit
