@@ -133,23 +133,8 @@ static int l_auth(lua_State *L) {
     cr_jwt_claims_free(&cl);
     return 1;
   }
-  cr_invocation_t *inv = cr_invoke_current(L);
-  if (!inv) {
-    luaL_where(L, 2);
-    lua_pushliteral(L, "crescent.auth calls are only possible inside a handler, not during init (module top level)");
-    lua_concat(L, 2);
-    return lua_error(L);
-  }
-  if (cr_clock_ns() >= inv->deadline_ns) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "timeout");
-    return 2;
-  }
-  if (!cr_invoke_can_yield(L, inv)) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "cannot call crescent.auth here (inside a C callback)");
-    return 2;
-  }
+  cr_invocation_t *inv = cr_invoke_for_call(L, "crescent.auth calls are", "crescent.auth");
+  if (!inv) return 2;
   acall_t *c = calloc(1, sizeof *c);
   if (!c) {
     lua_pushnil(L);

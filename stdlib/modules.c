@@ -296,24 +296,8 @@ static int l_call(lua_State *L) {
   cr_stdlib_t *S = stdlib_at(L, 4);
   cr_buf_t *numbuf = &S->numbuf;
   int is_eval = mode >= 1;
-  cr_invocation_t *inv = cr_invoke_current(L);
-  if (!inv) {
-    /* Point at the user's line (level 2: the module function is level 1). */
-    luaL_where(L, 2);
-    lua_pushliteral(L, "crescent stdlib calls are only possible inside a handler, not during init (module top level)");
-    lua_concat(L, 2);
-    return lua_error(L);
-  }
-  if (cr_clock_ns() >= inv->deadline_ns) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "timeout");
-    return 2;
-  }
-  if (!cr_invoke_can_yield(L, inv)) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "cannot call %s here (inside a C callback)", lua_tostring(L, lua_upvalueindex(3)));
-    return 2;
-  }
+  cr_invocation_t *inv = cr_invoke_for_call(L, "crescent stdlib calls are", lua_tostring(L, lua_upvalueindex(3)));
+  if (!inv) return 2;
   int top = lua_gettop(L);
   int first = is_eval ? 2 : 1;
   int argc = top - first + 1;
@@ -470,30 +454,15 @@ static void on_icall_done(void *data, const char *err, const char *text, size_t 
 static int l_invoke(lua_State *L) {
   cr_stdlib_t *S = stdlib_at(L, 1);
   int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
-  cr_invocation_t *inv = cr_invoke_current(L);
-  if (!inv) {
-    luaL_where(L, 2);
-    lua_pushliteral(L, "crescent.invoke calls are only possible inside a handler, not during init (module top level)");
-    lua_concat(L, 2);
-    return lua_error(L);
-  }
   size_t nlen, elen;
   const char *name = luaL_checklstring(L, 1, &nlen);
   const char *event = luaL_checklstring(L, 2, &elen);
   double delay = luaL_optnumber(L, 3, 0);
-  if (cr_clock_ns() >= inv->deadline_ns) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "timeout");
-    return 2;
-  }
+  cr_invocation_t *inv = cr_invoke_for_call(L, "crescent.invoke calls are", "crescent.invoke");
+  if (!inv) return 2;
   if (!S->calls) {
     lua_pushnil(L);
     lua_pushliteral(L, "invocation unavailable");
-    return 2;
-  }
-  if (!cr_invoke_can_yield(L, inv)) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "cannot call crescent.invoke here (inside a C callback)");
     return 2;
   }
   icall_t *c = malloc(sizeof *c);
@@ -549,28 +518,13 @@ static void on_purge_done(void *data, const char *err) {
  * Upvalue: the cr_stdlib_t. */
 static int l_cache_purge(lua_State *L) {
   cr_stdlib_t *S = stdlib_at(L, 1);
-  cr_invocation_t *inv = cr_invoke_current(L);
-  if (!inv) {
-    luaL_where(L, 2);
-    lua_pushliteral(L, "ctx.cache.purge is only possible inside a handler, not during init (module top level)");
-    lua_concat(L, 2);
-    return lua_error(L);
-  }
   size_t len;
   const char *path = luaL_checklstring(L, 1, &len);
-  if (cr_clock_ns() >= inv->deadline_ns) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "timeout");
-    return 2;
-  }
+  cr_invocation_t *inv = cr_invoke_for_call(L, "ctx.cache.purge is", "ctx.cache.purge");
+  if (!inv) return 2;
   if (!S->cache) {
     lua_pushnil(L);
     lua_pushliteral(L, "cache unavailable");
-    return 2;
-  }
-  if (!cr_invoke_can_yield(L, inv)) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "cannot call ctx.cache.purge here (inside a C callback)");
     return 2;
   }
   pcall_t *c = malloc(sizeof *c);

@@ -420,6 +420,27 @@ int cr_invoke_can_yield(lua_State *L, const cr_invocation_t *inv) {
   return ok;
 }
 
+cr_invocation_t *cr_invoke_for_call(lua_State *L, const char *what, const char *who) {
+  cr_invocation_t *inv = cr_invoke_current(L);
+  if (!inv) {
+    luaL_where(L, 2); /* the user's line: the module function is level 1 */
+    lua_pushfstring(L, "%s only possible inside a handler, not during init (module top level)", what);
+    lua_concat(L, 2);
+    lua_error(L);
+  }
+  if (cr_clock_ns() >= inv->deadline_ns) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return NULL;
+  }
+  if (!cr_invoke_can_yield(L, inv)) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot call %s here (inside a C callback)", who);
+    return NULL;
+  }
+  return inv;
+}
+
 int cr_invoke_yield(lua_State *L, cr_invocation_t *inv, void *pending, cr_invoke_detach_cb detach_cb) {
   /* A yield that failed before (inside a metamethod called from C, where
    * LuaJIT cannot yield) may have left I/O behind: drop its reply. */

@@ -116,6 +116,13 @@ cr_invocation_t *cr_invoke_current(lua_State *L);
  * user coroutines only when they pass platform yields on (lua/sandbox.lua's
  * `passes`)? Check before starting the I/O a yield would wait on. */
 int cr_invoke_can_yield(lua_State *L, const cr_invocation_t *inv);
+/* The checks a stdlib call that yields makes before it starts its I/O: the
+ * current invocation, or NULL with nil, err pushed (return 2): "timeout"
+ * past its deadline, "cannot call WHO here (inside a C callback)" where it
+ * cannot yield. Outside an invocation (a module's top level) it raises
+ * "WHAT only possible inside a handler, ..." at the caller's line (WHAT: "crescent.auth
+ * calls are"). */
+cr_invocation_t *cr_invoke_for_call(lua_State *L, const char *what, const char *who);
 /* Suspends the running invocation on pending I/O: use as
  * `return cr_invoke_yield(L, inv, pending, detach);` from a C function. */
 int cr_invoke_yield(lua_State *L, cr_invocation_t *inv, void *pending, cr_invoke_detach_cb detach);
